@@ -1,0 +1,218 @@
+"""Santec TSL-570 tunable laser: SCPI over TCP (pyvisa ``TCPIP::host::5000::SOCKET``).
+
+Protocol facts (TSL-570 programming manual, public drivers): commands and replies end in
+CR; ``*IDN?`` answers ``SANTEC,TSL-570,<serial>,<firmware>``; ``:POW:STAT 1|0`` switches
+the output, ``:POW:UNIT 1`` selects milliwatts so ``:POW <mW>`` sets the power (about
+0.04 to 20 mW); ``:WAV:UNIT 0`` selects nanometres and ``:WAV <nm>`` (0.1 pm resolution)
+tunes, with the range from ``:WAV:MIN?``/``:WAV:MAX?``; ``:COHC 1|0`` is coherence
+control. Setting commands return nothing, so after each one the driver reads the error
+queue (``:SYST:ERR?``, ``0,"No error"`` when clean); ``:SYST:ALER?`` reports hardware
+alerts (``No alerts.`` when clean).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from drivers.common.base import (
+    DriverBase,
+    make_transport,
+    require_transport,
+    validate_config_settings,
+    with_default_options,
+)
+from drivers.common.scpi import ScpiLink
+from drivers.common.validate import check_bool, check_number, parse_float, parse_on_off
+from labctl.interfaces.build import BuildContext, InstrumentSpec
+from labctl.interfaces.errors import InstrumentFault, ProtocolError
+from labctl.interfaces.instrument import Health
+from labctl.transport.base import Transport
+
+NO_ERROR = '0,"No error"'
+NO_ALERTS = "No alerts."
+ORDER_TUNING = 0
+ORDER_OUTPUT = 10  # light goes on only after power and wavelength are back
+
+
+class TSL570(DriverBase):
+    """Driver for the Santec TSL-570 (implements labctl's Laser interface)."""
+
+    model = "Santec TSL-570"
+    power_range_mw = (0.04, 20.0)
+    # Union of the TSL-570 variants' bands; the unit's own band is read at connect.
+    nominal_wavelength_range_nm = (1260.0, 1680.0)
+
+    def __init__(
+        self,
+        name: str,
+        transport: Transport,
+        *,
+        wavelength_range_nm: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__(name, transport)
+        self._scpi = ScpiLink(transport, terminator=b"\r")
+        self._wavelength_range_nm = wavelength_range_nm or self.nominal_wavelength_range_nm
+
+    @classmethod
+    def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
+        """Build from a station entry; settings: output, power_mw, wavelength_nm, coherence."""
+        transport_spec = require_transport(spec, ("visa", "tcp"))
+        transport_spec = with_default_options(
+            transport_spec, {"write_termination": "\r", "read_termination": "\r"}
+        )
+        name = spec.name
+        low, high = cls.power_range_mw
+        wl_low, wl_high = cls.nominal_wavelength_range_nm
+        validated = validate_config_settings(
+            spec,
+            {
+                "output": lambda v: check_bool(name, "output", v),
+                "power_mw": lambda v: check_number(name, "power_mw", v, low, high),
+                "wavelength_nm": lambda v: check_number(name, "wavelength_nm", v, wl_low, wl_high),
+                "coherence_control": lambda v: check_bool(name, "coherence_control", v),
+            },
+        )
+        driver = cls(name, make_transport(transport_spec, instrument=name))
+        for key, value in validated.items():
+            driver._plan(key, value)
+        return driver
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def _identify(self) -> dict[str, str]:
+        reply = await self._scpi.ask("*IDN?")
+        fields = [part.strip() for part in reply.split(",")]
+        if len(fields) != 4 or fields[0].upper() != "SANTEC":
+            raise ProtocolError(
+                f"not a Santec identity: {reply!r}", instrument=self.name, command="*IDN?"
+            )
+        # Units first: every later number on this link is in mW and nm.
+        await self._write(":POW:UNIT 1")
+        await self._write(":WAV:UNIT 0")
+        low = await self._ask_float(":WAV:MIN?")
+        high = await self._ask_float(":WAV:MAX?")
+        if not 0.0 < low < high:
+            raise ProtocolError(
+                f"wavelength range {low}..{high} nm makes no sense",
+                instrument=self.name,
+                command=":WAV:MAX?",
+            )
+        self._wavelength_range_nm = (low, high)
+        return {"vendor": fields[0], "model": fields[1], "serial": fields[2], "firmware": fields[3]}
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Identity and every setting as read back from the laser."""
+        return {
+            "model": self.model,
+            **self.identity,
+            "output": await self.get_output(),
+            "power_mw": await self.get_power_mw(),
+            "wavelength_nm": await self.get_wavelength_nm(),
+            "coherence_control": await self.get_coherence_control(),
+            "wavelength_range_nm": list(self._wavelength_range_nm),
+        }
+
+    async def safe_state(self) -> None:
+        """Switch the optical output off (and remember it, so a reconnect keeps it off)."""
+        await self.set_output(False)
+
+    async def health(self) -> Health:
+        """Read the error queue and the alert list; healthy when both are clean."""
+        error = await self._scpi.ask(":SYST:ERR?")
+        alert = await self._scpi.ask(":SYST:ALER?")
+        actual_mw = await self._ask_float(":POW:ACT?")
+        readings: dict[str, float | int | str | bool] = {
+            "error": error,
+            "alert": alert,
+            "actual_power_mw": actual_mw,
+        }
+        problems = [
+            text for text, clean in ((error, NO_ERROR), (alert, NO_ALERTS)) if text != clean
+        ]
+        return Health(ok=not problems, detail="; ".join(problems) or "ok", readings=readings)
+
+    # -- Laser interface ----------------------------------------------------------------
+
+    async def set_output(self, enabled: bool) -> None:
+        """Switch the optical output on or off."""
+        check_bool(self.name, "output", enabled)
+        await self._write(f":POW:STAT {int(enabled)}")
+        self._plan("output", enabled)
+
+    async def get_output(self) -> bool:
+        """True when the output is on."""
+        command = ":POW:STAT?"
+        return parse_on_off(await self._scpi.ask(command), instrument=self.name, command=command)
+
+    async def set_power_mw(self, power_mw: float) -> None:
+        """Set the output power setpoint in milliwatts."""
+        value = self._check_power(power_mw)
+        await self._write(f":POW {value:.2f}")
+        self._plan("power_mw", value)
+
+    async def get_power_mw(self) -> float:
+        """The output power setpoint in milliwatts."""
+        return await self._ask_float(":POW?")
+
+    async def set_wavelength_nm(self, wavelength_nm: float) -> None:
+        """Tune to ``wavelength_nm`` (0.1 pm resolution) within the laser's range."""
+        value = self._check_wavelength(wavelength_nm)
+        await self._write(f":WAV {value:.4f}")
+        self._plan("wavelength_nm", value)
+
+    async def get_wavelength_nm(self) -> float:
+        """The emission wavelength in nanometres."""
+        return await self._ask_float(":WAV?")
+
+    async def set_coherence_control(self, enabled: bool) -> None:
+        """Switch coherence control (linewidth broadening) on or off."""
+        check_bool(self.name, "coherence_control", enabled)
+        await self._write(f":COHC {int(enabled)}")
+        self._plan("coherence_control", enabled)
+
+    async def get_coherence_control(self) -> bool:
+        """True when coherence control is on."""
+        command = ":COHC?"
+        return parse_on_off(await self._scpi.ask(command), instrument=self.name, command=command)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _check_power(self, power_mw: float) -> float:
+        low, high = self.power_range_mw
+        return check_number(self.name, "power_mw", power_mw, low, high)
+
+    def _check_wavelength(self, wavelength_nm: float) -> float:
+        low, high = self._wavelength_range_nm
+        return check_number(self.name, "wavelength_nm", wavelength_nm, low, high)
+
+    def _plan(self, key: str, value: Any) -> None:
+        """Remember a setting so connect() (re-)applies it."""
+        appliers = {
+            "output": lambda: self._write(f":POW:STAT {int(value)}"),
+            "power_mw": lambda: self._write(f":POW {value:.2f}"),
+            "wavelength_nm": lambda: self._write(f":WAV {value:.4f}"),
+            "coherence_control": lambda: self._write(f":COHC {int(value)}"),
+        }
+        order = ORDER_OUTPUT if key == "output" else ORDER_TUNING
+        self._remember(key, value, appliers[key], order=order)
+
+    async def _write(self, command: str) -> None:
+        """Send a setting command, then read the error queue: anything but no-error faults."""
+        await self._scpi.send(command)
+        error = await self._scpi.ask(":SYST:ERR?")
+        if error != NO_ERROR:
+            code, _, text = error.partition(",")
+            try:
+                int(code)
+            except ValueError:
+                raise ProtocolError(
+                    f"error queue reply does not parse: {error!r}",
+                    instrument=self.name,
+                    command=command,
+                ) from None
+            raise InstrumentFault(
+                f"device error {code}: {text.strip(chr(34))}", instrument=self.name, command=command
+            )
+
+    async def _ask_float(self, command: str) -> float:
+        return parse_float(await self._scpi.ask(command), instrument=self.name, command=command)
