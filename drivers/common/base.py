@@ -17,7 +17,7 @@ from labctl.interfaces.errors import ConfigError
 from labctl.interfaces.instrument import LifecycleMixin
 from labctl.transport.base import Transport
 
-Applier = Callable[[], Awaitable[None]]
+Applier = Callable[[], Awaitable[object]]
 
 
 class SettingsMemory:

@@ -1,0 +1,210 @@
+"""OZ Optics EPC-400 electric polarization controller: ASCII over RS-232 (pyserial).
+
+Protocol facts (EPC driver manual, public drivers): 9600 baud 8N1; commands end in CR LF;
+the reply is zero or more text lines, then a line ``Done`` (success) or ``Error!`` (the
+controller refused the command). ``V<ch>,<mV>`` drives one of the four squeezers
+(``ch`` 1..4, -5000..+5000 mV); ``V?`` answers ``Voltage(mV): CH1 +2200 CH2 +5000 CH3
+-1000 CH4 -4000``; ``VZ<ch>`` sets a channel to 0 V; ``MDC``/``MAC`` select fixed voltage
+(DC) or scrambling (AC) mode and ``M?`` reports it; ``F<ch>,<Hz>`` sets a channel's
+scrambling frequency (0..100 Hz). Some firmware echoes the command as the first line; the
+driver skips such an echo.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Self
+
+from drivers.common.base import (
+    DriverBase,
+    make_transport,
+    require_transport,
+    validate_config_settings,
+    with_default_options,
+)
+from drivers.common.validate import (
+    check_bool,
+    check_int,
+    check_length,
+    check_number,
+    decode_ascii,
+)
+from labctl.interfaces.build import BuildContext, InstrumentSpec
+from labctl.interfaces.errors import InstrumentFault, ProtocolError
+from labctl.interfaces.instrument import Health
+from labctl.transport.base import Transport
+
+N_AXES = 4
+VOLTAGE_RANGE_MV = (-5000.0, 5000.0)
+MAX_REPLY_LINES = 8  # a reply longer than this is noise, not the EPC-400
+_VOLTAGE_RE = re.compile(r"CH(\d)\s*([+-]?\d+)")
+
+
+class EPC400(DriverBase):
+    """Driver for the OZ Optics EPC-400 (implements labctl's PolarizationController)."""
+
+    model = "OZ Optics EPC-400"
+
+    def __init__(self, name: str, transport: Transport) -> None:
+        super().__init__(name, transport)
+        self._remember("mode", "DC", lambda: self._command("MDC"), order=-1)
+
+    @classmethod
+    def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
+        """Build from a station entry; settings: voltages_mv (4 values), scrambling (bool)."""
+        transport_spec = require_transport(spec, ("serial",))
+        transport_spec = with_default_options(
+            transport_spec, {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1}
+        )
+        name = spec.name
+        validated = validate_config_settings(
+            spec,
+            {
+                "voltages_mv": lambda v: _check_voltages(name, v),
+                "scrambling": lambda v: check_bool(name, "scrambling", v),
+            },
+        )
+        driver = cls(name, make_transport(transport_spec, instrument=name))
+        for axis, voltage in enumerate(validated.get("voltages_mv", [])):
+            driver._plan_voltage(axis, voltage)
+        if "scrambling" in validated:
+            driver._plan_mode(validated["scrambling"])
+        return driver
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def _identify(self) -> dict[str, str]:
+        # The EPC-400 has no identity query; a mode query proves it answers our protocol.
+        await self._mode()
+        return {"vendor": "OZ Optics", "model": "EPC-400"}
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Identity, mode and the four squeezer voltages as read back."""
+        return {
+            "model": self.model,
+            **self.identity,
+            "mode": await self._mode(),
+            "voltages_mv": await self.get_voltages_mv(),
+        }
+
+    async def safe_state(self) -> None:
+        """Fixed-voltage mode and every squeezer at 0 V."""
+        await self.set_scrambling(False)
+        for axis in range(N_AXES):
+            await self._command(f"VZ{axis + 1}")
+            self._plan_voltage(axis, 0)
+
+    async def health(self) -> Health:
+        """Query mode and voltages; healthy when the controller answers and holds DC mode."""
+        mode = await self._mode()
+        voltages = await self.get_voltages_mv()
+        readings: dict[str, float | int | str | bool] = {"mode": mode}
+        readings.update({f"voltage_{axis}_mv": v for axis, v in enumerate(voltages)})
+        expected = self.remembered_settings.get("mode", "DC")
+        ok = mode == expected
+        return Health(
+            ok=ok, detail="ok" if ok else f"mode {mode}, expected {expected}", readings=readings
+        )
+
+    # -- PolarizationController interface -----------------------------------------------
+
+    @property
+    def n_axes(self) -> int:
+        """Four fiber squeezers."""
+        return N_AXES
+
+    @property
+    def voltage_range_mv(self) -> tuple[float, float]:
+        """-5000..+5000 mV per squeezer."""
+        return VOLTAGE_RANGE_MV
+
+    async def set_voltages_mv(self, voltages_mv: Sequence[float]) -> None:
+        """Drive all four squeezers, one command each (validated before the first is sent)."""
+        values = _check_voltages(self.name, voltages_mv)
+        for axis, value in enumerate(values):
+            await self._command(f"V{axis + 1},{value}")
+            self._plan_voltage(axis, value)
+
+    async def get_voltages_mv(self) -> list[float]:
+        """The four squeezer voltages in millivolts."""
+        lines = await self._command("V?")
+        found = {int(ch): float(mv) for ch, mv in _VOLTAGE_RE.findall(" ".join(lines))}
+        if sorted(found) != [1, 2, 3, 4]:
+            raise ProtocolError(
+                f"expected CH1..CH4 voltages, got {lines!r}", instrument=self.name, command="V?"
+            )
+        return [found[axis + 1] for axis in range(N_AXES)]
+
+    async def set_voltage_mv(self, axis: int, voltage_mv: float) -> None:
+        """Drive one squeezer (axis 0..3) in millivolts (rounded to whole mV)."""
+        check_int(self.name, "axis", axis, 0, N_AXES - 1)
+        value = round(check_number(self.name, "voltage_mv", voltage_mv, *VOLTAGE_RANGE_MV))
+        await self._command(f"V{axis + 1},{value}")
+        self._plan_voltage(axis, value)
+
+    # -- model extras -------------------------------------------------------------------
+
+    async def set_scrambling(self, enabled: bool) -> None:
+        """AC (scrambling) mode when True, fixed-voltage DC mode when False."""
+        check_bool(self.name, "scrambling", enabled)
+        await self._command("MAC" if enabled else "MDC")
+        self._plan_mode(enabled)
+
+    async def set_frequency_hz(self, axis: int, frequency_hz: int) -> None:
+        """Scrambling frequency of one squeezer (axis 0..3), 0..100 Hz."""
+        check_int(self.name, "axis", axis, 0, N_AXES - 1)
+        value = check_int(self.name, "frequency_hz", frequency_hz, 0, 100)
+        command = f"F{axis + 1},{value}"
+        await self._command(command)
+        self._remember(f"frequency_{axis}_hz", value, lambda: self._command(command))
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _plan_voltage(self, axis: int, value: int) -> None:
+        self._remember(f"voltage_{axis}_mv", value, lambda: self._command(f"V{axis + 1},{value}"))
+
+    def _plan_mode(self, scrambling: bool) -> None:
+        command = "MAC" if scrambling else "MDC"
+        self._remember("mode", command[1:], lambda: self._command(command), order=-1)
+
+    async def _mode(self) -> str:
+        lines = await self._command("M?")
+        words = " ".join(lines).upper().split()
+        modes = [word[:2] for word in words if word[:2] in ("AC", "DC")]
+        if len(modes) != 1:
+            raise ProtocolError(
+                f"cannot read the mode from {lines!r}", instrument=self.name, command="M?"
+            )
+        return modes[0]
+
+    async def _command(self, command: str) -> list[str]:
+        """Send one command; return its text lines, or InstrumentFault on ``Error!``."""
+        async with self._transport.transaction():
+            await self._transport.write(command.encode("ascii") + b"\r\n", command=command)
+            lines: list[str] = []
+            for _ in range(MAX_REPLY_LINES):
+                raw = await self._transport.read_until(b"\r\n", command=command)
+                line = decode_ascii(raw, instrument=self.name, command=command).strip()
+                if line == "Done":
+                    return lines
+                if line.startswith("Error"):
+                    raise InstrumentFault(
+                        f"controller answered {line!r}", instrument=self.name, command=command
+                    )
+                if line and not (not lines and line == command):
+                    lines.append(line)
+        raise ProtocolError(
+            f"no Done/Error! after {MAX_REPLY_LINES} lines: {lines!r}",
+            instrument=self.name,
+            command=command,
+        )
+
+
+def _check_voltages(instrument: str, voltages_mv: Sequence[float]) -> list[int]:
+    """Four voltages within range, rounded to whole millivolts."""
+    check_length(instrument, "voltages_mv", voltages_mv, N_AXES)
+    return [
+        round(check_number(instrument, f"voltages_mv[{axis}]", v, *VOLTAGE_RANGE_MV))
+        for axis, v in enumerate(voltages_mv)
+    ]
