@@ -1,5 +1,24 @@
 """Async transports to instruments: TCP, serial, VISA and ZMQ, with timeouts and locks."""
 
 from labctl.transport.base import Transport
+from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, BufferedTransport
+from labctl.transport.factory import check_zmq_address, make_transport, parse_host_port
+from labctl.transport.serialport import SerialTransport
+from labctl.transport.tcp import TcpTransport
+from labctl.transport.visa import VisaTransport
+from labctl.transport.zmq_req import ZmqTransport
+from labctl.transport.zmq_sub import ZmqSubscriber
 
-__all__ = ["Transport"]
+__all__ = [
+    "DEFAULT_MAX_REPLY_BYTES",
+    "BufferedTransport",
+    "SerialTransport",
+    "TcpTransport",
+    "Transport",
+    "VisaTransport",
+    "ZmqSubscriber",
+    "ZmqTransport",
+    "check_zmq_address",
+    "make_transport",
+    "parse_host_port",
+]
