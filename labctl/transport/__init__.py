@@ -2,7 +2,12 @@
 
 from labctl.transport.base import Transport
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, BufferedTransport
-from labctl.transport.factory import check_zmq_address, make_transport, parse_host_port
+from labctl.transport.factory import (
+    check_zmq_address,
+    make_subscriber,
+    make_transport,
+    parse_host_port,
+)
 from labctl.transport.serialport import SerialTransport
 from labctl.transport.tcp import TcpTransport
 from labctl.transport.visa import VisaTransport
@@ -19,6 +24,7 @@ __all__ = [
     "ZmqSubscriber",
     "ZmqTransport",
     "check_zmq_address",
+    "make_subscriber",
     "make_transport",
     "parse_host_port",
 ]

@@ -16,11 +16,12 @@ from pyvisa import rname
 from labctl.interfaces.build import Source, TransportSpec
 from labctl.interfaces.errors import ConfigError
 from labctl.transport.base import Transport
-from labctl.transport.core import check_timeout_s
+from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, check_timeout_s
 from labctl.transport.serialport import SerialTransport
 from labctl.transport.tcp import TcpTransport
 from labctl.transport.visa import VisaTransport
 from labctl.transport.zmq_req import ZmqTransport
+from labctl.transport.zmq_sub import Pattern, ZmqSubscriber
 
 COMMON_OPTIONS = frozenset({"max_reply_bytes", "open_timeout_s"})
 KIND_OPTIONS: dict[str, frozenset[str]] = {
@@ -62,13 +63,7 @@ def make_transport(
     """
 
     def fail(field: str, message: str, suggestion: str | None = None) -> ConfigError:
-        return ConfigError(
-            f"instrument '{instrument}': {message}",
-            file=None if source is None else source.file,
-            line=None if source is None else source.line,
-            field=f"instruments.{instrument}.transport.{field}",
-            suggestion=suggestion,
-        )
+        return _config_error(instrument, source, f"transport.{field}", message, suggestion)
 
     builder = _BUILDERS.get(spec.kind)
     if builder is None:
@@ -98,6 +93,46 @@ def make_transport(
         raise fail("address", str(exc)) from None
     except (ValueError, TypeError) as exc:
         raise fail("options", str(exc)) from None
+
+
+def make_subscriber(
+    address: str,
+    *,
+    instrument: str,
+    field: str = "transport.options.stream_address",
+    source: Source | None = None,
+    timeout_s: float = 2.0,
+    pattern: Pattern = "sub",
+    topics: tuple[bytes, ...] = (b"",),
+    rcvhwm: int = 1000,
+    max_message_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+) -> ZmqSubscriber:
+    """Build an (unopened) stream receiver; ConfigError naming ``field`` if arguments are bad."""
+    try:
+        check_zmq_address(address)
+        return ZmqSubscriber(
+            address,
+            instrument=instrument,
+            timeout_s=timeout_s,
+            pattern=pattern,
+            topics=topics,
+            rcvhwm=rcvhwm,
+            max_message_bytes=max_message_bytes,
+        )
+    except (ValueError, TypeError) as exc:
+        raise _config_error(instrument, source, field, str(exc), None) from None
+
+
+def _config_error(
+    instrument: str, source: Source | None, field: str, message: str, suggestion: str | None
+) -> ConfigError:
+    return ConfigError(
+        f"instrument '{instrument}': {message}",
+        file=None if source is None else source.file,
+        line=None if source is None else source.line,
+        field=f"instruments.{instrument}.{field}",
+        suggestion=suggestion,
+    )
 
 
 class _AddressError(ValueError):
