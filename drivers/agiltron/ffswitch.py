@@ -67,7 +67,7 @@ class FFSwitch(DriverBase):
         )
         driver = cls(
             name,
-            make_transport(transport_spec, instrument=name),
+            make_transport(spec, transport_spec),
             n_ports=validated.get("n_ports", 4),
             parking_port=validated.get("parking_port", 1),
         )

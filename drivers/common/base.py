@@ -9,7 +9,7 @@ in the order they were first written.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, ClassVar
 
 from labctl.interfaces.build import InstrumentSpec, TransportSpec
@@ -118,12 +118,15 @@ def require_transport(spec: InstrumentSpec, kinds: tuple[str, ...]) -> Transport
     return transport
 
 
-def make_transport(spec: TransportSpec, *, instrument: str) -> Transport:
-    """Build a real transport through labctl's factory (imported late: optional at test time)."""
-    from labctl.transport.factory import make_transport as factory  # type: ignore[import-not-found,unused-ignore]
+def make_transport(
+    spec: InstrumentSpec, transport: TransportSpec, *, driver_options: Collection[str] = ()
+) -> Transport:
+    """Build the real transport for ``spec`` through labctl's factory (ConfigError on typos)."""
+    from labctl.transport.factory import make_transport as factory
 
-    transport: Transport = factory(spec, instrument=instrument)
-    return transport
+    return factory(
+        transport, instrument=spec.name, source=spec.source, driver_options=driver_options
+    )
 
 
 def validate_config_settings(

@@ -65,7 +65,7 @@ class EPC400(DriverBase):
                 "scrambling": lambda v: check_bool(name, "scrambling", v),
             },
         )
-        driver = cls(name, make_transport(transport_spec, instrument=name))
+        driver = cls(name, make_transport(spec, transport_spec))
         for axis, voltage in enumerate(validated.get("voltages_mv", [])):
             driver._plan_voltage(axis, voltage)
         if "scrambling" in validated:

@@ -57,9 +57,11 @@ class TSL570(DriverBase):
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
         """Build from a station entry; settings: output, power_mw, wavelength_nm, coherence."""
         transport_spec = require_transport(spec, ("visa", "tcp"))
-        transport_spec = with_default_options(
-            transport_spec, {"write_termination": "\r", "read_termination": "\r"}
-        )
+        if transport_spec.kind == "visa":
+            # The driver appends CR itself; pyvisa only needs to know where a reply ends.
+            transport_spec = with_default_options(
+                transport_spec, {"write_termination": "", "read_termination": "\r"}
+            )
         name = spec.name
         low, high = cls.power_range_mw
         wl_low, wl_high = cls.nominal_wavelength_range_nm
@@ -72,7 +74,7 @@ class TSL570(DriverBase):
                 "coherence_control": lambda v: check_bool(name, "coherence_control", v),
             },
         )
-        driver = cls(name, make_transport(transport_spec, instrument=name))
+        driver = cls(name, make_transport(spec, transport_spec))
         for key, value in validated.items():
             driver._plan(key, value)
         return driver

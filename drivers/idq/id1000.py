@@ -1,0 +1,294 @@
+"""ID Quantique ID1000 / ID900 time controller: SCPI over ZMQ REQ/REP plus a tag stream.
+
+Protocol facts (Time Controller user manual, IDQ's public Python examples): a ZMQ REQ
+socket connects to the controller's REP socket on port 5555; each request is one SCPI
+command string without terminator and every request gets one reply message (empty for
+setting commands). Commands are case-insensitive with short forms (``INPU1:DELA``);
+``*IDN?`` names the unit; ``DEVI:RES:BWID?`` is the timestamp bin width in ps; time
+values may carry the time-base unit suffix ``TB`` (1 TB = 1 ps); a refused command is
+answered with a message containing ``SCPI_ERR``.
+
+Documented assumptions, where the manual is not public in enough detail:
+
+- ``INPU<n>:COUN?`` answers the input's count rate in Hz over the controller's own
+  counter window (so ``integration_s`` cannot shorten it; it only has to be positive).
+- Streaming: ``RAW:SEND ON`` then ``REC:PLAY`` starts the raw timestamp stream,
+  ``REC:STOP`` then ``RAW:SEND OFF`` stops it. Tags arrive on a separate ZMQ socket (the
+  transport option ``stream_address``, default port 5556 on the same host) in the frame
+  format of ``drivers.idq.tagframe``.
+- Inputs are counted from 0 in labctl and from 1 on the wire (``INPU1`` = channel 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol, Self
+
+from drivers.common.base import DriverBase, make_transport, require_transport
+from drivers.common.base import validate_config_settings as validate_settings
+from drivers.common.scpi import ScpiLink
+from drivers.common.validate import (
+    check_channel,
+    check_int,
+    check_number,
+    parse_float,
+    parse_int,
+)
+from drivers.idq.tagframe import SEQ_MODULO, decode_frame
+from labctl.interfaces.build import BuildContext, InstrumentSpec
+from labctl.interfaces.errors import InstrumentFault, ProtocolError
+from labctl.interfaces.instrument import Health
+from labctl.interfaces.tags import TagBatch
+from labctl.transport.base import Transport
+
+MAX_DELAY_PS = 1_000_000_000  # 1 ms
+THRESHOLD_RANGE_MV = (-2000.0, 2000.0)
+ORDER_STREAM = 10  # restart the stream only after delays and thresholds are back
+
+
+class FrameSource(Protocol):
+    """Where tag frames come from (labctl.transport.zmq_sub.ZmqSubscriber in the lab)."""
+
+    @property
+    def is_open(self) -> bool:
+        """True while receiving."""
+        ...
+
+    async def open(self) -> None:
+        """Start receiving."""
+        ...
+
+    async def close(self) -> None:
+        """Stop receiving."""
+        ...
+
+    async def recv(self, timeout_s: float) -> bytes:
+        """The next frame; InstrumentTimeout after ``timeout_s``."""
+        ...
+
+
+class ID1000(DriverBase):
+    """Driver for the ID Quantique ID1000 (and ID900) (implements labctl's TimeTagger)."""
+
+    model = "ID Quantique ID1000"
+
+    def __init__(
+        self, name: str, transport: Transport, stream: FrameSource, *, n_channels: int = 4
+    ) -> None:
+        super().__init__(name, transport)
+        self._scpi = ScpiLink(transport, terminator=b"")
+        self._stream = stream
+        self._n_channels = check_int(name, "n_channels", n_channels, 1, 4)
+        self._resolution_ps = 1
+        self._next_seq: int | None = None
+        self._overflow_seen = False
+
+    @classmethod
+    def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
+        """Build from a station entry; settings: n_channels, delays_ps, thresholds_mv."""
+        from labctl.transport.zmq_sub import ZmqSubscriber
+
+        transport_spec = require_transport(spec, ("zmq",))
+        name = spec.name
+        n_channels = spec.settings.get("n_channels", 4)
+        validated = validate_settings(
+            spec,
+            {
+                "n_channels": lambda v: check_int(name, "n_channels", v, 1, 4),
+                "delays_ps": lambda v: _per_channel(name, "delays_ps", v, n_channels, _delay),
+                "thresholds_mv": lambda v: _per_channel(
+                    name, "thresholds_mv", v, n_channels, _threshold
+                ),
+            },
+        )
+        stream_address = transport_spec.options.get("stream_address")
+        if stream_address is None:
+            host = transport_spec.address.rsplit(":", 1)[0]
+            stream_address = f"{host}:5556"
+        stream = ZmqSubscriber(
+            str(stream_address), instrument=name, timeout_s=transport_spec.timeout_s
+        )
+        scpi = make_transport(spec, transport_spec, driver_options=("stream_address",))
+        driver = cls(name, scpi, stream, n_channels=n_channels)
+        for channel, delay_ps in enumerate(validated.get("delays_ps", [])):
+            driver._plan_delay(channel, delay_ps)
+        for channel, level_mv in enumerate(validated.get("thresholds_mv", [])):
+            driver._plan_threshold(channel, level_mv)
+        return driver
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def _identify(self) -> dict[str, str]:
+        reply = await self._scpi.ask("*IDN?")
+        fields = [part.strip() for part in reply.split(",")]
+        if len(fields) != 4 or not any(m in fields[1].upper() for m in ("ID1000", "ID900")):
+            raise ProtocolError(
+                f"not an ID1000/ID900 identity: {reply!r}", instrument=self.name, command="*IDN?"
+            )
+        self._resolution_ps = await self._ask_time_ps("DEVI:RES:BWID?")
+        if self._resolution_ps < 1:
+            raise ProtocolError(
+                f"bin width {self._resolution_ps} ps makes no sense",
+                instrument=self.name,
+                command="DEVI:RES:BWID?",
+            )
+        return {"vendor": fields[0], "model": fields[1], "serial": fields[2], "firmware": fields[3]}
+
+    async def close(self) -> None:
+        """Close the tag stream and the SCPI link."""
+        await self._stream.close()
+        await super().close()
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Identity, resolution and every input's delay as read back."""
+        return {
+            "model": self.model,
+            **self.identity,
+            "resolution_ps": self._resolution_ps,
+            "delays_ps": [await self.get_channel_delay_ps(ch) for ch in range(self._n_channels)],
+            "thresholds_mv": [
+                self.remembered_settings.get(f"threshold_{ch}_mv") for ch in range(self._n_channels)
+            ],
+            "streaming": self._stream.is_open,
+        }
+
+    async def safe_state(self) -> None:
+        """Stop the stream (the controller drives no light, so stopping is the safe state)."""
+        await self.stop_stream()
+
+    async def health(self) -> Health:
+        """Read every input's rate; unhealthy when the stream overflowed since last asked."""
+        rates = await self.get_count_rates_hz(1.0)
+        readings: dict[str, float | int | str | bool] = {
+            f"rate_{ch}_hz": rate for ch, rate in enumerate(rates)
+        }
+        readings["overflow"] = self._overflow_seen
+        ok = not self._overflow_seen
+        self._overflow_seen = False
+        return Health(ok=ok, detail="ok" if ok else "tag stream overflowed", readings=readings)
+
+    # -- TimeTagger interface -----------------------------------------------------------
+
+    @property
+    def n_channels(self) -> int:
+        """Inputs in use (up to 4)."""
+        return self._n_channels
+
+    @property
+    def resolution_ps(self) -> int:
+        """Timestamp bin width read at connect, picoseconds."""
+        return self._resolution_ps
+
+    async def set_channel_delay_ps(self, channel: int, delay_ps: int) -> None:
+        """Delay every tag of one input by ``delay_ps`` (0..1 ms)."""
+        check_channel(self.name, channel, self._n_channels)
+        value = _delay(self.name, delay_ps)
+        await self._write(f"INPU{channel + 1}:DELA {value}")
+        self._plan_delay(channel, value)
+
+    async def get_channel_delay_ps(self, channel: int) -> int:
+        """The delay of one input, picoseconds."""
+        check_channel(self.name, channel, self._n_channels)
+        return await self._ask_time_ps(f"INPU{channel + 1}:DELA?")
+
+    async def set_threshold_mv(self, channel: int, level_mv: float) -> None:
+        """Discriminator threshold of one input, millivolts."""
+        check_channel(self.name, channel, self._n_channels)
+        value = _threshold(self.name, level_mv)
+        await self._write(_threshold_command(channel, value))
+        self._plan_threshold(channel, value)
+
+    async def start_stream(self) -> None:
+        """Open the tag socket, then ask the controller to send raw timestamps."""
+        await self._stream.open()
+        self._next_seq = None
+        await self._write("RAW:SEND ON")
+        await self._write("REC:PLAY")
+        self._remember("streaming", True, self._restart_stream, order=ORDER_STREAM)
+
+    async def stop_stream(self) -> None:
+        """Stop the controller's stream and drop whatever was not read."""
+        await self._write("REC:STOP")
+        await self._write("RAW:SEND OFF")
+        await self._stream.close()
+        self._memory.forget("streaming")
+
+    async def read_batch(self, timeout_s: float) -> TagBatch:
+        """The next frame as a TagBatch; a gap in frame numbers marks it overflowed."""
+        check_number(self.name, "timeout_s", timeout_s, 0.0, 3600.0)
+        frame = await self._stream.recv(timeout_s)
+        seq, batch = decode_frame(frame, instrument=self.name, n_channels=self._n_channels)
+        expected, self._next_seq = self._next_seq, (seq + 1) % SEQ_MODULO
+        if expected is not None and seq != expected:
+            batch = dataclasses.replace(batch, overflow=True)
+        self._overflow_seen = self._overflow_seen or batch.overflow
+        return batch
+
+    async def get_count_rates_hz(self, integration_s: float) -> list[float]:
+        """Every input's count rate over the controller's counter window, hertz."""
+        check_number(self.name, "integration_s", integration_s, 1e-6, 3600.0)
+        rates = []
+        for channel in range(self._n_channels):
+            command = f"INPU{channel + 1}:COUN?"
+            rate = parse_float(await self._ask(command), instrument=self.name, command=command)
+            if rate < 0:
+                raise ProtocolError(
+                    f"negative count rate {rate}", instrument=self.name, command=command
+                )
+            rates.append(rate)
+        return rates
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _plan_delay(self, channel: int, delay_ps: int) -> None:
+        command = f"INPU{channel + 1}:DELA {delay_ps}"
+        self._remember(f"delay_{channel}_ps", delay_ps, lambda: self._write(command))
+
+    def _plan_threshold(self, channel: int, level_mv: float) -> None:
+        command = _threshold_command(channel, level_mv)
+        self._remember(f"threshold_{channel}_mv", level_mv, lambda: self._write(command))
+
+    async def _restart_stream(self) -> None:
+        await self._stream.close()
+        await self.start_stream()
+
+    async def _ask(self, command: str) -> str:
+        reply = await self._scpi.ask(command)
+        if "SCPI_ERR" in reply:
+            raise InstrumentFault(reply, instrument=self.name, command=command)
+        return reply
+
+    async def _write(self, command: str) -> None:
+        """A setting command: the reply must be empty (or an error)."""
+        reply = await self._ask(command)
+        if reply:
+            raise ProtocolError(
+                f"unexpected reply {reply!r} to a setting command",
+                instrument=self.name,
+                command=command,
+            )
+
+    async def _ask_time_ps(self, command: str) -> int:
+        reply = await self._ask(command)
+        text = reply[:-2] if reply.upper().endswith("TB") else reply
+        return parse_int(text, instrument=self.name, command=command)
+
+
+def _delay(instrument: str, delay_ps: int) -> int:
+    return check_int(instrument, "delay_ps", delay_ps, 0, MAX_DELAY_PS)
+
+
+def _threshold(instrument: str, level_mv: float) -> float:
+    return check_number(instrument, "threshold_mv", level_mv, *THRESHOLD_RANGE_MV)
+
+
+def _threshold_command(channel: int, level_mv: float) -> str:
+    return f"INPU{channel + 1}:THRE {level_mv:g}mV"
+
+
+def _per_channel(
+    instrument: str, setting: str, values: Any, n_channels: int, check: Any
+) -> list[Any]:
+    if not isinstance(values, list) or len(values) != n_channels:
+        raise ValueError(f"{instrument}: {setting} needs {n_channels} values, got {values!r}")
+    return [check(instrument, v) for v in values]

@@ -1,0 +1,216 @@
+"""Exact-exchange tests of the ID Quantique ID1000 driver: SCPI messages and tag frames."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from drivers.idq.id1000 import ID1000
+from drivers.idq.tagframe import encode_frame
+from labctl.interfaces import (
+    BuildContext,
+    ConfigError,
+    ConnectionLost,
+    InstrumentFault,
+    InstrumentSpec,
+    InstrumentTimeout,
+    ProtocolError,
+    TimeTagger,
+    TransportSpec,
+)
+from labctl.testing.exchange import DISCONNECT, SILENCE, ScriptedFrames, ScriptedTransport, Step
+
+CONNECT: list[Step] = [
+    (b"*IDN?", b"ID Quantique,ID1000,1908029T010,1.3.2"),
+    (b"DEVI:RES:BWID?", b"4TB"),
+]
+START: list[Step] = [(b"RAW:SEND ON", b""), (b"REC:PLAY", b"")]
+
+
+def frame_by_hand(seq: int, tags: list[tuple[int, int]], start_ps: int, stop_ps: int) -> bytes:
+    """The documented frame layout, packed field by field (independent of the encoder)."""
+    header = b"IDQT" + struct.pack("<HHIIII", 1, 0, seq, len(tags), 0, 0)
+    header += struct.pack("<qq", start_ps, stop_ps)
+    times = b"".join(struct.pack("<q", t) for t, _ in tags)
+    channels = bytes(ch for _, ch in tags)
+    return header + times + channels
+
+
+async def connected(
+    script: list[Step], frames: list[bytes | object] | None = None
+) -> tuple[ID1000, ScriptedTransport, ScriptedFrames]:
+    transport = ScriptedTransport(CONNECT + script, instrument="tagger", message_based=True)
+    stream = ScriptedFrames(frames or [], instrument="tagger")  # type: ignore[arg-type]
+    tagger = ID1000("tagger", transport, stream)
+    await tagger.connect()
+    return tagger, transport, stream
+
+
+async def test_identity_resolution_and_delays() -> None:
+    tagger, transport, _ = await connected(
+        [
+            (b"INPU1:DELA 1500", b""),
+            (b"INPU4:THRE -120.5mV", b""),
+            (b"INPU1:DELA?", b"1500TB"),
+            (b"INPU2:DELA?", b"0"),
+        ]
+    )
+    assert isinstance(tagger, TimeTagger)
+    assert tagger.resolution_ps == 4 and tagger.n_channels == 4
+    assert tagger.identity["model"] == "ID1000"
+    await tagger.set_channel_delay_ps(0, 1500)
+    await tagger.set_threshold_mv(3, -120.5)
+    assert await tagger.get_channel_delay_ps(0) == 1500
+    assert await tagger.get_channel_delay_ps(1) == 0
+    transport.assert_complete()
+
+
+async def test_stream_decodes_frames_into_numpy() -> None:
+    frames = [
+        frame_by_hand(7, [(100, 0), (250, 3), (900, 1)], 0, 1000),
+        frame_by_hand(8, [], 1000, 2000),
+        frame_by_hand(10, [(2100, 2)], 2000, 3000),  # frame 9 was lost
+    ]
+    tagger, transport, stream = await connected(START, frames)  # type: ignore[arg-type]
+    await tagger.start_stream()
+    first = await tagger.read_batch(1.0)
+    assert first.channel.dtype == np.uint8 and first.time_ps.dtype == np.int64
+    assert first.channel.tolist() == [0, 3, 1] and first.time_ps.tolist() == [100, 250, 900]
+    assert (first.start_ps, first.stop_ps, first.overflow) == (0, 1000, False)
+    empty = await tagger.read_batch(1.0)
+    assert len(empty) == 0 and empty.duration_ps == 1000 and not empty.overflow
+    after_gap = await tagger.read_batch(1.0)
+    assert after_gap.overflow and after_gap.time_ps.tolist() == [2100]
+    transport.assert_complete()
+    stream.assert_complete()
+
+
+def test_encoder_matches_the_documented_layout() -> None:
+    channel = np.array([1, 0], dtype=np.uint8)
+    time_ps = np.array([5, 6], dtype=np.int64)
+    assert encode_frame(3, channel, time_ps, 0, 10) == frame_by_hand(3, [(5, 1), (6, 0)], 0, 10)
+
+
+async def test_overflow_flag_and_health() -> None:
+    overflowing = encode_frame(
+        0, np.zeros(1, np.uint8), np.ones(1, np.int64), 0, 5, overflow=True, missed_events=12
+    )
+    rates = [(f"INPU{n}:COUN?".encode(), b"1000.5") for n in (1, 2, 3, 4)]
+    tagger, transport, _ = await connected(START + rates + rates, [overflowing])
+    await tagger.start_stream()
+    batch = await tagger.read_batch(1.0)
+    assert batch.overflow and batch.missed_events == 12
+    health = await tagger.health()
+    assert not health.ok and health.readings["rate_3_hz"] == 1000.5
+    assert (await tagger.health()).ok  # the overflow was reported once
+    transport.assert_complete()
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (b"IDQT", "shorter than the 40-byte header"),
+        (b"XXXX" + bytes(36), "not a tag frame"),
+        (frame_by_hand(0, [(1, 0)], 0, 5)[:-1], "has 48 bytes"),
+        (frame_by_hand(0, [(1, 4)], 0, 5), "channel 4 in a frame of a 4-channel"),
+        (frame_by_hand(0, [], 5, 0), "window ends before it starts"),
+    ],
+)
+async def test_garbled_frames_are_protocol_errors(frame: bytes, message: str) -> None:
+    tagger, _, _ = await connected(START, [frame])
+    await tagger.start_stream()
+    with pytest.raises(ProtocolError, match=message):
+        await tagger.read_batch(1.0)
+
+
+async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> None:
+    tagger, transport, _ = await connected(
+        [
+            (b"INPU2:DELA 5", b"SCPI_ERR_EXECUTION: value out of range"),
+            (b"INPU1:COUN?", b"lots"),
+            (b"INPU3:DELA 7", b"OK?"),
+        ]
+    )
+    with pytest.raises(InstrumentFault) as info:
+        await tagger.set_channel_delay_ps(1, 5)
+    assert info.value.command == "INPU2:DELA 5" and "SCPI_ERR" in str(info.value)
+    with pytest.raises(ProtocolError, match="expected a number"):
+        await tagger.get_count_rates_hz(0.1)
+    with pytest.raises(ProtocolError, match="unexpected reply"):
+        await tagger.set_channel_delay_ps(2, 7)
+    transport.assert_complete()
+
+
+async def test_silence_is_timeout_on_scpi_and_stream() -> None:
+    tagger, transport, _ = await connected(
+        [(b"INPU1:DELA?", SILENCE), *START],
+        [SILENCE],  # type: ignore[list-item]
+    )
+    with pytest.raises(InstrumentTimeout):
+        await tagger.get_channel_delay_ps(0)
+    await tagger.start_stream()
+    with pytest.raises(InstrumentTimeout):
+        await tagger.read_batch(0.5)
+    transport.assert_complete()
+
+
+async def test_bad_arguments_rejected_before_the_wire() -> None:
+    tagger, transport, _ = await connected([])
+    with pytest.raises(ValueError, match="channel=4"):
+        await tagger.set_channel_delay_ps(4, 0)
+    with pytest.raises(ValueError, match="delay_ps=-1"):
+        await tagger.set_channel_delay_ps(0, -1)
+    with pytest.raises(ValueError, match="threshold_mv=2500"):
+        await tagger.set_threshold_mv(0, 2500)
+    transport.assert_complete()
+
+
+async def test_reconnect_reapplies_delays_then_restarts_stream() -> None:
+    script = [
+        (b"INPU2:DELA 250", b""),
+        *START,
+        (b"INPU1:COUN?", DISCONNECT),
+        *CONNECT,
+        (b"INPU2:DELA 250", b""),
+        *START,
+    ]
+    tagger, transport, stream = await connected(script)
+    await tagger.set_channel_delay_ps(1, 250)
+    await tagger.start_stream()
+    with pytest.raises(ConnectionLost):
+        await tagger.get_count_rates_hz(1.0)
+    await tagger.connect()
+    assert transport.open_count == 2 and stream.open_count == 2 and stream.is_open
+    transport.assert_complete()
+
+
+async def test_safe_state_stops_the_stream() -> None:
+    tagger, transport, stream = await connected(
+        [*START, (b"REC:STOP", b""), (b"RAW:SEND OFF", b"")]
+    )
+    await tagger.start_stream()
+    await tagger.safe_state()
+    assert not stream.is_open and "streaming" not in tagger.remembered_settings
+    transport.assert_complete()
+
+
+def test_from_config_builds_scpi_and_stream_links() -> None:
+    spec = InstrumentSpec(
+        name="tagger",
+        class_path="drivers.idq.id1000:ID1000",
+        settings={"delays_ps": [0, 10, 20, 30]},
+        transport=TransportSpec(kind="zmq", address="tcp://127.0.0.1:5555"),
+    )
+    tagger = ID1000.from_config(spec, BuildContext(lab="lab", node="bob"))
+    assert tagger.transport.resource == "tcp://127.0.0.1:5555"
+    assert tagger.remembered_settings["delay_3_ps"] == 30
+    bad = InstrumentSpec(
+        name="tagger",
+        class_path="drivers.idq.id1000:ID1000",
+        settings={"delays_ps": [0, 10]},
+        transport=TransportSpec(kind="zmq", address="tcp://127.0.0.1:5555"),
+    )
+    with pytest.raises(ConfigError, match="needs 4 values"):
+        ID1000.from_config(bad, BuildContext(lab="lab", node="bob"))
