@@ -54,7 +54,8 @@ class SimDetector(SimTwin):
         super().__init__(name, world, timeout_s=timeout_s)
         self._detectors = list(channels)
         n = len(self._detectors)
-        self._enabled = [bool(world.detector_enabled(d)) for d in self._detectors]
+        states = world.snapshot()["detectors"]
+        self._enabled = [bool(states[d]["enabled"]) for d in self._detectors]
         self._bias_ua = [float(bias_ua)] * n
         self._trigger_mv = [float(trigger_level_mv)] * n
 

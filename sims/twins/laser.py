@@ -31,7 +31,7 @@ class SimLaser(SimTwin):
     ) -> None:
         super().__init__(name, world, timeout_s=timeout_s)
         source = world.settings.source
-        self._enabled = bool(world.laser_enabled)
+        self._enabled = bool(world.snapshot()["laser"]["enabled"])
         self._power_mw = float(source.nominal_power_mw if power_mw is None else power_mw)
         self._wavelength_nm = float(
             source.wavelength_nm if wavelength_nm is None else wavelength_nm

@@ -22,7 +22,7 @@ class SimOpticalSwitch(SimTwin):
         self._n_ports = int(switch.n_ports)
         self._parking_port = int(switch.parking_port)
         self._bob_port = int(switch.bob_port)
-        self._port = int(switch.initial_port)
+        self._port = int(world.switch_port())
         if port is not None:
             if not 1 <= port <= self._n_ports:
                 raise ValueError(f"port {port} outside 1..{self._n_ports}")
