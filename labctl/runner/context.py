@@ -45,9 +45,13 @@ class StationLike(Protocol):
 class RunHooks:
     """What the runner checks at every checkpoint."""
 
-    suspenders: Sequence[Suspender] = ()
-    periodic: Sequence[PeriodicPlan] = ()
-    remedies: Mapping[str, Plan] = field(default_factory=dict)
+    suspenders: list[Suspender] = field(default_factory=list)
+    periodic: list[PeriodicPlan] = field(default_factory=list)
+    remedies: dict[str, Plan] = field(default_factory=dict)
+
+    def copy(self) -> RunHooks:
+        """A per-run copy, so that a plan adding hooks does not change the next run."""
+        return RunHooks(list(self.suspenders), list(self.periodic), dict(self.remedies))
 
 
 class RunContext:
@@ -118,6 +122,18 @@ class RunContext:
         """Send an event document on ``stream`` to every sink."""
         self._watchdog.saw_stream(stream)
         return self._bus.emit("event", stream, data)
+
+    def add_suspender(self, suspender: Suspender) -> None:
+        """Check ``suspender`` at every later checkpoint of this run."""
+        self._hooks.suspenders.append(suspender)
+
+    def add_periodic(self, periodic: PeriodicPlan) -> None:
+        """Run ``periodic.plan`` at checkpoints every ``periodic.every_s`` of run clock."""
+        self._hooks.periodic.append(periodic)
+
+    def add_remedy(self, name: str, remedy: Plan) -> None:
+        """Run ``remedy`` when ``control.request(name)`` arrives (MQTT cmd, notebook)."""
+        self._hooks.remedies[name] = remedy
 
     def watch_stream(self, stream: str, max_gap_s: float) -> None:
         """Let the watchdog stop the run when ``stream`` has no event for ``max_gap_s``."""

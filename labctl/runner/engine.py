@@ -71,6 +71,7 @@ class RunEngine:
         remedies: Mapping[str, Plan] | None = None,
         config: dict[str, Any] | None = None,
         config_text: str | None = None,
+        config_file: str | None = None,
         watchdog_s: float | None = None,
         call_timeout_s: float = 10.0,
         safe_state_timeout_s: float = 10.0,
@@ -81,9 +82,10 @@ class RunEngine:
         self.station = station
         self.runs_dir = Path(runs_dir)
         self.sinks = list(sinks)
-        self.hooks = RunHooks(tuple(suspenders), tuple(periodic), dict(remedies or {}))
+        self.hooks = RunHooks(list(suspenders), list(periodic), dict(remedies or {}))
         self.config = config or {}
         self.config_text = config_text
+        self.config_file = config_file
         self.watchdog_s = watchdog_s
         self.call_timeout_s = call_timeout_s
         self.safe_state_timeout_s = safe_state_timeout_s
@@ -116,6 +118,7 @@ class RunEngine:
                 "created_wall_ts": time.time(),
                 "datasets": {},
                 "resumes": [],
+                "config_file": self.config_file,
             }
         )
         prepared = _Prepared(folder, plan_name, args)
@@ -194,7 +197,7 @@ class RunEngine:
             progress=progress,
             log=log,
             watchdog=watchdog,
-            hooks=self.hooks,
+            hooks=self.hooks.copy(),
             args=prep.args,
             resume_state=prep.resume_state,
             deadline_s=None if duration_s is None else start_clock_s + duration_s,
@@ -263,7 +266,7 @@ class RunEngine:
             bus.emit("stop", "primary", stop)
             log.info("run %s stopped: %s (%s)", folder.run_id, status, reason)
             folder.update_metadata(status=status, reason=reason, duration_s=duration)
-            database.close()
+            database.close(complete=status == "ok")
             event_log.close()
             if self.progress is None:
                 progress.close()

@@ -177,8 +177,12 @@ class RunDatabase:
         """Every dataset open in this process, by name."""
         return dict(self._open)
 
-    def close(self) -> None:
-        """Complete every dataset and close the database connection."""
-        for handle in self._open.values():
-            handle.complete()
+    def close(self, *, complete: bool = True) -> None:
+        """Close the database; ``complete`` marks every dataset read-only first.
+
+        A run that did not finish ok leaves its datasets open, so ``resume`` can append.
+        """
+        if complete:
+            for handle in self._open.values():
+                handle.complete()
         self._conn.close()

@@ -1,0 +1,81 @@
+"""``labctl resume RUN_DIR``: continue a crashed or stopped run from its last checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from labctl.interfaces.errors import ConfigError
+from labctl.runner.control import RunControl
+from labctl.runner.engine import RunEngine
+from labctl.runner.signals import abort_on_signals
+from labctl.store.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
+
+
+def station_file(folder: RunFolder) -> Path:
+    """The original station file when it still matches the run's copy, else the copy.
+
+    Relative paths in a station file follow the file, so the original (when unchanged)
+    keeps them right; the copy is the fallback that still rebuilds the same instruments.
+    """
+    original = folder.read_metadata().get("config_file")
+    copy = folder.config_path
+    if not copy.exists():
+        raise ConfigError(f"{folder.path}: run folder has no config copy", field="RUN_DIR")
+    if original and Path(original).is_file():
+        if Path(original).read_bytes() == copy.read_bytes():
+            return Path(original)
+        log.warning("%s changed since the run started; resuming with the run's copy", original)
+    return copy
+
+
+async def _resume(args: argparse.Namespace, folder: RunFolder, config: Any) -> int:
+    from labctl.cli.run import engine_options, parse_duration_s, report, resolve_plan
+    from labctl.station import Station
+
+    plan = resolve_plan(args.plan, "--plan") if args.plan else None
+    control = RunControl()
+    with abort_on_signals(control):
+        station = Station.from_config(config)
+        async with station:
+            engine = RunEngine(
+                station,
+                runs_dir=folder.path.parent,
+                config=config.model_dump(mode="json"),
+                **engine_options(config),
+            )
+            try:
+                result = await engine.resume(
+                    folder.path,
+                    plan,
+                    duration_s=None if args.duration is None else parse_duration_s(args.duration),
+                    control=control,
+                )
+            except ValueError as exc:
+                raise ConfigError(str(exc), field="RUN_DIR") from exc
+    return report(result)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from labctl.cli.common import load_station_config
+
+    try:
+        folder = RunFolder.open(Path(args.run_dir))
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="RUN_DIR") from exc
+    config = load_station_config(args, station_file(folder))
+    return asyncio.run(_resume(args, folder, config))
+
+
+def register(subparsers: Any) -> None:
+    """Add ``labctl resume``."""
+    parser = subparsers.add_parser("resume", help="continue a crashed run from its checkpoint")
+    parser.add_argument("run_dir", help="the run folder (runs/{timestamp}-{name})")
+    parser.add_argument("--plan", help="module:function overriding the recorded plan")
+    parser.add_argument("--duration", help="time limit for the resumed part (90s, 30m, 12h)")
+    parser.set_defaults(func=_main)

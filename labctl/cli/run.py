@@ -1,0 +1,157 @@
+"""``labctl run CONFIG``: run a plan on the station, writing a run folder.
+
+The plan comes from ``--plan module:function`` or the config's ``runner.plan``. Exit code
+0 when the plan finished ok, 1 for any other end (aborted, halted, failed, timeout), 2
+for bad input. The first Ctrl-C/SIGTERM aborts at the next checkpoint, a second halts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labctl.interfaces.errors import ConfigError
+from labctl.runner.control import RunControl
+from labctl.runner.engine import RunEngine, RunResult
+from labctl.runner.plans import Plan, load_plan
+from labctl.runner.signals import abort_on_signals
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_S = {None: 1.0, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration_s(text: str) -> float:
+    """``"90"``, ``"90s"``, ``"30m"``, ``"12h"`` -> seconds (ConfigError when unreadable)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ConfigError(
+            f"cannot read {text!r} as a duration (e.g. 90s, 30m, 12h)", field="--duration"
+        )
+    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"duration must be > 0, got {text!r}", field="--duration")
+    return seconds
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``["n=10", "mode.fast=true"]`` -> ``{"n": 10, "mode": {"fast": True}}`` (YAML values)."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {item!r}", field="--set")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{item!r}: value is not valid YAML ({exc})", field="--set") from exc
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{item!r}: {part!r} is already a value", field="--set")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def resolve_plan(spec: str, where: str) -> Plan:
+    """load_plan, turning a bad spec into a ConfigError (exit code 2)."""
+    try:
+        return load_plan(spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field=where) from exc
+
+
+def report(result: RunResult) -> int:
+    """Print how the run ended and return the exit code."""
+    print(f"run {result.run_id}: {result.status} ({result.reason})")
+    print(f"folder: {result.path}")
+    for name, error in result.safe_state_errors.items():
+        print(f"safe_state({name}) failed: {error}", file=sys.stderr)
+    return 0 if result.status == "ok" else 1
+
+
+def engine_options(config: Any) -> dict[str, Any]:
+    """RunEngine keyword options from the config's ``runner`` section."""
+    runner = dict(config.runner)
+    options: dict[str, Any] = {}
+    for key in ("watchdog_s", "call_timeout_s", "safe_state_timeout_s", "halt_grace_s"):
+        if key in runner:
+            value = runner[key]
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(
+                    f"must be a number > 0, got {value!r}", file=config.file, field=f"runner.{key}"
+                )
+            options[key] = float(value)
+    return options
+
+
+async def _run(
+    args: argparse.Namespace, config: Any, plan: Plan, spec: str, files: tuple[str, str]
+) -> int:
+    from labctl.station import Station
+
+    control = RunControl()
+    with abort_on_signals(control):
+        station = Station.from_config(config)
+        async with station:
+            engine = RunEngine(
+                station,
+                runs_dir=Path(config.storage.runs_dir),
+                config=config.model_dump(mode="json"),
+                config_text=files[0],
+                config_file=files[1],
+                **engine_options(config),
+            )
+            result = await engine.run(
+                plan,
+                name=args.name,
+                plan_name=spec,
+                args=parse_sets(args.set),
+                duration_s=None if args.duration is None else parse_duration_s(args.duration),
+                control=control,
+            )
+    return report(result)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from labctl.cli.common import load_station_config
+
+    config = load_station_config(args, args.config)
+    spec = args.plan or config.runner.get("plan")
+    if not spec:
+        raise ConfigError(
+            "no plan: give --plan module:function or set runner.plan",
+            file=config.file,
+            field="runner.plan",
+        )
+    plan = resolve_plan(str(spec), "--plan" if args.plan else "runner.plan")
+    parse_sets(args.set)  # bad --set fails before any instrument is touched
+    if args.duration is not None:
+        parse_duration_s(args.duration)
+    files = (Path(args.config).read_text(encoding="utf-8"), str(Path(args.config).resolve()))
+    return asyncio.run(_run(args, config, plan, str(spec), files))
+
+
+def register(subparsers: Any) -> None:
+    """Add ``labctl run``."""
+    parser = subparsers.add_parser("run", help="run a plan on a station, writing a run folder")
+    parser.add_argument("config", help="station file (YAML)")
+    parser.add_argument("--plan", help="module:function of the plan (default: runner.plan)")
+    parser.add_argument("--duration", help="stop after this much run-clock time (90s, 30m, 12h)")
+    parser.add_argument("--name", help="run name (folder runs/{timestamp}-{name})")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="plan argument (YAML value), repeatable; dots nest",
+    )
+    parser.set_defaults(func=_main)
