@@ -1,0 +1,245 @@
+"""Exact-exchange tests of the Single Quantum Eos driver: JSON control and counts stream."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.singlequantum.eos import EosSNSPD
+from labctl.interfaces import (
+    BuildContext,
+    ConfigError,
+    ConnectionLost,
+    InstrumentFault,
+    InstrumentSpec,
+    InstrumentTimeout,
+    ProtocolError,
+    SinglePhotonDetector,
+    TransportSpec,
+)
+from labctl.testing.exchange import DISCONNECT, SILENCE, ScriptedTransport, Step
+
+E = b"\x17"
+
+
+def req(label: str, value: bytes) -> Step:
+    return (
+        b'{"request":"' + label.encode() + b'"}' + E,
+        b'{"label":"' + label.encode() + b'","value":' + value + b"}" + E,
+    )
+
+
+def cmd(name: str, label: str, value: bytes) -> Step:
+    sent = (
+        b'{"command":"'
+        + name.encode()
+        + b'","label":"'
+        + label.encode()
+        + b'","value":'
+        + value
+        + b"}"
+        + E
+    )
+    return (sent, b'{"label":"' + label.encode() + b'","value":' + value + b"}" + E)
+
+
+CONNECT: list[Step] = [
+    req("NumberOfDetectors", b"2"),
+    req("InptMeasurementPeriod", b"100"),
+    req("BiasCurrent", b"[12.0,0.0]"),
+    req("DetectorEnable", b"true"),
+]
+
+
+async def connected(
+    script: list[Step], counts: list[Step] | None = None
+) -> tuple[EosSNSPD, ScriptedTransport, ScriptedTransport]:
+    control = ScriptedTransport(CONNECT + script, instrument="snspd")
+    stream = ScriptedTransport(counts or [], instrument="snspd")
+    eos = EosSNSPD("snspd", control, stream)
+    await eos.connect()
+    return eos, control, stream
+
+
+async def test_connect_reads_channels_and_state() -> None:
+    eos, control, _ = await connected([])
+    assert isinstance(eos, SinglePhotonDetector)
+    assert eos.n_channels == 2
+    assert eos.identity == {"vendor": "Single Quantum", "model": "Eos", "channels": "2"}
+    control.assert_complete()
+
+
+async def test_bias_setpoint_applies_only_when_armed() -> None:
+    eos, control, _ = await connected(
+        [
+            cmd("SetAllBiasCurrents", "BiasCurrent", b"[12.0,0.0]"),  # channel 1 still disarmed
+            cmd("DetectorEnable", "DetectorEnable", b"true"),
+            cmd("SetAllBiasCurrents", "BiasCurrent", b"[12.0,9.5]"),
+            cmd("DetectorEnable", "DetectorEnable", b"true"),
+            req("TriggerLevel", b"[200.0,200.0]"),
+            cmd("SetAllTriggerLevels", "TriggerLevel", b"[200.0,150.0]"),
+            req("DetectorEnable", b"true"),
+            req("BiasCurrent", b"[12.0,9.5]"),
+            req("TriggerLevel", b"[200.0,150.0]"),
+            req("BiasCurrent", b"[12.0,9.5]"),
+        ]
+    )
+    await eos.set_bias_ua(1, 9.5)
+    await eos.set_enabled(1, True)
+    await eos.set_trigger_level_mv(1, 150)
+    assert await eos.get_enabled(1) is True
+    assert await eos.get_trigger_level_mv(1) == 150.0
+    assert await eos.get_bias_ua(1) == 9.5
+    control.assert_complete()
+
+
+async def test_safe_state_disarms_everything() -> None:
+    eos, control, _ = await connected(
+        [
+            cmd("SetAllBiasCurrents", "BiasCurrent", b"[0.0,0.0]"),
+            cmd("DetectorEnable", "DetectorEnable", b"false"),
+        ]
+    )
+    await eos.safe_state()
+    assert eos.remembered_settings["bias"] == ([12.0, 0.0], [False, False])
+    control.assert_complete()
+
+
+async def test_count_rates_from_the_stream() -> None:
+    lines: list[Step] = [
+        (b"", b"17,99\n"),  # tail of a line queued before we looked: dropped
+        (b"", b"1700000000100,120,7\n"),
+        (b"", b"1700000000200,80,3\n"),
+    ]
+    eos, control, stream = await connected([], lines)
+    rates = await eos.get_count_rates_hz(0.2)  # two 100 ms periods
+    assert rates == pytest.approx([(120 + 80) / 0.2, (7 + 3) / 0.2])
+    assert not stream.is_open and stream.open_count == 1
+    stream.assert_complete()
+    control.assert_complete()
+
+
+async def test_latch_detection_health_and_reset() -> None:
+    eos, control, _ = await connected(
+        [
+            req("BiasVoltage", b"[3.0,480.0]"),  # channel 1 is not armed: not latched
+            req("BiasVoltage", b"[310.0,1.0]"),
+            req("BiasVoltage", b"[310.0,1.0]"),
+            cmd("SetAllBiasCurrents", "BiasCurrent", b"[0.0,0.0]"),
+            cmd("DetectorEnable", "DetectorEnable", b"false"),
+            cmd("SetAllBiasCurrents", "BiasCurrent", b"[12.0,0.0]"),
+            cmd("DetectorEnable", "DetectorEnable", b"true"),
+        ]
+    )
+    assert (await eos.health()).ok
+    assert await eos.is_latched(0) is True
+    health = await eos.health()
+    assert not health.ok and "[0]" in health.detail
+    assert health.readings["bias_voltage_0_mv"] == 310.0
+    await eos.reset_latch(0)
+    control.assert_complete()
+
+
+async def test_error_label_is_instrument_fault() -> None:
+    eos, control, _ = await connected(
+        [
+            (
+                b'{"command":"SetAllBiasCurrents","label":"BiasCurrent","value":[30.0,0.0]}' + E,
+                b'{"label":"StatusMsg","value":"busy"}'
+                + E
+                + b'{"label":"ErrorMsg","value":"bias above critical current"}'
+                + E,
+            )
+        ]
+    )
+    with pytest.raises(InstrumentFault) as info:
+        await eos.set_bias_ua(0, 30.0)
+    assert info.value.command == "SetAllBiasCurrents"
+    assert "critical current" in str(info.value)
+    control.assert_complete()
+
+
+async def test_garbled_replies_are_protocol_errors() -> None:
+    eos, control, stream = await connected(
+        [
+            (req("TriggerLevel", b"")[0], b"{not json" + E),
+            req("TriggerLevel", b"[1.0]"),
+            cmd("SetMeasurementPeriod", "InptMeasurementPeriod", b"50"),
+        ],
+        [(b"", b"x\n"), (b"", b"1,2\n")],
+    )
+    with pytest.raises(ProtocolError, match="not JSON"):
+        await eos.get_trigger_level_mv(0)
+    with pytest.raises(ProtocolError, match="should list 2 numbers"):
+        await eos.get_trigger_level_mv(0)
+    await eos.set_measurement_period_ms(50)
+    with pytest.raises(ProtocolError, match="does not hold 2 counts"):
+        await eos.get_count_rates_hz(0.01)
+    control.assert_complete()
+    stream.assert_complete()
+
+
+async def test_silence_is_timeout() -> None:
+    eos, control, stream = await connected(
+        [(req("BiasVoltage", b"")[0], SILENCE)], [(b"", SILENCE)]
+    )
+    with pytest.raises(InstrumentTimeout):
+        await eos.is_latched(0)
+    with pytest.raises(InstrumentTimeout):
+        await eos.get_count_rates_hz(0.1)
+    assert not stream.is_open  # closed even when the read failed
+    control.assert_complete()
+
+
+async def test_bad_arguments_rejected_before_the_wire() -> None:
+    eos, control, _ = await connected([])
+    with pytest.raises(ValueError, match="channel=2"):
+        await eos.set_enabled(2, True)
+    with pytest.raises(ValueError, match="bias_ua=150"):
+        await eos.set_bias_ua(0, 150)
+    with pytest.raises(ValueError, match="measurement_period_ms=5"):
+        await eos.set_measurement_period_ms(5)
+    control.assert_complete()
+
+
+async def test_reconnect_reapplies_period_triggers_then_bias() -> None:
+    script = [
+        cmd("SetMeasurementPeriod", "InptMeasurementPeriod", b"200"),
+        req("TriggerLevel", b"[200.0,200.0]"),
+        cmd("SetAllTriggerLevels", "TriggerLevel", b"[120.0,200.0]"),
+        cmd("SetAllBiasCurrents", "BiasCurrent", b"[11.0,0.0]"),
+        cmd("DetectorEnable", "DetectorEnable", b"true"),
+        (req("BiasVoltage", b"")[0], DISCONNECT),
+        *CONNECT,
+        cmd("SetMeasurementPeriod", "InptMeasurementPeriod", b"200"),
+        cmd("SetAllTriggerLevels", "TriggerLevel", b"[120.0,200.0]"),
+        cmd("SetAllBiasCurrents", "BiasCurrent", b"[11.0,0.0]"),
+        cmd("DetectorEnable", "DetectorEnable", b"true"),
+    ]
+    eos, control, _ = await connected(script)
+    await eos.set_measurement_period_ms(200)
+    await eos.set_trigger_level_mv(0, 120)
+    await eos.set_bias_ua(0, 11.0)
+    with pytest.raises(ConnectionLost):
+        await eos.is_latched(0)
+    await eos.connect()
+    assert control.open_count == 2
+    control.assert_complete()
+
+
+def test_from_config_validates_and_builds_both_links() -> None:
+    spec = InstrumentSpec(
+        name="snspd",
+        class_path="drivers.singlequantum.eos:EosSNSPD",
+        settings={"bias_ua": [10.0, 11.0], "enabled": [True, True]},
+        transport=TransportSpec(kind="tcp", address="127.0.0.1:12000"),
+    )
+    eos = EosSNSPD.from_config(spec, BuildContext(lab="lab", node="bob"))
+    assert eos.transport.resource.endswith("12000")
+    bad = InstrumentSpec(
+        name="snspd",
+        class_path="drivers.singlequantum.eos:EosSNSPD",
+        settings={"bias_ua": [10.0, 500.0]},
+        transport=TransportSpec(kind="tcp", address="127.0.0.1:12000"),
+    )
+    with pytest.raises(ConfigError, match=r"settings\.bias_ua: .*bias_ua=500"):
+        EosSNSPD.from_config(bad, BuildContext(lab="lab", node="bob"))
