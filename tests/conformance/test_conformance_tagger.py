@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -54,7 +55,7 @@ async def test_batches_are_typed_sorted_and_contiguous(time_tagger: Any) -> None
         assert np.all(batch.channel < time_tagger.n_channels)
         if len(batch):
             assert batch.start_ps <= batch.time_ps[0] and batch.time_ps[-1] < batch.stop_ps
-    for before, after in zip(batches, batches[1:], strict=False):
+    for before, after in itertools.pairwise(batches):
         if not after.overflow:
             assert after.start_ps == before.stop_ps, "batches must tile time without gaps"
         else:
