@@ -105,6 +105,7 @@ class BufferedTransport(abc.ABC):
         self._lock = TaskLock()
         self._buffer = bytearray()
         self._open = False
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     # -- primitives a concrete transport supplies ---------------------------------------
 
@@ -160,7 +161,11 @@ class BufferedTransport(abc.ABC):
             try:
                 await asyncio.wait_for(self._connect(), self._open_timeout_s)
             except TimeoutError:
-                await self._disconnect()
+                # Tear down in the background: a library call that outlives our deadline
+                # (a blocking connect in a worker thread) must not stretch open()'s timeout.
+                cleanup = asyncio.ensure_future(self._disconnect())
+                self._cleanups.add(cleanup)
+                cleanup.add_done_callback(self._cleanups.discard)
                 raise InstrumentTimeout(
                     f"could not open {self._resource} within {self._open_timeout_s:g} s",
                     instrument=self._instrument,

@@ -19,6 +19,7 @@ from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES
 from labctl.transport.threaded import ThreadedTransport
 
 _TIMEOUT_CODES = {constants.StatusCode.error_timeout}
+_OPEN_GRACE_S = 0.5
 _managers: dict[str, Any] = {}
 _managers_lock = threading.Lock()
 
@@ -62,7 +63,8 @@ class VisaTransport(ThreadedTransport):
         try:
             handle = resource_manager(self._backend).open_resource(
                 self.resource,
-                open_timeout=int(self._open_timeout_s * 1000),
+                # Longer than our own deadline, so that ours fires first (InstrumentTimeout).
+                open_timeout=int((self._open_timeout_s + _OPEN_GRACE_S) * 1000),
                 timeout=int(self.timeout_s * 1000),
             )
         except errors.VisaIOError as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -112,3 +112,19 @@ def refused_transport(stream_kind: str) -> TransportFactory:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     return _factory(stream_kind, port)
+
+
+@pytest.fixture
+def stalled_transport(stream_kind: str) -> Iterator[TransportFactory]:
+    """A factory of transports to a listener whose backlog is full: connect never completes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    # With backlog 0 the kernel completes one handshake; later SYNs go unanswered.
+    filler = socket.create_connection(("127.0.0.1", port), timeout=1.0)
+    try:
+        yield _factory(stream_kind, port)
+    finally:
+        filler.close()
+        listener.close()
