@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from labctl.interfaces import Clock, WallClock
+
 _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # runner_fixtures is imported by class path in station files
     sys.path.insert(0, _HERE)
 
 from runner_fixtures import MarkerInstrument  # noqa: E402
-
-from labctl.interfaces import Clock, WallClock
 
 
 @dataclass
