@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labctl.cli.common import load_station_config
+from labctl.interfaces.errors import ConfigError
 from labctl.interfaces.instrument import Health
 from labctl.station.loader import import_classes
 from labctl.station.model import StationConfig
@@ -18,11 +19,11 @@ from labctl.station.station import DEFAULT_TIMEOUT_S, Station, StationError
 
 HELP = """\
 Validate a station file. Without --connect: check the schema (every field, with file:line
-and a suggestion for typos) and import every class path (world and instruments), but build
-and connect nothing. With --connect: also build every instrument, connect them all in
-parallel, print each one's health, report every failure together, then put what was
-opened in its safe state and close it. Exit codes: 0 ok, 1 an instrument failed, 2 the
-file is invalid.
+and a suggestion for typos), the mqtt section's files and tokens, and import every class
+path (world and instruments), but build and connect nothing. With --connect: also build
+every instrument, connect them all in parallel, print each one's health, report every
+failure together, then put what was opened in its safe state and close it. Exit codes:
+0 ok, 1 an instrument failed, 2 the file is invalid.
 """
 
 
@@ -51,6 +52,25 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run_check)
 
 
+def check_mqtt(config: StationConfig) -> None:
+    """Apply labctl.stream's own rules to the mqtt section (files exist, token length...)."""
+    from labctl.stream.settings import settings_from_config
+
+    try:
+        settings_from_config(config.raw_section("mqtt"), config.config_dir)
+    except ConfigError as exc:
+        if exc.file is not None:
+            raise
+        path = (exc.field or "mqtt").split(".")
+        raise ConfigError(
+            exc.message,
+            file=config.file,
+            line=config.source_of(*path).line,
+            field=exc.field,
+            suggestion=exc.suggestion,
+        ) from exc
+
+
 def _transport_text(config: StationConfig, name: str) -> str:
     """``kind address`` of an instrument, or ``-`` for one without a transport (a twin)."""
     transport = config.instruments[name].transport
@@ -68,7 +88,7 @@ def print_summary(config: StationConfig, console: Console) -> None:
     for name, entry in config.instruments.items():
         table.add_row(name, entry.class_path, _transport_text(config, name))
     console.print(table)
-    broker = config.mqtt.broker or "embedded broker on 127.0.0.1"
+    broker = config.mqtt.url or "embedded broker on 127.0.0.1"
     console.print(f"mqtt: {broker}")
     console.print(f"runs: {config.storage.runs_dir}")
 
@@ -130,6 +150,7 @@ def run_check(args: argparse.Namespace) -> int:
         return 2
     config = load_station_config(args, args.config)
     import_classes(config)
+    check_mqtt(config)
     console = Console(soft_wrap=True)
     print_summary(config, console)
     if not args.connect:

@@ -7,6 +7,7 @@ twin_serve) stay free-form dicts here; their owners validate them.
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     SecretStr,
     field_validator,
@@ -101,6 +103,9 @@ class TlsConfig(_Strict):
     ca_file: FilePath | None = None
     cert_file: FilePath | None = None
     key_file: FilePath | None = None
+    insecure: bool = Field(
+        default=False, description="Skip the host name check (self-signed lab brokers by IP)"
+    )
 
     @model_validator(mode="after")
     def _cert_with_key(self) -> TlsConfig:
@@ -110,37 +115,60 @@ class TlsConfig(_Strict):
         return self
 
 
-class MqttConfig(_Strict):
-    """The MQTT broker; leave out ``broker`` (or the whole section) for an embedded one."""
+class CommandsConfig(_Strict):
+    """How remote cmd/ messages prove they are authorised (labctl.stream checks the rest)."""
 
-    broker: str | None = Field(
+    mode: Literal["token", "hmac"] = "token"
+    token: SecretStr | None = None
+    token_file: FilePath | None = None
+    max_skew_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _one_token(self) -> CommandsConfig:
+        """token and token_file are alternatives."""
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give token or token_file, not both")
+        return self
+
+
+class MqttConfig(_Strict):
+    """The MQTT broker; leave out ``url`` (or the whole section) for an embedded one.
+
+    The keys are those labctl.stream.settings reads; it validates the finer rules (token
+    length, credentials only with a url) when a run connects.
+    """
+
+    url: str | None = Field(
         default=None, description="mqtt://host:port or mqtts://host:port; omit for embedded"
     )
     username: str | None = None
     password: SecretStr | None = None
     password_file: FilePath | None = None
     tls: TlsConfig | None = None
-    token: SecretStr | None = Field(
-        default=None, description="Shared secret that authorises cmd/ messages"
-    )
+    client_id: str | None = None
+    keepalive_s: Annotated[int, Field(ge=1, le=3600)] = 10
+    outbox_dir: FilePath | None = None
+    commands: CommandsConfig | None = None
 
-    @field_validator("broker")
+    @field_validator("url")
     @classmethod
-    def _check_broker(cls, value: str | None) -> str | None:
+    def _check_url(cls, value: str | None) -> str | None:
         """Accept only mqtt:// and mqtts:// URLs with a host (port optional)."""
         if value is None:
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"broker must start with mqtt:// or mqtts://, got '{value}'")
+            raise ValueError(f"url must start with mqtt:// or mqtts://, got '{value}'")
         try:
             port = parts.port
         except ValueError:
-            raise ValueError(f"broker port is not a number in '{value}'") from None
+            raise ValueError(f"port is not a number in '{value}'") from None
         if not parts.hostname:
-            raise ValueError(f"broker URL has no host: '{value}'")
+            raise ValueError(f"url has no host: '{value}'")
+        if parts.username or parts.password:
+            raise ValueError("put credentials in username/password, not in the url")
         if port == 0:
-            raise ValueError(f"broker port must be 1..65535 in '{value}'")
+            raise ValueError(f"port must be 1..65535 in '{value}'")
         return value
 
     @model_validator(mode="after")
@@ -153,27 +181,27 @@ class MqttConfig(_Strict):
     @property
     def embedded(self) -> bool:
         """True when labctl must start its own broker on 127.0.0.1."""
-        return self.broker is None
+        return self.url is None
 
     @property
     def host(self) -> str:
         """Broker host name (127.0.0.1 for the embedded broker)."""
-        if self.broker is None:
+        if self.url is None:
             return "127.0.0.1"
-        return urlsplit(self.broker).hostname or "127.0.0.1"
+        return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
     def port(self) -> int | None:
         """Broker port: the URL's, else 8883 for mqtts and 1883 for mqtt; None if embedded."""
-        if self.broker is None:
+        if self.url is None:
             return None
-        parts = urlsplit(self.broker)
+        parts = urlsplit(self.url)
         return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
     @property
     def use_tls(self) -> bool:
         """True for an mqtts:// broker."""
-        return self.broker is not None and self.broker.startswith("mqtts://")
+        return self.url is not None and self.url.startswith("mqtts://")
 
     def read_password(self) -> str | None:
         """The broker password, from the config or its password_file (stripped)."""
@@ -217,11 +245,30 @@ class StationConfig(_Strict):
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_raw(cls, data: Any, handler: ModelWrapValidatorHandler[StationConfig]) -> Any:
+        """Keep the sections as written, for owners that parse them themselves."""
+        model = handler(data)
+        if isinstance(data, dict) and isinstance(model, StationConfig):
+            model._raw = copy.deepcopy(data)
+        return model
 
     @property
     def file(self) -> str | None:
         """The station file this config was loaded from (None when built in Python)."""
         return self._file
+
+    @property
+    def config_dir(self) -> Path:
+        """The folder relative paths of this config are taken from (cwd without a file)."""
+        return Path.cwd() if self._file is None else Path(self._file).resolve().parent
+
+    def raw_section(self, name: str) -> Any:
+        """A top-level section exactly as written (a copy; None when absent)."""
+        return copy.deepcopy(self._raw.get(name))
 
     def source_of(self, *path: str | int) -> Source:
         """File and line of a config item (its nearest ancestor when not in the file)."""

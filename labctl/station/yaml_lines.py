@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,28 @@ import yaml
 from labctl.interfaces.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads 1e9 and 1.0e9 as *strings*; physicists write them.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads exponent floats without a dot or sign (1e9, 1.0e9)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_FLOAT_TAG, _FLOAT, list("-+0123456789."))
 
 
 @dataclass(slots=True)
@@ -33,13 +56,13 @@ class LineMap:
         return tuple(path) in self.lines
 
 
-def _key_of(loader: yaml.SafeLoader, node: yaml.Node) -> str | int:
+def _key_of(loader: _Loader, node: yaml.Node) -> str | int:
     """A mapping key as used in validation paths (strings stay, anything else becomes str)."""
     value = loader.construct_object(node, deep=True)
     return value if isinstance(value, str) else str(value)
 
 
-def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, out: LineMap) -> None:
+def _walk(loader: _Loader, node: yaml.Node, path: KeyPath, out: LineMap) -> None:
     """Record the line of every key/item under ``node`` and reject duplicate keys."""
     if isinstance(node, yaml.MappingNode):
         seen: dict[str | int, int] = {}
@@ -64,7 +87,7 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, out: LineMap)
 
 def parse_yaml(text: str, file: str | None = None) -> tuple[Any, LineMap]:
     """Parse one YAML document; return the plain data and the line of every key in it."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -165,9 +165,13 @@ def test_transport_addresses_are_checked(transport: dict[str, object], message: 
 @pytest.mark.parametrize(
     ("mqtt", "message"),
     [
-        ({"broker": "tcp://h:1883"}, "mqtt:// or mqtts://"),
-        ({"broker": "mqtt://:1883"}, "no host"),
-        ({"broker": "mqtt://h:port"}, "not a number"),
+        ({"url": "tcp://h:1883"}, "mqtt:// or mqtts://"),
+        ({"url": "mqtt://:1883"}, "no host"),
+        ({"url": "mqtt://h:port"}, "not a number"),
+        ({"url": "mqtt://u:p@h"}, "not in the url"),
+        ({"keepalive_s": 0}, "greater than or equal to 1"),
+        ({"commands": {"mode": "plain"}}, "'token' or 'hmac'"),
+        ({"commands": {"token": "t" * 20, "token_file": "f"}}, "not both"),
         ({"password": "p", "password_file": "f"}, "not both"),
         ({"tls": {"cert_file": "c.pem"}}, "together"),
     ],
@@ -188,7 +192,7 @@ def test_python_api_builds_the_same_model_without_a_file() -> None:
 
 def test_password_stays_out_of_repr_and_reads_from_file(tmp_path: Path) -> None:
     config = StationConfig.model_validate(
-        {"lab": "l", "node": "n", "mqtt": {"broker": "mqtt://h", "password": "s3cret-pw"}}
+        {"lab": "l", "node": "n", "mqtt": {"url": "mqtt://h", "password": "s3cret-pw"}}
     )
     assert "s3cret-pw" not in repr(config)
     assert config.mqtt.read_password() == "s3cret-pw"
@@ -198,3 +202,14 @@ def test_password_stays_out_of_repr_and_reads_from_file(tmp_path: Path) -> None:
     config_file = tmp_path / "station.yaml"
     config_file.write_text("lab: l\nnode: n\nmqtt:\n  password_file: pw.txt\n")
     assert load_config(config_file).mqtt.read_password() == "from-file"
+
+
+def test_raw_sections_are_kept_as_written_for_their_owners() -> None:
+    config = load_config(DATA / "good.yaml")
+    assert config.raw_section("mqtt")["password_file"] == "secrets/mqtt.txt"
+    assert config.raw_section("qkd") is None
+    assert config.config_dir == DATA
+    section = config.raw_section("runner")
+    section["checkpoint_s"] = 1  # a copy: changing it leaves the config alone
+    assert config.raw_section("runner") == {"checkpoint_s": 60}
+    assert config.source_of("runner", "checkpoint_s").line == 25

@@ -77,3 +77,16 @@ def test_duplicate_keys_are_rejected_at_any_depth() -> None:
     with pytest.raises(ConfigError) as info:
         parse_yaml("a:\n  b: 1\n  c: 2\n  b: 3\n", "d.yaml")
     assert (info.value.line, info.value.field) == (4, "a.b")
+
+
+def test_exponent_floats_are_numbers_as_in_yaml_1_2() -> None:
+    data, _ = parse_yaml("rate_hz: 1e9\nmu: 1.0e-1\nloss_db: -2.5E3\nv: .5\nversion: 1.2.3\nn: 7\n")
+    assert data == {
+        "rate_hz": 1e9,
+        "mu": 0.1,
+        "loss_db": -2500.0,
+        "v": 0.5,
+        "version": "1.2.3",
+        "n": 7,
+    }
+    assert isinstance(data["n"], int)
