@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -193,6 +193,14 @@ class _Window:
     remaining: int | None
 
 
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """A world-fault action waiting on the clock (compared by identity)."""
+
+    at_s: float
+    fault: Fault
+
+
 @dataclass(slots=True)
 class _Fired:
     """A world fault that has been applied, and when (for logs and tests)."""
@@ -211,7 +219,7 @@ class FaultSchedule:
     world: Any
     _windows: list[_Window] = field(default_factory=list)
     _fired: list[_Fired] = field(default_factory=list)
-    _pending: list[Fault] = field(default_factory=list)
+    _pending: list[_Pending] = field(default_factory=list)
 
     @classmethod
     def for_world(cls, world: Any) -> FaultSchedule:
@@ -255,19 +263,20 @@ class FaultSchedule:
         else:
             raise TypeError(f"unknown fault type {type(fault).__name__}")
 
-    def _at(self, clock: Any, at_s: float, fault: Fault, action: Any) -> None:
+    def _at(self, clock: Any, at_s: float, fault: Fault, action: Callable[[], None]) -> None:
         """Run ``action`` at sim time ``at_s`` (now if that has passed), recording it."""
+        entry = _Pending(at_s, fault)
 
         def fire() -> None:
             action()
             self._fired.append(_Fired(fault, clock.now_s()))
-            if fault in self._pending:
-                self._pending.remove(fault)
+            if entry in self._pending:
+                self._pending.remove(entry)
 
         if at_s <= clock.now_s():
             fire()
         else:
-            self._pending.append(fault)
+            self._pending.append(entry)
             clock.call_at(at_s, fire)
 
     def link_fault(self, instrument: str, now_s: float) -> LinkFault | None:
@@ -307,9 +316,9 @@ class FaultSchedule:
         return [(f.applied_at_s, f.fault) for f in self._fired]
 
     @property
-    def pending(self) -> list[Fault]:
-        """World faults still waiting for their sim time."""
-        return list(self._pending)
+    def pending(self) -> list[tuple[float, Fault]]:
+        """World-fault actions still waiting, as (sim time due, fault); an attack has two."""
+        return [(p.at_s, p.fault) for p in self._pending]
 
     @property
     def instrument_faults(self) -> list[LinkFault]:

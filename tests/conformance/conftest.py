@@ -36,36 +36,19 @@ async def any_instrument(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         yield instrument
 
 
-@pytest.fixture(params=_params("laser"))
-async def laser(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """Every registered Laser, connected."""
-    async with request.param.factory() as instrument:
-        yield instrument
+def _interface_fixture(interface: str) -> Any:
+    """A fixture named ``interface`` yielding each registered implementation, connected."""
+
+    @pytest.fixture(params=_params(interface), name=interface)
+    async def fixture(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+        async with request.param.factory() as instrument:
+            yield instrument
+
+    return fixture
 
 
-@pytest.fixture(params=_params("polarization_controller"))
-async def polarization_controller(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """Every registered PolarizationController, connected."""
-    async with request.param.factory() as instrument:
-        yield instrument
-
-
-@pytest.fixture(params=_params("detector"))
-async def detector(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """Every registered SinglePhotonDetector, connected."""
-    async with request.param.factory() as instrument:
-        yield instrument
-
-
-@pytest.fixture(params=_params("time_tagger"))
-async def time_tagger(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """Every registered TimeTagger, connected."""
-    async with request.param.factory() as instrument:
-        yield instrument
-
-
-@pytest.fixture(params=_params("optical_switch"))
-async def optical_switch(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """Every registered OpticalSwitch, connected."""
-    async with request.param.factory() as instrument:
-        yield instrument
+laser = _interface_fixture("laser")
+polarization_controller = _interface_fixture("polarization_controller")
+detector = _interface_fixture("detector")
+time_tagger = _interface_fixture("time_tagger")
+optical_switch = _interface_fixture("optical_switch")
