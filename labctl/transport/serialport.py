@@ -95,14 +95,15 @@ class SerialTransport(ThreadedTransport):
     def _read_slice(self, max_bytes: int, slice_s: float, stop_byte: int | None) -> bytes:
         port = self._require_port()
         try:
+            # read(1) returns as soon as a byte arrives; a zero-timeout read then takes
+            # whatever else is already there. read(max_bytes) would sit out the whole slice,
+            # and in_waiting is only a 0/1 guess for socket:// URLs.
             port.timeout = slice_s
-            # read(1) returns as soon as a byte arrives; then take whatever else is waiting,
-            # instead of read(max_bytes) which would sit out the whole slice.
             first = port.read(1)
             if not first or max_bytes == 1:
                 return bytes(first)
-            waiting = min(port.in_waiting, max_bytes - 1)
-            return bytes(first) + (bytes(port.read(waiting)) if waiting > 0 else b"")
+            port.timeout = 0
+            return bytes(first) + bytes(port.read(max_bytes - 1))
         except serial.SerialException as exc:
             raise ConnectionError(str(exc)) from exc
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from labctl.transport.core import BufferedTransport
@@ -56,20 +56,30 @@ class ThreadedTransport(BufferedTransport):
         return await loop.run_in_executor(self._executor, functools.partial(func, *args))
 
     async def _connect(self) -> None:
-        await self._call(self._open_blocking)
+        try:
+            await self._call(self._open_blocking)
+        except asyncio.CancelledError:
+            # open() gave up (its deadline passed): the library call may still finish and
+            # open the handle, so queue its close now rather than wait for it.
+            self._detach()
+            raise
 
     async def _disconnect(self) -> None:
-        executor = self._executor
+        closing = self._detach()
+        if closing is not None:
+            # A call stuck in the library must not hold close() up for long; the queued
+            # close still runs in the thread once that call returns.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(closing), _CLOSE_WAIT_S)
+
+    def _detach(self) -> Future[None] | None:
+        """Queue the handle's close behind any running call and retire the worker thread."""
+        executor, self._executor = self._executor, None
         if executor is None:
-            return
-        # Queued behind any call still running, so the handle is never closed mid-call. A
-        # call stuck in the library (an open that ignores its timeout) must not hold up
-        # close(): the shielded close still runs in the thread once that call returns.
-        closing = asyncio.get_running_loop().run_in_executor(executor, self._close_blocking)
-        self._executor = None
+            return None
+        closing = executor.submit(self._close_blocking)
         executor.shutdown(wait=False)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(closing), _CLOSE_WAIT_S)
+        return closing
 
     async def _send(self, data: bytes) -> None:
         await self._call(self._write_blocking, data)

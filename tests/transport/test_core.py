@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import Callable
 
@@ -202,3 +203,21 @@ async def test_open_to_a_peer_that_never_accepts_times_out_in_budget(
     assert caught.value.command == "open"
     assert not link.is_open
     await link.close()
+
+
+async def test_traffic_is_logged_at_debug_truncated(
+    stream_transport: TransportFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    link = stream_transport()
+    await link.open()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="labctl.transport"):
+            await link.write(b"BIN 5000\n")
+            await link.read_exact(5000)
+    finally:
+        await link.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "labctl.transport"]
+    assert any("-> b'BIN 5000\\n'" in line for line in lines), lines
+    received = [line for line in lines if "<- " in line]
+    assert received and received[0].endswith("... (5000 bytes)")
+    assert max(len(line) for line in lines) < 1000
