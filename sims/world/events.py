@@ -1,0 +1,183 @@
+"""Photon detections for a range of pulses, sampled sparsely (never a loop per pulse).
+
+Thinning: every pulse becomes a *candidate* with the largest click probability any pulse can
+have (a Bernoulli process drawn by geometric gaps); the candidate's own class and state
+(recomputed from the counter RNG) then pick its click pattern, i.e. which of the four
+independent detectors click, with probability P(pattern) / P_max, or no click at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from sims.world.detectors import I64, bernoulli_positions
+from sims.world.source import STREAM_EVE, AliceSource, pulse_hash, unit_uniform
+
+F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
+N_DETECTORS = 4
+N_STATES = 4
+N_PATTERNS = 1 << N_DETECTORS
+
+
+@dataclass(frozen=True, slots=True)
+class ClickTable:
+    """Per code = (intensity class, prepared state) click-pattern tables, built per slice.
+
+    Pattern k (0..15) is the set of detectors that click, bit d = detector d. For a candidate
+    pulse (drawn with probability p_max) pattern 0 means "rejected"; pattern k > 0 has
+    probability P(k) / p_max, so the accepted pulses follow the exact independent-detector law.
+    """
+
+    p_max: float
+    threshold: F64  # [code * 16 + column] Walker alias tables over the 16 patterns
+    alias: npt.NDArray[np.intp]
+
+    @classmethod
+    def build(cls, mean_photons: F64, weights: F64) -> ClickTable:
+        """From mean photons at Bob per class and q[state, detector]."""
+        p_each = -np.expm1(-(mean_photons[:, None, None] * weights[None, :, :]))
+        p_each = p_each.reshape(-1, N_DETECTORS)  # code = class * 4 + state
+        bits = (np.arange(N_PATTERNS)[:, None] >> np.arange(N_DETECTORS)[None, :]) & 1
+        # P(pattern) = prod over detectors of p_d (clicked) or 1 - p_d (silent).
+        per_det = np.where(bits[None, :, :] == 1, p_each[:, None, :], 1.0 - p_each[:, None, :])
+        prob = per_det.prod(axis=2)
+        p_any = 1.0 - prob[:, 0]
+        p_max = float(p_any.max()) if p_any.size else 0.0
+        if p_max > 0.0:
+            prob[:, 1:] /= p_max
+            prob[:, 0] = np.maximum(0.0, 1.0 - prob[:, 1:].sum(axis=1))
+        threshold = np.empty_like(prob)
+        alias = np.empty(prob.shape, dtype=np.intp)
+        for code in range(prob.shape[0]):
+            threshold[code], alias[code] = _walker_alias(prob[code])
+        return cls(p_max=p_max, threshold=threshold.ravel(), alias=alias.ravel())
+
+    def patterns(self, code: npt.NDArray[np.intp], uniform: F64) -> npt.NDArray[np.intp]:
+        """Draw each candidate's click pattern (0 = no click) from one uniform each."""
+        scaled = uniform * N_PATTERNS
+        floor = np.floor(scaled)
+        column = floor.astype(np.intp)
+        slot = code * N_PATTERNS + column
+        # The fractional part of the scaled uniform is a fresh uniform for the alias coin;
+        # an arithmetic select avoids the branch mispredictions of a boolean mask.
+        stay = (scaled - floor) < self.threshold[slot]
+        alias = self.alias[slot]
+        result: npt.NDArray[np.intp] = alias + stay * (column - alias)
+        return result
+
+
+def _walker_alias(prob: F64) -> tuple[F64, npt.NDArray[np.intp]]:
+    """Walker's alias table: column j keeps itself with threshold[j], else goes to alias[j]."""
+    n = prob.size
+    scaled = prob / prob.sum() * n
+    threshold = np.ones(n)
+    alias = np.arange(n, dtype=np.intp)
+    small = [j for j in range(n) if scaled[j] < 1.0]
+    large = [j for j in range(n) if scaled[j] >= 1.0]
+    while small and large:
+        j, k = small.pop(), large.pop()
+        threshold[j], alias[j] = scaled[j], k
+        scaled[k] -= 1.0 - scaled[j]
+        (small if scaled[k] < 1.0 else large).append(k)
+    return threshold, alias
+
+
+def _eve_states(seed: int, fraction: float, index: I64, state: npt.NDArray[np.uint8]) -> None:
+    """Replace, in place, the state of pulses Eve intercepts by the state she resends."""
+    if fraction <= 0.0 or index.size == 0:
+        return
+    bits = pulse_hash(seed, STREAM_EVE, index)
+    attacked = unit_uniform(bits) < fraction
+    eve_basis = ((bits >> np.uint64(1)) & np.uint64(1)).astype(np.uint8)
+    eve_guess = ((bits >> np.uint64(2)) & np.uint64(1)).astype(np.uint8)
+    alice_basis = state >> 1
+    # Same basis: Eve learns Alice's bit and resends it; otherwise her outcome is random.
+    eve_bit = np.where(eve_basis == alice_basis, state & 1, eve_guess)
+    resent = (eve_basis << 1) | eve_bit
+    np.copyto(state, resent.astype(np.uint8), where=attacked)
+
+
+Clicks = tuple[I64, U8]
+"""(pulse index sorted ascending, detector 0..3) of every click."""
+
+# Detector of each single-click pattern; multi-click patterns are expanded separately.
+_SINGLE_DETECTOR = np.array([255, 0, 1, 255, 2, 255, 255, 255, 3] + [255] * 7, dtype=np.uint8)
+
+
+def _no_clicks() -> Clicks:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+
+
+def _expand_patterns(index: I64, pattern: U8) -> Clicks:
+    """One entry per clicking detector; multi-click pulses (rare) get one entry each."""
+    detector = _SINGLE_DETECTOR[pattern]
+    multi = detector == 255
+    if not multi.any():
+        return index, detector
+    single = ~multi
+    out_index, out_det = index[single], detector[single]
+    multi_index, multi_pattern = index[multi], pattern[multi]
+    extra_index = [multi_index[(multi_pattern >> det) & 1 == 1] for det in range(N_DETECTORS)]
+    extra_det = [np.full(e.size, det, dtype=np.uint8) for det, e in enumerate(extra_index)]
+    all_index = np.concatenate([out_index, *extra_index])
+    all_det = np.concatenate([out_det, *extra_det])
+    order = np.argsort(all_index, kind="stable")
+    return all_index[order], all_det[order]
+
+
+class PhotonSampler:
+    """Which detector clicks for which pulse, from Alice's pattern and the channel."""
+
+    def __init__(self, source: AliceSource, seed: int) -> None:
+        self.source = source
+        self.seed = seed
+
+    def signal_clicks(
+        self,
+        rng: np.random.Generator,
+        n0: int,
+        n1: int,
+        table: ClickTable,
+        eve_fraction: float,
+    ) -> Clicks:
+        """Pulses in [n0, n1) that click, sorted, with the detector that clicks (0..3)."""
+        if table.p_max <= 0.0 or n1 <= n0:
+            return _no_clicks()
+        index = n0 + bernoulli_positions(rng, n1 - n0, table.p_max)
+        pattern = self.source.pattern(index)
+        state = ((pattern.basis << 1) | pattern.bit).astype(np.uint8, copy=False)
+        _eve_states(self.seed, eve_fraction, index, state)
+        code = pattern.intensity.astype(np.intp) * N_STATES + state
+        clicks = table.patterns(code, rng.random(index.size)).astype(np.uint8)
+        accepted = clicks > 0
+        return _expand_patterns(index[accepted], clicks[accepted])
+
+    def blinding_triggers(
+        self,
+        rng: np.random.Generator,
+        n0: int,
+        n1: int,
+        eve_efficiency: float,
+        bob_basis_z_probability: float,
+    ) -> Clicks:
+        """Pulses for which Eve's bright trigger makes a blinded detector of Bob click."""
+        mu = self.source.mu
+        p_detect = -np.expm1(-mu * eve_efficiency)
+        p_max = float(p_detect.max()) if p_detect.size else 0.0
+        if p_max <= 0.0 or n1 <= n0:
+            return _no_clicks()
+        index = n0 + bernoulli_positions(rng, n1 - n0, p_max)
+        pattern = self.source.pattern(index)
+        keep = rng.random(index.size) * p_max < p_detect[pattern.intensity]
+        index, pattern_basis, pattern_bit = index[keep], pattern.basis[keep], pattern.bit[keep]
+        state = ((pattern_basis << 1) | pattern_bit).astype(np.uint8)
+        _eve_states(self.seed, 1.0, index, state)
+        eve_basis = state >> 1
+        # The faked state only exceeds the threshold when Bob's passive choice matches.
+        bob_basis = (rng.random(index.size) >= bob_basis_z_probability).astype(np.uint8)
+        fires = bob_basis == eve_basis
+        return index[fires], state[fires]

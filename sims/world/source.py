@@ -1,0 +1,94 @@
+"""Alice's pulsed source: a counter-based pattern that any pulse index can recompute.
+
+Every per-pulse random choice (Alice's basis, bit and intensity class; Eve's attack decision,
+basis and outcome) is a pure function of (seed, stream, pulse index) through splitmix64, so
+nothing is stored and Alice can regenerate the pattern of any pulse Bob reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from sims.world.settings import SourceSettings
+
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+F64 = npt.NDArray[np.float64]
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_UNIT = 1.0 / float(1 << 53)
+
+STREAM_ALICE = 1
+STREAM_EVE = 2
+
+
+def splitmix64(values: U64) -> U64:
+    """The splitmix64 finaliser applied element-wise (uint64 arithmetic wraps by design)."""
+    z = values ^ (values >> np.uint64(30))
+    z *= _MIX1
+    z ^= z >> np.uint64(27)
+    z *= _MIX2
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def pulse_hash(seed: int, stream: int, indices: npt.NDArray[np.int64]) -> U64:
+    """64 random bits per pulse index for the given stream, reproducible forever."""
+    key = (seed * 0x2545F4914F6CDD1D + stream * 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
+    counters = indices.astype(np.uint64) * _GOLDEN + np.uint64(key)
+    return splitmix64(counters)
+
+
+def unit_uniform(bits: U64) -> F64:
+    """The top 53 bits as a float in [0, 1)."""
+    return (bits >> np.uint64(11)).astype(np.float64) * _UNIT
+
+
+@dataclass(frozen=True, slots=True)
+class PulsePattern:
+    """Alice's choices for a set of pulses: basis (0=Z, 1=X), bit, intensity class code."""
+
+    index: npt.NDArray[np.int64]
+    basis: U8
+    bit: U8
+    intensity: U8
+
+
+class AliceSource:
+    """Alice's laser and pattern generator."""
+
+    def __init__(self, settings: SourceSettings, seed: int) -> None:
+        self.settings = settings
+        self.seed = seed
+        self.period_ps = settings.period_ps
+        self.enabled = True
+        self.power_mw = settings.nominal_power_mw
+        self.wavelength_nm = settings.wavelength_nm
+        probs = np.array([c.probability for c in settings.intensities])
+        self._class_edges = np.cumsum(probs)[:-1]
+        self._z_threshold = settings.basis_z_probability
+
+    @property
+    def mu(self) -> F64:
+        """Mean photon number per intensity class leaving Alice now (0 when the laser is off)."""
+        nominal = np.array([c.mu for c in self.settings.intensities], dtype=np.float64)
+        if not self.enabled:
+            return np.zeros_like(nominal)
+        return nominal * (self.power_mw / self.settings.nominal_power_mw)
+
+    def pattern(self, indices: npt.NDArray[np.int64]) -> PulsePattern:
+        """Recompute Alice's basis, bit and intensity class of any pulses."""
+        index = np.asarray(indices, dtype=np.int64)
+        bits = pulse_hash(self.seed, STREAM_ALICE, index)
+        # Independent bit fields: bit 0 = key bit, bits 11.. = basis uniform; a second hash
+        # gives the intensity class so the three choices are independent.
+        bit = (bits & np.uint64(1)).astype(np.uint8)
+        basis = (unit_uniform(bits) >= self._z_threshold).astype(np.uint8)
+        class_u = unit_uniform(splitmix64(bits ^ _GOLDEN))
+        intensity = np.searchsorted(self._class_edges, class_u, side="right").astype(np.uint8)
+        return PulsePattern(index=index, basis=basis, bit=bit, intensity=intensity)
