@@ -47,6 +47,12 @@ class VisaTransport(ThreadedTransport):
         write_termination: str = "",
         backend: str = "@py",
     ) -> None:
+        for option, value in (
+            ("read_termination", read_termination),
+            ("write_termination", write_termination),
+        ):
+            if not isinstance(value, str):
+                raise ValueError(f"{option} must be a string such as '\\n', got {value!r}")
         super().__init__(
             instrument=instrument,
             resource=resource,

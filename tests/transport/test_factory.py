@@ -104,6 +104,11 @@ def test_builds_the_transport_for_each_kind(
             "['E', 'M', 'N', 'O', 'S'], got 'X'",
         ),
         (
+            _spec("visa", "TCPIP::127.0.0.1::5000::SOCKET", read_termination=13),
+            "instruments.laser.transport.options: instrument 'laser': read_termination must be "
+            "a string such as '\\n', got 13",
+        ),
+        (
             _spec("tcp", "127.0.0.1:7001", max_reply_bytes=0),
             "instruments.laser.transport.options: instrument 'laser': max_reply_bytes must be "
             "at least 1, got 0",
