@@ -21,8 +21,14 @@ def scenario_settings(
     path: str | Path, *, distance_km: float | None = None, seed: int | None = None
 ) -> dict[str, Any]:
     """The ``world.settings`` mapping of a scenario file, with distance and seed overridden."""
-    text = Path(path).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read the scenario: {err.strerror}", file=str(path)) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = None if mark is None else mark.line + 1
+        raise ConfigError(f"not valid YAML: {err}", file=str(path), line=line) from None
     world = data.get("world") if isinstance(data, dict) else None
     if not isinstance(world, dict):
         raise ConfigError("the scenario has no `world:` section", file=str(path), field="world")
