@@ -1,0 +1,101 @@
+"""Cascade block-size schedules and the public per-pass shuffles.
+
+Schedules follow Martinez-Mateo, Pacher, Peev, Ciurana, Martin, "Demystifying the
+information reconciliation protocol Cascade", QIC 15, 453 (2015):
+
+- ``original``: Brassard-Salvail, k1 = ceil(0.73/Q), k_i = 2 k_(i-1), 4 passes.
+- ``optimized`` (their "Cascade opt. (7)"): block sizes are powers of two,
+  k1 = 2^ceil(log2(1/Q)), k2 = 4 k1, k_i = n/2 for i >= 3, 14 passes; combined with
+  parity inference (the last block parity of every pass after the first follows from the
+  total parity) and reuse of already-disclosed parities.
+
+The shuffles are public: both parties derive them from the shared seed, so they are cached
+per (n, seed, pass) and reused across frames of the same size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+IndexArray = npt.NDArray[np.int64]
+ScheduleName = Literal["optimized", "original"]
+
+MIN_QBER = 1e-4
+"""Block sizes are computed for max(Q, MIN_QBER): a zero estimate must not mean k = inf."""
+
+
+@dataclass(frozen=True)
+class CascadeSchedule:
+    """Frame length, block size of every pass and the seed of the public shuffles."""
+
+    n_bits: int
+    block_sizes: tuple[int, ...]
+    seed: int
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.n_bits < 1:
+            raise ValueError(f"CascadeSchedule.n_bits must be >= 1, got {self.n_bits}")
+        if not self.block_sizes or any(k < 1 for k in self.block_sizes):
+            raise ValueError(f"CascadeSchedule.block_sizes must be >= 1: {self.block_sizes}")
+        if len(self.block_sizes) > 255:
+            raise ValueError("CascadeSchedule: at most 255 passes")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"CascadeSchedule.seed must be in [0, 2^63), got {self.seed}")
+
+    @classmethod
+    def create(
+        cls, n_bits: int, qber: float, seed: int, name: ScheduleName = "optimized"
+    ) -> CascadeSchedule:
+        """Schedule for a frame of n_bits at estimated error rate qber."""
+        if not 0.0 <= qber < 0.5:
+            raise ValueError(f"CascadeSchedule: qber must be in [0, 0.5), got {qber}")
+        if n_bits < 2:
+            raise ValueError(f"CascadeSchedule: n_bits must be >= 2, got {n_bits}")
+        q = max(qber, MIN_QBER)
+        half = max(n_bits // 2, 1)
+        if name == "optimized":
+            k1 = min(2 ** math.ceil(math.log2(1.0 / q)), half)
+            k2 = min(4 * k1, half)
+            sizes = (k1, k2, *([half] * 12))
+        elif name == "original":
+            k1 = min(math.ceil(0.73 / q), half)
+            sizes = tuple(min(k1 * 2**i, n_bits) for i in range(4))
+        else:
+            raise ValueError(f"CascadeSchedule: unknown schedule {name!r}")
+        return cls(n_bits, sizes, seed, name)
+
+    @property
+    def passes(self) -> int:
+        """Number of passes."""
+        return len(self.block_sizes)
+
+    def block_count(self, pass_index: int) -> int:
+        """Blocks in a pass (the last one may be shorter)."""
+        return -(-self.n_bits // self.block_sizes[pass_index])
+
+    def shuffle(self, pass_index: int) -> tuple[IndexArray, IndexArray]:
+        """(order, position): order[p] is the bit at shuffled position p, position its inverse."""
+        if not 0 <= pass_index < self.passes:
+            raise ValueError(f"pass index {pass_index} outside [0, {self.passes})")
+        return _shuffle(self.n_bits, self.seed, pass_index)
+
+
+@lru_cache(maxsize=48)
+def _shuffle(n_bits: int, seed: int, pass_index: int) -> tuple[IndexArray, IndexArray]:
+    if pass_index == 0:
+        order = np.arange(n_bits, dtype=np.int64)
+    else:
+        rng = np.random.default_rng([seed, pass_index])
+        order = rng.permutation(n_bits).astype(np.int64)
+    position = np.empty_like(order)
+    position[order] = np.arange(n_bits, dtype=np.int64)
+    order.flags.writeable = False
+    position.flags.writeable = False
+    return order, position
