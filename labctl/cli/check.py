@@ -93,14 +93,17 @@ def print_summary(config: StationConfig, console: Console) -> None:
     console.print(f"runs: {config.storage.runs_dir}")
 
 
-def _health_table(config: StationConfig, health: dict[str, Health], failed: set[str]) -> Table:
+def _health_table(
+    config: StationConfig, health: dict[str, Health], failed: dict[str, BaseException]
+) -> Table:
     """One row per instrument: connected or not, healthy or not, and why."""
     table = Table(title="instrument health")
     for column in ("name", "class", "status", "detail"):
         table.add_column(column)
     for name, entry in config.instruments.items():
         if name in failed:
-            table.add_row(name, entry.class_path, "[red]connect failed[/red]", "see below")
+            error = failed[name]
+            table.add_row(name, entry.class_path, "[red]connect failed[/red]", str(error))
             continue
         result = health.get(name, Health(ok=False, detail="no health result"))
         status = "[green]ok[/green]" if result.ok else "[red]unhealthy[/red]"
@@ -112,12 +115,12 @@ async def connect_and_report(config: StationConfig, timeout_s: float, console: C
     """Connect everything, print health, release everything; 0 when all are reachable and ok."""
     station = Station.from_config(config, timeout_s=timeout_s)
     problems: list[str] = []
-    failed: set[str] = set()
+    failed: dict[str, BaseException] = {}
     try:
         try:
             await station.connect_all()
         except StationError as exc:
-            failed = set(exc.failures)
+            failed = exc.failures
             problems.append(str(exc))
         health = await station.health_all(only_connected=True)
         console.print(_health_table(config, health, failed))
