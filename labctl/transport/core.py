@@ -203,7 +203,9 @@ class BufferedTransport(abc.ABC):
             try:
                 await asyncio.wait_for(self._send(data), self._timeout_s)
             except TimeoutError:
-                raise self._timeout_error(command, self._timeout_s, "writing") from None
+                raise self._timeout_error(
+                    command, self._timeout_s, "write not accepted by"
+                ) from None
             except (OSError, EOFError) as exc:
                 raise await self._lost(command, exc) from exc
 
@@ -292,7 +294,7 @@ class BufferedTransport(abc.ABC):
         except TimeoutError:
             # A late reply would otherwise be taken for the answer to the next command.
             self._buffer.clear()
-            raise self._timeout_error(command, budget_s, "waiting for a reply") from None
+            raise self._timeout_error(command, budget_s, "no reply from") from None
         except (OSError, EOFError) as exc:
             raise await self._lost(command, exc) from exc
         except ReplyTooLarge as exc:
@@ -315,9 +317,9 @@ class BufferedTransport(abc.ABC):
                 command=command,
             )
 
-    def _timeout_error(self, command: str | None, budget_s: float, doing: str) -> InstrumentTimeout:
+    def _timeout_error(self, command: str | None, budget_s: float, what: str) -> InstrumentTimeout:
         return InstrumentTimeout(
-            f"no progress {doing} on {self._resource} within {budget_s:g} s",
+            f"{what} {self._resource} within {budget_s:g} s",
             instrument=self._instrument,
             command=command,
         )

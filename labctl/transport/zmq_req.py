@@ -56,7 +56,7 @@ class ZmqTransport(BufferedTransport):
             try:
                 reply = await self._recv_message(budget_s)
             except TimeoutError:
-                raise self._timeout_error(command, budget_s, "waiting for a reply") from None
+                raise self._timeout_error(command, budget_s, "no reply from") from None
             except (OSError, EOFError) as exc:
                 raise await self._lost(command, exc) from exc
             except ReplyTooLarge as exc:

@@ -58,9 +58,9 @@ async def test_silent_peer_times_out_within_budget_plus_ten_percent(
             await link.query(b"SILENT\n", command="SILENT")
         elapsed_s = time.monotonic() - started
         assert timeout_s * 0.98 <= elapsed_s <= timeout_s * 1.1, elapsed_s
-        assert caught.value.instrument == link.instrument
-        assert caught.value.command == "SILENT"
-        assert link.resource in str(caught.value)
+        assert str(caught.value) == (
+            f"{link.instrument} [SILENT]: timeout: no reply from {link.resource} within 0.5 s"
+        )
         # A timeout is not a broken link: the next command works.
         assert link.is_open
         assert await link.query(b"ECHO again\n") == b"AGAIN"
