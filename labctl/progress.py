@@ -8,6 +8,7 @@ still kept so the runner can report them and feed its watchdog.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,8 +63,12 @@ class RunProgress:
     ) -> None:
         self.console = Console(file=file, stderr=file is None)
         # rich reports Jupyter separately from terminals; draw in either, never in CI logs.
+        # LABCTL_PROGRESS=0 turns drawing off (headless notebook execution, where live
+        # widgets only race with the executor).
         if enabled is None:
-            enabled = self.console.is_terminal or self.console.is_jupyter
+            enabled = os.environ.get("LABCTL_PROGRESS", "1") != "0" and (
+                self.console.is_terminal or self.console.is_jupyter
+            )
         self.enabled = enabled
         self.on_activity = on_activity
         self._progress: Progress | None = None
