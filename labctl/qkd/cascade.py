@@ -284,9 +284,7 @@ class CascadeBob:
             p, s, e = passes[active], start[active], end[active]
             mid = s + (e - s) // 2
             left_keys = nodes.encode(p, s, mid)
-            slot, known = nodes.lookup(left_keys)
-            left_odd = np.empty(active.size, dtype=np.bool_)
-            left_odd[known] = nodes.odd[slot[known]] == 1
+            known, left_odd = nodes.odd_flags(left_keys)
             ask = np.flatnonzero(~known)
             if ask.size:
                 q = CascadeRequest(_RANGES, p[ask], s[ask], mid[ask])

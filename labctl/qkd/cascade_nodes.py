@@ -21,17 +21,45 @@ IndexArray = npt.NDArray[np.int64]
 Bits = npt.NDArray[np.uint8]
 
 
+class _SortedTable:
+    """Sorted int64 keys with a uint8 flag each; lookups by binary search."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.flag = np.zeros(0, dtype=np.uint8)
+
+    def lookup(self, keys: IndexArray) -> tuple[IndexArray, npt.NDArray[np.bool_]]:
+        """(slot, found) of each key."""
+        slot = np.searchsorted(self.keys, keys)
+        inside = slot < self.keys.size
+        found = np.zeros(keys.size, dtype=np.bool_)
+        found[inside] = self.keys[slot[inside]] == keys[inside]
+        return slot, found
+
+    def merge(self, keys: IndexArray, flag: Bits) -> None:
+        """Insert keys known to be absent (sorted, unique)."""
+        at = np.searchsorted(self.keys, keys)
+        self.keys = np.insert(self.keys, at, keys)
+        self.flag = np.insert(self.flag, at, flag)
+
+
 class NodeStore:
-    """Sorted (pass, start, end) keys with an odd/even flag each."""
+    """Known ranges keyed by (pass, start, end) with an odd/even flag each.
+
+    Two sorted tables (a large one and a small recent one, merged when the recent one
+    grows) keep inserts cheap; the odd keys are kept apart so that finding the next
+    ranges to search does not scan every known range.
+    """
 
     def __init__(self, n_bits: int) -> None:
         self._n = n_bits
         self._radix = n_bits + 1
-        self.keys = np.zeros(0, dtype=np.int64)
-        self.odd = np.zeros(0, dtype=np.uint8)
+        self._main = _SortedTable()
+        self._recent = _SortedTable()
+        self._odd_keys = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
-        return int(self.keys.size)
+        return int(self._main.keys.size + self._recent.keys.size)
 
     def encode(self, passes: npt.ArrayLike, start: IndexArray, end: IndexArray) -> IndexArray:
         """Sort key of each range."""
@@ -44,56 +72,77 @@ class NodeStore:
         rest = keys // self._radix
         return (rest // self._radix).astype(np.uint8), rest % self._radix, end
 
-    def lookup(self, keys: IndexArray) -> tuple[IndexArray, npt.NDArray[np.bool_]]:
-        """(slot, found) for each key."""
-        slot = np.searchsorted(self.keys, keys)
-        inside = slot < self.keys.size
-        found = np.zeros(keys.size, dtype=np.bool_)
-        found[inside] = self.keys[slot[inside]] == keys[inside]
-        return slot, found
+    def odd_flags(self, keys: IndexArray) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """(known, odd) for each key."""
+        known = np.zeros(keys.size, dtype=np.bool_)
+        odd = np.zeros(keys.size, dtype=np.bool_)
+        for table in (self._main, self._recent):
+            slot, found = table.lookup(keys)
+            known |= found
+            odd[found] = table.flag[slot[found]] == 1
+        return known, odd
 
     def insert(self, keys: IndexArray, odd: Bits) -> None:
-        """Add new ranges (keys not yet stored; duplicates within the batch are dropped)."""
+        """Add new ranges (already-known keys and duplicates in the batch are ignored)."""
         if keys.size == 0:
             return
         keys, first = np.unique(keys, return_index=True)
         odd = odd[first]
-        _, found = self.lookup(keys)
-        keys, odd = keys[~found], odd[~found]
-        at = np.searchsorted(self.keys, keys)
-        self.keys = np.insert(self.keys, at, keys)
-        self.odd = np.insert(self.odd, at, odd)
+        known, _ = self.odd_flags(keys)
+        keys, odd = keys[~known], odd[~known]
+        self._recent.merge(keys, odd)
+        self._odd_keys = np.union1d(self._odd_keys, keys[odd == 1])
+        if self._recent.keys.size > max(4096, self._main.keys.size // 8):
+            self._main.merge(self._recent.keys, self._recent.flag)
+            self._recent = _SortedTable()
+
+    def _toggle(self, keys: IndexArray) -> None:
+        """Toggle the flag of every stored key in keys (a key listed twice toggles twice)."""
+        became_odd: list[IndexArray] = []
+        became_even: list[IndexArray] = []
+        for table in (self._main, self._recent):
+            slot, found = table.lookup(keys)
+            hit = slot[found]
+            if hit.size == 0:
+                continue
+            np.bitwise_xor.at(table.flag, hit, np.uint8(1))
+            touched = np.unique(hit)
+            now = table.flag[touched]
+            became_odd.append(table.keys[touched[now == 1]])
+            became_even.append(table.keys[touched[now == 0]])
+        if became_even:
+            self._odd_keys = np.setdiff1d(
+                self._odd_keys, np.concatenate(became_even), assume_unique=True
+            )
+        if became_odd:
+            self._odd_keys = np.union1d(self._odd_keys, np.concatenate(became_odd))
 
     def toggle_paths(self, pass_index: int, positions: IndexArray, block_size: int) -> None:
         """Flip the odd flag of every stored range of a pass that contains a corrected bit."""
-        if positions.size == 0 or self.keys.size == 0:
+        if positions.size == 0 or len(self) == 0:
             return
         start = (positions // block_size) * block_size
         end = np.minimum(start + block_size, self._n)
-        hits: list[IndexArray] = []
+        path: list[IndexArray] = []
         live = np.arange(positions.size)
         while live.size:
             s, e = start[live], end[live]
-            slot, found = self.lookup(self.encode(pass_index, s, e))
-            hits.append(slot[found])
+            path.append(self.encode(pass_index, s, e))
             mid = s + (e - s) // 2
             go_left = positions[live] < mid
             e = np.where(go_left, mid, e)
             s = np.where(go_left, s, mid)
             start[live], end[live] = s, e
             live = live[e - s >= 2]
-        all_hits = np.concatenate(hits)
-        if all_hits.size:
-            np.bitwise_xor.at(self.odd, all_hits, np.uint8(1))
+        self._toggle(np.concatenate(path))
 
     def minimal_odd(self) -> tuple[npt.NDArray[np.uint8], IndexArray, IndexArray]:
         """Odd ranges that contain no other odd range: disjoint, each holds an error."""
-        idx = np.flatnonzero(self.odd)
-        passes, start, end = self.decode(self.keys[idx])
-        if idx.size > 1:
+        passes, start, end = self.decode(self._odd_keys)
+        if passes.size > 1:
             # In (pass, start asc, end desc) order a range has an odd descendant exactly
             # when the next odd range is in the same pass and starts before it ends.
-            has_child = np.zeros(idx.size, dtype=np.bool_)
+            has_child = np.zeros(passes.size, dtype=np.bool_)
             has_child[:-1] = (passes[1:] == passes[:-1]) & (start[1:] < end[:-1])
             keep = ~has_child
             return passes[keep], start[keep], end[keep]

@@ -52,7 +52,8 @@ class DecoyProtocol:
     def tau(self, n_photons: int) -> float:
         """Probability tau_n that Alice sends n photons, averaged over intensities."""
         return sum(
-            p * math.exp(-k) * k**n_photons for k, p in zip(self.intensities, self.probabilities)
+            p * math.exp(-k) * k**n_photons
+            for k, p in zip(self.intensities, self.probabilities, strict=True)
         ) / math.factorial(n_photons)
 
 
@@ -67,7 +68,7 @@ class BasisCounts:
         for name, values in (("detections", self.detections), ("errors", self.errors)):
             if len(values) != 3 or any(not (math.isfinite(v) and v >= 0) for v in values):
                 raise ValueError(f"BasisCounts.{name}: need three finite counts >= 0: {values}")
-        if any(e > d for e, d in zip(self.errors, self.detections)):
+        if any(e > d for e, d in zip(self.errors, self.detections, strict=True)):
             raise ValueError("BasisCounts: more errors than detections for some intensity")
 
     @property
@@ -121,7 +122,7 @@ def _bracket(
     total = float(sum(counts))
     dev = 0.0 if eps is None else hoeffding_delta(total, eps)
     plus, minus = [], []
-    for n_k, k, p in zip(counts, protocol.intensities, protocol.probabilities):
+    for n_k, k, p in zip(counts, protocol.intensities, protocol.probabilities, strict=True):
         scale = math.exp(k) / p
         plus.append(scale * min(n_k + dev, total))
         minus.append(scale * max(n_k - dev, 0.0))
@@ -181,7 +182,7 @@ def secret_key_length(
         penalty = 6.0 * math.log2(EPS_DIVISOR / eps_sec) + math.log2(2.0 / eps_cor)
     raw = s_x0 + s_x1 * (1.0 - binary_entropy(phi_x)) - leak_ec_bits - penalty
     return FiniteKeyResult(
-        secret_bits=max(int(math.floor(raw)), 0),
+        secret_bits=max(math.floor(raw), 0),
         raw_length=raw,
         s_x0=s_x0,
         s_x1=s_x1,
@@ -203,12 +204,16 @@ def expected_counts(
 ) -> tuple[BasisCounts, BasisCounts]:
     """Expected (key, test) counts for N pulses when both parties pick the key basis w.p. q."""
     q = key_basis_probability
+    if len(gains) != 3 or len(error_rates) != 3:
+        raise ValueError("expected_counts: need one gain and one error rate per intensity (3)")
     if not 0.0 < q < 1.0:
         raise ValueError(f"expected_counts: key_basis_probability must be in (0, 1), got {q}")
-    key_det = [pulses * q * q * p * g for p, g in zip(protocol.probabilities, gains)]
-    test_det = [pulses * (1 - q) ** 2 * p * g for p, g in zip(protocol.probabilities, gains)]
-    key_err = [n * e for n, e in zip(key_det, error_rates)]
-    test_err = [n * e for n, e in zip(test_det, error_rates)]
+    key_det = [pulses * q * q * p * g for p, g in zip(protocol.probabilities, gains, strict=True)]
+    test_det = [
+        pulses * (1 - q) ** 2 * p * g for p, g in zip(protocol.probabilities, gains, strict=True)
+    ]
+    key_err = [n * e for n, e in zip(key_det, error_rates, strict=True)]
+    test_err = [n * e for n, e in zip(test_det, error_rates, strict=True)]
     return (
         BasisCounts((key_det[0], key_det[1], key_det[2]), (key_err[0], key_err[1], key_err[2])),
         BasisCounts(

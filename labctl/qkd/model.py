@@ -43,7 +43,7 @@ class ChannelModel:
         """Overall transmittance eta = eta_Bob 10^(-alpha L / 10)."""
         if distance_km < 0:
             raise ValueError(f"distance_km must be >= 0: {distance_km}")
-        return self.eta_bob * 10.0 ** (-self.alpha_db_per_km * distance_km / 10.0)
+        return float(self.eta_bob * 10.0 ** (-self.alpha_db_per_km * distance_km / 10.0))
 
     def yield_n(self, n_photons: int, distance_km: float) -> float:
         """Yield Y_n of an n-photon pulse (LMC Eq. 5)."""

@@ -1,0 +1,258 @@
+"""Authenticated classical channel between Alice and Bob.
+
+Every message is a frame: 4-byte big-endian length, then ``seq`` (8 bytes), ``kind``
+(1-byte length + ASCII), payload, and a 32-byte HMAC-SHA256 tag over a direction label and
+everything before it. Choice: HMAC-SHA256 under a pre-shared key (stdlib, fast, no key
+consumption); it is computationally secure. Information-theoretic Wegman-Carter
+authentication would consume fresh key per message from the key store, which the live
+key-generation plan may add later by swapping the MAC. The two directions use keys
+derived from the pre-shared key with different labels, so a frame cannot be reflected
+back to its sender; every frame carries the next expected sequence number, so a replayed,
+dropped or reordered frame is rejected. Any failure raises AuthenticationError and the
+channel refuses all further traffic: the caller stops key output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from labctl.qkd.errors import AuthenticationError, ChannelClosed, ChannelError, ChannelTimeout
+from labctl.qkd.secret import fingerprint
+
+Role = Literal["alice", "bob"]
+MAC_BYTES = 32
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+_LENGTH = struct.Struct(">I")
+_SEQ = struct.Struct(">Q")
+
+
+class FrameTransport(Protocol):
+    """Moves opaque frames; knows nothing about authentication."""
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Send one frame."""
+        ...
+
+    async def recv_frame(self, timeout_s: float) -> bytes:
+        """Receive one frame or raise ChannelTimeout / ChannelClosed."""
+        ...
+
+    async def close(self) -> None:
+        """Close the transport."""
+        ...
+
+
+class MemoryTransport:
+    """In-process frame transport: one half of a pair of asyncio queues."""
+
+    def __init__(self, inbox: asyncio.Queue[bytes | None], outbox: asyncio.Queue[bytes | None]):
+        self._inbox = inbox
+        self._outbox = outbox
+
+    @classmethod
+    def pair(cls) -> tuple[MemoryTransport, MemoryTransport]:
+        """Two connected transports."""
+        a: asyncio.Queue[bytes | None] = asyncio.Queue()
+        b: asyncio.Queue[bytes | None] = asyncio.Queue()
+        return cls(a, b), cls(b, a)
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Queue a frame for the peer."""
+        await self._outbox.put(bytes(frame))
+
+    async def recv_frame(self, timeout_s: float) -> bytes:
+        """Next frame from the peer."""
+        try:
+            frame = await asyncio.wait_for(self._inbox.get(), timeout_s)
+        except TimeoutError:
+            raise ChannelTimeout(f"memory channel: no frame within {timeout_s} s") from None
+        if frame is None:
+            raise ChannelClosed("memory channel: peer closed")
+        return frame
+
+    async def close(self) -> None:
+        """Tell the peer we are gone."""
+        await self._outbox.put(None)
+
+
+class TcpTransport:
+    """Length-prefixed frames over an asyncio TCP stream."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def connect(cls, host: str, port: int, timeout_s: float = 10.0) -> TcpTransport:
+        """Open a connection to a listening peer."""
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        except TimeoutError:
+            raise ChannelTimeout(
+                f"tcp {host}:{port}: connect timed out after {timeout_s} s"
+            ) from None
+        except OSError as exc:
+            raise ChannelError(f"tcp {host}:{port}: connect failed: {exc}") from None
+        return cls(reader, writer)
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Write length prefix and frame, then drain."""
+        if len(frame) > MAX_FRAME_BYTES:
+            raise ChannelError(f"tcp: frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+        try:
+            self._writer.write(_LENGTH.pack(len(frame)) + frame)
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            raise ChannelClosed(f"tcp: send failed: {exc}") from None
+
+    async def recv_frame(self, timeout_s: float) -> bytes:
+        """Read one length-prefixed frame."""
+        try:
+            head = await asyncio.wait_for(self._reader.readexactly(_LENGTH.size), timeout_s)
+            (length,) = _LENGTH.unpack(head)
+            if length > MAX_FRAME_BYTES:
+                raise ChannelError(f"tcp: announced frame of {length} bytes exceeds the limit")
+            return await asyncio.wait_for(self._reader.readexactly(length), timeout_s)
+        except TimeoutError:
+            raise ChannelTimeout(f"tcp: no frame within {timeout_s} s") from None
+        except asyncio.IncompleteReadError:
+            raise ChannelClosed("tcp: peer closed the connection") from None
+        except (ConnectionError, OSError) as exc:
+            raise ChannelClosed(f"tcp: receive failed: {exc}") from None
+
+    async def close(self) -> None:
+        """Close the stream (best effort)."""
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), 2.0)
+        except (TimeoutError, ConnectionError, OSError):
+            pass
+
+
+@dataclass(frozen=True)
+class Message:
+    """An authenticated message: its kind (short ASCII label) and payload."""
+
+    kind: str
+    payload: bytes
+
+
+def _direction_key(psk: bytes, sender: Role) -> bytes:
+    return hmac.new(psk, b"labctl-qkd-auth/" + sender.encode(), hashlib.sha256).digest()
+
+
+class AuthenticatedChannel:
+    """MAC + sequence numbers on top of a FrameTransport; fails closed."""
+
+    def __init__(
+        self, transport: FrameTransport, psk: bytes, role: Role, timeout_s: float = 30.0
+    ) -> None:
+        if len(psk) < 16:
+            raise ValueError("AuthenticatedChannel: pre-shared key must have >= 16 bytes")
+        if role not in ("alice", "bob"):
+            raise ValueError(f"AuthenticatedChannel: role must be 'alice' or 'bob', got {role!r}")
+        peer: Role = "bob" if role == "alice" else "alice"
+        self._transport = transport
+        self._send_key = _direction_key(psk, role)
+        self._recv_key = _direction_key(psk, peer)
+        self._psk_fingerprint = fingerprint(psk)
+        self.role = role
+        self.timeout_s = timeout_s
+        self._send_seq = 0
+        self._recv_seq = 0
+        self._failed: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"AuthenticatedChannel(role={self.role}, psk=<{len(self._send_key)} bytes "
+            f"{self._psk_fingerprint}>, sent={self._send_seq}, received={self._recv_seq})"
+        )
+
+    @property
+    def failed(self) -> bool:
+        """True once an authentication failure has closed the channel for good."""
+        return self._failed is not None
+
+    def _check_open(self) -> None:
+        if self._failed is not None:
+            raise AuthenticationError(f"channel ({self.role}) closed after: {self._failed}")
+
+    async def send(self, kind: str, payload: bytes) -> None:
+        """Authenticate and send one message."""
+        self._check_open()
+        label = kind.encode("ascii")
+        if not 0 < len(label) < 256:
+            raise ValueError(f"AuthenticatedChannel.send: kind must be 1-255 ASCII chars: {kind!r}")
+        body = _SEQ.pack(self._send_seq) + bytes([len(label)]) + label + payload
+        tag = hmac.new(self._send_key, body, hashlib.sha256).digest()
+        await self._transport.send_frame(body + tag)
+        self._send_seq += 1
+
+    async def recv(self, expect: str | None = None, timeout_s: float | None = None) -> Message:
+        """Receive, authenticate and order-check one message (optionally of a given kind)."""
+        self._check_open()
+        frame = await self._transport.recv_frame(self.timeout_s if timeout_s is None else timeout_s)
+        try:
+            return self._open(frame, expect)
+        except AuthenticationError as exc:
+            self._failed = str(exc)
+            raise
+
+    def _open(self, frame: bytes, expect: str | None) -> Message:
+        if len(frame) < _SEQ.size + 1 + MAC_BYTES:
+            raise AuthenticationError(f"frame of {len(frame)} bytes is too short to be authentic")
+        body, tag = frame[:-MAC_BYTES], frame[-MAC_BYTES:]
+        mine = hmac.new(self._recv_key, body, hashlib.sha256).digest()
+        if not hmac.compare_digest(mine, tag):
+            raise AuthenticationError(f"MAC check failed on frame {self._recv_seq} ({self.role})")
+        (seq,) = _SEQ.unpack_from(body)
+        if seq != self._recv_seq:
+            what = "replayed" if seq < self._recv_seq else "out-of-order"
+            raise AuthenticationError(f"{what} frame: sequence {seq}, expected {self._recv_seq}")
+        label_len = body[_SEQ.size]
+        label_end = _SEQ.size + 1 + label_len
+        kind = body[_SEQ.size + 1 : label_end].decode("ascii", errors="replace")
+        self._recv_seq += 1
+        if expect is not None and kind != expect:
+            raise AuthenticationError(f"unexpected message kind {kind!r}, expected {expect!r}")
+        return Message(kind, body[label_end:])
+
+    async def close(self) -> None:
+        """Close the underlying transport."""
+        await self._transport.close()
+
+
+def memory_pair(
+    psk: bytes, timeout_s: float = 30.0
+) -> tuple[AuthenticatedChannel, AuthenticatedChannel]:
+    """(alice, bob) channels connected in-process."""
+    ta, tb = MemoryTransport.pair()
+    return AuthenticatedChannel(ta, psk, "alice", timeout_s), AuthenticatedChannel(
+        tb, psk, "bob", timeout_s
+    )
+
+
+async def tcp_pair(
+    psk: bytes, host: str = "127.0.0.1", timeout_s: float = 30.0
+) -> tuple[AuthenticatedChannel, AuthenticatedChannel, asyncio.Server]:
+    """(alice, bob, server): Alice listens on an ephemeral port, Bob connects (for tests/demos)."""
+    accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not accepted.done():
+            accepted.set_result(TcpTransport(reader, writer))
+
+    server = await asyncio.start_server(on_connect, host, 0)
+    port = server.sockets[0].getsockname()[1]
+    bob_t = await TcpTransport.connect(host, port, timeout_s)
+    alice_t = await asyncio.wait_for(accepted, timeout_s)
+    return (
+        AuthenticatedChannel(alice_t, psk, "alice", timeout_s),
+        AuthenticatedChannel(bob_t, psk, "bob", timeout_s),
+        server,
+    )
