@@ -1,0 +1,59 @@
+"""Cascade corrects all errors, discloses close to the Shannon bound, counts round trips."""
+
+import numpy as np
+import pytest
+
+from labctl.qkd.cascade import CascadeAlice, CascadeRequest, reconcile
+from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.errors import ReconciliationError
+from labctl.qkd.secret import SecretBits
+
+
+def _frame(n: int, q: float, seed: int) -> tuple[SecretBits, SecretBits, int]:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, n, dtype=np.uint8)
+    err = (rng.random(n) < q).astype(np.uint8)
+    return SecretBits(a), SecretBits(a ^ err), int(err.sum())
+
+
+@pytest.mark.parametrize("q", [0.01, 0.05, 0.10])
+def test_optimized_cascade_corrects_and_beats_original(q: float) -> None:
+    effs_opt, effs_orig = [], []
+    for seed in range(6):
+        a, b, errors = _frame(20_000, q, seed)
+        actual_q = errors / 20_000
+        opt = reconcile(a, b, CascadeSchedule.create(20_000, q, seed, "optimized"))
+        orig = reconcile(a, b, CascadeSchedule.create(20_000, q, seed, "original"))
+        assert opt.key == a
+        assert opt.stats.corrected_bits == errors
+        effs_opt.append(opt.stats.efficiency(actual_q))
+        effs_orig.append(orig.stats.efficiency(actual_q))
+    assert 1.0 < np.mean(effs_opt) < 1.12
+    assert np.mean(effs_opt) < np.mean(effs_orig)
+
+
+def test_round_trips_per_pass_are_logarithmic() -> None:
+    a, b, _ = _frame(4096, 0.02, 9)
+    sched = CascadeSchedule.create(4096, 0.02, 1)
+    out = reconcile(a, b, sched)
+    # Pass 1: one message for block parities, then one per halving of a 64-bit block.
+    assert out.stats.search_rounds_per_pass[0] <= int(np.log2(sched.block_sizes[0]))
+    assert out.stats.round_trips >= sched.passes
+
+
+def test_error_free_frame_discloses_only_block_parities() -> None:
+    a, _, _ = _frame(8192, 0.0, 1)
+    sched = CascadeSchedule.create(8192, 0.02, 3)
+    out = reconcile(a, a, sched)
+    expected = sum(sched.block_count(j) for j in range(sched.passes)) - (sched.passes - 1)
+    assert out.stats.disclosed_bits == expected and out.key == a
+
+
+def test_messages_round_trip_bytes_and_alice_rejects_bad_queries() -> None:
+    a, _, _ = _frame(1000, 0.0, 2)
+    sched = CascadeSchedule.create(1000, 0.05, 4)
+    alice = CascadeAlice(a, sched)
+    req = CascadeRequest(1, np.array([0], np.uint8), np.array([10]), np.array([2000]))
+    with pytest.raises(ReconciliationError, match="outside the frame"):
+        alice.handle(CascadeRequest.from_bytes(req.to_bytes()))
+    assert repr(alice) == "CascadeAlice(n_bits=1000, passes=14)"
