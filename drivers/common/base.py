@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, ClassVar
 
 from labctl.interfaces.build import InstrumentSpec, TransportSpec
-from labctl.interfaces.errors import ConfigError
+from labctl.interfaces.errors import ConfigError, InstrumentError
 from labctl.interfaces.instrument import LifecycleMixin
 from labctl.transport.base import Transport
 
@@ -148,7 +148,8 @@ def validate_config_settings(
         try:
             validated[key] = validator(value)
         except (TypeError, ValueError) as exc:
+            message = exc.message if isinstance(exc, InstrumentError) else str(exc)
             raise ConfigError(
-                str(exc), file=spec.source.file, line=spec.source.line, field=field
+                message, file=spec.source.file, line=spec.source.line, field=field
             ) from None
     return validated

@@ -9,32 +9,59 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from labctl.interfaces.errors import ProtocolError
+from labctl.interfaces.errors import InstrumentFault, ProtocolError
+
+
+class RefusedValue(InstrumentFault, ValueError):
+    """A value refused before it reaches the wire.
+
+    It is the interface's refusal (InstrumentFault, naming instrument and setting, what
+    a plan or the conformance suite catches) and Python's ValueError for callers that
+    check arguments the usual way.
+    """
+
+
+class RefusedType(InstrumentFault, TypeError):
+    """An argument of the wrong type, refused before it reaches the wire (see RefusedValue)."""
 
 
 def check_number(instrument: str, setting: str, value: float, low: float, high: float) -> float:
     """Return ``value`` as a float when finite and within [low, high], else ValueError."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{instrument}: {setting} must be a number, got {value!r}")
+        raise RefusedType(
+            f"{setting} must be a number, got {value!r}", instrument=instrument, command=setting
+        )
     number = float(value)
     if not math.isfinite(number) or not low <= number <= high:
-        raise ValueError(f"{instrument}: {setting}={value!r} is outside [{low:g}, {high:g}]")
+        raise RefusedValue(
+            f"{setting}={value!r} is outside [{low:g}, {high:g}]",
+            instrument=instrument,
+            command=setting,
+        )
     return number
 
 
 def check_int(instrument: str, setting: str, value: int, low: int, high: int) -> int:
     """Return ``value`` when it is an int within [low, high], else TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{instrument}: {setting} must be an integer, got {value!r}")
+        raise RefusedType(
+            f"{setting} must be an integer, got {value!r}", instrument=instrument, command=setting
+        )
     if not low <= value <= high:
-        raise ValueError(f"{instrument}: {setting}={value} is outside [{low}, {high}]")
+        raise RefusedValue(
+            f"{setting}={value} is outside [{low}, {high}]", instrument=instrument, command=setting
+        )
     return value
 
 
 def check_bool(instrument: str, setting: str, value: bool) -> bool:
     """Return ``value`` when it is a real bool (not 0/1 or a string)."""
     if not isinstance(value, bool):
-        raise TypeError(f"{instrument}: {setting} must be True or False, got {value!r}")
+        raise RefusedType(
+            f"{setting} must be True or False, got {value!r}",
+            instrument=instrument,
+            command=setting,
+        )
     return value
 
 
@@ -46,7 +73,11 @@ def check_channel(instrument: str, channel: int, n_channels: int) -> int:
 def check_length(instrument: str, setting: str, values: Sequence[float], length: int) -> None:
     """Fail unless ``values`` holds exactly ``length`` items."""
     if isinstance(values, str | bytes) or len(values) != length:
-        raise ValueError(f"{instrument}: {setting} needs {length} values, got {values!r}")
+        raise RefusedValue(
+            f"{setting} needs {length} values, got {values!r}",
+            instrument=instrument,
+            command=setting,
+        )
 
 
 def parse_float(text: str, *, instrument: str, command: str) -> float:

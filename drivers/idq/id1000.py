@@ -15,7 +15,8 @@ Documented assumptions, where the manual is not public in enough detail:
 - Streaming: ``RAW:SEND ON`` then ``REC:PLAY`` starts the raw timestamp stream,
   ``REC:STOP`` then ``RAW:SEND OFF`` stops it. Tags arrive on a separate ZMQ socket (the
   transport option ``stream_address``, default port 5556 on the same host) in the frame
-  format of ``drivers.idq.tagframe``.
+  format of ``drivers.idq.tagframe``; option ``stream_pattern`` is ``sub`` (the stream
+  is a PUB socket, the default) or ``pull`` (a PUSH socket: lossless, with backpressure).
 - Inputs are counted from 0 in labctl and from 1 on the wire (``INPU1`` = channel 0).
 """
 
@@ -36,7 +37,7 @@ from drivers.common.validate import (
 )
 from drivers.idq.tagframe import SEQ_MODULO, decode_frame
 from labctl.interfaces.build import BuildContext, InstrumentSpec
-from labctl.interfaces.errors import InstrumentFault, ProtocolError
+from labctl.interfaces.errors import ConfigError, InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
 from labctl.interfaces.tags import TagBatch
 from labctl.transport.base import Transport
@@ -105,10 +106,24 @@ class ID1000(DriverBase):
         if stream_address is None:
             host = transport_spec.address.rsplit(":", 1)[0]
             stream_address = f"{host}:5556"
+        pattern = transport_spec.options.get("stream_pattern", "sub")
+        if pattern not in ("sub", "pull"):
+            raise ConfigError(
+                f"stream_pattern must be 'sub' (PUB stream) or 'pull' (PUSH stream), "
+                f"got {pattern!r}",
+                file=spec.source.file,
+                line=spec.source.line,
+                field=f"instruments.{name}.transport.options.stream_pattern",
+            )
         stream = ZmqSubscriber(
-            str(stream_address), instrument=name, timeout_s=transport_spec.timeout_s
+            str(stream_address),
+            instrument=name,
+            timeout_s=transport_spec.timeout_s,
+            pattern=pattern,
         )
-        scpi = make_transport(spec, transport_spec, driver_options=("stream_address",))
+        scpi = make_transport(
+            spec, transport_spec, driver_options=("stream_address", "stream_pattern")
+        )
         driver = cls(name, scpi, stream, n_channels=n_channels)
         for channel, delay_ps in enumerate(validated.get("delays_ps", [])):
             driver._plan_delay(channel, delay_ps)

@@ -1,0 +1,99 @@
+"""``labctl twin serve CONFIG``: serve every twin of a sim station behind its real protocol.
+
+labctl never imports sims by name in code paths it needs itself; this command is the one
+place that reaches for the wire servers, and it does so by module path (``SERVER_MODULE``)
+like the station does for class paths, so a labctl install without sims still imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import signal
+import sys
+from typing import Any
+
+from labctl.cli.common import load_station_config
+from labctl.interfaces.errors import ConfigError, LabctlError
+from labctl.station.station import Station
+
+SERVER_MODULE = "sims.wire.serve"
+READY_LINE = "twin serve: ready (Ctrl-C or SIGTERM stops)"
+HELP = """\
+Build the simulated station of CONFIG (world + twins), connect every twin, and serve each
+one on loopback behind its real device's protocol: laser = Santec TSL-570 (SCPI over TCP),
+polarization controller = OZ Optics EPC-400 (ASCII on a pseudo-terminal), detector =
+Single Quantum Eos (JSON over TCP + counts stream), time tagger = ID Quantique ID1000
+(SCPI over ZMQ + tag stream), switch = Agiltron FF (4-byte frames on a pseudo-terminal).
+Prints every endpoint, then serves until Ctrl-C or SIGTERM and stops cleanly (sockets and
+pseudo-terminals closed, the symlinks it created removed). Ports and the symlink folder come
+from the config's `twin_serve` section; the defaults are the ones configs/hil.yaml uses.
+Exit codes: 0 stopped cleanly, 1 serving failed, 2 bad config.
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``twin`` command with its ``serve`` sub-command."""
+    parser = subparsers.add_parser(
+        "twin",
+        help="serve simulated twins behind real instrument protocols",
+        description="Simulated twins on the wire.",
+    )
+    actions = parser.add_subparsers(dest="twin_action", metavar="ACTION", required=True)
+    serve = actions.add_parser(
+        "serve",
+        help="serve every twin of a sim station on loopback until Ctrl-C",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("config", metavar="CONFIG", help="station YAML file with a world")
+    serve.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Entry point of ``labctl twin serve``."""
+    try:
+        config = load_station_config(args, args.config)
+        if config.world_spec() is None:
+            raise ConfigError(
+                "twin serve needs a simulated station (a `world:` section)", file=config.file
+            )
+        serve = importlib.import_module(SERVER_MODULE)
+        settings = serve.ServeSettings.from_section(
+            config.raw_section("twin_serve"), base_dir=config.config_dir
+        )
+        station = Station.from_config(config)
+        wire = serve.WireTwins(station.instruments, settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(station, wire))
+    except (LabctlError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(station: Station, wire: Any) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+    try:
+        async with station:
+            async with wire:
+                for name, endpoints in wire.endpoints().items():
+                    for role, address in endpoints.items():
+                        print(f"{name} {role} {address}", flush=True)
+                print(READY_LINE, flush=True)
+                await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    print("twin serve: stopped", flush=True)
