@@ -52,6 +52,16 @@ class SecretBits:
         self._bits = arr
 
     @classmethod
+    def adopt(cls, bits: Bits) -> SecretBits:
+        """Wrap a fresh 0/1 uint8 array this module's callers own, without copy or check."""
+        if bits.dtype != np.uint8 or bits.ndim != 1:
+            raise ValueError(f"SecretBits.adopt: need 1-D uint8, got {bits.dtype} {bits.shape}")
+        obj = cls.__new__(cls)
+        bits.flags.writeable = False
+        obj._bits = bits
+        return obj
+
+    @classmethod
     def from_bytes(cls, data: bytes, n_bits: int) -> SecretBits:
         """Unpack the first n_bits bits (big-endian within bytes) of data."""
         if n_bits < 0 or n_bits > 8 * len(data):

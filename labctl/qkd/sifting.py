@@ -108,7 +108,7 @@ class BasisAnnouncement:
                 f"BasisAnnouncement: {len(data)} bytes for {n} detections, expected {expected}"
             )
         off = _HEADER.size
-        idx = np.frombuffer(data, dtype="<i8", count=n, offset=off).astype(np.int64)
+        idx = np.frombuffer(data, dtype="<i8", count=n, offset=off)
         basis = np.unpackbits(np.frombuffer(data, dtype=np.uint8, offset=off + 8 * n), count=n)
         try:
             idx = _as_indices(idx, what="BasisAnnouncement.pulse_index")
@@ -224,7 +224,7 @@ def sift_alice(
         announcement.pulse_index[m],
         announcement.basis[m],
         reply.intensity[m],
-        SecretBits(bits[m]),
+        SecretBits.adopt(bits[m]),
     )
 
 
@@ -236,5 +236,5 @@ def sift_bob(detections: Detections, reply: SiftReply) -> SiftedKey:
         detections.pulse_index[m],
         detections.basis[m],
         reply.intensity[m],
-        SecretBits(detections.bit[m]),
+        SecretBits.adopt(detections.bit[m]),
     )
