@@ -213,25 +213,60 @@ class DetectorBank:
 
     def _dead_time(self, time_ps: I64, detector: U8, start_last: list[int]) -> BoolArray:
         """Non-paralyzable dead time per detector; updates each detector's last kept click."""
-        if time_ps.size == 0:
-            return np.zeros(0, dtype=np.bool_)
+        n = time_ps.size
+        keep = np.ones(n, dtype=np.bool_)
+        longest = max(s.dead_ps for s in self.states)
+        if n == 0 or longest <= 0:
+            self._update_last_kept(time_ps, detector, keep)
+            return keep
+        # A click farther than the longest dead time from the previous click of *any*
+        # detector is surely kept; only runs of close clicks need the per-detector walk.
+        gaps = np.empty(n, dtype=np.int64)
+        gaps[0] = time_ps[0] - max(start_last)
+        np.subtract(time_ps[1:], time_ps[:-1], out=gaps[1:])
+        close = gaps < longest
+        n_close = int(np.count_nonzero(close))
+        if n_close > n // 4:
+            # Dense clicks: gathering the runs would cost more than walking everything.
+            keep = self._dead_time_grouped(time_ps, detector, start_last)
+        elif n_close:
+            involved = close.copy()
+            involved[:-1] |= close[1:]  # the click that opens each run decides it too
+            subset = np.flatnonzero(involved)
+            keep[subset] = self._dead_time_grouped(time_ps[subset], detector[subset], start_last)
+        self._update_last_kept(time_ps, detector, keep)
+        return keep
+
+    def _dead_time_grouped(self, time_ps: I64, detector: U8, start_last: list[int]) -> BoolArray:
         order = np.argsort(detector, kind="stable")  # radix sort: groups keep time order
         grouped = time_ps[order]
         bounds = np.concatenate([[0], np.cumsum(np.bincount(detector, minlength=4))])
         keep_grouped = np.ones(time_ps.size, dtype=np.bool_)
         for index, state in enumerate(self.states):
             lo, hi = int(bounds[index]), int(bounds[index + 1])
-            if lo == hi:
-                continue
-            segment = grouped[lo:hi]
-            kept = nonparalyzable_keep(segment, state.dead_ps, start_last[index])
-            keep_grouped[lo:hi] = kept
-            last = np.flatnonzero(kept)
-            if last.size:
-                state.last_kept_ps = int(segment[last[-1]])
+            if hi > lo:
+                keep_grouped[lo:hi] = nonparalyzable_keep(
+                    grouped[lo:hi], state.dead_ps, start_last[index]
+                )
         keep = np.empty_like(keep_grouped)
         keep[order] = keep_grouped
         return keep
+
+    def _update_last_kept(self, time_ps: I64, detector: U8, keep: BoolArray) -> None:
+        missing = set(range(len(self.states)))
+        # The last few clicks nearly always cover every active detector: look there first.
+        tail = max(0, time_ps.size - 64)
+        for i in range(time_ps.size - 1, tail - 1, -1):
+            d = int(detector[i])
+            if keep[i] and d in missing:
+                self.states[d].last_kept_ps = int(time_ps[i])
+                missing.discard(d)
+                if not missing:
+                    return
+        for d in missing:
+            kept = np.flatnonzero(keep[:tail] & (detector[:tail] == d))
+            if kept.size:
+                self.states[d].last_kept_ps = int(time_ps[kept[-1]])
 
     def _afterpulses(self, rng: np.random.Generator, time_ps: I64, detector: U8) -> tuple[I64, U8]:
         parts_t, parts_d = [], []

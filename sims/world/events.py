@@ -13,11 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sims.world.detectors import I64, bernoulli_positions
+from sims.world.detectors import I64, bernoulli_positions, merge_sorted
 from sims.world.source import STREAM_EVE, AliceSource, pulse_hash, unit_uniform
 
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+_COIN_MASK = np.uint64((1 << 60) - 1)
+_COIN_SCALE = float(1 << 60)
 N_DETECTORS = 4
 N_STATES = 4
 N_PATTERNS = 1 << N_DETECTORS
@@ -33,7 +36,7 @@ class ClickTable:
     """
 
     p_max: float
-    threshold: F64  # [code * 16 + column] Walker alias tables over the 16 patterns
+    threshold: U64  # [code * 16 + column] Walker alias tables over the 16 patterns (x 2^60)
     alias: npt.NDArray[np.intp]
 
     @classmethod
@@ -54,18 +57,17 @@ class ClickTable:
         alias = np.empty(prob.shape, dtype=np.intp)
         for code in range(prob.shape[0]):
             threshold[code], alias[code] = _walker_alias(prob[code])
-        return cls(p_max=p_max, threshold=threshold.ravel(), alias=alias.ravel())
+        coin = np.minimum(threshold.ravel() * _COIN_SCALE, _COIN_SCALE).astype(np.uint64)
+        return cls(p_max=p_max, threshold=coin, alias=alias.ravel())
 
-    def patterns(self, code: npt.NDArray[np.intp], uniform: F64) -> npt.NDArray[np.intp]:
-        """Draw each candidate's click pattern (0 = no click) from one uniform each."""
-        scaled = uniform * N_PATTERNS
-        floor = np.floor(scaled)
-        column = floor.astype(np.intp)
+    def patterns(self, code: npt.NDArray[np.intp], raw: U64) -> npt.NDArray[np.intp]:
+        """Draw each candidate's click pattern (0 = no click) from 64 random bits each."""
+        # Top 4 bits pick the alias column, the low 60 bits are the alias coin.
+        column = (raw >> np.uint64(60)).astype(np.intp)
         slot = code * N_PATTERNS + column
-        # The fractional part of the scaled uniform is a fresh uniform for the alias coin;
-        # an arithmetic select avoids the branch mispredictions of a boolean mask.
-        stay = (scaled - floor) < self.threshold[slot]
+        stay = (raw & _COIN_MASK) < self.threshold[slot]
         alias = self.alias[slot]
+        # An arithmetic select avoids the branch mispredictions of a boolean mask.
         result: npt.NDArray[np.intp] = alias + stay * (column - alias)
         return result
 
@@ -104,29 +106,30 @@ def _eve_states(seed: int, fraction: float, index: I64, state: npt.NDArray[np.ui
 Clicks = tuple[I64, U8]
 """(pulse index sorted ascending, detector 0..3) of every click."""
 
-# Detector of each single-click pattern; multi-click patterns are expanded separately.
-_SINGLE_DETECTOR = np.array([255, 0, 1, 255, 2, 255, 255, 255, 3] + [255] * 7, dtype=np.uint8)
+# Detector of each single-click pattern; 254 = no click, 255 = several detectors click.
+_NONE, _MULTI = 254, 255
+_SINGLE_DETECTOR = np.array(
+    [_NONE, 0, 1, _MULTI, 2, _MULTI, _MULTI, _MULTI, 3] + [_MULTI] * 7, dtype=np.uint8
+)
 
 
 def _no_clicks() -> Clicks:
     return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
 
 
-def _expand_patterns(index: I64, pattern: U8) -> Clicks:
+def _expand_patterns(index: I64, pattern: npt.NDArray[np.intp]) -> Clicks:
     """One entry per clicking detector; multi-click pulses (rare) get one entry each."""
     detector = _SINGLE_DETECTOR[pattern]
-    multi = detector == 255
-    if not multi.any():
-        return index, detector
-    single = ~multi
+    single = detector < N_DETECTORS
     out_index, out_det = index[single], detector[single]
+    multi = np.flatnonzero(detector == _MULTI)
+    if multi.size == 0:
+        return out_index, out_det
     multi_index, multi_pattern = index[multi], pattern[multi]
-    extra_index = [multi_index[(multi_pattern >> det) & 1 == 1] for det in range(N_DETECTORS)]
-    extra_det = [np.full(e.size, det, dtype=np.uint8) for det, e in enumerate(extra_index)]
-    all_index = np.concatenate([out_index, *extra_index])
-    all_det = np.concatenate([out_det, *extra_det])
-    order = np.argsort(all_index, kind="stable")
-    return all_index[order], all_det[order]
+    extra_index = np.repeat(multi_index, N_DETECTORS)
+    extra_det = np.tile(np.arange(N_DETECTORS, dtype=np.uint8), multi.size)
+    hit = ((np.repeat(multi_pattern, N_DETECTORS) >> extra_det) & 1) == 1
+    return merge_sorted(out_index, out_det, extra_index[hit], extra_det[hit])
 
 
 class PhotonSampler:
@@ -152,9 +155,8 @@ class PhotonSampler:
         state = ((pattern.basis << 1) | pattern.bit).astype(np.uint8, copy=False)
         _eve_states(self.seed, eve_fraction, index, state)
         code = pattern.intensity.astype(np.intp) * N_STATES + state
-        clicks = table.patterns(code, rng.random(index.size)).astype(np.uint8)
-        accepted = clicks > 0
-        return _expand_patterns(index[accepted], clicks[accepted])
+        clicks = table.patterns(code, rng.bit_generator.random_raw(index.size))
+        return _expand_patterns(index, clicks)
 
     def blinding_triggers(
         self,

@@ -22,6 +22,9 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _UNIT = 1.0 / float(1 << 53)
+_CLASS_SCALE = float(1 << 31)
+_BASIS_SCALE = float(1 << 32)
+_CLASS_MASK = np.uint64(0xFFFFFFFF)
 
 STREAM_ALICE = 1
 STREAM_EVE = 2
@@ -70,8 +73,10 @@ class AliceSource:
         self.power_mw = settings.nominal_power_mw
         self.wavelength_nm = settings.wavelength_nm
         probs = np.array([c.probability for c in settings.intensities])
-        self._class_edges = np.cumsum(probs)[:-1]
-        self._z_threshold = settings.basis_z_probability
+        # One 64-bit hash per pulse: bit 0 = key bit, bits 1..31 = intensity class draw,
+        # bits 32..63 = basis draw; thresholds are compared as integers (2^-31 granularity).
+        self._class_edges = [np.uint64(round(e * _CLASS_SCALE)) for e in np.cumsum(probs)[:-1]]
+        self._z_threshold = np.uint64(round(settings.basis_z_probability * _BASIS_SCALE))
 
     @property
     def mu(self) -> F64:
@@ -85,10 +90,10 @@ class AliceSource:
         """Recompute Alice's basis, bit and intensity class of any pulses."""
         index = np.asarray(indices, dtype=np.int64)
         bits = pulse_hash(self.seed, STREAM_ALICE, index)
-        # Independent bit fields: bit 0 = key bit, bits 11.. = basis uniform; a second hash
-        # gives the intensity class so the three choices are independent.
         bit = (bits & np.uint64(1)).astype(np.uint8)
-        basis = (unit_uniform(bits) >= self._z_threshold).astype(np.uint8)
-        class_u = unit_uniform(splitmix64(bits ^ _GOLDEN))
-        intensity = np.searchsorted(self._class_edges, class_u, side="right").astype(np.uint8)
+        basis = ((bits >> np.uint64(32)) >= self._z_threshold).astype(np.uint8)
+        class_draw = (bits & _CLASS_MASK) >> np.uint64(1)
+        intensity = np.zeros(index.shape, dtype=np.uint8)
+        for edge in self._class_edges:
+            intensity += class_draw >= edge
         return PulsePattern(index=index, basis=basis, bit=bit, intensity=intensity)

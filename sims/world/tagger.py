@@ -47,15 +47,17 @@ class TaggerModel:
 
     def map_times(self, true_ps: I64) -> I64:
         """True picoseconds -> this tagger's clock (offset, frequency offset, wander)."""
-        stretch = np.rint(true_ps.astype(np.float64) * (self.frequency_offset_ppm * 1e-6))
-        mapped = true_ps + self.offset_ps + stretch.astype(np.int64)
+        mapped = true_ps + self.offset_ps
+        if self.frequency_offset_ppm != 0.0:
+            stretch = np.multiply(true_ps, self.frequency_offset_ppm * 1e-6, dtype=np.float64)
+            mapped += np.rint(stretch, out=stretch).astype(np.int64)
         amplitude = self.settings.wander_amplitude_ps
         if amplitude > 0.0:
-            phase = true_ps.astype(np.float64) * (
-                2.0 * math.pi * 1e-12 / self.settings.wander_period_s
-            )
-            mapped = mapped + np.rint(amplitude * np.sin(phase)).astype(np.int64)
-        return mapped
+            omega = 2.0 * math.pi * 1e-12 / self.settings.wander_period_s
+            phase = np.multiply(true_ps, omega, dtype=np.float64)
+            mapped += np.rint(amplitude * np.sin(phase, out=phase)).astype(np.int64)
+        result: I64 = mapped
+        return result
 
     def start(self, true_ps: int, guard_ps: int) -> None:
         """Begin streaming at true time ``true_ps``; the first window opens there."""
@@ -87,10 +89,12 @@ class TaggerModel:
         resolution = self.settings.resolution_ps
         if resolution > 1:
             time_ps = (time_ps // resolution) * resolution
-        # One sort of (time << 6 | channel) keys orders tags and keeps channels attached.
-        keys = np.sort((time_ps << _CHANNEL_BITS) | channel_arr.astype(np.int64), kind="stable")
-        time_ps = keys >> _CHANNEL_BITS
-        channel_arr = (keys & ((1 << _CHANNEL_BITS) - 1)).astype(np.uint8)
+        if time_ps.size > 1 and not (time_ps[1:] >= time_ps[:-1]).all():
+            # Jitter and per-channel delays swap a few neighbours: a stable sort of
+            # (time << 6 | channel) keys puts them back and keeps channels attached.
+            keys = np.sort((time_ps << _CHANNEL_BITS) | channel_arr, kind="stable")
+            time_ps = keys >> _CHANNEL_BITS
+            channel_arr = (keys & ((1 << _CHANNEL_BITS) - 1)).astype(np.uint8)
         stop_ps = self.clock_ps(window_end_true_ps) - guard_ps
         cut = int(np.searchsorted(time_ps, stop_ps, side="left"))
         self._carry_time, self._carry_channel = time_ps[cut:], channel_arr[cut:]
@@ -126,17 +130,21 @@ class TaggerModel:
         cap = int(self.max_rate_hz * _BLOCK_PS * 1e-12)
         if time_ps.size == 0:
             return time_ps, channel, 0
-        block = time_ps // _BLOCK_PS
-        if time_ps.size <= cap and block[0] != self._block[0]:
-            self._block = (int(block[-1]), int(np.count_nonzero(block == block[-1])))
+        first_block, last_block = int(time_ps[0] // _BLOCK_PS), int(time_ps[-1] // _BLOCK_PS)
+        edges = np.arange(first_block, last_block + 2, dtype=np.int64) * _BLOCK_PS
+        per_block = np.diff(np.searchsorted(time_ps, edges, side="left"))
+        if first_block == self._block[0]:
+            per_block[0] += self._block[1]
+        if per_block.max() <= cap:
+            self._block = (last_block, int(per_block[-1]))
             return time_ps, channel, 0
+        block = time_ps // _BLOCK_PS
         first = np.searchsorted(block, block, side="left")
         rank = np.arange(time_ps.size) - first
         carried = block == self._block[0]
         rank[carried] += self._block[1]
         keep = rank < cap
-        last = int(block[-1])
-        self._block = (last, min(cap, int(rank[block == last].max()) + 1))
+        self._block = (last_block, min(cap, int(per_block[-1])))
         return time_ps[keep], channel[keep], int(time_ps.size - keep.sum())
 
     def enqueue(self, batch: TagBatch) -> None:

@@ -1,0 +1,164 @@
+"""Throughput of the simulated optical world; prints one JSON object.
+
+    python benchmarks/sim_throughput.py [--cpu-s 3] [--long-sim-s 100]
+
+Figures:
+- events_per_cpu_s: Bob's tags per CPU-second with the full detector model (signal clicks,
+  dark counts, dead time, afterpulses, jitter, tagger clock with offset/ppm/wander), with a
+  ratio against the 20 M/s target and against a dense per-pulse reference (one uniform draw
+  per pulse, no detector model) measured in the same process.
+- sim_s_per_wall_s for the default world and for GYS at 1 GHz / 50 km (both taggers read).
+- peak RSS after 10 s and after 100 s of simulated GYS time, each in a fresh process, to
+  show that memory does not grow with duration (batches stream).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from sims.world import World
+
+TARGET_EVENTS_PER_S = 20.0e6
+TARGET_GYS_REALTIME = 10.0
+
+FULL_MODEL: dict[str, Any] = {
+    "fiber": {"length_km": 50.0},
+    "detectors": {"afterpulse_probability": 0.01, "afterpulse_decay_ns": 100.0},
+    "taggers": {
+        "bob": {
+            "offset_ps": 1_234_567,
+            "frequency_offset_ppm": 2.5,
+            "wander_amplitude_ps": 50.0,
+            "wander_period_s": 10.0,
+        }
+    },
+}
+GYS_50KM: dict[str, Any] = {
+    "fiber": {"length_km": 50.0, "loss_db_per_km": 0.21},
+    "detectors": {"efficiency": 0.045, "dark_count_probability_per_pulse": 4.25e-7},
+    "receiver": {"misalignment": 0.033, "optical_loss_db": 0.0},
+    "switch": {"insertion_loss_db": 0.0},
+}
+
+
+def events_per_cpu_s(cpu_budget_s: float) -> tuple[float, float]:
+    """Bob's tags per CPU second (full model) and sim seconds covered per CPU second."""
+    world = World.from_settings(FULL_MODEL)
+    world.start_stream("bob")
+    world.read_batch("bob")  # warm-up: tables, first slice
+    n_tags = 0
+    start_cpu, start_sim = time.process_time(), world.clock.now_s()
+    while time.process_time() - start_cpu < cpu_budget_s:
+        n_tags += len(world.read_batch("bob"))
+    cpu_s = time.process_time() - start_cpu
+    return n_tags / cpu_s, (world.clock.now_s() - start_sim) / cpu_s
+
+
+def dense_reference_events_per_cpu_s(cpu_budget_s: float) -> float:
+    """The naive way: one uniform per pulse against its click probability, nothing else."""
+    world = World.from_settings(FULL_MODEL)
+    rng = np.random.default_rng(1)
+    p_click = float(
+        -np.expm1(-world.optics.mean_photons_at_bob().max() * world.detectors.efficiencies().max())
+    )
+    pulses_per_step = 10_000_000
+    n_events = 0
+    start = time.process_time()
+    while time.process_time() - start < cpu_budget_s:
+        clicked = np.flatnonzero(rng.random(pulses_per_step) < p_click)
+        n_events += clicked.size
+    return n_events / (time.process_time() - start)
+
+
+def sim_s_per_wall_s(settings: dict[str, Any], wall_budget_s: float) -> dict[str, float]:
+    """Stream both taggers for a wall-clock budget; sim seconds covered per wall second."""
+    world = World.from_settings(settings)
+    world.start_stream("alice")
+    world.start_stream("bob")
+    world.read_batch("bob")
+    tags = 0
+    start_wall, start_sim = time.perf_counter(), world.clock.now_s()
+    while time.perf_counter() - start_wall < wall_budget_s:
+        tags += len(world.read_batch("bob"))
+        while world.taggers["alice"].has_batch():
+            world.read_batch("alice")
+    wall_s = time.perf_counter() - start_wall
+    sim_s = world.clock.now_s() - start_sim
+    return {"sim_s_per_wall_s": sim_s / wall_s, "bob_tags_per_sim_s": tags / sim_s}
+
+
+def _run_for(sim_s: float) -> None:
+    """Child process: stream GYS for ``sim_s`` of sim time, then print peak RSS in MiB."""
+    world = World.from_settings(GYS_50KM)
+    world.start_stream("alice")
+    world.start_stream("bob")
+    while world.clock.now_s() < sim_s:
+        world.read_batch("bob")
+        while world.taggers["alice"].has_batch():
+            world.read_batch("alice")
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_rss_mib": peak_kib / 1024.0, "sim_s": world.clock.now_s()}))
+
+
+def peak_rss_mib(sim_s: float) -> float:
+    """Peak RSS of a fresh process that simulated ``sim_s`` seconds of GYS."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child-sim-s", str(sim_s)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"])
+
+
+def main() -> None:
+    """Measure and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu-s", type=float, default=3.0, help="CPU budget per throughput figure")
+    parser.add_argument("--long-sim-s", type=float, default=100.0, help="long RSS run, sim s")
+    parser.add_argument("--child-sim-s", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_sim_s is not None:
+        _run_for(args.child_sim_s)
+        return
+    events, full_sim_rate = events_per_cpu_s(args.cpu_s)
+    dense = dense_reference_events_per_cpu_s(args.cpu_s)
+    default = sim_s_per_wall_s({}, args.cpu_s)
+    gys = sim_s_per_wall_s(GYS_50KM, args.cpu_s)
+    rss_short = peak_rss_mib(10.0)
+    rss_long = peak_rss_mib(args.long_sim_s)
+    result = {
+        "benchmark": "sim_throughput",
+        "events_per_cpu_s": round(events),
+        "events_ratio_vs_target_20M": round(events / TARGET_EVENTS_PER_S, 3),
+        "dense_reference_events_per_cpu_s": round(dense),
+        "events_ratio_vs_dense_reference": round(events / dense, 2),
+        "full_model_sim_s_per_cpu_s": round(full_sim_rate, 4),
+        "default_sim_s_per_wall_s": round(default["sim_s_per_wall_s"], 4),
+        "default_bob_tags_per_sim_s": round(default["bob_tags_per_sim_s"]),
+        "gys_50km_1ghz_sim_s_per_wall_s": round(gys["sim_s_per_wall_s"], 3),
+        "gys_50km_1ghz_ratio_vs_target_10x": round(
+            gys["sim_s_per_wall_s"] / TARGET_GYS_REALTIME, 3
+        ),
+        "gys_50km_bob_tags_per_sim_s": round(gys["bob_tags_per_sim_s"]),
+        "peak_rss_mib_10s_sim": round(rss_short, 1),
+        f"peak_rss_mib_{args.long_sim_s:g}s_sim": round(rss_long, 1),
+        "rss_ratio_long_vs_10s": round(rss_long / rss_short, 3),
+        "cpu_count_note": "one process, one core; machine shared with other work",
+    }
+    assert all(math.isfinite(v) for v in result.values() if isinstance(v, float))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
