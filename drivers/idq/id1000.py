@@ -16,7 +16,8 @@ Documented assumptions, where the manual is not public in enough detail:
   ``REC:STOP`` then ``RAW:SEND OFF`` stops it. Tags arrive on a separate ZMQ socket (the
   transport option ``stream_address``, default port 5556 on the same host) in the frame
   format of ``drivers.idq.tagframe``; option ``stream_pattern`` is ``sub`` (the stream
-  is a PUB socket, the default) or ``pull`` (a PUSH socket: lossless, with backpressure).
+  is a PUB socket, the default) or ``pull`` (a PUSH socket: lossless, with backpressure);
+  ``stream_hwm`` bounds the frames queued in memory (default 1000).
 - Inputs are counted from 0 in labctl and from 1 on the wire (``INPU1`` = channel 0).
 """
 
@@ -115,14 +116,25 @@ class ID1000(DriverBase):
                 line=spec.source.line,
                 field=f"instruments.{name}.transport.options.stream_pattern",
             )
+        hwm = transport_spec.options.get("stream_hwm", 1000)
+        if isinstance(hwm, bool) or not isinstance(hwm, int) or hwm < 0:
+            raise ConfigError(
+                f"stream_hwm must be an integer >= 0 (frames queued), got {hwm!r}",
+                file=spec.source.file,
+                line=spec.source.line,
+                field=f"instruments.{name}.transport.options.stream_hwm",
+            )
         stream = ZmqSubscriber(
             str(stream_address),
             instrument=name,
             timeout_s=transport_spec.timeout_s,
             pattern=pattern,
+            rcvhwm=hwm,
         )
         scpi = make_transport(
-            spec, transport_spec, driver_options=("stream_address", "stream_pattern")
+            spec,
+            transport_spec,
+            driver_options=("stream_address", "stream_pattern", "stream_hwm"),
         )
         driver = cls(name, scpi, stream, n_channels=n_channels)
         for channel, delay_ps in enumerate(validated.get("delays_ps", [])):

@@ -214,6 +214,8 @@ class Id1000Wire:
                 continue
             for frame in self.encoder.encode(outcome.value):
                 await sock.send(frame, copy=False)
+            # A send that did not block returns at once: let control requests in.
+            await asyncio.sleep(0)
 
 
 def _number(text: str, suffixes: tuple[str, ...]) -> float | None:

@@ -60,6 +60,7 @@ class ServeSettings:
     link_dir: Path | None = DEFAULT_LINK_DIR
     stream_pattern: str = "push"
     ports: dict[str, dict[str, int]] = field(default_factory=dict)
+    any_port: bool = False  # True: ports not given explicitly are picked free (tests)
 
     @classmethod
     def from_section(cls, section: Any, *, base_dir: Path | None = None) -> ServeSettings:
@@ -114,7 +115,10 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
     servers: list[WireServer] = []
     counts = {"laser": 0, "detector": 0, "tagger": 0}
     for name, twin in instruments.items():
-        chosen = settings.ports.get(name, {})
+        chosen = dict(settings.ports.get(name, {}))
+        if settings.any_port:
+            for key in _PORT_KEYS:
+                chosen.setdefault(key, 0)
         link = None if settings.link_dir is None else settings.link_dir / name
         host = settings.host
         if isinstance(twin, Laser):

@@ -84,3 +84,16 @@ REGISTRY: dict[str, list[Implementation]] = {
     "time_tagger": TIME_TAGGERS,
     "optical_switch": OPTICAL_SWITCHES,
 }
+
+# -- driver -> wire -> twin (sims/wire): the real drivers over loopback against wire twins.
+# Helper in tests/sims/wire/wired.py (owned by the wire-twins engineer).
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_WIRE_HELPERS = str(Path(__file__).resolve().parents[1] / "sims" / "wire")
+if _WIRE_HELPERS not in sys.path:
+    sys.path.insert(0, _WIRE_HELPERS)
+from wired import wire_factory  # noqa: E402
+
+for _interface, _impls in REGISTRY.items():
+    _impls.append(Implementation("driver-wire-twin", wire_factory(_interface)))
