@@ -1,0 +1,157 @@
+"""Bob's acquisition: time tags of one block -> detections indexed by Alice's pulse number.
+
+The clock map (from synchronization) turns a tag on Bob's clock into the index of the
+pulse Alice sent; the receiver wiring turns a tagger channel into (basis, bit). A pulse
+with clicks in more than one detector is squashed to one detection with a random basis
+and bit (the standard squashing map: an eavesdropper gains nothing from double clicks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from labctl.interfaces.devices import TimeTagger
+from labctl.qkd.sifting import Detections
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+class ClockMap(Protocol):
+    """Bob's tags -> indices of the pulses Alice sent (experiments.sync.SyncResult is one)."""
+
+    def assign(self, channel: npt.NDArray[np.uint8], time_ps: I64) -> tuple[I64, F64]:
+        """Pulse index of every tag and its residual (ps) against the predicted arrival."""
+        ...
+
+
+@dataclass(frozen=True)
+class LinearClockMap:
+    """t_bob = offset_ps + n * period_ps * (1 + drift_ppb * 1e-9), inverted and rounded."""
+
+    offset_ps: float
+    period_ps: float
+    drift_ppb: float = 0.0
+
+    def assign(self, channel: npt.NDArray[np.uint8], time_ps: I64) -> tuple[I64, F64]:
+        """Pulse index of every tag and its residual (ps); channel delays are taken as 0."""
+        scale = self.period_ps * (1.0 + self.drift_ppb * 1e-9)
+        rel = time_ps.astype(np.float64) - self.offset_ps
+        k = np.rint(rel / scale)
+        return k.astype(np.int64), rel - k * scale
+
+
+def _index_at(clock_map: ClockMap, time_ps: int) -> int:
+    """Pulse index nearest one Bob-clock time (on channel 0)."""
+    index, _ = clock_map.assign(np.zeros(1, np.uint8), np.array([time_ps], dtype=np.int64))
+    return int(index[0])
+
+
+@dataclass(frozen=True, repr=False)
+class RawBlock:
+    """One block of Bob's detections over pulses [first_pulse, first_pulse + pulses)."""
+
+    block: int
+    first_pulse: int
+    pulses: int
+    detections: Detections
+    started_s: float
+    acquired_s: float
+    tags: int
+    missed_tags: int
+
+    def __repr__(self) -> str:
+        return (
+            f"RawBlock(block={self.block}, pulses={self.pulses}, detections={len(self.detections)})"
+        )
+
+
+def detections_from_tags(
+    channel: npt.NDArray[np.uint8],
+    time_ps: I64,
+    clock_map: ClockMap,
+    detector_channels: Sequence[int],
+    rng: np.random.Generator,
+) -> Detections:
+    """Detections (sorted by pulse index, one per pulse) from raw tags of the four detectors."""
+    wiring = np.full(256, 255, dtype=np.uint8)
+    for code, ch in enumerate(detector_channels):
+        wiring[int(ch)] = code
+    detector = wiring[channel]
+    keep = detector != 255
+    index, _ = clock_map.assign(channel[keep], time_ps[keep])
+    detector = detector[keep]
+    order = np.argsort(index, kind="stable")
+    index, detector = index[order], detector[order]
+    if index.size == 0:
+        return Detections.create(index, detector, detector)
+    first = np.ones(index.size, dtype=bool)
+    first[1:] = index[1:] != index[:-1]
+    starts = np.flatnonzero(first)
+    unique_index = index[starts]
+    det = detector[starts]
+    # A pulse whose clicks disagree (different detector) gets a random basis and bit.
+    lo = np.minimum.reduceat(detector, starts)
+    hi = np.maximum.reduceat(detector, starts)
+    mixed = lo != hi
+    basis = (det >> 1).astype(np.uint8)
+    bit = (det & 1).astype(np.uint8)
+    n_mixed = int(mixed.sum())
+    if n_mixed:
+        basis[mixed] = rng.integers(0, 2, n_mixed, dtype=np.uint8)
+        bit[mixed] = rng.integers(0, 2, n_mixed, dtype=np.uint8)
+    return Detections.create(unique_index, basis, bit)
+
+
+async def acquire_block(
+    tagger: TimeTagger,
+    *,
+    block: int,
+    pulses: int,
+    period_ps: int,
+    clock_map: ClockMap,
+    detector_channels: Sequence[int],
+    rng: np.random.Generator,
+    now_s: float,
+    timeout_s: float = 10.0,
+) -> RawBlock:
+    """Stream Bob's tagger until ``pulses`` pulse periods are covered; one block of detections."""
+    await tagger.start_stream()
+    channels: list[npt.NDArray[np.uint8]] = []
+    times: list[I64] = []
+    missed = 0
+    first_pulse: int | None = None
+    try:
+        while True:
+            batch = await tagger.read_batch(timeout_s)
+            missed += batch.missed_events
+            if first_pulse is None:
+                first_pulse = _index_at(clock_map, batch.start_ps) + 1
+            channels.append(batch.channel)
+            times.append(batch.time_ps)
+            last = _index_at(clock_map, batch.stop_ps)
+            if last - first_pulse >= pulses:
+                break
+    finally:
+        await tagger.stop_stream()
+    assert first_pulse is not None
+    channel = np.concatenate(channels) if channels else np.zeros(0, np.uint8)
+    time_ps = np.concatenate(times) if times else np.zeros(0, np.int64)
+    found = detections_from_tags(channel, time_ps, clock_map, detector_channels, rng)
+    inside = (found.pulse_index >= first_pulse) & (found.pulse_index < first_pulse + pulses)
+    detections = Detections(found.pulse_index[inside], found.basis[inside], found.bit[inside])
+    return RawBlock(
+        block=block,
+        first_pulse=first_pulse,
+        pulses=pulses,
+        detections=detections,
+        started_s=now_s,
+        acquired_s=pulses * period_ps * 1e-12,
+        tags=int(time_ps.size),
+        missed_tags=missed,
+    )

@@ -1,0 +1,234 @@
+"""The main job: calibrate, synchronize, then generate key block by block until the run ends.
+
+``labctl run configs/sim.yaml --duration 2m`` runs :func:`main`. Alice and Bob are two
+nodes in this process talking only through an authenticated in-memory channel (the same
+nodes run as two processes with ``labctl node``). A block is ``qkd.block_pulses`` pulses
+acquired from Bob's tagger; blocks start every ``qkd.block_interval_s`` of run clock (the
+simulated world cannot generate 1 GHz of pulses continuously in real time, so acquisition
+is duty-cycled; rates are reported per pulse and per second of acquisition). Each block
+goes to the post-processing pipeline without waiting; results go to the run's sinks
+(stream ``qkd``) — never key bits — and keys to both key stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.keygen import steps
+from experiments.keygen.acquisition import ClockMap, acquire_block
+from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode, WorldSource
+from experiments.keygen.pipeline import BlockPipeline
+from experiments.keygen.settings import KeygenSettings
+from experiments.keygen.summary import KeySummary
+from labctl.qkd.auth import AuthenticatedChannel, memory_pair
+from labctl.qkd.errors import AuthenticationError
+from labctl.runner.status import StopPlan
+from labctl.store.keystore import KeyStore, node_store_path
+
+LINK_METRICS = ("qber", "skr")
+
+
+def _config(run: Any) -> Any:
+    config = getattr(run.station, "config", None)
+    if config is None:
+        raise RuntimeError(
+            "key generation needs a station built from a config (run.station.config)"
+        )
+    return config
+
+
+def store_paths(config: Any) -> tuple[Path, Path]:
+    """(alice, bob) key store files derived from ``storage.key_store``."""
+    base = Path(config.storage.key_store)
+    if not base.is_absolute():
+        base = config.config_dir / base
+    return node_store_path(base, "alice"), node_store_path(base, "bob")
+
+
+def _publish_link(run: Any, link_id: str, result: BlockResult) -> None:
+    """Per-block link metrics (ETSI GS QKD 015 names) when the run has an MQTT publisher."""
+    publisher = getattr(run, "publisher", None)
+    publish = getattr(publisher, "publish_link_metric", None)
+    if publish is None:
+        return
+    event = result.event()
+    publish(link_id, "qber", {"qber_z": result.qber_z, "qber_x": result.qber_x})
+    publish(link_id, "skr", {"secret_key_rate_bps": event["secret_key_rate_bps"]})
+
+
+async def main(run: Any) -> dict[str, Any]:
+    """The main job: calibrate, synchronize, generate key; returns the summary."""
+    await run.checkpoint()
+    with run.progress.task("calibrate", total=1) as task:
+        report = await steps.calibrate(run)
+        task.advance()
+    run.emit("calibration", {"report": report})
+    with run.progress.task("synchronize", total=1) as task:
+        clock_map = await steps.synchronize(run)
+        task.advance()
+    return await generate_key(run, clock_map)
+
+
+async def generate_key(
+    run: Any,
+    clock_map: ClockMap,
+    *,
+    source: AliceSource | None = None,
+    channels: tuple[AuthenticatedChannel, AuthenticatedChannel] | None = None,
+) -> dict[str, Any]:
+    """Key generation on a synchronized station (``channels`` = (alice, bob) to override)."""
+    config = _config(run)
+    settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
+    world = getattr(run.station, "world", None)
+    if source is None:
+        if world is None:
+            raise RuntimeError("no Alice source: the station has no simulated world")
+        source = WorldSource(world)
+    period_ps = int(world.period_ps) if world is not None else 1000
+    bob_channels = (
+        list(world.settings.bob_tagger.detector_channels) if world is not None else [0, 1, 2, 3]
+    )
+    tagger = run.instrument("tagger-bob")
+    alice_path, bob_path = store_paths(config)
+    if channels is None:
+        channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
+    summary = KeySummary(run.run_id, 1e12 / period_ps)
+    summary.sync_offset_ps, summary.sync_drift_ppb = steps.sync_figures(clock_map)
+    run.emit("sync", {"offset_ps": summary.sync_offset_ps, "drift_ppb": summary.sync_drift_ppb})
+    with KeyStore(alice_path) as alice_store, KeyStore(bob_path) as bob_store:
+        alice = AliceNode(channels[0], alice_store, settings, source, run.run_id)
+        bob = BobNode(channels[1], bob_store, settings, run.run_id)
+        alice_task = asyncio.create_task(alice.serve(), name="alice-node")
+
+        def on_result(result: BlockResult) -> None:
+            summary.add(result)
+            event = result.event()
+            event.pop("key_id")
+            run.emit("qkd", event)
+            _publish_link(run, settings.link_id, result)
+            run.log.info(
+                "block %d: %s (%s), QBER Z %s, secret bits %d",
+                result.block,
+                result.status,
+                result.reason,
+                result.qber_z,
+                result.secret_bits,
+            )
+
+        pipeline: BlockPipeline[Any, BlockResult] = BlockPipeline(
+            bob.process, on_result, max_queue=settings.queue_blocks
+        )
+        pipeline.start()
+
+        def alice_done(task: asyncio.Task[list[BlockResult]]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                pipeline.abort(task.exception() or RuntimeError("alice failed"))
+
+        alice_task.add_done_callback(alice_done)
+        try:
+            await _acquire_loop(run, settings, pipeline, tagger, clock_map, period_ps, bob_channels)
+        except StopPlan as stop:
+            summary.status, summary.reason = stop.status, stop.reason
+            raise
+        finally:
+            await _wind_down(run, pipeline, bob, alice_task, summary, settings)
+            summary.backlog = vars(pipeline.stats).copy()
+            summary.extra["key_store_alice"] = str(alice_path)
+            summary.extra["key_store_bob"] = str(bob_path)
+            summary.write(run.folder.path)
+            print(summary.text())
+    totals = summary.totals()
+    if summary.status != "ok":
+        raise StopPlan("aborted", summary.reason)
+    return {k: totals[k] for k in ("secret_bits", "qber_z", "key_rate_per_pulse")}
+
+
+async def _acquire_loop(
+    run: Any,
+    settings: KeygenSettings,
+    pipeline: BlockPipeline[Any, BlockResult],
+    tagger: Any,
+    clock_map: ClockMap,
+    period_ps: int,
+    detector_channels: list[int],
+) -> None:
+    """Acquire blocks until the run's deadline (or forever), handing each to the pipeline."""
+    block_s = settings.block_pulses * period_ps * 1e-12
+    deadline = run.deadline_s
+    total = (
+        None
+        if deadline is None
+        else max(int((deadline - run.clock.now_s()) // settings.block_interval_s), 1)
+    )
+    rng = np.random.default_rng()
+    block = 0
+    with run.progress.task("key blocks", total=total) as progress:
+        while True:
+            await run.checkpoint()
+            if pipeline.failed:
+                return
+            start_s = run.clock.now_s()
+            if deadline is not None and start_s + block_s > deadline:
+                return
+            raw = await acquire_block(
+                tagger,
+                block=block,
+                pulses=settings.block_pulses,
+                period_ps=period_ps,
+                clock_map=clock_map,
+                detector_channels=detector_channels,
+                rng=rng,
+                now_s=start_s,
+            )
+            pipeline.submit(raw)
+            block += 1
+            progress.advance()
+            if run.clock.is_virtual:
+                # Simulated time costs no wall time, so without this the clock would race
+                # ahead of post-processing; real hardware needs no such wait (see benchmark).
+                await pipeline.wait_pending_at_most(1)
+            next_s = start_s + settings.block_interval_s
+            if deadline is not None and next_s + block_s > deadline:
+                return
+            await run.sleep(max(next_s - run.clock.now_s(), 0.0))
+
+
+async def _wind_down(
+    run: Any,
+    pipeline: BlockPipeline[Any, BlockResult],
+    bob: BobNode,
+    alice_task: asyncio.Task[list[BlockResult]],
+    summary: KeySummary,
+    settings: KeygenSettings,
+) -> None:
+    """Finish queued blocks, close the link and collect why key output stopped, if it did."""
+    try:
+        await pipeline.finish(timeout_s=settings.channel_timeout_s * 4)
+    except TimeoutError:
+        summary.status, summary.reason = "failed", "post-processing did not finish in time"
+    if pipeline.error is None and not alice_task.done():
+        try:
+            await bob.close()
+        except Exception as exc:  # the link may already be down
+            run.log.warning("closing the classical link failed: %s", type(exc).__name__)
+    elif not alice_task.done():
+        alice_task.cancel()  # Bob failed: Alice would only wait for a message that never comes
+    try:
+        await asyncio.wait_for(alice_task, settings.channel_timeout_s)
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:
+        if pipeline.error is None:
+            pipeline.error = exc
+    error = pipeline.error
+    if error is not None:
+        kind = "authentication failure" if isinstance(error, AuthenticationError) else "error"
+        summary.status = "aborted"
+        summary.reason = f"key output stopped: {kind}: {type(error).__name__}: {error}"
+        run.log.error(summary.reason)
+        run.emit("qkd", {"action": "key-output-stopped", "reason": summary.reason})
