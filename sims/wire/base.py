@@ -156,10 +156,12 @@ class TcpEndpoint:
         if server is not None:
             server.close()
         self.drop_connections()
+        # Closed connections end their handlers (EOF); cancel only what is still stuck,
+        # since cancelling a connection task makes asyncio log it as an error.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
         if server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 2.0)

@@ -193,7 +193,7 @@ class EosWire:
     ) -> None:
         if not await ensure_link(self.twin):
             return
-        while True:
+        while not writer.is_closing():
             period_s = self._period_ms / 1000.0
             window_s = min(period_s, self._counter_window_s)
             outcome = await attempt(self.twin.get_count_rates_hz(window_s))
@@ -202,11 +202,16 @@ class EosWire:
             if outcome.fate is Fate.GARBLED:
                 writer.write(GARBAGE + b"\n")
             elif outcome.fate is Fate.OK:
-                stamp_ms = round(self.twin.clock.now_s() * 1000.0)
+                stamp_ms = round(self._now_s() * 1000.0)
                 counts = ",".join(str(round(rate * period_s)) for rate in outcome.value)
                 writer.write(f"{stamp_ms},{counts}\n".encode("ascii"))
             await writer.drain()
             await asyncio.sleep(period_s)
+
+    def _now_s(self) -> float:
+        """The twin's (sim) time for the counts line's timestamp."""
+        clock = getattr(self.twin, "clock", None)
+        return float(clock.now_s()) if clock is not None else 0.0
 
 
 def _error(message: str) -> Outcome:
