@@ -13,6 +13,7 @@ goes to the post-processing pipeline without waiting; results go to the run's si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -80,30 +81,44 @@ async def generate_key(
     *,
     source: AliceSource | None = None,
     channels: tuple[AuthenticatedChannel, AuthenticatedChannel] | None = None,
+    remote_alice: AuthenticatedChannel | None = None,
 ) -> dict[str, Any]:
-    """Key generation on a synchronized station (``channels`` = (alice, bob) to override)."""
+    """Key generation on a synchronized station.
+
+    Alice runs in this process on ``channels[0]`` (a fresh in-memory pair when None), or,
+    with ``remote_alice`` (Bob's end of a TCP channel), in another process (``labctl node``).
+    """
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     world = getattr(run.station, "world", None)
-    if source is None:
-        if world is None:
-            raise RuntimeError("no Alice source: the station has no simulated world")
-        source = WorldSource(world)
     period_ps = int(world.period_ps) if world is not None else 1000
-    bob_channels = (
+    bob_wiring = (
         list(world.settings.bob_tagger.detector_channels) if world is not None else [0, 1, 2, 3]
     )
     tagger = run.instrument("tagger-bob")
     alice_path, bob_path = store_paths(config)
-    if channels is None:
-        channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
     summary = KeySummary(run.run_id, 1e12 / period_ps)
     summary.sync_offset_ps, summary.sync_drift_ppb = steps.sync_figures(clock_map)
     run.emit("sync", {"offset_ps": summary.sync_offset_ps, "drift_ppb": summary.sync_drift_ppb})
-    with KeyStore(alice_path) as alice_store, KeyStore(bob_path) as bob_store:
-        alice = AliceNode(channels[0], alice_store, settings, source, run.run_id)
-        bob = BobNode(channels[1], bob_store, settings, run.run_id)
-        alice_task = asyncio.create_task(alice.serve(), name="alice-node")
+    async with contextlib.AsyncExitStack() as stack:
+        bob_store = stack.enter_context(KeyStore(bob_path))
+        summary.extra["key_store_bob"] = str(bob_path)
+        alice_task: asyncio.Task[list[BlockResult]] | None = None
+        if remote_alice is None:
+            if source is None:
+                if world is None:
+                    raise RuntimeError("no Alice source: the station has no simulated world")
+                source = WorldSource(world)
+            if channels is None:
+                channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
+            alice_store = stack.enter_context(KeyStore(alice_path))
+            summary.extra["key_store_alice"] = str(alice_path)
+            alice = AliceNode(channels[0], alice_store, settings, source, run.run_id)
+            alice_task = asyncio.create_task(alice.serve(), name="alice-node")
+            bob_channel = channels[1]
+        else:
+            bob_channel = remote_alice
+        bob = BobNode(bob_channel, bob_store, settings, run.run_id)
 
         def on_result(result: BlockResult) -> None:
             summary.add(result)
@@ -124,22 +139,21 @@ async def generate_key(
             bob.process, on_result, max_queue=settings.queue_blocks
         )
         pipeline.start()
+        if alice_task is not None:
 
-        def alice_done(task: asyncio.Task[list[BlockResult]]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                pipeline.abort(task.exception() or RuntimeError("alice failed"))
+            def alice_done(task: asyncio.Task[list[BlockResult]]) -> None:
+                if not task.cancelled() and task.exception() is not None:
+                    pipeline.abort(task.exception() or RuntimeError("alice failed"))
 
-        alice_task.add_done_callback(alice_done)
+            alice_task.add_done_callback(alice_done)
         try:
-            await _acquire_loop(run, settings, pipeline, tagger, clock_map, period_ps, bob_channels)
+            await _acquire_loop(run, settings, pipeline, tagger, clock_map, period_ps, bob_wiring)
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
             raise
         finally:
             await _wind_down(run, pipeline, bob, alice_task, summary, settings)
             summary.backlog = vars(pipeline.stats).copy()
-            summary.extra["key_store_alice"] = str(alice_path)
-            summary.extra["key_store_bob"] = str(bob_path)
             summary.write(run.folder.path)
             print(summary.text())
     totals = summary.totals()
@@ -202,7 +216,7 @@ async def _wind_down(
     run: Any,
     pipeline: BlockPipeline[Any, BlockResult],
     bob: BobNode,
-    alice_task: asyncio.Task[list[BlockResult]],
+    alice_task: asyncio.Task[list[BlockResult]] | None,
     summary: KeySummary,
     settings: KeygenSettings,
 ) -> None:
@@ -211,20 +225,22 @@ async def _wind_down(
         await pipeline.finish(timeout_s=settings.channel_timeout_s * 4)
     except TimeoutError:
         summary.status, summary.reason = "failed", "post-processing did not finish in time"
-    if pipeline.error is None and not alice_task.done():
+    alice_running = alice_task is not None and not alice_task.done()
+    if pipeline.error is None and (alice_task is None or alice_running):
         try:
             await bob.close()
         except Exception as exc:  # the link may already be down
             run.log.warning("closing the classical link failed: %s", type(exc).__name__)
-    elif not alice_task.done():
+    elif alice_task is not None and alice_running:
         alice_task.cancel()  # Bob failed: Alice would only wait for a message that never comes
-    try:
-        await asyncio.wait_for(alice_task, settings.channel_timeout_s)
-    except asyncio.CancelledError:
-        pass
-    except Exception as exc:
-        if pipeline.error is None:
-            pipeline.error = exc
+    if alice_task is not None:
+        try:
+            await asyncio.wait_for(alice_task, settings.channel_timeout_s)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:
+            if pipeline.error is None:
+                pipeline.error = exc
     error = pipeline.error
     if error is not None:
         kind = "authentication failure" if isinstance(error, AuthenticationError) else "error"

@@ -1,0 +1,178 @@
+"""``labctl node alice|bob CONFIG``: Alice and Bob as two processes over authenticated TCP.
+
+``labctl node alice CONFIG --listen HOST:PORT --psk-file F`` serves blocks (port 0 picks a
+free port; the chosen address is printed as ``listening on HOST:PORT``).
+``labctl node bob CONFIG --connect HOST:PORT --psk-file F --duration 30s`` runs the key
+generation plan (calibrate, synchronize, acquire, post-process) against the remote Alice.
+Both write their own key store (``storage.key_store`` with ``-alice``/``-bob``); the keys
+match bit for bit under the same ids. The pre-shared key file holds at least 16 bytes
+(raw, or hex text); it authenticates every message and is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from labctl.interfaces.errors import ConfigError
+
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def parse_address(text: str, where: str) -> tuple[str, int]:
+    """``"host:port"`` -> (host, port) (ConfigError naming the option when malformed)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}", field=where)
+    return host, int(port)
+
+
+def read_psk(path: str) -> bytes:
+    """The pre-shared key from a file: hex text or raw bytes, at least 16 bytes."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pre-shared key: {exc.strerror}", file=path) from None
+    text = data.strip()
+    try:
+        key = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = data
+    if len(key) < 16:
+        raise ConfigError(
+            f"pre-shared key has {len(key)} bytes, need at least 16", file=path, field="--psk-file"
+        )
+    return key
+
+
+def _keygen() -> Any:
+    # experiments is a sibling of labctl (never imported by name at module level).
+    return importlib.import_module("experiments.keygen.plan")
+
+
+async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
+    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
+    from labctl.station import Station
+    from labctl.store.keystore import KeyStore
+
+    keygen = _keygen()
+    settings_mod = importlib.import_module("experiments.keygen.settings")
+    nodes = importlib.import_module("experiments.keygen.nodes")
+    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
+    host, port = parse_address(args.listen, "--listen")
+    accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if accepted.done():
+            writer.close()  # one peer per node
+            return
+        accepted.set_result(TcpTransport(reader, writer))
+
+    station = Station.from_config(config)
+    async with station:
+        if station.world is None:
+            print("labctl node alice: the station has no source record (world)", file=sys.stderr)
+            return 2
+        server = await asyncio.start_server(on_connect, host, port)
+        bound = server.sockets[0].getsockname()
+        print(f"listening on {bound[0]}:{bound[1]}", flush=True)
+        try:
+            transport = await asyncio.wait_for(accepted, args.timeout_s)
+        except TimeoutError:
+            print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
+            return 1
+        finally:
+            server.close()
+        channel = AuthenticatedChannel(transport, psk, "alice", settings.channel_timeout_s)
+        alice_path, _ = keygen.store_paths(config)
+        with KeyStore(alice_path) as store:
+            node = nodes.AliceNode(channel, store, settings, nodes.WorldSource(station.world))
+            try:
+                results = await node.serve()
+            finally:
+                await channel.close()
+    for r in results:
+        print(f"block {r.block}: {r.status} ({r.reason}) secret bits {r.secret_bits}")
+    print(f"alice: {sum(r.secret_bits for r in results)} secret bits in {alice_path}")
+    return 0
+
+
+async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
+    from labctl.cli.run import engine_options, parse_duration_s, report
+    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
+    from labctl.runner.engine import RunEngine
+    from labctl.station import Station
+
+    keygen = _keygen()
+    settings_mod = importlib.import_module("experiments.keygen.settings")
+    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
+    host, port = parse_address(args.connect, "--connect")
+    duration_s = parse_duration_s(args.duration)
+    transport = await TcpTransport.connect(host, port, args.timeout_s)
+    channel = AuthenticatedChannel(transport, psk, "bob", settings.channel_timeout_s)
+
+    async def plan(run: Any) -> Any:
+        await run.checkpoint()
+        from experiments.keygen import steps
+
+        await steps.calibrate(run)
+        clock_map = await steps.synchronize(run)
+        return await keygen.generate_key(run, clock_map, remote_alice=channel)
+
+    station = Station.from_config(config)
+    try:
+        async with station:
+            engine = RunEngine(
+                station,
+                runs_dir=Path(config.storage.runs_dir),
+                config=config.model_dump(mode="json"),
+                **engine_options(config),
+            )
+            result = await engine.run(
+                plan, name="node-bob", plan_name="labctl node bob", duration_s=duration_s
+            )
+    finally:
+        await channel.close()
+    return report(result)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from labctl.cli.common import load_station_config
+
+    config = load_station_config(args, args.config)
+    psk = read_psk(args.psk_file)
+    runner: Callable[[argparse.Namespace, Any, bytes], Awaitable[int]]
+    if args.role == "alice":
+        if not args.listen:
+            raise ConfigError("alice needs --listen HOST:PORT", field="--listen")
+        runner = _alice
+    else:
+        if not args.connect:
+            raise ConfigError("bob needs --connect HOST:PORT", field="--connect")
+        runner = _bob
+    return asyncio.run(runner(args, config, psk))
+
+
+def register(subparsers: Any) -> None:
+    """Add ``labctl node``."""
+    parser = subparsers.add_parser(
+        "node", help="run Alice or Bob as its own process, talking over authenticated TCP"
+    )
+    parser.add_argument("role", choices=("alice", "bob"), help="which node this process is")
+    parser.add_argument("config", help="station file (YAML)")
+    parser.add_argument("--listen", help="alice: HOST:PORT to accept Bob on (port 0 = any)")
+    parser.add_argument("--connect", help="bob: HOST:PORT of Alice")
+    parser.add_argument("--psk-file", required=True, help="pre-shared authentication key file")
+    parser.add_argument("--duration", default="30s", help="bob: run-clock time to generate key")
+    parser.add_argument(
+        "--timeout-s",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds to wait for the peer to connect",
+    )
+    parser.set_defaults(func=_main)

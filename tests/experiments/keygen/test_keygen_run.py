@@ -1,0 +1,127 @@
+"""Key generation runs on the simulated station: identical stores, attack safety, tampering."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from keygen_helpers import run_keygen, store_rows, write_config
+
+from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport
+from labctl.store.events import read_events
+
+
+async def test_two_blocks_give_identical_keys_at_alice_and_bob(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = await run_keygen(config, duration_s=1.5)
+    assert result.status == "ok", result.reason
+    summary = json.loads((result.path / "summary.json").read_text())
+    for field in (
+        "run_id",
+        "status",
+        "pulses",
+        "detections",
+        "sifted_bits",
+        "qber_z",
+        "qber_x",
+        "secret_bits",
+        "key_rate_per_pulse",
+        "secret_key_rate_bps",
+        "ec_efficiency",
+        "channel_uses",
+        "sync_offset_ps",
+        "sync_drift_ppb",
+    ):
+        assert field in summary, field
+    assert summary["blocks"] == 2 and summary["pulses"] == 2 * 100_000_000
+    # sim.yaml: e_det = 1 % plus slow fiber drift and darks -> QBER between 1 and 3 %.
+    assert 0.01 < summary["qber_z"] < 0.03 and 0.01 < summary["qber_x"] < 0.03
+    assert summary["secret_bits"] > 0 and summary["ec_efficiency"] < 1.2
+    alice = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
+    bob = store_rows(tmp_path / "runs" / "keys-bob.sqlite")
+    assert len(alice) == 2 and alice == bob
+    assert sum(n for _, n, _ in alice) == summary["secret_bits"]
+    assert sorted(summary["key_ids"]) == [k for k, _, _ in alice]
+    # Per-block events reach the run's sinks, without key ids or bits.
+    events = [e for e in read_events(result.path / "events.jsonl") if e.get("stream") == "qkd"]
+    assert [e["data"]["block"] for e in events] == [0, 1]
+    text = (result.path / "events.jsonl").read_bytes() + (result.path / "run.log").read_bytes()
+    for key_id, _, key in alice:
+        assert key_id.encode() not in text
+        assert key.hex().encode() not in text and key[:16] not in text
+
+
+async def test_full_intercept_resend_attack_stores_no_key(tmp_path: Path) -> None:
+    attack = [{"kind": "attack", "at_s": 0.0, "until_s": 1.0e6, "fraction": 1.0}]
+    config = write_config(tmp_path, faults=attack)
+    result = await run_keygen(config, duration_s=1.5)
+    assert result.status == "ok", result.reason
+    summary = json.loads((result.path / "summary.json").read_text())
+    assert summary["blocks"] == 2 and summary["secret_bits"] == 0
+    # Intercept-resend of every pulse: QBER = 1/4 (+ e_det), far above qber_max = 0.11.
+    assert 0.22 < summary["qber_x"] < 0.29
+    assert store_rows(tmp_path / "runs" / "keys-alice.sqlite") == []
+    assert store_rows(tmp_path / "runs" / "keys-bob.sqlite") == []
+
+
+class TamperingTransport:
+    """A real memory transport that flips one byte of the n-th frame it sends."""
+
+    def __init__(self, inner: MemoryTransport, frame_number: int, replay: bool = False) -> None:
+        self.inner = inner
+        self.frame_number = frame_number
+        self.replay = replay
+        self.sent: list[bytes] = []
+
+    async def send_frame(self, frame: bytes) -> None:
+        if len(self.sent) == self.frame_number:
+            if self.replay:
+                frame = self.sent[-1]
+            else:
+                frame = frame[:20] + bytes([frame[20] ^ 0x01]) + frame[21:]
+        self.sent.append(frame)
+        await self.inner.send_frame(frame)
+
+    async def recv_frame(self, timeout_s: float) -> bytes:
+        return await self.inner.recv_frame(timeout_s)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def _pair(
+    frame_number: int, *, replay: bool, tamper_alice: bool
+) -> tuple[AuthenticatedChannel, AuthenticatedChannel]:
+    psk = os.urandom(32)
+    ta, tb = MemoryTransport.pair()
+    wrapped_a = TamperingTransport(ta, frame_number, replay) if tamper_alice else ta
+    wrapped_b = tb if tamper_alice else TamperingTransport(tb, frame_number, replay)
+    return (
+        AuthenticatedChannel(wrapped_a, psk, "alice", 10.0),
+        AuthenticatedChannel(wrapped_b, psk, "bob", 10.0),
+    )
+
+
+async def _run_tampered(tmp_path: Path, frame: int, *, replay: bool, tamper_alice: bool) -> None:
+    config = write_config(tmp_path)
+    channels = _pair(frame, replay=replay, tamper_alice=tamper_alice)
+    result = await run_keygen(config, duration_s=1.5, channels=channels)
+    assert result.status == "aborted"
+    assert "authentication failure" in result.reason
+    summary = json.loads((result.path / "summary.json").read_text())
+    assert summary["status"] == "aborted"
+    alice = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
+    assert alice == store_rows(tmp_path / "runs" / "keys-bob.sqlite")
+    return None
+
+
+async def test_tampered_message_from_alice_stops_key_output(tmp_path: Path) -> None:
+    # Alice's 4th frame is inside Cascade of block 0: nothing may be stored.
+    await _run_tampered(tmp_path, 3, replay=False, tamper_alice=True)
+    assert store_rows(tmp_path / "runs" / "keys-bob.sqlite") == []
+
+
+async def test_replayed_message_from_bob_stops_key_output(tmp_path: Path) -> None:
+    await _run_tampered(tmp_path, 2, replay=True, tamper_alice=False)
+    assert store_rows(tmp_path / "runs" / "keys-alice.sqlite") == []
