@@ -15,8 +15,8 @@ Prints one JSON object. Usage: python benchmarks/qkd_live.py [--blocks 3] [--min
 from __future__ import annotations
 
 import argparse
-import bisect
 import asyncio
+import bisect
 import json
 import os
 import tempfile
