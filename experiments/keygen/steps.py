@@ -25,6 +25,8 @@ async def calibrate(run: Any) -> dict[str, Any] | None:
 async def synchronize(run: Any) -> ClockMap:
     """Lock Bob's clock onto Alice's pulses (``experiments.sync.synchronize``)."""
     module = importlib.import_module("experiments.sync")
+    if not hasattr(module, "synchronize"):
+        module = importlib.import_module("experiments.sync.plan")
     result: ClockMap = await module.synchronize(run)
     return result
 
