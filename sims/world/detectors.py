@@ -22,7 +22,8 @@ U8 = npt.NDArray[np.uint8]
 BoolArray = npt.NDArray[np.bool_]
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 _NEVER = -(2**62)
-_N_QUANTILES = 1 << 16
+_QUANTILE_BITS = 16
+_N_QUANTILES = 1 << _QUANTILE_BITS
 
 
 def nonparalyzable_keep(times_ps: I64, dead_ps: int, last_kept_ps: int) -> BoolArray:
@@ -65,7 +66,8 @@ def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> I64:
         return np.zeros(0, dtype=np.int64)
     if p >= 1.0:
         return np.arange(n, dtype=np.int64)
-    # Geometric(p) = ceil(Exp(1) / -ln(1 - p)); float32 is exact enough while gaps < 2^20.
+    # Geometric(p) = floor(Exp(1) / -ln(1 - p)) + 1; float32 is exact enough while the
+    # gaps stay far below 2^24, which p > 1e-5 ensures (smaller p uses float64).
     rate = -math.log1p(-p)
     dtype = np.float32 if p > 1e-5 else np.float64
     expected = n * p
@@ -73,8 +75,12 @@ def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> I64:
     last = -1
     while True:
         size = int(expected + 6.0 * math.sqrt(expected) + 16)
-        gaps = np.ceil(rng.standard_exponential(size, dtype=dtype) * dtype(1.0 / rate))
-        positions = last + np.cumsum(np.maximum(gaps, 1).astype(np.int64))
+        draws = rng.standard_exponential(size, dtype=dtype)
+        draws *= dtype(1.0 / rate)
+        positions = draws.astype(np.int64)
+        positions += 1
+        np.cumsum(positions, out=positions)
+        positions += last
         chunks.append(positions)
         last = int(positions[-1])
         if last >= n:
@@ -144,6 +150,8 @@ class DetectorBank:
         # Afterpulses that fall after the slice being processed wait for the next slice.
         self._pending_time: I64 = np.zeros(0, dtype=np.int64)
         self._pending_det: U8 = np.zeros(0, dtype=np.uint8)
+        self._table_key: tuple[tuple[float, int], ...] | None = None
+        self._table: npt.NDArray[np.int64] = np.zeros((1, _N_QUANTILES), dtype=np.int64)
 
     def efficiencies(self) -> npt.NDArray[np.float64]:
         """Current efficiency of each detector, 0 for one that cannot click."""
@@ -180,7 +188,8 @@ class DetectorBank:
             time_ps, detector = self._add_darks(rng, time_ps, detector, t0_ps, t1_ps)
         start_last = [s.last_kept_ps for s in self.states]
         keep = self._dead_time(time_ps, detector, start_last)
-        time_ps, detector = time_ps[keep], detector[keep]
+        if not keep.all():
+            time_ps, detector = time_ps[keep], detector[keep]
         if not blinded and any(s.settings.afterpulse_probability > 0.0 for s in self.states):
             after_t, after_d = self._afterpulses(rng, time_ps, detector)
             later = after_t >= t1_ps
@@ -288,14 +297,24 @@ class DetectorBank:
 
     def add_jitter(self, rng: np.random.Generator, time_ps: I64, detector: U8) -> I64:
         """Gaussian timing jitter (table-sampled, tails cut at 4.3 sigma) plus cable delays."""
-        sigma = np.array([s.jitter_sigma_ps for s in self.states], dtype=np.float32)
-        delay = np.array([s.settings.delay_ps for s in self.states], dtype=np.int64)
-        out = time_ps + (delay[detector] if delay.any() else 0)
-        if sigma.any() and time_ps.size:
-            draw = gaussian_quantiles()[
-                rng.integers(0, _N_QUANTILES, time_ps.size, dtype=np.uint16)
-            ]
-            scale = sigma[detector] if np.ptp(sigma) > 0 else sigma[0]
-            out = out + np.rint(draw * scale).astype(np.int64)
-        result: I64 = out
+        if time_ps.size == 0:
+            return time_ps
+        table = self._offset_table()
+        if table.shape[0] == 1:  # every detector alike: one table, no per-detector gather
+            draw = rng.integers(0, _N_QUANTILES, time_ps.size, dtype=np.uint16)
+            result: I64 = time_ps + table[0][draw]
+            return result
+        slot = detector.astype(np.intp) << _QUANTILE_BITS
+        slot |= rng.integers(0, _N_QUANTILES, time_ps.size, dtype=np.uint16)
+        result = time_ps + table.ravel()[slot]
         return result
+
+    def _offset_table(self) -> npt.NDArray[np.int64]:
+        """Per detector: cable delay + rounded jitter quantiles (one row when all alike)."""
+        key = tuple((s.jitter_sigma_ps, s.settings.delay_ps) for s in self.states)
+        if self._table_key != key:
+            quantiles = gaussian_quantiles().astype(np.float64)
+            rows = [np.rint(quantiles * sigma).astype(np.int64) + delay for sigma, delay in key]
+            self._table = np.stack(rows[:1] if len(set(key)) == 1 else rows)
+            self._table_key = key
+        return self._table

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sims.world.detectors import I64, bernoulli_positions, merge_sorted
+from sims.world.detectors import I64, bernoulli_positions
 from sims.world.source import STREAM_EVE, AliceSource, pulse_hash, unit_uniform
 
 F64 = npt.NDArray[np.float64]
@@ -53,12 +53,14 @@ class ClickTable:
         if p_max > 0.0:
             prob[:, 1:] /= p_max
             prob[:, 0] = np.maximum(0.0, 1.0 - prob[:, 1:].sum(axis=1))
-        threshold = np.empty_like(prob)
-        alias = np.empty(prob.shape, dtype=np.intp)
-        for code in range(prob.shape[0]):
-            threshold[code], alias[code] = _walker_alias(prob[code])
-        coin = np.minimum(threshold.ravel() * _COIN_SCALE, _COIN_SCALE).astype(np.uint64)
-        return cls(p_max=p_max, threshold=coin, alias=alias.ravel())
+        thresholds: list[float] = []
+        aliases: list[int] = []
+        for row in prob.tolist():
+            threshold, alias = _walker_alias(row)
+            thresholds.extend(threshold)
+            aliases.extend(alias)
+        coin = np.minimum(np.array(thresholds) * _COIN_SCALE, _COIN_SCALE).astype(np.uint64)
+        return cls(p_max=p_max, threshold=coin, alias=np.array(aliases, dtype=np.intp))
 
     def patterns(self, code: npt.NDArray[np.intp], raw: U64) -> npt.NDArray[np.intp]:
         """Draw each candidate's click pattern (0 = no click) from 64 random bits each."""
@@ -72,12 +74,13 @@ class ClickTable:
         return result
 
 
-def _walker_alias(prob: F64) -> tuple[F64, npt.NDArray[np.intp]]:
+def _walker_alias(prob: list[float]) -> tuple[list[float], list[int]]:
     """Walker's alias table: column j keeps itself with threshold[j], else goes to alias[j]."""
-    n = prob.size
-    scaled = prob / prob.sum() * n
-    threshold = np.ones(n)
-    alias = np.arange(n, dtype=np.intp)
+    n = len(prob)
+    total = sum(prob)
+    scaled = [p / total * n for p in prob]  # plain floats: this runs once per slice
+    threshold = [1.0] * n
+    alias = list(range(n))
     small = [j for j in range(n) if scaled[j] < 1.0]
     large = [j for j in range(n) if scaled[j] >= 1.0]
     while small and large:
@@ -106,11 +109,15 @@ def _eve_states(seed: int, fraction: float, index: I64, state: npt.NDArray[np.ui
 Clicks = tuple[I64, U8]
 """(pulse index sorted ascending, detector 0..3) of every click."""
 
-# Detector of each single-click pattern; 254 = no click, 255 = several detectors click.
-_NONE, _MULTI = 254, 255
-_SINGLE_DETECTOR = np.array(
-    [_NONE, 0, 1, _MULTI, 2, _MULTI, _MULTI, _MULTI, 3] + [_MULTI] * 7, dtype=np.uint8
+# For each click pattern (bit d = detector d clicks): how many detectors click, and the
+# detector of its 1st..4th click (255 = none).
+_N_CLICKS = np.array([bin(k).count("1") for k in range(16)], dtype=np.intp)
+_NTH_DETECTOR = np.array(
+    [[d for d in range(4) if k >> d & 1] + [255] * (4 - bin(k).count("1")) for k in range(16)],
+    dtype=np.uint8,
 )
+
+_FIRST_DETECTOR = np.ascontiguousarray(_NTH_DETECTOR[:, 0])
 
 
 def _no_clicks() -> Clicks:
@@ -118,18 +125,18 @@ def _no_clicks() -> Clicks:
 
 
 def _expand_patterns(index: I64, pattern: npt.NDArray[np.intp]) -> Clicks:
-    """One entry per clicking detector; multi-click pulses (rare) get one entry each."""
-    detector = _SINGLE_DETECTOR[pattern]
-    single = detector < N_DETECTORS
-    out_index, out_det = index[single], detector[single]
-    multi = np.flatnonzero(detector == _MULTI)
-    if multi.size == 0:
-        return out_index, out_det
-    multi_index, multi_pattern = index[multi], pattern[multi]
-    extra_index = np.repeat(multi_index, N_DETECTORS)
-    extra_det = np.tile(np.arange(N_DETECTORS, dtype=np.uint8), multi.size)
-    hit = ((np.repeat(multi_pattern, N_DETECTORS) >> extra_det) & 1) == 1
-    return merge_sorted(out_index, out_det, extra_index[hit], extra_det[hit])
+    """One entry per clicking detector, in pulse order; pattern 0 (no click) drops out."""
+    counts = _N_CLICKS[pattern]
+    out_index = np.repeat(index, counts)
+    detector = np.repeat(_FIRST_DETECTOR[pattern], counts)
+    multi = np.flatnonzero(counts > 1)  # rare: pulses where several detectors click
+    if multi.size:
+        # The entries of one pulse are adjacent; fill its 2nd, 3rd... detector in place.
+        first = np.searchsorted(out_index, index[multi], side="left")
+        for rank in range(1, N_DETECTORS):
+            has = counts[multi] > rank
+            detector[first[has] + rank] = _NTH_DETECTOR[pattern[multi[has]], rank]
+    return out_index, detector
 
 
 class PhotonSampler:
@@ -151,10 +158,11 @@ class PhotonSampler:
         if table.p_max <= 0.0 or n1 <= n0:
             return _no_clicks()
         index = n0 + bernoulli_positions(rng, n1 - n0, table.p_max)
-        pattern = self.source.pattern(index)
-        state = ((pattern.basis << 1) | pattern.bit).astype(np.uint8, copy=False)
-        _eve_states(self.seed, eve_fraction, index, state)
-        code = pattern.intensity.astype(np.intp) * N_STATES + state
+        code = self.source.codes(index)
+        if eve_fraction > 0.0:
+            state = (code & 3).astype(np.uint8)
+            _eve_states(self.seed, eve_fraction, index, state)
+            code = (code & ~3) | state
         clicks = table.patterns(code, rng.bit_generator.random_raw(index.size))
         return _expand_patterns(index, clicks)
 

@@ -151,6 +151,7 @@ class WorldSettings:
     seed: int = field(default=1, metadata=bounds(0, 2**63 - 1))
     slice_max_s: float = field(default=0.1, metadata=bounds(1.0e-6, 1.0))
     slice_target_events: int = field(default=200_000, metadata=bounds(100, 100_000_000))
+    tune_allocator: bool = True
     source: SourceSettings = SourceSettings()
     fiber: FiberSettings = FiberSettings()
     eve: EveSettings = EveSettings()
@@ -256,6 +257,7 @@ def parse_world_settings(
             "seed",
             "slice_max_s",
             "slice_target_events",
+            "tune_allocator",
             "source",
             "fiber",
             "eve",

@@ -86,6 +86,18 @@ class AliceSource:
             return np.zeros_like(nominal)
         return nominal * (self.power_mw / self.settings.nominal_power_mw)
 
+    def codes(self, index: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        """Per pulse: intensity class * 4 + basis * 2 + bit, the same draws as ``pattern``."""
+        bits = pulse_hash(self.seed, STREAM_ALICE, index)
+        code = bits & np.uint64(1)
+        code |= ((bits >> np.uint64(32)) >= self._z_threshold).astype(np.uint64) << np.uint64(1)
+        bits &= _CLASS_MASK
+        bits >>= np.uint64(1)
+        for edge in self._class_edges:
+            code += (bits >= edge).astype(np.uint64) << np.uint64(2)
+        result: npt.NDArray[np.intp] = code.view(np.intp)
+        return result
+
     def pattern(self, indices: npt.NDArray[np.int64]) -> PulsePattern:
         """Recompute Alice's basis, bit and intensity class of any pulses."""
         index = np.asarray(indices, dtype=np.int64)

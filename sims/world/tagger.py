@@ -84,8 +84,11 @@ class TaggerModel:
         tagged = self.map_times(true_ps)
         if delays.any():
             tagged = tagged + delays[channel]
-        time_ps = np.concatenate([self._carry_time, tagged])
-        channel_arr = np.concatenate([self._carry_channel, channel])
+        if self._carry_time.size:
+            time_ps = np.concatenate([self._carry_time, tagged])
+            channel_arr = np.concatenate([self._carry_channel, channel])
+        else:
+            time_ps, channel_arr = tagged, channel
         resolution = self.settings.resolution_ps
         if resolution > 1:
             time_ps = (time_ps // resolution) * resolution

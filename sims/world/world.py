@@ -16,8 +16,9 @@ import numpy as np
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.tags import TagBatch
 from sims.clock import VirtualClock
+from sims.world.allocator import keep_freed_memory
 from sims.world.detectors import I64, DetectorBank
-from sims.world.events import ClickTable, PhotonSampler
+from sims.world.events import F64, ClickTable, PhotonSampler
 from sims.world.optics import OpticalPath
 from sims.world.settings import DETECTOR_NAMES, WorldSettings, parse_world_settings
 from sims.world.source import PulsePattern
@@ -34,6 +35,8 @@ class World:
 
     def __init__(self, settings: WorldSettings, clock: VirtualClock | None = None) -> None:
         self.settings = settings
+        if settings.tune_allocator:
+            keep_freed_memory()
         self.clock = clock if clock is not None else VirtualClock()
         self.optics = OpticalPath(settings)
         self.detectors = DetectorBank(settings.detectors, settings.source.rate_hz)
@@ -51,6 +54,7 @@ class World:
         self._generating = False
         self._detector_counts = np.zeros(len(DETECTOR_NAMES), dtype=np.int64)
         self._sync_counts = 0
+        self._table_cache: tuple[F64, F64, ClickTable] | None = None
 
     @classmethod
     def from_settings(
@@ -337,6 +341,18 @@ class World:
         if end_s > self.clock.now_s():
             self.clock.advance_to(end_s)
 
+    def _click_table(self) -> ClickTable:
+        """The click-pattern table for the current optics, rebuilt only when they change."""
+        mean = self.optics.mean_photons_at_bob()
+        weights = self.optics.weights(self.detectors.efficiencies())
+        cached = self._table_cache
+        if cached is None or not (
+            np.array_equal(cached[0], mean) and np.array_equal(cached[1], weights)
+        ):
+            cached = (mean, weights, ClickTable.build(mean, weights))
+            self._table_cache = cached
+        return cached[2]
+
     def _generate(self, t0_ps: int, t1_ps: int) -> None:
         optics, period = self.optics, self.period_ps
         optics.fiber.advance_to(t0_ps / _PS_PER_S)
@@ -350,9 +366,7 @@ class World:
                 self.settings.receiver.basis_z_probability,
             )
         else:
-            table = ClickTable.build(
-                optics.mean_photons_at_bob(), optics.weights(self.detectors.efficiencies())
-            )
+            table = self._click_table()
             pulses = self._sampler.signal_clicks(self._rng, n0, n1, table, optics.eve_fraction)
         delay = optics.fiber_delay_ps
         index, detector = pulses

@@ -181,3 +181,23 @@ def test_bad_mutator_arguments_name_the_argument() -> None:
             assert words in str(error), (words, str(error))
         else:
             raise AssertionError(f"no error for {words}")
+
+
+def test_event_codes_agree_with_the_published_pattern() -> None:
+    world = quiet_world(
+        seed=3,
+        source={
+            "basis_z_probability": 0.7,
+            "intensities": {
+                "signal": {"mu": 0.5, "probability": 0.6},
+                "decoy": {"mu": 0.1, "probability": 0.25},
+                "vacuum": {"mu": 0.0, "probability": 0.15},
+            },
+        },
+    )
+    index = np.arange(5_000_000, 5_200_000, dtype=np.int64)
+    pattern = world.alice_pattern(index)
+    code = world.optics.source.codes(index)
+    np.testing.assert_array_equal(code >> 2, pattern.intensity)
+    np.testing.assert_array_equal((code >> 1) & 1, pattern.basis)
+    np.testing.assert_array_equal(code & 1, pattern.bit)
