@@ -1,0 +1,292 @@
+"""The MQTT publisher: a DocumentSink plus telemetry, link metrics, ``$state`` and ``$meta``.
+
+Producers call synchronous methods that never wait on the network: QoS 1 messages go
+through the durable Outbox (one disk append), QoS 0 telemetry into a small ring that drops
+its oldest entries when the broker is away. One background task in the caller's event loop
+owns the connection: it (re)connects with backoff, publishes retained ``$state``/``$meta``
+after every connect, then pumps the outbox in windows of pipelined QoS 1 publishes and
+commits each window once every PUBACK is in. A window interrupted by a disconnect is sent
+again after reconnecting (at-least-once; subscribers de-duplicate on ``(run_id, seq)``).
+Every payload passes the SecretRegistry guard first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiomqtt
+
+from labctl.interfaces.clock import Clock, WallClock
+from labctl.interfaces.errors import ConfigError
+from labctl.runner.documents import Document
+from labctl.stream.client import make_client
+from labctl.stream.outbox import Message, Outbox
+from labctl.stream.payloads import document_payload, link_payload, meta_payload, telemetry_payload
+from labctl.stream.secrets import SecretLeakError, SecretRegistry, default_registry
+from labctl.stream.settings import MqttSettings
+from labctl.stream.topics import STATES, Topics
+
+log = logging.getLogger(__name__)
+
+
+class MqttPublisher:
+    """Publishes one node's documents and measurements; use as ``async with``."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        lab: str,
+        node: str,
+        outbox_dir: str | Path,
+        secrets: SecretRegistry | None = None,
+        clock: Clock | None = None,
+        memory_capacity: int = 10_000,
+        telemetry_capacity: int = 1_000,
+        window: int = 64,
+        fsync_interval_s: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(lab, node)
+        self.outbox = Outbox(
+            outbox_dir, memory_capacity=memory_capacity, fsync_interval_s=fsync_interval_s
+        )
+        self._secrets = secrets if secrets is not None else default_registry()
+        self._clock = clock if clock is not None else WallClock()
+        self._telemetry: deque[Message] = deque(maxlen=telemetry_capacity)
+        self._window = window
+        self._state = "init"
+        self._meta = meta_payload({})
+        self._retained_dirty = True
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+        self.refused = 0
+        """Messages refused because they contained key material."""
+        self.dropped = 0
+        """Documents that could not be encoded or stored, and telemetry that overflowed."""
+        self.published = 0
+        """QoS 1 messages acknowledged by the broker."""
+
+    # -- producer side (synchronous, never waits on the network) ----------------------
+    def _guard(self, topic: str, payload: bytes) -> None:
+        try:
+            self._secrets.check(payload, topic)
+        except SecretLeakError:
+            self.refused += 1
+            raise
+
+    def emit(self, document: Document) -> None:
+        """DocumentSink: queue a run document for ``run/{run_id}/{stream}`` (QoS 1)."""
+        try:
+            topic = self.topics.run(document.run_id, document.stream)
+            payload = document_payload(document)
+            self._guard(topic, payload)
+            self.outbox.put(Message(topic, payload, 1, False))
+        except SecretLeakError as exc:
+            log.error("mqtt: %s", exc)
+            return
+        except (ConfigError, ValueError, OSError) as exc:
+            self.dropped += 1
+            log.error(
+                "mqtt: dropped document seq %s of run %r: %s", document.seq, document.run_id, exc
+            )
+            return
+        self._wake.set()
+
+    def publish_telemetry(
+        self,
+        instrument: str,
+        quantity: str,
+        value: float | int | str | bool,
+        ts: float | None = None,
+    ) -> None:
+        """Queue ``tele/{instrument}/{quantity}`` (QoS 0; oldest dropped while offline)."""
+        topic = self.topics.tele(instrument, quantity)
+        payload = telemetry_payload(quantity, value, self._clock.now_s() if ts is None else ts)
+        self._guard(topic, payload)
+        if len(self._telemetry) == self._telemetry.maxlen:
+            self.dropped += 1
+        self._telemetry.append(Message(topic, payload, 0, False))
+        self._wake.set()
+
+    def publish_link_metric(
+        self, link_id: str, metric: str, values: Mapping[str, Any], ts: float | None = None
+    ) -> None:
+        """Queue ``link/{link_id}/{metric}`` (QoS 1, retained, durable)."""
+        topic = self.topics.link(link_id, metric)
+        payload = link_payload(link_id, metric, values, self._clock.now_s() if ts is None else ts)
+        self._guard(topic, payload)
+        self.outbox.put(Message(topic, payload, 1, True))
+        self._wake.set()
+
+    def set_state(self, state: str) -> None:
+        """Set the retained ``$state`` (init, ready, running, suspended, error)."""
+        if state not in STATES or state == "lost":
+            allowed = ", ".join(s for s in STATES if s != "lost")
+            raise ConfigError(f"unknown node state {state!r}; allowed: {allowed}", field="state")
+        self._state = state
+        self._retained_dirty = True
+        self._wake.set()
+
+    def set_meta(self, meta: Mapping[str, Any]) -> None:
+        """Set the retained ``$meta`` (versions, instruments, simulated or real)."""
+        payload = meta_payload(meta)
+        self._guard(self.topics.meta, payload)
+        self._meta = payload
+        self._retained_dirty = True
+        self._wake.set()
+
+    @property
+    def state(self) -> str:
+        """The node state last set."""
+        return self._state
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the background connection task in the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="mqtt-publisher")
+
+    async def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued QoS 1 message is acknowledged; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.outbox.pending or self._telemetry:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def aclose(self, drain_timeout_s: float = 5.0) -> None:
+        """Try to send what is queued (bounded wait), then stop; the rest stays on disk."""
+        if self._task is not None and self.connected:
+            await self.flush(drain_timeout_s)
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.outbox.close()
+
+    async def __aenter__(self) -> MqttPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- connection task ---------------------------------------------------------------
+    def _client(self) -> aiomqtt.Client:
+        will = aiomqtt.Will(self.topics.state, b"lost", qos=1, retain=True)
+        ident = self.settings.client_id or f"labctl-{self.topics.lab}-{self.topics.node}-pub"
+        return make_client(self.settings, ident, will=will, max_inflight=self._window)
+
+    async def _run(self) -> None:
+        backoff_s = 0.1
+        while not self._closing:
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    backoff_s = 0.1
+                    log.info("mqtt: connected to %s", self.settings.url)
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                if self.connected:
+                    log.warning("mqtt: lost %s: %s", self.settings.url, exc)
+            except OSError as exc:
+                log.warning("mqtt: %s: %s", self.settings.url, exc)
+            finally:
+                self.connected = False
+            self.outbox.sync()
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(2.0, backoff_s * 2)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        # The watcher ends (raises) as soon as aiomqtt sees the connection drop.
+        watcher = asyncio.ensure_future(self._watch(client))
+        pump = asyncio.ensure_future(self._pump(client))
+        try:
+            await asyncio.wait({watcher, pump}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watcher, pump):
+                task.cancel()
+            results = await asyncio.gather(watcher, pump, return_exceptions=True)
+        for result in results:
+            if isinstance(result, aiomqtt.MqttError | OSError):
+                raise result
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        async for _ in client.messages:
+            pass
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        self._retained_dirty = True
+        while True:
+            self._wake.clear()
+            busy = False
+            if self._retained_dirty:
+                self._retained_dirty = False
+                await client.publish(self.topics.meta, self._meta, qos=1, retain=True)
+                await client.publish(self.topics.state, self._state.encode(), qos=1, retain=True)
+            if self._telemetry:
+                tele = list(self._telemetry)
+                self._telemetry.clear()
+                await _all(client.publish(m.topic, m.payload, qos=0) for m in tele)
+                busy = True
+            batch = self.outbox.peek(self._window)
+            if batch:
+                await _all(
+                    client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m, _ in batch
+                )
+                self.outbox.commit(batch[-1][1], len(batch))
+                self.published += len(batch)
+                busy = True
+            self.outbox.sync()
+            if not busy:
+                # A timer instead of asyncio.wait_for: on 3.11 wait_for can swallow a
+                # cancellation that races with its timeout, and then close() would hang.
+                timer = asyncio.get_running_loop().call_later(
+                    self.outbox.fsync_interval_s or 0.5, self._wake.set
+                )
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
+
+    def stats(self) -> dict[str, int | bool]:
+        """Counters for health reports and benchmarks."""
+        return {
+            "connected": self.connected,
+            "pending": self.outbox.pending,
+            "published": self.published,
+            "spilled": self.outbox.spilled,
+            "disk_reads": self.outbox.disk_reads,
+            "recovered": self.outbox.recovered,
+            "refused": self.refused,
+            "dropped": self.dropped,
+        }
+
+
+async def _all(calls: Iterable[Awaitable[None]]) -> None:
+    """Await pipelined calls; raise the first failure once none is left running."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
