@@ -41,16 +41,19 @@ def nonparalyzable_keep(times_ps: I64, dead_ps: int, last_kept_ps: int) -> BoolA
     keep = gaps >= dead_ps
     if keep.all():
         return keep
-    starts = np.flatnonzero(keep)
-    ends = np.append(starts[1:], n)
-    multi = ends - starts > 1
-    cursor = np.searchsorted(times_ps, times_ps[starts[multi]] + dead_ps, side="left")
-    stop = ends[multi]
-    if not keep[0]:
-        first_stop = starts[0] if starts.size else n
-        head = np.searchsorted(times_ps, last_kept_ps + dead_ps, side="left")
-        cursor = np.append(cursor, head)
-        stop = np.append(stop, first_stop)
+    # Runs of doubtful clicks: each starts right after a surely-kept click (its "head") and
+    # ends at the next surely-kept one. Walk every run in parallel from its head.
+    doubtful = ~keep
+    run_start = np.flatnonzero(doubtful[1:] & keep[:-1]) + 1
+    run_stop = np.flatnonzero(doubtful[:-1] & keep[1:]) + 1
+    if doubtful[-1]:
+        run_stop = np.append(run_stop, n)
+    heads_ps = times_ps[run_start - 1]
+    if doubtful[0]:
+        heads_ps = np.concatenate([[last_kept_ps], heads_ps])
+        run_start = np.concatenate([[0], run_start])
+    cursor = np.searchsorted(times_ps, heads_ps + dead_ps, side="left")
+    stop = run_stop
     active = cursor < stop
     while active.any():
         cursor, stop = cursor[active], stop[active]
@@ -197,13 +200,32 @@ class DetectorBank:
                 self._pending_time, self._pending_det, after_t[later], after_d[later]
             )
             if not later.all():
-                # An afterpulse also blinds its detector for a dead time: decide again.
-                time_ps, detector = merge_sorted(
-                    time_ps, detector, after_t[~later], after_d[~later]
+                time_ps, detector = self._insert_afterpulses(
+                    time_ps, detector, after_t[~later], after_d[~later], start_last
                 )
-                keep = self._dead_time(time_ps, detector, start_last)
-                time_ps, detector = time_ps[keep], detector[keep]
         return time_ps, detector
+
+    def _insert_afterpulses(
+        self, time_ps: I64, detector: U8, after_t: I64, after_d: U8, start_last: list[int]
+    ) -> tuple[I64, U8]:
+        """Add afterpulses to kept clicks; each also opens a dead time, so decide again.
+
+        Kept clicks are already a dead time apart per detector, so only clicks within a dead
+        time of an afterpulse can change: the walk runs on those windows alone.
+        """
+        time_ps, detector = merge_sorted(time_ps, detector, after_t, after_d)
+        longest = max(s.dead_ps for s in self.states)
+        if longest <= 0:
+            return time_ps, detector
+        n = time_ps.size
+        lo = np.searchsorted(time_ps, after_t - longest, side="left")
+        hi = np.searchsorted(time_ps, after_t + longest, side="right")
+        depth = np.cumsum(np.bincount(lo, minlength=n + 1) - np.bincount(hi, minlength=n + 1))
+        window = np.flatnonzero(depth[:n] > 0)
+        keep = np.ones(n, dtype=np.bool_)
+        keep[window] = self._dead_time_grouped(time_ps[window], detector[window], start_last)
+        self._update_last_kept(time_ps, detector, keep)
+        return time_ps[keep], detector[keep]
 
     def _add_darks(
         self, rng: np.random.Generator, time_ps: I64, detector: U8, t0_ps: int, t1_ps: int

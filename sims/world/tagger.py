@@ -52,12 +52,27 @@ class TaggerModel:
             stretch = np.multiply(true_ps, self.frequency_offset_ppm * 1e-6, dtype=np.float64)
             mapped += np.rint(stretch, out=stretch).astype(np.int64)
         amplitude = self.settings.wander_amplitude_ps
-        if amplitude > 0.0:
-            omega = 2.0 * math.pi * 1e-12 / self.settings.wander_period_s
-            phase = np.multiply(true_ps, omega, dtype=np.float64)
-            mapped += np.rint(amplitude * np.sin(phase, out=phase)).astype(np.int64)
+        if amplitude > 0.0 and true_ps.size:
+            mapped += np.rint(self._wander_ps(true_ps)).astype(np.int64)
         result: I64 = mapped
         return result
+
+    def _wander_ps(self, true_ps: I64) -> npt.NDArray[np.float64]:
+        """amplitude * sin(2 pi t / period); linear between the ends when that is exact enough."""
+        amplitude = self.settings.wander_amplitude_ps
+        omega = 2.0 * math.pi * 1e-12 / self.settings.wander_period_s
+        t_lo, t_hi = int(true_ps.min()), int(true_ps.max())
+        span = omega * (t_hi - t_lo)
+        # The chord of a sine deviates from it by at most amplitude * span^2 / 8.
+        if amplitude * span * span / 8.0 > 1e-3 or t_hi == t_lo:
+            phase = np.multiply(true_ps, omega, dtype=np.float64)
+            return amplitude * np.sin(phase, out=phase)
+        w_lo = amplitude * math.sin(omega * t_lo)
+        slope = (amplitude * math.sin(omega * t_hi) - w_lo) / (t_hi - t_lo)
+        rel = np.subtract(true_ps, t_lo, dtype=np.float64)
+        rel *= slope
+        rel += w_lo
+        return rel
 
     def start(self, true_ps: int, guard_ps: int) -> None:
         """Begin streaming at true time ``true_ps``; the first window opens there."""

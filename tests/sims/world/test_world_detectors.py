@@ -178,3 +178,28 @@ def test_detector_bank_dead_time_matches_the_sequential_definition(rate_hz: floa
         expected = _reference_keep(time_ps[mine].tolist(), state.dead_ps, last[d])
         assert keep[mine].tolist() == expected
         assert state.last_kept_ps == int(time_ps[mine][keep[mine]][-1])
+
+
+def test_afterpulses_reopen_dead_time_exactly_like_a_fresh_pass() -> None:
+    world = quiet_world(detectors={"dead_time_ns": 50.0})
+    bank = world.detectors
+    rng = np.random.default_rng(8)
+    n = 40_000
+    raw = np.cumsum(rng.exponential(20_000.0, n)).astype(np.int64)
+    raw_det = rng.integers(0, 4, n).astype(np.uint8)
+    last = [-(10**15)] * 4
+    kept = bank._dead_time(raw, raw_det, last)
+    time_ps, detector = raw[kept], raw_det[kept]
+    parents = np.sort(rng.choice(time_ps.size, 400, replace=False))
+    after_t = time_ps[parents] + 50_000 + rng.integers(0, 200_000, parents.size)
+    after_d = detector[parents]
+    order = np.argsort(after_t, kind="stable")
+    out_t, out_d = bank._insert_afterpulses(time_ps, detector, after_t[order], after_d[order], last)
+    merged_t = np.concatenate([time_ps, after_t])
+    merged_d = np.concatenate([detector, after_d])
+    order = np.argsort(merged_t, kind="stable")
+    merged_t, merged_d = merged_t[order], merged_d[order]
+    for d in range(4):
+        mine = merged_t[merged_d == d]
+        expected = mine[_reference_keep(mine.tolist(), 50_000, last[d])]
+        np.testing.assert_array_equal(out_t[out_d == d], expected)

@@ -156,3 +156,19 @@ def test_reader_lagging_beyond_the_buffer_loses_data_and_is_told() -> None:
     late = world.read_batch("bob")
     assert late.overflow
     assert late.start_ps > first.stop_ps + 0.9e12
+
+
+def test_slow_wander_follows_its_sine() -> None:
+    amplitude_ps, period_s = 400.0, 0.02
+    world = quiet_world(
+        taggers={"bob": {"wander_amplitude_ps": amplitude_ps, "wander_period_s": period_s}},
+        slice_max_s=0.0005,
+    )
+    _, tag_ps, _, _ = collect(world, "bob", 0.02)
+    period = world.period_ps
+    # Tags sit on the pulse grid shifted by the wander (less than half a period here).
+    pulse = np.rint(tag_ps / period).astype(np.int64)
+    true_ps = pulse * period
+    expected = np.rint(amplitude_ps * np.sin(2 * np.pi * true_ps * 1e-12 / period_s))
+    assert np.max(np.abs((tag_ps - true_ps) - expected)) <= 1
+    assert np.ptp(tag_ps - true_ps) > 1.9 * amplitude_ps
