@@ -55,6 +55,16 @@ class AlicePublic(Protocol):
         """The laser power at which ``intensity_mu`` hold."""
         ...
 
+    @property
+    def intensity_probability(self) -> tuple[float, ...]:
+        """Probability of every intensity class (her design)."""
+        ...
+
+    @property
+    def basis_z_probability(self) -> float:
+        """Probability that she prepares a pulse in the Z basis."""
+        ...
+
     def pattern(self, indices: I64) -> AlicePattern:
         """Her basis, bit and intensity class of the given pulses."""
         ...
@@ -74,6 +84,8 @@ class WorldAlice:
         self._names = tuple(str(c.name) for c in source.intensities)
         self._mu = tuple(float(c.mu) for c in source.intensities)
         self._power = float(source.nominal_power_mw)
+        self._probability = tuple(float(c.probability) for c in source.intensities)
+        self._z = float(source.basis_z_probability)
 
     @property
     def period_ps(self) -> int:
@@ -94,6 +106,16 @@ class WorldAlice:
     def nominal_power_mw(self) -> float:
         """Power at which the design mean photon numbers hold."""
         return self._power
+
+    @property
+    def intensity_probability(self) -> tuple[float, ...]:
+        """Probability of every intensity class."""
+        return self._probability
+
+    @property
+    def basis_z_probability(self) -> float:
+        """Probability of the Z basis."""
+        return self._z
 
     def pattern(self, indices: I64) -> AlicePattern:
         """Her pattern for ``indices`` (recomputed from her seed)."""

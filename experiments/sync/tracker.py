@@ -1,0 +1,101 @@
+"""Keep the synchronization locked while key generation runs: a Kalman filter per batch.
+
+State: the phase error (ps) and fractional frequency error of the current model. Each batch
+gives one measurement, the mean residual of its in-gate detections; the model is re-anchored
+at the batch's middle so picosecond arithmetic stays exact for hours. Lock is lost when
+the in-gate fraction collapses for several batches (no light, or the clock jumped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from experiments.sync.model import SyncResult
+from labctl.interfaces.tags import TagBatch
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedBatch:
+    """One batch mapped onto Alice's pulses."""
+
+    pulse_index: I64
+    channel: U8
+    residual_ps: F64
+    in_gate: BoolArray
+    offset_error_ps: float
+    locked: bool
+
+
+class SyncTracker:
+    """Updates a SyncResult from every new batch of Bob's tags."""
+
+    def __init__(
+        self,
+        result: SyncResult,
+        *,
+        gate_sigmas: float = 5.0,
+        phase_noise_ps2_per_s: float = 1.0,
+        freq_noise_per_s: float = 1e-22,
+        lost_after: int = 3,
+    ) -> None:
+        self.result = result
+        self.gate_ps = max(gate_sigmas * max(result.jitter_ps, 1.0), 30.0)
+        self._q_phase = phase_noise_ps2_per_s
+        self._q_freq = freq_noise_per_s
+        self._cov = np.diag([max(result.jitter_ps, 1.0) ** 2, 1e-20])
+        self._lost_after = lost_after
+        self._bad = 0
+        self._fraction: float | None = None
+        self.locked = True
+
+    def update(self, batch: TagBatch) -> TrackedBatch:
+        """Map ``batch`` onto pulse indices and correct phase and frequency from it."""
+        if len(batch) == 0:
+            empty = np.zeros(0)
+            return TrackedBatch(
+                np.zeros(0, dtype=np.int64),
+                batch.channel,
+                empty,
+                np.zeros(0, dtype=np.bool_),
+                0.0,
+                self.locked,
+            )
+        mid = int(batch.time_ps[len(batch) // 2])
+        dt_s = (mid - self.result.t_ref_ps) * 1e-12
+        model = self.result.reanchored(mid)
+        index, residual = model.assign(batch.channel, batch.time_ps)
+        gate = np.abs(residual) < self.gate_ps
+        fraction = float(gate.mean())
+        if self._fraction is None:
+            self._fraction = fraction
+        if fraction < 0.3 * self._fraction or gate.sum() < 5:
+            self._bad += 1
+            self.locked = self._bad < self._lost_after
+            self.result = model
+            return TrackedBatch(index, batch.channel, residual, gate, 0.0, self.locked)
+        self._bad = 0
+        self.locked = True
+        self._fraction = 0.9 * self._fraction + 0.1 * fraction
+        measured = float(residual[gate].mean())
+        noise = float(residual[gate].var()) / int(gate.sum()) + 0.25
+        dt_ps = abs(dt_s) * 1e12
+        transition = np.array([[1.0, dt_ps], [0.0, 1.0]])
+        cov = transition @ self._cov @ transition.T
+        cov += np.diag([self._q_phase * abs(dt_s), self._q_freq * abs(dt_s)])
+        gain = cov[:, 0] / (cov[0, 0] + noise)
+        correction = gain * measured
+        self._cov = cov - np.outer(gain, cov[0, :])
+        self.result = replace(
+            model,
+            phase_ps=model.phase_ps + float(correction[0]),
+            period_ps=model.period_ps * (1.0 + float(correction[1])),
+        )
+        return TrackedBatch(index, batch.channel, residual, gate, measured, True)

@@ -1,0 +1,103 @@
+"""``labctl calibrate NAME --config C``: run one calibration routine (or ``all``) as a run.
+
+Prints a summary table (routine, instrument, PASS/FAIL, reason). Exit code 0 when every
+routine passed, 1 when any failed (or the run itself failed), 2 for bad input. The
+routines are plans in ``experiments.calibration`` found by name, like ``labctl run --plan``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from labctl.cli.run import engine_options
+from labctl.interfaces.errors import ConfigError
+from labctl.runner.control import RunControl
+from labctl.runner.engine import RunEngine, RunResult
+from labctl.runner.plans import Plan, load_plan
+from labctl.runner.signals import abort_on_signals
+
+REGISTRY = "experiments.calibration.registry"
+NAMES = ("all", "delays", "detectors", "polarization", "mean_photon_number", "switch")
+_PLAN_OF = {"all": "calibrate_all"} | {n: f"plan_{n}" for n in NAMES if n != "all"}
+
+
+def plan_spec(name: str) -> str:
+    """``module:function`` of the plan behind calibration ``name`` (ConfigError if unknown)."""
+    key = name.replace("-", "_")
+    if key not in _PLAN_OF:
+        raise ConfigError(f"unknown calibration {name!r}; known: {', '.join(NAMES)}", field="NAME")
+    return f"{REGISTRY}:{_PLAN_OF[key]}"
+
+
+def summary_table(result: RunResult) -> Table:
+    """One row per routine: what, which instrument, verdict and why."""
+    table = Table(title=f"calibration {result.run_id}: {result.status}")
+    for column in ("routine", "instrument", "verdict", "reason"):
+        table.add_column(column, overflow="fold")
+    for routine in getattr(result.result, "results", []):
+        verdict = "[green]PASS[/green]" if routine.passed else "[red]FAIL[/red]"
+        table.add_row(routine.name, routine.instrument, verdict, routine.reason)
+    return table
+
+
+def exit_code(result: RunResult) -> int:
+    """0 when the run finished and every routine passed, else 1."""
+    report: Any = result.result
+    if result.status != "ok" or report is None:
+        return 1
+    return 0 if bool(report.passed) else 1
+
+
+async def _run(args: argparse.Namespace, config: Any, plan: Plan, spec: str) -> int:
+    from labctl.station import Station
+
+    control = RunControl()
+    text = Path(args.config).read_text(encoding="utf-8")
+    with abort_on_signals(control):
+        station = Station.from_config(config)
+        async with station:
+            engine = RunEngine(
+                station,
+                runs_dir=Path(config.storage.runs_dir),
+                config=config.model_dump(mode="json"),
+                config_text=text,
+                config_file=str(Path(args.config).resolve()),
+                **engine_options(config),
+            )
+            result = await engine.run(
+                plan, name=f"calibrate-{args.routine}", plan_name=spec, control=control
+            )
+    console = Console()
+    console.print(summary_table(result))
+    if result.status != "ok":
+        console.print(f"run {result.status}: {result.reason}")
+    console.print(f"folder: {result.path}")
+    return exit_code(result)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from labctl.cli.common import load_station_config
+
+    spec = plan_spec(args.routine)
+    config = load_station_config(args, args.config)
+    registry = importlib.import_module(REGISTRY)
+    registry.validate_config(config)  # bad calibration/sync sections fail before any run
+    plan = load_plan(spec)
+    return asyncio.run(_run(args, config, plan, spec))
+
+
+def register(subparsers: Any) -> None:
+    """Add ``labctl calibrate``."""
+    parser = subparsers.add_parser(
+        "calibrate", help="run a calibration routine (or all) and print pass/fail with reasons"
+    )
+    parser.add_argument("routine", metavar="NAME", help=f"one of: {', '.join(NAMES)}")
+    parser.add_argument("--config", required=True, help="station file (YAML)")
+    parser.set_defaults(func=_main)
