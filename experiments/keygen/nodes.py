@@ -192,7 +192,14 @@ class BobNode(_Node):
         det = raw.detections
         await self.send(
             "block/start",
-            _json({"block": raw.block, "first_pulse": raw.first_pulse, "pulses": raw.pulses}),
+            _json(
+                {
+                    "block": raw.block,
+                    "first_pulse": raw.first_pulse,
+                    "pulses": raw.pulses,
+                    "run_id": self.run_id,
+                }
+            ),
         )
         announcement = BasisAnnouncement(det.pulse_index, det.basis)
         await self.send("sift/announce", announcement.to_bytes())
@@ -421,7 +428,14 @@ class AliceNode(_Node):
         stored = _parse(await self.recv("key/stored"), "key/stored")
         if stored.get("key_id") != key_id:
             raise MessageFormatError("key/stored: Bob acknowledged a different key id")
-        self.store.add(final, key_id=key_id, run_id=self.run_id, block=int(start["block"]))
+        # A remote Alice (labctl node alice) has no run of her own: she files keys under Bob's.
+        run_id = self.run_id if self.run_id is not None else start.get("run_id")
+        self.store.add(
+            final,
+            key_id=key_id,
+            run_id=None if run_id is None else str(run_id),
+            block=int(start["block"]),
+        )
         out = self._result(base, "key", "stored", start_messages)
         return BlockResult(**{**asdict(out), "secret_bits": result.secret_bits, "key_id": key_id})
 

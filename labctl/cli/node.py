@@ -57,6 +57,7 @@ def _keygen() -> Any:
 
 async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
+    from labctl.qkd.errors import AuthenticationError, QkdError
     from labctl.station import Station
     from labctl.store.keystore import KeyStore
 
@@ -94,6 +95,11 @@ async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
             node = nodes.AliceNode(channel, store, settings, nodes.WorldSource(station.world))
             try:
                 results = await node.serve()
+            except QkdError as exc:
+                # Keys already stored stay (Bob holds the same); no further key is produced.
+                kind = "authentication failure" if isinstance(exc, AuthenticationError) else "error"
+                print(f"alice: key output stopped: {kind}: {exc}", file=sys.stderr)
+                return 1
             finally:
                 await channel.close()
     for r in results:
@@ -120,7 +126,8 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
         await run.checkpoint()
         from experiments.keygen import steps
 
-        await steps.calibrate(run)
+        if not args.skip_calibration:
+            await steps.calibrate(run)
         clock_map = await steps.synchronize(run)
         return await keygen.generate_key(run, clock_map, remote_alice=channel)
 
@@ -169,6 +176,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--connect", help="bob: HOST:PORT of Alice")
     parser.add_argument("--psk-file", required=True, help="pre-shared authentication key file")
     parser.add_argument("--duration", default="30s", help="bob: run-clock time to generate key")
+    parser.add_argument(
+        "--skip-calibration",
+        action="store_true",
+        help="bob: the station is already calibrated; synchronize and generate key only",
+    )
     parser.add_argument(
         "--timeout-s",
         type=float,
