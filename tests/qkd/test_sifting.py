@@ -62,3 +62,56 @@ def test_reprs_hide_bits() -> None:
     )
     key = sift_bob(det, reply)
     assert "n=2" in repr(key) and "[" not in repr(key)
+
+
+@pytest.mark.parametrize("max_gap", [1, 255, 256, 65_535, 65_536, 2**32 - 1, 2**32, 2**40])
+def test_announcement_round_trips_every_gap_width(max_gap: int) -> None:
+    rng = np.random.default_rng(max_gap % 1000)
+    gaps = rng.integers(1, min(max_gap, 1000) + 1, 300)
+    gaps[137] = max_gap  # the largest gap decides the width
+    idx = 12_345 + np.cumsum(gaps)
+    det = Detections.create(idx, rng.integers(0, 2, 300), rng.integers(0, 2, 300))
+    data = announce(det).to_bytes()
+    width = 1 if max_gap < 2**8 else 2 if max_gap < 2**16 else 4 if max_gap < 2**32 else 8
+    stored = 300 if width == 8 else 299
+    assert len(data) == 20 + width * stored + (300 + 7) // 8
+    back = BasisAnnouncement.from_bytes(data)
+    assert np.array_equal(back.pulse_index, det.pulse_index)
+    assert np.array_equal(back.basis, det.basis)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_tiny_announcements_round_trip(n: int) -> None:
+    det = Detections.create(np.arange(n) * 7 + 5, np.ones(n, np.uint8), np.zeros(n, np.uint8))
+    back = BasisAnnouncement.from_bytes(announce(det).to_bytes())
+    assert np.array_equal(back.pulse_index, det.pulse_index) and len(back) == n
+
+
+def test_tampered_announcement_is_rejected() -> None:
+    det = Detections.create([10, 11, 30], [0, 1, 1], [1, 0, 1])
+    data = bytearray(announce(det).to_bytes())
+    assert data[11] == 1  # one byte per gap
+    repeated = bytes(data[:20]) + b"\x00" + bytes(data[21:])
+    with pytest.raises(MessageFormatError, match="strictly increasing"):
+        BasisAnnouncement.from_bytes(repeated)
+    negative = bytes(data[:12]) + (-5).to_bytes(8, "little", signed=True) + bytes(data[20:])
+    with pytest.raises(MessageFormatError, match="negative pulse index"):
+        BasisAnnouncement.from_bytes(negative)
+    with pytest.raises(MessageFormatError, match="bad index width"):
+        BasisAnnouncement.from_bytes(bytes(data[:11]) + b"\x03" + bytes(data[12:]))
+    with pytest.raises(MessageFormatError, match="expected"):
+        BasisAnnouncement.from_bytes(bytes(data) + b"\x00")
+
+
+def test_select_equals_boolean_mask_and_checks_shape() -> None:
+    rng = np.random.default_rng(3)
+    det = Detections.create(np.arange(1000) * 3, rng.integers(0, 2, 1000), rng.integers(0, 2, 1000))
+    reply = answer(announce(det), rng.integers(0, 2, 1000), rng.integers(0, 3, 1000))
+    key = sift_bob(det, reply)
+    mask = key.basis == 1
+    sub = key.select(mask)
+    assert np.array_equal(sub.pulse_index, key.pulse_index[mask])
+    assert np.array_equal(sub.bits.bits, key.bits.bits[mask])
+    assert np.array_equal(sub.intensity, key.intensity[mask])
+    with pytest.raises(ValueError, match="mask shape"):
+        key.select(mask[:-1])
