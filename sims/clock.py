@@ -1,8 +1,10 @@
 """VirtualClock: simulated time that runs as fast as the CPU allows.
 
 Tasks that ``await clock.sleep(d)`` are parked in a heap keyed by their deadline. Once every
-task has had a few chances to run (a handful of ``asyncio.sleep(0)`` yields without anybody
-doing work), the clock jumps to the earliest deadline and wakes that sleeper. The world
+task has had a few chances to run (a handful of ``asyncio.sleep(0)`` yields during which
+nobody moved the clock), the clock jumps to the earliest deadline and wakes that sleeper. A
+task that drives time itself (the world generating tags for a reader) holds the jump off,
+so a plan streaming tags is never overtaken by a long sleeper elsewhere. The world
 advances the same clock when it generates tags, and timers registered with ``call_at`` fire
 in time order as it passes them, which is how scheduled faults hit at an exact sim time.
 """
@@ -60,6 +62,7 @@ class VirtualClock:
         self._seq = itertools.count()
         self._advancer: asyncio.Task[None] | None = None
         self._advancing = False
+        self._moves = 0  # bumped whenever time moves: tells the advancer somebody is driving
 
     @property
     def is_virtual(self) -> bool:
@@ -128,6 +131,7 @@ class VirtualClock:
             self._now_s = max(self._now_s, next_timer)
             self._fire_timers(self._now_s)
         self._now_s = t_s
+        self._moves += 1
         self._wake_sleepers()
 
     def _fire_timers(self, upto_s: float) -> None:
@@ -154,9 +158,12 @@ class VirtualClock:
     async def _advance_when_idle(self) -> None:
         """Jump to the earliest deadline whenever nobody else has work to do."""
         while True:
+            moves = self._moves
             for _ in range(self._settle_yields):
                 await asyncio.sleep(0)
             self._drop_cancelled()
             if not self._sleepers:
                 return
+            if self._moves != moves:
+                continue  # time is being driven (tags being read): do not jump ahead of it
             self.advance_to(self._sleepers[0].deadline_s)

@@ -201,3 +201,28 @@ def test_event_codes_agree_with_the_published_pattern() -> None:
     np.testing.assert_array_equal(code >> 2, pattern.intensity)
     np.testing.assert_array_equal((code >> 1) & 1, pattern.basis)
     np.testing.assert_array_equal(code & 1, pattern.bit)
+
+
+def test_a_long_sleeper_does_not_overtake_a_task_reading_tags() -> None:
+    async def scenario() -> tuple[bool, float, float]:
+        world = quiet_world(taggers={"bob": {"buffer_s": 0.005}}, slice_max_s=0.001)
+        woke_at: list[float] = []
+
+        async def heartbeat() -> None:
+            await world.clock.sleep(0.05)  # would jump the clock 50 ms if nobody drove it
+            woke_at.append(world.clock.now_s())
+
+        task = asyncio.create_task(heartbeat())
+        world.start_stream("bob")
+        overflow = False
+        while world.clock.now_s() < 0.08:
+            batch = world.read_batch("bob")
+            overflow |= batch.overflow
+            await asyncio.sleep(0)
+        await task
+        return overflow, woke_at[0], world.clock.now_s()
+
+    overflow, woke_s, end_s = asyncio.run(scenario())
+    assert not overflow  # the reader kept up: no data lost to a clock jump
+    assert 0.05 <= woke_s <= 0.052  # the sleeper woke as reading carried time past 50 ms
+    assert end_s >= 0.08
