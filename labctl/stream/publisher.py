@@ -8,6 +8,12 @@ after every connect, then pumps the outbox in windows of pipelined QoS 1 publish
 commits each window once every PUBACK is in. A window interrupted by a disconnect is sent
 again after reconnecting (at-least-once; subscribers de-duplicate on ``(run_id, seq)``).
 Every payload passes the SecretRegistry guard first.
+
+A broker acknowledges a QoS 1 message before it has saved or forwarded it, so a broker that
+is SIGKILLed can lose what it just acknowledged. After every reconnection the publisher
+therefore re-sends what was acknowledged in the last ``replay_window_s`` (default 3 s,
+longer than Mosquitto's autosave) ahead of the backlog; subscribers drop the duplicates
+and order a run by ``seq``.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class MqttPublisher:
         telemetry_capacity: int = 1_000,
         window: int = 64,
         fsync_interval_s: float = 1.0,
+        replay_window_s: float = 3.0,
     ) -> None:
         self.settings = settings
         self.topics = Topics(lab, node)
@@ -63,6 +70,9 @@ class MqttPublisher:
         self._clock = clock if clock is not None else WallClock()
         self._telemetry: deque[Message] = deque(maxlen=telemetry_capacity)
         self._window = window
+        self._replay_window_s = replay_window_s
+        self._recent: deque[tuple[float, Message]] = deque()
+        self._connects = 0
         self._state = "init"
         self._meta = meta_payload({})
         self._retained_dirty = True
@@ -236,8 +246,32 @@ class MqttPublisher:
         async for _ in client.messages:
             pass
 
+    async def _replay(self, client: aiomqtt.Client) -> None:
+        horizon = time.monotonic() - self._replay_window_s
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        replay = [m for _, m in self._recent]
+        if replay:
+            log.info("mqtt: re-sending %d recently acknowledged messages", len(replay))
+        for start in range(0, len(replay), self._window):
+            chunk = replay[start : start + self._window]
+            await _all(
+                client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in chunk
+            )
+
+    def _remember(self, batch: list[Message]) -> None:
+        now = time.monotonic()
+        horizon = now - self._replay_window_s
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        if self._replay_window_s > 0:
+            self._recent.extend((now, m) for m in batch)
+
     async def _pump(self, client: aiomqtt.Client) -> None:
         self._retained_dirty = True
+        self._connects += 1
+        if self._connects > 1:
+            await self._replay(client)
         while True:
             self._wake.clear()
             busy = False
@@ -256,6 +290,7 @@ class MqttPublisher:
                     client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m, _ in batch
                 )
                 self.outbox.commit(batch[-1][1], len(batch))
+                self._remember([m for m, _ in batch])
                 self.published += len(batch)
                 busy = True
             self.outbox.sync()
