@@ -383,8 +383,9 @@ class World:
         bob = self.taggers["bob"]
         if bob.streaming:
             time_ps = self.detectors.add_jitter(self._rng, time_ps, detector)
-            wiring = np.asarray(bob.settings.detector_channels, dtype=np.uint8)
-            batch = bob.record(wiring[detector], time_ps, t1_ps + delay, guard)
+            wiring = bob.settings.detector_channels
+            channel = detector if wiring == (0, 1, 2, 3) else np.asarray(wiring, np.uint8)[detector]
+            batch = bob.record(channel, time_ps, t1_ps + delay, guard)
             if batch is not None:
                 bob.enqueue(batch)
         alice = self.taggers["alice"]

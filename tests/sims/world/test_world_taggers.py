@@ -172,3 +172,11 @@ def test_slow_wander_follows_its_sine() -> None:
     expected = np.rint(amplitude_ps * np.sin(2 * np.pi * true_ps * 1e-12 / period_s))
     assert np.max(np.abs((tag_ps - true_ps) - expected)) <= 1
     assert np.ptp(tag_ps - true_ps) > 1.9 * amplitude_ps
+
+
+def test_detectors_can_be_wired_to_any_tagger_inputs() -> None:
+    world = quiet_world(taggers={"bob": {"n_channels": 8, "detector_channels": [7, 5, 3, 1]}})
+    channel, _, _, _ = collect(world, "bob", 0.001)
+    assert set(np.unique(channel).tolist()) == {1, 3, 5, 7}
+    rates = world.tagger_count_rates_hz("bob", 0.001)
+    assert len(rates) == 8 and rates[0] == 0.0 and rates[7] > 0.0
