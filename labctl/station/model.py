@@ -216,7 +216,7 @@ class StorageConfig(_Strict):
     """Where runs, calibrations and keys are kept; relative paths follow the config file."""
 
     runs_dir: FilePath = Path("runs")
-    calibration_store: FilePath = Path("calibration.sqlite")
+    calibration_store: FilePath = Path("calibration.json")
     key_store: FilePath = Path("keys.sqlite")
 
 
