@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from experiments.calibration.common import CalibrationFailed, Capture, RoutineResult, Session
+from experiments.sync.acquire import vacuum_code
 
 I64 = npt.NDArray[np.int64]
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -29,10 +30,11 @@ TAIL_START_NS = 1000.0  # afterpulses have died out after this (checked: the exc
 
 
 def dead_time_ps(gaps_ps: I64) -> float:
-    """Dead time from the shortest inter-arrival gaps (robust to a few jittered ones)."""
+    """Dead time: the edge of the inter-arrival histogram (the 5th shortest gap, so one glitch
+    cannot move it; any quantile would sit above the edge by the light's waiting time)."""
     if gaps_ps.size < 100:
         return float("nan")
-    return float(np.quantile(gaps_ps, 1e-3))
+    return float(np.partition(gaps_ps, 4)[4])
 
 
 def afterpulse_probability(gaps_ps: I64, dead_ps: float, n_clicks: int) -> float:
@@ -43,11 +45,17 @@ def afterpulse_probability(gaps_ps: I64, dead_ps: float, n_clicks: int) -> float
         return float("nan")
     rate = 1.0 / float(np.mean(tail - cut))
     short = gaps_ps[(gaps_ps >= dead_ps) & (gaps_ps <= cut)]
-    expected = tail.size * math.expm1(rate * (cut - dead_ps))
+    span = cut - dead_ps
+    expected = tail.size * math.expm1(rate * span)
     excess = short.size - expected
+    if excess <= 0:
+        return 0.0
+    # Mean delay of the excess: the short gaps' sum minus what the exponential part adds.
+    n_exp = tail.size * math.exp(rate * span)
+    exp_sum = n_exp * (1.0 / rate - math.exp(-rate * span) * (span + 1.0 / rate))
+    mean_delay = max(0.0, (float(np.sum(short - dead_ps)) - exp_sum) / excess)
     # An afterpulse only shows when no photon click came first: correct by the mean survival.
-    mean_delay = float(np.mean(short - dead_ps)) if short.size else 0.0
-    return max(0.0, excess) * (1.0 + rate * mean_delay) / n_clicks
+    return excess * (1.0 + rate * mean_delay) / n_clicks
 
 
 def state_click_probability(
@@ -60,14 +68,20 @@ def state_click_probability(
     p_basis = np.array([alice.basis_z_probability, 1.0 - alice.basis_z_probability])
     p_class = np.array(alice.intensity_probability)
     n_classes = p_class.size
+    vacuum = vacuum_code(alice)
     key = (pattern.basis.astype(np.int64) * 2 + pattern.bit) * n_classes + pattern.intensity
     out: dict[int, np.ndarray] = {}
     for ch in session.sync_settings.channels:
         sel = capture.channel == ch
         counts = np.bincount(key[sel], minlength=4 * n_classes).reshape(4, n_classes)
         pulses = n_pulses * np.outer(np.repeat(p_basis, 2) * 0.5, p_class)
-        p = counts / (pulses * max(live[ch], 1e-9)) - dark_hz.get(ch, 0.0) * alice.period_ps * 1e-12
-        out[ch] = -np.log1p(-np.clip(p, 0.0, 0.999999))
+        p = counts / (pulses * max(live[ch], 1e-9))
+        if vacuum is not None:
+            # Clicks on vacuum pulses are the background (darks and afterpulses) of every pulse.
+            p = p - counts[:, vacuum].sum() / (pulses[:, vacuum].sum() * max(live[ch], 1e-9))
+        else:
+            p = p - dark_hz.get(ch, 0.0) * alice.period_ps * 1e-12
+        out[ch] = -np.log1p(-np.clip(p, -0.5, 0.999999))
     signal = int(np.argmax(alice.intensity_mu))
     return out, signal
 

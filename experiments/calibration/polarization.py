@@ -122,11 +122,13 @@ async def calibrate_polarization(session: Session) -> RoutineResult:
 
 
 def _floor(session: Session, cfg: dict[str, Any], sample: QberSample) -> float | None:
-    """Misalignment error plus the dark-count share (half of darks are errors)."""
+    """Misalignment error plus the background share (half of background clicks are errors)."""
     misalignment = cfg["misalignment"]
     if misalignment is None:
         return None
-    dark_hz = sum(session.dark_rates_hz.values())
-    dark_per_pulse = dark_hz * session.alice.period_ps * 1e-12
-    share = dark_per_pulse / max(sample.clicks_per_pulse, 1e-12)
+    share = sample.background_share
+    if share is None:
+        dark_per_pulse = sum(session.dark_rates_hz.values()) * session.alice.period_ps * 1e-12
+        share = dark_per_pulse / max(sample.clicks_per_pulse, 1e-12)
+    share = min(max(share, 0.0), 1.0)
     return float(misalignment) * (1.0 - share) + 0.5 * share

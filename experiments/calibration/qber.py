@@ -25,6 +25,7 @@ class QberSample:
     sifted_z: int
     sifted_x: int
     clicks_per_pulse: float
+    background_share: float | None = None
 
     @property
     def qber(self) -> float:
@@ -56,12 +57,20 @@ def qber_of(session: Session, capture: Capture) -> QberSample:
     z = usable & (alice_key.basis == 0)
     x = usable & (alice_key.basis == 1)
     n_pulses = capture.span_s * 1e12 / session.alice.period_ps
+    clicks_per_pulse = len(capture) / max(n_pulses, 1.0)
+    background = None
+    if vac is not None:
+        # Clicks on vacuum pulses are background (darks, afterpulses): its share of all clicks.
+        on_vacuum = float(np.count_nonzero(pattern.intensity == vac))
+        p_vacuum = session.alice.intensity_probability[vac]
+        background = on_vacuum / max(len(keep) * p_vacuum, 1.0)
     return QberSample(
         qber_z=float(errors[z].mean()) if z.any() else 0.5,
         qber_x=float(errors[x].mean()) if x.any() else 0.5,
         sifted_z=int(z.sum()),
         sifted_x=int(x.sum()),
-        clicks_per_pulse=len(capture) / max(n_pulses, 1.0),
+        clicks_per_pulse=clicks_per_pulse,
+        background_share=background,
     )
 
 

@@ -49,7 +49,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_evaluations": 60,
         "evaluation_s": 0.002,
         "v_pi_mv": 2000.0,
-        "max_qber": 0.02,
+        "max_qber": 0.03,
         "misalignment": None,
         "valid_s": 3600.0,
     },
