@@ -7,6 +7,7 @@ Optional password file (made with ``mosquitto_passwd``) and TLS listener.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -86,6 +87,9 @@ class Mosquitto:
             "log_type warning",
             "per_listener_settings false",
             "set_tcp_nodelay true",
+            # Started as root, mosquitto would switch to user "mosquitto", which cannot
+            # read or write our (private) folder: stay whoever started it.
+            f"user {getpass.getuser()}",
         ]
         if self.users is not None:
             pwfile = self.folder / "passwd"
