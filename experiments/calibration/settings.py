@@ -55,7 +55,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "mean_photon_number": {"capture_s": 0.005, "tolerance": 0.1, "valid_s": DAY_S},
     "switch": {
-        "integration_s": 2.0,
+        "integration_s": 2.0,  # dark and leak ports: only darks and crosstalk to count
+        "bob_integration_s": 0.01,  # Bob's port is bright
         "max_insertion_loss_db": 3.0,
         "max_crosstalk_db": -30.0,
         "valid_s": 7 * DAY_S,

@@ -48,9 +48,15 @@ async def calibrate_switch(session: Session) -> RoutineResult:
         bar.advance()
         dataset = run.dataset("cal_switch", setpoints=["port"], measured=["rate_hz", "signal_hz"])
         signal: dict[int, float] = {}
+        seconds: dict[int, float] = {}
         for port in range(1, switch.n_ports + 1):
             await switch.set_port(port)
-            rates = await det.get_count_rates_hz(cfg["integration_s"])
+            # A bright port needs a short look; only a dim one (darks, crosstalk) a long one.
+            seconds[port] = cfg["bob_integration_s"]
+            rates = await det.get_count_rates_hz(seconds[port])
+            if sum(rates) < 100.0 * max(sum(session.dark_rates_hz.values()), 1.0):
+                seconds[port] = cfg["integration_s"]
+                rates = await det.get_count_rates_hz(seconds[port])
             corrected = [
                 r / max(1.0 - r * (0.0 if math.isnan(t) else t), 1e-9)
                 for r, t in zip(rates, dead, strict=True)
@@ -59,14 +65,18 @@ async def calibrate_switch(session: Session) -> RoutineResult:
             dataset.add(port=port, rate_hz=float(sum(rates)), signal_hz=signal[port])
             bar.advance()
         await switch.set_port(bob_port)
-    brightest = max(signal, key=lambda p: signal[p])
     dark_total = sum(session.dark_rates_hz.values())
-    noise = 5.0 * math.sqrt(max(dark_total, 1.0) / cfg["integration_s"])
-    if signal[brightest] < noise:
+
+    def noise(port: int) -> float:
+        return 5.0 * math.sqrt(max(dark_total, 1.0) / seconds[port])
+
+    lit = [p for p in signal if signal[p] > noise(p)]
+    if not lit:
         raise CalibrationFailed(
-            f"no light at Bob's detectors on any switch port (signal {signal[brightest]:.0f} Hz "
+            f"no light at Bob's detectors on any switch port (best {max(signal.values()):.0f} Hz "
             f"over {dark_total:.0f} Hz of darks): laser off or fiber cut"
         )
+    brightest = max(lit, key=lambda p: signal[p])
     if brightest != bob_port:
         raise CalibrationFailed(
             f"switch on the wrong port: Bob's light comes through port {brightest}, "
@@ -84,7 +94,7 @@ async def calibrate_switch(session: Session) -> RoutineResult:
     for port, value in signal.items():
         if port == bob_port:
             continue
-        if value <= noise / 5.0:
+        if value <= noise(port) / 5.0:
             crosstalk[str(port)] = None  # below what the darks let us see
             continue
         db = 10.0 * math.log10(value / signal[bob_port])

@@ -55,11 +55,12 @@ def exit_code(result: RunResult) -> int:
     return 0 if bool(report.passed) else 1
 
 
-async def _run(args: argparse.Namespace, config: Any, plan: Plan, spec: str) -> int:
+async def _run(
+    args: argparse.Namespace, config: Any, plan: Plan, spec: str, files: tuple[str, str]
+) -> int:
     from labctl.station import Station
 
     control = RunControl()
-    text = Path(args.config).read_text(encoding="utf-8")
     with abort_on_signals(control):
         station = Station.from_config(config)
         async with station:
@@ -67,8 +68,8 @@ async def _run(args: argparse.Namespace, config: Any, plan: Plan, spec: str) -> 
                 station,
                 runs_dir=Path(config.storage.runs_dir),
                 config=config.model_dump(mode="json"),
-                config_text=text,
-                config_file=str(Path(args.config).resolve()),
+                config_text=files[0],
+                config_file=files[1],
                 **engine_options(config),
             )
             result = await engine.run(
@@ -90,7 +91,8 @@ def _main(args: argparse.Namespace) -> int:
     registry = importlib.import_module(REGISTRY)
     registry.validate_config(config)  # bad calibration/sync sections fail before any run
     plan = load_plan(spec)
-    return asyncio.run(_run(args, config, plan, spec))
+    files = (Path(args.config).read_text(encoding="utf-8"), str(Path(args.config).resolve()))
+    return asyncio.run(_run(args, config, plan, spec, files))
 
 
 def register(subparsers: Any) -> None:

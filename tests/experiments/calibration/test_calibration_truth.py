@@ -11,8 +11,6 @@ from cal_helpers import run_on_station, station_file
 
 from experiments.calibration.registry import calibrate_all
 
-pytestmark = pytest.mark.slow
-
 WORLD = {
     "world": {
         "settings": {
