@@ -119,20 +119,6 @@ def _block_parities(shuffled: Bits, block_size: int, n_blocks: int) -> Bits:
     return out
 
 
-def _prefix_parity(shuffled: Bits) -> Bits:
-    """P[i] = parity of shuffled[:i] (length n + 1)."""
-    prefix = np.zeros(shuffled.size + 1, dtype=np.uint8)
-    np.bitwise_xor.accumulate(shuffled, out=prefix[1:])
-    return prefix
-
-
-def _shuffled_head(key: Bits, schedule: CascadeSchedule, pass_index: int, length: int) -> Bits:
-    if pass_index == 0:
-        return key[:length]
-    order = schedule.shuffle(pass_index)[0]
-    return key[order[:length]]
-
-
 class CascadeAlice:
     """Alice's side: answers parity queries about her key, keeps nothing else."""
 
@@ -143,22 +129,28 @@ class CascadeAlice:
             )
         self._key = key.bits
         self._schedule = schedule
-        self._prefix: dict[int, Bits] = {}
+        # Row j: prefix parities of the key in pass j's shuffled order (n + 1 entries), so
+        # a batch of range queries over any passes is one gather.
+        self._stride = schedule.n_bits + 1
+        self._prefix = np.zeros(schedule.passes * self._stride, dtype=np.uint8)
+        self._filled = np.zeros(schedule.passes, dtype=np.bool_)
 
     def __repr__(self) -> str:
         return f"CascadeAlice(n_bits={self._schedule.n_bits}, passes={self._schedule.passes})"
 
-    def _prefix_for(self, pass_index: int) -> Bits:
-        prefix = self._prefix.get(pass_index)
-        if prefix is None:
-            n = self._schedule.n_bits
-            prefix = _prefix_parity(_shuffled_head(self._key, self._schedule, pass_index, n))
-            self._prefix[pass_index] = prefix
-        return prefix
+    def _fill(self, pass_index: int) -> Bits:
+        row = self._prefix[pass_index * self._stride : (pass_index + 1) * self._stride]
+        if not self._filled[pass_index]:
+            key = self._key
+            shuffled = key if pass_index == 0 else key[self._schedule.shuffle(pass_index)[0]]
+            np.bitwise_xor.accumulate(shuffled, out=row[1:])
+            self._filled[pass_index] = True
+        return row
 
     def handle(self, request: CascadeRequest) -> CascadeReply:
         """Answer one request; raises ReconciliationError on an out-of-range query."""
         passes = self._schedule.passes
+        n = self._schedule.n_bits
         if request.pass_index.size and int(request.pass_index.max()) >= passes:
             raise ReconciliationError(f"CascadeAlice: query for pass >= {passes}")
         if request.kind == _BLOCKS:
@@ -166,22 +158,19 @@ class CascadeAlice:
             k = self._schedule.block_sizes[j]
             n_blocks = self._schedule.block_count(j)
             sent = n_blocks if j == 0 else n_blocks - 1
-            length = min(sent * k, self._schedule.n_bits)
-            head = _shuffled_head(self._key, self._schedule, j, length)
-            return CascadeReply(_block_parities(head, k, sent))
+            prefix = self._fill(j)
+            starts = np.arange(sent, dtype=np.int64) * k
+            return CascadeReply(prefix[np.minimum(starts + k, n)] ^ prefix[starts])
         start, end = request.start, request.end
         if start.size and (
-            int(start.min()) < 0
-            or int(end.max()) > self._schedule.n_bits
-            or bool(np.any(end <= start))
+            int(start.min()) < 0 or int(end.max()) > n or bool(np.any(end <= start))
         ):
             raise ReconciliationError("CascadeAlice: range query outside the frame")
-        out = np.empty(start.size, dtype=np.uint8)
-        for j in np.unique(request.pass_index):
-            sel = request.pass_index == j
-            prefix = self._prefix_for(int(j))
-            out[sel] = prefix[end[sel]] ^ prefix[start[sel]]
-        return CascadeReply(out)
+        p = request.pass_index.astype(np.int64)
+        for j in np.unique(p[~self._filled[p]]):
+            self._fill(int(j))
+        base = p * self._stride
+        return CascadeReply(self._prefix[base + end] ^ self._prefix[base + start])
 
 
 @dataclass
@@ -227,7 +216,12 @@ class CascadeBob:
             )
         self._key = key.bits.copy()
         self._schedule = schedule
-        self._nodes = NodeStore(schedule.n_bits)
+        self._nodes = NodeStore(schedule.n_bits, schedule.block_sizes)
+        # Row j: Bob's key in pass j's shuffled order plus one zero bit, so that the parity
+        # of disjoint ranges of every pass is one np.add.reduceat over the flat array.
+        self._stride = schedule.n_bits + 1
+        self._shuffled = np.zeros(schedule.passes * self._stride, dtype=np.uint8)
+        self._passes_started = 0
         self.stats = CascadeStats(schedule.n_bits)
 
     def __repr__(self) -> str:
@@ -252,106 +246,113 @@ class CascadeBob:
         self.stats.disclosed_bits += int(reply.parities.size)
         return reply.parities
 
-    def _range_parity(
-        self, passes: npt.NDArray[np.uint8], start: IndexArray, end: IndexArray
-    ) -> Bits:
-        out = np.empty(start.size, dtype=np.uint8)
-        for j in np.unique(passes):
-            sel = passes == j
-            s, e = start[sel], end[sel]
-            lens = e - s
-            offsets = np.cumsum(lens) - lens
-            idx = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(s - offsets, lens)
-            if j != 0:
-                idx = self._schedule.shuffle(int(j))[0][idx]
-            sums = np.add.reduceat(self._key[idx], offsets, dtype=np.uint8)
-            out[sel] = sums & 1
-        return out
+    def _range_parity(self, passes: IndexArray, start: IndexArray, end: IndexArray) -> Bits:
+        """Bob's parities of shuffled ranges [start, end) of the given passes."""
+        lens = end - start
+        offsets = np.cumsum(lens) - lens
+        first = passes * self._stride + start
+        idx = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(first - offsets, lens)
+        sums: Bits = np.add.reduceat(self._shuffled[idx], offsets, dtype=np.uint8)
+        return sums & np.uint8(1)
 
-    def _binary_search(
-        self, passes: npt.NDArray[np.uint8], start: IndexArray, end: IndexArray
+    def _search_round(
+        self,
+        passes: IndexArray,
+        block: IndexArray,
+        heap: IndexArray,
+        start: IndexArray,
+        end: IndexArray,
     ) -> Generator[CascadeRequest, CascadeReply, IndexArray]:
-        """Search odd ranges in parallel, reusing known sub-ranges; one error bit per range."""
-        start, end = start.copy(), end.copy()
+        """Advance every minimal odd range by one halving (one round trip); returns the
+        error bits (unshuffled positions) that this round isolated."""
         nodes = self._nodes
-        new_keys: list[IndexArray] = []
-        new_odd: list[Bits] = []
-        rounds = 0
+        p, b, h, s, e = passes, block, heap.copy(), start.copy(), end.copy()
+        found_p: list[IndexArray] = []
+        found_pos: list[IndexArray] = []
         while True:
-            active = np.flatnonzero(end - start > 1)
-            if active.size == 0:
+            # Locally descend through known (hence even) left halves: the right half is odd.
+            single = e - s == 1
+            if bool(single.any()):
+                found_p.append(p[single])
+                found_pos.append(s[single])
+                go = ~single
+                p, b, h, s, e = p[go], b[go], h[go], s[go], e[go]
+            mid = nodes.node_range(p, b, 2 * h)[1]
+            big = np.flatnonzero(mid - s >= 2)  # one-bit halves have no tree slot
+            known = np.zeros(p.size, dtype=np.bool_)
+            known[big] = nodes.known_odd(nodes.node_id(p[big], b[big], 2 * h[big]))[0]
+            if not bool(known.any()):
                 break
-            p, s, e = passes[active], start[active], end[active]
-            mid = s + (e - s) // 2
-            left_keys = nodes.encode(p, s, mid)
-            known, left_odd = nodes.odd_flags(left_keys)
-            ask = np.flatnonzero(~known)
-            if ask.size:
-                q = CascadeRequest(_RANGES, p[ask], s[ask], mid[ask])
-                alice = yield from self._exchange(q)
-                left_odd[ask] = alice != self._range_parity(q.pass_index, q.start, q.end)
-                rounds += 1
-            # Record what is now known: the asked left halves and every right half
-            # (parent odd, so right parity = 1 - left parity); single bits are useless.
-            right_keys = nodes.encode(p, mid, e)
-            left_new = ask[(mid[ask] - s[ask]) >= 2]
-            right_new = np.flatnonzero((e - mid) >= 2)
-            new_keys += [left_keys[left_new], right_keys[right_new]]
-            new_odd += [
-                left_odd[left_new].astype(np.uint8),
-                (~left_odd[right_new]).astype(np.uint8),
-            ]
-            end[active] = np.where(left_odd, mid, e)
-            start[active] = np.where(left_odd, s, mid)
-        self.stats.search_rounds_per_pass[-1] += rounds
-        if new_keys:
-            nodes.insert(np.concatenate(new_keys), np.concatenate(new_odd))
-        bits = start.copy()
-        for j in np.unique(passes):
+            s = np.where(known, mid, s)
+            h = 2 * h + known
+        if p.size:
+            mid = nodes.node_range(p, b, 2 * h)[1]
+            q = CascadeRequest(_RANGES, p.astype(np.uint8), s, mid)
+            alice = yield from self._exchange(q)
+            left_odd = alice != self._range_parity(p, s, mid)
+            self.stats.search_rounds_per_pass[-1] += 1
+            # Record both halves: the parent is odd, so the right's parity is the
+            # complement of the left's. The odd half is the next round's minimal odd range.
+            left = np.flatnonzero(mid - s >= 2)
+            nodes.record(nodes.node_id(p[left], b[left], 2 * h[left]), left_odd[left])
+            right = np.flatnonzero(e - mid >= 2)
+            nodes.record(nodes.node_id(p[right], b[right], 2 * h[right] + 1), ~left_odd[right])
+            s = np.where(left_odd, s, mid)
+            e = np.where(left_odd, mid, e)
+            single = e - s == 1
+            found_p.append(p[single])
+            found_pos.append(s[single])
+        if not found_p:
+            return np.zeros(0, dtype=np.int64)
+        fp, fpos = np.concatenate(found_p), np.concatenate(found_pos)
+        bits = fpos.copy()
+        for j in np.unique(fp):
             if j != 0:
-                sel = passes == j
-                bits[sel] = self._schedule.shuffle(int(j))[0][start[sel]]
+                sel = fp == j
+                bits[sel] = self._schedule.shuffle(int(j))[0][fpos[sel]]
         return bits
 
-    def _apply_flips(self, bits: IndexArray, upto: int) -> None:
+    def _apply_flips(self, bits: IndexArray) -> None:
         flips = np.unique(bits)
         self._key[flips] ^= 1
         self.stats.corrected_bits += int(flips.size)
-        for j in range(upto + 1):
-            pos = flips if j == 0 else self._schedule.shuffle(j)[1][flips]
-            self._nodes.toggle_paths(j, pos, self._schedule.block_sizes[j])
+        started = self._passes_started
+        pos = [flips if j == 0 else self._schedule.shuffle(j)[1][flips] for j in range(started)]
+        positions = np.concatenate(pos)
+        passes = np.repeat(np.arange(started, dtype=np.int64), flips.size)
+        self._shuffled[passes * self._stride + positions] ^= 1
+        self._nodes.toggle_paths(passes, positions)
 
     def _start_pass(self, j: int, alice_total: int) -> Generator[CascadeRequest, CascadeReply, int]:
         """Exchange block parities of pass j, store the blocks; returns Alice's total parity."""
         sched = self._schedule
         n, k, n_blocks = sched.n_bits, sched.block_sizes[j], sched.block_count(j)
+        row = self._shuffled[j * self._stride : j * self._stride + n]
+        row[:] = self._key if j == 0 else self._key[sched.shuffle(j)[0]]
+        self._passes_started = j + 1
         alice = yield from self._exchange(CascadeRequest.blocks(j))
         sent = n_blocks if j == 0 else n_blocks - 1
         if alice.size != sent:
             raise ReconciliationError(
                 f"CascadeBob: {alice.size} block parities for pass {j}, expected {sent}"
             )
+        bob = _block_parities(row, k, n_blocks)
         if j == 0:
             alice_total = int(np.bitwise_xor.reduce(alice)) if alice.size else 0
-            bob = _block_parities(self._key, k, n_blocks)
         else:
             # Parity inference: the last block's parity follows from the total parity.
             alice_rest = int(np.bitwise_xor.reduce(alice)) if alice.size else 0
             alice = np.append(alice, np.uint8(alice_total ^ alice_rest))
-            head = _shuffled_head(self._key, sched, j, min((n_blocks - 1) * k, n))
-            bob_head = _block_parities(head, k, n_blocks - 1)
-            bob_total = int(np.add.reduce(self._key, dtype=np.uint64) & 1)
-            bob_rest = int(np.bitwise_xor.reduce(bob_head)) if bob_head.size else 0
-            bob = np.append(bob_head, np.uint8(bob_total ^ bob_rest))
-        starts = np.arange(n_blocks, dtype=np.int64) * k
-        ends = np.minimum(starts + k, n)
+        block = np.arange(n_blocks, dtype=np.int64)
+        passes = np.full(n_blocks, j, dtype=np.int64)
+        starts, ends = self._nodes.block_range(passes, block)
         multi = ends - starts >= 2
-        odd = alice ^ bob
-        keys = self._nodes.encode(np.full(n_blocks, j, dtype=np.uint8), starts, ends)
-        self._nodes.insert(keys[multi], odd[multi])
-        single = np.flatnonzero(~multi & (odd == 1))
+        odd = (alice ^ bob).astype(np.bool_)
+        roots = self._nodes.node_id(passes, block, np.ones(n_blocks, dtype=np.int64))
+        self._nodes.record(roots[multi], odd[multi])
+        single = np.flatnonzero(~multi & odd)
         if single.size:  # a one-bit block with odd parity is itself the error
-            self._apply_flips(np.asarray(sched.shuffle(j)[0][starts[single]]), j)
+            self._apply_flips(np.asarray(sched.shuffle(j)[0][starts[single]]))
         return alice_total
 
     def run(self) -> CascadeProtocol:
@@ -361,13 +362,14 @@ class CascadeBob:
             self.stats.search_rounds_per_pass.append(0)
             alice_total = yield from self._start_pass(j, alice_total)
             while True:
-                passes, starts, ends = self._nodes.minimal_odd()
+                passes, block, heap, starts, ends = self._nodes.minimal_odd()
                 if passes.size == 0:
                     break
-                bits = yield from self._binary_search(passes, starts, ends)
-                self._apply_flips(bits, j)
+                bits = yield from self._search_round(passes, block, heap, starts, ends)
+                if bits.size:
+                    self._apply_flips(bits)
             self.stats.passes_run += 1
-        return CascadeOutcome(SecretBits(self._key), self.stats)
+        return CascadeOutcome(SecretBits.adopt(self._key), self.stats)
 
 
 def reconcile(

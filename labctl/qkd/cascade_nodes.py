@@ -6,13 +6,21 @@ already has a known parity. The store keeps, for every known range of every pass
 Bob's bits currently disagree with Alice's in parity ("odd"); each corrected bit toggles
 every known range that contains it. The next search starts from the smallest odd ranges.
 
-Ranges follow the binary-search split rule (left = [s, s + (e - s) // 2)), so the known
-ranges of a pass are nested or disjoint and the ranges containing a bit form one path.
-Keys sort by (pass, start ascending, end descending): an ancestor comes right before its
-descendants.
+The ranges of one block of length L form a binary tree numbered like a heap (root 1,
+children 2h and 2h + 1); node h = 2^d + i covers [floor(i L / 2^d), floor((i + 1) L / 2^d))
+of the block (halves differ by at most one bit; for L a power of two this is plain
+halving). The closed form gives any node's range, and the nodes on a bit's path, without
+walking the tree level by level. Every
+tree node of two or more bits has a slot in one dense uint8 array (bit 0: known, bit 1:
+odd), so a lookup or a toggle is plain indexing instead of a search in sorted keys: the
+cost of a cascade wave no longer grows with the number of known ranges. The array is
+allocated with ``np.zeros`` (pages the OS hands out on first touch), about one to two
+bytes per key bit and pass, and only the pages of touched nodes become resident.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import numpy.typing as npt
@@ -20,130 +28,136 @@ import numpy.typing as npt
 IndexArray = npt.NDArray[np.int64]
 Bits = npt.NDArray[np.uint8]
 
+_KNOWN = np.uint8(1)
+_ODD = np.uint8(2)
+_KNOWN_ODD = np.uint8(3)
+_MARK = np.uint8(4)
+"""Scratch bit for set membership (set, read and cleared within one call)."""
 
-class _SortedTable:
-    """Sorted int64 keys with a uint8 flag each; lookups by binary search."""
 
-    def __init__(self) -> None:
-        self.keys = np.zeros(0, dtype=np.int64)
-        self.flag = np.zeros(0, dtype=np.uint8)
+def _distinct(values: IndexArray) -> IndexArray:
+    """Sorted distinct values (sort-based; np.unique's hash path is slower for small sets)."""
+    if values.size < 2:
+        return values
+    ordered = np.sort(values)
+    keep = np.empty(ordered.size, dtype=np.bool_)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
-    def lookup(self, keys: IndexArray) -> tuple[IndexArray, npt.NDArray[np.bool_]]:
-        """(slot, found) of each key."""
-        slot = np.searchsorted(self.keys, keys)
-        inside = slot < self.keys.size
-        found = np.zeros(keys.size, dtype=np.bool_)
-        found[inside] = self.keys[slot[inside]] == keys[inside]
-        return slot, found
 
-    def merge(self, keys: IndexArray, flag: Bits) -> None:
-        """Insert keys known to be absent (sorted, unique)."""
-        at = np.searchsorted(self.keys, keys)
-        self.keys = np.insert(self.keys, at, keys)
-        self.flag = np.insert(self.flag, at, flag)
+def _depth(heap: IndexArray) -> IndexArray:
+    """floor(log2 heap) for heap ids >= 1 (exact: ids are far below 2^53)."""
+    return (np.frexp(heap.astype(np.float64))[1] - 1).astype(np.int64)
+
+
+def _slots(block_size: int) -> int:
+    """Heap ids of nodes with >= 2 bits are < 2^ceil(log2 k) (1 for one-bit blocks)."""
+    return 1 << max(math.ceil(math.log2(block_size)), 0) if block_size > 1 else 1
 
 
 class NodeStore:
-    """Known ranges keyed by (pass, start, end) with an odd/even flag each.
+    """Known ranges of every pass as dense heap-numbered trees with an odd flag each."""
 
-    Two sorted tables (a large one and a small recent one, merged when the recent one
-    grows) keep inserts cheap; the odd keys are kept apart so that finding the next
-    ranges to search does not scan every known range.
-    """
-
-    def __init__(self, n_bits: int) -> None:
+    def __init__(self, n_bits: int, block_sizes: tuple[int, ...]) -> None:
+        if n_bits < 1 or not block_sizes or min(block_sizes) < 1:
+            raise ValueError(f"NodeStore: bad frame {n_bits} / block sizes {block_sizes}")
         self._n = n_bits
-        self._radix = n_bits + 1
-        self._main = _SortedTable()
-        self._recent = _SortedTable()
-        self._odd_keys = np.zeros(0, dtype=np.int64)
+        self.block_size = np.array(block_sizes, dtype=np.int64)
+        self.slots = np.array([_slots(k) for k in block_sizes], dtype=np.int64)
+        blocks = -(-n_bits // self.block_size)
+        self.offset = np.concatenate(([0], np.cumsum(blocks * self.slots)))
+        self._levels = max(math.ceil(math.log2(max(block_sizes))), 1) + 1
+        self._state = np.zeros(int(self.offset[-1]), dtype=np.uint8)
+        self._odd = np.zeros(0, dtype=np.int64)
+        self.known_count = 0
 
     def __len__(self) -> int:
-        return int(self._main.keys.size + self._recent.keys.size)
+        return self.known_count
 
-    def encode(self, passes: npt.ArrayLike, start: IndexArray, end: IndexArray) -> IndexArray:
-        """Sort key of each range."""
-        p = np.asarray(passes, dtype=np.int64)
-        return (p * self._radix + start) * self._radix + (self._n - end)
+    def node_id(self, passes: IndexArray, block: IndexArray, heap: IndexArray) -> IndexArray:
+        """Global slot of heap node ``heap`` of ``block`` in ``passes`` (node of >= 2 bits)."""
+        ids: IndexArray = self.offset[passes] + block * self.slots[passes] + heap
+        return ids
 
-    def decode(self, keys: IndexArray) -> tuple[npt.NDArray[np.uint8], IndexArray, IndexArray]:
-        """(pass, start, end) of keys."""
-        end = self._n - keys % self._radix
-        rest = keys // self._radix
-        return (rest // self._radix).astype(np.uint8), rest % self._radix, end
+    def block_range(self, passes: IndexArray, block: IndexArray) -> tuple[IndexArray, IndexArray]:
+        """[start, end) of whole blocks in shuffled positions (the last may be short)."""
+        start = block * self.block_size[passes]
+        return start, np.minimum(start + self.block_size[passes], self._n)
 
-    def odd_flags(self, keys: IndexArray) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        """(known, odd) for each key."""
-        known = np.zeros(keys.size, dtype=np.bool_)
-        odd = np.zeros(keys.size, dtype=np.bool_)
-        for table in (self._main, self._recent):
-            slot, found = table.lookup(keys)
-            known |= found
-            odd[found] = table.flag[slot[found]] == 1
-        return known, odd
+    def node_range(
+        self, passes: IndexArray, block: IndexArray, heap: IndexArray
+    ) -> tuple[IndexArray, IndexArray]:
+        """[start, end) of heap nodes (closed form, see the module docstring)."""
+        first, last = self.block_range(passes, block)
+        length = last - first
+        depth = _depth(heap)
+        i = heap - (np.int64(1) << depth)
+        return first + ((i * length) >> depth), first + (((i + 1) * length) >> depth)
 
-    def insert(self, keys: IndexArray, odd: Bits) -> None:
-        """Add new ranges (already-known keys and duplicates in the batch are ignored)."""
-        if keys.size == 0:
+    def known_odd(self, ids: IndexArray) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """(known, odd) of each node."""
+        state = self._state[ids]
+        return (state & _KNOWN).astype(np.bool_), (state & _ODD).astype(np.bool_)
+
+    def record(self, ids: IndexArray, odd: npt.NDArray[np.bool_]) -> None:
+        """Mark nodes known with the given odd flag (re-recording a known node is harmless)."""
+        if ids.size == 0:
             return
-        keys, first = np.unique(keys, return_index=True)
-        odd = odd[first]
-        known, _ = self.odd_flags(keys)
-        keys, odd = keys[~known], odd[~known]
-        self._recent.merge(keys, odd)
-        self._odd_keys = np.union1d(self._odd_keys, keys[odd == 1])
-        if self._recent.keys.size > max(4096, self._main.keys.size // 8):
-            self._main.merge(self._recent.keys, self._recent.flag)
-            self._recent = _SortedTable()
+        before = self._state[ids]
+        self.known_count += int(np.count_nonzero((before & _KNOWN) == 0))
+        self._state[ids] = _KNOWN | (odd.astype(np.uint8) << 1)
+        fresh = ids[odd & (before != _KNOWN_ODD)]
+        if fresh.size:
+            self._odd = np.concatenate((self._odd, _distinct(fresh)))
 
-    def _toggle(self, keys: IndexArray) -> None:
-        """Toggle the flag of every stored key in keys (a key listed twice toggles twice)."""
-        became_odd: list[IndexArray] = []
-        became_even: list[IndexArray] = []
-        for table in (self._main, self._recent):
-            slot, found = table.lookup(keys)
-            hit = slot[found]
-            if hit.size == 0:
-                continue
-            np.bitwise_xor.at(table.flag, hit, np.uint8(1))
-            touched = np.unique(hit)
-            now = table.flag[touched]
-            became_odd.append(table.keys[touched[now == 1]])
-            became_even.append(table.keys[touched[now == 0]])
-        if became_even:
-            self._odd_keys = np.setdiff1d(
-                self._odd_keys, np.concatenate(became_even), assume_unique=True
-            )
-        if became_odd:
-            self._odd_keys = np.union1d(self._odd_keys, np.concatenate(became_odd))
+    def toggle_paths(self, passes: IndexArray, positions: IndexArray) -> None:
+        """Flip the odd flag of every node (known or not) on the path to each corrected bit.
 
-    def toggle_paths(self, pass_index: int, positions: IndexArray, block_size: int) -> None:
-        """Flip the odd flag of every stored range of a pass that contains a corrected bit."""
-        if positions.size == 0 or len(self) == 0:
+        Unknown nodes are toggled too: their flag is ignored until :meth:`record` sets it.
+        """
+        if positions.size == 0:
             return
-        start = (positions // block_size) * block_size
-        end = np.minimum(start + block_size, self._n)
-        path: list[IndexArray] = []
-        live = np.arange(positions.size)
-        while live.size:
-            s, e = start[live], end[live]
-            path.append(self.encode(pass_index, s, e))
-            mid = s + (e - s) // 2
-            go_left = positions[live] < mid
-            e = np.where(go_left, mid, e)
-            s = np.where(go_left, s, mid)
-            start[live], end[live] = s, e
-            live = live[e - s >= 2]
-        self._toggle(np.concatenate(path))
+        k = self.block_size[passes]
+        block = positions // k
+        first, last = self.block_range(passes, block)
+        length = (last - first)[:, None]
+        offset = (positions - first)[:, None]
+        d = np.arange(self._levels, dtype=np.int64)[None, :]
+        # Node at depth d holding the bit: largest i with floor(i L / 2^d) <= offset.
+        i = (((offset + 1) << d) - 1) // length
+        size = (((i + 1) * length) >> d) - ((i * length) >> d)
+        heap = (np.int64(1) << d) + i
+        base = (self.offset[passes] + block * self.slots[passes])[:, None]
+        ids = (base + heap)[size >= 2]
+        state = self._state
+        np.bitwise_xor.at(state, ids, _ODD)
+        # New odd set: old members still odd, plus touched nodes that became odd (old
+        # members are marked so that they are not added twice).
+        old = self._odd
+        state[old] |= _MARK
+        became = _distinct(ids[state[ids] == _KNOWN_ODD])
+        state[old] &= ~_MARK
+        self._odd = np.concatenate((old[state[old] == _KNOWN_ODD], became))
 
-    def minimal_odd(self) -> tuple[npt.NDArray[np.uint8], IndexArray, IndexArray]:
-        """Odd ranges that contain no other odd range: disjoint, each holds an error."""
-        passes, start, end = self.decode(self._odd_keys)
-        if passes.size > 1:
-            # In (pass, start asc, end desc) order a range has an odd descendant exactly
-            # when the next odd range is in the same pass and starts before it ends.
-            has_child = np.zeros(passes.size, dtype=np.bool_)
-            has_child[:-1] = (passes[1:] == passes[:-1]) & (start[1:] < end[:-1])
-            keep = ~has_child
-            return passes[keep], start[keep], end[keep]
-        return passes, start, end
+    def decode(self, ids: IndexArray) -> tuple[IndexArray, IndexArray, IndexArray]:
+        """(pass, block, heap) of global node ids."""
+        passes = np.searchsorted(self.offset, ids, side="right") - 1
+        rest = ids - self.offset[passes]
+        return passes, rest // self.slots[passes], rest % self.slots[passes]
+
+    def minimal_odd(self) -> tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]:
+        """Odd nodes with no odd descendant (disjoint, each holds an error): pass, block,
+        heap, start, end."""
+        ids = self._odd
+        passes, block, heap = self.decode(ids)
+        if ids.size > 1 and bool((heap > 1).any()):
+            # An odd node is not minimal when it is an ancestor of another odd node.
+            up = heap[:, None] >> np.arange(1, self._levels + 1, dtype=np.int64)[None, :]
+            above = ((ids - heap)[:, None] + up)[up >= 1]
+            self._state[above] |= _MARK
+            keep = (self._state[ids] & _MARK) == 0
+            self._state[above] &= ~_MARK
+            passes, block, heap = passes[keep], block[keep], heap[keep]
+        start, end = self.node_range(passes, block, heap)
+        return passes, block, heap, start, end

@@ -57,3 +57,26 @@ def test_messages_round_trip_bytes_and_alice_rejects_bad_queries() -> None:
     with pytest.raises(ReconciliationError, match="outside the frame"):
         alice.handle(CascadeRequest.from_bytes(req.to_bytes()))
     assert repr(alice) == "CascadeAlice(n_bits=1000, passes=14)"
+
+
+@pytest.mark.parametrize("sizes", [(7, 13, 1, 999), (3, 1000, 1, 2), (1000,)])
+def test_odd_block_sizes_and_one_bit_blocks_still_correct_every_error(
+    sizes: tuple[int, ...],
+) -> None:
+    a, b, errors = _frame(1000, 0.05, 11)
+    out = reconcile(a, b, CascadeSchedule(1000, sizes, seed=5))
+    if sizes[0] == 1000:  # one block, one pass: only an odd number of errors is visible
+        assert out.stats.corrected_bits == errors % 2
+    else:
+        assert out.key == a and out.stats.corrected_bits == errors
+
+
+def test_alice_answers_range_queries_of_a_pass_not_yet_announced() -> None:
+    a, _, _ = _frame(500, 0.0, 4)
+    sched = CascadeSchedule.create(500, 0.05, 8)
+    alice = CascadeAlice(a, sched)
+    order = sched.shuffle(3)[0]
+    req = CascadeRequest(1, np.array([3, 0], np.uint8), np.array([10, 0]), np.array([250, 500]))
+    got = alice.handle(CascadeRequest.from_bytes(req.to_bytes())).parities
+    bits = a.bits
+    assert got.tolist() == [int(bits[order[10:250]].sum()) % 2, int(bits.sum()) % 2]
