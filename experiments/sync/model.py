@@ -65,12 +65,12 @@ class SyncResult:
 
     def assign(self, channel: U8, time_ps: I64) -> tuple[I64, F64]:
         """Pulse index of every tag and its residual (ps) against the predicted arrival."""
-        shift = np.zeros(256, dtype=np.float64)
-        for ch in range(256):
-            if ch in self.channel_offset_ps or ch in self.channel_shift:
-                shift[ch] = self._channel_ps(ch)
-        rel = (time_ps - self.t_ref_ps).astype(np.float64) - self.phase_ps - shift[channel]
-        k = np.rint(rel / self.period_ps)
+        shift = np.full(256, self.phase_ps, dtype=np.float64)
+        for ch in set(self.channel_offset_ps) | set(self.channel_shift):
+            shift[ch] += self._channel_ps(ch)
+        rel = (time_ps - self.t_ref_ps).astype(np.float64)
+        rel -= shift[channel]
+        k = np.rint(rel * (1.0 / self.period_ps))
         residual = rel - k * self.period_ps
         return k.astype(np.int64) + self.n_ref, residual
 
