@@ -58,8 +58,18 @@ def _publish_link(run: Any, link_id: str, result: BlockResult) -> None:
     if publish is None:
         return
     event = result.event()
-    publish(link_id, "qber", {"qber_z": result.qber_z, "qber_x": result.qber_x})
-    publish(link_id, "skr", {"secret_key_rate_bps": event["secret_key_rate_bps"]})
+    qber = {
+        k: v for k, v in (("qber_z", result.qber_z), ("qber_x", result.qber_x)) if v is not None
+    }
+    try:
+        if qber:
+            publish(link_id, "qber", qber)
+        publish(link_id, "skr", {"skr_bps": event["secret_key_rate_bps"]})
+        if result.acquired_s > 0:
+            publish(link_id, "sifted", {"sifted_rate_bps": result.sifted_bits / result.acquired_s})
+        publish(link_id, "key_stored", {"key_stored_bits": result.secret_bits})
+    except Exception as exc:  # streaming is a side channel: it never stops key generation
+        run.log.warning("link metrics not published: %s: %s", type(exc).__name__, exc)
 
 
 async def main(run: Any) -> dict[str, Any]:
