@@ -24,54 +24,23 @@ of length about n instead of n + m.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from labctl.qkd.errors import QkdError
+from labctl.qkd.fft_convolution import ConvolutionBackend, backend
 from labctl.qkd.secret import Bits, SecretBits, as_bits
 
 _UNIT_ROUNDOFF = 2.0**-53
 _PERCIVAL_CONSTANT = 20.0
 """c in the error bound: 3(1 + sqrt 5 + beta/u) with twiddle error beta <= 2u, rounded up."""
 _MAX_ERROR = 0.25
+_ROUNDING_MAGIC = 1.5 * 2.0**52
+"""Adding it rounds a float64 |v| < 2^51 to an integer held in the low mantissa bits."""
 
-RealFft = Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.complex128]]
-InverseFft = Callable[[npt.NDArray[np.complex128], int], npt.NDArray[np.float64]]
-
-
-def _numpy_backend() -> tuple[RealFft, InverseFft, str]:
-    def rfft(a: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.complex128]:
-        return np.fft.rfft(a, n)
-
-    def irfft(a: npt.NDArray[np.complex128], n: int) -> npt.NDArray[np.float64]:
-        return np.fft.irfft(a, n)
-
-    return rfft, irfft, "numpy"
-
-
-def _fftw_backend() -> tuple[RealFft, InverseFft, str] | None:
-    try:
-        import pyfftw  # type: ignore[import-untyped]
-        import pyfftw.interfaces.numpy_fft as fftw_np  # type: ignore[import-untyped]
-    except ImportError:  # optional accelerator: numpy.fft is the fallback
-        return None
-    pyfftw.interfaces.cache.enable()
-    pyfftw.interfaces.cache.set_keepalive_time(60.0)
-    options: dict[str, Any] = {"threads": 1, "planner_effort": "FFTW_ESTIMATE"}
-
-    def rfft(a: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.complex128]:
-        return np.asarray(fftw_np.rfft(a, n, **options))
-
-    def irfft(a: npt.NDArray[np.complex128], n: int) -> npt.NDArray[np.float64]:
-        return np.asarray(fftw_np.irfft(a, n, **options))
-
-    return rfft, irfft, "fftw"
-
-
-_RFFT, _IRFFT, FFT_BACKEND = _fftw_backend() or _numpy_backend()
+FFT_BACKEND = backend(None).name
+"""Backend used when none is named: "fftw" when pyfftw is installed, else "numpy"."""
 
 
 def _fast_length(n: int) -> int:
@@ -118,10 +87,29 @@ def toeplitz_hash_direct(seed: npt.ArrayLike, key: npt.ArrayLike, m: int) -> Bit
     return ((windows.astype(np.int64) @ x[::-1].astype(np.int64)) & 1).astype(np.uint8)
 
 
-def _toeplitz_fft(seed: Bits, x: Bits, m: int, max_chunk_bits: int | None) -> Bits:
+def _parity_of_rounded(conv: npt.NDArray[np.float64], n: int, m: int) -> Bits:
+    """Round to integers (refusing if any value is not within 1/4 of one) and keep parity."""
+    shifted = conv + _ROUNDING_MAGIC
+    parity = (shifted.view(np.int64) & 1).astype(np.uint8)
+    shifted -= _ROUNDING_MAGIC
+    shifted -= conv
+    worst = max(float(shifted.max()), -float(shifted.min())) if m else 0.0
+    if worst > _MAX_ERROR:
+        raise QkdError(
+            f"Toeplitz FFT rounding error {worst:.3f} exceeds {_MAX_ERROR} (n={n}, m={m}); "
+            "refusing to output a possibly wrong hash"
+        )
+    return parity
+
+
+def _toeplitz_fft(
+    seed: Bits, x: Bits, m: int, max_chunk_bits: int | None, fft: ConvolutionBackend
+) -> Bits:
     n = x.size
     if n == 0 or m == 0:
         return np.zeros(m, dtype=np.uint8)
+    # A cyclic convolution of seed-length points already holds the window [n-1, n-1+m)
+    # unaliased: the linear convolution's tail wraps only onto indices below n - 1.
     length = _fast_length(n + m - 1)
     bound = convolution_error_bound(int(np.count_nonzero(seed)), int(np.count_nonzero(x)), length)
     chunk = n if max_chunk_bits is None else max(1, min(n, max_chunk_bits))
@@ -134,22 +122,18 @@ def _toeplitz_fft(seed: Bits, x: Bits, m: int, max_chunk_bits: int | None) -> Bi
         for j0 in range(0, n, chunk):
             j1 = min(j0 + chunk, n)
             sub_seed = seed[n - j1 : n - j0 + m - 1]
-            out ^= _toeplitz_fft(sub_seed, x[j0:j1], m, None)
+            out ^= _toeplitz_fft(sub_seed, x[j0:j1], m, None, fft)
         return out
-    spectrum = _RFFT(seed.astype(np.float64), length) * _RFFT(x.astype(np.float64), length)
-    conv = _IRFFT(spectrum, length)[n - 1 : n - 1 + m]
-    rounded = np.rint(conv)
-    worst = float(np.max(np.abs(conv - rounded))) if m else 0.0
-    if worst > _MAX_ERROR:
-        raise QkdError(
-            f"Toeplitz FFT rounding error {worst:.3f} exceeds {_MAX_ERROR} (n={n}, m={m}); "
-            "refusing to output a possibly wrong hash"
-        )
-    return (rounded.astype(np.int64) & 1).astype(np.uint8)
+    return _parity_of_rounded(fft.window(seed, x, length, n - 1, m), n, m)
 
 
 def toeplitz_hash(
-    seed: npt.ArrayLike, key: npt.ArrayLike, m: int, *, max_chunk_bits: int | None = None
+    seed: npt.ArrayLike,
+    key: npt.ArrayLike,
+    m: int,
+    *,
+    max_chunk_bits: int | None = None,
+    fft_backend: str | None = None,
 ) -> Bits:
     """T x mod 2 for the m x n Toeplitz matrix of ``seed`` (n + m - 1 bits), exact, via FFT."""
     if m < 0:
@@ -157,7 +141,7 @@ def toeplitz_hash(
     x = as_bits(key, what="toeplitz_hash: key")
     s = as_bits(seed, what="toeplitz_hash: seed")
     _check_seed(s, x.size, m)
-    return _toeplitz_fft(s, x, m, max_chunk_bits)
+    return _toeplitz_fft(s, x, m, max_chunk_bits, backend(fft_backend))
 
 
 def seed_length(n_bits: int, secret_bits: int) -> int:
@@ -167,7 +151,9 @@ def seed_length(n_bits: int, secret_bits: int) -> int:
     return max(n_bits - 1, 0)
 
 
-def privacy_amplify(key: SecretBits, secret_bits: int, seed: npt.ArrayLike) -> SecretBits:
+def privacy_amplify(
+    key: SecretBits, secret_bits: int, seed: npt.ArrayLike, *, fft_backend: str | None = None
+) -> SecretBits:
     """Hash a reconciled key to secret_bits with the modified Toeplitz family [I | T']."""
     n = len(key)
     need = seed_length(n, secret_bits)
@@ -182,8 +168,10 @@ def privacy_amplify(key: SecretBits, secret_bits: int, seed: npt.ArrayLike) -> S
     if tail.size == 0:
         return SecretBits(head)
     # T' is secret_bits x (n - secret_bits): its seed is the first n - 1 seed bits.
-    mixed = _toeplitz_fft(s[: tail.size + secret_bits - 1], tail, secret_bits, None)
-    return SecretBits(head ^ mixed)
+    fft = backend(fft_backend)
+    mixed = _toeplitz_fft(s[: tail.size + secret_bits - 1], tail, secret_bits, None, fft)
+    mixed ^= head
+    return SecretBits.adopt(mixed)
 
 
 def random_seed(n_bits: int, rng: np.random.Generator | None = None) -> Bits:
