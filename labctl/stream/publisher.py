@@ -80,6 +80,7 @@ class MqttPublisher:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        self._up = asyncio.Event()
         self.refused = 0
         """Messages refused because they contained key material."""
         self.dropped = 0
@@ -176,6 +177,14 @@ class MqttPublisher:
             await asyncio.sleep(0.01)
         return True
 
+    async def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the broker link is up; False on timeout."""
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
     async def aclose(self, drain_timeout_s: float = 5.0) -> None:
         """Try to send what is queued (bounded wait), then stop; the rest stays on disk."""
         if self._task is not None and self.connected:
@@ -213,6 +222,7 @@ class MqttPublisher:
             try:
                 async with self._client() as client:
                     self.connected = True
+                    self._up.set()
                     backoff_s = 0.1
                     log.info("mqtt: connected to %s", self.settings.url)
                     await self._serve(client)
@@ -223,6 +233,7 @@ class MqttPublisher:
                 log.warning("mqtt: %s: %s", self.settings.url, exc)
             finally:
                 self.connected = False
+                self._up.clear()
             self.outbox.sync()
             await asyncio.sleep(backoff_s)
             backoff_s = min(2.0, backoff_s * 2)

@@ -1,0 +1,118 @@
+"""MQTT streaming benchmark: sustained QoS 1 publish rate and acquisition with broker down/up.
+
+Prints one JSON object. Starts its own Mosquitto (persistence on) on a free loopback port.
+
+* publish: documents emitted into MqttPublisher, timed until every PUBACK is in; baseline =
+  a bare aiomqtt client pipelining the same payloads (same window) in the same process, so
+  ``ratio_vs_raw_aiomqtt`` is the cost of the outbox, guard and encoding.
+* acquisition: a loop that builds Documents and calls ``emit`` (yielding to the event loop
+  every 100 documents, as a plan awaiting instruments does), with the broker reachable and
+  with no broker listening; ``ratio_down_vs_up`` must stay >= 0.95 (acquisition never waits
+  on MQTT). Each figure is the best of ``--repeats`` to tame a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from labctl.runner.documents import Document
+from labctl.stream.client import make_client
+from labctl.stream.mosquitto import Mosquitto, free_port
+from labctl.stream.publisher import MqttPublisher
+from labctl.stream.settings import MqttSettings
+
+
+def document(seq: int) -> Document:
+    data = {"counts": seq, "qber_z": 0.021, "delay_ps": 1234, "rate_hz": 1.5e5}
+    return Document("event", "bench-run", seq, time.time(), "primary", data)
+
+
+async def publish_rate(url: str, folder: Path, n: int, window: int) -> float:
+    async with MqttPublisher(
+        MqttSettings.from_url(url),
+        lab="bench",
+        node="pub",
+        outbox_dir=folder,
+        memory_capacity=n,
+        window=window,
+    ) as pub:
+        if not await pub.wait_connected(30):
+            raise RuntimeError(f"no broker at {url}")
+        start = time.perf_counter()
+        for seq in range(n):
+            pub.emit(document(seq))
+        if not await pub.flush(300):
+            raise RuntimeError("publish benchmark did not drain")
+        return n / (time.perf_counter() - start)
+
+
+async def raw_rate(url: str, n: int, window: int) -> float:
+    settings = MqttSettings.from_url(url)
+    payloads = [json.dumps(document(s).to_json_dict()).encode() for s in range(n)]
+    topic = "labctl/v1/bench/raw/run/bench-run/primary"
+    async with make_client(settings, "bench-raw", max_inflight=window) as client:
+        start = time.perf_counter()
+        for i in range(0, n, window):
+            await asyncio.gather(
+                *(client.publish(topic, p, qos=1) for p in payloads[i : i + window])
+            )
+        return n / (time.perf_counter() - start)
+
+
+async def acquisition_rate(url: str, folder: Path, n: int) -> float:
+    async with MqttPublisher(
+        MqttSettings.from_url(url), lab="bench", node="acq", outbox_dir=folder
+    ) as pub:
+        await asyncio.sleep(0.3)  # connected (or failed to) before timing
+        start = time.perf_counter()
+        for seq in range(n):
+            pub.emit(document(seq))
+            if seq % 100 == 99:
+                await asyncio.sleep(0)
+        rate = n / (time.perf_counter() - start)
+        await pub.flush(30)
+        return rate
+
+
+async def main(args: argparse.Namespace) -> dict[str, object]:
+    tmp = Path(tempfile.mkdtemp(prefix="labctl-bench-mqtt-"))
+    with Mosquitto(tmp / "broker") as broker:
+        pub, raw = [], []
+        for i in range(args.repeats):  # interleaved, so machine load hits both alike
+            raw.append(await raw_rate(broker.url, args.messages, args.window))
+            pub.append(await publish_rate(broker.url, tmp / f"p{i}", args.messages, args.window))
+        up, down = [], []
+        dead = f"mqtt://127.0.0.1:{free_port()}"
+        for i in range(args.repeats):
+            up.append(await acquisition_rate(broker.url, tmp / f"u{i}", args.documents))
+            down.append(await acquisition_rate(dead, tmp / f"d{i}", args.documents))
+    best_pub, best_raw = max(pub), max(raw)
+    return {
+        "benchmark": "mqtt",
+        "publish_qos1_msg_per_s": round(best_pub),
+        "publish_target_msg_per_s": 5000,
+        "publish_raw_aiomqtt_msg_per_s": round(best_raw),
+        "ratio_vs_raw_aiomqtt": round(best_pub / best_raw, 3),
+        "acquisition_docs_per_s_broker_up": round(max(up)),
+        "acquisition_docs_per_s_broker_down": round(max(down)),
+        "ratio_down_vs_up": round(max(down) / max(up), 3),
+        "ratio_target": 0.95,
+        "messages": args.messages,
+        "documents": args.documents,
+        "window": args.window,
+        "repeats": args.repeats,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--documents", type=int, default=50_000)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    print(json.dumps(asyncio.run(main(parser.parse_args())), indent=2))
