@@ -54,7 +54,7 @@ async def calibrate_mean_photon_number(session: Session) -> RoutineResult:
             ch: session.dark_rates_hz.get(n, 0.0) for n, ch in session.tagger_channel_of().items()
         }
         m, _signal = state_click_probability(session, capture, live, dark)
-        total = sum(m[ch] for ch in channels)  # (state, class)
+        total = np.sum([m[ch] for ch in channels], axis=0)  # (state, class)
         mu = total.mean(axis=0) / (transmittance * efficiency)
         power = await session.get("laser").get_power_mw()
         scale = power / alice.nominal_power_mw

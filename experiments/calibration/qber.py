@@ -38,7 +38,8 @@ def single_clicks(capture: Capture) -> np.ndarray:
     order = np.argsort(capture.pulse_index, kind="stable")
     index = capture.pulse_index[order]
     _, first, counts = np.unique(index, return_index=True, return_counts=True)
-    return order[first[counts == 1]]
+    single: np.ndarray = order[first[counts == 1]]
+    return single
 
 
 def qber_of(session: Session, capture: Capture) -> QberSample:

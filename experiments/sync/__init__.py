@@ -1,0 +1,28 @@
+"""Alice-Bob timing synchronization: lock Bob's clock onto Alice's pulses, then track it.
+
+``await synchronize(run)`` (a plan step) or ``await acquire_sync(tagger, laser, alice, clock,
+settings)`` return a ``SyncResult``; ``SyncTracker(result).update(batch)`` maps every later
+batch onto pulse indices and keeps phase and frequency locked.
+"""
+
+from experiments.sync.acquire import acquire_sync, bob_states
+from experiments.sync.alice import AlicePattern, AlicePublic, WorldAlice, alice_of
+from experiments.sync.model import SyncError, SyncResult
+from experiments.sync.plan import synchronize
+from experiments.sync.settings import SyncSettings
+from experiments.sync.tracker import SyncTracker, TrackedBatch
+
+__all__ = [
+    "AlicePattern",
+    "AlicePublic",
+    "SyncError",
+    "SyncResult",
+    "SyncSettings",
+    "SyncTracker",
+    "TrackedBatch",
+    "WorldAlice",
+    "acquire_sync",
+    "alice_of",
+    "bob_states",
+    "synchronize",
+]

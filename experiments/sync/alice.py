@@ -9,7 +9,6 @@ counter-based RNG); never the world's hidden truth.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -124,8 +123,8 @@ class WorldAlice:
 
     def pulse_index_now(self) -> int:
         """The pulse her source emits next on the station clock."""
-        now_ps = round(self._world.clock.now_s() * 1e12)
-        return math.ceil(now_ps / self._period_ps)
+        now_ps: int = round(self._world.clock.now_s() * 1e12)
+        return -(-now_ps // self._period_ps)  # integer ceil: exact at any run length
 
 
 def alice_of(station: Any) -> AlicePublic:
