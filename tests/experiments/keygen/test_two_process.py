@@ -7,7 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from keygen_helpers import ROOT, store_rows, write_config
+
+pytestmark = pytest.mark.slow  # two interpreters start, build stations and synchronize: ~35 s
 
 ALICE_WAIT_S = 60.0
 RUN_WAIT_S = 150.0
