@@ -3,10 +3,12 @@
 ``labctl node alice CONFIG --listen HOST:PORT --psk-file F`` serves blocks (port 0 picks a
 free port; the chosen address is printed as ``listening on HOST:PORT``).
 ``labctl node bob CONFIG --connect HOST:PORT --psk-file F --duration 30s`` runs the key
-generation plan (calibrate, synchronize, acquire, post-process) against the remote Alice.
+generation plan (calibrate, synchronize, acquire, post-process) against the remote Alice;
+``--skip-calibration`` leaves out the calibration step (station already calibrated).
 Both write their own key store (``storage.key_store`` with ``-alice``/``-bob``); the keys
-match bit for bit under the same ids. The pre-shared key file holds at least 16 bytes
-(raw, or hex text); it authenticates every message and is never printed.
+match bit for bit under the same ids and Alice files them under Bob's run id. The
+pre-shared key file holds at least 16 bytes (raw, or hex text); it authenticates every
+message and is never printed.
 """
 
 from __future__ import annotations
