@@ -153,8 +153,15 @@ class NodeStore:
         passes, block, heap = self.decode(ids)
         if ids.size > 1 and bool((heap > 1).any()):
             # An odd node is not minimal when it is an ancestor of another odd node.
-            up = heap[:, None] >> np.arange(1, self._levels + 1, dtype=np.int64)[None, :]
-            above = ((ids - heap)[:, None] + up)[up >= 1]
+            # Walk up level by level, dropping nodes that reached their root.
+            deep = np.flatnonzero(heap > 1)
+            base, up = ids[deep] - heap[deep], heap[deep] >> 1
+            parts: list[IndexArray] = []
+            while up.size:
+                parts.append(base + up)
+                more = up > 1
+                base, up = base[more], up[more] >> 1
+            above = np.concatenate(parts)
             self._state[above] |= _MARK
             keep = (self._state[ids] & _MARK) == 0
             self._state[above] &= ~_MARK
