@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -63,7 +64,9 @@ def nonparalyzable_keep(times_ps: I64, dead_ps: int, last_kept_ps: int) -> BoolA
     return keep
 
 
-def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> I64:
+def bernoulli_positions(
+    rng: np.random.Generator, n: int, p: float, jit: ModuleType | None = None
+) -> I64:
     """Indices in [0, n) of a Bernoulli(p) process, by geometric gaps (cost ~ n * p)."""
     if n <= 0 or p <= 0.0:
         return np.zeros(0, dtype=np.int64)
@@ -79,11 +82,14 @@ def bernoulli_positions(rng: np.random.Generator, n: int, p: float) -> I64:
     while True:
         size = int(expected + 6.0 * math.sqrt(expected) + 16)
         draws = rng.standard_exponential(size, dtype=dtype)
-        draws *= dtype(1.0 / rate)
-        positions = draws.astype(np.int64)
-        positions += 1
-        np.cumsum(positions, out=positions)
-        positions += last
+        if jit is not None:
+            positions = jit.gap_positions(draws, dtype(1.0 / rate), last)
+        else:
+            draws *= dtype(1.0 / rate)
+            positions = draws.astype(np.int64)
+            positions += 1
+            np.cumsum(positions, out=positions)
+            positions += last
         chunks.append(positions)
         last = int(positions[-1])
         if last >= n:
@@ -145,7 +151,13 @@ class DetectorBank:
     ``detector`` (uint8, 0..3).
     """
 
-    def __init__(self, settings: tuple[DetectorSettings, ...], pulse_rate_hz: float) -> None:
+    def __init__(
+        self,
+        settings: tuple[DetectorSettings, ...],
+        pulse_rate_hz: float,
+        jit: ModuleType | None = None,
+    ) -> None:
+        self.jit = jit  # compiled loops (sims.world.jit) or None for the numpy path
         self.states = [
             DetectorState(s, efficiency=s.efficiency, dark_rate_hz=s.dark_rate_hz(pulse_rate_hz))
             for s in settings
@@ -176,9 +188,7 @@ class DetectorBank:
     ) -> tuple[I64, U8]:
         """Output clicks for photon arrivals (sorted) in [t0_ps, t1_ps), still in true time."""
         due = self._pending_time < t1_ps
-        time_ps, detector = merge_sorted(
-            time_ps, detector, self._pending_time[due], self._pending_det[due]
-        )
+        extra_t, extra_d = self._pending_time[due], self._pending_det[due]
         self._pending_time, self._pending_det = self._pending_time[~due], self._pending_det[~due]
         counting = np.array([s.counting for s in self.states])
         if not counting.all():
@@ -187,9 +197,17 @@ class DetectorBank:
                     state.last_kept_ps = _NEVER
             alive = counting[detector]
             time_ps, detector = time_ps[alive], detector[alive]
+            alive = counting[extra_d]
+            extra_t, extra_d = extra_t[alive], extra_d[alive]
         if not blinded:
-            time_ps, detector = self._add_darks(rng, time_ps, detector, t0_ps, t1_ps)
+            # Ties keep their source order (signal, then afterpulse, then dark) on both paths.
+            extra_t, extra_d = self._add_darks(rng, extra_t, extra_d, t0_ps, t1_ps)
         start_last = [s.last_kept_ps for s in self.states]
+        if self.jit is not None:
+            return self._process_compiled(
+                rng, (time_ps, detector), (extra_t, extra_d), t1_ps, start_last, blinded
+            )
+        time_ps, detector = merge_sorted(time_ps, detector, extra_t, extra_d)
         keep = self._dead_time(time_ps, detector, start_last)
         if not keep.all():
             time_ps, detector = time_ps[keep], detector[keep]
@@ -204,6 +222,63 @@ class DetectorBank:
                     time_ps, detector, after_t[~later], after_d[~later], start_last
                 )
         return time_ps, detector
+
+    def _process_compiled(
+        self,
+        rng: np.random.Generator,
+        clicks: tuple[I64, U8],
+        extra: tuple[I64, U8],
+        t1_ps: int,
+        start_last: list[int],
+        blinded: bool,
+    ) -> tuple[I64, U8]:
+        """``process`` after the darks, with one-pass compiled loops (same draws, same tags)."""
+        jit = self.jit
+        assert jit is not None
+        dead = np.array([s.dead_ps for s in self.states], dtype=np.int64)
+        last = np.array(start_last, dtype=np.int64)
+        time_ps, detector, kept = jit.merge_walk(*clicks, *extra, dead, last)
+        if not blinded and any(s.settings.afterpulse_probability > 0.0 for s in self.states):
+            after_t, after_d = self._afterpulses_compiled(rng, time_ps, detector, kept.tolist())
+            later = after_t >= t1_ps
+            self._pending_time, self._pending_det = merge_sorted(
+                self._pending_time, self._pending_det, after_t[later], after_d[later]
+            )
+            if not later.all():
+                # Afterpulses open dead times too: walk the merged list again from the start.
+                last = np.array(start_last, dtype=np.int64)
+                time_ps, detector, _ = jit.merge_walk(
+                    time_ps, detector, after_t[~later], after_d[~later], dead, last
+                )
+        for state, last_ps in zip(self.states, last.tolist(), strict=True):
+            state.last_kept_ps = last_ps
+        return time_ps, detector
+
+    def _afterpulses_compiled(
+        self, rng: np.random.Generator, time_ps: I64, detector: U8, kept: list[int]
+    ) -> tuple[I64, U8]:
+        """``_afterpulses`` with the parents gathered in one pass (identical draws)."""
+        jit = self.jit
+        assert jit is not None
+        ranks, delays, sizes = [], [], []
+        for index, state in enumerate(self.states):
+            p_after = state.settings.afterpulse_probability
+            picked = np.zeros(0, dtype=np.int64)
+            if p_after > 0.0 and kept[index]:
+                picked = bernoulli_positions(rng, kept[index], p_after, jit)
+                decay_ps = state.settings.afterpulse_decay_ns * 1000.0
+                delay = rng.exponential(decay_ps, size=picked.size).astype(np.int64)
+                delays.append(delay + state.dead_ps)
+            ranks.append(picked)
+            sizes.append(picked.size)
+        if not delays:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        after_t = jit.nth_of_detector(time_ps, detector, np.concatenate(ranks), bounds)
+        after_t += np.concatenate(delays)
+        after_d = np.repeat(np.arange(len(self.states), dtype=np.uint8), sizes)
+        order = np.argsort(after_t, kind="stable")
+        return after_t[order], after_d[order]
 
     def _insert_afterpulses(
         self, time_ps: I64, detector: U8, after_t: I64, after_d: U8, start_last: list[int]
@@ -322,6 +397,12 @@ class DetectorBank:
         if time_ps.size == 0:
             return time_ps
         table = self._offset_table()
+        if self.jit is not None:
+            draw = rng.integers(0, _N_QUANTILES, time_ps.size, dtype=np.uint16)
+            jittered: I64 = self.jit.add_table_offsets(
+                time_ps, detector, draw, table, table.shape[0] > 1
+            )
+            return jittered
         if table.shape[0] == 1:  # every detector alike: one table, no per-detector gather
             draw = rng.integers(0, _N_QUANTILES, time_ps.size, dtype=np.uint16)
             result: I64 = time_ps + table[0][draw]

@@ -9,6 +9,7 @@ independent detectors click, with probability P(pattern) / P_max, or no click at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -142,9 +143,10 @@ def _expand_patterns(index: I64, pattern: npt.NDArray[np.intp]) -> Clicks:
 class PhotonSampler:
     """Which detector clicks for which pulse, from Alice's pattern and the channel."""
 
-    def __init__(self, source: AliceSource, seed: int) -> None:
+    def __init__(self, source: AliceSource, seed: int, jit: ModuleType | None = None) -> None:
         self.source = source
         self.seed = seed
+        self.jit = jit  # compiled loops (sims.world.jit) or None for the numpy path
 
     def signal_clicks(
         self,
@@ -157,14 +159,26 @@ class PhotonSampler:
         """Pulses in [n0, n1) that click, sorted, with the detector that clicks (0..3)."""
         if table.p_max <= 0.0 or n1 <= n0:
             return _no_clicks()
-        index = n0 + bernoulli_positions(rng, n1 - n0, table.p_max)
-        code = self.source.codes(index)
+        jit = self.jit
+        index = bernoulli_positions(rng, n1 - n0, table.p_max, jit)
+        index += n0
+        if jit is not None and eve_fraction <= 0.0:
+            source = self.source
+            raw = rng.bit_generator.random_raw(index.size)
+            fused: Clicks = jit.alice_clicks(
+                index, *source.code_key(), raw, table.threshold, table.alias
+            )
+            return fused
+        code = self.source.codes(index, jit)
         if eve_fraction > 0.0:
             state = (code & 3).astype(np.uint8)
             _eve_states(self.seed, eve_fraction, index, state)
             code = (code & ~3) | state
-        clicks = table.patterns(code, rng.bit_generator.random_raw(index.size))
-        return _expand_patterns(index, clicks)
+        raw = rng.bit_generator.random_raw(index.size)
+        if jit is not None:
+            clicks: Clicks = jit.expand_clicks(index, code, raw, table.threshold, table.alias)
+            return clicks
+        return _expand_patterns(index, table.patterns(code, raw))
 
     def blinding_triggers(
         self,

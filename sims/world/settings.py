@@ -152,6 +152,7 @@ class WorldSettings:
     slice_max_s: float = field(default=0.1, metadata=bounds(1.0e-6, 1.0))
     slice_target_events: int = field(default=200_000, metadata=bounds(100, 100_000_000))
     tune_allocator: bool = True
+    compiled_kernels: bool = True  # numba loops when installed; identical tags either way
     source: SourceSettings = SourceSettings()
     fiber: FiberSettings = FiberSettings()
     eve: EveSettings = EveSettings()
@@ -258,6 +259,7 @@ def parse_world_settings(
             "slice_max_s",
             "slice_target_events",
             "tune_allocator",
+            "compiled_kernels",
             "source",
             "fiber",
             "eve",

@@ -8,6 +8,7 @@ nothing is stored and Alice can regenerate the pattern of any pulse Bob reports.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -40,10 +41,14 @@ def splitmix64(values: U64) -> U64:
     return z
 
 
+def stream_key(seed: int, stream: int) -> int:
+    """The 64-bit counter offset of one (seed, stream) pair."""
+    return (seed * 0x2545F4914F6CDD1D + stream * 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
+
+
 def pulse_hash(seed: int, stream: int, indices: npt.NDArray[np.int64]) -> U64:
     """64 random bits per pulse index for the given stream, reproducible forever."""
-    key = (seed * 0x2545F4914F6CDD1D + stream * 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
-    counters = indices.astype(np.uint64) * _GOLDEN + np.uint64(key)
+    counters = indices.astype(np.uint64) * _GOLDEN + np.uint64(stream_key(seed, stream))
     return splitmix64(counters)
 
 
@@ -77,6 +82,8 @@ class AliceSource:
         # bits 32..63 = basis draw; thresholds are compared as integers (2^-31 granularity).
         self._class_edges = [np.uint64(round(e * _CLASS_SCALE)) for e in np.cumsum(probs)[:-1]]
         self._z_threshold = np.uint64(round(settings.basis_z_probability * _BASIS_SCALE))
+        self._edges_array = np.array(self._class_edges, dtype=np.uint64)
+        self._key = np.uint64(stream_key(seed, STREAM_ALICE))
 
     @property
     def mu(self) -> F64:
@@ -86,8 +93,17 @@ class AliceSource:
             return np.zeros_like(nominal)
         return nominal * (self.power_mw / self.settings.nominal_power_mw)
 
-    def codes(self, index: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    def code_key(self) -> tuple[np.uint64, np.uint64, U64]:
+        """(counter key, Z-basis threshold, class edges): what compiled code hashing needs."""
+        return self._key, self._z_threshold, self._edges_array
+
+    def codes(
+        self, index: npt.NDArray[np.int64], jit: ModuleType | None = None
+    ) -> npt.NDArray[np.intp]:
         """Per pulse: intensity class * 4 + basis * 2 + bit, the same draws as ``pattern``."""
+        if jit is not None:
+            compiled: npt.NDArray[np.intp] = jit.alice_codes(index, *self.code_key())
+            return compiled
         bits = pulse_hash(self.seed, STREAM_ALICE, index)
         code = bits & np.uint64(1)
         code |= ((bits >> np.uint64(32)) >= self._z_threshold).astype(np.uint64) << np.uint64(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -20,12 +21,14 @@ I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 _BLOCK_PS = 1_000_000_000  # rate limit is enforced per 1 ms of tagger time
 _CHANNEL_BITS = 6
+_NO_WANDER = np.zeros(0, dtype=np.float64)
 
 
 class TaggerModel:
     """One tagger (Alice's or Bob's) fed with true-time clicks by the world."""
 
-    def __init__(self, settings: TaggerSettings, side: str) -> None:
+    def __init__(self, settings: TaggerSettings, side: str, jit: ModuleType | None = None) -> None:
+        self.jit = jit  # compiled loops (sims.world.jit) or None for the numpy path
         self.settings = settings
         self.side = side
         self.offset_ps = settings.offset_ps
@@ -47,6 +50,8 @@ class TaggerModel:
 
     def map_times(self, true_ps: I64) -> I64:
         """True picoseconds -> this tagger's clock (offset, frequency offset, wander)."""
+        if self.jit is not None and true_ps.size:
+            return self._map_times_compiled(true_ps)
         mapped = true_ps + self.offset_ps
         if self.frequency_offset_ppm != 0.0:
             stretch = np.multiply(true_ps, self.frequency_offset_ppm * 1e-6, dtype=np.float64)
@@ -57,18 +62,45 @@ class TaggerModel:
         result: I64 = mapped
         return result
 
-    def _wander_ps(self, true_ps: I64) -> npt.NDArray[np.float64]:
-        """amplitude * sin(2 pi t / period); linear between the ends when that is exact enough."""
+    def _map_times_compiled(self, true_ps: I64) -> I64:
+        """``map_times`` in one pass; the same float operations, so the same integers."""
+        assert self.jit is not None
+        amplitude = self.settings.wander_amplitude_ps
+        mode, t_lo, w_lo, slope, wander = 0, 0, 0.0, 0.0, _NO_WANDER
+        if amplitude > 0.0:
+            chord = self._wander_chord(true_ps)
+            if chord is None:  # a real sine: numpy's sin, so both paths round alike
+                mode, wander = 2, self._wander_ps(true_ps)
+            else:
+                mode, (t_lo, w_lo, slope) = 1, chord
+        ppm_factor = self.frequency_offset_ppm * 1e-6 if self.frequency_offset_ppm != 0.0 else 0.0
+        mapped: I64 = self.jit.tagger_clock(
+            true_ps, self.offset_ps, ppm_factor, t_lo, w_lo, slope, mode, wander
+        )
+        return mapped
+
+    def _wander_chord(self, true_ps: I64) -> tuple[int, float, float] | None:
+        """(t_lo, wander at t_lo, slope) when the chord is exact to 1e-3 ps, else None."""
         amplitude = self.settings.wander_amplitude_ps
         omega = 2.0 * math.pi * 1e-12 / self.settings.wander_period_s
         t_lo, t_hi = int(true_ps.min()), int(true_ps.max())
         span = omega * (t_hi - t_lo)
         # The chord of a sine deviates from it by at most amplitude * span^2 / 8.
         if amplitude * span * span / 8.0 > 1e-3 or t_hi == t_lo:
-            phase = np.multiply(true_ps, omega, dtype=np.float64)
-            return amplitude * np.sin(phase, out=phase)
+            return None
         w_lo = amplitude * math.sin(omega * t_lo)
         slope = (amplitude * math.sin(omega * t_hi) - w_lo) / (t_hi - t_lo)
+        return t_lo, w_lo, slope
+
+    def _wander_ps(self, true_ps: I64) -> npt.NDArray[np.float64]:
+        """amplitude * sin(2 pi t / period); linear between the ends when that is exact enough."""
+        amplitude = self.settings.wander_amplitude_ps
+        chord = self._wander_chord(true_ps)
+        if chord is None:
+            omega = 2.0 * math.pi * 1e-12 / self.settings.wander_period_s
+            phase = np.multiply(true_ps, omega, dtype=np.float64)
+            return amplitude * np.sin(phase, out=phase)
+        t_lo, w_lo, slope = chord
         rel = np.subtract(true_ps, t_lo, dtype=np.float64)
         rel *= slope
         rel += w_lo
@@ -107,7 +139,7 @@ class TaggerModel:
         resolution = self.settings.resolution_ps
         if resolution > 1:
             time_ps = (time_ps // resolution) * resolution
-        if time_ps.size > 1 and not (time_ps[1:] >= time_ps[:-1]).all():
+        if time_ps.size > 1 and not self._is_sorted(time_ps):
             # Jitter and per-channel delays swap a few neighbours: a stable sort of
             # (time << 6 | channel) keys puts them back and keeps channels attached.
             keys = np.sort((time_ps << _CHANNEL_BITS) | channel_arr, kind="stable")
@@ -143,6 +175,11 @@ class TaggerModel:
             overflow=overflow,
             missed_events=missed,
         )
+
+    def _is_sorted(self, time_ps: I64) -> bool:
+        if self.jit is not None:
+            return bool(self.jit.is_sorted(time_ps))
+        return bool((time_ps[1:] >= time_ps[:-1]).all())
 
     def _rate_limit(self, time_ps: I64, channel: U8) -> tuple[I64, U8, int]:
         cap = int(self.max_rate_hz * _BLOCK_PS * 1e-12)

@@ -16,6 +16,7 @@ import numpy as np
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.tags import TagBatch
 from sims.clock import VirtualClock
+from sims.world import kernels
 from sims.world.allocator import keep_freed_memory
 from sims.world.detectors import I64, DetectorBank
 from sims.world.events import F64, ClickTable, PhotonSampler
@@ -38,12 +39,15 @@ class World:
         if settings.tune_allocator:
             keep_freed_memory()
         self.clock = clock if clock is not None else VirtualClock()
+        # Compiled loops when numba is there (and allowed): identical tags, several times faster.
+        jit = kernels.load() if settings.compiled_kernels else None
+        self.compiled = jit is not None
         self.optics = OpticalPath(settings)
-        self.detectors = DetectorBank(settings.detectors, settings.source.rate_hz)
-        self._sampler = PhotonSampler(self.optics.source, settings.seed)
+        self.detectors = DetectorBank(settings.detectors, settings.source.rate_hz, jit)
+        self._sampler = PhotonSampler(self.optics.source, settings.seed, jit)
         self.taggers = {
-            "alice": TaggerModel(settings.alice_tagger, "alice"),
-            "bob": TaggerModel(settings.bob_tagger, "bob"),
+            "alice": TaggerModel(settings.alice_tagger, "alice", jit),
+            "bob": TaggerModel(settings.bob_tagger, "bob", jit),
         }
         # SFC64 is the fastest numpy bit generator; the seed sequence keeps it reproducible.
         self._rng = np.random.Generator(

@@ -1,0 +1,211 @@
+"""Compiled (numba) per-event loops of the world; each gives exactly what its numpy twin gives.
+
+Imported only through ``sims.world.kernels.load()``, so the world works without numba. Random
+numbers are still drawn by numpy in bulk, in the same order as the numpy path, so both paths
+produce identical tags for one seed: these loops only replace chains of whole-array passes
+(and their temporaries) with one pass each. uint64 constants stay uint64 (mixing them with
+Python ints would promote to float64 in numba).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_ONE = np.uint64(1)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_COIN_MASK = np.uint64((1 << 60) - 1)
+_S1, _S27, _S30, _S31, _S32, _S60 = (np.uint64(s) for s in (1, 27, 30, 31, 32, 60))
+
+
+@njit(cache=True, nogil=True)
+def gap_positions(draws, scale, last):  # type: ignore[no-untyped-def]
+    """Running sum of floor(draw * scale) + 1 after ``last`` (geometric gaps -> positions)."""
+    out = np.empty(draws.size, dtype=np.int64)
+    position = last
+    for i in range(draws.size):
+        position += np.int64(draws[i] * scale) + 1
+        out[i] = position
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _splitmix(z):  # type: ignore[no-untyped-def]
+    z = z ^ (z >> _S30)
+    z = z * _MIX1
+    z = z ^ (z >> _S27)
+    z = z * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _alice_code(index, key, z_threshold, class_edges):  # type: ignore[no-untyped-def]
+    bits = _splitmix(np.uint64(index) * _GOLDEN + key)
+    code = np.intp(bits & _ONE)
+    if (bits >> _S32) >= z_threshold:
+        code += 2
+    draw = (bits & _LOW32) >> _S1
+    for edge in class_edges:
+        code += 4 * np.intp(draw >= edge)
+    return code
+
+
+@njit(cache=True, nogil=True)
+def alice_codes(index, key, z_threshold, class_edges):  # type: ignore[no-untyped-def]
+    """Intensity class * 4 + basis * 2 + bit per pulse, as ``AliceSource.codes``."""
+    out = np.empty(index.size, dtype=np.intp)
+    for i in range(index.size):
+        out[i] = _alice_code(index[i], key, z_threshold, class_edges)
+    return out
+
+
+# Per click pattern k (bit d = detector d clicks): number of clicks and 1st..4th detector.
+_N_CLICKS = np.array([bin(k).count("1") for k in range(16)], dtype=np.int64)
+_NTH = np.array(
+    [[d for d in range(4) if k >> d & 1] + [0] * (4 - bin(k).count("1")) for k in range(16)],
+    dtype=np.uint8,
+)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pattern(code, raw, threshold, alias):  # type: ignore[no-untyped-def]
+    column = np.intp(raw >> _S60)
+    slot = code * 16 + column
+    keep = np.intp((raw & _COIN_MASK) < threshold[slot])
+    return alias[slot] + keep * (column - alias[slot])  # select without a branch
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expand(index, pattern, total):  # type: ignore[no-untyped-def]
+    """One (pulse, detector) per click; written branch-free, multi-clicks (rare) patched."""
+    out_index = np.empty(total + 1, dtype=np.int64)
+    out_detector = np.empty(total + 1, dtype=np.uint8)
+    m = 0
+    for i in range(index.size):
+        k = pattern[i]
+        out_index[m] = index[i]
+        out_detector[m] = _NTH[k, 0]
+        count = _N_CLICKS[k]
+        if count > 1:
+            for r in range(1, count):
+                out_index[m + r] = index[i]
+                out_detector[m + r] = _NTH[k, r]
+        m += count
+    return out_index[:total], out_detector[:total]
+
+
+@njit(cache=True, nogil=True)
+def expand_clicks(index, code, raw, threshold, alias):  # type: ignore[no-untyped-def]
+    """Walker-alias click pattern per candidate, expanded to one (pulse, detector) per click."""
+    pattern = np.empty(index.size, dtype=np.uint8)
+    total = 0
+    for i in range(index.size):
+        k = _pattern(code[i], raw[i], threshold, alias)
+        pattern[i] = k
+        total += _N_CLICKS[k]
+    return _expand(index, pattern, total)
+
+
+@njit(cache=True, nogil=True)
+def alice_clicks(index, key, z_threshold, class_edges, raw, threshold, alias):  # type: ignore[no-untyped-def]
+    """``expand_clicks`` with Alice's codes computed on the fly (no attack on the line)."""
+    pattern = np.empty(index.size, dtype=np.uint8)
+    total = 0
+    for i in range(index.size):
+        code = _alice_code(index[i], key, z_threshold, class_edges)
+        k = _pattern(code, raw[i], threshold, alias)
+        pattern[i] = k
+        total += _N_CLICKS[k]
+    return _expand(index, pattern, total)
+
+
+@njit(cache=True, nogil=True)
+def merge_walk(time_ps, detector, add_t, add_d, dead_ps, last_ps):  # type: ignore[no-untyped-def]
+    """Non-paralyzable dead time per detector, in one sequential pass over a merge.
+
+    Extra clicks (sorted) go after equal times, like ``merge_sorted``; ``last_ps`` (last kept
+    click per detector) is updated in place. Returns the kept clicks and per-detector counts.
+    """
+    n, k = time_ps.size, add_t.size
+    out_t = np.empty(n + k, dtype=np.int64)
+    out_d = np.empty(n + k, dtype=np.uint8)
+    kept = np.zeros(dead_ps.size, dtype=np.int64)
+    i = j = m = 0
+    while i < n or j < k:
+        if j < k and (i >= n or add_t[j] < time_ps[i]):
+            t, d = add_t[j], add_d[j]
+            j += 1
+        else:
+            t, d = time_ps[i], detector[i]
+            i += 1
+        if t - last_ps[d] >= dead_ps[d]:
+            last_ps[d] = t
+            out_t[m] = t
+            out_d[m] = d
+            kept[d] += 1
+            m += 1
+    return out_t[:m], out_d[:m], kept
+
+
+@njit(cache=True, nogil=True)
+def nth_of_detector(time_ps, detector, ranks, bounds):  # type: ignore[no-untyped-def]
+    """Times of given clicks picked by rank among each detector's own clicks.
+
+    ``ranks[bounds[d]:bounds[d + 1]]`` are ascending ranks for detector d; the result has the
+    same layout.
+    """
+    n_det = bounds.size - 1
+    seen = np.zeros(n_det, dtype=np.int64)
+    cursor = bounds[:-1].copy()
+    out = np.empty(ranks.size, dtype=np.int64)
+    for i in range(time_ps.size):
+        d = detector[i]
+        c = cursor[d]
+        if c < bounds[d + 1] and ranks[c] == seen[d]:
+            out[c] = time_ps[i]
+            cursor[d] = c + 1
+        seen[d] += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def add_table_offsets(time_ps, detector, draw, table, per_detector):  # type: ignore[no-untyped-def]
+    """time + table[detector or 0, draw]: table-sampled jitter plus cable delay."""
+    out = np.empty(time_ps.size, dtype=np.int64)
+    for i in range(time_ps.size):
+        row = detector[i] if per_detector else 0
+        out[i] = time_ps[i] + table[row, draw[i]]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def tagger_clock(true_ps, offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode, wander):  # type: ignore[no-untyped-def]
+    """True ps -> tagger ps: offset + rint(t * ppm) + rint(wander), as ``TaggerModel.map_times``.
+
+    wander_mode 0: none; 1: chord w_lo + (t - t_lo) * slope; 2: precomputed ``wander`` array.
+    """
+    out = np.empty(true_ps.size, dtype=np.int64)
+    t_lo_f = np.float64(t_lo)
+    for i in range(true_ps.size):
+        t = true_ps[i]
+        value = t + offset_ps
+        if ppm_factor != 0.0:
+            value += np.int64(np.rint(np.float64(t) * ppm_factor))
+        if wander_mode == 1:
+            value += np.int64(np.rint((np.float64(t) - t_lo_f) * slope + w_lo))
+        elif wander_mode == 2:
+            value += np.int64(np.rint(wander[i]))
+        out[i] = value
+    return out
+
+
+@njit(cache=True, nogil=True)
+def is_sorted(values):  # type: ignore[no-untyped-def]
+    """True when ``values`` never decreases."""
+    for i in range(1, values.size):
+        if values[i] < values[i - 1]:
+            return False
+    return True

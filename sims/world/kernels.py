@@ -1,0 +1,30 @@
+"""Which implementation of the per-event loops a world uses: compiled (numba) or numpy.
+
+Both give identical tags for one seed (tests check it). numba is a dependency of labctl,
+but the world still runs without it: ``load()`` then returns None and the numpy path runs.
+``LABCTL_SIM_KERNELS=numpy`` in the environment forces the numpy path for a whole process.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+_ENV = "LABCTL_SIM_KERNELS"
+_loaded: ModuleType | None = None
+_failed = False
+
+
+def load() -> ModuleType | None:
+    """The compiled kernels module, or None when numba is missing or the env opts out."""
+    global _loaded, _failed
+    if os.environ.get(_ENV, "").strip().lower() == "numpy":
+        return None
+    if _loaded is None and not _failed:
+        try:
+            from sims.world import jit
+        except ImportError:  # numba not installed: the numpy path is complete on its own
+            _failed = True
+            return None
+        _loaded = jit
+    return _loaded
