@@ -231,6 +231,8 @@ class MqttPublisher:
                     log.warning("mqtt: lost %s: %s", self.settings.url, exc)
             except OSError as exc:
                 log.warning("mqtt: %s: %s", self.settings.url, exc)
+            except Exception:  # the link task must outlive any surprise; the outbox keeps data
+                log.exception("mqtt: unexpected error in the publisher task; reconnecting")
             finally:
                 self.connected = False
                 self._up.clear()
