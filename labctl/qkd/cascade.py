@@ -168,8 +168,10 @@ class CascadeAlice:
         ):
             raise ReconciliationError("CascadeAlice: range query outside the frame")
         p = request.pass_index.astype(np.int64)
-        for j in np.unique(p[~self._filled[p]]):
-            self._fill(int(j))
+        missing = ~self._filled[p]
+        if bool(missing.any()):  # Bob normally asks only about passes already announced
+            for j in np.unique(p[missing]):
+                self._fill(int(j))
         base = p * self._stride
         return CascadeReply(self._prefix[base + end] ^ self._prefix[base + start])
 
@@ -287,7 +289,6 @@ class CascadeBob:
             s = np.where(known, mid, s)
             h = 2 * h + known
         if p.size:
-            mid = nodes.node_range(p, b, 2 * h)[1]
             q = CascadeRequest(_RANGES, p.astype(np.uint8), s, mid)
             alice = yield from self._exchange(q)
             left_odd = alice != self._range_parity(p, s, mid)
