@@ -9,6 +9,8 @@ Prints one JSON object. Starts its own Mosquitto (persistence on) on a free loop
   every 100 documents, as a plan awaiting instruments does), with the broker reachable and
   with no broker listening; ``ratio_down_vs_up`` must stay >= 0.95 (acquisition never waits
   on MQTT). Each figure is the best of ``--repeats`` to tame a shared machine.
+* guard: cost of the key-material check per payload with 1 and with ``--keys`` keys
+  registered (it must not grow with the number of keys a long run has generated).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from labctl.runner.documents import Document
 from labctl.stream.client import make_client
 from labctl.stream.mosquitto import Mosquitto, free_port
 from labctl.stream.publisher import MqttPublisher
+from labctl.stream.secrets import SecretRegistry
 from labctl.stream.settings import MqttSettings
 
 
@@ -79,6 +83,18 @@ async def acquisition_rate(url: str, folder: Path, n: int) -> float:
         return rate
 
 
+def guard_cost_us(keys: int, payloads: int = 20_000) -> float:
+    """Microseconds to check one document payload against ``keys`` registered keys."""
+    registry = SecretRegistry()
+    for _ in range(keys):
+        registry.register(os.urandom(128))
+    blobs = [json.dumps(document(s).to_json_dict()).encode() for s in range(payloads)]
+    start = time.perf_counter()
+    for blob in blobs:
+        registry.find(blob)
+    return 1e6 * (time.perf_counter() - start) / payloads
+
+
 async def main(args: argparse.Namespace) -> dict[str, object]:
     tmp = Path(tempfile.mkdtemp(prefix="labctl-bench-mqtt-"))
     with Mosquitto(tmp / "broker") as broker:
@@ -92,6 +108,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             up.append(await acquisition_rate(broker.url, tmp / f"u{i}", args.documents))
             down.append(await acquisition_rate(dead, tmp / f"d{i}", args.documents))
     best_pub, best_raw = max(pub), max(raw)
+    guard_1, guard_many = guard_cost_us(1), guard_cost_us(args.keys)
     return {
         "benchmark": "mqtt",
         "publish_qos1_msg_per_s": round(best_pub),
@@ -102,6 +119,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "acquisition_docs_per_s_broker_down": round(max(down)),
         "ratio_down_vs_up": round(max(down) / max(up), 3),
         "ratio_target": 0.95,
+        "guard_us_per_payload_1_key": round(guard_1, 2),
+        f"guard_us_per_payload_{args.keys}_keys": round(guard_many, 2),
+        "guard_ratio_many_vs_1_key": round(guard_many / guard_1, 3),
         "messages": args.messages,
         "documents": args.documents,
         "window": args.window,
@@ -115,4 +135,5 @@ if __name__ == "__main__":
     parser.add_argument("--documents", type=int, default=50_000)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keys", type=int, default=5000, help="keys registered with the guard")
     print(json.dumps(asyncio.run(main(parser.parse_args())), indent=2))

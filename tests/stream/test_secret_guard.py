@@ -68,3 +68,15 @@ def test_short_secrets_are_refused_and_unregister_works() -> None:
     assert len(r) == 1
     r.unregister(fp)
     assert r.find(KEY.hex().encode()) is None
+
+
+def test_many_keys_each_found_and_forgotten() -> None:
+    r = SecretRegistry()
+    keys = [os.urandom(64) for _ in range(500)]
+    fps = [r.register(k) for k in keys]
+    for key, fp in zip(keys[::50], fps[::50], strict=True):
+        assert r.find(json.dumps({"x": key[20:56].hex()}).encode()) == fp
+    assert r.find(json.dumps({"seq": 1, "qber_z": 0.02, "run_id": "r-1"}).encode()) is None
+    r.unregister(fps[0])
+    assert r.find(keys[0].hex().encode()) is None
+    assert r.find(keys[1].hex().encode()) == fps[1]
