@@ -157,7 +157,8 @@ async def generate_key(
 
             alice_task.add_done_callback(alice_done)
         try:
-            await _acquire_loop(run, settings, pipeline, tagger, clock_map, period_ps, bob_wiring)
+            block_clock = steps.BlockClock(clock_map)
+            await _acquire_loop(run, settings, pipeline, tagger, block_clock, period_ps, bob_wiring)
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
             raise
@@ -177,7 +178,7 @@ async def _acquire_loop(
     settings: KeygenSettings,
     pipeline: BlockPipeline[Any, BlockResult],
     tagger: Any,
-    clock_map: ClockMap,
+    block_clock: steps.BlockClock,
     period_ps: int,
     detector_channels: list[int],
 ) -> None:
@@ -204,7 +205,7 @@ async def _acquire_loop(
                 block=block,
                 pulses=settings.block_pulses,
                 period_ps=period_ps,
-                clock_map=clock_map,
+                clock_map=await block_clock.for_block(run, tagger),
                 detector_channels=detector_channels,
                 rng=rng,
                 now_s=start_s,

@@ -10,7 +10,7 @@ from experiments.sync.alice import AlicePattern, AlicePublic, WorldAlice, alice_
 from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.plan import synchronize
 from experiments.sync.settings import SyncSettings
-from experiments.sync.tracker import SyncTracker, TrackedBatch
+from experiments.sync.tracker import SyncTracker, TrackedBatch, relock
 
 __all__ = [
     "AlicePattern",
@@ -24,5 +24,6 @@ __all__ = [
     "acquire_sync",
     "alice_of",
     "bob_states",
+    "relock",
     "synchronize",
 ]

@@ -91,7 +91,13 @@ async def acquire_sync(
     clock: Clock,
     settings: SyncSettings,
 ) -> SyncResult:
-    """Lock Bob's clock onto Alice's pulse indices (prior: +-max_ppm, any offset)."""
+    """Lock Bob's clock onto Alice's pulse indices (prior: +-max_ppm, any offset).
+
+    The stream is restarted first: tags queued before this call (a stream left running by
+    an earlier step, recorded with other switch ports, laser settings or polarization) would
+    precede the marker gaps, so the data read would not reach the gaps Alice announces.
+    """
+    await tagger.stop_stream()
     await tagger.start_stream()
     log = TagLog(settings.channels)
     clock_start = clock.now_s()

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from experiments.sync.model import SyncResult
+from experiments.sync.model import SyncError, SyncResult
+from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.tags import TagBatch
 
 I64 = npt.NDArray[np.int64]
@@ -49,6 +50,7 @@ class SyncTracker:
     ) -> None:
         self.result = result
         self.gate_ps = max(gate_sigmas * max(result.jitter_ps, 1.0), 30.0)
+        self._gate_sigmas = gate_sigmas
         self._q_phase = phase_noise_ps2_per_s
         self._q_freq = freq_noise_per_s
         self._cov = np.diag([max(result.jitter_ps, 1.0) ** 2, 1e-20])
@@ -56,6 +58,18 @@ class SyncTracker:
         self._bad = 0
         self._fraction: float | None = None
         self.locked = True
+
+    def _gate(self, phase_var_ps2: float, period_ps: float) -> float:
+        """Half-width of the in-gate window: jitter plus the predicted phase uncertainty.
+
+        After a long pause between batches (duty-cycled key generation reads a block every
+        few seconds) the phase has drifted by the frequency error times the pause; a gate
+        sized by jitter alone would then reject every tag and declare the lock lost although
+        each tag still falls on its own pulse. The gate stays under half a period.
+        """
+        sigma_ps = float(np.sqrt(max(self.result.jitter_ps, 1.0) ** 2 + phase_var_ps2))
+        self.gate_ps = min(max(self._gate_sigmas * sigma_ps, 30.0), 0.45 * period_ps)
+        return self.gate_ps
 
     def update(self, batch: TagBatch) -> TrackedBatch:
         """Map ``batch`` onto pulse indices and correct phase and frequency from it."""
@@ -73,11 +87,16 @@ class SyncTracker:
         dt_s = (mid - self.result.t_ref_ps) * 1e-12
         model = self.result.reanchored(mid)
         index, residual = model.assign(batch.channel, batch.time_ps)
-        gate = np.abs(residual) < self.gate_ps
+        dt_ps = abs(dt_s) * 1e12
+        transition = np.array([[1.0, dt_ps], [0.0, 1.0]])
+        cov = transition @ self._cov @ transition.T
+        cov += np.diag([self._q_phase * abs(dt_s), self._q_freq * abs(dt_s)])
+        gate_ps = self._gate(float(cov[0, 0]), model.period_ps)
+        gate = np.abs(residual) < gate_ps
         # The phase measurement needs a few thousand tags, not all of a bright link's millions.
         step = max(1, residual.size // STATS_TAGS)
         sample = residual[::step]
-        in_sample = np.abs(sample) < self.gate_ps
+        in_sample = np.abs(sample) < gate_ps
         fraction = float(in_sample.mean())
         if self._fraction is None:
             self._fraction = fraction
@@ -85,16 +104,13 @@ class SyncTracker:
             self._bad += 1
             self.locked = self._bad < self._lost_after
             self.result = model
+            self._cov = cov  # no measurement: the prediction's uncertainty keeps growing
             return TrackedBatch(index, batch.channel, residual, gate, 0.0, self.locked)
         self._bad = 0
         self.locked = True
         self._fraction = 0.9 * self._fraction + 0.1 * fraction
         measured = float(sample[in_sample].mean())
         noise = float(sample[in_sample].var()) / int(in_sample.sum()) + 0.25
-        dt_ps = abs(dt_s) * 1e12
-        transition = np.array([[1.0, dt_ps], [0.0, 1.0]])
-        cov = transition @ self._cov @ transition.T
-        cov += np.diag([self._q_phase * abs(dt_s), self._q_freq * abs(dt_s)])
         gain = cov[:, 0] / (cov[0, 0] + noise)
         correction = gain * measured
         self._cov = cov - np.outer(gain, cov[0, :])
@@ -104,3 +120,36 @@ class SyncTracker:
             period_ps=model.period_ps * (1.0 + float(correction[1])),
         )
         return TrackedBatch(index, batch.channel, residual, gate, measured, True)
+
+
+async def relock(
+    tracker: SyncTracker,
+    tagger: TimeTagger,
+    *,
+    min_tags: int = 20_000,
+    max_batches: int = 64,
+    timeout_s: float = 5.0,
+) -> SyncResult:
+    """Bring a tracked model up to date from fresh tags; SyncError when the lock is lost.
+
+    For duty-cycled use (a key block every few seconds): the stream is restarted so only
+    tags from now on count, and batches are read until ``min_tags`` fell in the gate. The
+    stream is left running, so a block read right after continues where this stopped.
+    """
+    await tagger.stop_stream()
+    await tagger.start_stream()
+    in_gate = 0
+    for _ in range(max_batches):
+        tracked = tracker.update(await tagger.read_batch(timeout_s))
+        if not tracker.locked:
+            raise SyncError(
+                "synchronization lost: Bob's tags no longer fall on Alice's pulse clock "
+                f"(gate +-{tracker.gate_ps:.0f} ps); resynchronize"
+            )
+        in_gate += int(tracked.in_gate.sum())
+        if in_gate >= min_tags:
+            return tracker.result
+    raise SyncError(
+        f"synchronization not refreshed: only {in_gate} tags in the gate after "
+        f"{max_batches} batches (need {min_tags}): no light at Bob?"
+    )
