@@ -155,18 +155,24 @@ class PhotonSampler:
         n1: int,
         table: ClickTable,
         eve_fraction: float,
+        arrival: tuple[int, int] = (1, 0),
     ) -> Clicks:
-        """Pulses in [n0, n1) that click, sorted, with the detector that clicks (0..3)."""
+        """Pulses in [n0, n1) that click, sorted, with the detector that clicks (0..3).
+
+        Each click is reported at ``index * period_ps + offset_ps`` for ``arrival`` =
+        (period_ps, offset_ps); the default gives the pulse index itself.
+        """
+        period_ps, offset_ps = arrival
         if table.p_max <= 0.0 or n1 <= n0:
             return _no_clicks()
         jit = self.jit
         index = bernoulli_positions(rng, n1 - n0, table.p_max, jit)
         index += n0
         if jit is not None and eve_fraction <= 0.0:
-            source = self.source
             raw = rng.bit_generator.random_raw(index.size)
+            key = self.source.code_key()
             fused: Clicks = jit.alice_clicks(
-                index, *source.code_key(), raw, table.threshold, table.alias
+                index, *key, raw, table.threshold, table.alias, period_ps, offset_ps
             )
             return fused
         code = self.source.codes(index, jit)
@@ -176,9 +182,15 @@ class PhotonSampler:
             code = (code & ~3) | state
         raw = rng.bit_generator.random_raw(index.size)
         if jit is not None:
-            clicks: Clicks = jit.expand_clicks(index, code, raw, table.threshold, table.alias)
+            clicks: Clicks = jit.expand_clicks(
+                index, code, raw, table.threshold, table.alias, period_ps, offset_ps
+            )
             return clicks
-        return _expand_patterns(index, table.patterns(code, raw))
+        index, detector = _expand_patterns(index, table.patterns(code, raw))
+        if arrival != (1, 0):
+            index *= period_ps
+            index += offset_ps
+        return index, detector
 
     def blinding_triggers(
         self,

@@ -79,38 +79,40 @@ def _pattern(code, raw, threshold, alias):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _expand(index, pattern, total):  # type: ignore[no-untyped-def]
-    """One (pulse, detector) per click; written branch-free, multi-clicks (rare) patched."""
-    out_index = np.empty(total + 1, dtype=np.int64)
-    out_detector = np.empty(total + 1, dtype=np.uint8)
+def _expand(index, pattern, total, period_ps, offset_ps):  # type: ignore[no-untyped-def]
+    """One (index * period + offset, detector) per click, branch-free for single clicks."""
+    out_t = np.empty(total + 1, dtype=np.int64)
+    out_d = np.empty(total + 1, dtype=np.uint8)
     m = 0
     for i in range(index.size):
         k = pattern[i]
-        out_index[m] = index[i]
-        out_detector[m] = _NTH[k, 0]
+        t = index[i] * period_ps + offset_ps
+        out_t[m] = t
+        out_d[m] = _NTH[k, 0]
         count = _N_CLICKS[k]
-        if count > 1:
+        if count > 1:  # rare: several detectors click on one pulse
             for r in range(1, count):
-                out_index[m + r] = index[i]
-                out_detector[m + r] = _NTH[k, r]
+                out_t[m + r] = t
+                out_d[m + r] = _NTH[k, r]
         m += count
-    return out_index[:total], out_detector[:total]
+    return out_t[:total], out_d[:total]
 
 
 @njit(cache=True, nogil=True)
-def expand_clicks(index, code, raw, threshold, alias):  # type: ignore[no-untyped-def]
-    """Walker-alias click pattern per candidate, expanded to one (pulse, detector) per click."""
+def expand_clicks(index, code, raw, threshold, alias, period_ps, offset_ps):  # type: ignore[no-untyped-def]
+    """Walker-alias click pattern per candidate, one (index * period + offset, detector) per
+    click, in pulse order; pattern 0 (no click) drops out."""
     pattern = np.empty(index.size, dtype=np.uint8)
     total = 0
     for i in range(index.size):
         k = _pattern(code[i], raw[i], threshold, alias)
         pattern[i] = k
         total += _N_CLICKS[k]
-    return _expand(index, pattern, total)
+    return _expand(index, pattern, total, period_ps, offset_ps)
 
 
 @njit(cache=True, nogil=True)
-def alice_clicks(index, key, z_threshold, class_edges, raw, threshold, alias):  # type: ignore[no-untyped-def]
+def alice_clicks(index, key, z_threshold, class_edges, raw, threshold, alias, period_ps, offset_ps):  # type: ignore[no-untyped-def]
     """``expand_clicks`` with Alice's codes computed on the fly (no attack on the line)."""
     pattern = np.empty(index.size, dtype=np.uint8)
     total = 0
@@ -119,7 +121,7 @@ def alice_clicks(index, key, z_threshold, class_edges, raw, threshold, alias):  
         k = _pattern(code, raw[i], threshold, alias)
         pattern[i] = k
         total += _N_CLICKS[k]
-    return _expand(index, pattern, total)
+    return _expand(index, pattern, total, period_ps, offset_ps)
 
 
 @njit(cache=True, nogil=True)

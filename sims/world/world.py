@@ -361,22 +361,24 @@ class World:
         optics, period = self.optics, self.period_ps
         optics.fiber.advance_to(t0_ps / _PS_PER_S)
         n0, n1 = t0_ps // period, t1_ps // period
+        delay = optics.fiber_delay_ps
         if optics.blinding:
-            pulses = self._sampler.blinding_triggers(
+            index, detector = self._sampler.blinding_triggers(
                 self._rng,
                 n0,
                 n1,
                 self.settings.eve.blinding_detection_efficiency,
                 self.settings.receiver.basis_z_probability,
             )
+            arrival_ps = index * period + delay
         else:
             table = self._click_table()
-            pulses = self._sampler.signal_clicks(self._rng, n0, n1, table, optics.eve_fraction)
-        delay = optics.fiber_delay_ps
-        index, detector = pulses
+            arrival_ps, detector = self._sampler.signal_clicks(
+                self._rng, n0, n1, table, optics.eve_fraction, (period, delay)
+            )
         time_ps, detector = self.detectors.process(
             self._rng,
-            index * period + delay,
+            arrival_ps,
             detector,
             t0_ps + delay,
             t1_ps + delay,
