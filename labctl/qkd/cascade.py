@@ -159,9 +159,16 @@ class CascadeAlice:
             k = self._schedule.block_sizes[j]
             n_blocks = self._schedule.block_count(j)
             sent = n_blocks if j == 0 else n_blocks - 1
-            prefix = self._fill(j)
-            starts = np.arange(sent, dtype=np.int64) * k
-            return CascadeReply(prefix[np.minimum(starts + k, n)] ^ prefix[starts])
+            if self._filled[j]:
+                prefix = self._fill(j)
+                starts = np.arange(sent, dtype=np.int64) * k
+                return CascadeReply(prefix[np.minimum(starts + k, n)] ^ prefix[starts])
+            # Only the announced head is shuffled here; the prefix waits for a range query.
+            length = min(sent * k, n)
+            head = (
+                self._key[:length] if j == 0 else self._key[self._schedule.shuffle(j)[0][:length]]
+            )
+            return CascadeReply(_block_parities(head, k, sent))
         start, end = request.start, request.end
         if start.size and (
             int(start.min()) < 0 or int(end.max()) > n or bool(np.any(end <= start))
@@ -223,7 +230,10 @@ class CascadeBob:
         # Row j: Bob's key in pass j's shuffled order plus one zero bit, so that the parity
         # of disjoint ranges of every pass is one np.add.reduceat over the flat array.
         self._stride = schedule.n_bits + 1
+        # Rows are built on the first range query of a pass (most passes of the optimized
+        # schedule never get one) and kept up to date from then on.
         self._shuffled = np.zeros(schedule.passes * self._stride, dtype=np.uint8)
+        self._row_ready = np.zeros(schedule.passes, dtype=np.bool_)
         self._passes_started = 0
         self.stats = CascadeStats(schedule.n_bits)
 
@@ -251,12 +261,21 @@ class CascadeBob:
 
     def _range_parity(self, passes: IndexArray, start: IndexArray, end: IndexArray) -> Bits:
         """Bob's parities of shuffled ranges [start, end) of the given passes."""
+        missing = ~self._row_ready[passes]
+        if bool(missing.any()):
+            for j in np.unique(passes[missing]):
+                self._build_row(int(j))
         lens = end - start
         offsets = np.cumsum(lens) - lens
         first = passes * self._stride + start
         idx = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(first - offsets, lens)
         sums: Bits = np.add.reduceat(self._shuffled[idx], offsets, dtype=np.uint8)
         return sums & np.uint8(1)
+
+    def _build_row(self, j: int) -> None:
+        row = self._shuffled[j * self._stride : j * self._stride + self._schedule.n_bits]
+        row[:] = self._key if j == 0 else self._key[self._schedule.shuffle(j)[0]]
+        self._row_ready[j] = True
 
     def _search_round(
         self,
@@ -322,15 +341,14 @@ class CascadeBob:
         pos = [flips if j == 0 else self._schedule.shuffle(j)[1][flips] for j in range(started)]
         positions = np.concatenate(pos)
         passes = np.repeat(np.arange(started, dtype=np.int64), flips.size)
-        self._shuffled[passes * self._stride + positions] ^= 1
+        ready = self._row_ready[passes]
+        self._shuffled[(passes * self._stride + positions)[ready]] ^= 1
         self._nodes.toggle_paths(passes, positions)
 
     def _start_pass(self, j: int, alice_total: int) -> Generator[CascadeRequest, CascadeReply, int]:
         """Exchange block parities of pass j, store the blocks; returns Alice's total parity."""
         sched = self._schedule
         n, k, n_blocks = sched.n_bits, sched.block_sizes[j], sched.block_count(j)
-        row = self._shuffled[j * self._stride : j * self._stride + n]
-        row[:] = self._key if j == 0 else self._key[sched.shuffle(j)[0]]
         self._passes_started = j + 1
         alice = yield from self._exchange(CascadeRequest.blocks(j))
         sent = n_blocks if j == 0 else n_blocks - 1
@@ -338,13 +356,19 @@ class CascadeBob:
             raise ReconciliationError(
                 f"CascadeBob: {alice.size} block parities for pass {j}, expected {sent}"
             )
-        bob = _block_parities(row, k, n_blocks)
         if j == 0:
             alice_total = int(np.bitwise_xor.reduce(alice)) if alice.size else 0
+            bob = _block_parities(self._key, k, n_blocks)
         else:
-            # Parity inference: the last block's parity follows from the total parity.
+            # Parity inference: the last block's parity follows from the total parity, so
+            # neither side needs the shuffled tail (half the key when k = n / 2).
             alice_rest = int(np.bitwise_xor.reduce(alice)) if alice.size else 0
             alice = np.append(alice, np.uint8(alice_total ^ alice_rest))
+            head = self._key[sched.shuffle(j)[0][: min(sent * k, n)]]
+            bob_head = _block_parities(head, k, sent)
+            bob_total = int(np.add.reduce(self._key, dtype=np.uint64) & 1)
+            bob_rest = int(np.bitwise_xor.reduce(bob_head)) if bob_head.size else 0
+            bob = np.append(bob_head, np.uint8(bob_total ^ bob_rest))
         block = np.arange(n_blocks, dtype=np.int64)
         passes = np.full(n_blocks, j, dtype=np.int64)
         starts, ends = self._nodes.block_range(passes, block)
