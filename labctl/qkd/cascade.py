@@ -214,6 +214,8 @@ class CascadeOutcome:
 
 
 CascadeProtocol = Generator[CascadeRequest, CascadeReply, CascadeOutcome]
+_Frontier = tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]
+"""Ranges being searched: pass, block, heap id, start, end."""
 
 
 class CascadeBob:
@@ -284,9 +286,10 @@ class CascadeBob:
         heap: IndexArray,
         start: IndexArray,
         end: IndexArray,
-    ) -> Generator[CascadeRequest, CascadeReply, IndexArray]:
+    ) -> Generator[CascadeRequest, CascadeReply, tuple[IndexArray, _Frontier]]:
         """Advance every minimal odd range by one halving (one round trip); returns the
-        error bits (unshuffled positions) that this round isolated."""
+        error bits (unshuffled positions) that this round isolated and the odd halves
+        still to search (the minimal odd ranges, as long as no bit is flipped)."""
         nodes = self._nodes
         p, b, h, s, e = passes, block, heap.copy(), start.copy(), end.copy()
         found_p: list[IndexArray] = []
@@ -320,18 +323,22 @@ class CascadeBob:
             nodes.record(nodes.node_id(p[right], b[right], 2 * h[right] + 1), ~left_odd[right])
             s = np.where(left_odd, s, mid)
             e = np.where(left_odd, mid, e)
+            h = 2 * h + ~left_odd
             single = e - s == 1
             found_p.append(p[single])
             found_pos.append(s[single])
+            go = ~single
+            p, b, h, s, e = p[go], b[go], h[go], s[go], e[go]
+        frontier = (p, b, h, s, e)
         if not found_p:
-            return np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), frontier
         fp, fpos = np.concatenate(found_p), np.concatenate(found_pos)
         bits = fpos.copy()
         for j in np.unique(fp):
             if j != 0:
                 sel = fp == j
                 bits[sel] = self._schedule.shuffle(int(j))[0][fpos[sel]]
-        return bits
+        return bits, frontier
 
     def _apply_flips(self, bits: IndexArray) -> None:
         flips = np.unique(bits)
@@ -387,13 +394,14 @@ class CascadeBob:
         for j in range(self._schedule.passes):
             self.stats.search_rounds_per_pass.append(0)
             alice_total = yield from self._start_pass(j, alice_total)
-            while True:
-                passes, block, heap, starts, ends = self._nodes.minimal_odd()
-                if passes.size == 0:
-                    break
-                bits = yield from self._search_round(passes, block, heap, starts, ends)
+            frontier = self._nodes.minimal_odd()
+            while frontier[0].size:
+                bits, advanced = yield from self._search_round(*frontier)
                 if bits.size:
                     self._apply_flips(bits)
+                    frontier = self._nodes.minimal_odd()
+                else:  # nothing flipped: the odd halves are exactly the minimal odd ranges
+                    frontier = advanced
             self.stats.passes_run += 1
         return CascadeOutcome(SecretBits.adopt(self._key), self.stats)
 
