@@ -141,7 +141,7 @@ async def generate_key(
                 result.block,
                 result.status,
                 result.reason,
-                result.qber_z,
+                "n/a" if result.qber_z is None else f"{100 * result.qber_z:.2f} %",
                 result.secret_bits,
             )
 
@@ -166,7 +166,7 @@ async def generate_key(
             await _wind_down(run, pipeline, bob, alice_task, summary, settings)
             summary.backlog = vars(pipeline.stats).copy()
             summary.write(run.folder.path)
-            print(summary.text())
+            run.log.info("%s", summary.text())
     totals = summary.totals()
     if summary.status != "ok":
         raise StopPlan("aborted", summary.reason)

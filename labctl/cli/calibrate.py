@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from labctl.cli.run import engine_options
+from labctl.cli.runsetup import engine_options, quiet_console
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine, RunResult
@@ -88,6 +88,7 @@ def _main(args: argparse.Namespace) -> int:
 
     spec = plan_spec(args.routine)
     config = load_station_config(args, args.config)
+    quiet_console()
     registry = importlib.import_module(REGISTRY)
     registry.validate_config(config)  # bad calibration/sync sections fail before any run
     plan = load_plan(spec)

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.console import Console
+from rich.table import Table
 
+from labctl.cli.runsetup import RunStream, quiet_console, run_stream
+from labctl.cli.runsetup import engine_options as engine_options  # re-exported: resume, node
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine, RunResult
@@ -23,6 +28,24 @@ from labctl.runner.plans import Plan, load_plan
 from labctl.runner.signals import abort_on_signals
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h|d)?\s*$")
+SUMMARY_ROWS = (
+    "status",
+    "reason",
+    "blocks",
+    "blocks_with_key",
+    "pulses",
+    "detections",
+    "sifted_bits",
+    "qber_z",
+    "qber_x",
+    "secret_bits",
+    "key_rate_per_pulse",
+    "secret_key_rate_bps",
+    "ec_efficiency",
+    "channel_uses",
+    "sync_offset_ps",
+    "sync_drift_ppb",
+)
 _UNIT_S = {None: 1.0, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -78,19 +101,37 @@ def report(result: RunResult) -> int:
     return 0 if result.status == "ok" else 1
 
 
-def engine_options(config: Any) -> dict[str, Any]:
-    """RunEngine keyword options from the config's ``runner`` section."""
-    runner = dict(config.runner)
-    options: dict[str, Any] = {}
-    for key in ("watchdog_s", "call_timeout_s", "safe_state_timeout_s", "halt_grace_s"):
-        if key in runner:
-            value = runner[key]
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(
-                    f"must be a number > 0, got {value!r}", file=config.file, field=f"runner.{key}"
-                )
-            options[key] = float(value)
-    return options
+def with_publisher(plan: Plan, stream: RunStream) -> Plan:
+    """The plan, with the run's publisher reachable as ``run.publisher`` (link metrics)."""
+
+    async def streamed(run: Any) -> Any:
+        run.publisher = stream.publisher
+        return await plan(run)
+
+    return streamed
+
+
+def summary_table(path: Path) -> Table | None:
+    """The run folder's summary.json (written by key generation) as a table, if there is one."""
+    file = path / "summary.json"
+    if not file.is_file():
+        return None
+    summary = json.loads(file.read_text(encoding="utf-8"))
+    table = Table(title=f"run {summary.get('run_id', path.name)}: {summary.get('status')}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key in SUMMARY_ROWS:
+        if key in summary:
+            table.add_row(key, _cell(summary[key]))
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "n/a" if value is None else str(value)
 
 
 async def _run(
@@ -101,23 +142,27 @@ async def _run(
     control = RunControl()
     with abort_on_signals(control):
         station = Station.from_config(config)
-        async with station:
+        async with station, run_stream(config, station, control, spec) as stream:
             engine = RunEngine(
                 station,
                 runs_dir=Path(config.storage.runs_dir),
+                sinks=[stream],
                 config=config.model_dump(mode="json"),
                 config_text=files[0],
                 config_file=files[1],
                 **engine_options(config),
             )
             result = await engine.run(
-                plan,
+                with_publisher(plan, stream),
                 name=args.name,
                 plan_name=spec,
                 args=parse_sets(args.set),
                 duration_s=None if args.duration is None else parse_duration_s(args.duration),
                 control=control,
             )
+    table = summary_table(result.path)
+    if table is not None:
+        Console().print(table)
     return report(result)
 
 
@@ -125,6 +170,7 @@ def _main(args: argparse.Namespace) -> int:
     from labctl.cli.common import load_station_config
 
     config = load_station_config(args, args.config)
+    quiet_console()
     spec = args.plan or config.runner.get("plan")
     if not spec:
         raise ConfigError(
