@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.keygen import steps
+from experiments.keygen import monitor, steps
 from experiments.keygen.acquisition import ClockMap, acquire_block
 from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode, WorldSource
 from experiments.keygen.pipeline import BlockPipeline
@@ -132,6 +132,7 @@ async def generate_key(
 
         def on_result(result: BlockResult) -> None:
             summary.add(result)
+            watch.observe(result)
             event = result.event()
             event.pop("key_id")
             run.emit("qkd", event)
@@ -149,6 +150,7 @@ async def generate_key(
             bob.process, on_result, max_queue=settings.queue_blocks
         )
         pipeline.start()
+        watch = monitor.install(run, settings, lambda: pipeline.wait_pending_at_most(0))
         if alice_task is not None:
 
             def alice_done(task: asyncio.Task[list[BlockResult]]) -> None:
@@ -158,7 +160,9 @@ async def generate_key(
             alice_task.add_done_callback(alice_done)
         try:
             block_clock = steps.BlockClock(clock_map)
-            await _acquire_loop(run, settings, pipeline, tagger, block_clock, period_ps, bob_wiring)
+            await _acquire_loop(
+                run, settings, pipeline, tagger, block_clock, watch, period_ps, bob_wiring
+            )
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
             raise
@@ -179,6 +183,7 @@ async def _acquire_loop(
     pipeline: BlockPipeline[Any, BlockResult],
     tagger: Any,
     block_clock: steps.BlockClock,
+    watch: monitor.QberWatch,
     period_ps: int,
     detector_channels: list[int],
 ) -> None:
@@ -211,6 +216,7 @@ async def _acquire_loop(
                 now_s=start_s,
             )
             pipeline.submit(raw)
+            watch.acquired(block)
             block += 1
             progress.advance()
             if run.clock.is_virtual:

@@ -33,6 +33,10 @@ class KeygenSettings:
     link_id: str = "alice-bob"
     key_basis: int = 0
     """Basis code (0 = Z) whose sifted bits become key; the other basis tests."""
+    suspend_qber: float = 0.05
+    """A block QBER (either basis) above this suspends the run and recalibrates polarization."""
+    suspend_settle_s: float = 1.0
+    """Run-clock wait after the recalibration before the QBER is checked again."""
 
     @classmethod
     def from_section(
@@ -81,8 +85,10 @@ def _check(name: str, value: Any, file: str | None) -> Any:
     number_f = float(value)
     if name in ("eps_sec", "eps_cor") and not 0.0 < number_f < 1.0:
         raise bad("must be in (0, 1)")
-    if name == "qber_max" and not 0.0 < number_f <= 0.5:
+    if name in ("qber_max", "suspend_qber") and not 0.0 < number_f <= 0.5:
         raise bad("must be in (0, 0.5]")
     if name in ("block_interval_s", "channel_timeout_s") and number_f <= 0.0:
         raise bad("must be > 0")
+    if name == "suspend_settle_s" and number_f < 0.0:
+        raise bad("must be >= 0")
     return number_f
