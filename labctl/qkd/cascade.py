@@ -12,99 +12,49 @@ shuffled key in one message (after pass 1 the last block's parity is inferred fr
 total parity, so it is not sent); all odd blocks are binary-searched in parallel, one
 round trip per halving (only the left half's parity is disclosed, the right half's is
 inferred), so a pass costs about log2(k) round trips. Each corrected bit toggles the
-parity of the block that holds it in every earlier pass (per-pass index maps); the newly
-odd blocks are searched in the next wave, until no odd block is left.
+parity of every known range that holds it in every earlier pass (per-pass index maps,
+:mod:`labctl.qkd.cascade_nodes`). Searches do not wait for each other: every round trip
+advances all minimal odd ranges (of any pass) by one halving, and bits isolated in that
+round are flipped at once, so ranges they make odd are searched from the next round on.
+Each search still ends on a real error (it only ever follows an odd range), and the round
+trips of a pass are those of its longest chain of cascaded searches rather than a sum
+over waves.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from labctl.qkd.cascade_messages import (
+    BLOCKS,
+    RANGES,
+    REPLY_HEADER,
+    REQ_HEADER,
+    CascadeReply,
+    CascadeRequest,
+)
 from labctl.qkd.cascade_nodes import NodeStore
 from labctl.qkd.cascade_schedule import CascadeSchedule
 from labctl.qkd.entropy import binary_entropy
-from labctl.qkd.errors import MessageFormatError, ReconciliationError
+from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import Bits, SecretBits
 
 IndexArray = npt.NDArray[np.int64]
 
-_BLOCKS = 0
-_RANGES = 1
-_REQ_HEADER = struct.Struct("<2sBQ")
-_REPLY_HEADER = struct.Struct("<2sQ")
-
-
-@dataclass(frozen=True)
-class CascadeRequest:
-    """Bob -> Alice: block parities of one pass, or parities of shuffled ranges [start, end)."""
-
-    kind: int
-    pass_index: npt.NDArray[np.uint8]
-    start: IndexArray
-    end: IndexArray
-
-    @classmethod
-    def blocks(cls, pass_index: int) -> CascadeRequest:
-        """Ask for the block parities of a pass."""
-        empty = np.zeros(0, dtype=np.int64)
-        return cls(_BLOCKS, np.array([pass_index], dtype=np.uint8), empty, empty)
-
-    def to_bytes(self) -> bytes:
-        """Serialise: header, pass indices, int64 starts and ends."""
-        n = int(self.pass_index.size)
-        return b"".join(
-            (
-                _REQ_HEADER.pack(b"CQ", self.kind, n),
-                self.pass_index.tobytes(),
-                self.start.astype("<i8", copy=False).tobytes(),
-                self.end.astype("<i8", copy=False).tobytes(),
-            )
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> CascadeRequest:
-        """Parse :meth:`to_bytes`; raises MessageFormatError when malformed."""
-        if len(data) < _REQ_HEADER.size:
-            raise MessageFormatError("CascadeRequest: shorter than its header")
-        magic, kind, n = _REQ_HEADER.unpack_from(data)
-        if magic != b"CQ" or kind not in (_BLOCKS, _RANGES):
-            raise MessageFormatError(f"CascadeRequest: bad magic/kind {magic!r}/{kind}")
-        ranges = n if kind == _RANGES else 0
-        if len(data) != _REQ_HEADER.size + n + 16 * ranges:
-            raise MessageFormatError(f"CascadeRequest: {len(data)} bytes do not hold {n} queries")
-        off = _REQ_HEADER.size
-        passes = np.frombuffer(data, dtype=np.uint8, count=n, offset=off).copy()
-        start = np.frombuffer(data, dtype="<i8", count=ranges, offset=off + n).astype(np.int64)
-        end = np.frombuffer(data, dtype="<i8", count=ranges, offset=off + n + 8 * ranges)
-        return cls(kind, passes, start, end.astype(np.int64))
-
-
-@dataclass(frozen=True)
-class CascadeReply:
-    """Alice -> Bob: one parity bit per query (or per disclosed block)."""
-
-    parities: npt.NDArray[np.uint8]
-
-    def to_bytes(self) -> bytes:
-        """Serialise: header and bit-packed parities."""
-        n = int(self.parities.size)
-        return _REPLY_HEADER.pack(b"CR", n) + np.packbits(self.parities).tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> CascadeReply:
-        """Parse :meth:`to_bytes`; raises MessageFormatError when malformed."""
-        if len(data) < _REPLY_HEADER.size:
-            raise MessageFormatError("CascadeReply: shorter than its header")
-        magic, n = _REPLY_HEADER.unpack_from(data)
-        if magic != b"CR" or len(data) != _REPLY_HEADER.size + (n + 7) // 8:
-            raise MessageFormatError(f"CascadeReply: malformed ({len(data)} bytes, n={n})")
-        packed = np.frombuffer(data, dtype=np.uint8, offset=_REPLY_HEADER.size)
-        return cls(np.unpackbits(packed, count=n))
+__all__ = [
+    "CascadeAlice",
+    "CascadeBob",
+    "CascadeOutcome",
+    "CascadeProtocol",
+    "CascadeReply",
+    "CascadeRequest",
+    "CascadeStats",
+    "reconcile",
+]
 
 
 def _block_parities(shuffled: Bits, block_size: int, n_blocks: int) -> Bits:
@@ -154,7 +104,7 @@ class CascadeAlice:
         n = self._schedule.n_bits
         if request.pass_index.size and int(request.pass_index.max()) >= passes:
             raise ReconciliationError(f"CascadeAlice: query for pass >= {passes}")
-        if request.kind == _BLOCKS:
+        if request.kind == BLOCKS:
             j = int(request.pass_index[0])
             k = self._schedule.block_sizes[j]
             n_blocks = self._schedule.block_count(j)
@@ -244,7 +194,7 @@ class CascadeBob:
 
     def _exchange(self, request: CascadeRequest) -> Generator[CascadeRequest, CascadeReply, Bits]:
         reply = yield request
-        expected = request.start.size if request.kind == _RANGES else None
+        expected = request.start.size if request.kind == RANGES else None
         if expected is not None and reply.parities.size != expected:
             raise ReconciliationError(
                 f"CascadeBob: {reply.parities.size} parities for {expected} queries"
@@ -252,10 +202,10 @@ class CascadeBob:
         self.stats.round_trips += 1
         self.stats.messages += 2
         self.stats.bytes_sent += (
-            _REQ_HEADER.size
+            REQ_HEADER.size
             + request.pass_index.size
             + 16 * request.start.size
-            + _REPLY_HEADER.size
+            + REPLY_HEADER.size
             + (reply.parities.size + 7) // 8
         )
         self.stats.disclosed_bits += int(reply.parities.size)
@@ -311,7 +261,7 @@ class CascadeBob:
             s = np.where(known, mid, s)
             h = 2 * h + known
         if p.size:
-            q = CascadeRequest(_RANGES, p.astype(np.uint8), s, mid)
+            q = CascadeRequest(RANGES, p.astype(np.uint8), s, mid)
             alice = yield from self._exchange(q)
             left_odd = alice != self._range_parity(p, s, mid)
             self.stats.search_rounds_per_pass[-1] += 1
