@@ -296,7 +296,7 @@ class CascadeBob:
         self.stats.corrected_bits += int(flips.size)
         started = self._passes_started
         pos = [flips if j == 0 else self._schedule.shuffle(j)[1][flips] for j in range(started)]
-        positions = np.concatenate(pos)
+        positions: IndexArray = np.concatenate(pos).astype(np.int64, copy=False)
         passes = np.repeat(np.arange(started, dtype=np.int64), flips.size)
         ready = self._row_ready[passes]
         self._shuffled[(passes * self._stride + positions)[ready]] ^= 1

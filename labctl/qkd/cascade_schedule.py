@@ -24,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 IndexArray = npt.NDArray[np.int64]
+ShuffleArray = npt.NDArray[np.int32]
+"""Permutations are int32 (frames are far below 2^31 bits): half the memory and traffic."""
 ScheduleName = Literal["optimized", "original"]
 
 MIN_QBER = 1e-4
@@ -40,8 +42,8 @@ class CascadeSchedule:
     name: str = "custom"
 
     def __post_init__(self) -> None:
-        if self.n_bits < 1:
-            raise ValueError(f"CascadeSchedule.n_bits must be >= 1, got {self.n_bits}")
+        if not 1 <= self.n_bits < 2**31:
+            raise ValueError(f"CascadeSchedule.n_bits must be in [1, 2^31), got {self.n_bits}")
         if not self.block_sizes or any(k < 1 for k in self.block_sizes):
             raise ValueError(f"CascadeSchedule.block_sizes must be >= 1: {self.block_sizes}")
         if len(self.block_sizes) > 255:
@@ -80,22 +82,21 @@ class CascadeSchedule:
         """Blocks in a pass (the last one may be shorter)."""
         return -(-self.n_bits // self.block_sizes[pass_index])
 
-    def shuffle(self, pass_index: int) -> tuple[IndexArray, IndexArray]:
+    def shuffle(self, pass_index: int) -> tuple[ShuffleArray, ShuffleArray]:
         """(order, position): order[p] is the bit at shuffled position p, position its inverse."""
         if not 0 <= pass_index < self.passes:
             raise ValueError(f"pass index {pass_index} outside [0, {self.passes})")
         return _shuffle(self.n_bits, self.seed, pass_index)
 
 
-@lru_cache(maxsize=48)
-def _shuffle(n_bits: int, seed: int, pass_index: int) -> tuple[IndexArray, IndexArray]:
-    if pass_index == 0:
-        order = np.arange(n_bits, dtype=np.int64)
-    else:
-        rng = np.random.default_rng([seed, pass_index])
-        order = rng.permutation(n_bits).astype(np.int64)
+@lru_cache(maxsize=16)  # one schedule's passes (Alice and Bob share them in one process)
+def _shuffle(n_bits: int, seed: int, pass_index: int) -> tuple[ShuffleArray, ShuffleArray]:
+    order = np.arange(n_bits, dtype=np.int32)
+    if pass_index != 0:
+        # Same swaps as rng.permutation(n_bits), on a 4-byte array.
+        np.random.default_rng([seed, pass_index]).shuffle(order)
     position = np.empty_like(order)
-    position[order] = np.arange(n_bits, dtype=np.int64)
+    position[order] = np.arange(n_bits, dtype=np.int32)
     order.flags.writeable = False
     position.flags.writeable = False
     return order, position

@@ -80,3 +80,13 @@ def test_alice_answers_range_queries_of_a_pass_not_yet_announced() -> None:
     got = alice.handle(CascadeRequest.from_bytes(req.to_bytes())).parities
     bits = a.bits
     assert got.tolist() == [int(bits[order[10:250]].sum()) % 2, int(bits.sum()) % 2]
+
+
+def test_public_shuffles_are_int32_permutations_with_their_inverse() -> None:
+    sched = CascadeSchedule.create(5000, 0.03, 77)
+    order, position = sched.shuffle(2)
+    assert order.dtype == np.int32 and np.array_equal(np.sort(order), np.arange(5000))
+    assert np.array_equal(position[order], np.arange(5000))
+    assert np.array_equal(order, np.random.default_rng([77, 2]).permutation(5000))
+    with pytest.raises(ValueError, match=r"n_bits must be in \[1, 2\^31\)"):
+        CascadeSchedule(2**31, (4,), 1)
