@@ -19,7 +19,7 @@ from experiments.sync.alice import DETECTOR_STATES, AlicePublic, alice_of
 from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
-from experiments.sync.tracker import SyncTracker
+from experiments.sync.tracker import SyncTracker, relock
 from labctl.interfaces.devices import (
     Laser,
     OpticalSwitch,
@@ -205,8 +205,13 @@ class Session:
         await self.synchronize()
         assert self.tracker is not None
         tagger = self.get("tagger")
-        await tagger.stop_stream()  # drop whatever was recorded before the last change
-        await tagger.start_stream()
+        # relock restarts the stream (dropping tags recorded before the last change) and
+        # brings the phase up to date after a pause: without it the first batch after a long
+        # dark-count integration lands ~100 ps off and broadens every residual statistic.
+        try:
+            await relock(self.tracker, tagger, timeout_s=self.sync_settings.batch_timeout_s)
+        except SyncError as exc:
+            raise CalibrationFailed(f"synchronization lost before capture: {exc}") from None
         timeout = self.sync_settings.batch_timeout_s
         parts: list[tuple[I64, U8, I64, F64]] = []
         start: int | None = None

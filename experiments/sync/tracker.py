@@ -50,6 +50,7 @@ class SyncTracker:
     ) -> None:
         self.result = result
         self.gate_ps = max(gate_sigmas * max(result.jitter_ps, 1.0), 30.0)
+        self._tight_gate_ps = self.gate_ps
         self._gate_sigmas = gate_sigmas
         self._q_phase = phase_noise_ps2_per_s
         self._q_freq = freq_noise_per_s
@@ -109,8 +110,15 @@ class SyncTracker:
         self._bad = 0
         self.locked = True
         self._fraction = 0.9 * self._fraction + 0.1 * fraction
-        measured = float(sample[in_sample].mean())
-        noise = float(sample[in_sample].var()) / int(in_sample.sum()) + 0.25
+        # The wide gate only finds the peak; the phase is measured in a jitter-sized window
+        # around it, so dark counts and afterpulses let in by a wide gate do not bias it.
+        centre_ps = float(np.median(sample[in_sample]))
+        tight = np.abs(sample - centre_ps) < self._tight_gate_ps
+        if not tight.any():
+            tight = in_sample
+        measured = float(sample[tight].mean())
+        noise = float(sample[tight].var()) / int(tight.sum()) + 0.25
+        gate = np.abs(residual - centre_ps) < max(self._tight_gate_ps, 0.0)
         gain = cov[:, 0] / (cov[0, 0] + noise)
         correction = gain * measured
         self._cov = cov - np.outer(gain, cov[0, :])
