@@ -171,14 +171,17 @@ _Frontier = tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]
 class CascadeBob:
     """Bob's side: drives the passes, the parallel binary searches and the cascade."""
 
-    def __init__(self, key: SecretBits, schedule: CascadeSchedule) -> None:
+    def __init__(
+        self, key: SecretBits, schedule: CascadeSchedule, *, compiled: bool = True
+    ) -> None:
         if len(key) != schedule.n_bits:
             raise ReconciliationError(
                 f"CascadeBob: key has {len(key)} bits, schedule expects {schedule.n_bits}"
             )
         self._key = key.bits.copy()
         self._schedule = schedule
-        self._nodes = NodeStore(schedule.n_bits, schedule.block_sizes)
+        # compiled=False runs the numpy path (same messages, same disclosed bits).
+        self._nodes = NodeStore(schedule.n_bits, schedule.block_sizes, compiled=compiled)
         # Row j: Bob's key in pass j's shuffled order plus one zero bit, so that the parity
         # of disjoint ranges of every pass is one np.add.reduceat over the flat array.
         self._stride = schedule.n_bits + 1
@@ -240,6 +243,8 @@ class CascadeBob:
         """Advance every minimal odd range by one halving (one round trip); returns the
         error bits (unshuffled positions) that this round isolated and the odd halves
         still to search (the minimal odd ranges, as long as no bit is flipped)."""
+        if self._nodes.kernels is not None:
+            return (yield from self._search_round_compiled(passes, block, heap, start, end))
         nodes = self._nodes
         p, b, h, s, e = passes, block, heap.copy(), start.copy(), end.copy()
         found_p: list[IndexArray] = []
@@ -282,13 +287,53 @@ class CascadeBob:
         frontier = (p, b, h, s, e)
         if not found_p:
             return np.zeros(0, dtype=np.int64), frontier
-        fp, fpos = np.concatenate(found_p), np.concatenate(found_pos)
+        return self._unshuffle(np.concatenate(found_p), np.concatenate(found_pos)), frontier
+
+    def _search_round_compiled(
+        self,
+        passes: IndexArray,
+        block: IndexArray,
+        heap: IndexArray,
+        start: IndexArray,
+        end: IndexArray,
+    ) -> Generator[CascadeRequest, CascadeReply, tuple[IndexArray, _Frontier]]:
+        """:meth:`_search_round` with the local work in compiled kernels (same queries)."""
+        nodes = self._nodes
+        kernels = nodes.kernels
+        assert kernels is not None
+        offset, slots, block_size, n = nodes.geometry()
+        state = nodes.state
+        qp, qb, qh, qs, qm, qe, fp, fpos = kernels.descend(
+            passes, block, heap, start, end, state, offset, slots, block_size, n
+        )
+        frontier: _Frontier = (qp, qb, qh, qs, qe)
+        if qp.size:
+            alice = yield from self._exchange(CascadeRequest(RANGES, qp.astype(np.uint8), qs, qm))
+            missing = ~self._row_ready[qp]
+            if bool(missing.any()):
+                for j in np.unique(qp[missing]):
+                    self._build_row(int(j))
+            bob = kernels.range_parity(self._shuffled, self._stride, qp, qs, qm)
+            self.stats.search_rounds_per_pass[-1] += 1
+            *frontier_list, sp, spos, fresh, new_known = kernels.settle(
+                qp, qb, qh, qs, qm, qe, alice != bob, state, offset, slots
+            )
+            nodes.add_odd(fresh, int(new_known))
+            frontier = tuple(frontier_list)  # type: ignore[assignment]
+            if sp.size:
+                fp, fpos = np.concatenate((fp, sp)), np.concatenate((fpos, spos))
+        if not fp.size:
+            return np.zeros(0, dtype=np.int64), frontier
+        return self._unshuffle(fp, fpos), frontier
+
+    def _unshuffle(self, fp: IndexArray, fpos: IndexArray) -> IndexArray:
+        """Key positions of bits given as (pass, shuffled position)."""
         bits = fpos.copy()
         for j in np.unique(fp):
             if j != 0:
                 sel = fp == j
                 bits[sel] = self._schedule.shuffle(int(j))[0][fpos[sel]]
-        return bits, frontier
+        return bits
 
     def _apply_flips(self, bits: IndexArray) -> None:
         flips = np.unique(bits)

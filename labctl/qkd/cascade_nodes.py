@@ -25,6 +25,10 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from labctl.qkd.cascade_kernels import load
+
+_KERNELS = load()
+
 IndexArray = npt.NDArray[np.int64]
 Bits = npt.NDArray[np.uint8]
 
@@ -59,7 +63,7 @@ def _slots(block_size: int) -> int:
 class NodeStore:
     """Known ranges of every pass as dense heap-numbered trees with an odd flag each."""
 
-    def __init__(self, n_bits: int, block_sizes: tuple[int, ...]) -> None:
+    def __init__(self, n_bits: int, block_sizes: tuple[int, ...], *, compiled: bool = True) -> None:
         if n_bits < 1 or not block_sizes or min(block_sizes) < 1:
             raise ValueError(f"NodeStore: bad frame {n_bits} / block sizes {block_sizes}")
         self._n = n_bits
@@ -71,6 +75,8 @@ class NodeStore:
         self._state = np.zeros(int(self.offset[-1]), dtype=np.uint8)
         self._odd = np.zeros(0, dtype=np.int64)
         self.known_count = 0
+        self.kernels = _KERNELS if compiled else None
+        """The compiled kernels module (None: numpy path); Bob's search uses it too."""
 
     def __len__(self) -> int:
         return self.known_count
@@ -104,6 +110,10 @@ class NodeStore:
         """Mark nodes known with the given odd flag (re-recording a known node is harmless)."""
         if ids.size == 0:
             return
+        if self.kernels is not None:
+            fresh, new_known = self.kernels.record(self._state, ids, odd)
+            self.add_odd(fresh, int(new_known))
+            return
         before = self._state[ids]
         self.known_count += int(np.count_nonzero((before & _KNOWN) == 0))
         self._state[ids] = _KNOWN | (odd.astype(np.uint8) << 1)
@@ -111,12 +121,32 @@ class NodeStore:
         if fresh.size:
             self._odd = np.concatenate((self._odd, _distinct(fresh)))
 
+    def add_odd(self, fresh: IndexArray, new_known: int) -> None:
+        """Append distinct nodes that just became known-odd (the compiled search records)."""
+        self.known_count += new_known
+        if fresh.size:
+            self._odd = np.concatenate((self._odd, fresh))
+
+    @property
+    def state(self) -> Bits:
+        """The node state array (bit 0 known, bit 1 odd), shared with the compiled search."""
+        return self._state
+
+    def geometry(self) -> tuple[IndexArray, IndexArray, IndexArray, int]:
+        """(offset, slots, block_size, n) as the compiled kernels take them."""
+        return self.offset, self.slots, self.block_size, self._n
+
     def toggle_paths(self, passes: IndexArray, positions: IndexArray) -> None:
         """Flip the odd flag of every node (known or not) on the path to each corrected bit.
 
         Unknown nodes are toggled too: their flag is ignored until :meth:`record` sets it.
         """
         if positions.size == 0:
+            return
+        if self.kernels is not None:
+            self._odd = self.kernels.toggle_paths(
+                self._state, self._odd, passes, positions, *self.geometry(), self._levels
+            )
             return
         k = self.block_size[passes]
         block = positions // k
@@ -150,6 +180,11 @@ class NodeStore:
         """Odd nodes with no odd descendant (disjoint, each holds an error): pass, block,
         heap, start, end."""
         ids = self._odd
+        if self.kernels is not None:
+            found: tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray] = (
+                self.kernels.minimal_odd(ids, self._state, *self.geometry())
+            )
+            return found
         passes, block, heap = self.decode(ids)
         if ids.size > 1 and bool((heap > 1).any()):
             # An odd node is not minimal when it is an ancestor of another odd node.

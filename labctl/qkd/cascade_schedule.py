@@ -23,6 +23,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from labctl.qkd.cascade_kernels import load, splitmix_stream_seed
+
 IndexArray = npt.NDArray[np.int64]
 ShuffleArray = npt.NDArray[np.int32]
 """Permutations are int32 (frames are far below 2^31 bits): half the memory and traffic."""
@@ -89,14 +91,53 @@ class CascadeSchedule:
         return _shuffle(self.n_bits, self.seed, pass_index)
 
 
+_KERNELS = load()
+
+
+def _swap_targets(n_bits: int, stream: np.uint64) -> npt.NDArray[np.int64]:
+    """j_i = (r_i (i + 1)) >> 32 for every i, as the compiled ``fisher_yates`` draws them."""
+    z = np.arange(n_bits, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + stream
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    z >>= np.uint64(32)
+    z *= np.arange(1, n_bits + 1, dtype=np.uint64)
+    return (z >> np.uint64(32)).astype(np.int64)
+
+
+def public_order(n_bits: int, seed: int, pass_index: int, *, compiled: bool = True) -> ShuffleArray:
+    """Pass ``pass_index``'s public permutation: a Fisher-Yates shuffle from counter-based draws.
+
+    Swap targets come from splitmix64 of a counter keyed by (seed, pass), so the compiled
+    kernel and the pure-Python fallback give the same permutation and two nodes agree even
+    when only one has numba. The multiply-shift draw is biased by at most n / 2^32, which
+    is irrelevant for a public shuffle (Cascade needs errors spread, not secrecy).
+    """
+    stream = splitmix_stream_seed(seed, pass_index)
+    if compiled and _KERNELS is not None:
+        order: ShuffleArray = _KERNELS.fisher_yates(n_bits, stream)
+        return order
+    targets = _swap_targets(n_bits, stream).tolist()
+    items = list(range(n_bits))
+    for i in range(n_bits - 1, 0, -1):  # sequential by nature; the fallback only
+        j = targets[i]
+        items[i], items[j] = items[j], items[i]
+    return np.array(items, dtype=np.int32)
+
+
 @lru_cache(maxsize=16)  # one schedule's passes (Alice and Bob share them in one process)
 def _shuffle(n_bits: int, seed: int, pass_index: int) -> tuple[ShuffleArray, ShuffleArray]:
-    order = np.arange(n_bits, dtype=np.int32)
-    if pass_index != 0:
-        # Same swaps as rng.permutation(n_bits), on a 4-byte array.
-        np.random.default_rng([seed, pass_index]).shuffle(order)
-    position = np.empty_like(order)
-    position[order] = np.arange(n_bits, dtype=np.int32)
+    if pass_index == 0:
+        order = np.arange(n_bits, dtype=np.int32)
+    else:
+        order = public_order(n_bits, seed, pass_index)
+    if _KERNELS is not None:
+        position: ShuffleArray = _KERNELS.inverse(order)
+    else:
+        position = np.empty_like(order)
+        position[order] = np.arange(n_bits, dtype=np.int32)
     order.flags.writeable = False
     position.flags.writeable = False
     return order, position

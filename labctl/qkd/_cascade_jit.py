@@ -1,0 +1,283 @@
+"""numba kernels behind :mod:`labctl.qkd.cascade_kernels` (imported only through ``load()``)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S27, _S30, _S31, _S32 = (np.uint64(s) for s in (27, 30, 31, 32))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _splitmix(z):  # type: ignore[no-untyped-def]
+    z = z ^ (z >> _S30)
+    z = z * _MIX1
+    z = z ^ (z >> _S27)
+    z = z * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, nogil=True)
+def fisher_yates(n, stream):  # type: ignore[no-untyped-def]
+    """Fisher-Yates shuffle of 0..n-1 (int32); swap i <-> (r_i (i + 1)) >> 32 for i = n-1..1,
+    r_i the high 32 bits of splitmix64(i * golden + stream)."""
+    order = np.arange(n).astype(np.int32)
+    for i in range(n - 1, 0, -1):
+        r = _splitmix(np.uint64(i) * _GOLDEN + stream) >> _S32
+        j = np.int64((r * np.uint64(i + 1)) >> _S32)
+        t = order[i]
+        order[i] = order[j]
+        order[j] = t
+    return order
+
+
+@njit(cache=True, nogil=True)
+def inverse(order):  # type: ignore[no-untyped-def]
+    """position[order[p]] = p."""
+    position = np.empty_like(order)
+    for p in range(order.size):
+        position[order[p]] = p
+    return position
+
+
+# Bob's known-range store (see labctl.qkd.cascade_nodes for the heap numbering). State bits:
+# 1 known, 2 odd, 4 scratch mark (set and cleared within one call).
+_KNOWN = np.uint8(1)
+_ODD = np.uint8(2)
+_KNOWN_ODD = np.uint8(3)
+_MARK = np.uint8(4)
+_UNMARK = np.uint8(0xFB)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _node_range(first, length, heap):  # type: ignore[no-untyped-def]
+    depth = 0
+    while (heap >> (depth + 1)) != 0:
+        depth += 1
+    i = heap - (1 << depth)
+    return first + ((i * length) >> depth), first + (((i + 1) * length) >> depth)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _buffers(m):  # type: ignore[no-untyped-def]
+    """Five int64 arrays of m entries (pass, block, heap, start, end of ranges)."""
+    return (
+        np.empty(m, dtype=np.int64),
+        np.empty(m, dtype=np.int64),
+        np.empty(m, dtype=np.int64),
+        np.empty(m, dtype=np.int64),
+        np.empty(m, dtype=np.int64),
+    )
+
+
+@njit(cache=True, nogil=True)
+def toggle_paths(state, old, passes, positions, offset, slots, block_size, n, levels):  # type: ignore[no-untyped-def]
+    """Flip the odd flag on every path node of each corrected bit; returns the new odd set."""
+    touched = np.empty(passes.size * levels, dtype=np.int64)
+    t = 0
+    for r in range(passes.size):
+        p = passes[r]
+        k = block_size[p]
+        pos = positions[r]
+        blk = pos // k
+        first = blk * k
+        length = min(first + k, n) - first
+        off = pos - first
+        base = offset[p] + blk * slots[p]
+        for d in range(levels):
+            i = (((off + 1) << d) - 1) // length
+            if (((i + 1) * length) >> d) - ((i * length) >> d) >= 2:
+                node = base + (1 << d) + i
+                state[node] ^= _ODD
+                touched[t] = node
+                t += 1
+    for x in old:
+        state[x] |= _MARK
+    became = np.empty(t, dtype=np.int64)
+    nb = 0
+    for r in range(t):
+        x = touched[r]
+        if state[x] == _KNOWN_ODD:
+            became[nb] = x
+            nb += 1
+            state[x] |= _MARK
+    out = np.empty(old.size + nb, dtype=np.int64)
+    c = 0
+    for x in old:
+        state[x] &= _UNMARK
+        if state[x] == _KNOWN_ODD:
+            out[c] = x
+            c += 1
+    for r in range(nb):
+        state[became[r]] &= _UNMARK
+        out[c] = became[r]
+        c += 1
+    return out[:c]
+
+
+@njit(cache=True, nogil=True)
+def record(state, ids, odd):  # type: ignore[no-untyped-def]
+    """Mark nodes known with their odd flag; returns (nodes that became odd, newly known)."""
+    fresh = np.empty(ids.size, dtype=np.int64)
+    nf = 0
+    new_known = 0
+    for r in range(ids.size):
+        x = ids[r]
+        before = state[x]
+        if before & _KNOWN == 0:
+            new_known += 1
+        if odd[r]:
+            state[x] = _KNOWN_ODD
+            if before != _KNOWN_ODD:
+                fresh[nf] = x
+                nf += 1
+        else:
+            state[x] = _KNOWN
+    return fresh[:nf], new_known
+
+
+@njit(cache=True, nogil=True)
+def minimal_odd(ids, state, offset, slots, block_size, n):  # type: ignore[no-untyped-def]
+    """Odd nodes with no odd descendant: pass, block, heap, start, end."""
+    m = ids.size
+    p_all = np.searchsorted(offset, ids, side="right") - 1
+    heaps = np.empty(m, dtype=np.int64)
+    blocks = np.empty(m, dtype=np.int64)
+    for t in range(m):
+        p = p_all[t]
+        rest = ids[t] - offset[p]
+        blocks[t] = rest // slots[p]
+        heaps[t] = rest % slots[p]
+    for t in range(m):
+        up = heaps[t] >> 1
+        base = ids[t] - heaps[t]
+        while up >= 1:
+            state[base + up] |= _MARK
+            up >>= 1
+    keep = np.empty(m, dtype=np.bool_)
+    for t in range(m):
+        keep[t] = (state[ids[t]] & _MARK) == 0
+    for t in range(m):
+        up = heaps[t] >> 1
+        base = ids[t] - heaps[t]
+        while up >= 1:
+            state[base + up] &= _UNMARK
+            up >>= 1
+    c = int(keep.sum())
+    op, ob, oh, os_, oe = _buffers(c)
+    r = 0
+    for t in range(m):
+        if keep[t]:
+            p = p_all[t]
+            k = block_size[p]
+            first = blocks[t] * k
+            s, e = _node_range(first, min(first + k, n) - first, heaps[t])
+            op[r], ob[r], oh[r], os_[r], oe[r] = p, blocks[t], heaps[t], s, e
+            r += 1
+    return op, ob, oh, os_, oe
+
+
+@njit(cache=True, nogil=True)
+def descend(p, b, h, s, e, state, offset, slots, block_size, n):  # type: ignore[no-untyped-def]
+    """Walk each odd range down through known (hence even) left halves.
+
+    Returns the queries (pass, block, heap, start, mid, end: ask for [start, mid)) and the
+    ranges that shrank to one bit (pass, shuffled position): errors found locally.
+    """
+    m = p.size
+    qp, qb, qh, qs, qe = _buffers(m)
+    qm, fp, fpos, _, _ = _buffers(m)
+    nq = 0
+    nf = 0
+    for t in range(m):
+        pt, bt, ht, st, et = p[t], b[t], h[t], s[t], e[t]
+        k = block_size[pt]
+        first = bt * k
+        length = min(first + k, n) - first
+        base = offset[pt] + bt * slots[pt]
+        while True:
+            if et - st == 1:
+                fp[nf] = pt
+                fpos[nf] = st
+                nf += 1
+                break
+            mid = _node_range(first, length, 2 * ht)[1]
+            if mid - st >= 2 and state[base + 2 * ht] & _KNOWN:
+                st = mid
+                ht = 2 * ht + 1
+                continue
+            qp[nq], qb[nq], qh[nq], qs[nq], qm[nq], qe[nq] = pt, bt, ht, st, mid, et
+            nq += 1
+            break
+    return qp[:nq], qb[:nq], qh[:nq], qs[:nq], qm[:nq], qe[:nq], fp[:nf], fpos[:nf]
+
+
+@njit(cache=True, nogil=True)
+def range_parity(rows, stride, p, s, e):  # type: ignore[no-untyped-def]
+    """Parity of rows[p * stride + s : p * stride + e] for each range."""
+    out = np.empty(p.size, dtype=np.uint8)
+    for t in range(p.size):
+        base = p[t] * stride
+        acc = 0
+        for i in range(base + s[t], base + e[t]):
+            acc += rows[i]
+        out[t] = acc & 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def settle(qp, qb, qh, qs, qm, qe, left_odd, state, offset, slots):  # type: ignore[no-untyped-def]
+    """Record both halves of every queried range (the right's parity is implied) and keep
+    the odd one. Returns the next frontier (pass, block, heap, start, end), the one-bit
+    odd halves (pass, position), the nodes that became odd and the count newly known."""
+    m = qp.size
+    op, ob, oh, os_, oe = _buffers(m)
+    fp, fpos, fresh, _, _ = _buffers(m)
+    nf = 0
+    no = 0
+    nfresh = 0
+    new_known = 0
+    for t in range(m):
+        base = offset[qp[t]] + qb[t] * slots[qp[t]]
+        lo = left_odd[t]
+        for child, size, odd in (
+            (2 * qh[t], qm[t] - qs[t], lo),
+            (2 * qh[t] + 1, qe[t] - qm[t], not lo),
+        ):
+            if size >= 2:
+                x = base + child
+                before = state[x]
+                if before & _KNOWN == 0:
+                    new_known += 1
+                if odd:
+                    state[x] = _KNOWN_ODD
+                    if before != _KNOWN_ODD:
+                        fresh[nfresh] = x
+                        nfresh += 1
+                else:
+                    state[x] = _KNOWN
+        if lo:
+            st, et, ht = qs[t], qm[t], 2 * qh[t]
+        else:
+            st, et, ht = qm[t], qe[t], 2 * qh[t] + 1
+        if et - st == 1:
+            fp[nf] = qp[t]
+            fpos[nf] = st
+            nf += 1
+        else:
+            op[no], ob[no], oh[no], os_[no], oe[no] = qp[t], qb[t], ht, st, et
+            no += 1
+    return (
+        op[:no],
+        ob[:no],
+        oh[:no],
+        os_[:no],
+        oe[:no],
+        fp[:nf],
+        fpos[:nf],
+        fresh[:nfresh],
+        new_known,
+    )

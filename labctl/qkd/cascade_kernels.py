@@ -1,0 +1,34 @@
+"""Compiled (numba) loops for Cascade: the public shuffles and Bob's per-round local work.
+
+Imported through :func:`load`, so Cascade still runs (on the numpy path) where numba is
+missing or ``LABCTL_QKD_KERNELS=numpy`` is set. uint64 constants stay uint64 (mixing them
+with Python ints would promote to float64 inside numba).
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+
+_ENV = "LABCTL_QKD_KERNELS"
+"""Set to ``numpy`` to run Cascade and the shuffles without compiled kernels."""
+
+
+def load() -> ModuleType | None:
+    """The compiled kernels module, or None (numba missing or disabled by the environment)."""
+    if os.environ.get(_ENV, "").lower() == "numpy":
+        return None
+    try:
+        from labctl.qkd import _cascade_jit
+    except ImportError:  # numba is optional for the protocol: numpy is the fallback
+        return None
+    return _cascade_jit
+
+
+def splitmix_stream_seed(seed: int, pass_index: int) -> np.uint64:
+    """64-bit stream key of one pass's shuffle (distinct passes give unrelated streams)."""
+    mask = (1 << 64) - 1
+    z = (seed * 0x9E3779B97F4A7C15 + pass_index * 0xD1B54A32D192ED03 + 1) & mask
+    return np.uint64(z)
