@@ -187,6 +187,8 @@ class DetectorBank:
         blinded: bool,
     ) -> tuple[I64, U8]:
         """Output clicks for photon arrivals (sorted) in [t0_ps, t1_ps), still in true time."""
+        if self.jit is not None:
+            return self._process_compiled(rng, (time_ps, detector), t0_ps, t1_ps, blinded)
         due = self._pending_time < t1_ps
         extra_t, extra_d = self._pending_time[due], self._pending_det[due]
         self._pending_time, self._pending_det = self._pending_time[~due], self._pending_det[~due]
@@ -203,10 +205,6 @@ class DetectorBank:
             # Ties keep their source order (signal, then afterpulse, then dark) on both paths.
             extra_t, extra_d = self._add_darks(rng, extra_t, extra_d, t0_ps, t1_ps)
         start_last = [s.last_kept_ps for s in self.states]
-        if self.jit is not None:
-            return self._process_compiled(
-                rng, (time_ps, detector), (extra_t, extra_d), t1_ps, start_last, blinded
-            )
         time_ps, detector = merge_sorted(time_ps, detector, extra_t, extra_d)
         keep = self._dead_time(time_ps, detector, start_last)
         if not keep.all():
@@ -227,58 +225,40 @@ class DetectorBank:
         self,
         rng: np.random.Generator,
         clicks: tuple[I64, U8],
-        extra: tuple[I64, U8],
+        t0_ps: int,
         t1_ps: int,
-        start_last: list[int],
         blinded: bool,
     ) -> tuple[I64, U8]:
-        """``process`` after the darks, with one-pass compiled loops (same draws, same tags)."""
+        """``process`` in one compiled pass whose afterpulse draws come from a counter hash."""
         jit = self.jit
         assert jit is not None
+        time_ps, detector = clicks
+        pend_t, pend_d = self._pending_time, self._pending_det
+        counting = np.array([s.counting for s in self.states])
+        if not counting.all():
+            for state in self.states:
+                if not state.counting:
+                    state.last_kept_ps = _NEVER
+            time_ps, detector = time_ps[counting[detector]], detector[counting[detector]]
+            pend_t, pend_d = pend_t[counting[pend_d]], pend_d[counting[pend_d]]
+        empty_t, empty_d = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+        extra_t, extra_d = empty_t, empty_d
+        if not blinded:
+            extra_t, extra_d = self._add_darks(rng, empty_t, empty_d, t0_ps, t1_ps)
         dead = np.array([s.dead_ps for s in self.states], dtype=np.int64)
-        last = np.array(start_last, dtype=np.int64)
-        time_ps, detector, kept = jit.merge_walk(*clicks, *extra, dead, last)
-        if not blinded and any(s.settings.afterpulse_probability > 0.0 for s in self.states):
-            after_t, after_d = self._afterpulses_compiled(rng, time_ps, detector, kept.tolist())
-            later = after_t >= t1_ps
-            self._pending_time, self._pending_det = merge_sorted(
-                self._pending_time, self._pending_det, after_t[later], after_d[later]
-            )
-            if not later.all():
-                # Afterpulses open dead times too: walk the merged list again from the start.
-                last = np.array(start_last, dtype=np.int64)
-                time_ps, detector, _ = jit.merge_walk(
-                    time_ps, detector, after_t[~later], after_d[~later], dead, last
-                )
+        last = np.array([s.last_kept_ps for s in self.states], dtype=np.int64)
+        p_after = [0.0 if blinded else s.settings.afterpulse_probability for s in self.states]
+        after_cut = np.array([round(p * 2.0**53) for p in p_after], dtype=np.uint64)
+        decay = np.array([s.settings.afterpulse_decay_ns * 1000.0 for s in self.states])
+        key = np.uint64(rng.bit_generator.random_raw())
+        time_ps, detector, _, later_t, later_d = jit.detector_walk(
+            time_ps, detector, extra_t, extra_d, pend_t, pend_d, dead, last, after_cut, decay,
+            key, t1_ps,
+        )  # fmt: skip
+        self._pending_time, self._pending_det = later_t, later_d
         for state, last_ps in zip(self.states, last.tolist(), strict=True):
             state.last_kept_ps = last_ps
         return time_ps, detector
-
-    def _afterpulses_compiled(
-        self, rng: np.random.Generator, time_ps: I64, detector: U8, kept: list[int]
-    ) -> tuple[I64, U8]:
-        """``_afterpulses`` with the parents gathered in one pass (identical draws)."""
-        jit = self.jit
-        assert jit is not None
-        ranks, delays, sizes = [], [], []
-        for index, state in enumerate(self.states):
-            p_after = state.settings.afterpulse_probability
-            picked = np.zeros(0, dtype=np.int64)
-            if p_after > 0.0 and kept[index]:
-                picked = bernoulli_positions(rng, kept[index], p_after, jit)
-                decay_ps = state.settings.afterpulse_decay_ns * 1000.0
-                delay = rng.exponential(decay_ps, size=picked.size).astype(np.int64)
-                delays.append(delay + state.dead_ps)
-            ranks.append(picked)
-            sizes.append(picked.size)
-        if not delays:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        after_t = jit.nth_of_detector(time_ps, detector, np.concatenate(ranks), bounds)
-        after_t += np.concatenate(delays)
-        after_d = np.repeat(np.arange(len(self.states), dtype=np.uint8), sizes)
-        order = np.argsort(after_t, kind="stable")
-        return after_t[order], after_d[order]
 
     def _insert_afterpulses(
         self, time_ps: I64, detector: U8, after_t: I64, after_d: U8, start_last: list[int]
@@ -398,9 +378,9 @@ class DetectorBank:
             return time_ps
         table = self._offset_table()
         if self.jit is not None:
-            draw = rng.integers(0, _N_QUANTILES, time_ps.size, dtype=np.uint16)
-            jittered: I64 = self.jit.add_table_offsets(
-                time_ps, detector, draw, table, table.shape[0] > 1
+            key = np.uint64(rng.bit_generator.random_raw())
+            jittered: I64 = self.jit.jitter_stream(
+                time_ps, detector, table, table.shape[0] > 1, key
             )
             return jittered
         if table.shape[0] == 1:  # every detector alike: one table, no per-detector gather

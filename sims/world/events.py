@@ -8,7 +8,9 @@ independent detectors click, with probability P(pattern) / P_max, or no click at
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 from types import ModuleType
 
 import numpy as np
@@ -36,7 +38,7 @@ class ClickTable:
     probability P(k) / p_max, so the accepted pulses follow the exact independent-detector law.
     """
 
-    p_max: float
+    p_max: float  # candidate probability: >= every code's click probability, on a grid
     threshold: U64  # [code * 16 + column] Walker alias tables over the 16 patterns (x 2^60)
     alias: npt.NDArray[np.intp]
 
@@ -50,7 +52,7 @@ class ClickTable:
         per_det = np.where(bits[None, :, :] == 1, p_each[:, None, :], 1.0 - p_each[:, None, :])
         prob = per_det.prod(axis=2)
         p_any = 1.0 - prob[:, 0]
-        p_max = float(p_any.max()) if p_any.size else 0.0
+        p_max = candidate_probability(float(p_any.max())) if p_any.size else 0.0
         if p_max > 0.0:
             prob[:, 1:] /= p_max
             prob[:, 0] = np.maximum(0.0, 1.0 - prob[:, 1:].sum(axis=1))
@@ -73,6 +75,42 @@ class ClickTable:
         # An arithmetic select avoids the branch mispredictions of a boolean mask.
         result: npt.NDArray[np.intp] = alias + stay * (column - alias)
         return result
+
+
+_GRID_PER_OCTAVE = 32
+
+
+def candidate_probability(p_any_max: float) -> float:
+    """The candidate probability for a largest click probability: rounded up to a grid of
+    32 steps per octave (<= 2.2 % extra candidates), so gap tables are few and cached."""
+    if p_any_max <= 0.0:
+        return 0.0
+    step = math.ceil(_GRID_PER_OCTAVE * math.log2(p_any_max) - 1e-9)
+    return min(1.0, max(p_any_max, float(2.0 ** (step / _GRID_PER_OCTAVE))))
+
+
+GapTable = tuple[U64, npt.NDArray[np.intp], int]
+"""(threshold x 2^shift, alias, shift) of a Walker table over the geometric gaps."""
+
+
+@lru_cache(maxsize=64)
+def gap_table(p: float) -> GapTable:
+    """Walker alias table of Geometric(p) gaps for the compiled sampler.
+
+    Outcome g < size - 1 is a gap of g + 1 pulses (probability p (1 - p)^g); the last
+    outcome, probability (1 - p)^(size - 1), means "skip size - 1 pulses and draw again",
+    which is exact because the geometric law is memoryless. size ~ 8 / p (16..4096), so that
+    outcome is rare except at tiny p, where it costs little per pulse. A 64-bit draw picks
+    the column with its top log2(size) bits and compares the rest with the threshold.
+    """
+    size = int(min(4096, max(16, 2 ** math.ceil(math.log2(8.0 / p))))) if p > 0.0 else 4096
+    gap = np.arange(size - 1, dtype=np.float64)
+    prob = np.append(p * np.exp(gap * math.log1p(-p)) if p < 1.0 else gap == 0, 0.0)
+    prob[-1] = max(0.0, 1.0 - float(prob[:-1].sum())) if p < 1.0 else 0.0
+    threshold, alias = _walker_alias(prob.tolist())
+    shift = 64 - (size.bit_length() - 1)
+    coin = np.minimum(np.array(threshold) * 2.0**shift, 2.0**shift).astype(np.uint64)
+    return coin, np.array(alias, dtype=np.intp), shift
 
 
 def _walker_alias(prob: list[float]) -> tuple[list[float], list[int]]:
@@ -166,15 +204,24 @@ class PhotonSampler:
         if table.p_max <= 0.0 or n1 <= n0:
             return _no_clicks()
         jit = self.jit
-        index = bernoulli_positions(rng, n1 - n0, table.p_max, jit)
-        index += n0
         if jit is not None and eve_fraction <= 0.0:
-            raw = rng.bit_generator.random_raw(index.size)
-            key = self.source.code_key()
-            fused: Clicks = jit.alice_clicks(
-                index, *key, raw, table.threshold, table.alias, period_ps, offset_ps
+            # One pass, randomness from a counter-based hash keyed by one draw of ``rng``.
+            capacity = int(1.2 * (n1 - n0) * table.p_max) + 64
+            fused: Clicks = jit.signal_stream(
+                n0,
+                n1,
+                gap_table(table.p_max),
+                np.uint64(rng.bit_generator.random_raw()),
+                *self.source.code_key(),
+                table.threshold,
+                table.alias,
+                period_ps,
+                offset_ps,
+                capacity,
             )
             return fused
+        index = bernoulli_positions(rng, n1 - n0, table.p_max, jit)
+        index += n0
         code = self.source.codes(index, jit)
         if eve_fraction > 0.0:
             state = (code & 3).astype(np.uint8)

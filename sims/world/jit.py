@@ -1,10 +1,10 @@
-"""Compiled (numba) per-event loops of the world; each gives exactly what its numpy twin gives.
+"""Compiled (numba) per-event loops of the world.
 
-Imported only through ``sims.world.kernels.load()``, so the world works without numba. Random
-numbers are still drawn by numpy in bulk, in the same order as the numpy path, so both paths
-produce identical tags for one seed: these loops only replace chains of whole-array passes
-(and their temporaries) with one pass each. uint64 constants stay uint64 (mixing them with
-Python ints would promote to float64 in numba).
+Imported only through ``sims.world.kernels.load()``, so the world works without numba. The
+loops here take numpy's bulk draws (the intercept-resend path) and replace chains of
+whole-array passes with one pass each; the hot path (signal clicks, dead time, afterpulses,
+jitter) lives in ``jit_stream`` and draws its own counter-based randomness. uint64 constants
+stay uint64 (mixing them with Python ints would promote to float64 in numba).
 """
 
 from __future__ import annotations
@@ -112,78 +112,6 @@ def expand_clicks(index, code, raw, threshold, alias, period_ps, offset_ps):  # 
 
 
 @njit(cache=True, nogil=True)
-def alice_clicks(index, key, z_threshold, class_edges, raw, threshold, alias, period_ps, offset_ps):  # type: ignore[no-untyped-def]
-    """``expand_clicks`` with Alice's codes computed on the fly (no attack on the line)."""
-    pattern = np.empty(index.size, dtype=np.uint8)
-    total = 0
-    for i in range(index.size):
-        code = _alice_code(index[i], key, z_threshold, class_edges)
-        k = _pattern(code, raw[i], threshold, alias)
-        pattern[i] = k
-        total += _N_CLICKS[k]
-    return _expand(index, pattern, total, period_ps, offset_ps)
-
-
-@njit(cache=True, nogil=True)
-def merge_walk(time_ps, detector, add_t, add_d, dead_ps, last_ps):  # type: ignore[no-untyped-def]
-    """Non-paralyzable dead time per detector, in one sequential pass over a merge.
-
-    Extra clicks (sorted) go after equal times, like ``merge_sorted``; ``last_ps`` (last kept
-    click per detector) is updated in place. Returns the kept clicks and per-detector counts.
-    """
-    n, k = time_ps.size, add_t.size
-    out_t = np.empty(n + k, dtype=np.int64)
-    out_d = np.empty(n + k, dtype=np.uint8)
-    kept = np.zeros(dead_ps.size, dtype=np.int64)
-    i = j = m = 0
-    while i < n or j < k:
-        if j < k and (i >= n or add_t[j] < time_ps[i]):
-            t, d = add_t[j], add_d[j]
-            j += 1
-        else:
-            t, d = time_ps[i], detector[i]
-            i += 1
-        if t - last_ps[d] >= dead_ps[d]:
-            last_ps[d] = t
-            out_t[m] = t
-            out_d[m] = d
-            kept[d] += 1
-            m += 1
-    return out_t[:m], out_d[:m], kept
-
-
-@njit(cache=True, nogil=True)
-def nth_of_detector(time_ps, detector, ranks, bounds):  # type: ignore[no-untyped-def]
-    """Times of given clicks picked by rank among each detector's own clicks.
-
-    ``ranks[bounds[d]:bounds[d + 1]]`` are ascending ranks for detector d; the result has the
-    same layout.
-    """
-    n_det = bounds.size - 1
-    seen = np.zeros(n_det, dtype=np.int64)
-    cursor = bounds[:-1].copy()
-    out = np.empty(ranks.size, dtype=np.int64)
-    for i in range(time_ps.size):
-        d = detector[i]
-        c = cursor[d]
-        if c < bounds[d + 1] and ranks[c] == seen[d]:
-            out[c] = time_ps[i]
-            cursor[d] = c + 1
-        seen[d] += 1
-    return out
-
-
-@njit(cache=True, nogil=True)
-def add_table_offsets(time_ps, detector, draw, table, per_detector):  # type: ignore[no-untyped-def]
-    """time + table[detector or 0, draw]: table-sampled jitter plus cable delay."""
-    out = np.empty(time_ps.size, dtype=np.int64)
-    for i in range(time_ps.size):
-        row = detector[i] if per_detector else 0
-        out[i] = time_ps[i] + table[row, draw[i]]
-    return out
-
-
-@njit(cache=True, nogil=True)
 def tagger_clock(true_ps, offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode, wander):  # type: ignore[no-untyped-def]
     """True ps -> tagger ps: offset + rint(t * ppm) + rint(wander), as ``TaggerModel.map_times``.
 
@@ -211,3 +139,9 @@ def is_sorted(values):  # type: ignore[no-untyped-def]
         if values[i] < values[i - 1]:
             return False
     return True
+
+
+# Kernels that draw their own counter-based randomness (they use the helpers above).
+from sims.world.jit_stream import detector_walk, jitter_stream, signal_stream  # noqa: E402
+
+__all__ = ["detector_walk", "jitter_stream", "signal_stream"]

@@ -1,7 +1,10 @@
 """Which implementation of the per-event loops a world uses: compiled (numba) or numpy.
 
-Both give identical tags for one seed (tests check it). numba is a dependency of labctl,
-but the world still runs without it: ``load()`` then returns None and the numpy path runs.
+Both follow the same physics; the compiled path draws its randomness differently (a counter
+hash inside the loops), so the two agree statistically, not tag for tag (tests compare counts,
+QBER and dead-time gaps); each path alone gives identical tags for one seed. numba is a
+dependency of labctl, but the world still runs without it: ``load()`` then returns None and
+the numpy path runs.
 ``LABCTL_SIM_KERNELS=numpy`` in the environment forces the numpy path for a whole process.
 """
 

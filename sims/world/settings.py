@@ -152,7 +152,7 @@ class WorldSettings:
     slice_max_s: float = field(default=0.1, metadata=bounds(1.0e-6, 1.0))
     slice_target_events: int = field(default=200_000, metadata=bounds(100, 100_000_000))
     tune_allocator: bool = True
-    compiled_kernels: bool = True  # numba loops when installed; identical tags either way
+    compiled_kernels: bool = True  # numba loops when installed; same physics either way
     source: SourceSettings = SourceSettings()
     fiber: FiberSettings = FiberSettings()
     eve: EveSettings = EveSettings()

@@ -82,7 +82,7 @@ class AliceSource:
         # bits 32..63 = basis draw; thresholds are compared as integers (2^-31 granularity).
         self._class_edges = [np.uint64(round(e * _CLASS_SCALE)) for e in np.cumsum(probs)[:-1]]
         self._z_threshold = np.uint64(round(settings.basis_z_probability * _BASIS_SCALE))
-        self._edges_array = np.array(self._class_edges, dtype=np.uint64)
+        self._edge_tuple = tuple(self._class_edges) or (np.uint64(1 << 63),)
         self._key = np.uint64(stream_key(seed, STREAM_ALICE))
 
     @property
@@ -93,9 +93,13 @@ class AliceSource:
             return np.zeros_like(nominal)
         return nominal * (self.power_mw / self.settings.nominal_power_mw)
 
-    def code_key(self) -> tuple[np.uint64, np.uint64, U64]:
-        """(counter key, Z-basis threshold, class edges): what compiled code hashing needs."""
-        return self._key, self._z_threshold, self._edges_array
+    def code_key(self) -> tuple[np.uint64, np.uint64, tuple[np.uint64, ...]]:
+        """(counter key, Z-basis threshold, class edges): what compiled code hashing needs.
+
+        The edges are a tuple (numba unrolls the loop over it); one class gets a single edge
+        above every 31-bit class draw, so the tuple is never empty.
+        """
+        return self._key, self._z_threshold, self._edge_tuple
 
     def codes(
         self, index: npt.NDArray[np.int64], jit: ModuleType | None = None

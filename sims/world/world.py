@@ -39,7 +39,7 @@ class World:
         if settings.tune_allocator:
             keep_freed_memory()
         self.clock = clock if clock is not None else VirtualClock()
-        # Compiled loops when numba is there (and allowed): identical tags, several times faster.
+        # Compiled loops when numba is there (and allowed): same physics, several times faster.
         jit = kernels.load() if settings.compiled_kernels else None
         self.compiled = jit is not None
         self.optics = OpticalPath(settings)

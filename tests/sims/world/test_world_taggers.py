@@ -20,7 +20,8 @@ def _expected_tag(true_ps: np.ndarray, channel: np.ndarray, resolution: int = 1)
         + np.rint(true_ps * (PPM * 1e-6)).astype(np.int64)
         + np.asarray(CHANNEL_DELAYS)[channel]
     )
-    return (raw // resolution) * resolution
+    result: np.ndarray = (raw // resolution) * resolution
+    return result
 
 
 def _clock_world(resolution_ps: int = 1) -> World:

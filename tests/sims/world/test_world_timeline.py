@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 from world_helpers import QUIET, collect, merged, quiet_world
@@ -163,7 +164,7 @@ def test_snapshot_is_json_and_truth_is_separate() -> None:
 
 def test_bad_mutator_arguments_name_the_argument() -> None:
     world = quiet_world()
-    checks = [
+    checks: list[tuple[Callable[[], object], str]] = [
         (lambda: world.set_switch_port(9), "port 9"),
         (lambda: world.set_pc_voltages_mv([0.0, 0.0, 0.0]), "expected 4 voltages"),
         (lambda: world.set_pc_voltages_mv([9000.0, 0.0, 0.0, 0.0]), "9000.0 mV on axis 0"),

@@ -1,0 +1,210 @@
+"""Compiled (numba) event kernels that draw their own randomness from a counter-based hash.
+
+The bulk random draws of the numpy path (exponentials for the geometric gaps, 64 raw bits per
+candidate, bits for afterpulses and jitter) cost more than the physics. Here every draw is
+``splitmix64(key + counter * golden)``: ``key`` is one 64-bit word the world takes from its
+seeded generator per kernel call and ``counter`` counts draws inside the call, so the same
+seed still gives the same tags, and no random array is ever written to memory. Alice's pattern
+is untouched (the same pure function of (seed, pulse index) as ``AliceSource.pattern``).
+
+Statistically these kernels follow the same laws as the numpy path (tests compare counts,
+QBER and dead-time gaps), not the same draws.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from sims.world.jit import _N_CLICKS, _NTH, _alice_code, _pattern, _splitmix
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_PATTERN_SALT = np.uint64(0xD1B54A32D192ED03)
+_DELAY_SALT = np.uint64(0x8CB92BA72F3D8DD7)
+_S11, _S16 = np.uint64(11), np.uint64(16)
+_ONE = np.uint64(1)
+_U16 = np.uint64(0xFFFF)
+_UNIT = 1.0 / 9007199254740992.0  # 2^-53
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _exponential(bits):  # type: ignore[no-untyped-def]
+    """Exp(1) from the top 53 bits: -log(u) with u in (0, 1]."""
+    return -math.log(np.float64((bits >> _S11) + np.uint64(1)) * _UNIT)
+
+
+@njit(cache=True, nogil=True)
+def _grow(t, d, size):  # type: ignore[no-untyped-def]
+    new_t = np.empty(2 * t.size + 64, dtype=np.int64)
+    new_d = np.empty(2 * t.size + 64, dtype=np.uint8)
+    new_t[:size] = t[:size]
+    new_d[:size] = d[:size]
+    return new_t, new_d
+
+
+@njit(cache=True, nogil=True)
+def signal_stream(  # type: ignore[no-untyped-def]
+    n0,
+    n1,
+    gaps,
+    key,
+    alice_key,
+    z_threshold,
+    class_edges,
+    threshold,
+    alias,
+    period_ps,
+    offset_ps,
+    capacity,
+):
+    """Clicks of pulses [n0, n1): candidates by geometric gaps, Alice's code per candidate,
+    Walker-alias click pattern, one (index * period + offset, detector) per click in pulse
+    order. ``gaps`` = (threshold, alias, shift) of the gap table (``GapTable``); its last
+    outcome means "skip size - 1 pulses and draw again" (the geometric law is memoryless).
+    """
+    gap_threshold, gap_alias, shift = gaps
+    tail = gap_threshold.size - 1
+    column_shift = np.uint64(shift)
+    coin_mask = (_ONE << column_shift) - _ONE
+    pattern_key = key ^ _PATTERN_SALT
+    out_t = np.empty(capacity + 64, dtype=np.int64)
+    out_d = np.empty(capacity + 64, dtype=np.uint8)
+    position = np.int64(n0 - 1)
+    counter = np.uint64(0)
+    m = 0
+    while position < n1:
+        if out_t.size - m < 64:
+            out_t, out_d = _grow(out_t, out_d, m)
+        # Room for 4 clicks per candidate: no capacity check (nor array swap) in this loop.
+        for _ in range((out_t.size - m) // 4):
+            bits = _splitmix(key + counter * _GOLDEN)
+            counter += _ONE
+            column = np.intp(bits >> column_shift)
+            gap = column if (bits & coin_mask) < gap_threshold[column] else gap_alias[column]
+            if gap == tail:
+                position += tail
+                if position >= n1:
+                    break
+                continue
+            position += gap + 1
+            if position >= n1:
+                break
+            code = _alice_code(position, alice_key, z_threshold, class_edges)
+            k = _pattern(code, _splitmix(pattern_key + counter * _GOLDEN), threshold, alias)
+            if k == 0:
+                continue
+            t = position * period_ps + offset_ps
+            out_t[m] = t
+            out_d[m] = _NTH[k, 0]
+            count = _N_CLICKS[k]
+            for r in range(1, count):  # rare: several detectors click on one pulse
+                out_t[m + r] = t
+                out_d[m + r] = _NTH[k, r]
+            m += count
+    return out_t[:m], out_d[:m]
+
+
+@njit(cache=True, nogil=True)
+def detector_walk(  # type: ignore[no-untyped-def]
+    time_ps,
+    detector,
+    add_t,
+    add_d,
+    pend_t,
+    pend_d,
+    dead_ps,
+    last_ps,
+    after_cut,
+    decay_ps,
+    key,
+    t1_ps,
+):
+    """Non-paralyzable dead time and afterpulsing in one time-ordered pass.
+
+    Inputs: signal clicks and extra clicks (darks), both sorted and all before ``t1_ps``, and
+    afterpulses pending from earlier slices (sorted). Every kept signal or extra click of
+    detector d spawns an afterpulse when its draw's top 53 bits fall below ``after_cut[d]``
+    (p * 2^53), at + dead time + Exp(decay_ps[d]); afterpulses do not spawn but do open a
+    dead time. Ties go signal, then afterpulse, then extra. ``last_ps`` is updated in place.
+    Returns kept clicks, kept counts per detector and the afterpulses at or after ``t1_ps``.
+    """
+    n, k = time_ps.size, add_t.size
+    spawns = False
+    for d in range(after_cut.size):
+        spawns = spawns or after_cut[d] > 0
+    room = pend_t.size + (n + k if spawns else 0) + 1
+    # Pending afterpulses, sorted descending so that the earliest is popped from the end.
+    heap_t = np.empty(room, dtype=np.int64)
+    heap_d = np.empty(room, dtype=np.uint8)
+    size = pend_t.size
+    for r in range(size):
+        heap_t[r] = pend_t[size - 1 - r]
+        heap_d[r] = pend_d[size - 1 - r]
+    out_t = np.empty(n + k + room, dtype=np.int64)
+    out_d = np.empty(out_t.size, dtype=np.uint8)
+    kept = np.zeros(dead_ps.size, dtype=np.int64)
+    delay_key = key ^ _DELAY_SALT
+    never = np.int64(1) << np.int64(62)
+    i = j = m = 0
+    counter = np.uint64(0)
+    while True:
+        ts = time_ps[i] if i < n else never
+        ta = add_t[j] if j < k else never
+        th = heap_t[size - 1] if size > 0 else never
+        if ts <= th and ts <= ta:
+            if ts == never:
+                break
+            t, d, parent = ts, detector[i], True
+            i += 1
+        elif th <= ta:
+            if th >= t1_ps:  # the inputs are done (they lie before t1_ps): the rest waits
+                break
+            t, d, parent = th, heap_d[size - 1], False
+            size -= 1
+        else:
+            t, d, parent = ta, add_d[j], True
+            j += 1
+        if t - last_ps[d] < dead_ps[d]:
+            continue
+        last_ps[d] = t
+        out_t[m] = t
+        out_d[m] = d
+        kept[d] += 1
+        m += 1
+        if spawns and parent:
+            bits = _splitmix(key + counter * _GOLDEN)
+            counter += _ONE
+            if (bits >> _S11) < after_cut[d]:
+                delay = _exponential(_splitmix(delay_key + counter * _GOLDEN)) * decay_ps[d]
+                at = t + dead_ps[d] + np.int64(delay)
+                r = size  # insertion into the short descending list
+                while r > 0 and heap_t[r - 1] <= at:  # equal times: the newer pops later
+                    heap_t[r] = heap_t[r - 1]
+                    heap_d[r] = heap_d[r - 1]
+                    r -= 1
+                heap_t[r] = at
+                heap_d[r] = d
+                size += 1
+    later_t = np.empty(size, dtype=np.int64)
+    later_d = np.empty(size, dtype=np.uint8)
+    for r in range(size):
+        later_t[r] = heap_t[size - 1 - r]
+        later_d[r] = heap_d[size - 1 - r]
+    return out_t[:m], out_d[:m], kept, later_t, later_d
+
+
+@njit(cache=True, nogil=True)
+def jitter_stream(time_ps, detector, table, per_detector, key):  # type: ignore[no-untyped-def]
+    """time + table[detector or 0, 16 random bits]: jitter plus cable delay, 4 clicks a draw."""
+    out = np.empty(time_ps.size, dtype=np.int64)
+    bits = np.uint64(0)
+    for i in range(time_ps.size):
+        if i & 3 == 0:
+            bits = _splitmix(key + np.uint64(i >> 2) * _GOLDEN)
+        else:
+            bits >>= _S16
+        row = detector[i] if per_detector else 0
+        out[i] = time_ps[i] + table[row, np.intp(bits & _U16)]
+    return out
