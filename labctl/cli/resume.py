@@ -1,4 +1,9 @@
-"""``labctl resume RUN_DIR``: continue a crashed or stopped run from its last checkpoint."""
+"""``labctl resume RUN_DIR``: continue a crashed or stopped run from its last checkpoint.
+
+It streams like ``labctl run`` (same ``run_stream``): documents continue the run's seq
+numbering on MQTT, the outbox beside the runs folder replays what the crashed process left
+unacknowledged, ``$state``/``$meta`` are published and remote commands drive the run.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
+from labctl.cli.runsetup import quiet_console, run_stream
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine
@@ -35,29 +43,44 @@ def station_file(folder: RunFolder) -> Path:
 
 
 async def _resume(args: argparse.Namespace, folder: RunFolder, config: Any) -> int:
-    from labctl.cli.run import engine_options, parse_duration_s, report, resolve_plan
+    from labctl.cli.run import (
+        engine_options,
+        parse_duration_s,
+        report,
+        resolve_plan,
+        summary_table,
+        with_publisher,
+    )
     from labctl.station import Station
 
-    plan = resolve_plan(args.plan, "--plan") if args.plan else None
+    spec = args.plan or str(folder.read_metadata().get("plan", ""))
+    if not spec:
+        raise ConfigError(f"{folder.path}: metadata names no plan; give --plan", field="--plan")
+    plan = resolve_plan(spec, "--plan" if args.plan else "metadata.plan")
     control = RunControl()
     with abort_on_signals(control):
         station = Station.from_config(config)
-        async with station:
+        runs_dir = folder.path.parent
+        async with station, run_stream(config, station, control, spec, runs_dir) as stream:
             engine = RunEngine(
                 station,
-                runs_dir=folder.path.parent,
+                runs_dir=runs_dir,
+                sinks=[stream],
                 config=config.model_dump(mode="json"),
                 **engine_options(config),
             )
             try:
                 result = await engine.resume(
                     folder.path,
-                    plan,
+                    with_publisher(plan, stream),
                     duration_s=None if args.duration is None else parse_duration_s(args.duration),
                     control=control,
                 )
             except ValueError as exc:
                 raise ConfigError(str(exc), field="RUN_DIR") from exc
+    table = summary_table(result.path)
+    if table is not None:
+        Console().print(table)
     return report(result)
 
 
@@ -69,6 +92,7 @@ def _main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc), field="RUN_DIR") from exc
     config = load_station_config(args, station_file(folder))
+    quiet_console()
     return asyncio.run(_resume(args, folder, config))
 
 

@@ -1,7 +1,8 @@
 """What every run-engine command sets up around a run: engine options, a quiet terminal,
 and the MQTT stream (publisher as a document sink, ``$state``/``$meta``, remote commands).
 
-``labctl run`` and ``labctl calibrate`` use it; this module adds no command of its own.
+``labctl run``, ``labctl resume`` and ``labctl calibrate`` use it; this module adds no command
+of its own.
 """
 
 from __future__ import annotations
@@ -148,14 +149,19 @@ def node_meta(config: Any, station: Any, plan: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def run_stream(
-    config: Any, station: Any, control: RunControl, plan: str
+    config: Any, station: Any, control: RunControl, plan: str, runs_dir: Path | None = None
 ) -> AsyncIterator[RunStream]:
-    """The MQTT stream of one run (an embedded loopback broker when ``mqtt`` has no url)."""
+    """The MQTT stream of one run (an embedded loopback broker when ``mqtt`` has no url).
+
+    ``runs_dir`` (default ``storage.runs_dir``) places the outbox; ``labctl resume`` passes
+    the resumed run's parent folder so that it replays what the crashed process left there.
+    """
     from labctl.stream.session import open_stream
 
     section = config.raw_section("mqtt")
+    runs = Path(config.storage.runs_dir) if runs_dir is None else Path(runs_dir)
     # Node state beside the runs folder (not in it: that folder holds one entry per run).
-    outbox = Path(config.storage.runs_dir).parent / ".mqtt-outbox" / f"{config.lab}-{config.node}"
+    outbox = runs.parent / ".mqtt-outbox" / f"{config.lab}-{config.node}"
     async with open_stream(
         section,
         lab=config.lab,
