@@ -4,10 +4,15 @@ Producers call synchronous methods that never wait on the network: QoS 1 message
 through the durable Outbox (one disk append), QoS 0 telemetry into a small ring that drops
 its oldest entries when the broker is away. One background task in the caller's event loop
 owns the connection: it (re)connects with backoff, publishes retained ``$state``/``$meta``
-after every connect, then pumps the outbox in windows of pipelined QoS 1 publishes and
-commits each window once every PUBACK is in. A window interrupted by a disconnect is sent
-again after reconnecting (at-least-once; subscribers de-duplicate on ``(run_id, seq)``).
-Every payload passes the SecretRegistry guard first.
+after every connect, then pumps the outbox through a sliding window: up to ``window`` QoS 1
+publishes are in flight at once, and each one that completes makes room for the next.
+
+Order: messages are handed to the client in outbox order on one connection, so the broker
+receives them in that order. Acknowledgement: the outbox is committed only up to the
+oldest publish still waiting for its PUBACK (a message leaves the outbox once it and every
+message before it are acknowledged). A disconnect fails what is in flight; it stays in the
+outbox and is sent again after reconnecting (at-least-once; subscribers de-duplicate on
+``(run_id, seq)``). Every payload passes the SecretRegistry guard first.
 
 A broker acknowledges a QoS 1 message before it has saved or forwarded it, so a broker that
 is SIGKILLed can lose what it just acknowledged. After every reconnection the publisher
@@ -34,7 +39,7 @@ from labctl.interfaces.clock import Clock, WallClock
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.documents import Document
 from labctl.stream.client import make_client
-from labctl.stream.outbox import Message, Outbox
+from labctl.stream.outbox import Message, Outbox, Position
 from labctl.stream.payloads import document_payload, link_payload, meta_payload, telemetry_payload
 from labctl.stream.secrets import SecretLeakError, SecretRegistry, default_registry
 from labctl.stream.settings import MqttSettings
@@ -69,7 +74,10 @@ class MqttPublisher:
         self._secrets = secrets if secrets is not None else default_registry()
         self._clock = clock if clock is not None else WallClock()
         self._telemetry: deque[Message] = deque(maxlen=telemetry_capacity)
+        if window < 1:
+            raise ConfigError(f"window must be >= 1, got {window}", field="window")
         self._window = window
+        self._refill = max(1, window // 4)  # peek() restarts at the cursor: refill in chunks
         self._replay_window_s = replay_window_s
         self._recent: deque[tuple[float, Message]] = deque()
         self._connects = 0
@@ -285,38 +293,50 @@ class MqttPublisher:
         self._connects += 1
         if self._connects > 1:
             await self._replay(client)
-        while True:
-            self._wake.clear()
-            busy = False
-            if self._retained_dirty:
-                self._retained_dirty = False
-                await client.publish(self.topics.meta, self._meta, qos=1, retain=True)
-                await client.publish(self.topics.state, self._state.encode(), qos=1, retain=True)
-            if self._telemetry:
-                tele = list(self._telemetry)
-                self._telemetry.clear()
-                await _all(client.publish(m.topic, m.payload, qos=0) for m in tele)
-                busy = True
-            batch = self.outbox.peek(self._window)
-            if batch:
-                await _all(
-                    client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m, _ in batch
-                )
-                self.outbox.commit(batch[-1][1], len(batch))
-                self._remember([m for m, _ in batch])
-                self.published += len(batch)
-                busy = True
-            self.outbox.sync()
-            if not busy:
-                # A timer instead of asyncio.wait_for: on 3.11 wait_for can swallow a
-                # cancellation that races with its timeout, and then close() would hang.
-                timer = asyncio.get_running_loop().call_later(
-                    self.outbox.fsync_interval_s or 0.5, self._wake.set
-                )
-                try:
-                    await self._wake.wait()
-                finally:
-                    timer.cancel()
+        flight = _Flight(self._wake)
+        try:
+            while True:
+                self._wake.clear()
+                flight.raise_failure()
+                busy = False
+                if self._retained_dirty:
+                    self._retained_dirty = False
+                    await client.publish(self.topics.meta, self._meta, qos=1, retain=True)
+                    await client.publish(
+                        self.topics.state, self._state.encode(), qos=1, retain=True
+                    )
+                if self._telemetry:
+                    tele = list(self._telemetry)
+                    self._telemetry.clear()
+                    await _all(client.publish(m.topic, m.payload, qos=0) for m in tele)
+                    busy = True
+                acked = flight.settle()
+                if acked:
+                    self.outbox.commit(acked[-1][1], len(acked))
+                    self._remember([m for m, _ in acked])
+                    self.published += len(acked)
+                waiting = self.outbox.pending - len(flight)  # queued, not yet sent
+                if waiting > 0 and self._window - len(flight) >= min(self._refill, waiting):
+                    # peek() starts at the cursor: skip what is already in flight.
+                    fresh = self.outbox.peek(self._window)[len(flight) :]
+                    for message, position in fresh:
+                        flight.send(client, message, position)
+                    busy = busy or bool(fresh)
+                self.outbox.sync()
+                if not busy:
+                    # A timer instead of asyncio.wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that races with its timeout, and then close() would hang.
+                    timer = asyncio.get_running_loop().call_later(
+                        self.outbox.fsync_interval_s or 0.5, self._wake.set
+                    )
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        timer.cancel()
+                else:
+                    await asyncio.sleep(0)  # let completions (and producers) run
+        finally:
+            await flight.cancel()
 
     def stats(self) -> dict[str, int | bool]:
         """Counters for health reports and benchmarks."""
@@ -338,3 +358,53 @@ async def _all(calls: Iterable[Awaitable[None]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+class _Flight:
+    """QoS 1 publishes in flight, oldest first; completions wake the pump."""
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        self._wake = wake
+        self._queue: deque[tuple[Message, Position, asyncio.Task[None]]] = deque()
+        self._failure: BaseException | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def send(self, client: aiomqtt.Client, message: Message, position: Position) -> None:
+        """Start publishing ``message`` (the client sends in the order of these calls)."""
+        task = asyncio.ensure_future(
+            client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
+        )
+        task.add_done_callback(self._done)
+        self._queue.append((message, position, task))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+        self._wake.set()
+
+    def raise_failure(self) -> None:
+        """Raise the first publish failure (the link is gone; what is in flight is re-sent)."""
+        if self._failure is not None:
+            raise self._failure
+
+    def settle(self) -> list[tuple[Message, Position]]:
+        """Pop and return the acknowledged head: every completed publish before the oldest
+        one still waiting (a later PUBACK never commits past an earlier missing one)."""
+        acked = []
+        while self._queue and self._queue[0][2].done():
+            message, position, task = self._queue.popleft()
+            if task.cancelled() or task.exception() is not None:
+                self._queue.appendleft((message, position, task))
+                break
+            acked.append((message, position))
+        return acked
+
+    async def cancel(self) -> None:
+        """Stop waiting for what is in flight (it stays in the outbox)."""
+        tasks = [task for _, _, task in self._queue]
+        self._queue.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
