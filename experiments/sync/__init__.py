@@ -1,8 +1,10 @@
 """Alice-Bob timing synchronization: lock Bob's clock onto Alice's pulses, then track it.
 
 ``await synchronize(run)`` (a plan step) or ``await acquire_sync(tagger, laser, alice, clock,
-settings)`` return a ``SyncResult``; ``SyncTracker(result).update(batch)`` maps every later
-batch onto pulse indices and keeps phase and frequency locked.
+settings)`` return a ``SyncResult``; ``SyncTracker(result).update(batch)`` keeps phase and
+frequency locked from a subsample of every later batch and maps its tags onto pulse indices
+when they are read (``TrackedBatch.pulse_index``); overflowed batches are counted, not
+measured.
 """
 
 from experiments.sync.acquire import acquire_sync, bob_states

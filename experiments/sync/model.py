@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
+from experiments.sync.mapping import assign_tags
+
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -33,7 +35,7 @@ class SyncResult:
     data_s: float = 0.0
     detections: int = 0
     index_score: float = 0.0
-    compute_s: float = 0.0
+    compute_s: float = 0.0  # CPU seconds (process_time) acquisition spent on its own arithmetic
 
     @property
     def freq_offset(self) -> float:
@@ -63,16 +65,18 @@ class SyncResult:
             + self.channel_shift.get(channel, 0) * self.period_ps
         )
 
-    def assign(self, channel: U8, time_ps: I64) -> tuple[I64, F64]:
-        """Pulse index of every tag and its residual (ps) against the predicted arrival."""
+    def channel_shifts_ps(self) -> F64:
+        """Phase (ps) of each of the 256 channels: common phase plus its cable offset."""
         shift = np.full(256, self.phase_ps, dtype=np.float64)
         for ch in set(self.channel_offset_ps) | set(self.channel_shift):
             shift[ch] += self._channel_ps(ch)
-        rel = (time_ps - self.t_ref_ps).astype(np.float64)
-        rel -= shift[channel]
-        k = np.rint(rel * (1.0 / self.period_ps))
-        residual = rel - k * self.period_ps
-        return k.astype(np.int64) + self.n_ref, residual
+        return shift
+
+    def assign(self, channel: U8, time_ps: I64) -> tuple[I64, F64]:
+        """Pulse index of every tag and its residual (ps) against the predicted arrival."""
+        return assign_tags(
+            channel, time_ps, self.t_ref_ps, self.n_ref, self.period_ps, self.channel_shifts_ps()
+        )
 
     def reanchored(self, t_ref_ps: int) -> SyncResult:
         """The same model anchored at the pulse nearest ``t_ref_ps``."""

@@ -1,18 +1,31 @@
 """Keep the synchronization locked while key generation runs: a Kalman filter per batch.
 
 State: the phase error (ps) and fractional frequency error of the current model. Each batch
-gives one measurement, the mean residual of its in-gate detections; the model is re-anchored
-at the batch's middle so picosecond arithmetic stays exact for hours. Lock is lost when
-the in-gate fraction collapses for several batches (no light, or the clock jumped).
+gives one measurement, the mean residual of the in-gate detections of a subsample
+(``STATS_TAGS`` tags in ``STATS_RUNS`` runs spread over the batch: a few thousand tags give
+the phase to < 1 ps, and mapping a bright link's millions would cost more than the data
+lasts); the model is re-anchored at the batch's middle so picosecond arithmetic stays exact
+for hours. Every tag's pulse index is mapped only when a consumer reads
+``TrackedBatch.pulse_index`` (or ``residual_ps``/``in_gate``), with the model the batch was
+predicted with. Lock is lost when the in-gate fraction collapses for several batches (no
+light, or the clock jumped).
+
+A batch the tagger flags as overflowed (``TagBatch.overflow``: it dropped tags because the
+input rate exceeded its maximum, or its buffer overran) gives no measurement: which tags
+survive depends on the tagger's buffering, and an overrun window can carry tags from
+around the discontinuity, so its residuals are not trusted. It is still mapped with the
+prediction, counts neither for nor against the lock, and is counted in
+``SyncTracker.overflowed_batches`` (``missed_events`` sums what the tagger said it dropped).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
+from experiments.sync.mapping import assign_tags, peak_stats
 from experiments.sync.model import SyncError, SyncResult
 from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.tags import TagBatch
@@ -21,19 +34,87 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
 BoolArray = npt.NDArray[np.bool_]
-STATS_TAGS = 20_000
+STATS_TAGS = 4_000
+STATS_RUNS = 8
 
 
-@dataclass(frozen=True, slots=True)
+def _sample(n: int) -> slice | I64:
+    """Positions of the phase subsample: all tags, or STATS_RUNS evenly spread runs."""
+    if n <= STATS_TAGS:
+        return slice(None)
+    run = STATS_TAGS // STATS_RUNS
+    starts = np.arange(STATS_RUNS, dtype=np.int64) * (n - run) // (STATS_RUNS - 1)
+    picked: I64 = (starts[:, None] + np.arange(run, dtype=np.int64)).ravel()
+    return picked
+
+
 class TrackedBatch:
-    """One batch mapped onto Alice's pulses."""
+    """One batch mapped onto Alice's pulses; per-tag arrays are computed on first access."""
 
-    pulse_index: I64
-    channel: U8
-    residual_ps: F64
-    in_gate: BoolArray
-    offset_error_ps: float
-    locked: bool
+    __slots__ = (
+        "_gate",
+        "_index",
+        "_residual",
+        "channel",
+        "gate_centre_ps",
+        "gate_half_ps",
+        "in_gate_count",
+        "locked",
+        "model",
+        "offset_error_ps",
+        "overflow",
+        "time_ps",
+    )
+
+    def __init__(
+        self,
+        batch: TagBatch,
+        model: SyncResult,
+        *,
+        gate_centre_ps: float,
+        gate_half_ps: float,
+        in_gate_count: int,
+        offset_error_ps: float,
+        locked: bool,
+    ) -> None:
+        self.channel: U8 = batch.channel
+        self.time_ps: I64 = batch.time_ps
+        self.overflow = batch.overflow
+        self.model = model  # the prediction every tag of this batch is mapped with
+        self.gate_centre_ps = gate_centre_ps
+        self.gate_half_ps = gate_half_ps
+        # Counted on the subsample the phase was measured on, scaled to the whole batch.
+        self.in_gate_count = in_gate_count
+        self.offset_error_ps = offset_error_ps
+        self.locked = locked
+        self._index: I64 | None = None
+        self._residual: F64 | None = None
+        self._gate: BoolArray | None = None
+
+    def __len__(self) -> int:
+        return int(self.time_ps.size)
+
+    def _map(self) -> tuple[I64, F64]:
+        if self._index is None or self._residual is None:
+            self._index, self._residual = self.model.assign(self.channel, self.time_ps)
+        return self._index, self._residual
+
+    @property
+    def pulse_index(self) -> I64:
+        """Alice's pulse index of every tag."""
+        return self._map()[0]
+
+    @property
+    def residual_ps(self) -> F64:
+        """Every tag's time minus its pulse's predicted arrival (ps)."""
+        return self._map()[1]
+
+    @property
+    def in_gate(self) -> BoolArray:
+        """Tags within the gate around the measured peak (the light, not darks/afterpulses)."""
+        if self._gate is None:
+            self._gate = np.abs(self.residual_ps - self.gate_centre_ps) < self.gate_half_ps
+        return self._gate
 
 
 class SyncTracker:
@@ -59,6 +140,8 @@ class SyncTracker:
         self._bad = 0
         self._fraction: float | None = None
         self.locked = True
+        self.overflowed_batches = 0
+        self.missed_events = 0
 
     def _gate(self, phase_var_ps2: float, period_ps: float) -> float:
         """Half-width of the in-gate window: jitter plus the predicted phase uncertainty.
@@ -73,52 +156,72 @@ class SyncTracker:
         return self.gate_ps
 
     def update(self, batch: TagBatch) -> TrackedBatch:
-        """Map ``batch`` onto pulse indices and correct phase and frequency from it."""
-        if len(batch) == 0:
-            empty = np.zeros(0)
+        """Correct phase and frequency from ``batch``; its tags map onto pulses on demand."""
+        self.missed_events += batch.missed_events
+        if batch.overflow:
+            self.overflowed_batches += 1
+        n = len(batch)
+        if n == 0:
             return TrackedBatch(
-                np.zeros(0, dtype=np.int64),
-                batch.channel,
-                empty,
-                np.zeros(0, dtype=np.bool_),
-                0.0,
-                self.locked,
+                batch,
+                self.result,
+                gate_centre_ps=0.0,
+                gate_half_ps=self.gate_ps,
+                in_gate_count=0,
+                offset_error_ps=0.0,
+                locked=self.locked,
             )
-        mid = int(batch.time_ps[len(batch) // 2])
+        mid = int(batch.time_ps[n // 2])
         dt_s = (mid - self.result.t_ref_ps) * 1e-12
         model = self.result.reanchored(mid)
-        index, residual = model.assign(batch.channel, batch.time_ps)
         dt_ps = abs(dt_s) * 1e12
         transition = np.array([[1.0, dt_ps], [0.0, 1.0]])
         cov = transition @ self._cov @ transition.T
         cov += np.diag([self._q_phase * abs(dt_s), self._q_freq * abs(dt_s)])
         gate_ps = self._gate(float(cov[0, 0]), model.period_ps)
-        gate = np.abs(residual) < gate_ps
-        # The phase measurement needs a few thousand tags, not all of a bright link's millions.
-        step = max(1, residual.size // STATS_TAGS)
-        sample = residual[::step]
-        in_sample = np.abs(sample) < gate_ps
-        fraction = float(in_sample.mean())
+        # A subsample in a few contiguous runs spread over the batch measures the phase
+        # (contiguous: a strided pick costs a cache miss per tag); the rest stay unmapped.
+        pick = _sample(n)
+        _, sample = assign_tags(
+            batch.channel[pick],
+            batch.time_ps[pick],
+            model.t_ref_ps,
+            model.n_ref,
+            model.period_ps,
+            model.channel_shifts_ps(),
+        )
+        scale = n / sample.size
+        hits, centre_ps, count, measured, var = peak_stats(sample, gate_ps, self._tight_gate_ps)
+        fraction = hits / sample.size
+
+        def predicted(locked: bool) -> TrackedBatch:
+            # No measurement: the model moves on and its uncertainty keeps growing.
+            self.result = model
+            self._cov = cov
+            return TrackedBatch(
+                batch,
+                model,
+                gate_centre_ps=0.0,
+                gate_half_ps=gate_ps,
+                in_gate_count=round(hits * scale),
+                offset_error_ps=0.0,
+                locked=locked,
+            )
+
+        if batch.overflow:
+            return predicted(self.locked)
         if self._fraction is None:
             self._fraction = fraction
-        if fraction < 0.3 * self._fraction or in_sample.sum() < 5:
+        if fraction < 0.3 * self._fraction or hits < 5:
             self._bad += 1
             self.locked = self._bad < self._lost_after
-            self.result = model
-            self._cov = cov  # no measurement: the prediction's uncertainty keeps growing
-            return TrackedBatch(index, batch.channel, residual, gate, 0.0, self.locked)
+            return predicted(self.locked)
         self._bad = 0
         self.locked = True
         self._fraction = 0.9 * self._fraction + 0.1 * fraction
         # The wide gate only finds the peak; the phase is measured in a jitter-sized window
         # around it, so dark counts and afterpulses let in by a wide gate do not bias it.
-        centre_ps = float(np.median(sample[in_sample]))
-        tight = np.abs(sample - centre_ps) < self._tight_gate_ps
-        if not tight.any():
-            tight = in_sample
-        measured = float(sample[tight].mean())
-        noise = float(sample[tight].var()) / int(tight.sum()) + 0.25
-        gate = np.abs(residual - centre_ps) < max(self._tight_gate_ps, 0.0)
+        noise = var / count + 0.25
         gain = cov[:, 0] / (cov[0, 0] + noise)
         correction = gain * measured
         self._cov = cov - np.outer(gain, cov[0, :])
@@ -127,7 +230,15 @@ class SyncTracker:
             phase_ps=model.phase_ps + float(correction[0]),
             period_ps=model.period_ps * (1.0 + float(correction[1])),
         )
-        return TrackedBatch(index, batch.channel, residual, gate, measured, True)
+        return TrackedBatch(
+            batch,
+            model,
+            gate_centre_ps=centre_ps,
+            gate_half_ps=self._tight_gate_ps,
+            in_gate_count=round(count * scale),
+            offset_error_ps=measured,
+            locked=True,
+        )
 
 
 async def relock(
@@ -141,12 +252,14 @@ async def relock(
     """Bring a tracked model up to date from fresh tags; SyncError when the lock is lost.
 
     For duty-cycled use (a key block every few seconds): the stream is restarted so only
-    tags from now on count, and batches are read until ``min_tags`` fell in the gate. The
-    stream is left running, so a block read right after continues where this stopped.
+    tags from now on count, and batches are read until ``min_tags`` fell in the gate of
+    batches that measured the phase (overflowed batches do not). The stream is left
+    running, so a block read right after continues where this stopped.
     """
     await tagger.stop_stream()
     await tagger.start_stream()
     in_gate = 0
+    overflowed = 0
     for _ in range(max_batches):
         tracked = tracker.update(await tagger.read_batch(timeout_s))
         if not tracker.locked:
@@ -154,9 +267,18 @@ async def relock(
                 "synchronization lost: Bob's tags no longer fall on Alice's pulse clock "
                 f"(gate +-{tracker.gate_ps:.0f} ps); resynchronize"
             )
-        in_gate += int(tracked.in_gate.sum())
+        if tracked.overflow:
+            overflowed += 1
+            continue
+        in_gate += tracked.in_gate_count
         if in_gate >= min_tags:
             return tracker.result
+    if overflowed:
+        raise SyncError(
+            f"synchronization not refreshed: Bob's tagger overflowed on {overflowed} of "
+            f"{max_batches} batches (count rate above its maximum: attenuate or gate the "
+            f"detectors); {in_gate} tags in the gate of the others (need {min_tags})"
+        )
     raise SyncError(
         f"synchronization not refreshed: only {in_gate} tags in the gate after "
         f"{max_batches} batches (need {min_tags}): no light at Bob?"
