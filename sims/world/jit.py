@@ -111,6 +111,18 @@ def expand_clicks(index, code, raw, threshold, alias, period_ps, offset_ps):  # 
     return _expand(index, pattern, total, period_ps, offset_ps)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _clock(t, offset_ps, ppm_factor, t_lo_f, w_lo, slope, wander_mode, wander_i):  # type: ignore[no-untyped-def]
+    value = t + offset_ps
+    if ppm_factor != 0.0:
+        value += np.int64(np.rint(np.float64(t) * ppm_factor))
+    if wander_mode == 1:
+        value += np.int64(np.rint((np.float64(t) - t_lo_f) * slope + w_lo))
+    elif wander_mode == 2:
+        value += np.int64(np.rint(wander_i))
+    return value
+
+
 @njit(cache=True, nogil=True)
 def tagger_clock(true_ps, offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode, wander):  # type: ignore[no-untyped-def]
     """True ps -> tagger ps: offset + rint(t * ppm) + rint(wander), as ``TaggerModel.map_times``.
@@ -120,25 +132,43 @@ def tagger_clock(true_ps, offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode,
     out = np.empty(true_ps.size, dtype=np.int64)
     t_lo_f = np.float64(t_lo)
     for i in range(true_ps.size):
-        t = true_ps[i]
-        value = t + offset_ps
-        if ppm_factor != 0.0:
-            value += np.int64(np.rint(np.float64(t) * ppm_factor))
-        if wander_mode == 1:
-            value += np.int64(np.rint((np.float64(t) - t_lo_f) * slope + w_lo))
-        elif wander_mode == 2:
-            value += np.int64(np.rint(wander[i]))
-        out[i] = value
+        w = wander[i] if wander_mode == 2 else 0.0
+        out[i] = _clock(true_ps[i], offset_ps, ppm_factor, t_lo_f, w_lo, slope, wander_mode, w)
     return out
 
 
 @njit(cache=True, nogil=True)
-def is_sorted(values):  # type: ignore[no-untyped-def]
-    """True when ``values`` never decreases."""
-    for i in range(1, values.size):
-        if values[i] < values[i - 1]:
-            return False
-    return True
+def tag_stream(true_ps, channel, carry_t, carry_c, clock, wander, delays, resolution):  # type: ignore[no-untyped-def]
+    """Carried tags, then new clicks stamped (``tagger_clock`` + channel delay, floored to the
+    resolution), sorted by time: what ``TaggerModel.record`` does with several
+    numpy passes and a sort. Jitter and delays only swap near neighbours, so an insertion
+    step per tag costs O(1) on average. ``clock`` = (offset, ppm factor, t_lo, w_lo, slope,
+    wander mode) as for ``tagger_clock``.
+    """
+    offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode = clock
+    t_lo_f = np.float64(t_lo)
+    n = carry_t.size + true_ps.size
+    out_t = np.empty(n, dtype=np.int64)
+    out_c = np.empty(n, dtype=np.uint8)
+    out_t[: carry_t.size] = carry_t
+    out_c[: carry_t.size] = carry_c
+    m = carry_t.size
+    for i in range(true_ps.size):
+        c = channel[i]
+        w = wander[i] if wander_mode == 2 else 0.0
+        value = _clock(true_ps[i], offset_ps, ppm_factor, t_lo_f, w_lo, slope, wander_mode, w)
+        value += delays[c]
+        if resolution > 1:
+            value = (value // resolution) * resolution
+        j = m
+        while j > 0 and out_t[j - 1] > value:  # stable: equal times keep their order
+            out_t[j] = out_t[j - 1]
+            out_c[j] = out_c[j - 1]
+            j -= 1
+        out_t[j] = value
+        out_c[j] = c
+        m += 1
+    return out_t, out_c
 
 
 # Kernels that draw their own counter-based randomness (they use the helpers above).

@@ -1,11 +1,12 @@
-"""Compiled (numba) event kernels that draw their own randomness from a counter-based hash.
+"""Compiled (numba) event kernels that draw their own randomness inside the loops.
 
 The bulk random draws of the numpy path (exponentials for the geometric gaps, 64 raw bits per
-candidate, bits for afterpulses and jitter) cost more than the physics. Here every draw is
-``splitmix64(key + counter * golden)``: ``key`` is one 64-bit word the world takes from its
-seeded generator per kernel call and ``counter`` counts draws inside the call, so the same
-seed still gives the same tags, and no random array is ever written to memory. Alice's pattern
-is untouched (the same pure function of (seed, pulse index) as ``AliceSource.pattern``).
+candidate, bits for afterpulses and jitter) cost more than the physics. Here each kernel call
+takes one 64-bit ``key`` from the world's seeded generator and draws from a generator keyed
+by it: a xoshiro256** stream seeded through splitmix64 (candidates, afterpulses), or
+splitmix64(key + counter * golden) (jitter, 4 clicks per draw). Same seed -> same tags, and
+no random array is ever written to memory. Alice's pattern is untouched (the same pure
+function of (seed, pulse index) as ``AliceSource.pattern``), so any pulse stays recomputable.
 
 Statistically these kernels follow the same laws as the numpy path (tests compare counts,
 QBER and dead-time gaps), not the same draws.
@@ -21,8 +22,6 @@ from numba import njit
 from sims.world.jit import _N_CLICKS, _NTH, _alice_code, _pattern, _splitmix
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_PATTERN_SALT = np.uint64(0xD1B54A32D192ED03)
-_DELAY_SALT = np.uint64(0x8CB92BA72F3D8DD7)
 _S11, _S16 = np.uint64(11), np.uint64(16)
 _ONE = np.uint64(1)
 _U16 = np.uint64(0xFFFF)
@@ -44,43 +43,61 @@ def _grow(t, d, size):  # type: ignore[no-untyped-def]
     return new_t, new_d
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rotl(x, k):  # type: ignore[no-untyped-def]
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _seed(key):  # type: ignore[no-untyped-def]
+    """A xoshiro256** state from one key (splitmix64 of key + 1..4 golden steps)."""
+    return (
+        _splitmix(key + _GOLDEN),
+        _splitmix(key + _GOLDEN * np.uint64(2)),
+        _splitmix(key + _GOLDEN * np.uint64(3)),
+        _splitmix(key + _GOLDEN * np.uint64(4)),
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next(s0, s1, s2, s3):  # type: ignore[no-untyped-def]
+    """xoshiro256**: 64 bits and the next state (shifts and xors, two cheap multiplies)."""
+    out = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    return out, s0, s1, s2, _rotl(s3, 45)
+
+
 @njit(cache=True, nogil=True)
 def signal_stream(  # type: ignore[no-untyped-def]
-    n0,
-    n1,
-    gaps,
-    key,
-    alice_key,
-    z_threshold,
-    class_edges,
-    threshold,
-    alias,
-    period_ps,
-    offset_ps,
-    capacity,
-):
+    n0, n1, gaps, key, alice_key, z_threshold, class_edges, threshold, alias, period_ps,
+    offset_ps, capacity,
+):  # fmt: skip
     """Clicks of pulses [n0, n1): candidates by geometric gaps, Alice's code per candidate,
     Walker-alias click pattern, one (index * period + offset, detector) per click in pulse
-    order. ``gaps`` = (threshold, alias, shift) of the gap table (``GapTable``); its last
-    outcome means "skip size - 1 pulses and draw again" (the geometric law is memoryless).
+    order. ``gaps`` = (threshold, alias, shift) of the gap table (``events.gap_table``); its
+    last outcome means "skip size - 1 pulses and draw again" (the law is memoryless). Draws:
+    a xoshiro256** stream seeded from ``key`` (two per candidate: gap, then pattern).
     """
     gap_threshold, gap_alias, shift = gaps
     tail = gap_threshold.size - 1
     column_shift = np.uint64(shift)
     coin_mask = (_ONE << column_shift) - _ONE
-    pattern_key = key ^ _PATTERN_SALT
+    s0, s1, s2, s3 = _seed(key)
     out_t = np.empty(capacity + 64, dtype=np.int64)
     out_d = np.empty(capacity + 64, dtype=np.uint8)
     position = np.int64(n0 - 1)
-    counter = np.uint64(0)
     m = 0
     while position < n1:
-        if out_t.size - m < 64:
+        if m + 4 > out_t.size:
             out_t, out_d = _grow(out_t, out_d, m)
-        # Room for 4 clicks per candidate: no capacity check (nor array swap) in this loop.
-        for _ in range((out_t.size - m) // 4):
-            bits = _splitmix(key + counter * _GOLDEN)
-            counter += _ONE
+        limit = out_t.size - 4  # room for 4 clicks: no capacity check in the loop below
+        while m <= limit:
+            bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
             column = np.intp(bits >> column_shift)
             gap = column if (bits & coin_mask) < gap_threshold[column] else gap_alias[column]
             if gap == tail:
@@ -91,17 +108,17 @@ def signal_stream(  # type: ignore[no-untyped-def]
             position += gap + 1
             if position >= n1:
                 break
+            raw, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
             code = _alice_code(position, alice_key, z_threshold, class_edges)
-            k = _pattern(code, _splitmix(pattern_key + counter * _GOLDEN), threshold, alias)
-            if k == 0:
-                continue
+            k = _pattern(code, raw, threshold, alias)
             t = position * period_ps + offset_ps
-            out_t[m] = t
+            out_t[m] = t  # written even for k == 0 (no click): m does not move then
             out_d[m] = _NTH[k, 0]
             count = _N_CLICKS[k]
-            for r in range(1, count):  # rare: several detectors click on one pulse
-                out_t[m + r] = t
-                out_d[m + r] = _NTH[k, r]
+            if count > 1:  # rare: several detectors click on one pulse
+                for r in range(1, count):
+                    out_t[m + r] = t
+                    out_d[m + r] = _NTH[k, r]
             m += count
     return out_t[:m], out_d[:m]
 
@@ -145,10 +162,9 @@ def detector_walk(  # type: ignore[no-untyped-def]
     out_t = np.empty(n + k + room, dtype=np.int64)
     out_d = np.empty(out_t.size, dtype=np.uint8)
     kept = np.zeros(dead_ps.size, dtype=np.int64)
-    delay_key = key ^ _DELAY_SALT
+    s0, s1, s2, s3 = _seed(key)
     never = np.int64(1) << np.int64(62)
     i = j = m = 0
-    counter = np.uint64(0)
     while True:
         ts = time_ps[i] if i < n else never
         ta = add_t[j] if j < k else never
@@ -174,10 +190,10 @@ def detector_walk(  # type: ignore[no-untyped-def]
         kept[d] += 1
         m += 1
         if spawns and parent:
-            bits = _splitmix(key + counter * _GOLDEN)
-            counter += _ONE
+            bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
             if (bits >> _S11) < after_cut[d]:
-                delay = _exponential(_splitmix(delay_key + counter * _GOLDEN)) * decay_ps[d]
+                bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+                delay = _exponential(bits) * decay_ps[d]
                 at = t + dead_ps[d] + np.int64(delay)
                 r = size  # insertion into the short descending list
                 while r > 0 and heap_t[r - 1] <= at:  # equal times: the newer pops later

@@ -65,19 +65,24 @@ class TaggerModel:
     def _map_times_compiled(self, true_ps: I64) -> I64:
         """``map_times`` in one pass; the same float operations, so the same integers."""
         assert self.jit is not None
+        clock, wander = self._clock_parameters(true_ps)
+        mapped: I64 = self.jit.tagger_clock(true_ps, *clock, wander)
+        return mapped
+
+    def _clock_parameters(
+        self, true_ps: I64
+    ) -> tuple[tuple[int, float, int, float, float, int], npt.NDArray[np.float64]]:
+        """((offset, ppm factor, t_lo, w_lo, slope, wander mode), wander) for the kernels."""
         amplitude = self.settings.wander_amplitude_ps
         mode, t_lo, w_lo, slope, wander = 0, 0, 0.0, 0.0, _NO_WANDER
-        if amplitude > 0.0:
+        if amplitude > 0.0 and true_ps.size:
             chord = self._wander_chord(true_ps)
             if chord is None:  # a real sine: numpy's sin, so both paths round alike
                 mode, wander = 2, self._wander_ps(true_ps)
             else:
                 mode, (t_lo, w_lo, slope) = 1, chord
         ppm_factor = self.frequency_offset_ppm * 1e-6 if self.frequency_offset_ppm != 0.0 else 0.0
-        mapped: I64 = self.jit.tagger_clock(
-            true_ps, self.offset_ps, ppm_factor, t_lo, w_lo, slope, mode, wander
-        )
-        return mapped
+        return (self.offset_ps, ppm_factor, t_lo, w_lo, slope, mode), wander
 
     def _wander_chord(self, true_ps: I64) -> tuple[int, float, float] | None:
         """(t_lo, wander at t_lo, slope) when the chord is exact to 1e-3 ps, else None."""
@@ -127,24 +132,7 @@ class TaggerModel:
         """Timestamp clicks (true time, input channel); return the batch this closes."""
         if self._window_start_ps is None:
             return None
-        delays = np.asarray(self.channel_delays_ps, dtype=np.int64)
-        tagged = self.map_times(true_ps)
-        if delays.any():
-            tagged = tagged + delays[channel]
-        if self._carry_time.size:
-            time_ps = np.concatenate([self._carry_time, tagged])
-            channel_arr = np.concatenate([self._carry_channel, channel])
-        else:
-            time_ps, channel_arr = tagged, channel
-        resolution = self.settings.resolution_ps
-        if resolution > 1:
-            time_ps = (time_ps // resolution) * resolution
-        if time_ps.size > 1 and not self._is_sorted(time_ps):
-            # Jitter and per-channel delays swap a few neighbours: a stable sort of
-            # (time << 6 | channel) keys puts them back and keeps channels attached.
-            keys = np.sort((time_ps << _CHANNEL_BITS) | channel_arr, kind="stable")
-            time_ps = keys >> _CHANNEL_BITS
-            channel_arr = (keys & ((1 << _CHANNEL_BITS) - 1)).astype(np.uint8)
+        time_ps, channel_arr = self._stamp(channel, true_ps)
         stop_ps = self.clock_ps(window_end_true_ps) - guard_ps
         cut = int(np.searchsorted(time_ps, stop_ps, side="left"))
         self._carry_time, self._carry_channel = time_ps[cut:], channel_arr[cut:]
@@ -176,10 +164,34 @@ class TaggerModel:
             missed_events=missed,
         )
 
-    def _is_sorted(self, time_ps: I64) -> bool:
+    def _stamp(self, channel: U8, true_ps: I64) -> tuple[I64, U8]:
+        """Carried tags plus these clicks on this tagger's time line, in (time, channel) order."""
+        delays = np.asarray(self.channel_delays_ps, dtype=np.int64)
+        resolution = self.settings.resolution_ps
         if self.jit is not None:
-            return bool(self.jit.is_sorted(time_ps))
-        return bool((time_ps[1:] >= time_ps[:-1]).all())
+            clock, wander = self._clock_parameters(true_ps)
+            stamped: tuple[I64, U8] = self.jit.tag_stream(
+                true_ps, channel, self._carry_time, self._carry_channel, clock, wander, delays,
+                resolution,
+            )  # fmt: skip
+            return stamped
+        tagged = self.map_times(true_ps)
+        if delays.any():
+            tagged = tagged + delays[channel]
+        if self._carry_time.size:
+            time_ps = np.concatenate([self._carry_time, tagged])
+            channel_arr = np.concatenate([self._carry_channel, channel])
+        else:
+            time_ps, channel_arr = tagged, channel
+        if resolution > 1:
+            time_ps = (time_ps // resolution) * resolution
+        if time_ps.size > 1 and not bool((time_ps[1:] >= time_ps[:-1]).all()):
+            # Jitter and per-channel delays swap a few neighbours: a stable sort of
+            # (time << 6 | channel) keys puts them back and keeps channels attached.
+            keys = np.sort((time_ps << _CHANNEL_BITS) | channel_arr, kind="stable")
+            time_ps = keys >> _CHANNEL_BITS
+            channel_arr = (keys & ((1 << _CHANNEL_BITS) - 1)).astype(np.uint8)
+        return time_ps, channel_arr
 
     def _rate_limit(self, time_ps: I64, channel: U8) -> tuple[I64, U8, int]:
         cap = int(self.max_rate_hz * _BLOCK_PS * 1e-12)

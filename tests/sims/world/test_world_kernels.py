@@ -205,7 +205,7 @@ def test_detector_walk_matches_the_sequential_dead_time() -> None:
 
 
 def test_detector_walk_carries_late_afterpulses_to_the_next_slice() -> None:
-    time_ps = np.arange(1, 2001, dtype=np.int64) * 1_000_000  # one click per microsecond
+    time_ps = np.arange(1, 2001, dtype=np.int64) * 10_000_000  # one click per 10 us
     detector = np.zeros(time_ps.size, dtype=np.uint8)
     none = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
     dead = np.full(4, 50_000, dtype=np.int64)
