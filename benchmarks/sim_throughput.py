@@ -1,14 +1,16 @@
 """Throughput of the simulated optical world; prints one JSON object.
 
-    python benchmarks/sim_throughput.py [--cpu-s 3] [--long-sim-s 100]
+    python benchmarks/sim_throughput.py [--cpu-s 3] [--long-sim-s 100] [--previous-rev bb8f3ae]
 
 Figures:
-- events_per_cpu_s: Bob's tags per CPU-second with the full detector model (signal clicks,
-  dark counts, dead time, afterpulses, jitter, tagger clock with offset/ppm/wander) at a high
-  click rate (SNSPDs at 50 km, 4 x 5 MHz per detector, dead time biting), and the same for the
-  GYS link, each with a ratio against the 20 M/s target and against the pure-numpy path of
-  the same world (``compiled_kernels: false``, identical tags) measured in alternating rounds
-  in this process.
+- events_per_cpu_s: Bob's tags per CPU-second (time.process_time) with the full detector
+  model (signal clicks, dark counts, dead time, afterpulses, jitter, tagger clock with
+  offset/ppm/wander) at a high click rate (SNSPDs at 50 km, 4 x 5 MHz per detector, dead time
+  biting), and the same for the GYS link, each with a ratio against the 20 M/s target,
+  against the previous compiled path (sims/world as of ``--previous-rev``, loaded from git
+  into this process under another package name: bulk numpy draws + numba loops) and against
+  the pure-numpy path (``compiled_kernels: false``), measured in alternating rounds in this
+  process so that load from other work hits all alike.
 - sim_s_per_wall_s (and per CPU second) for the default world and for GYS at 1 GHz / 50 km
   (both taggers read), with a ratio against a dense per-pulse reference measured in the same
   process (one uniform draw per pulse, no detector model at all).
@@ -19,13 +21,16 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,11 +60,46 @@ GYS_50KM: dict[str, Any] = {
 }
 
 
-def events_per_cpu_s(settings: dict[str, Any], cpu_budget_s: float) -> tuple[float, float]:
+PREVIOUS_REV = "bb8f3ae"
+"""Last commit of sims/world before the kernels drew their own randomness."""
+_PREVIOUS_PACKAGE = "sim_world_previous"
+
+
+def load_previous_world(rev: str) -> Any | None:
+    """The World class of sims/world at git ``rev``, imported as another package (or None).
+
+    The files come from ``git show`` into a temporary folder with ``sims.world`` renamed, so
+    the old and the new world run side by side in this process (sims.clock is shared).
+    """
+    repo = Path(__file__).resolve().parent.parent
+    listing = subprocess.run(
+        ["git", "ls-tree", "--name-only", rev, "sims/world/"],
+        cwd=repo, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if listing.returncode != 0:
+        return None
+    root = Path(tempfile.mkdtemp(prefix="sim_world_previous_"))
+    package = root / _PREVIOUS_PACKAGE
+    package.mkdir()
+    for name in listing.stdout.split():
+        if not name.endswith(".py"):
+            continue
+        text = subprocess.run(
+            ["git", "show", f"{rev}:{name}"],
+            cwd=repo, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout  # fmt: skip
+        (package / Path(name).name).write_text(text.replace("sims.world", _PREVIOUS_PACKAGE))
+    sys.path.insert(0, str(root))
+    return importlib.import_module(_PREVIOUS_PACKAGE).World
+
+
+def events_per_cpu_s(
+    settings: dict[str, Any], cpu_budget_s: float, world_class: Any = World
+) -> tuple[float, float]:
     """Bob's tags per CPU second and sim seconds covered per CPU second."""
-    world = World.from_settings(settings)
+    world = world_class.from_settings(settings)
     world.start_stream("bob")
-    world.read_batch("bob")  # warm-up: tables, first slice
+    world.read_batch("bob")  # warm-up: tables, first slice (and compilation)
     n_tags = 0
     start_cpu, start_sim = time.process_time(), world.clock.now_s()
     while time.process_time() - start_cpu < cpu_budget_s:
@@ -68,27 +108,34 @@ def events_per_cpu_s(settings: dict[str, Any], cpu_budget_s: float) -> tuple[flo
     return n_tags / cpu_s, (world.clock.now_s() - start_sim) / cpu_s
 
 
-def compiled_vs_numpy(
-    settings: dict[str, Any], cpu_budget_s: float, rounds: int = 3
+def against_baselines(
+    settings: dict[str, Any], cpu_budget_s: float, previous: Any | None, rounds: int = 3
 ) -> dict[str, float]:
-    """Events and sim s per CPU s, compiled kernels against the numpy path (the baseline).
+    """Events and sim s per CPU s: compiled kernels, the previous compiled path, numpy path.
 
-    The two alternate in short rounds so that load from other work on the shared machine
-    hits both alike; each figure is the best round.
+    The variants alternate in short rounds so that load from other work on the shared
+    machine hits all alike; each figure is the best round.
     """
-    best: dict[bool, tuple[float, float]] = {True: (0.0, 0.0), False: (0.0, 0.0)}
+    variants: dict[str, tuple[Any, bool]] = {"new": (World, True), "numpy": (World, False)}
+    if previous is not None:
+        variants["previous"] = (previous, True)
+    best = {name: (0.0, 0.0) for name in variants}
     for _ in range(rounds):
-        for compiled in (True, False):
+        for name, (world_class, compiled) in variants.items():
             figures = events_per_cpu_s(
-                {**settings, "compiled_kernels": compiled}, cpu_budget_s / rounds
+                {**settings, "compiled_kernels": compiled}, cpu_budget_s / rounds, world_class
             )
-            best[compiled] = max(best[compiled], figures)
-    return {
-        "events_per_cpu_s": best[True][0],
-        "sim_s_per_cpu_s": best[True][1],
-        "numpy_events_per_cpu_s": best[False][0],
-        "ratio_vs_numpy": best[True][0] / best[False][0],
+            best[name] = max(best[name], figures)
+    result = {
+        "events_per_cpu_s": best["new"][0],
+        "sim_s_per_cpu_s": best["new"][1],
+        "numpy_events_per_cpu_s": best["numpy"][0],
+        "ratio_vs_numpy": best["new"][0] / best["numpy"][0],
     }
+    if previous is not None:
+        result["previous_events_per_cpu_s"] = best["previous"][0]
+        result["ratio_vs_previous"] = best["new"][0] / best["previous"][0]
+    return result
 
 
 def dense_reference_sim_s_per_cpu_s(settings: dict[str, Any], cpu_budget_s: float) -> float:
@@ -166,13 +213,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-s", type=float, default=3.0, help="CPU budget per throughput figure")
     parser.add_argument("--long-sim-s", type=float, default=100.0, help="long RSS run, sim s")
+    parser.add_argument(
+        "--previous-rev", default=PREVIOUS_REV, help="git revision of the previous sims/world"
+    )
     parser.add_argument("--child-sim-s", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_sim_s is not None:
         _run_for(args.child_sim_s)
         return
-    full = compiled_vs_numpy(FULL_MODEL, 2.0 * args.cpu_s)
-    gys_events = compiled_vs_numpy(GYS_50KM, 2.0 * args.cpu_s)
+    previous = load_previous_world(args.previous_rev)
+    full = against_baselines(FULL_MODEL, 2.0 * args.cpu_s, previous)
+    gys_events = against_baselines(GYS_50KM, 2.0 * args.cpu_s, previous)
     events = full["events_per_cpu_s"]
     default = sim_s_per_wall_s({}, args.cpu_s)
     gys = sim_s_per_wall_s(GYS_50KM, args.cpu_s)
@@ -184,6 +235,9 @@ def main() -> None:
         "kernels": "numba " + numba_version() if World.from_settings({}).compiled else "numpy",
         "events_per_cpu_s": round(events),
         "events_ratio_vs_target_20M": round(events / TARGET_EVENTS_PER_S, 3),
+        "previous_path_rev": args.previous_rev if previous is not None else None,
+        "previous_path_events_per_cpu_s": round(full.get("previous_events_per_cpu_s", 0.0)),
+        "events_ratio_vs_previous_path": round(full.get("ratio_vs_previous", 0.0), 2),
         "numpy_path_events_per_cpu_s": round(full["numpy_events_per_cpu_s"]),
         "events_ratio_vs_numpy_path": round(full["ratio_vs_numpy"], 2),
         "full_model_sim_s_per_cpu_s": round(full["sim_s_per_cpu_s"], 4),
@@ -191,6 +245,10 @@ def main() -> None:
         "gys_events_ratio_vs_target_20M": round(
             gys_events["events_per_cpu_s"] / TARGET_EVENTS_PER_S, 3
         ),
+        "gys_previous_path_events_per_cpu_s": round(
+            gys_events.get("previous_events_per_cpu_s", 0.0)
+        ),
+        "gys_events_ratio_vs_previous_path": round(gys_events.get("ratio_vs_previous", 0.0), 2),
         "gys_numpy_path_events_per_cpu_s": round(gys_events["numpy_events_per_cpu_s"]),
         "gys_events_ratio_vs_numpy_path": round(gys_events["ratio_vs_numpy"], 2),
         "default_sim_s_per_wall_s": round(default["sim_s_per_wall_s"], 4),
