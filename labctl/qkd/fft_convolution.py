@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 Bits = npt.NDArray[np.uint8]
 Floats = npt.NDArray[np.float64]
+Spectra = npt.NDArray[np.complex128]
 
 _PLANS_KEPT = 2
 """FFT lengths whose FFTW plans and buffers stay cached (24 bytes per point each)."""
@@ -33,6 +34,14 @@ class ConvolutionBackend(Protocol):
         """(a (*) b)[start : start + count] for the cyclic convolution of ``length`` points."""
         ...
 
+    def rfft_rows(self, rows: Floats) -> Spectra:
+        """Real FFT of every row (rows of one length), as a new array."""
+        ...
+
+    def irfft_rows(self, spectra: Spectra, length: int) -> Floats:
+        """Normalised inverse real FFT of every row to ``length`` points, as a new array."""
+        ...
+
 
 class NumpyBackend:
     """numpy.fft (pocketfft): always available."""
@@ -45,6 +54,14 @@ class NumpyBackend:
         spectrum *= np.fft.rfft(b, length)
         out: Floats = np.fft.irfft(spectrum, length)[start : start + count]
         return out
+
+    def rfft_rows(self, rows: Floats) -> Spectra:
+        """See :class:`ConvolutionBackend`."""
+        return np.fft.rfft(rows, axis=-1)
+
+    def irfft_rows(self, spectra: Spectra, length: int) -> Floats:
+        """See :class:`ConvolutionBackend`."""
+        return np.fft.irfft(spectra, length, axis=-1)
 
 
 class _FftwPlan:
@@ -66,6 +83,24 @@ class _FftwPlan:
         self.real[bits.size :] = 0.0
 
 
+_BATCH_ROWS = 8
+"""Rows per batched FFTW plan in the block products (small transforms, one execute)."""
+
+
+class _FftwRows:
+    """A batched plan pair (forward and inverse) over up to _BATCH_ROWS rows of one length."""
+
+    def __init__(self, pyfftw: Any, length: int) -> None:
+        flags = ("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT")
+        shape = (_BATCH_ROWS, length)
+        self.real = pyfftw.empty_aligned(shape, dtype="float64")
+        self.spec = pyfftw.empty_aligned((_BATCH_ROWS, length // 2 + 1), dtype="complex128")
+        self.forward = pyfftw.FFTW(self.real, self.spec, axes=(-1,), flags=flags, threads=1)
+        self.inverse = pyfftw.FFTW(
+            self.spec, self.real, axes=(-1,), direction="FFTW_BACKWARD", flags=flags, threads=1
+        )
+
+
 class FftwBackend:
     """FFTW through pyfftw; plans are cached per length and used under a lock."""
 
@@ -74,7 +109,46 @@ class FftwBackend:
     def __init__(self, pyfftw: Any) -> None:
         self._pyfftw = pyfftw
         self._plans: OrderedDict[int, _FftwPlan] = OrderedDict()
+        self._row_plans: OrderedDict[int, _FftwRows] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _rows(self, length: int) -> _FftwRows:
+        plan = self._row_plans.get(length)
+        if plan is None:
+            plan = _FftwRows(self._pyfftw, length)
+            self._row_plans[length] = plan
+            while len(self._row_plans) > _PLANS_KEPT:
+                self._row_plans.popitem(last=False)
+        self._row_plans.move_to_end(length)
+        return plan
+
+    def rfft_rows(self, rows: Floats) -> Spectra:
+        """See :class:`ConvolutionBackend`."""
+        count, length = rows.shape
+        out = np.empty((count, length // 2 + 1), dtype=np.complex128)
+        with self._lock:
+            plan = self._rows(length)
+            for r0 in range(0, count, _BATCH_ROWS):
+                r1 = min(r0 + _BATCH_ROWS, count)
+                plan.real[: r1 - r0] = rows[r0:r1]
+                plan.real[r1 - r0 :] = 0.0
+                plan.forward.execute()
+                out[r0:r1] = plan.spec[: r1 - r0]
+        return out
+
+    def irfft_rows(self, spectra: Spectra, length: int) -> Floats:
+        """See :class:`ConvolutionBackend`."""
+        count = spectra.shape[0]
+        out = np.empty((count, length), dtype=np.float64)
+        with self._lock:
+            plan = self._rows(length)
+            for r0 in range(0, count, _BATCH_ROWS):
+                r1 = min(r0 + _BATCH_ROWS, count)
+                plan.spec[: r1 - r0] = spectra[r0:r1]
+                plan.spec[r1 - r0 :] = 0.0
+                plan.inverse.execute()  # unnormalised
+                np.multiply(plan.real[: r1 - r0], 1.0 / length, out=out[r0:r1])
+        return out
 
     def _plan(self, length: int) -> _FftwPlan:
         plan = self._plans.get(length)
