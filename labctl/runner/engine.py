@@ -55,6 +55,7 @@ class _Prepared:
     seq_next: int = 0
     rollback: dict[str, tuple[str, int]] = field(default_factory=dict)
     resumed: bool = False
+    void_seqs: list[int] | None = None  # [first, last] seq rolled back on resume, or None
 
 
 class RunEngine:
@@ -140,10 +141,18 @@ class RunEngine:
         plan_name = str(metadata["plan"])
         plan = plan or load_plan(plan_name)
         checkpoint = folder.read_checkpoint() or {}
-        seq_next = int(checkpoint.get("seq_next", 1))
+        checkpoint_seq = int(checkpoint.get("seq_next", 1))
+        void_seqs: list[int] | None = None
         if folder.events_path.exists():
-            truncate_events(folder.events_path, seq_next)
-            seq_next = len(read_events(folder.events_path))
+            written = [int(e["seq"]) for e in read_events(folder.events_path)]
+            # Events after the checkpoint are rolled back: their work is redone. They may
+            # already have reached MQTT, so their seq numbers are never reused (a subscriber
+            # that keeps the first copy per seq would otherwise keep stale content); the
+            # "resumed" event names them void.
+            truncate_events(folder.events_path, checkpoint_seq)
+            seq_next = max(written, default=-1) + 1
+            if seq_next > checkpoint_seq:
+                void_seqs = [checkpoint_seq, seq_next - 1]
         else:
             seq_next = 0
         saved = checkpoint.get("datasets", {})
@@ -161,6 +170,7 @@ class RunEngine:
             seq_next=seq_next,
             rollback=rollback,
             resumed=True,
+            void_seqs=void_seqs,
         )
         return await self._execute(plan, prepared, duration_s, control)
 
@@ -209,7 +219,11 @@ class RunEngine:
             if bus.seq_next == 0:
                 bus.emit("start", "primary", await self._start_data(folder, prep))
             else:
-                bus.emit("event", "runner", {"action": "resumed", "seq_next": prep.seq_next})
+                bus.emit(
+                    "event",
+                    "runner",
+                    {"action": "resumed", "seq_next": prep.seq_next, "void_seqs": prep.void_seqs},
+                )
             log.info(
                 "run %s: plan %s %s",
                 folder.run_id,
