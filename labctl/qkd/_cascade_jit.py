@@ -281,3 +281,62 @@ def settle(qp, qb, qh, qs, qm, qe, left_odd, state, offset, slots):  # type: ign
         fresh[:nfresh],
         new_known,
     )
+
+
+@njit(cache=True, nogil=True)
+def alice_ranges(prefix, stride, passes, start, end, n, n_passes, filled):  # type: ignore[no-untyped-def]
+    """Alice's parities of shuffled ranges from her prefix rows. Returns (parities, code):
+    code 0 ok, 1 a pass out of range, 2 a range outside the frame, 3 a row not filled."""
+    out = np.empty(start.size, dtype=np.uint8)
+    for t in range(start.size):
+        p = np.int64(passes[t])
+        if p >= n_passes:
+            return out, 1
+        s, e = start[t], end[t]
+        if s < 0 or e > n or e <= s:
+            return out, 2
+        if not filled[p]:
+            return out, 3
+        out[t] = prefix[p * stride + e] ^ prefix[p * stride + s]
+    return out, 0
+
+
+@njit(cache=True, nogil=True)
+def head_parities(key, order, block, count):  # type: ignore[no-untyped-def]
+    """Parities of the first ``count`` blocks of key[order] (the last may be short)."""
+    n = order.size
+    out = np.empty(count, dtype=np.uint8)
+    for blk in range(count):
+        acc = 0
+        for i in range(blk * block, min((blk + 1) * block, n)):
+            acc += key[order[i]]
+        out[blk] = acc & 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def flip_positions(key, flips, positions, started, rows, stride, row_ready):  # type: ignore[no-untyped-def]
+    """Flip key bits (distinct), and in every ready shuffled row; returns (pass, shuffled
+    position) of each flipped bit in each started pass, for the path toggles."""
+    count = flips.size
+    passes = np.empty(started * count, dtype=np.int64)
+    where = np.empty(started * count, dtype=np.int64)
+    for r in range(count):
+        key[flips[r]] ^= 1
+    for j in range(started):
+        pos = positions[j]
+        for r in range(count):
+            q = flips[r] if j == 0 else np.int64(pos[flips[r]])
+            passes[j * count + r] = j
+            where[j * count + r] = q
+            if row_ready[j]:
+                rows[j * stride + q] ^= 1
+    return passes, where
+
+
+def new_array_list():  # type: ignore[no-untyped-def]
+    """An empty numba typed list for int32 arrays (the started passes' inverse shuffles)."""
+    from numba import types
+    from numba.typed import List
+
+    return List.empty_list(types.Array(types.int32, 1, "C", readonly=True))

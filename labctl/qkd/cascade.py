@@ -25,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from labctl.qkd.cascade_kernels import load
 from labctl.qkd.cascade_messages import (
     BLOCKS,
     RANGES,
@@ -69,10 +71,19 @@ def _block_parities(shuffled: Bits, block_size: int, n_blocks: int) -> Bits:
     return out
 
 
+_KERNELS = load()
+_RANGE_ERRORS = {
+    1: "CascadeAlice: query for pass >= {passes}",
+    2: "CascadeAlice: range query outside the frame",
+}
+
+
 class CascadeAlice:
     """Alice's side: answers parity queries about her key, keeps nothing else."""
 
-    def __init__(self, key: SecretBits, schedule: CascadeSchedule) -> None:
+    def __init__(
+        self, key: SecretBits, schedule: CascadeSchedule, *, compiled: bool = True
+    ) -> None:
         if len(key) != schedule.n_bits:
             raise ReconciliationError(
                 f"CascadeAlice: key has {len(key)} bits, schedule expects {schedule.n_bits}"
@@ -84,6 +95,7 @@ class CascadeAlice:
         self._stride = schedule.n_bits + 1
         self._prefix = np.zeros(schedule.passes * self._stride, dtype=np.uint8)
         self._filled = np.zeros(schedule.passes, dtype=np.bool_)
+        self._kernels = _KERNELS if compiled else None
 
     def __repr__(self) -> str:
         return f"CascadeAlice(n_bits={self._schedule.n_bits}, passes={self._schedule.passes})"
@@ -102,6 +114,8 @@ class CascadeAlice:
         """Answer one request; raises ReconciliationError on an out-of-range query."""
         passes = self._schedule.passes
         n = self._schedule.n_bits
+        if request.kind == RANGES and self._kernels is not None:
+            return self._handle_ranges_compiled(request)
         if request.pass_index.size and int(request.pass_index.max()) >= passes:
             raise ReconciliationError(f"CascadeAlice: query for pass >= {passes}")
         if request.kind == BLOCKS:
@@ -115,10 +129,12 @@ class CascadeAlice:
                 return CascadeReply(prefix[np.minimum(starts + k, n)] ^ prefix[starts])
             # Only the announced head is shuffled here; the prefix waits for a range query.
             length = min(sent * k, n)
-            head = (
-                self._key[:length] if j == 0 else self._key[self._schedule.shuffle(j)[0][:length]]
-            )
-            return CascadeReply(_block_parities(head, k, sent))
+            if j == 0:
+                return CascadeReply(_block_parities(self._key[:length], k, sent))
+            order = self._schedule.shuffle(j)[0]
+            if self._kernels is not None:
+                return CascadeReply(self._kernels.head_parities(self._key, order, k, sent))
+            return CascadeReply(_block_parities(self._key[order[:length]], k, sent))
         start, end = request.start, request.end
         if start.size and (
             int(start.min()) < 0 or int(end.max()) > n or bool(np.any(end <= start))
@@ -131,6 +147,29 @@ class CascadeAlice:
                 self._fill(int(j))
         base = p * self._stride
         return CascadeReply(self._prefix[base + end] ^ self._prefix[base + start])
+
+    def _handle_ranges_compiled(self, request: CascadeRequest) -> CascadeReply:
+        kernels = self._kernels
+        assert kernels is not None
+        sched = self._schedule
+        while True:
+            parities, code = kernels.alice_ranges(
+                self._prefix,
+                self._stride,
+                request.pass_index,
+                request.start,
+                request.end,
+                sched.n_bits,
+                sched.passes,
+                self._filled,
+            )
+            if code == 0:
+                return CascadeReply(parities)
+            if code != 3:
+                raise ReconciliationError(_RANGE_ERRORS[int(code)].format(passes=sched.passes))
+            # Bob normally asks only about passes already announced; fill the others.
+            for j in np.unique(request.pass_index[~self._filled[request.pass_index]]):
+                self._fill(int(j))
 
 
 @dataclass
@@ -190,6 +229,9 @@ class CascadeBob:
         self._shuffled = np.zeros(schedule.passes * self._stride, dtype=np.uint8)
         self._row_ready = np.zeros(schedule.passes, dtype=np.bool_)
         self._passes_started = 0
+        kernels = self._nodes.kernels
+        # Started passes' inverse shuffles, as a typed list the compiled flips can index.
+        self._positions: Any = None if kernels is None else kernels.new_array_list()
         self.stats = CascadeStats(schedule.n_bits)
 
     def __repr__(self) -> str:
@@ -337,9 +379,22 @@ class CascadeBob:
 
     def _apply_flips(self, bits: IndexArray) -> None:
         flips = np.unique(bits)
-        self._key[flips] ^= 1
         self.stats.corrected_bits += int(flips.size)
         started = self._passes_started
+        kernels = self._nodes.kernels
+        if kernels is not None:
+            passes, where = kernels.flip_positions(
+                self._key,
+                flips,
+                self._positions,
+                started,
+                self._shuffled,
+                self._stride,
+                self._row_ready,
+            )
+            self._nodes.toggle_paths(passes, where)
+            return
+        self._key[flips] ^= 1
         pos = [flips if j == 0 else self._schedule.shuffle(j)[1][flips] for j in range(started)]
         positions: IndexArray = np.concatenate(pos).astype(np.int64, copy=False)
         passes = np.repeat(np.arange(started, dtype=np.int64), flips.size)
@@ -352,6 +407,8 @@ class CascadeBob:
         sched = self._schedule
         n, k, n_blocks = sched.n_bits, sched.block_sizes[j], sched.block_count(j)
         self._passes_started = j + 1
+        if self._positions is not None:
+            self._positions.append(sched.shuffle(j)[1])
         alice = yield from self._exchange(CascadeRequest.blocks(j))
         sent = n_blocks if j == 0 else n_blocks - 1
         if alice.size != sent:
@@ -366,8 +423,12 @@ class CascadeBob:
             # neither side needs the shuffled tail (half the key when k = n / 2).
             alice_rest = int(np.bitwise_xor.reduce(alice)) if alice.size else 0
             alice = np.append(alice, np.uint8(alice_total ^ alice_rest))
-            head = self._key[sched.shuffle(j)[0][: min(sent * k, n)]]
-            bob_head = _block_parities(head, k, sent)
+            order = sched.shuffle(j)[0]
+            kernels = self._nodes.kernels
+            if kernels is not None:
+                bob_head = kernels.head_parities(self._key, order, k, sent)
+            else:
+                bob_head = _block_parities(self._key[order[: min(sent * k, n)]], k, sent)
             bob_total = int(np.add.reduce(self._key, dtype=np.uint64) & 1)
             bob_rest = int(np.bitwise_xor.reduce(bob_head)) if bob_head.size else 0
             bob = np.append(bob_head, np.uint8(bob_total ^ bob_rest))

@@ -49,13 +49,21 @@ def test_error_free_frame_discloses_only_block_parities() -> None:
     assert out.stats.disclosed_bits == expected and out.key == a
 
 
-def test_messages_round_trip_bytes_and_alice_rejects_bad_queries() -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+def test_messages_round_trip_bytes_and_alice_rejects_bad_queries(compiled: bool) -> None:
     a, _, _ = _frame(1000, 0.0, 2)
     sched = CascadeSchedule.create(1000, 0.05, 4)
-    alice = CascadeAlice(a, sched)
-    req = CascadeRequest(1, np.array([0], np.uint8), np.array([10]), np.array([2000]))
-    with pytest.raises(ReconciliationError, match="outside the frame"):
-        alice.handle(CascadeRequest.from_bytes(req.to_bytes()))
+    alice = CascadeAlice(a, sched, compiled=compiled)
+    bad = [
+        ([0], [10], [2000], "outside the frame"),
+        ([0], [-1], [5], "outside the frame"),
+        ([1, 0], [7, 9], [20, 9], "outside the frame"),
+        ([14], [0], [5], "query for pass >= 14"),
+    ]
+    for passes, start, end, error in bad:
+        req = CascadeRequest(1, np.array(passes, np.uint8), np.array(start), np.array(end))
+        with pytest.raises(ReconciliationError, match=error):
+            alice.handle(CascadeRequest.from_bytes(req.to_bytes()))
     assert repr(alice) == "CascadeAlice(n_bits=1000, passes=14)"
 
 
@@ -111,7 +119,7 @@ def test_compiled_and_numpy_paths_send_the_same_messages(n: int, q: float) -> No
     sched = CascadeSchedule.create(n, q, 21)
     outcomes = []
     for compiled in (True, False):
-        alice, requests = CascadeAlice(a, sched), []
+        alice, requests = CascadeAlice(a, sched, compiled=compiled), []
         protocol = CascadeBob(b, sched, compiled=compiled).run()
         try:
             request = next(protocol)
