@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -167,6 +168,10 @@ class DetectorBank:
         self._pending_det: U8 = np.zeros(0, dtype=np.uint8)
         self._table_key: tuple[tuple[float, int], ...] | None = None
         self._table: npt.NDArray[np.int64] = np.zeros((1, _N_QUANTILES), dtype=np.int64)
+        self._compact_key: tuple[float, ...] | None = None
+        self._compact: npt.NDArray[np.signedinteger[Any]] = np.zeros((1, 1), dtype=np.int16)
+        # Output clicks per detector of the last ``process`` call.
+        self.output_counts: I64 = np.zeros(len(self.states), dtype=np.int64)
 
     def efficiencies(self) -> npt.NDArray[np.float64]:
         """Current efficiency of each detector, 0 for one that cannot click."""
@@ -219,6 +224,7 @@ class DetectorBank:
                 time_ps, detector = self._insert_afterpulses(
                     time_ps, detector, after_t[~later], after_d[~later], start_last
                 )
+        self.output_counts = np.bincount(detector, minlength=len(self.states))
         return time_ps, detector
 
     def _process_compiled(
@@ -248,13 +254,13 @@ class DetectorBank:
         dead = np.array([s.dead_ps for s in self.states], dtype=np.int64)
         last = np.array([s.last_kept_ps for s in self.states], dtype=np.int64)
         p_after = [0.0 if blinded else s.settings.afterpulse_probability for s in self.states]
-        after_cut = np.array([round(p * 2.0**53) for p in p_after], dtype=np.uint64)
         decay = np.array([s.settings.afterpulse_decay_ns * 1000.0 for s in self.states])
         key = np.uint64(rng.bit_generator.random_raw())
-        time_ps, detector, _, later_t, later_d = jit.detector_walk(
-            time_ps, detector, extra_t, extra_d, pend_t, pend_d, dead, last, after_cut, decay,
-            key, t1_ps,
+        time_ps, detector, kept, later_t, later_d = jit.detector_walk(
+            time_ps, detector, extra_t, extra_d, pend_t, pend_d, dead, last, np.array(p_after),
+            decay, key, t1_ps,
         )  # fmt: skip
+        self.output_counts = kept
         self._pending_time, self._pending_det = later_t, later_d
         for state, last_ps in zip(self.states, last.tolist(), strict=True):
             state.last_kept_ps = last_ps
@@ -376,13 +382,12 @@ class DetectorBank:
         """Gaussian timing jitter (table-sampled, tails cut at 4.3 sigma) plus cable delays."""
         if time_ps.size == 0:
             return time_ps
-        table = self._offset_table()
         if self.jit is not None:
             key = np.uint64(rng.bit_generator.random_raw())
-            jittered: I64 = self.jit.jitter_stream(
-                time_ps, detector, table, table.shape[0] > 1, key
-            )
+            jitter, delays = self._compact_table()
+            jittered: I64 = self.jit.jitter_stream(time_ps, detector, jitter, delays, key)
             return jittered
+        table = self._offset_table()
         if table.shape[0] == 1:  # every detector alike: one table, no per-detector gather
             draw = rng.integers(0, _N_QUANTILES, time_ps.size, dtype=np.uint16)
             result: I64 = time_ps + table[0][draw]
@@ -401,3 +406,19 @@ class DetectorBank:
             self._table = np.stack(rows[:1] if len(set(key)) == 1 else rows)
             self._table_key = key
         return self._table
+
+    def _compact_table(self) -> tuple[npt.NDArray[np.signedinteger[Any]], I64]:
+        """(rounded jitter quantiles per detector, one row when all alike; cable delays).
+
+        int16 when the quantiles fit (128 KiB a row, mostly cache-resident), else int32.
+        """
+        key = tuple(s.jitter_sigma_ps for s in self.states)
+        if self._compact_key != key:
+            quantiles = gaussian_quantiles().astype(np.float64)
+            sigmas = key[:1] if len(set(key)) == 1 else key
+            rows = np.stack([np.rint(quantiles * sigma) for sigma in sigmas])
+            dtype = np.int16 if np.abs(rows).max() < 2**15 else np.int32
+            self._compact = rows.astype(dtype)
+            self._compact_key = key
+        delays = np.array([s.settings.delay_ps for s in self.states], dtype=np.int64)
+        return self._compact, delays

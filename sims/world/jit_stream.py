@@ -26,6 +26,7 @@ _S11, _S16 = np.uint64(11), np.uint64(16)
 _ONE = np.uint64(1)
 _U16 = np.uint64(0xFFFF)
 _UNIT = 1.0 / 9007199254740992.0  # 2^-53
+_NEVER = np.int64(1) << np.int64(62)  # later than any click
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -123,36 +124,53 @@ def signal_stream(  # type: ignore[no-untyped-def]
     return out_t[:m], out_d[:m]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _skip(p, s0, s1, s2, s3):  # type: ignore[no-untyped-def]
+    """Geometric(p) failures before the next success, and the next generator state."""
+    if p <= 0.0:
+        return _NEVER, s0, s1, s2, s3
+    bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+    if p >= 1.0:
+        return np.int64(0), s0, s1, s2, s3
+    return np.int64(_exponential(bits) / -math.log1p(-p)), s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _insert(heap_t, heap_d, size, at, d):  # type: ignore[no-untyped-def]
+    """Insert into the short list sorted descending (its earliest entry is at the end)."""
+    r = size
+    while r > 0 and heap_t[r - 1] <= at:  # equal times: the newer one pops later
+        heap_t[r] = heap_t[r - 1]
+        heap_d[r] = heap_d[r - 1]
+        r -= 1
+    heap_t[r] = at
+    heap_d[r] = d
+
+
 @njit(cache=True, nogil=True)
 def detector_walk(  # type: ignore[no-untyped-def]
-    time_ps,
-    detector,
-    add_t,
-    add_d,
-    pend_t,
-    pend_d,
-    dead_ps,
-    last_ps,
-    after_cut,
-    decay_ps,
-    key,
-    t1_ps,
-):
+    time_ps, detector, add_t, add_d, pend_t, pend_d, dead_ps, last_ps, after_p, decay_ps,
+    key, t1_ps,
+):  # fmt: skip
     """Non-paralyzable dead time and afterpulsing in one time-ordered pass.
 
     Inputs: signal clicks and extra clicks (darks), both sorted and all before ``t1_ps``, and
-    afterpulses pending from earlier slices (sorted). Every kept signal or extra click of
-    detector d spawns an afterpulse when its draw's top 53 bits fall below ``after_cut[d]``
-    (p * 2^53), at + dead time + Exp(decay_ps[d]); afterpulses do not spawn but do open a
-    dead time. Ties go signal, then afterpulse, then extra. ``last_ps`` is updated in place.
-    Returns kept clicks, kept counts per detector and the afterpulses at or after ``t1_ps``.
+    afterpulses pending from earlier slices (sorted). Each kept signal or extra click of
+    detector d spawns an afterpulse with probability ``after_p[d]`` (drawn as geometric runs
+    of kept clicks between spawns: the same Bernoulli law, one draw per spawn), at + dead
+    time + Exp(decay_ps[d]); afterpulses do not spawn but do open a dead time. Ties go
+    signal, then afterpulse, then extra. ``last_ps`` is updated in place. Returns kept
+    clicks, kept counts per detector and the afterpulses at or after ``t1_ps``.
     """
     n, k = time_ps.size, add_t.size
+    n_det = dead_ps.size
+    s0, s1, s2, s3 = _seed(key)
+    skip = np.empty(n_det, dtype=np.int64)
     spawns = False
-    for d in range(after_cut.size):
-        spawns = spawns or after_cut[d] > 0
+    for d in range(n_det):
+        skip[d], s0, s1, s2, s3 = _skip(after_p[d], s0, s1, s2, s3)
+        spawns = spawns or after_p[d] > 0.0
     room = pend_t.size + (n + k if spawns else 0) + 1
-    # Pending afterpulses, sorted descending so that the earliest is popped from the end.
     heap_t = np.empty(room, dtype=np.int64)
     heap_d = np.empty(room, dtype=np.uint8)
     size = pend_t.size
@@ -161,20 +179,39 @@ def detector_walk(  # type: ignore[no-untyped-def]
         heap_d[r] = pend_d[size - 1 - r]
     out_t = np.empty(n + k + room, dtype=np.int64)
     out_d = np.empty(out_t.size, dtype=np.uint8)
-    kept = np.zeros(dead_ps.size, dtype=np.int64)
-    s0, s1, s2, s3 = _seed(key)
-    never = np.int64(1) << np.int64(62)
+    kept = np.zeros(n_det, dtype=np.int64)
     i = j = m = 0
     while True:
-        ts = time_ps[i] if i < n else never
-        ta = add_t[j] if j < k else never
-        th = heap_t[size - 1] if size > 0 else never
-        if ts <= th and ts <= ta:
-            if ts == never:
+        ta = add_t[j] if j < k else _NEVER
+        th = heap_t[size - 1] if size > 0 else _NEVER
+        other = min(ta, th)
+        # The common case: signal clicks up to (and tied with) the next dark or afterpulse.
+        while i < n:
+            t = time_ps[i]
+            if t > other:
                 break
-            t, d, parent = ts, detector[i], True
+            d = detector[i]
             i += 1
-        elif th <= ta:
+            if t - last_ps[d] < dead_ps[d]:
+                continue
+            last_ps[d] = t
+            out_t[m] = t
+            out_d[m] = d
+            m += 1
+            kept[d] += 1
+            if skip[d] > 0:
+                skip[d] -= 1
+                continue
+            skip[d], s0, s1, s2, s3 = _skip(after_p[d], s0, s1, s2, s3)
+            bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+            at = t + dead_ps[d] + np.int64(_exponential(bits) * decay_ps[d])
+            _insert(heap_t, heap_d, size, at, d)
+            size += 1
+            other = min(other, at)
+        if other == _NEVER:
+            break
+        th = heap_t[size - 1] if size > 0 else _NEVER
+        if th <= ta:
             if th >= t1_ps:  # the inputs are done (they lie before t1_ps): the rest waits
                 break
             t, d, parent = th, heap_d[size - 1], False
@@ -187,22 +224,18 @@ def detector_walk(  # type: ignore[no-untyped-def]
         last_ps[d] = t
         out_t[m] = t
         out_d[m] = d
-        kept[d] += 1
         m += 1
-        if spawns and parent:
+        kept[d] += 1
+        if parent:
+            if skip[d] > 0:
+                skip[d] -= 1
+                continue
+            skip[d], s0, s1, s2, s3 = _skip(after_p[d], s0, s1, s2, s3)
             bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
-            if (bits >> _S11) < after_cut[d]:
-                bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
-                delay = _exponential(bits) * decay_ps[d]
-                at = t + dead_ps[d] + np.int64(delay)
-                r = size  # insertion into the short descending list
-                while r > 0 and heap_t[r - 1] <= at:  # equal times: the newer pops later
-                    heap_t[r] = heap_t[r - 1]
-                    heap_d[r] = heap_d[r - 1]
-                    r -= 1
-                heap_t[r] = at
-                heap_d[r] = d
-                size += 1
+            _insert(
+                heap_t, heap_d, size, t + dead_ps[d] + np.int64(_exponential(bits) * decay_ps[d]), d
+            )
+            size += 1
     later_t = np.empty(size, dtype=np.int64)
     later_d = np.empty(size, dtype=np.uint8)
     for r in range(size):
@@ -212,15 +245,18 @@ def detector_walk(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def jitter_stream(time_ps, detector, table, per_detector, key):  # type: ignore[no-untyped-def]
-    """time + table[detector or 0, 16 random bits]: jitter plus cable delay, 4 clicks a draw."""
+def jitter_stream(time_ps, detector, jitter, delays, key):  # type: ignore[no-untyped-def]
+    """time + cable delay + jitter[detector (or row 0 when one row), 16 random bits]; one
+    splitmix64 draw serves 4 clicks."""
     out = np.empty(time_ps.size, dtype=np.int64)
+    per_detector = jitter.shape[0] > 1
     bits = np.uint64(0)
     for i in range(time_ps.size):
         if i & 3 == 0:
             bits = _splitmix(key + np.uint64(i >> 2) * _GOLDEN)
         else:
             bits >>= _S16
-        row = detector[i] if per_detector else 0
-        out[i] = time_ps[i] + table[row, np.intp(bits & _U16)]
+        d = detector[i]
+        row = d if per_detector else 0
+        out[i] = time_ps[i] + delays[d] + jitter[row, np.intp(bits & _U16)]
     return out

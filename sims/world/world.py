@@ -384,7 +384,7 @@ class World:
             t1_ps + delay,
             blinded=optics.blinding,
         )
-        self._detector_counts += np.bincount(detector, minlength=len(DETECTOR_NAMES))
+        self._detector_counts += self.detectors.output_counts
         guard = self._guard_ps()
         bob = self.taggers["bob"]
         if bob.streaming:
