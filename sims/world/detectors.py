@@ -250,7 +250,7 @@ class DetectorBank:
         empty_t, empty_d = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
         extra_t, extra_d = empty_t, empty_d
         if not blinded:
-            extra_t, extra_d = self._add_darks(rng, empty_t, empty_d, t0_ps, t1_ps)
+            extra_t, extra_d = self._darks_compiled(rng, t0_ps, t1_ps)
         dead = np.array([s.dead_ps for s in self.states], dtype=np.int64)
         last = np.array([s.last_kept_ps for s in self.states], dtype=np.int64)
         p_after = [0.0 if blinded else s.settings.afterpulse_probability for s in self.states]
@@ -287,6 +287,19 @@ class DetectorBank:
         keep[window] = self._dead_time_grouped(time_ps[window], detector[window], start_last)
         self._update_last_kept(time_ps, detector, keep)
         return time_ps[keep], detector[keep]
+
+    def _darks_compiled(self, rng: np.random.Generator, t0_ps: int, t1_ps: int) -> tuple[I64, U8]:
+        """Dark counts of every counting detector as one Poisson process split by rate."""
+        assert self.jit is not None
+        rates = [s.dark_rate_hz if s.counting else 0.0 for s in self.states]
+        total_hz = sum(rates)
+        n_dark = int(rng.poisson(total_hz * (t1_ps - t0_ps) * 1e-12)) if total_hz > 0.0 else 0
+        if n_dark == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+        share = np.cumsum(rates) / total_hz
+        key = np.uint64(rng.bit_generator.random_raw())
+        darks: tuple[I64, U8] = self.jit.dark_clicks(n_dark, t0_ps, t1_ps, share, key)
+        return darks
 
     def _add_darks(
         self, rng: np.random.Generator, time_ps: I64, detector: U8, t0_ps: int, t1_ps: int

@@ -172,6 +172,11 @@ def tag_stream(true_ps, channel, carry_t, carry_c, clock, wander, delays, resolu
 
 
 # Kernels that draw their own counter-based randomness (they use the helpers above).
-from sims.world.jit_stream import detector_walk, jitter_stream, signal_stream  # noqa: E402
+from sims.world.jit_stream import (  # noqa: E402
+    dark_clicks,
+    detector_walk,
+    jitter_stream,
+    signal_stream,
+)
 
-__all__ = ["detector_walk", "jitter_stream", "signal_stream"]
+__all__ = ["dark_clicks", "detector_walk", "jitter_stream", "signal_stream"]

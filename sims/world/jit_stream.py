@@ -245,6 +245,30 @@ def detector_walk(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
+def dark_clicks(n, t0_ps, t1_ps, share, key):  # type: ignore[no-untyped-def]
+    """``n`` clicks uniform in [t0_ps, t1_ps), detector d with probability share[d] -
+    share[d - 1] (``share`` cumulative, last 1), sorted by time."""
+    s0, s1, s2, s3 = _seed(key)
+    time_ps = np.empty(n, dtype=np.int64)
+    detector = np.empty(n, dtype=np.uint8)
+    span = np.float64(t1_ps - t0_ps)
+    last = share.size - 1
+    for i in range(n):
+        bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+        time_ps[i] = t0_ps + min(
+            np.int64(np.float64(bits >> _S11) * _UNIT * span), t1_ps - t0_ps - 1
+        )
+        bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
+        u = np.float64(bits >> _S11) * _UNIT
+        d = 0
+        while d < last and u >= share[d]:
+            d += 1
+        detector[i] = d
+    order = np.argsort(time_ps, kind="mergesort")
+    return time_ps[order], detector[order]
+
+
+@njit(cache=True, nogil=True)
 def jitter_stream(time_ps, detector, jitter, delays, key):  # type: ignore[no-untyped-def]
     """time + cable delay + jitter[detector (or row 0 when one row), 16 random bits]; one
     splitmix64 draw serves 4 clicks."""

@@ -226,6 +226,21 @@ def test_detector_walk_carries_late_afterpulses_to_the_next_slice() -> None:
     assert abs(delay.mean() - 100_000.0) <= 5.0 * 100_000.0 / math.sqrt(delay.size)
 
 
+def test_dark_clicks_are_uniform_and_split_by_rate() -> None:
+    n, t0, t1 = 200_000, 5_000, 10_000_005_000
+    rates = np.array([1.0, 2.0, 0.0, 5.0])
+    time_ps, detector = jit.dark_clicks(n, t0, t1, np.cumsum(rates) / rates.sum(), np.uint64(3))
+    assert time_ps.size == n and np.all(np.diff(time_ps) >= 0)
+    assert time_ps[0] >= t0 and time_ps[-1] < t1
+    span = t1 - t0
+    mean = float(time_ps.mean()) - t0
+    assert abs(mean - span / 2) <= 5.0 * span / math.sqrt(12 * n)
+    counts = np.bincount(detector, minlength=4)
+    for d, rate in enumerate(rates):
+        p = rate / rates.sum()
+        assert abs(counts[d] - n * p) <= 5.0 * math.sqrt(n * p * (1 - p)) + 1
+
+
 def test_environment_forces_the_numpy_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LABCTL_SIM_KERNELS", "numpy")
     assert kernels.load() is None
