@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +102,21 @@ class _FftwRows:
         )
 
 
+_Plan = TypeVar("_Plan")
+
+
+def _cached(plans: OrderedDict[int, _Plan], length: int, make: Callable[[], _Plan]) -> _Plan:
+    """The plan of a length from a small LRU cache (the last _PLANS_KEPT lengths)."""
+    plan = plans.get(length)
+    if plan is None:
+        plan = make()
+        plans[length] = plan
+        while len(plans) > _PLANS_KEPT:
+            plans.popitem(last=False)
+    plans.move_to_end(length)
+    return plan
+
+
 class FftwBackend:
     """FFTW through pyfftw; plans are cached per length and used under a lock."""
 
@@ -113,14 +129,7 @@ class FftwBackend:
         self._lock = threading.Lock()
 
     def _rows(self, length: int) -> _FftwRows:
-        plan = self._row_plans.get(length)
-        if plan is None:
-            plan = _FftwRows(self._pyfftw, length)
-            self._row_plans[length] = plan
-            while len(self._row_plans) > _PLANS_KEPT:
-                self._row_plans.popitem(last=False)
-        self._row_plans.move_to_end(length)
-        return plan
+        return _cached(self._row_plans, length, lambda: _FftwRows(self._pyfftw, length))
 
     def rfft_rows(self, rows: Floats) -> Spectra:
         """See :class:`ConvolutionBackend`."""
@@ -151,14 +160,7 @@ class FftwBackend:
         return out
 
     def _plan(self, length: int) -> _FftwPlan:
-        plan = self._plans.get(length)
-        if plan is None:
-            plan = _FftwPlan(self._pyfftw, length)
-            self._plans[length] = plan
-            while len(self._plans) > _PLANS_KEPT:
-                self._plans.popitem(last=False)
-        self._plans.move_to_end(length)
-        return plan
+        return _cached(self._plans, length, lambda: _FftwPlan(self._pyfftw, length))
 
     def window(self, a: Bits, b: Bits, length: int, start: int, count: int) -> Floats:
         """See :class:`ConvolutionBackend`."""
