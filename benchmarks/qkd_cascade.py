@@ -22,23 +22,10 @@ import time
 
 import numpy as np
 
-from labctl.qkd.cascade import CascadeAlice, CascadeBob, CascadeOutcome, reconcile
+from labctl.qkd.cascade import reconcile
 from labctl.qkd.cascade_schedule import CascadeSchedule
 from labctl.qkd.secret import SecretBits
 from labctl.qkd.verification import make_tag, tags_match
-
-
-def _numpy_path(alice: SecretBits, bob: SecretBits, sched: CascadeSchedule) -> CascadeOutcome:
-    """reconcile() with both parties on the pure-numpy path."""
-    server = CascadeAlice(alice, sched, compiled=False)
-    protocol = CascadeBob(bob, sched, compiled=False).run()
-    try:
-        request = next(protocol)
-        while True:
-            request = protocol.send(server.handle(request))
-    except StopIteration as done:
-        outcome: CascadeOutcome = done.value
-        return outcome
 
 
 def _run(n: int, q: float, frames: int, rng: np.random.Generator) -> dict[str, object]:
@@ -57,7 +44,7 @@ def _run(n: int, q: float, frames: int, rng: np.random.Generator) -> dict[str, o
         out = reconcile(alice, bob, sched)
         times.append(time.process_time() - t0)
         t0 = time.process_time()
-        slow = _numpy_path(alice, bob, sched)
+        slow = reconcile(alice, bob, sched, compiled=False)
         numpy_times.append(time.process_time() - t0)
         if slow.key != out.key or slow.stats.disclosed_bits != out.stats.disclosed_bits:
             raise SystemExit("compiled and numpy paths disagree")

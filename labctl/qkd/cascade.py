@@ -355,11 +355,15 @@ class CascadeBob:
 
 
 def reconcile(
-    alice_key: SecretBits, bob_key: SecretBits, schedule: CascadeSchedule
+    alice_key: SecretBits,
+    bob_key: SecretBits,
+    schedule: CascadeSchedule,
+    *,
+    compiled: bool = True,
 ) -> CascadeOutcome:
     """Run Cascade in one process: Bob's corrected key and what crossed the channel."""
-    alice = CascadeAlice(alice_key, schedule)
-    protocol = CascadeBob(bob_key, schedule).run()
+    alice = CascadeAlice(alice_key, schedule, compiled=compiled)
+    protocol = CascadeBob(bob_key, schedule, compiled=compiled).run()
     try:
         request = next(protocol)
         while True:
