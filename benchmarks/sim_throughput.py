@@ -72,11 +72,14 @@ def load_previous_world(rev: str) -> Any | None:
     the old and the new world run side by side in this process (sims.clock is shared).
     """
     repo = Path(__file__).resolve().parent.parent
-    listing = subprocess.run(
-        ["git", "ls-tree", "--name-only", rev, "sims/world/"],
-        cwd=repo, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    if listing.returncode != 0:
+    try:
+        listing = subprocess.run(
+            ["git", "ls-tree", "--name-only", rev, "sims/world/"],
+            cwd=repo, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except OSError:  # no git here: the numpy path remains the only baseline
+        return None
+    if listing.returncode != 0 or not listing.stdout.strip():
         return None
     root = Path(tempfile.mkdtemp(prefix="sim_world_previous_"))
     package = root / _PREVIOUS_PACKAGE
