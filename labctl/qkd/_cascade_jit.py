@@ -340,3 +340,46 @@ def new_array_list():  # type: ignore[no-untyped-def]
     from numba.typed import List
 
     return List.empty_list(types.Array(types.int32, 1, "C", readonly=True))
+
+
+@njit(cache=True, nogil=True)
+def unshuffle(passes, shuffled, orders):  # type: ignore[no-untyped-def]
+    """Key positions of bits given as (pass, shuffled position): orders[pass][position]."""
+    out = np.empty(passes.size, dtype=np.int64)
+    for t in range(passes.size):
+        out[t] = orders[passes[t]][shuffled[t]]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def correct(key, bits, positions, started, rows, stride, row_ready, state, odd, geometry, levels):  # type: ignore[no-untyped-def]
+    """Flip the distinct ``bits`` everywhere (key, ready rows, path nodes of every started
+    pass) and rescan. Returns (bits flipped, new odd set, minimal odd ranges)."""
+    offset, slots, block_size, n = geometry
+    flips = np.unique(bits)
+    passes, where = flip_positions(key, flips, positions, started, rows, stride, row_ready)
+    new_odd = toggle_paths(state, odd, passes, where, offset, slots, block_size, n, levels)
+    return flips.size, new_odd, minimal_odd(new_odd, state, offset, slots, block_size, n)
+
+
+@njit(cache=True, nogil=True)
+def answer(query, alice, rows, stride, row_ready, state, offset, slots, orders, fp, fpos):  # type: ignore[no-untyped-def]
+    """Bob's side of one reply: his parities of the queried halves, :func:`settle`, and the
+    key positions of every bit found this round (``fp``/``fpos``: found while descending).
+
+    Returns (ok, next frontier, found key positions, nodes that became odd, newly known);
+    ok is False, with nothing changed, when a queried pass has no shuffled row yet.
+    """
+    qp, qb, qh, qs, qm, qe = query
+    for t in range(qp.size):
+        if not row_ready[qp[t]]:
+            empty = np.empty(0, dtype=np.int64)
+            return False, (empty, empty, empty, empty, empty), empty, empty, 0
+    bob = range_parity(rows, stride, qp, qs, qm)
+    op, ob, oh, os_, oe, sp, spos, fresh, new_known = settle(
+        qp, qb, qh, qs, qm, qe, alice != bob, state, offset, slots
+    )
+    found = np.empty(fp.size + sp.size, dtype=np.int64)
+    found[: fp.size] = unshuffle(fp, fpos, orders)
+    found[fp.size :] = unshuffle(sp, spos, orders)
+    return True, (op, ob, oh, os_, oe), found, fresh, new_known

@@ -122,8 +122,9 @@ class CascadeBob:
         self._row_ready = np.zeros(schedule.passes, dtype=np.bool_)
         self._passes_started = 0
         kernels = self._nodes.kernels
-        # Started passes' inverse shuffles, as a typed list the compiled flips can index.
+        # Started passes' shuffles and inverses, as typed lists the kernels can index.
         self._positions: Any = None if kernels is None else kernels.new_array_list()
+        self._orders: Any = None if kernels is None else kernels.new_array_list()
         self.stats = CascadeStats(schedule.n_bits)
 
     def __repr__(self) -> str:
@@ -241,27 +242,29 @@ class CascadeBob:
             passes, block, heap, start, end, state, offset, slots, block_size, n
         )
         frontier: _Frontier = (qp, qb, qh, qs, qe)
-        if qp.size:
-            alice = yield from self._exchange(CascadeRequest(RANGES, qp.astype(np.uint8), qs, qm))
-            missing = ~self._row_ready[qp]
-            if bool(missing.any()):
-                for j in np.unique(qp[missing]):
-                    self._build_row(int(j))
-            bob = kernels.range_parity(self._shuffled, self._stride, qp, qs, qm)
-            self.stats.search_rounds_per_pass[-1] += 1
-            *frontier_list, sp, spos, fresh, new_known = kernels.settle(
-                qp, qb, qh, qs, qm, qe, alice != bob, state, offset, slots
-            )
-            nodes.add_odd(fresh, int(new_known))
-            frontier = tuple(frontier_list)  # type: ignore[assignment]
-            if sp.size:
-                fp, fpos = np.concatenate((fp, sp)), np.concatenate((fpos, spos))
-        if not fp.size:
-            return np.zeros(0, dtype=np.int64), frontier
-        return self._unshuffle(fp, fpos), frontier
+        if not qp.size:
+            return (self._unshuffle(fp, fpos) if fp.size else fp), frontier
+        alice = yield from self._exchange(CascadeRequest(RANGES, qp.astype(np.uint8), qs, qm))
+        self.stats.search_rounds_per_pass[-1] += 1
+        query = (qp, qb, qh, qs, qm, qe)
+        while True:
+            ok, frontier, found, fresh, new_known = kernels.answer(
+                query, alice, self._shuffled, self._stride, self._row_ready, state, offset,
+                slots, self._orders, fp, fpos,
+            )  # fmt: skip
+            if ok:
+                break
+            for j in np.unique(qp[~self._row_ready[qp]]):  # first range query of a pass
+                self._build_row(int(j))
+        nodes.add_odd(fresh, int(new_known))
+        return found, frontier
 
     def _unshuffle(self, fp: IndexArray, fpos: IndexArray) -> IndexArray:
         """Key positions of bits given as (pass, shuffled position)."""
+        if self._orders is not None:
+            assert self._nodes.kernels is not None
+            found: IndexArray = self._nodes.kernels.unshuffle(fp, fpos, self._orders)
+            return found
         bits = fpos.copy()
         for j in np.unique(fp):
             if j != 0:
@@ -269,23 +272,18 @@ class CascadeBob:
                 bits[sel] = self._schedule.shuffle(int(j))[0][fpos[sel]]
         return bits
 
-    def _apply_flips(self, bits: IndexArray) -> None:
+    def _apply_flips(self, bits: IndexArray) -> _Frontier:
+        """Correct the error bits everywhere; returns the new minimal odd ranges."""
+        started = self._passes_started
+        if self._nodes.kernels is not None:
+            count, frontier = self._nodes.correct(
+                self._key, bits, self._positions, started, self._shuffled, self._stride,
+                self._row_ready,
+            )  # fmt: skip
+            self.stats.corrected_bits += count
+            return frontier
         flips = np.unique(bits)
         self.stats.corrected_bits += int(flips.size)
-        started = self._passes_started
-        kernels = self._nodes.kernels
-        if kernels is not None:
-            passes, where = kernels.flip_positions(
-                self._key,
-                flips,
-                self._positions,
-                started,
-                self._shuffled,
-                self._stride,
-                self._row_ready,
-            )
-            self._nodes.toggle_paths(passes, where)
-            return
         self._key[flips] ^= 1
         pos = [flips if j == 0 else self._schedule.shuffle(j)[1][flips] for j in range(started)]
         positions: IndexArray = np.concatenate(pos).astype(np.int64, copy=False)
@@ -293,6 +291,7 @@ class CascadeBob:
         ready = self._row_ready[passes]
         self._shuffled[(passes * self._stride + positions)[ready]] ^= 1
         self._nodes.toggle_paths(passes, positions)
+        return self._nodes.minimal_odd()
 
     def _start_pass(self, j: int, alice_total: int) -> Generator[CascadeRequest, CascadeReply, int]:
         """Exchange block parities of pass j, store the blocks; returns Alice's total parity."""
@@ -300,6 +299,7 @@ class CascadeBob:
         n, k, n_blocks = sched.n_bits, sched.block_sizes[j], sched.block_count(j)
         self._passes_started = j + 1
         if self._positions is not None:
+            self._orders.append(sched.shuffle(j)[0])
             self._positions.append(sched.shuffle(j)[1])
         alice = yield from self._exchange(CascadeRequest.blocks(j))
         sent = n_blocks if j == 0 else n_blocks - 1
@@ -346,8 +346,7 @@ class CascadeBob:
             while frontier[0].size:
                 bits, advanced = yield from self._search_round(*frontier)
                 if bits.size:
-                    self._apply_flips(bits)
-                    frontier = self._nodes.minimal_odd()
+                    frontier = self._apply_flips(bits)
                 else:  # nothing flipped: the odd halves are exactly the minimal odd ranges
                     frontier = advanced
             self.stats.passes_run += 1

@@ -21,6 +21,7 @@ bytes per key bit and pass, and only the pages of touched nodes become resident.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -169,6 +170,25 @@ class NodeStore:
         became = _distinct(ids[state[ids] == _KNOWN_ODD])
         state[old] &= ~_MARK
         self._odd = np.concatenate((old[state[old] == _KNOWN_ODD], became))
+
+    def correct(
+        self,
+        key: Bits,
+        bits: IndexArray,
+        positions: Any,
+        started: int,
+        rows: Bits,
+        stride: int,
+        row_ready: npt.NDArray[np.bool_],
+    ) -> tuple[int, tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]]:
+        """Compiled path only: flip the distinct ``bits`` in the key, in the ready shuffled
+        rows and on every path; returns (bits flipped, minimal odd ranges)."""
+        assert self.kernels is not None
+        count, self._odd, frontier = self.kernels.correct(
+            key, bits, positions, started, rows, stride, row_ready, self._state, self._odd,
+            self.geometry(), self._levels,
+        )  # fmt: skip
+        return int(count), frontier
 
     def decode(self, ids: IndexArray) -> tuple[IndexArray, IndexArray, IndexArray]:
         """(pass, block, heap) of global node ids."""
