@@ -19,7 +19,11 @@ async def test_sync_again_after_the_stream_was_left_running() -> None:
     second = await acquire_sync(tagger, laser, WorldAlice(world), world.clock, SyncSettings())
     n = np.arange(second.n_ref, second.n_ref + 10**9, 10**7)
     error = second.bob_time_ps(n) - true_bob_time_ps(world, n)
-    assert float(np.sqrt(np.mean(error**2))) < 10.0
+    # At the lock point the model sits on Bob's true clock (offset target: 10 ps); over the
+    # next second of pulses it may walk off only by the frequency error at lock, whose
+    # target is 0.1 ppb = 100 ps per second (tracking then removes it batch by batch).
+    assert abs(float(error[0])) < 10.0
+    assert abs(float(error[-1] - error[0])) < 100.0
     assert abs(second.drift_ppb - first.drift_ppb) < 0.1
 
 
