@@ -86,6 +86,11 @@ async def _serve(station: Station, wire: Any) -> None:
             loop.add_signal_handler(signum, stop.set)
             installed.append(signum)
     try:
+        # A simulated world may compile its kernels on first use (seconds): do it before
+        # the endpoints are announced, so no client's first call waits on a compiler.
+        warm_up = getattr(station.world, "warm_up", None)
+        if callable(warm_up):
+            await asyncio.to_thread(warm_up)
         async with station:
             async with wire:
                 for name, endpoints in wire.endpoints().items():

@@ -75,6 +75,22 @@ class World:
         return cls(parse_world_settings(spec.settings, where), clock)
 
     # ----------------------------------------------------------------- reading
+    def warm_up(self) -> None:
+        """Compile the event kernels now, on a scratch copy of this world (state untouched).
+
+        numba compiles on first use: seconds on a cold cache, during which a server built on
+        this world would not answer. Calling this before serving keeps the first instrument
+        call within its timeout. A no-op on the pure-numpy path.
+        """
+        if not self.compiled:
+            return
+        scratch = World(self.settings)
+        for side in ("alice", "bob"):
+            scratch.start_stream(side)
+            scratch.read_batch(side)
+            scratch.stop_stream(side)
+        scratch.detector_count_rates_hz(1e-4)
+
     def alice_pattern(self, indices: Sequence[int] | I64) -> PulsePattern:
         """Alice's basis, bit and intensity class of any pulses (her own record)."""
         return self.optics.source.pattern(np.asarray(indices, dtype=np.int64))
