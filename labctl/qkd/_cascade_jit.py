@@ -5,6 +5,33 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from labctl.qkd.cascade_jit_frames import (
+    alice_ranges,
+    build_row,
+    fill_prefix,
+    flip_positions,
+    head_parities,
+    new_array_list,
+    unshuffle,
+)
+
+__all__ = [
+    "alice_ranges",
+    "answer",
+    "build_row",
+    "correct",
+    "descend",
+    "fill_prefix",
+    "fisher_yates",
+    "head_parities",
+    "inverse",
+    "minimal_odd",
+    "new_array_list",
+    "record",
+    "toggle_paths",
+    "unshuffle",
+]
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -62,6 +89,16 @@ def _node_range(first, length, heap):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _block_span(blk, k, frame_stride, n):  # type: ignore[no-untyped-def]
+    """(first, length) of global block ``blk`` of size k: frames of n bits sit at multiples
+    of ``frame_stride`` (n rounded up to a multiple of k), so a frame's last block is cut
+    at the frame's end and no block crosses frames (one frame: frame_stride >= n)."""
+    first = blk * k
+    frame_end = (first // frame_stride) * frame_stride + n
+    return first, min(first + k, frame_end) - first
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _buffers(m):  # type: ignore[no-untyped-def]
     """Five int64 arrays of m entries (pass, block, heap, start, end of ranges)."""
     return (
@@ -74,7 +111,7 @@ def _buffers(m):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def toggle_paths(state, old, passes, positions, offset, slots, block_size, n, levels):  # type: ignore[no-untyped-def]
+def toggle_paths(state, old, passes, positions, offset, slots, block_size, frame_stride, n, levels):  # type: ignore[no-untyped-def]
     """Flip the odd flag on every path node of each corrected bit; returns the new odd set."""
     touched = np.empty(passes.size * levels, dtype=np.int64)
     t = 0
@@ -83,8 +120,7 @@ def toggle_paths(state, old, passes, positions, offset, slots, block_size, n, le
         k = block_size[p]
         pos = positions[r]
         blk = pos // k
-        first = blk * k
-        length = min(first + k, n) - first
+        first, length = _block_span(blk, k, frame_stride[p], n)
         off = pos - first
         base = offset[p] + blk * slots[p]
         for d in range(levels):
@@ -140,8 +176,12 @@ def record(state, ids, odd):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def minimal_odd(ids, state, offset, slots, block_size, n):  # type: ignore[no-untyped-def]
-    """Odd nodes with no odd descendant: pass, block, heap, start, end."""
+def minimal_odd(ids, state, offset, slots, block_size, frame_stride, n):  # type: ignore[no-untyped-def]
+    """Odd nodes with no odd descendant: (pass, block, heap, start, end) and their ids.
+
+    ``ids`` need only hold every minimal odd node (plus any other odd nodes): an odd node
+    that is not minimal can only become minimal when a bit on its path flips, and then
+    :func:`toggle_paths` puts it back in the set, so callers keep just the returned ids."""
     m = ids.size
     p_all = np.searchsorted(offset, ids, side="right") - 1
     heaps = np.empty(m, dtype=np.int64)
@@ -168,20 +208,21 @@ def minimal_odd(ids, state, offset, slots, block_size, n):  # type: ignore[no-un
             up >>= 1
     c = int(keep.sum())
     op, ob, oh, os_, oe = _buffers(c)
+    kept = np.empty(c, dtype=np.int64)
     r = 0
     for t in range(m):
         if keep[t]:
             p = p_all[t]
-            k = block_size[p]
-            first = blocks[t] * k
-            s, e = _node_range(first, min(first + k, n) - first, heaps[t])
+            first, length = _block_span(blocks[t], block_size[p], frame_stride[p], n)
+            s, e = _node_range(first, length, heaps[t])
             op[r], ob[r], oh[r], os_[r], oe[r] = p, blocks[t], heaps[t], s, e
+            kept[r] = ids[t]
             r += 1
-    return op, ob, oh, os_, oe
+    return (op, ob, oh, os_, oe), kept
 
 
 @njit(cache=True, nogil=True)
-def descend(p, b, h, s, e, state, offset, slots, block_size, n):  # type: ignore[no-untyped-def]
+def descend(p, b, h, s, e, state, offset, slots, block_size, frame_stride, n):  # type: ignore[no-untyped-def]
     """Walk each odd range down through known (hence even) left halves.
 
     Returns the queries (pass, block, heap, start, mid, end: ask for [start, mid)) and the
@@ -194,9 +235,7 @@ def descend(p, b, h, s, e, state, offset, slots, block_size, n):  # type: ignore
     nf = 0
     for t in range(m):
         pt, bt, ht, st, et = p[t], b[t], h[t], s[t], e[t]
-        k = block_size[pt]
-        first = bt * k
-        length = min(first + k, n) - first
+        first, length = _block_span(bt, block_size[pt], frame_stride[pt], n)
         base = offset[pt] + bt * slots[pt]
         while True:
             if et - st == 1:
@@ -284,86 +323,24 @@ def settle(qp, qb, qh, qs, qm, qe, left_odd, state, offset, slots):  # type: ign
 
 
 @njit(cache=True, nogil=True)
-def alice_ranges(prefix, stride, passes, start, end, n, n_passes, filled):  # type: ignore[no-untyped-def]
-    """Alice's parities of shuffled ranges from her prefix rows. Returns (parities, code):
-    code 0 ok, 1 a pass out of range, 2 a range outside the frame, 3 a row not filled."""
-    out = np.empty(start.size, dtype=np.uint8)
-    for t in range(start.size):
-        p = np.int64(passes[t])
-        if p >= n_passes:
-            return out, 1
-        s, e = start[t], end[t]
-        if s < 0 or e > n or e <= s:
-            return out, 2
-        if not filled[p]:
-            return out, 3
-        out[t] = prefix[p * stride + e] ^ prefix[p * stride + s]
-    return out, 0
-
-
-@njit(cache=True, nogil=True)
-def head_parities(key, order, block, count):  # type: ignore[no-untyped-def]
-    """Parities of the first ``count`` blocks of key[order] (the last may be short)."""
-    n = order.size
-    out = np.empty(count, dtype=np.uint8)
-    for blk in range(count):
-        acc = 0
-        for i in range(blk * block, min((blk + 1) * block, n)):
-            acc += key[order[i]]
-        out[blk] = acc & 1
-    return out
-
-
-@njit(cache=True, nogil=True)
-def flip_positions(key, flips, positions, started, rows, stride, row_ready):  # type: ignore[no-untyped-def]
-    """Flip key bits (distinct), and in every ready shuffled row; returns (pass, shuffled
-    position) of each flipped bit in each started pass, for the path toggles."""
-    count = flips.size
-    passes = np.empty(started * count, dtype=np.int64)
-    where = np.empty(started * count, dtype=np.int64)
-    for r in range(count):
-        key[flips[r]] ^= 1
-    for j in range(started):
-        pos = positions[j]
-        for r in range(count):
-            q = flips[r] if j == 0 else np.int64(pos[flips[r]])
-            passes[j * count + r] = j
-            where[j * count + r] = q
-            if row_ready[j]:
-                rows[j * stride + q] ^= 1
-    return passes, where
-
-
-def new_array_list():  # type: ignore[no-untyped-def]
-    """An empty numba typed list for int32 arrays (the started passes' inverse shuffles)."""
-    from numba import types
-    from numba.typed import List
-
-    return List.empty_list(types.Array(types.int32, 1, "C", readonly=True))
-
-
-@njit(cache=True, nogil=True)
-def unshuffle(passes, shuffled, orders):  # type: ignore[no-untyped-def]
-    """Key positions of bits given as (pass, shuffled position): orders[pass][position]."""
-    out = np.empty(passes.size, dtype=np.int64)
-    for t in range(passes.size):
-        out[t] = orders[passes[t]][shuffled[t]]
-    return out
-
-
-@njit(cache=True, nogil=True)
-def correct(key, bits, positions, started, rows, stride, row_ready, state, odd, geometry, levels):  # type: ignore[no-untyped-def]
+def correct(  # type: ignore[no-untyped-def]
+    key, bits, positions, started, rows, stride, row_ready, state, odd, geometry, levels, layout
+):
     """Flip the distinct ``bits`` everywhere (key, ready rows, path nodes of every started
-    pass) and rescan. Returns (bits flipped, new odd set, minimal odd ranges)."""
-    offset, slots, block_size, n = geometry
+    pass) and rescan. Returns (bits flipped, new odd set: the minimal odd nodes' ids,
+    minimal odd ranges). ``layout``: (frames, n, frame_stride) as in :func:`unshuffle`."""
+    offset, slots, block_size, frame_stride, n = geometry
     flips = np.unique(bits)
-    passes, where = flip_positions(key, flips, positions, started, rows, stride, row_ready)
-    new_odd = toggle_paths(state, odd, passes, where, offset, slots, block_size, n, levels)
-    return flips.size, new_odd, minimal_odd(new_odd, state, offset, slots, block_size, n)
+    passes, where = flip_positions(key, flips, positions, started, rows, stride, row_ready, layout)
+    odd = toggle_paths(
+        state, odd, passes, where, offset, slots, block_size, frame_stride, n, levels
+    )
+    frontier, kept = minimal_odd(odd, state, offset, slots, block_size, frame_stride, n)
+    return flips.size, kept, frontier
 
 
 @njit(cache=True, nogil=True)
-def answer(query, alice, rows, stride, row_ready, state, offset, slots, orders, fp, fpos):  # type: ignore[no-untyped-def]
+def answer(query, alice, rows, stride, row_ready, state, offset, slots, orders, fp, fpos, layout):  # type: ignore[no-untyped-def]
     """Bob's side of one reply: his parities of the queried halves, :func:`settle`, and the
     key positions of every bit found this round (``fp``/``fpos``: found while descending).
 
@@ -380,6 +357,6 @@ def answer(query, alice, rows, stride, row_ready, state, offset, slots, orders, 
         qp, qb, qh, qs, qm, qe, alice != bob, state, offset, slots
     )
     found = np.empty(fp.size + sp.size, dtype=np.int64)
-    found[: fp.size] = unshuffle(fp, fpos, orders)
-    found[fp.size :] = unshuffle(sp, spos, orders)
+    found[: fp.size] = unshuffle(fp, fpos, orders, layout)
+    found[fp.size :] = unshuffle(sp, spos, orders, layout)
     return True, (op, ob, oh, os_, oe), found, fresh, new_known

@@ -29,24 +29,25 @@ trip was ~0.3 ms over 360-560 sequential rounds. ``compiled=False`` (or numba mi
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from labctl.qkd.cascade_alice import CascadeAlice, _block_parities
+from labctl.qkd.cascade_layout import FrameLayout
 from labctl.qkd.cascade_messages import (
     RANGES,
     REPLY_HEADER,
     REQ_HEADER,
+    CascadeOutcome,
     CascadeReply,
     CascadeRequest,
+    CascadeStats,
 )
 from labctl.qkd.cascade_nodes import NodeStore
 from labctl.qkd.cascade_schedule import CascadeSchedule
-from labctl.qkd.entropy import binary_entropy
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import Bits, SecretBits
 
@@ -64,36 +65,6 @@ __all__ = [
 ]
 
 
-@dataclass
-class CascadeStats:
-    """What crossed the channel: disclosed parity bits, round trips, messages, bytes."""
-
-    n_bits: int
-    disclosed_bits: int = 0
-    round_trips: int = 0
-    messages: int = 0
-    bytes_sent: int = 0
-    corrected_bits: int = 0
-    passes_run: int = 0
-    search_rounds_per_pass: list[int] = field(default_factory=list)
-
-    def efficiency(self, qber: float) -> float:
-        """f = disclosed / (n h(Q)): 1 is the Shannon limit."""
-        limit = self.n_bits * binary_entropy(qber)
-        return float("inf") if limit == 0 else self.disclosed_bits / limit
-
-
-@dataclass(frozen=True, repr=False)
-class CascadeOutcome:
-    """Bob's corrected key and the channel statistics."""
-
-    key: SecretBits
-    stats: CascadeStats
-
-    def __repr__(self) -> str:
-        return f"CascadeOutcome(key={self.key!r}, stats={self.stats!r})"
-
-
 CascadeProtocol = Generator[CascadeRequest, CascadeReply, CascadeOutcome]
 _Frontier = tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]
 """Ranges being searched: pass, block, heap id, start, end."""
@@ -105,30 +76,46 @@ class CascadeBob:
     def __init__(
         self, key: SecretBits, schedule: CascadeSchedule, *, compiled: bool = True
     ) -> None:
-        if len(key) != schedule.n_bits:
-            raise ReconciliationError(
-                f"CascadeBob: key has {len(key)} bits, schedule expects {schedule.n_bits}"
-            )
-        self._key = key.bits.copy()
-        self._schedule = schedule
         # compiled=False runs the numpy path (same messages, same disclosed bits).
-        self._nodes = NodeStore(schedule.n_bits, schedule.block_sizes, compiled=compiled)
-        # Row j: Bob's key in pass j's shuffled order plus one zero bit, so that the parity
-        # of disjoint ranges of every pass is one np.add.reduceat over the flat array.
-        self._stride = schedule.n_bits + 1
+        self._setup((key,), FrameLayout((schedule,), compiled=compiled))
+
+    @classmethod
+    def for_frames(cls, keys: Sequence[SecretBits], layout: FrameLayout) -> CascadeBob:
+        """Bob of K frames reconciled in lock-step (see :mod:`labctl.qkd.cascade_batch`)."""
+        bob = cls.__new__(cls)
+        bob._setup(keys, layout)
+        return bob
+
+    def _setup(self, keys: Sequence[SecretBits], layout: FrameLayout) -> None:
+        n = layout.n_bits
+        if len(keys) != layout.frames or any(len(k) != n for k in keys):
+            raise ReconciliationError(
+                f"CascadeBob: keys of {[len(k) for k in keys]} bits, expected "
+                f"{layout.frames} frames of {n}"
+            )
+        self._layout = layout
+        self._key = np.concatenate([k.bits for k in keys]) if len(keys) > 1 else keys[0].bits.copy()
+        self._nodes = NodeStore(
+            n, layout.block_sizes, frames=layout.frames, compiled=layout.kernels is not None
+        )
+        # Row j: Bob's key in pass j's shuffled order (padding zeros between frames) plus
+        # one zero bit, so the parity of disjoint ranges of any passes is one reduceat.
+        self._stride = layout.row_length + 1
         # Rows are built on the first range query of a pass (most passes of the optimized
         # schedule never get one) and kept up to date from then on.
-        self._shuffled = np.zeros(schedule.passes * self._stride, dtype=np.uint8)
-        self._row_ready = np.zeros(schedule.passes, dtype=np.bool_)
+        self._shuffled = np.zeros(layout.passes * self._stride, dtype=np.uint8)
+        self._row_ready = np.zeros(layout.passes, dtype=np.bool_)
         self._passes_started = 0
-        kernels = self._nodes.kernels
-        # Started passes' shuffles and inverses, as typed lists the kernels can index.
-        self._positions: Any = None if kernels is None else kernels.new_array_list()
-        self._orders: Any = None if kernels is None else kernels.new_array_list()
-        self.stats = CascadeStats(schedule.n_bits)
+        # Every pass's per-frame shuffles and inverses, as typed lists the kernels index.
+        shuffles = layout.typed_shuffles() if layout.kernels is not None else (None, None)
+        self._orders: Any = shuffles[0]
+        self._positions: Any = shuffles[1]
+        self.stats = CascadeStats(layout.total_bits)
+        self.disclosed_per_frame: IndexArray = np.zeros(layout.frames, dtype=np.int64)
+        """Disclosed parity bits charged to each frame (each query concerns one frame)."""
 
     def __repr__(self) -> str:
-        return f"CascadeBob(n_bits={self._schedule.n_bits}, stats={self.stats!r})"
+        return f"CascadeBob(layout={self._layout!r}, stats={self.stats!r})"
 
     def _exchange(self, request: CascadeRequest) -> Generator[CascadeRequest, CascadeReply, Bits]:
         reply = yield request
@@ -147,6 +134,14 @@ class CascadeBob:
             + (reply.parities.size + 7) // 8
         )
         self.stats.disclosed_bits += int(reply.parities.size)
+        frames = self._layout.frames
+        if frames == 1:
+            self.disclosed_per_frame[0] += reply.parities.size
+        elif request.kind == RANGES:
+            owner = self._layout.frame_of(request.pass_index.astype(np.int64), request.start)
+            self.disclosed_per_frame += np.bincount(owner, minlength=frames)
+        else:  # block parities: the same count of every frame, frame-major
+            self.disclosed_per_frame += reply.parities.size // frames
         return reply.parities
 
     def _range_parity(self, passes: IndexArray, start: IndexArray, end: IndexArray) -> Bits:
@@ -163,8 +158,16 @@ class CascadeBob:
         return sums & np.uint8(1)
 
     def _build_row(self, j: int) -> None:
-        row = self._shuffled[j * self._stride : j * self._stride + self._schedule.n_bits]
-        row[:] = self._key if j == 0 else self._key[self._schedule.shuffle(j)[0]]
+        layout = self._layout
+        if layout.kernels is not None:
+            layout.kernels.build_row(
+                self._shuffled, self._stride, j, self._key, self._orders, layout.kernel_layout
+            )
+        else:
+            fs = int(layout.frame_stride[j])
+            row = self._shuffled[j * self._stride : j * self._stride + layout.frames * fs]
+            row[:] = self._key[layout.super_order(j)]
+            row.reshape(layout.frames, fs)[:, layout.n_bits :] = 0  # padding: public zeros
         self._row_ready[j] = True
 
     def _search_round(
@@ -236,10 +239,10 @@ class CascadeBob:
         nodes = self._nodes
         kernels = nodes.kernels
         assert kernels is not None
-        offset, slots, block_size, n = nodes.geometry()
+        offset, slots = nodes.offset, nodes.slots
         state = nodes.state
         qp, qb, qh, qs, qm, qe, fp, fpos = kernels.descend(
-            passes, block, heap, start, end, state, offset, slots, block_size, n
+            passes, block, heap, start, end, state, *nodes.geometry()
         )
         frontier: _Frontier = (qp, qb, qh, qs, qe)
         if not qp.size:
@@ -250,7 +253,7 @@ class CascadeBob:
         while True:
             ok, frontier, found, fresh, new_known = kernels.answer(
                 query, alice, self._shuffled, self._stride, self._row_ready, state, offset,
-                slots, self._orders, fp, fpos,
+                slots, self._orders, fp, fpos, self._layout.kernel_layout,
             )  # fmt: skip
             if ok:
                 break
@@ -261,15 +264,16 @@ class CascadeBob:
 
     def _unshuffle(self, fp: IndexArray, fpos: IndexArray) -> IndexArray:
         """Key positions of bits given as (pass, shuffled position)."""
-        if self._orders is not None:
-            assert self._nodes.kernels is not None
-            found: IndexArray = self._nodes.kernels.unshuffle(fp, fpos, self._orders)
+        layout = self._layout
+        if layout.kernels is not None:
+            found: IndexArray = layout.kernels.unshuffle(
+                fp, fpos, self._orders, layout.kernel_layout
+            )
             return found
         bits = fpos.copy()
         for j in np.unique(fp):
-            if j != 0:
-                sel = fp == j
-                bits[sel] = self._schedule.shuffle(int(j))[0][fpos[sel]]
+            sel = fp == j
+            bits[sel] = layout.super_order(int(j))[fpos[sel]]
         return bits
 
     def _apply_flips(self, bits: IndexArray) -> _Frontier:
@@ -278,14 +282,14 @@ class CascadeBob:
         if self._nodes.kernels is not None:
             count, frontier = self._nodes.correct(
                 self._key, bits, self._positions, started, self._shuffled, self._stride,
-                self._row_ready,
+                self._row_ready, self._layout.kernel_layout,
             )  # fmt: skip
             self.stats.corrected_bits += count
             return frontier
         flips = np.unique(bits)
         self.stats.corrected_bits += int(flips.size)
         self._key[flips] ^= 1
-        pos = [flips if j == 0 else self._schedule.shuffle(j)[1][flips] for j in range(started)]
+        pos = [self._layout.super_position(j)[flips] for j in range(started)]
         positions: IndexArray = np.concatenate(pos).astype(np.int64, copy=False)
         passes = np.repeat(np.arange(started, dtype=np.int64), flips.size)
         ready = self._row_ready[passes]
@@ -293,53 +297,65 @@ class CascadeBob:
         self._nodes.toggle_paths(passes, positions)
         return self._nodes.minimal_odd()
 
-    def _start_pass(self, j: int, alice_total: int) -> Generator[CascadeRequest, CascadeReply, int]:
-        """Exchange block parities of pass j, store the blocks; returns Alice's total parity."""
-        sched = self._schedule
-        n, k, n_blocks = sched.n_bits, sched.block_sizes[j], sched.block_count(j)
+    def _head_parities(self, j: int, count: int) -> Bits:
+        """Bob's parities of the first ``count`` blocks of every frame in pass j."""
+        layout, k = self._layout, self._layout.block_sizes[j]
+        if layout.kernels is not None:
+            head: Bits = layout.kernels.head_parities(
+                self._key, self._positions, j, layout.kernel_layout, k, count
+            )
+            return head
+        n, length = layout.n_bits, min(count * k, layout.n_bits)
+        parts = [
+            _block_parities(self._key[f * n : (f + 1) * n][order[:length]], k, count)
+            for f, (order, _) in enumerate(layout.shuffles(j))
+        ]
+        return np.concatenate(parts)
+
+    def _start_pass(
+        self, j: int, alice_total: Bits
+    ) -> Generator[CascadeRequest, CascadeReply, Bits]:
+        """Exchange block parities of pass j, store the blocks; returns Alice's total parity
+        of every frame."""
+        layout = self._layout
+        frames, n_blocks = layout.frames, int(layout.blocks_per_frame[j])
         self._passes_started = j + 1
-        if self._positions is not None:
-            self._orders.append(sched.shuffle(j)[0])
-            self._positions.append(sched.shuffle(j)[1])
         alice = yield from self._exchange(CascadeRequest.blocks(j))
         sent = n_blocks if j == 0 else n_blocks - 1
-        if alice.size != sent:
+        if alice.size != frames * sent:
             raise ReconciliationError(
-                f"CascadeBob: {alice.size} block parities for pass {j}, expected {sent}"
+                f"CascadeBob: {alice.size} block parities for pass {j}, expected {frames} x {sent}"
             )
+        alice = alice.reshape(frames, sent)
         if j == 0:
-            alice_total = int(np.bitwise_xor.reduce(alice)) if alice.size else 0
-            bob = _block_parities(self._key, k, n_blocks)
+            alice_total = np.bitwise_xor.reduce(alice, axis=1)
+            bob = self._head_parities(j, sent).reshape(frames, sent)
         else:
-            # Parity inference: the last block's parity follows from the total parity, so
-            # neither side needs the shuffled tail (half the key when k = n / 2).
-            alice_rest = int(np.bitwise_xor.reduce(alice)) if alice.size else 0
-            alice = np.append(alice, np.uint8(alice_total ^ alice_rest))
-            order = sched.shuffle(j)[0]
-            kernels = self._nodes.kernels
-            if kernels is not None:
-                bob_head = kernels.head_parities(self._key, order, k, sent)
-            else:
-                bob_head = _block_parities(self._key[order[: min(sent * k, n)]], k, sent)
-            bob_total = int(np.add.reduce(self._key, dtype=np.uint64) & 1)
-            bob_rest = int(np.bitwise_xor.reduce(bob_head)) if bob_head.size else 0
-            bob = np.append(bob_head, np.uint8(bob_total ^ bob_rest))
-        block = np.arange(n_blocks, dtype=np.int64)
-        passes = np.full(n_blocks, j, dtype=np.int64)
+            # Parity inference: the last block's parity follows from the frame's total
+            # parity, so neither side needs the shuffled tail (half the key when k = n / 2).
+            alice_last = alice_total ^ np.bitwise_xor.reduce(alice, axis=1)
+            alice = np.concatenate((alice, alice_last[:, None]), axis=1)
+            bob_head = self._head_parities(j, sent).reshape(frames, sent)
+            by_frame = self._key.reshape(frames, layout.n_bits)
+            bob_total = (np.add.reduce(by_frame, axis=1, dtype=np.uint64) & 1).astype(np.uint8)
+            bob_last = bob_total ^ np.bitwise_xor.reduce(bob_head, axis=1)
+            bob = np.concatenate((bob_head, bob_last[:, None]), axis=1)
+        block = np.arange(frames * n_blocks, dtype=np.int64)
+        passes = np.full(block.size, j, dtype=np.int64)
         starts, ends = self._nodes.block_range(passes, block)
         multi = ends - starts >= 2
-        odd = (alice ^ bob).astype(np.bool_)
-        roots = self._nodes.node_id(passes, block, np.ones(n_blocks, dtype=np.int64))
+        odd = (alice ^ bob).reshape(-1).astype(np.bool_)
+        roots = self._nodes.node_id(passes, block, np.ones(block.size, dtype=np.int64))
         self._nodes.record(roots[multi], odd[multi])
         single = np.flatnonzero(~multi & odd)
         if single.size:  # a one-bit block with odd parity is itself the error
-            self._apply_flips(np.asarray(sched.shuffle(j)[0][starts[single]]))
+            self._apply_flips(self._unshuffle(passes[single], starts[single]))
         return alice_total
 
-    def run(self) -> CascadeProtocol:
-        """The protocol as a generator: yields requests, receives replies, returns the outcome."""
-        alice_total = 0
-        for j in range(self._schedule.passes):
+    def _drive(self) -> Generator[CascadeRequest, CascadeReply, None]:
+        """All passes: yields requests, receives replies; the key is corrected in place."""
+        alice_total = np.zeros(self._layout.frames, dtype=np.uint8)
+        for j in range(self._layout.passes):
             self.stats.search_rounds_per_pass.append(0)
             alice_total = yield from self._start_pass(j, alice_total)
             frontier = self._nodes.minimal_odd()
@@ -350,6 +366,16 @@ class CascadeBob:
                 else:  # nothing flipped: the odd halves are exactly the minimal odd ranges
                     frontier = advanced
             self.stats.passes_run += 1
+
+    def corrected_keys(self) -> tuple[SecretBits, ...]:
+        """Bob's key of every frame (after :meth:`run` or a batch run has finished)."""
+        n = self._layout.n_bits
+        key = self._key
+        return tuple(SecretBits.adopt(key[f * n : (f + 1) * n]) for f in range(self._layout.frames))
+
+    def run(self) -> CascadeProtocol:
+        """The protocol as a generator: yields requests, receives replies, returns the outcome."""
+        yield from self._drive()
         return CascadeOutcome(SecretBits.adopt(self._key), self.stats)
 
 

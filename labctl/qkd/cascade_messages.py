@@ -1,14 +1,17 @@
-"""Cascade messages: Bob's parity requests and Alice's replies, with their byte format."""
+"""Cascade messages: Bob's parity requests and Alice's replies, with their byte format,
+and what crossed the channel (:class:`CascadeStats`)."""
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from labctl.qkd.entropy import binary_entropy
 from labctl.qkd.errors import MessageFormatError
+from labctl.qkd.secret import SecretBits
 
 IndexArray = npt.NDArray[np.int64]
 
@@ -86,3 +89,33 @@ class CascadeReply:
             raise MessageFormatError(f"CascadeReply: malformed ({len(data)} bytes, n={n})")
         packed = np.frombuffer(data, dtype=np.uint8, offset=REPLY_HEADER.size)
         return cls(np.unpackbits(packed, count=n))
+
+
+@dataclass
+class CascadeStats:
+    """What crossed the channel: disclosed parity bits, round trips, messages, bytes."""
+
+    n_bits: int
+    disclosed_bits: int = 0
+    round_trips: int = 0
+    messages: int = 0
+    bytes_sent: int = 0
+    corrected_bits: int = 0
+    passes_run: int = 0
+    search_rounds_per_pass: list[int] = field(default_factory=list)
+
+    def efficiency(self, qber: float) -> float:
+        """f = disclosed / (n h(Q)): 1 is the Shannon limit."""
+        limit = self.n_bits * binary_entropy(qber)
+        return float("inf") if limit == 0 else self.disclosed_bits / limit
+
+
+@dataclass(frozen=True, repr=False)
+class CascadeOutcome:
+    """Bob's corrected key and the channel statistics."""
+
+    key: SecretBits
+    stats: CascadeStats
+
+    def __repr__(self) -> str:
+        return f"CascadeOutcome(key={self.key!r}, stats={self.stats!r})"

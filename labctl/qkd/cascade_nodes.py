@@ -64,13 +64,26 @@ def _slots(block_size: int) -> int:
 class NodeStore:
     """Known ranges of every pass as dense heap-numbered trees with an odd flag each."""
 
-    def __init__(self, n_bits: int, block_sizes: tuple[int, ...], *, compiled: bool = True) -> None:
-        if n_bits < 1 or not block_sizes or min(block_sizes) < 1:
-            raise ValueError(f"NodeStore: bad frame {n_bits} / block sizes {block_sizes}")
+    def __init__(
+        self,
+        n_bits: int,
+        block_sizes: tuple[int, ...],
+        *,
+        frames: int = 1,
+        compiled: bool = True,
+    ) -> None:
+        if n_bits < 1 or not block_sizes or min(block_sizes) < 1 or frames < 1:
+            raise ValueError(
+                f"NodeStore: bad frame {n_bits} / block sizes {block_sizes} / {frames} frames"
+            )
         self._n = n_bits
         self.block_size = np.array(block_sizes, dtype=np.int64)
         self.slots = np.array([_slots(k) for k in block_sizes], dtype=np.int64)
-        blocks = -(-n_bits // self.block_size)
+        # Frames side by side (labctl.qkd.cascade_layout): frame f of pass j starts at
+        # f S_j, S_j = n rounded up to a multiple of k_j, so blocks never cross frames.
+        per_frame = -(-n_bits // self.block_size)
+        self.frame_stride = per_frame * self.block_size
+        blocks = frames * per_frame
         self.offset = np.concatenate(([0], np.cumsum(blocks * self.slots)))
         self._levels = max(math.ceil(math.log2(max(block_sizes))), 1) + 1
         self._state = np.zeros(int(self.offset[-1]), dtype=np.uint8)
@@ -88,9 +101,11 @@ class NodeStore:
         return ids
 
     def block_range(self, passes: IndexArray, block: IndexArray) -> tuple[IndexArray, IndexArray]:
-        """[start, end) of whole blocks in shuffled positions (the last may be short)."""
+        """[start, end) of whole blocks in shuffled positions (a frame's last may be short)."""
         start = block * self.block_size[passes]
-        return start, np.minimum(start + self.block_size[passes], self._n)
+        stride = self.frame_stride[passes]
+        frame_end = (start // stride) * stride + self._n
+        return start, np.minimum(start + self.block_size[passes], frame_end)
 
     def node_range(
         self, passes: IndexArray, block: IndexArray, heap: IndexArray
@@ -133,9 +148,9 @@ class NodeStore:
         """The node state array (bit 0 known, bit 1 odd), shared with the compiled search."""
         return self._state
 
-    def geometry(self) -> tuple[IndexArray, IndexArray, IndexArray, int]:
-        """(offset, slots, block_size, n) as the compiled kernels take them."""
-        return self.offset, self.slots, self.block_size, self._n
+    def geometry(self) -> tuple[IndexArray, IndexArray, IndexArray, IndexArray, int]:
+        """(offset, slots, block_size, frame_stride, n) as the compiled kernels take them."""
+        return self.offset, self.slots, self.block_size, self.frame_stride, self._n
 
     def toggle_paths(self, passes: IndexArray, positions: IndexArray) -> None:
         """Flip the odd flag of every node (known or not) on the path to each corrected bit.
@@ -180,13 +195,15 @@ class NodeStore:
         rows: Bits,
         stride: int,
         row_ready: npt.NDArray[np.bool_],
+        layout: tuple[int, int, IndexArray],
     ) -> tuple[int, tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]]:
         """Compiled path only: flip the distinct ``bits`` in the key, in the ready shuffled
-        rows and on every path; returns (bits flipped, minimal odd ranges)."""
+        rows and on every path; returns (bits flipped, minimal odd ranges). The odd set
+        kept is the minimal odd nodes only (see ``minimal_odd`` in the kernels)."""
         assert self.kernels is not None
         count, self._odd, frontier = self.kernels.correct(
             key, bits, positions, started, rows, stride, row_ready, self._state, self._odd,
-            self.geometry(), self._levels,
+            self.geometry(), self._levels, layout,
         )  # fmt: skip
         return int(count), frontier
 
@@ -201,9 +218,8 @@ class NodeStore:
         heap, start, end."""
         ids = self._odd
         if self.kernels is not None:
-            found: tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray] = (
-                self.kernels.minimal_odd(ids, self._state, *self.geometry())
-            )
+            found: tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]
+            found, self._odd = self.kernels.minimal_odd(ids, self._state, *self.geometry())
             return found
         passes, block, heap = self.decode(ids)
         if ids.size > 1 and bool((heap > 1).any()):
