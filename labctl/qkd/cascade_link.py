@@ -1,6 +1,14 @@
-"""Cascade over an authenticated channel: Alice serves parity queries, Bob drives."""
+"""Cascade over an authenticated channel: Alice serves parity queries, Bob drives.
+
+The batch variants reconcile K frames of one length and schedule in lock-step (one
+message per round trip for all of them, :mod:`labctl.qkd.cascade_batch`); the wire
+messages are the same.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import TypeVar
 
 from labctl.qkd.auth import AuthenticatedChannel
 from labctl.qkd.cascade import (
@@ -10,6 +18,7 @@ from labctl.qkd.cascade import (
     CascadeReply,
     CascadeRequest,
 )
+from labctl.qkd.cascade_batch import CascadeBatchBob, CascadeBatchOutcome, batch_alice
 from labctl.qkd.cascade_schedule import CascadeSchedule
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import SecretBits
@@ -18,12 +27,10 @@ _QUERY = "cascade/query"
 _REPLY = "cascade/reply"
 _DONE = "cascade/done"
 
+_Outcome = TypeVar("_Outcome")
 
-async def serve_alice(
-    channel: AuthenticatedChannel, key: SecretBits, schedule: CascadeSchedule
-) -> int:
-    """Answer Bob's queries until he signals the end; returns the number of queries served."""
-    alice = CascadeAlice(key, schedule)
+
+async def _serve(channel: AuthenticatedChannel, alice: CascadeAlice) -> int:
     served = 0
     while True:
         message = await channel.recv()
@@ -36,11 +43,10 @@ async def serve_alice(
         served += 1
 
 
-async def run_bob(
-    channel: AuthenticatedChannel, key: SecretBits, schedule: CascadeSchedule
-) -> CascadeOutcome:
-    """Drive Cascade against a remote Alice; returns Bob's corrected key and statistics."""
-    protocol = CascadeBob(key, schedule).run()
+async def _drive(
+    channel: AuthenticatedChannel,
+    protocol: Generator[CascadeRequest, CascadeReply, _Outcome],
+) -> _Outcome:
     try:
         request = next(protocol)
         while True:
@@ -48,6 +54,38 @@ async def run_bob(
             message = await channel.recv(expect=_REPLY)
             request = protocol.send(CascadeReply.from_bytes(message.payload))
     except StopIteration as done:
-        outcome: CascadeOutcome = done.value
+        outcome: _Outcome = done.value
     await channel.send(_DONE, b"")
     return outcome
+
+
+async def serve_alice(
+    channel: AuthenticatedChannel, key: SecretBits, schedule: CascadeSchedule
+) -> int:
+    """Answer Bob's queries until he signals the end; returns the number of queries served."""
+    return await _serve(channel, CascadeAlice(key, schedule))
+
+
+async def run_bob(
+    channel: AuthenticatedChannel, key: SecretBits, schedule: CascadeSchedule
+) -> CascadeOutcome:
+    """Drive Cascade against a remote Alice; returns Bob's corrected key and statistics."""
+    return await _drive(channel, CascadeBob(key, schedule).run())
+
+
+async def serve_alice_batch(
+    channel: AuthenticatedChannel,
+    keys: Sequence[SecretBits],
+    schedules: Sequence[CascadeSchedule],
+) -> int:
+    """:func:`serve_alice` for K frames reconciled together (same order as Bob's)."""
+    return await _serve(channel, batch_alice(keys, schedules))
+
+
+async def run_bob_batch(
+    channel: AuthenticatedChannel,
+    keys: Sequence[SecretBits],
+    schedules: Sequence[CascadeSchedule],
+) -> CascadeBatchOutcome:
+    """:func:`run_bob` for K frames: corrected keys, per-frame disclosed bits, channel use."""
+    return await _drive(channel, CascadeBatchBob(keys, schedules).run())

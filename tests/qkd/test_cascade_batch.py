@@ -1,13 +1,16 @@
 """K frames in lock-step: per frame, exactly what the frame gets when reconciled alone."""
 
+import asyncio
 from collections.abc import Generator
 
 import numpy as np
 import pytest
 
+from labctl.qkd.auth import memory_pair
 from labctl.qkd.cascade import CascadeAlice, CascadeBob, CascadeReply, CascadeRequest, reconcile
 from labctl.qkd.cascade_batch import CascadeBatchBob, batch_alice, reconcile_batch
 from labctl.qkd.cascade_layout import FrameLayout
+from labctl.qkd.cascade_link import run_bob_batch, serve_alice_batch
 from labctl.qkd.cascade_schedule import CascadeSchedule
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import SecretBits
@@ -144,3 +147,17 @@ def test_frames_must_share_length_and_block_sizes() -> None:
     a, _ = _frames(100, [0.0, 0.0], seed=2)
     with pytest.raises(ReconciliationError, match="expected 2 frames of 200"):
         CascadeBatchBob(a, [CascadeSchedule.create(200, 0.05, 1)] * 2)
+
+
+async def test_batch_over_the_authenticated_channel() -> None:
+    n, q = 2000, 0.04
+    alice_keys, bob_keys = _frames(n, [q] * 6, seed=9)
+    schedules = [CascadeSchedule.create(n, q, seed=40 + f) for f in range(6)]
+    alice_ch, bob_ch = memory_pair(bytes(range(32)), timeout_s=10)
+    served, outcome = await asyncio.gather(
+        serve_alice_batch(alice_ch, alice_keys, schedules),
+        run_bob_batch(bob_ch, bob_keys, schedules),
+    )
+    assert outcome.keys == tuple(alice_keys)
+    assert served == outcome.stats.round_trips
+    assert outcome.disclosed_bits == reconcile_batch(alice_keys, bob_keys, schedules).disclosed_bits
