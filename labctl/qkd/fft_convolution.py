@@ -1,11 +1,12 @@
 """Windows of cyclic convolutions of 0/1 vectors with real float64 FFTs (FFTW or numpy).
 
-Privacy amplification spends almost all its time in three real FFTs of the key length, so
-the backend matters: FFTW (through pyfftw, single thread, FFTW_ESTIMATE plans kept per
-length with their aligned buffers) runs these transforms about 1.5-2x faster than
-numpy's pocketfft on the dev machine; numpy is the exact fallback when pyfftw is missing.
-Both return the same float64 values up to rounding far below 1/2, which the caller
-checks before reducing to bits.
+Privacy amplification on the FFT path (the fallback where the carry-less GF(2) product of
+:mod:`labctl.qkd.toeplitz_gf2` is unavailable) spends almost all its time in three real FFTs
+of the key length, so the backend matters: FFTW (through pyfftw, single thread,
+FFTW_ESTIMATE plans kept per length with their aligned buffers) runs these transforms about
+1.5-2x faster than numpy's pocketfft on the dev machine; numpy is the exact fallback when
+pyfftw is missing. Both return the same float64 values up to rounding far below 1/2, which
+the caller checks before reducing to bits.
 """
 
 from __future__ import annotations
