@@ -134,3 +134,35 @@ class BlockPipeline(Generic[T, R]):
         except TimeoutError:
             self._task.cancel()
             raise
+
+
+class CommitSequencer:
+    """Turns for key-store commits: sequence number s commits after 0..s-1 are done."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._done: set[int] = set()
+        self._changed = asyncio.Event()
+
+    @property
+    def committed_through(self) -> int:
+        """Every sequence number below this one is done."""
+        return self._next
+
+    async def wait_turn(self, seq: int) -> None:
+        """Wait until every block before ``seq`` is done."""
+        while self._next < seq:
+            event = self._changed
+            await event.wait()
+
+    def done(self, seq: int) -> None:
+        """Block ``seq`` is stored or ended without key (idempotent)."""
+        if seq < self._next:
+            return
+        self._done.add(seq)
+        while self._next in self._done:
+            self._done.remove(self._next)
+            self._next += 1
+        # Wake every waiter, then give later ones a fresh event to wait on.
+        self._changed.set()
+        self._changed = asyncio.Event()

@@ -1,0 +1,218 @@
+"""Alice's node: answers Bob, block by block, from her own record of the pulses she sent.
+
+The protocol is described in :mod:`experiments.keygen.nodes` (Bob drives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from experiments.keygen.node_base import (
+    AliceSource,
+    BlockResult,
+    NodeBase,
+    decoy_protocol,
+    intensity_counts,
+    pack_bits,
+    parse_json,
+    to_json,
+    unpack_bits,
+)
+from experiments.keygen.pipeline import CommitSequencer
+from experiments.keygen.settings import KeygenSettings
+from labctl.qkd import cascade_link
+from labctl.qkd.auth import AuthenticatedChannel
+from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.errors import MessageFormatError
+from labctl.qkd.finite_key import BasisCounts, secret_key_length
+from labctl.qkd.privacy import privacy_amplify, random_seed, seed_length
+from labctl.qkd.sifting import BasisAnnouncement, answer, sift_alice
+from labctl.qkd.verification import make_tag
+from labctl.store.keystore import KeyStore
+
+
+class AliceNode(NodeBase):
+    """Alice: answers Bob from her own record of the pulses she sent."""
+
+    def __init__(
+        self,
+        channel: AuthenticatedChannel,
+        store: KeyStore,
+        settings: KeygenSettings,
+        source: AliceSource,
+        run_id: str | None = None,
+        sequencer: CommitSequencer | None = None,
+    ) -> None:
+        super().__init__(channel, store, settings, run_id, sequencer)
+        self.source = source
+
+    async def serve(self) -> list[BlockResult]:
+        """Serve blocks until Bob closes the link; returns Alice's view of every block."""
+        results: list[BlockResult] = []
+        while True:
+            message = await self.channel.recv(timeout_s=self.settings.channel_timeout_s)
+            self.messages += 1
+            if message.kind == "link/close":
+                return results
+            if message.kind != "block/start":
+                raise MessageFormatError(f"expected block/start, got {message.kind!r}")
+            results.append(await self.serve_block(parse_json(message.payload, "block/start")))
+
+    async def serve_block(self, start: dict[str, Any]) -> BlockResult:
+        """Alice's side of one block (after ``block/start``)."""
+        seq = start.get("seq")
+        seq = None if seq is None else int(seq)
+        try:
+            return await self._serve_block(start, seq)
+        finally:
+            self.block_done(seq)
+
+    async def _serve_block(self, start: dict[str, Any], seq: int | None) -> BlockResult:
+        stage = self.profile.stage
+        start_messages = self.messages - 1
+        with stage("sifting"):
+            announce_bytes = await self.recv("sift/announce")
+            with stage("serialization"):
+                announcement = BasisAnnouncement.from_bytes(announce_bytes)
+            idx = announcement.pulse_index
+            first, pulses = int(start["first_pulse"]), int(start["pulses"])
+            if idx.size and (int(idx[0]) < first or int(idx[-1]) >= first + pulses):
+                raise MessageFormatError(
+                    "sift/announce: a pulse index lies outside the block window"
+                )
+            basis, bit, intensity = await asyncio.to_thread(self.source.choices, idx)
+            reply = answer(announcement, basis, intensity)
+            with stage("serialization"):
+                reply_bytes = reply.to_bytes()
+            await self.send("sift/reply", reply_bytes)
+            sifted = sift_alice(announcement, reply, bit)
+            key_mask = sifted.basis == self.settings.key_basis
+            key, test = sifted.select(key_mask), sifted.select(~key_mask)
+        with stage("estimation"):
+            test_bytes = await self.recv("estimate/test-bits")
+            with stage("serialization"):
+                bob_test = unpack_bits(test_bytes, len(test), "estimate/test-bits")
+            protocol, order = decoy_protocol(self.source.intensities())
+            key_counts, test_counts, qber_x = intensity_counts(key, test, bob_test, order)
+            proceed, reason = True, "ok"
+            if len(key) < 2 or len(test) == 0:
+                proceed, reason = False, f"too few sifted bits (key {len(key)}, test {len(test)})"
+            elif qber_x > self.settings.qber_max:
+                proceed, reason = (
+                    False,
+                    f"test-basis QBER {qber_x:.4f} above qber_max {self.settings.qber_max}",
+                )
+            await self.send(
+                "estimate/result",
+                to_json({"proceed": proceed, "reason": reason, "qber_x": qber_x}),
+            )
+        base: dict[str, Any] = dict(
+            block=int(start["block"]),
+            pulses=pulses,
+            detections=len(idx),
+            sifted_bits=len(sifted),
+            key_basis_bits=len(key),
+            test_basis_bits=len(test),
+            qber_x=qber_x,
+            acquired_s=0.0,
+        )
+        if not proceed:
+            return self._result(base, "no-key", reason, start_messages)
+        with stage("cascade"):
+            plan = parse_json(await self.recv("cascade/schedule"), "cascade/schedule")
+            schedule = CascadeSchedule.create(
+                len(key),
+                float(plan["qber"]),
+                int(plan["seed"]),
+                self.settings.cascade,  # type: ignore[arg-type]
+            )
+            served = await cascade_link.serve_alice(self.channel, key.bits, schedule)
+        self.messages += 2 * served + 1
+        with stage("verification"):
+            tag = make_tag(key.bits, self.settings.eps_cor)
+            await self.send("verify/tag", tag.to_bytes())
+            verdict = parse_json(await self.recv("verify/result"), "verify/result")
+        corrected = int(verdict["corrected_bits"])
+        qber_z = corrected / len(key)
+        base.update(qber_z=qber_z, round_trips=served)
+        if not verdict["match"]:
+            return await self._refuse(
+                base, "verification failed: keys differ after Cascade", start_messages
+            )
+        if qber_z > self.settings.qber_max:
+            return await self._refuse(
+                base,
+                f"key-basis QBER {qber_z:.4f} above qber_max {self.settings.qber_max}",
+                start_messages,
+            )
+        # Bob counted the parity bits that crossed the channel (authenticated, so trusted).
+        disclosed = int(verdict["disclosed_bits"])
+        with stage("finite key"):
+            result = secret_key_length(
+                BasisCounts(key_counts),
+                BasisCounts(test_counts[0], test_counts[1]),
+                protocol,
+                eps_sec=self.settings.eps_sec,
+                eps_cor=self.settings.eps_cor,
+                leak_ec_bits=float(disclosed),
+            )
+        base.update(disclosed_bits=disclosed, phi_x=result.phi_x)
+        if result.secret_bits <= 0:
+            return await self._refuse(
+                base,
+                f"finite-key bound leaves no key (l = {result.raw_length:.0f})",
+                start_messages,
+            )
+        with stage("pa"):
+            key_id = str(uuid.uuid4())
+            pa_seed = random_seed(seed_length(len(key), result.secret_bits))
+            with stage("serialization"):
+                head = to_json(
+                    {
+                        "key_id": key_id,
+                        "secret_bits": result.secret_bits,
+                        "seed_bits": int(pa_seed.size),
+                        "phi_x": result.phi_x,
+                    }
+                )
+                seed_msg = len(head).to_bytes(4, "big") + head + pack_bits(pa_seed)
+            await self.send("pa/seed", seed_msg)
+            final = await asyncio.to_thread(privacy_amplify, key.bits, result.secret_bits, pa_seed)
+        stored = parse_json(await self.recv("key/stored"), "key/stored")
+        if stored.get("key_id") != key_id:
+            raise MessageFormatError("key/stored: Bob acknowledged a different key id")
+        # A remote Alice (labctl node alice) has no run of her own: she files keys under Bob's.
+        run_id = self.run_id if self.run_id is not None else start.get("run_id")
+        await self.commit_turn(seq)
+        with stage("key store"):
+            self.store.add(
+                final,
+                key_id=key_id,
+                run_id=None if run_id is None else str(run_id),
+                block=int(start["block"]),
+            )
+        out = self._result(base, "key", "stored", start_messages)
+        return BlockResult(**{**asdict(out), "secret_bits": result.secret_bits, "key_id": key_id})
+
+    async def _refuse(self, base: dict[str, Any], reason: str, start_messages: int) -> BlockResult:
+        await self.send("pa/none", to_json({"reason": reason}))
+        return self._result(base, "no-key", reason, start_messages)
+
+    def _result(
+        self, base: dict[str, Any], status: str, reason: str, start_messages: int
+    ) -> BlockResult:
+        values: dict[str, Any] = dict(
+            qber_z=None, disclosed_bits=0, ec_efficiency=None, round_trips=0, phi_x=None
+        )
+        values.update(base)
+        return BlockResult(
+            **values,
+            status=status,
+            reason=reason,
+            channel_uses=self.messages - start_messages,
+            secret_bits=0,
+            key_id=None,
+        )

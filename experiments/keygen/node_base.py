@@ -1,0 +1,187 @@
+"""What Alice's and Bob's nodes share: message helpers, the block result, the node base.
+
+See :mod:`experiments.keygen.nodes` for the per-block protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from experiments.keygen.pipeline import CommitSequencer
+from experiments.keygen.profile import StageProfile, TimedChannel
+from experiments.keygen.settings import KeygenSettings
+from labctl.qkd.auth import AuthenticatedChannel
+from labctl.qkd.errors import MessageFormatError
+from labctl.qkd.finite_key import DecoyProtocol
+from labctl.qkd.sifting import SiftedKey
+from labctl.store.keystore import KeyStore
+
+U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
+
+
+class AliceSource(Protocol):
+    """Alice's own record of what she sent: any pulse's basis, bit and intensity class."""
+
+    def choices(self, pulse_index: I64) -> tuple[U8, U8, U8]:
+        """(basis, bit, intensity class) of each pulse."""
+        ...
+
+    def intensities(self) -> list[tuple[float, float]]:
+        """(mean photon number, probability) of each intensity class, by class code."""
+        ...
+
+
+class WorldSource:
+    """AliceSource of a simulated station: the world's counter-based pulse pattern."""
+
+    def __init__(self, world: Any) -> None:
+        self._world = world
+
+    def choices(self, pulse_index: I64) -> tuple[U8, U8, U8]:
+        """(basis, bit, intensity class) of each pulse."""
+        pattern = self._world.alice_pattern(pulse_index)
+        return pattern.basis, pattern.bit, pattern.intensity
+
+    def intensities(self) -> list[tuple[float, float]]:
+        """(mu, probability) per class; mu scaled by the laser power Alice set."""
+        source = self._world.optics.source
+        mus = [float(m) for m in source.mu]
+        return [
+            (mu, float(c.probability))
+            for mu, c in zip(mus, source.settings.intensities, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """What one block produced (no key material): the per-block event payload."""
+
+    block: int
+    status: str
+    """'key' (stored), 'no-key' (discarded by threshold or bounds) or 'failed'."""
+    reason: str
+    pulses: int
+    detections: int
+    sifted_bits: int
+    key_basis_bits: int
+    test_basis_bits: int
+    qber_z: float | None
+    qber_x: float | None
+    disclosed_bits: int
+    ec_efficiency: float | None
+    round_trips: int
+    channel_uses: int
+    secret_bits: int
+    key_id: str | None
+    acquired_s: float
+    phi_x: float | None = None
+
+    def event(self) -> dict[str, Any]:
+        """The JSON-able per-block event (rates included)."""
+        data = asdict(self)
+        data["key_rate_per_pulse"] = self.secret_bits / self.pulses if self.pulses else 0.0
+        data["secret_key_rate_bps"] = self.secret_bits / self.acquired_s if self.acquired_s else 0.0
+        return data
+
+
+def to_json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, allow_nan=False).encode()
+
+
+def parse_json(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageFormatError(f"{what}: not JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise MessageFormatError(f"{what}: expected a JSON object")
+    return data
+
+
+def pack_bits(bits: U8) -> bytes:
+    return bytes(np.packbits(bits).tobytes())
+
+
+def unpack_bits(data: bytes, n: int, what: str) -> U8:
+    if len(data) != (n + 7) // 8:
+        raise MessageFormatError(f"{what}: {len(data)} bytes do not hold {n} bits")
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n)
+
+
+def decoy_protocol(intensities: Sequence[tuple[float, float]]) -> tuple[DecoyProtocol, list[int]]:
+    """Lim et al.'s protocol (mu1 > mu2 > mu3) and the class codes in that order."""
+    if len(intensities) != 3:
+        raise ValueError(
+            f"finite-key estimation needs three intensity classes, got {len(intensities)}"
+        )
+    order = sorted(range(3), key=lambda k: -intensities[k][0])
+    mus = tuple(intensities[k][0] for k in order)
+    probs = tuple(intensities[k][1] for k in order)
+    return DecoyProtocol((mus[0], mus[1], mus[2]), (probs[0], probs[1], probs[2])), order
+
+
+class NodeBase:
+    """A party's channel, store and settings; counts messages and profiles stages."""
+
+    def __init__(
+        self,
+        channel: AuthenticatedChannel,
+        store: KeyStore,
+        settings: KeygenSettings,
+        run_id: str | None,
+        sequencer: CommitSequencer | None = None,
+    ) -> None:
+        self.profile = StageProfile()
+        # Typed as the channel it wraps: Cascade's link code takes an AuthenticatedChannel.
+        self.channel = cast(AuthenticatedChannel, TimedChannel(channel, self.profile))
+        self.store = store
+        self.settings = settings
+        self.run_id = run_id
+        self.sequencer = sequencer
+        """Shared by the nodes of one party when several blocks are in flight (workers)."""
+        self.messages = 0
+
+    async def send(self, kind: str, payload: bytes) -> None:
+        await self.channel.send(kind, payload)
+        self.messages += 1
+
+    async def recv(self, kind: str) -> bytes:
+        message = await self.channel.recv(expect=kind, timeout_s=self.settings.channel_timeout_s)
+        self.messages += 1
+        return message.payload
+
+    async def commit_turn(self, seq: int | None) -> None:
+        """Wait until every earlier block is stored or ended (no-op without a sequence)."""
+        if seq is not None and self.sequencer is not None:
+            await self.sequencer.wait_turn(seq)
+
+    def block_done(self, seq: int | None) -> None:
+        """This block is stored, ended without key, or failed: later blocks may commit."""
+        if seq is not None and self.sequencer is not None:
+            self.sequencer.done(seq)
+        self.profile.end_block()
+
+
+def intensity_counts(
+    key: SiftedKey, test: SiftedKey, bob_test: U8, order: list[int]
+) -> tuple[
+    tuple[float, float, float], tuple[tuple[float, float, float], tuple[float, float, float]], float
+]:
+    """Key-basis detections and test-basis (detections, errors) per intensity, in Lim order."""
+    key_n = np.bincount(key.intensity, minlength=3)
+    test_n = np.bincount(test.intensity, minlength=3)
+    errors = test.bits.bits != bob_test
+    test_e = np.bincount(test.intensity[errors], minlength=3)
+    qber_x = float(errors.mean()) if errors.size else 0.0
+
+    def ordered(values: npt.NDArray[np.int64]) -> tuple[float, float, float]:
+        return (float(values[order[0]]), float(values[order[1]]), float(values[order[2]]))
+
+    return ordered(key_n), (ordered(test_n), ordered(test_e)), qber_x
