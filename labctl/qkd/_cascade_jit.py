@@ -11,6 +11,7 @@ from labctl.qkd.cascade_jit_frames import (
     fill_prefix,
     flip_positions,
     head_parities,
+    head_parities_gather,
     new_array_list,
     unshuffle,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "fill_prefix",
     "fisher_yates",
     "head_parities",
+    "head_parities_gather",
     "inverse",
     "minimal_odd",
     "new_array_list",
@@ -112,7 +114,12 @@ def _buffers(m):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def toggle_paths(state, old, passes, positions, offset, slots, block_size, frame_stride, n, levels):  # type: ignore[no-untyped-def]
-    """Flip the odd flag on every path node of each corrected bit; returns the new odd set."""
+    """Flip the odd flag on the known path nodes of each corrected bit; returns the new odd
+    set (every node that is now known-odd among ``old`` and the touched nodes).
+
+    Known nodes form a rooted subtree of every block (a range is recorded only as a child
+    of a queried, hence known, range), and an unknown node's flag is overwritten when it
+    is recorded, so the walk down from the root stops at the first unknown node."""
     touched = np.empty(passes.size * levels, dtype=np.int64)
     t = 0
     for r in range(passes.size):
@@ -125,11 +132,14 @@ def toggle_paths(state, old, passes, positions, offset, slots, block_size, frame
         base = offset[p] + blk * slots[p]
         for d in range(levels):
             i = (((off + 1) << d) - 1) // length
-            if (((i + 1) * length) >> d) - ((i * length) >> d) >= 2:
-                node = base + (1 << d) + i
-                state[node] ^= _ODD
-                touched[t] = node
-                t += 1
+            if (((i + 1) * length) >> d) - ((i * length) >> d) < 2:
+                break
+            node = base + (1 << d) + i
+            if state[node] & _KNOWN == 0:
+                break
+            state[node] ^= _ODD
+            touched[t] = node
+            t += 1
     for x in old:
         state[x] |= _MARK
     became = np.empty(t, dtype=np.int64)
@@ -184,13 +194,17 @@ def minimal_odd(ids, state, offset, slots, block_size, frame_stride, n):  # type
     :func:`toggle_paths` puts it back in the set, so callers keep just the returned ids."""
     m = ids.size
     p_all = np.searchsorted(offset, ids, side="right") - 1
+    shift = np.zeros(slots.size, dtype=np.int64)  # slots are powers of two
+    for p in range(slots.size):
+        while (np.int64(1) << shift[p]) < slots[p]:
+            shift[p] += 1
     heaps = np.empty(m, dtype=np.int64)
     blocks = np.empty(m, dtype=np.int64)
     for t in range(m):
         p = p_all[t]
         rest = ids[t] - offset[p]
-        blocks[t] = rest // slots[p]
-        heaps[t] = rest % slots[p]
+        blocks[t] = rest >> shift[p]
+        heaps[t] = rest & (slots[p] - 1)
     for t in range(m):
         up = heaps[t] >> 1
         base = ids[t] - heaps[t]
@@ -330,7 +344,18 @@ def correct(  # type: ignore[no-untyped-def]
     pass) and rescan. Returns (bits flipped, new odd set: the minimal odd nodes' ids,
     minimal odd ranges). ``layout``: (frames, n, frame_stride) as in :func:`unshuffle`."""
     offset, slots, block_size, frame_stride, n = geometry
-    flips = np.unique(bits)
+    # Distinct bits (two passes can isolate the same error in one round): mark each in
+    # the key's spare bit 1 instead of sorting.
+    flips = np.empty(bits.size, dtype=np.int64)
+    count = 0
+    for x in bits:
+        if key[x] & 2 == 0:
+            key[x] |= 2
+            flips[count] = x
+            count += 1
+    flips = flips[:count]
+    for x in flips:
+        key[x] &= 1
     passes, where = flip_positions(key, flips, positions, started, rows, stride, row_ready, layout)
     odd = toggle_paths(
         state, odd, passes, where, offset, slots, block_size, frame_stride, n, levels

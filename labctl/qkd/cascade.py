@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.cascade_alice import CascadeAlice, _block_parities
+from labctl.qkd.cascade_alice import CascadeAlice
 from labctl.qkd.cascade_layout import FrameLayout
 from labctl.qkd.cascade_messages import (
     RANGES,
@@ -280,6 +280,7 @@ class CascadeBob:
         """Correct the error bits everywhere; returns the new minimal odd ranges."""
         started = self._passes_started
         if self._nodes.kernels is not None:
+            self._layout.ensure_positions(started)  # locating the bits needs the inverses
             count, frontier = self._nodes.correct(
                 self._key, bits, self._positions, started, self._shuffled, self._stride,
                 self._row_ready, self._layout.kernel_layout,
@@ -296,21 +297,6 @@ class CascadeBob:
         self._shuffled[(passes * self._stride + positions)[ready]] ^= 1
         self._nodes.toggle_paths(passes, positions)
         return self._nodes.minimal_odd()
-
-    def _head_parities(self, j: int, count: int) -> Bits:
-        """Bob's parities of the first ``count`` blocks of every frame in pass j."""
-        layout, k = self._layout, self._layout.block_sizes[j]
-        if layout.kernels is not None:
-            head: Bits = layout.kernels.head_parities(
-                self._key, self._positions, j, layout.kernel_layout, k, count
-            )
-            return head
-        n, length = layout.n_bits, min(count * k, layout.n_bits)
-        parts = [
-            _block_parities(self._key[f * n : (f + 1) * n][order[:length]], k, count)
-            for f, (order, _) in enumerate(layout.shuffles(j))
-        ]
-        return np.concatenate(parts)
 
     def _start_pass(
         self, j: int, alice_total: Bits
@@ -329,13 +315,13 @@ class CascadeBob:
         alice = alice.reshape(frames, sent)
         if j == 0:
             alice_total = np.bitwise_xor.reduce(alice, axis=1)
-            bob = self._head_parities(j, sent).reshape(frames, sent)
+            bob = self._layout.head_parities(self._key, j, sent).reshape(frames, sent)
         else:
             # Parity inference: the last block's parity follows from the frame's total
             # parity, so neither side needs the shuffled tail (half the key when k = n / 2).
             alice_last = alice_total ^ np.bitwise_xor.reduce(alice, axis=1)
             alice = np.concatenate((alice, alice_last[:, None]), axis=1)
-            bob_head = self._head_parities(j, sent).reshape(frames, sent)
+            bob_head = self._layout.head_parities(self._key, j, sent).reshape(frames, sent)
             by_frame = self._key.reshape(frames, layout.n_bits)
             bob_total = (np.add.reduce(by_frame, axis=1, dtype=np.uint64) & 1).astype(np.uint8)
             bob_last = bob_total ^ np.bitwise_xor.reduce(bob_head, axis=1)
@@ -386,9 +372,11 @@ def reconcile(
     *,
     compiled: bool = True,
 ) -> CascadeOutcome:
-    """Run Cascade in one process: Bob's corrected key and what crossed the channel."""
-    alice = CascadeAlice(alice_key, schedule, compiled=compiled)
-    protocol = CascadeBob(bob_key, schedule, compiled=compiled).run()
+    """Run Cascade in one process: Bob's corrected key and what crossed the channel (both
+    sides share the public shuffles, as two nodes deriving them from the seed would)."""
+    layout = FrameLayout((schedule,), compiled=compiled)
+    alice = CascadeAlice.for_frames((alice_key,), layout)
+    protocol = CascadeBob.for_frames((bob_key,), layout).run()
     try:
         request = next(protocol)
         while True:

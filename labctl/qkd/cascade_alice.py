@@ -19,19 +19,6 @@ from labctl.qkd.cascade_schedule import CascadeSchedule
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import Bits, SecretBits
 
-
-def _block_parities(shuffled: Bits, block_size: int, n_blocks: int) -> Bits:
-    """Parities of the first n_blocks blocks of an already shuffled key (last may be short)."""
-    full = min(n_blocks, shuffled.size // block_size)
-    out = np.empty(n_blocks, dtype=np.uint8)
-    if full:
-        body = shuffled[: full * block_size].reshape(full, block_size)
-        out[:full] = np.add.reduce(body, axis=1, dtype=np.uint8) & 1
-    if n_blocks > full:
-        out[full] = np.add.reduce(shuffled[full * block_size :], dtype=np.uint8) & 1
-    return out
-
-
 _RANGE_ERRORS = {
     1: "CascadeAlice: query for pass >= {passes}",
     2: "CascadeAlice: range query outside the frame",
@@ -111,17 +98,7 @@ class CascadeAlice:
             out: Bits = (prefix[ends] ^ prefix[starts]).reshape(-1)
             return out
         # Only the announced head is shuffled here; the prefix waits for a range query.
-        if self._kernels is not None:
-            head: Bits = self._kernels.head_parities(
-                self._key, layout.typed_shuffles()[1], j, layout.kernel_layout, k, sent
-            )
-            return head
-        length = min(sent * k, n)
-        parts = [
-            _block_parities(self._key[f * n : (f + 1) * n][order[:length]], k, sent)
-            for f, (order, _) in enumerate(layout.shuffles(j))
-        ]
-        return np.concatenate(parts)
+        return layout.head_parities(self._key, j, sent)
 
     def handle(self, request: CascadeRequest) -> CascadeReply:
         """Answer one request; raises ReconciliationError on an out-of-range query."""

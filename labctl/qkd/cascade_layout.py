@@ -20,11 +20,24 @@ import numpy as np
 import numpy.typing as npt
 
 from labctl.qkd.cascade_kernels import load
-from labctl.qkd.cascade_schedule import CascadeSchedule, ShuffleArray
+from labctl.qkd.cascade_schedule import CascadeSchedule, ShuffleArray, cached_shuffle
+from labctl.qkd.secret import Bits
 
 IndexArray = npt.NDArray[np.int64]
 
 _KERNELS = load()
+
+
+def block_parities(shuffled: Bits, block_size: int, n_blocks: int) -> Bits:
+    """Parities of the first n_blocks blocks of an already shuffled key (last may be short)."""
+    full = min(n_blocks, shuffled.size // block_size)
+    out = np.empty(n_blocks, dtype=np.uint8)
+    if full:
+        body = shuffled[: full * block_size].reshape(full, block_size)
+        out[:full] = np.add.reduce(body, axis=1, dtype=np.uint8) & 1
+    if n_blocks > full:
+        out[full] = np.add.reduce(shuffled[full * block_size :], dtype=np.uint8) & 1
+    return out
 
 
 class FrameLayout:
@@ -55,8 +68,10 @@ class FrameLayout:
         """Longest pass row (K S_j); per-pass rows are stored with stride row_length + 1."""
         self.kernels = _KERNELS if compiled else None
         """The compiled kernels module (None: numpy path)."""
-        self._shuffles: dict[int, list[tuple[ShuffleArray, ShuffleArray]]] = {}
+        self._orders: dict[int, list[ShuffleArray]] = {}
+        self._positions: dict[int, list[ShuffleArray]] = {}
         self._typed: tuple[Any, Any] | None = None
+        self._typed_positions = np.zeros(self.passes, dtype=np.bool_)
         self._super: dict[tuple[str, int], IndexArray] = {}
 
     def __repr__(self) -> str:
@@ -72,30 +87,69 @@ class FrameLayout:
         """(K, n, S) as the compiled kernels take it."""
         return self.frames, self.n_bits, self.frame_stride
 
-    def shuffles(self, pass_index: int) -> list[tuple[ShuffleArray, ShuffleArray]]:
-        """(order, position) of every frame in one pass (frames sharing a seed share them)."""
-        got = self._shuffles.get(pass_index)
+    def orders(self, pass_index: int) -> list[ShuffleArray]:
+        """Every frame's permutation in one pass (frames sharing a seed share it)."""
+        got = self._orders.get(pass_index)
         if got is None:
-            by_seed: dict[int, tuple[ShuffleArray, ShuffleArray]] = {}
-            got = []
+            by_seed: dict[int, ShuffleArray] = {}
             for s in self.schedules:
                 if s.seed not in by_seed:
-                    by_seed[s.seed] = s.shuffle(pass_index)
-                got.append(by_seed[s.seed])
-            self._shuffles[pass_index] = got
+                    by_seed[s.seed] = s.order(pass_index)
+            got = self._orders[pass_index] = [by_seed[s.seed] for s in self.schedules]
         return got
 
+    def positions(self, pass_index: int) -> list[ShuffleArray]:
+        """Every frame's inverse permutation in one pass (computed on first use)."""
+        got = self._positions.get(pass_index)
+        if got is None:
+            by_seed: dict[int, ShuffleArray] = {}
+            for s in self.schedules:
+                if s.seed not in by_seed:
+                    by_seed[s.seed] = s.shuffle(pass_index)[1]
+            got = self._positions[pass_index] = [by_seed[s.seed] for s in self.schedules]
+        return got
+
+    def positions_ready(self, pass_index: int) -> bool:
+        """Whether the pass's inverse shuffles are already in the typed list."""
+        return bool(self._typed_positions[pass_index])
+
     def typed_shuffles(self) -> tuple[Any, Any]:
-        """Compiled path: typed lists of every pass's orders and positions, index j K + f."""
+        """Compiled path: typed lists of every pass's orders and positions, index j K + f.
+
+        Positions are placeholders (empty) until :meth:`ensure_positions` fills them: only
+        passes that are started while bits are still being corrected ever need them."""
         if self._typed is None:
             assert self.kernels is not None
             orders, positions = self.kernels.new_array_list(), self.kernels.new_array_list()
+            empty = np.zeros(0, dtype=np.int32)
+            empty.flags.writeable = False
+            # A seed reused for frames of this length (every order already computed): its
+            # inverses are worth computing once, since they make the block parities a
+            # sequential scan; for a fresh seed only the passes that locate bits get them.
+            reused = all(
+                cached_shuffle(s, j)[0] is not None
+                for s in self.schedules
+                for j in range(self.passes)
+            )
             for j in range(self.passes):
-                for order, position in self.shuffles(j):
+                for order in self.orders(j):
                     orders.append(order)
-                    positions.append(position)
+                    positions.append(empty)
             self._typed = (orders, positions)
+            if reused:
+                self.ensure_positions(self.passes)
         return self._typed
+
+    def ensure_positions(self, passes: int) -> None:
+        """Compiled path: put the inverse shuffles of passes [0, passes) in the typed list."""
+        if bool(self._typed_positions[:passes].all()):
+            return
+        typed = self.typed_shuffles()[1]
+        for j in range(passes):
+            if not self._typed_positions[j]:
+                for f, position in enumerate(self.positions(j)):
+                    typed[j * self.frames + f] = position
+                self._typed_positions[j] = True
 
     def frame_of(self, passes: IndexArray, shuffled: IndexArray) -> IndexArray:
         """Frame of each (pass, shuffled position)."""
@@ -110,7 +164,7 @@ class FrameLayout:
         if got is None:
             n, fs = self.n_bits, int(self.frame_stride[pass_index])
             grid = np.zeros((self.frames, fs), dtype=np.int64)
-            for f, (order, _) in enumerate(self.shuffles(pass_index)):
+            for f, order in enumerate(self.orders(pass_index)):
                 grid[f, :n] = order.astype(np.int64) + f * n
             got = self._super[key] = grid.reshape(-1)
         return got
@@ -123,7 +177,28 @@ class FrameLayout:
             fs = int(self.frame_stride[pass_index])
             parts = [
                 position.astype(np.int64) + f * fs
-                for f, (_, position) in enumerate(self.shuffles(pass_index))
+                for f, position in enumerate(self.positions(pass_index))
             ]
             got = self._super[key] = np.concatenate(parts)
         return got
+
+    def head_parities(self, key: Bits, pass_index: int, count: int) -> Bits:
+        """Parities of the first ``count`` blocks of every frame of ``key`` (K n bits) in
+        pass ``pass_index``, frame-major (both sides announce or check these)."""
+        k = self.block_sizes[pass_index]
+        if self.kernels is not None:
+            if self.positions_ready(pass_index):
+                scanned: Bits = self.kernels.head_parities(
+                    key, self.typed_shuffles()[1], pass_index, self.kernel_layout, k, count
+                )
+                return scanned
+            gathered: Bits = self.kernels.head_parities_gather(
+                key, self.typed_shuffles()[0], pass_index, self.kernel_layout, k, count
+            )
+            return gathered
+        n, length = self.n_bits, min(count * k, self.n_bits)
+        parts = [
+            block_parities(key[f * n : (f + 1) * n][order[:length]], k, count)
+            for f, order in enumerate(self.orders(pass_index))
+        ]
+        return np.concatenate(parts)

@@ -10,14 +10,15 @@ information reconciliation protocol Cascade", QIC 15, 453 (2015):
   total parity) and reuse of already-disclosed parities.
 
 The shuffles are public: both parties derive them from the shared seed, so they are cached
-per (n, seed, pass) and reused across frames of the same size.
+per (n, seed, pass) and reused across frames of the same size. A pass's inverse shuffle is
+computed (and cached) separately, only when a corrected bit has to be located in it.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -86,9 +87,20 @@ class CascadeSchedule:
 
     def shuffle(self, pass_index: int) -> tuple[ShuffleArray, ShuffleArray]:
         """(order, position): order[p] is the bit at shuffled position p, position its inverse."""
+        self._check(pass_index)
+        return _order(self.n_bits, self.seed, pass_index), _position(
+            self.n_bits, self.seed, pass_index
+        )
+
+    def order(self, pass_index: int) -> ShuffleArray:
+        """The permutation alone (its inverse costs as much again and most passes never
+        need it: it is only used to locate corrected bits in a pass)."""
+        self._check(pass_index)
+        return _order(self.n_bits, self.seed, pass_index)
+
+    def _check(self, pass_index: int) -> None:
         if not 0 <= pass_index < self.passes:
             raise ValueError(f"pass index {pass_index} outside [0, {self.passes})")
-        return _shuffle(self.n_bits, self.seed, pass_index)
 
 
 _KERNELS = load()
@@ -127,17 +139,59 @@ def public_order(n_bits: int, seed: int, pass_index: int, *, compiled: bool = Tr
     return np.array(items, dtype=np.int32)
 
 
-@lru_cache(maxsize=16)  # one schedule's passes (Alice and Bob share them in one process)
-def _shuffle(n_bits: int, seed: int, pass_index: int) -> tuple[ShuffleArray, ShuffleArray]:
+_KEPT = 16
+"""Shuffles (and, separately, inverses) kept, least recently used dropped: one schedule's
+passes, which Alice and Bob share in one process."""
+_ORDERS: OrderedDict[tuple[int, int, int], ShuffleArray] = OrderedDict()
+
+
+def _remember(
+    cache: OrderedDict[tuple[int, int, int], ShuffleArray],
+    key: tuple[int, int, int],
+    value: ShuffleArray,
+) -> ShuffleArray:
+    value.flags.writeable = False
+    cache[key] = value
+    if len(cache) > _KEPT:
+        cache.popitem(last=False)
+    return value
+
+
+def _order(n_bits: int, seed: int, pass_index: int) -> ShuffleArray:
+    key = (n_bits, seed, pass_index)
+    order = _ORDERS.get(key)
+    if order is not None:
+        _ORDERS.move_to_end(key)
+        return order
     if pass_index == 0:
         order = np.arange(n_bits, dtype=np.int32)
     else:
         order = public_order(n_bits, seed, pass_index)
+    return _remember(_ORDERS, key, order)
+
+
+_POSITIONS: OrderedDict[tuple[int, int, int], ShuffleArray] = OrderedDict()
+
+
+def _position(n_bits: int, seed: int, pass_index: int) -> ShuffleArray:
+    key = (n_bits, seed, pass_index)
+    position = _POSITIONS.get(key)
+    if position is not None:
+        _POSITIONS.move_to_end(key)
+        return position
+    order = _order(n_bits, seed, pass_index)
     if _KERNELS is not None:
-        position: ShuffleArray = _KERNELS.inverse(order)
+        position = _KERNELS.inverse(order)
     else:
         position = np.empty_like(order)
         position[order] = np.arange(n_bits, dtype=np.int32)
-    order.flags.writeable = False
-    position.flags.writeable = False
-    return order, position
+    assert position is not None
+    return _remember(_POSITIONS, key, position)
+
+
+def cached_shuffle(
+    schedule: CascadeSchedule, pass_index: int
+) -> tuple[ShuffleArray | None, ShuffleArray | None]:
+    """(order, position) of a pass as far as already computed (nothing is computed here)."""
+    key = (schedule.n_bits, schedule.seed, pass_index)
+    return _ORDERS.get(key), _POSITIONS.get(key)
