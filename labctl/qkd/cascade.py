@@ -280,7 +280,10 @@ class CascadeBob:
         """Correct the error bits everywhere; returns the new minimal odd ranges."""
         started = self._passes_started
         if self._nodes.kernels is not None:
-            self._layout.ensure_positions(started)  # locating the bits needs the inverses
+            # Locating the bits needs the inverse shuffles of their frames.
+            layout = self._layout
+            frames = None if layout.frames == 1 else np.unique(bits // layout.n_bits)
+            layout.ensure_positions(started, frames)
             count, frontier = self._nodes.correct(
                 self._key, bits, self._positions, started, self._shuffled, self._stride,
                 self._row_ready, self._layout.kernel_layout,

@@ -20,7 +20,12 @@ import numpy as np
 import numpy.typing as npt
 
 from labctl.qkd.cascade_kernels import load
-from labctl.qkd.cascade_schedule import CascadeSchedule, ShuffleArray, cached_shuffle
+from labctl.qkd.cascade_schedule import (
+    CascadeSchedule,
+    ShuffleArray,
+    cached_shuffle,
+    inverse_shuffle,
+)
 from labctl.qkd.secret import Bits
 
 IndexArray = npt.NDArray[np.int64]
@@ -69,9 +74,9 @@ class FrameLayout:
         self.kernels = _KERNELS if compiled else None
         """The compiled kernels module (None: numpy path)."""
         self._orders: dict[int, list[ShuffleArray]] = {}
-        self._positions: dict[int, list[ShuffleArray]] = {}
+        self._positions: dict[tuple[int, int], ShuffleArray] = {}
         self._typed: tuple[Any, Any] | None = None
-        self._typed_positions = np.zeros(self.passes, dtype=np.bool_)
+        self._typed_positions = np.zeros((self.passes, self.frames), dtype=np.bool_)
         self._super: dict[tuple[str, int], IndexArray] = {}
 
     def __repr__(self) -> str:
@@ -98,26 +103,28 @@ class FrameLayout:
             got = self._orders[pass_index] = [by_seed[s.seed] for s in self.schedules]
         return got
 
-    def positions(self, pass_index: int) -> list[ShuffleArray]:
-        """Every frame's inverse permutation in one pass (computed on first use)."""
-        got = self._positions.get(pass_index)
+    def _position(self, frame: int, pass_index: int) -> ShuffleArray:
+        schedule = self.schedules[frame]
+        key = (schedule.seed, pass_index)
+        got = self._positions.get(key)
         if got is None:
-            by_seed: dict[int, ShuffleArray] = {}
-            for s in self.schedules:
-                if s.seed not in by_seed:
-                    by_seed[s.seed] = s.shuffle(pass_index)[1]
-            got = self._positions[pass_index] = [by_seed[s.seed] for s in self.schedules]
+            order = self.orders(pass_index)[frame]
+            got = self._positions[key] = inverse_shuffle(schedule, pass_index, order)
         return got
 
+    def positions(self, pass_index: int) -> list[ShuffleArray]:
+        """Every frame's inverse permutation in one pass (computed on first use)."""
+        return [self._position(f, pass_index) for f in range(self.frames)]
+
     def positions_ready(self, pass_index: int) -> bool:
-        """Whether the pass's inverse shuffles are already in the typed list."""
-        return bool(self._typed_positions[pass_index])
+        """Whether every frame's inverse shuffle of the pass is in the typed list."""
+        return bool(self._typed_positions[pass_index].all())
 
     def typed_shuffles(self) -> tuple[Any, Any]:
         """Compiled path: typed lists of every pass's orders and positions, index j K + f.
 
         Positions are placeholders (empty) until :meth:`ensure_positions` fills them: only
-        passes that are started while bits are still being corrected ever need them."""
+        passes that are started while a frame still has bits corrected need that frame's."""
         if self._typed is None:
             assert self.kernels is not None
             orders, positions = self.kernels.new_array_list(), self.kernels.new_array_list()
@@ -140,16 +147,21 @@ class FrameLayout:
                 self.ensure_positions(self.passes)
         return self._typed
 
-    def ensure_positions(self, passes: int) -> None:
-        """Compiled path: put the inverse shuffles of passes [0, passes) in the typed list."""
-        if bool(self._typed_positions[:passes].all()):
+    def ensure_positions(self, passes: int, frames: IndexArray | None = None) -> None:
+        """Compiled path: put the inverse shuffles of passes [0, passes) of the given
+        frames (all by default) in the typed list."""
+        ready = self._typed_positions[:passes]
+        if frames is not None:
+            ready = ready[:, frames]
+        if bool(ready.all()):
             return
         typed = self.typed_shuffles()[1]
+        todo = range(self.frames) if frames is None else frames.tolist()
         for j in range(passes):
-            if not self._typed_positions[j]:
-                for f, position in enumerate(self.positions(j)):
-                    typed[j * self.frames + f] = position
-                self._typed_positions[j] = True
+            for f in todo:
+                if not self._typed_positions[j, f]:
+                    typed[j * self.frames + f] = self._position(f, j)
+                    self._typed_positions[j, f] = True
 
     def frame_of(self, passes: IndexArray, shuffled: IndexArray) -> IndexArray:
         """Frame of each (pass, shuffled position)."""

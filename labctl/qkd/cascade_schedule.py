@@ -179,14 +179,7 @@ def _position(n_bits: int, seed: int, pass_index: int) -> ShuffleArray:
     if position is not None:
         _POSITIONS.move_to_end(key)
         return position
-    order = _order(n_bits, seed, pass_index)
-    if _KERNELS is not None:
-        position = _KERNELS.inverse(order)
-    else:
-        position = np.empty_like(order)
-        position[order] = np.arange(n_bits, dtype=np.int32)
-    assert position is not None
-    return _remember(_POSITIONS, key, position)
+    return _remember(_POSITIONS, key, _inverse(_order(n_bits, seed, pass_index)))
 
 
 def cached_shuffle(
@@ -195,3 +188,25 @@ def cached_shuffle(
     """(order, position) of a pass as far as already computed (nothing is computed here)."""
     key = (schedule.n_bits, schedule.seed, pass_index)
     return _ORDERS.get(key), _POSITIONS.get(key)
+
+
+def inverse_shuffle(
+    schedule: CascadeSchedule, pass_index: int, order: ShuffleArray
+) -> ShuffleArray:
+    """The inverse of ``order`` (the pass's permutation, already at hand): cached like
+    :meth:`CascadeSchedule.shuffle`'s, without recomputing an order that left the cache."""
+    key = (schedule.n_bits, schedule.seed, pass_index)
+    position = _POSITIONS.get(key)
+    if position is not None:
+        _POSITIONS.move_to_end(key)
+        return position
+    return _remember(_POSITIONS, key, _inverse(order))
+
+
+def _inverse(order: ShuffleArray) -> ShuffleArray:
+    if _KERNELS is not None:
+        position: ShuffleArray = _KERNELS.inverse(order)
+        return position
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size, dtype=np.int32)
+    return position
