@@ -8,14 +8,17 @@ see :mod:`labctl.qkd._toeplitz_gf2_jit`), so the cost is ~ (n / 64)^1.585 word p
 with no rounding at all: no error bound, no float check, nothing to refuse.
 
 On the dev VM (Xeon with AVX-512 VPCLMULQDQ) it runs privacy amplification several times
-faster than the three float64 FFTs (benchmarks/README.md, qkd). It needs numba and a CPU
-with PCLMULQDQ; :data:`AVAILABLE` says whether this process has both, otherwise callers
-keep the FFT path.
+faster than the three float64 FFTs (benchmarks/README.md, qkd). It needs numba and a
+target CPU with PCLMULQDQ; :data:`AVAILABLE` says whether this process has both, otherwise
+callers keep the FFT path. The kernel family is chosen once, at import, from the features
+of the CPU numba compiles for (NUMBA_CPU_FEATURES when set, else the host's), and only
+that family's module is imported: LLVM aborts the process on an intrinsic the target
+lacks, so the AVX-512 one must never be compiled on a CPU without it.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -34,28 +37,72 @@ _LINEAR_WEIGHT = 6.0
 """Word operations per point per Karatsuba level (sums, copies), in units of one product."""
 
 
-def _load() -> tuple[ModuleType, bool] | None:
+def parse_features(text: str) -> dict[str, bool]:
+    """LLVM feature string ("+pclmul,-avx512f,...") as {name: enabled}; later entries win."""
+    features: dict[str, bool] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if len(item) > 1 and item[0] in "+-":
+            features[item[1:]] = item[0] == "+"
+    return features
+
+
+def choose_family(features: Mapping[str, bool], triple: str) -> str | None:
+    """Kernel family the target can run: "wide" (VPCLMULQDQ-512), "scalar" (PCLMULQDQ) or None.
+
+    Only features explicitly enabled count: a NUMBA_CPU_NAME's implied features are not
+    known here, and guessing one that is absent would abort the process in LLVM.
+    """
+    if not triple.startswith(("x86_64", "i386", "i586", "i686")):
+        return None  # e.g. aarch64: no carry-less multiply intrinsics of this name
+    if not features.get("pclmul", False):
+        return None
+    if features.get("avx512f", False) and features.get("vpclmulqdq", False):
+        return "wide"
+    return "scalar"
+
+
+def target_features() -> tuple[dict[str, bool], str] | None:
+    """(features, triple) of the CPU numba generates code for, or None without numba.
+
+    NUMBA_CPU_FEATURES when set (numba's config; "" for NUMBA_CPU_NAME=generic), else the
+    host's as numba itself reads them (which honours NUMBA_ENABLE_AVX=0). NUMBA_CPU_NAME
+    alone keeps the host's features, exactly as numba does.
+    """
     try:
         import llvmlite.binding as llvm
         from numba.core import config
+        from numba.core.codegen import get_host_cpu_features
     except ImportError:  # numba is optional: the FFT path stays the fallback
         return None
-    if getattr(config, "CPU_NAME", None) or getattr(config, "CPU_FEATURES", None):
-        return None  # code built for another CPU than this host's: features unknown
-    features = llvm.get_host_cpu_features()
-    if not features.get("pclmul", False):
+    if getattr(config, "DISABLE_JIT", False):  # the intrinsics have no pure-Python body
         return None
-    from labctl.qkd import _toeplitz_gf2_jit
+    text: str | None = getattr(config, "CPU_FEATURES", None)
+    if text is None:
+        text = str(get_host_cpu_features())  # type: ignore[no-untyped-call]  # "" if unreadable
+    return parse_features(text), str(llvm.get_process_triple())
 
-    wide = bool(features.get("vpclmulqdq", False) and features.get("avx512f", False))
-    return _toeplitz_gf2_jit, wide
+
+def _load() -> tuple[Callable[..., None], Callable[..., None], bool] | None:
+    """(kernel of the chosen family, scalar kernel, wide) or None: imports only that family."""
+    target = target_features()
+    family = None if target is None else choose_family(*target)
+    if family is None:
+        return None
+    from labctl.qkd import _toeplitz_gf2_jit as scalar
+
+    if family == "scalar":
+        return scalar.tiled, scalar.tiled, False
+    from labctl.qkd import _toeplitz_gf2_wide as wide
+
+    return wide.tiled, scalar.tiled, True
 
 
 _LOADED = _load()
 AVAILABLE = _LOADED is not None
-"""True when numba and PCLMULQDQ are both here (else :func:`toeplitz_gf2` raises)."""
-WIDE = _LOADED is not None and _LOADED[1]
-"""True when the 8-row VPCLMULQDQ kernel is used (AVX-512), False for scalar PCLMULQDQ."""
+"""True when numba is here and its target CPU has PCLMULQDQ (else :func:`toeplitz_gf2` raises)."""
+WIDE = _LOADED is not None and _LOADED[2]
+"""True when the 8-row VPCLMULQDQ family is used (AVX-512), False for scalar PCLMULQDQ."""
 
 
 def _leaf_cost(size: int, base: int) -> tuple[float, int]:
@@ -103,9 +150,9 @@ def toeplitz_gf2(seed: Bits, x: Bits, m: int, *, scalar: bool = False) -> Bits:
     ``scalar`` forces the PCLMULQDQ kernel where the VPCLMULQDQ one would run (tests).
     """
     if _LOADED is None:
-        raise RuntimeError("GF(2) Toeplitz product needs numba and a CPU with PCLMULQDQ")
-    kernels, wide = _LOADED
-    wide = wide and not scalar
+        raise RuntimeError("GF(2) Toeplitz product needs numba targeting a CPU with PCLMULQDQ")
+    wide = _LOADED[2] and not scalar
+    kernel = _LOADED[0] if wide else _LOADED[1]
     n = x.size
     if n == 0 or m == 0:
         return np.zeros(m, dtype=np.uint8)
@@ -130,7 +177,7 @@ def toeplitz_gf2(seed: Bits, x: Bits, m: int, *, scalar: bool = False) -> Bits:
     lo, hi = max(0, w0 - cols), min(seed_words.size, w1)
     mem[lo + offset : hi + offset] = seed_words[lo:hi]
     scratch_at = out_at + out_len
-    kernels.tiled(mem, 0, v_at, out_at, tile_rows, tile_cols, size, base, wide, scratch_at)
+    kernel(mem, 0, v_at, out_at, tile_rows, tile_cols, size, base, scratch_at)
     out = mem[out_at : out_at + out_len]
     d = out[: 2 * rows].reshape(rows, 2)
     words = d[1:, 0] ^ d[:-1, 1]

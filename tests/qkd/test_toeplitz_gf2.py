@@ -1,12 +1,26 @@
 """The carry-less (GF(2)) Toeplitz product equals the direct product and the FFT paths."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from labctl.qkd import privacy
 from labctl.qkd.privacy import privacy_amplify, toeplitz_hash, toeplitz_hash_direct
 from labctl.qkd.secret import SecretBits
-from labctl.qkd.toeplitz_gf2 import AVAILABLE, WIDE, choose_tile, toeplitz_gf2
+from labctl.qkd.toeplitz_gf2 import (
+    AVAILABLE,
+    WIDE,
+    choose_family,
+    choose_tile,
+    parse_features,
+    target_features,
+    toeplitz_gf2,
+)
 
 needs_gf2 = pytest.mark.skipif(not AVAILABLE, reason="needs numba and a CPU with PCLMULQDQ")
 
@@ -80,3 +94,82 @@ def test_auto_method_uses_gf2_where_available_and_fft_when_a_backend_is_named() 
         with pytest.raises(ValueError, match="PCLMULQDQ"):
             toeplitz_hash(np.ones(3, np.uint8), np.ones(2, np.uint8), 2, method="gf2")
     assert isinstance(WIDE, bool)
+
+
+def test_family_follows_explicit_features_only() -> None:
+    x86 = "x86_64-unknown-linux-gnu"
+    assert parse_features("+pclmul, -avx512f,+avx512f,junk,") == {"pclmul": True, "avx512f": True}
+    assert choose_family(parse_features("+pclmul,+avx512f,+vpclmulqdq"), x86) == "wide"
+    assert choose_family(parse_features("+pclmul,+avx512f,-vpclmulqdq"), x86) == "scalar"
+    assert choose_family(parse_features("+pclmul,+vpclmulqdq"), x86) == "scalar"  # no avx512f
+    assert choose_family(parse_features(HASWELL_FEATURES), x86) == "scalar"
+    assert choose_family(parse_features(""), x86) is None  # NUMBA_CPU_NAME=generic
+    assert choose_family(parse_features("+sse2,-pclmul"), x86) is None
+    # An ARM host: no pclmul key at all, and the intrinsic names are x86 ones anyway.
+    arm = parse_features("+neon,+fp-armv8,+crypto,+aes,+sha2")
+    assert choose_family(arm, "aarch64-unknown-linux-gnu") is None
+    assert choose_family({"pclmul": True}, "aarch64-apple-darwin23.0.0") is None
+
+
+HASWELL_FEATURES = (
+    "+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+lzcnt,+movbe,+pclmul,+popcnt,+sse4.2"
+)
+"""Explicit features for NUMBA_CPU_NAME=haswell: NUMBA_CPU_NAME alone keeps the host's
+feature map (AVX-512 included here), so a Haswell target needs the features spelled out."""
+
+_CHILD = """
+import json, sys
+import numpy as np
+from labctl.qkd import privacy, toeplitz_gf2
+rng = np.random.default_rng(3)
+same = True
+for n, m in ((3001, 2500), (64 * 130, 64 * 97 + 5), (20_000, 700), (1, 1)):
+    s = rng.integers(0, 2, n + m - 1, dtype=np.uint8)
+    x = rng.integers(0, 2, n, dtype=np.uint8)
+    direct = privacy.toeplitz_hash_direct(s, x, m)
+    same &= bool(np.array_equal(privacy.toeplitz_hash(s, x, m), direct))
+print(json.dumps({
+    "available": toeplitz_gf2.AVAILABLE, "wide": toeplitz_gf2.WIDE,
+    "method": privacy.DEFAULT_METHOD, "same": same,
+    "modules": sorted(k for k in sys.modules if k.startswith("labctl.qkd._toeplitz_gf2")),
+}))
+"""
+
+
+def _run_child(tmp_path: Path, **env: str) -> dict[str, object]:
+    """Run _CHILD under a numba target and a fresh cache; an LLVM abort shows as rc != 0."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    full |= {"NUMBA_CACHE_DIR": str(tmp_path / "numba_cache"), **env}
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD], env=full, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _host_runs(features: str) -> bool:
+    """Whether this host can execute code built for these explicit features."""
+    target = target_features()
+    if target is None or not target[1].startswith("x86_64"):
+        return False
+    host = target[0]
+    return all(host.get(name, False) for name, on in parse_features(features).items() if on)
+
+
+@pytest.mark.skipif(not _host_runs(HASWELL_FEATURES), reason="host cannot run Haswell code")
+def test_haswell_target_uses_the_scalar_family_without_aborting(tmp_path: Path) -> None:
+    # Before the families were split, compiling the kernel for this target aborted the
+    # process (LLVM ERROR on llvm.x86.pclmulqdq.512, rc 134) even on the scalar path.
+    child = _run_child(tmp_path, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=HASWELL_FEATURES)
+    assert child["available"] is True and child["wide"] is False
+    assert child["method"] == "gf2" and child["same"] is True
+    assert child["modules"] == ["labctl.qkd._toeplitz_gf2_jit"]  # the AVX-512 one never loads
+
+
+def test_target_without_pclmul_falls_back_to_the_exact_fft(tmp_path: Path) -> None:
+    # NUMBA_CPU_NAME=generic makes numba's features "": no PCLMULQDQ, as on an ARM host.
+    child = _run_child(tmp_path, NUMBA_CPU_NAME="generic")
+    assert child["available"] is False and child["wide"] is False
+    assert child["method"] == "fft" and child["same"] is True
+    assert child["modules"] == []
