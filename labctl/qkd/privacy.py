@@ -23,7 +23,9 @@ of length about n instead of n + m.
 The default method ("auto") computes the same product exactly over GF(2) with carry-less
 multiplication (:mod:`labctl.qkd.toeplitz_gf2`) where numba and PCLMULQDQ are present:
 measured 7-10x faster than the FFT at m = n/2 and 18-34x at the keygen shape (m = 3 % of n)
-on the dev VM, and no rounding to check. The FFT
+on the dev VM (AVX-512 VPCLMULQDQ), and no rounding to check. With scalar PCLMULQDQ only
+it is 1.1-2.2x faster at n = 1e6-1e7 (m = n/2), ties at 2e7 and loses beyond, where
+"auto" takes the FFT. The FFT
 methods stay as the portable fallback and as an independent cross-check in the tests.
 """
 
@@ -39,7 +41,7 @@ from labctl.qkd.fft_convolution import ConvolutionBackend, backend
 from labctl.qkd.secret import Bits, SecretBits, as_bits
 from labctl.qkd.toeplitz_blocks import BLOCK_BITS, ROUNDING_KERNEL, block_product
 from labctl.qkd.toeplitz_gf2 import AVAILABLE as GF2_AVAILABLE
-from labctl.qkd.toeplitz_gf2 import toeplitz_gf2
+from labctl.qkd.toeplitz_gf2 import faster_than_fft, toeplitz_gf2
 
 _UNIT_ROUNDOFF = 2.0**-53
 _PERCIVAL_CONSTANT = 20.0
@@ -122,9 +124,12 @@ def _check_rounding(worst: float, n: int, m: int) -> None:
 METHODS = ("auto", "gf2", "fft", "blocks")
 """Product methods: "gf2" (carry-less multiplication, needs numba + PCLMULQDQ), one big
 "fft", or cache-sized FFT "blocks"; "auto" is gf2 where available unless an FFT backend is
-named (naming one asks for the FFT), else fft. All are exact and give the same bits."""
+named (naming one asks for the FFT), else fft; with the scalar PCLMULQDQ kernels (no
+AVX-512) "auto" also takes the FFT for products the cost model says it does faster
+(:func:`labctl.qkd.toeplitz_gf2.faster_than_fft`: from about n = 2e7 at m = n/2). All are
+exact and give the same bits."""
 DEFAULT_METHOD = "gf2" if GF2_AVAILABLE else "fft"
-"""What "auto" runs in this process when no FFT backend is named."""
+"""What "auto" runs in this process when no FFT backend is named (up to that crossover)."""
 
 
 def _resolve(method: str, fft_backend: str | None) -> str:
@@ -142,6 +147,8 @@ def _product(
 ) -> Bits:
     """T x mod 2 by the resolved method (inputs already checked)."""
     chosen = _resolve(method, fft_backend)
+    if chosen == "gf2" and method == "auto" and not faster_than_fft(x.size, m):
+        chosen = "fft"  # scalar PCLMULQDQ only (no AVX-512), past its crossover (~2e7 bits)
     if chosen == "gf2" and max_chunk_bits is None:
         return toeplitz_gf2(seed, x, m)
     fft_method = "fft" if chosen == "gf2" else chosen  # explicit chunking is an FFT knob

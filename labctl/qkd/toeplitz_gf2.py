@@ -18,6 +18,7 @@ lacks, so the AVX-512 one must never be compiled on a CPU without it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -35,6 +36,14 @@ _SCALAR_BASES = tuple(range(16, 32))
 """Block sizes with scalar PCLMULQDQ (1.5 ns per product): recursion pays off sooner."""
 _LINEAR_WEIGHT = 6.0
 """Word operations per point per Karatsuba level (sums, copies), in units of one product."""
+_SCALAR_SECONDS_PER_COST = 1.22e-9
+"""Measured CPU seconds per unit of modelled cost with scalar PCLMULQDQ (dev VM under a
+Haswell numba target, privacy_amplify at n = 1e6 .. 4e7, m = n/2 and 3 %): 1.20-1.26 ns,
+except n = 5e6 at m = n/2 (1.8-1.9 ns)."""
+_FFT_SECONDS_PER_POINT_LOG = 2.56e-9
+"""Measured CPU seconds of privacy_amplify's FFT path per L log2 L (L = n + m - 1 points,
+FFTW ESTIMATE): 2.4-3.7 ns for L >= 1e7 (the spread is FFTW's speed on 2^a 3^b 5^c
+lengths), median 2.56; 1.2-2.1 ns below, where the scalar family wins by 1.1-2.2x anyway."""
 
 
 def parse_features(text: str) -> dict[str, bool]:
@@ -135,6 +144,41 @@ def choose_tile(rows: int, cols: int, wide: bool) -> tuple[int, int]:
     return best[1], best[2]
 
 
+def _word_shape(n: int, m: int) -> tuple[int, int, int]:
+    """(w0, rows, cols) of the word Toeplitz product behind an m x n bit product.
+
+    Needed product bits [n - 1, n - 1 + m) lie in words [w0, w1); word w is
+    lo(D[w]) ^ hi(D[w - 1]) with D[w] = XOR_j clmul(A[w - j], B[j]): rows w0 - 1 .. w1 - 1.
+    """
+    w0, w1 = (n - 1) // 64, (n + m - 2) // 64 + 1
+    return w0, w1 - w0 + 1, -(-n // 64)
+
+
+def modelled_seconds(n: int, m: int) -> float:
+    """Modelled CPU seconds of the scalar PCLMULQDQ product (m x n bits) on the dev VM."""
+    _, rows, cols = _word_shape(n, m)
+    size, base = choose_tile(rows, cols, False)
+    cost, _ = _leaf_cost(size, base)
+    return -(-rows // size) * -(-cols // size) * cost * _SCALAR_SECONDS_PER_COST
+
+
+def faster_than_fft(n: int, m: int) -> bool:
+    """Whether "auto" should take this product over GF(2) rather than by float64 FFT.
+
+    Always with the VPCLMULQDQ family (measured 3.4x the FFT at n = 4e7, m = n/2, and
+    7-10x at 1e6-1e7). The scalar family grows as (n/64)^1.585 against the FFT's
+    L log2 L, so it is compared with the FFT model (benchmarks/README.md, qkd: they tie
+    at n ~ 2e7 for m = n/2).
+    """
+    if _LOADED is None:
+        return False
+    if _LOADED[2] or n == 0 or m == 0:
+        return True
+    points = n + m - 1
+    fft_seconds = _FFT_SECONDS_PER_POINT_LOG * points * math.log2(max(points, 2))
+    return modelled_seconds(n, m) <= fft_seconds
+
+
 def _pack(bits: Bits, words: int) -> Words:
     """Bit i of the result's word i // 64 (bit i % 64) is bits[i]; zero words past the end."""
     buffer = np.zeros(8 * words, dtype=np.uint8)
@@ -156,10 +200,8 @@ def toeplitz_gf2(seed: Bits, x: Bits, m: int, *, scalar: bool = False) -> Bits:
     n = x.size
     if n == 0 or m == 0:
         return np.zeros(m, dtype=np.uint8)
-    # Needed product bits [n - 1, n - 1 + m) lie in words [w0, w1); word w is
-    # lo(D[w]) ^ hi(D[w - 1]) with D[w] = XOR_j clmul(A[w - j], B[j]): rows w0 - 1 .. w1 - 1.
-    w0, w1 = (n - 1) // 64, (n + m - 2) // 64 + 1
-    rows, cols = w1 - w0 + 1, -(-n // 64)
+    w0, rows, cols = _word_shape(n, m)
+    w1 = w0 + rows - 1
     size, base = choose_tile(rows, cols, wide)
     tile_rows, tile_cols = -(-rows // size), -(-cols // size)
     # One buffer holds every region, so the kernel addresses them all by offsets:

@@ -173,3 +173,31 @@ def test_target_without_pclmul_falls_back_to_the_exact_fft(tmp_path: Path) -> No
     assert child["available"] is False and child["wide"] is False
     assert child["method"] == "fft" and child["same"] is True
     assert child["modules"] == []
+
+
+@needs_gf2
+def test_auto_takes_the_fft_past_the_scalar_crossover(monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.qkd import toeplitz_gf2 as gf2
+
+    scalar_only = (gf2._LOADED[1], gf2._LOADED[1], False)  # type: ignore[index]
+    monkeypatch.setattr(gf2, "_LOADED", scalar_only)
+    # Modelled against the measured FFT rate: scalar wins at 1e6, loses at 4e7 (m = n/2).
+    assert gf2.faster_than_fft(500_000, 500_000) and gf2.faster_than_fft(10**7, 10**6)
+    assert not gf2.faster_than_fft(20_000_000, 20_000_000)
+    assert gf2.modelled_seconds(20_000_000, 20_000_000) > 2.0  # measured 3.7 s
+    # privacy_amplify with "auto" then runs the FFT: prove it by making gf2 unusable.
+    calls: list[int] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        raise AssertionError("gf2 must not run past the crossover")
+
+    monkeypatch.setattr(privacy, "faster_than_fft", lambda n, m: False)
+    monkeypatch.setattr(privacy, "toeplitz_gf2", refuse)
+    rng = np.random.default_rng(9)
+    key = SecretBits(rng.integers(0, 2, 5000, dtype=np.uint8))
+    seed = rng.integers(0, 2, 4999, dtype=np.uint8)
+    auto = privacy_amplify(key, 2500, seed)
+    assert auto == privacy_amplify(key, 2500, seed, method="fft") and not calls
+    with pytest.raises(AssertionError, match="crossover"):
+        privacy_amplify(key, 2500, seed, method="gf2")  # an explicit method is obeyed
