@@ -163,10 +163,17 @@ class ParallelPipeline(Generic[T, R]):
         self._drain_queue()
         self._deliver(flush=True)
 
-    async def finish(self, timeout_s: float) -> None:
-        """Process what is queued, then stop the workers (cancelled after ``timeout_s``)."""
+    async def finish(self, timeout_s: float, *, drop_queued: bool = False) -> None:
+        """Process what is queued, then stop the workers (cancelled after ``timeout_s``).
+
+        ``drop_queued``: blocks still waiting are dropped (counted) and only the blocks in
+        progress are finished, e.g. when a run ends with post-processing behind.
+        """
         if not self._tasks:
             return
+        if drop_queued:
+            self._drain_queue()
+            self._sample()
         for _ in self._tasks:
             self._queue.put_nowait(None)
         _done, pending = await asyncio.wait(self._tasks, timeout=timeout_s)

@@ -6,11 +6,24 @@ import asyncio
 import hashlib
 import hmac
 import os
+import struct
 
 import pytest
 
-from experiments.keygen.tcp_links import accept_channels, connect_channels, worker_psk
-from labctl.qkd.errors import AuthenticationError
+from experiments.keygen.tcp_links import (
+    FrameStream,
+    accept_channels,
+    connect_channels,
+    worker_psk,
+)
+from labctl.qkd.auth import MAX_FRAME_BYTES, AuthenticatedChannel, TcpTransport
+from labctl.qkd.errors import (
+    AuthenticationError,
+    ChannelClosed,
+    ChannelError,
+    ChannelTimeout,
+    MessageFormatError,
+)
 
 
 def test_worker_keys_are_hmac_of_the_index_and_all_distinct() -> None:
@@ -71,9 +84,6 @@ async def test_a_frame_of_one_worker_does_not_verify_on_another() -> None:
 
 
 async def test_a_first_message_naming_no_worker_is_refused() -> None:
-    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
-    from labctl.qkd.errors import MessageFormatError
-
     psk = os.urandom(32)
     port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     alice_task = asyncio.create_task(
@@ -85,3 +95,76 @@ async def test_a_first_message_naming_no_worker_is_refused() -> None:
     with pytest.raises(MessageFormatError):
         await alice_task
     await channel.close()
+
+
+# ---------------------------------------------------------------- FrameStream
+
+
+async def _stream_pair() -> tuple[FrameStream, FrameStream, asyncio.Server]:
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[FrameStream] = loop.create_future()
+
+    def factory() -> FrameStream:
+        stream = FrameStream()
+        accepted.set_result(stream)
+        return stream
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    client = await FrameStream.connect("127.0.0.1", server.sockets[0].getsockname()[1], 5.0)
+    return await accepted, client, server
+
+
+async def test_frames_of_every_size_arrive_whole_and_in_order() -> None:
+    server_side, client, server = await _stream_pair()
+    sizes = [0, 1, 3, 4, 5, 65_536, 3_000_001, 7]  # a big one fills the socket buffer
+    frames = [os.urandom(n) for n in sizes]
+    sending = asyncio.gather(*(client.send_frame(f) for f in frames))
+    got = [await server_side.recv_frame(5.0) for _ in frames]
+    await sending
+    assert got == frames
+    await client.close()
+    with pytest.raises(ChannelClosed):
+        await server_side.recv_frame(5.0)
+    server.close()
+
+
+async def test_recv_times_out_and_the_stream_stays_usable() -> None:
+    server_side, client, server = await _stream_pair()
+    with pytest.raises(ChannelTimeout):
+        await server_side.recv_frame(0.05)
+    await client.send_frame(b"late")
+    assert await server_side.recv_frame(5.0) == b"late"
+    await client.close()
+    server.close()
+
+
+async def test_wire_format_is_labctl_tcp_transport_s() -> None:
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[FrameStream] = loop.create_future()
+
+    def factory() -> FrameStream:
+        stream = FrameStream()
+        accepted.set_result(stream)
+        return stream
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    plain = await TcpTransport.connect("127.0.0.1", server.sockets[0].getsockname()[1], 5.0)
+    stream = await accepted
+    await plain.send_frame(b"from TcpTransport")
+    assert await stream.recv_frame(5.0) == b"from TcpTransport"
+    await stream.send_frame(b"from FrameStream")
+    assert await plain.recv_frame(5.0) == b"from FrameStream"
+    await plain.close()
+    server.close()
+
+
+async def test_an_oversized_length_prefix_is_refused() -> None:
+    server_side, client, server = await _stream_pair()
+    assert client._transport is not None
+    client._transport.write(struct.pack(">I", MAX_FRAME_BYTES + 1))
+    with pytest.raises(ChannelError, match="exceeds the limit"):
+        await server_side.recv_frame(5.0)
+    with pytest.raises(ChannelError):
+        await server_side.send_frame(b"x" * (MAX_FRAME_BYTES + 1))
+    await client.close()
+    server.close()

@@ -179,6 +179,30 @@ async def test_first_error_stops_every_worker_and_keeps_finished_results() -> No
     assert pipe.stats.dropped == 1 and pipe.stats.processed == 3
 
 
+async def test_finish_can_drop_waiting_blocks_and_complete_those_in_progress() -> None:
+    gate = asyncio.Event()
+    delivered: list[int] = []
+
+    async def process(seq: int, item: int) -> int:
+        await gate.wait()
+        return item
+
+    pipe: ParallelPipeline[int, int] = ParallelPipeline(
+        [process, process], delivered.append, max_queue=10
+    )
+    pipe.start()
+    for item in range(6):
+        pipe.submit(item)
+    await asyncio.sleep(0)  # workers hold 0 and 1; 2..5 wait
+    finishing = asyncio.create_task(pipe.finish(timeout_s=5.0, drop_queued=True))
+    await asyncio.sleep(0)
+    gate.set()
+    await finishing
+    assert delivered == [0, 1]
+    assert pipe.stats.dropped == 4 and pipe.stats.processed == 2
+    assert pipe.pending() == 0
+
+
 async def test_finish_times_out_and_cancels_stuck_workers() -> None:
     async def process(seq: int, item: int) -> int:
         await asyncio.sleep(30.0)
