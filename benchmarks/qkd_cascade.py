@@ -14,9 +14,10 @@ pure-numpy path with "ratio_compiled_vs_numpy" (the two paths send the same quer
 
 "batch" rows, K frames of 1e4 reconciled in lock-step (labctl.qkd.cascade_batch: one
 message per round trip for all frames, each frame with its own shuffles and blocks):
-Mbit/s of the batch and of the same frames one at a time in the same process (ratio), once
-with one seed shared by the frames (shuffles cached) and once with a fresh seed per frame
-(shuffles generated inside the timing); per frame f and FER over all frames, round trips
+Mbit/s of the batch and of the same frames one at a time in the same process (ratio), with
+one seed reused by all frames and batches (shuffles cached), with a fresh seed per frame,
+and with one fresh seed per batch shared by its frames (shuffles generated inside the
+timing for both of the latter); per frame f and FER over all frames, round trips
 per batch vs per frame alone; every frame's key and disclosed-bit count in the batch are
 checked equal to the frame reconciled alone. Targets: f <= 1.10, >= 5 Mbit/s per core.
 """
@@ -142,6 +143,8 @@ def _batch(
     t_shared_alone: list[float] = []
     t_fresh: list[float] = []
     t_fresh_alone: list[float] = []
+    t_one: list[float] = []
+    t_one_alone: list[float] = []
     for _ in range(batches):
         frames = [_frame(n, q, rng) for _ in range(k)]
         alice, bob = [f[0] for f in frames], [f[1] for f in frames]
@@ -165,6 +168,13 @@ def _batch(
             times.append(
                 min(
                     _best(1, _fresh_batch, alice, bob, n, q, [_seed(rng) for _ in range(k)], batch)
+                    for _ in range(repeats)
+                )
+            )
+        for batch, times in ((True, t_one), (False, t_one_alone)):
+            times.append(
+                min(
+                    _best(1, _fresh_batch, alice, bob, n, q, [_seed(rng)] * k, batch)
                     for _ in range(repeats)
                 )
             )
@@ -192,6 +202,11 @@ def _batch(
         "mbit_per_s_alone_fresh_seeds": rate(t_fresh_alone),
         "ratio_batch_vs_alone_fresh_seeds": round(
             float(np.median(t_fresh_alone) / np.median(t_fresh)), 2
+        ),
+        "mbit_per_s_batch_one_fresh_seed": rate(t_one),
+        "mbit_per_s_alone_one_fresh_seed": rate(t_one_alone),
+        "ratio_batch_vs_alone_one_fresh_seed": round(
+            float(np.median(t_one_alone) / np.median(t_one)), 2
         ),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }

@@ -107,16 +107,19 @@ _KERNELS = load()
 
 
 def _swap_targets(n_bits: int, stream: np.uint64) -> npt.NDArray[np.int64]:
-    """j_i = (r_i (i + 1)) >> 32 for every i, as the compiled ``fisher_yates`` draws them."""
-    z = np.arange(n_bits, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + stream
+    """j_i = (r_i (i + 1)) >> 32 for every i, as the compiled ``fisher_yates`` draws them:
+    r_i is the high (odd i) or low (even i) half of splitmix64((i >> 1) golden + stream)."""
+    index = np.arange(n_bits, dtype=np.uint64)
+    z = (index >> np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15) + stream
     z ^= z >> np.uint64(30)
     z *= np.uint64(0xBF58476D1CE4E5B9)
     z ^= z >> np.uint64(27)
     z *= np.uint64(0x94D049BB133111EB)
     z ^= z >> np.uint64(31)
-    z >>= np.uint64(32)
-    z *= np.arange(1, n_bits + 1, dtype=np.uint64)
-    return (z >> np.uint64(32)).astype(np.int64)
+    odd = (index & np.uint64(1)).astype(np.bool_)
+    r = np.where(odd, z >> np.uint64(32), z & np.uint64(0xFFFFFFFF))
+    r *= index + np.uint64(1)
+    return (r >> np.uint64(32)).astype(np.int64)
 
 
 def public_order(n_bits: int, seed: int, pass_index: int, *, compiled: bool = True) -> ShuffleArray:
