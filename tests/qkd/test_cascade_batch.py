@@ -161,3 +161,23 @@ async def test_batch_over_the_authenticated_channel() -> None:
     assert outcome.keys == tuple(alice_keys)
     assert served == outcome.stats.round_trips
     assert outcome.disclosed_bits == reconcile_batch(alice_keys, bob_keys, schedules).disclosed_bits
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("j", [1, 3])
+def test_block_parities_after_a_range_query_of_an_unannounced_pass(compiled: bool, j: int) -> None:
+    n = 1500
+    alice_keys, _ = _frames(n, [0.0] * 3, seed=6)
+    schedules = [CascadeSchedule.create(n, 0.05, seed=20 + f) for f in range(3)]
+    early = batch_alice(alice_keys, schedules, compiled=compiled)
+    stride = FrameLayout(schedules).frame_stride
+    # Frame 1 of pass j: asking a range first builds Alice's prefix row of that pass ...
+    start, end = int(stride[j]) + 5, int(stride[j]) + 60
+    req = CascadeRequest(1, np.array([j], np.uint8), np.array([start]), np.array([end]))
+    order = schedules[1].shuffle(j)[0]
+    assert int(early.handle(req).parities[0]) == int(alice_keys[1].bits[order[5:60]].sum()) % 2
+    # ... and block parities then come from it: the same as from the shuffled head.
+    late = batch_alice(alice_keys, schedules, compiled=compiled)
+    blocks = CascadeRequest.blocks(j)
+    assert np.array_equal(early.handle(blocks).parities, late.handle(blocks).parities)
+    assert early.handle(blocks).parities.size == 3 * (-(-n // schedules[0].block_sizes[j]) - 1)
