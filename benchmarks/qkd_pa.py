@@ -12,6 +12,12 @@ Target (issue 8): >= 70 Mbit/s for n = 1e6 .. 1e7, one core.
 
 "keygen_shape" rows: the live job's shape, a secret length of 3 % of the key and a new key
 length on every call, with every method (gf2, one big FFT, cache-sized FFT blocks).
+
+"no_avx512" rows: the same n -> n/2 product with the scalar PCLMULQDQ kernel family, as on
+a CPU without AVX-512 (most laptops, many CI runners). On an AVX-512 host they come from a
+child process whose numba target is Haswell (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES), so the
+code is what such a CPU gets; gf2 and the FFT baseline are timed in that same child, with
+what "auto" picks there (it takes the FFT past the scalar crossover, ~2e7 bits).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -36,7 +44,13 @@ from labctl.qkd.privacy import (
 )
 from labctl.qkd.secret import SecretBits
 from labctl.qkd.toeplitz_gf2 import AVAILABLE as GF2_AVAILABLE
-from labctl.qkd.toeplitz_gf2 import WIDE
+from labctl.qkd.toeplitz_gf2 import WIDE, faster_than_fft, parse_features, target_features
+
+HASWELL_FEATURES = (
+    "+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+lzcnt,+movbe,+pclmul,+popcnt,+sse4.2"
+)
+"""A Haswell numba target: PCLMULQDQ and AVX2, no AVX-512 (NUMBA_CPU_NAME alone would keep
+the host's features)."""
 
 
 def _best_cpu_s(run: Callable[[], object], repeats: int = 3) -> float:
@@ -79,7 +93,19 @@ def main() -> None:
     """Run the benchmark and print JSON."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 2_000_000, 10_000_000])
+    parser.add_argument(
+        "--scalar-sizes",
+        type=int,
+        nargs="*",
+        default=[1_000_000, 2_000_000, 10_000_000, 20_000_000, 40_000_000],
+        help="n for the no-AVX-512 rows (the default spans the scalar/FFT crossover)",
+    )
+    parser.add_argument("--scalar-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scalar_child:  # the no-AVX-512 measurement, run under a Haswell target
+        print(json.dumps(_scalar_rows(args.scalar_sizes)))
+        return
+    no_avx512 = _no_avx512(args.scalar_sizes)
     rng = np.random.default_rng(7)
     exact = True
     for n, m in ((1000, 400), (4096, 2048), (5000, 4999)):
@@ -129,6 +155,7 @@ def main() -> None:
                 "ratio_default_vs_direct_at_4096": round(small_rate / direct_rate, 2),
                 "sizes": rows,
                 "keygen_shape": shape_rows,
+                "no_avx512": no_avx512,
                 "load_average": _load(),
                 "target_mbit_per_s": 70,
                 "meets_target": all(float(str(r["mbit_per_s"])) >= 70 for r in rows),
@@ -159,6 +186,58 @@ def _keygen_shape(n: int, rng: np.random.Generator) -> dict[str, object]:
     row |= {f"mbit_per_s_{k}": round(n / v / 1e6, 1) for k, v in median.items()}
     row |= {"same_key": same, "load_average": _load()}
     return row
+
+
+def _scalar_rows(sizes: list[int]) -> list[dict[str, object]]:
+    """privacy_amplify n -> n/2 with the scalar family ("gf2") against the FFT, this process."""
+    rng = np.random.default_rng(11)
+    rows: list[dict[str, object]] = []
+    for n in sizes:
+        key = SecretBits(rng.integers(0, 2, n, dtype=np.uint8))
+        seed = rng.integers(0, 2, n - 1, dtype=np.uint8)
+        gf2 = _best_cpu_s(partial(privacy_amplify, key, n // 2, seed, method="gf2"))
+        load = _load()
+        fft = _best_cpu_s(partial(privacy_amplify, key, n // 2, seed, method="fft"))
+        same = privacy_amplify(key, n // 2, seed, method="gf2") == privacy_amplify(
+            key, n // 2, seed, method="fft"
+        )
+        rows.append(
+            {
+                "n_bits": n,
+                "out_bits": n // 2,
+                "gf2_scalar_seconds": round(gf2, 4),
+                "gf2_scalar_mbit_per_s": round(n / gf2 / 1e6, 1),
+                "fft_seconds": round(fft, 4),
+                "fft_mbit_per_s": round(n / fft / 1e6, 1),
+                "ratio_gf2_vs_fft": round(fft / gf2, 2),
+                "auto_picks": "gf2" if faster_than_fft(n - n // 2, n // 2) else "fft",
+                "same_key": same,
+                "wide_kernel": WIDE,
+                "load_average": load,
+            }
+        )
+    return rows
+
+
+def _no_avx512(sizes: list[int]) -> list[dict[str, object]] | str:
+    """The scalar family's rows: here if this process already runs it, else from a child
+    process under a Haswell numba target (if this host can run Haswell code)."""
+    if not sizes:
+        return []
+    if GF2_AVAILABLE and not WIDE:
+        return _scalar_rows(sizes)
+    target = target_features()
+    if target is None or not target[1].startswith("x86_64"):
+        return "not measured: no numba or not an x86-64 host"
+    wanted = [name for name, on in parse_features(HASWELL_FEATURES).items() if on]
+    if not all(target[0].get(name, False) for name in wanted):
+        return "not measured: this host cannot run Haswell code"
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
+    env |= {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES}
+    command = [sys.executable, __file__, "--scalar-child", "--scalar-sizes", *map(str, sizes)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    rows: list[dict[str, object]] = json.loads(done.stdout)
+    return rows
 
 
 if __name__ == "__main__":

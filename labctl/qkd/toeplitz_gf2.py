@@ -38,8 +38,8 @@ _LINEAR_WEIGHT = 6.0
 """Word operations per point per Karatsuba level (sums, copies), in units of one product."""
 _SCALAR_SECONDS_PER_COST = 1.22e-9
 """Measured CPU seconds per unit of modelled cost with scalar PCLMULQDQ (dev VM under a
-Haswell numba target, privacy_amplify at n = 1e6 .. 4e7, m = n/2 and 3 %): 1.20-1.26 ns,
-except n = 5e6 at m = n/2 (1.8-1.9 ns)."""
+Haswell numba target, privacy_amplify at n = 1e6 .. 4e7, m = n/2 and 3 %): 1.20-1.26 ns;
+single runs up to 1.9 ns (n = 5e6, 1e6) under the shared VM's load."""
 _FFT_SECONDS_PER_POINT_LOG = 2.56e-9
 """Measured CPU seconds of privacy_amplify's FFT path per L log2 L (L = n + m - 1 points,
 FFTW ESTIMATE): 2.4-3.7 ns for L >= 1e7 (the spread is FFTW's speed on 2^a 3^b 5^c
