@@ -24,6 +24,7 @@ __all__ = [
     "descend",
     "fill_prefix",
     "fisher_yates",
+    "fisher_yates_many",
     "head_parities",
     "head_parities_gather",
     "inverse",
@@ -60,13 +61,11 @@ def _swap(order, i, r):  # type: ignore[no-untyped-def]
     order[j] = t
 
 
-@njit(cache=True, nogil=True)
-def fisher_yates(n, stream):  # type: ignore[no-untyped-def]
-    """Fisher-Yates shuffle of 0..n-1 (int32); swap i <-> (r_i (i + 1)) >> 32 for i = n-1..1,
-    with z = splitmix64((i >> 1) * golden + stream), r_i its high 32 bits for odd i and its
-    low 32 bits for even i (one splitmix per two draws: the draws are half the cost of a
-    shuffle that fits in cache, e.g. frames of 1e4)."""
-    order = np.arange(n).astype(np.int32)
+@njit(cache=True, nogil=True, inline="always")
+def _shuffle_into(order, stream):  # type: ignore[no-untyped-def]
+    n = order.size
+    for i in range(n):
+        order[i] = i
     i = n - 1
     if i >= 1 and i % 2 == 0:
         _swap(order, i, _splitmix(np.uint64(i >> 1) * _GOLDEN + stream) & _LOW32)
@@ -77,7 +76,27 @@ def fisher_yates(n, stream):  # type: ignore[no-untyped-def]
         if i - 1 >= 1:
             _swap(order, i - 1, z & _LOW32)
         i -= 2
+
+
+@njit(cache=True, nogil=True)
+def fisher_yates(n, stream):  # type: ignore[no-untyped-def]
+    """Fisher-Yates shuffle of 0..n-1 (int32); swap i <-> (r_i (i + 1)) >> 32 for i = n-1..1,
+    with z = splitmix64((i >> 1) * golden + stream), r_i its high 32 bits for odd i and its
+    low 32 bits for even i (one splitmix per two draws: the draws are half the cost of a
+    shuffle that fits in cache, e.g. frames of 1e4)."""
+    order = np.empty(n, dtype=np.int32)  # filled in place: no int64 temporary to page in
+    _shuffle_into(order, stream)
     return order
+
+
+@njit(cache=True, nogil=True)
+def fisher_yates_many(n, streams):  # type: ignore[no-untyped-def]
+    """:func:`fisher_yates` for several streams at once, one row each (a batch of frames
+    with their own seeds: one call instead of one per frame)."""
+    out = np.empty((streams.size, n), dtype=np.int32)
+    for f in range(streams.size):
+        _shuffle_into(out[f], streams[f])
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.cascade_kernels import load
+from labctl.qkd.cascade_kernels import load, splitmix_stream_seed
 from labctl.qkd.cascade_schedule import (
     CascadeSchedule,
     ShuffleArray,
@@ -97,9 +97,26 @@ class FrameLayout:
         got = self._orders.get(pass_index)
         if got is None:
             by_seed: dict[int, ShuffleArray] = {}
+            todo: list[int] = []
             for s in self.schedules:
                 if s.seed not in by_seed:
-                    by_seed[s.seed] = s.order(pass_index)
+                    cached = cached_shuffle(s, pass_index)[0]
+                    if cached is not None or pass_index == 0 or self.kernels is None:
+                        by_seed[s.seed] = s.order(pass_index)
+                    elif s.seed not in todo:
+                        todo.append(s.seed)
+            if len(todo) == 1:
+                by_seed[todo[0]] = next(s for s in self.schedules if s.seed == todo[0]).order(
+                    pass_index
+                )
+            elif todo:  # many fresh seeds: one kernel call (left out of the shuffle cache)
+                assert self.kernels is not None
+                streams = np.array(
+                    [splitmix_stream_seed(seed, pass_index) for seed in todo], dtype=np.uint64
+                )
+                rows = self.kernels.fisher_yates_many(self.n_bits, streams)
+                rows.flags.writeable = False
+                by_seed.update(zip(todo, rows, strict=True))
             got = self._orders[pass_index] = [by_seed[s.seed] for s in self.schedules]
         return got
 
