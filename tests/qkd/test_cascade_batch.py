@@ -181,3 +181,16 @@ def test_block_parities_after_a_range_query_of_an_unannounced_pass(compiled: boo
     blocks = CascadeRequest.blocks(j)
     assert np.array_equal(early.handle(blocks).parities, late.handle(blocks).parities)
     assert early.handle(blocks).parities.size == 3 * (-(-n // schedules[0].block_sizes[j]) - 1)
+
+
+def test_fresh_seeds_of_a_batch_get_each_frames_own_shuffle() -> None:
+    # Seeds never used before: the layout shuffles them in one kernel call per pass.
+    schedules = [CascadeSchedule.create(777, 0.03, seed=910_000 + f) for f in range(4)]
+    schedules.append(schedules[1])  # a frame sharing a seed shares the permutation
+    layout = FrameLayout(schedules)
+    for j in (1, 5):
+        orders = layout.orders(j)
+        for f, sched in enumerate(schedules):
+            assert np.array_equal(orders[f], sched.shuffle(j)[0])
+            assert np.array_equal(layout.positions(j)[f], sched.shuffle(j)[1])
+        assert orders[4] is orders[1]
