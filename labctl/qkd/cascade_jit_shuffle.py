@@ -1,0 +1,82 @@
+"""numba kernels for the public Cascade shuffles (imported by ``_cascade_jit``).
+
+Fisher-Yates from counter-based splitmix64 draws keyed by (seed, pass), so that the
+pure-Python fallback in :mod:`labctl.qkd.cascade_schedule` gives the same permutation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S27, _S30, _S31, _S32 = (np.uint64(s) for s in (27, 30, 31, 32))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _splitmix(z):  # type: ignore[no-untyped-def]
+    z = z ^ (z >> _S30)
+    z = z * _MIX1
+    z = z ^ (z >> _S27)
+    z = z * _MIX2
+    return z ^ (z >> _S31)
+
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _swap(order, i, r):  # type: ignore[no-untyped-def]
+    j = np.int64((r * np.uint64(i + 1)) >> _S32)
+    t = order[i]
+    order[i] = order[j]
+    order[j] = t
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _shuffle_into(order, stream):  # type: ignore[no-untyped-def]
+    n = order.size
+    for i in range(n):
+        order[i] = i
+    i = n - 1
+    if i >= 1 and i % 2 == 0:
+        _swap(order, i, _splitmix(np.uint64(i >> 1) * _GOLDEN + stream) & _LOW32)
+        i -= 1
+    while i >= 1:  # i odd: i uses the high half, i - 1 the low half of one draw
+        z = _splitmix(np.uint64(i >> 1) * _GOLDEN + stream)
+        _swap(order, i, z >> _S32)
+        if i - 1 >= 1:
+            _swap(order, i - 1, z & _LOW32)
+        i -= 2
+
+
+@njit(cache=True, nogil=True)
+def fisher_yates(n, stream):  # type: ignore[no-untyped-def]
+    """Fisher-Yates shuffle of 0..n-1 (int32); swap i <-> (r_i (i + 1)) >> 32 for i = n-1..1,
+    with z = splitmix64((i >> 1) * golden + stream), r_i its high 32 bits for odd i and its
+    low 32 bits for even i (one splitmix per two draws: the draws are half the cost of a
+    shuffle that fits in cache, e.g. frames of 1e4)."""
+    order = np.empty(n, dtype=np.int32)  # filled in place: no int64 temporary to page in
+    _shuffle_into(order, stream)
+    return order
+
+
+@njit(cache=True, nogil=True)
+def fisher_yates_many(n, streams):  # type: ignore[no-untyped-def]
+    """:func:`fisher_yates` for several streams at once, one row each (a batch of frames
+    with their own seeds: one call instead of one per frame)."""
+    out = np.empty((streams.size, n), dtype=np.int32)
+    for f in range(streams.size):
+        _shuffle_into(out[f], streams[f])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def inverse(order):  # type: ignore[no-untyped-def]
+    """position[order[p]] = p."""
+    position = np.empty_like(order)
+    for p in range(order.size):
+        position[order[p]] = p
+    return position
