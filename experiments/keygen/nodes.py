@@ -159,6 +159,10 @@ class BobNode(NodeBase):
             round_trips=stats.round_trips,
         )
         if not match:
+            # Alice answers a failed verification with pa/none: read it, or it would be
+            # taken for the next block's first reply (the channel would fall out of step).
+            if await self.recv_decision() is not None:
+                raise MessageFormatError("pa/seed after a failed verification")
             return self._no_key(
                 base, "verification failed: keys differ after Cascade", start_messages
             )

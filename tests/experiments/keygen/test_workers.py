@@ -7,8 +7,8 @@ import functools
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+from keygen_helpers import HashSource, make_block
 
 from experiments.keygen.acquisition import RawBlock
 from experiments.keygen.nodes import BlockResult, BobNode
@@ -16,56 +16,7 @@ from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.workers import ParallelPipeline, serve_alice
 from labctl.qkd.auth import memory_pair
-from labctl.qkd.sifting import Detections
 from labctl.store.keystore import KeyStore
-
-U8 = np.ndarray
-ETA = 0.3  # channel x detector efficiency
-QBER = 0.005
-
-
-class HashSource:
-    """Alice's record as a counter-based hash of the pulse index (basis, bit, class)."""
-
-    MU = (0.5, 0.1, 0.0)
-    PROB = (0.8, 0.15, 0.05)
-
-    @staticmethod
-    def _hash(idx: np.ndarray) -> np.ndarray:
-        h = idx.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        h ^= h >> np.uint64(31)
-        return h * np.uint64(0xBF58476D1CE4E5B9)
-
-    def choices(self, pulse_index: np.ndarray) -> tuple[U8, U8, U8]:
-        h = self._hash(pulse_index)
-        basis = ((h >> np.uint64(40)) & np.uint64(1)).astype(np.uint8)
-        bit = ((h >> np.uint64(41)) & np.uint64(1)).astype(np.uint8)
-        u = ((h >> np.uint64(44)) % np.uint64(100)).astype(np.int64)
-        intensity = np.where(u < 80, 0, np.where(u < 95, 1, 2)).astype(np.uint8)
-        return basis, bit, intensity
-
-    def intensities(self) -> list[tuple[float, float]]:
-        return list(zip(self.MU, self.PROB, strict=True))
-
-
-def make_block(block: int, pulses: int, seed: int) -> RawBlock:
-    """Bob's detections of pulses [block*pulses, (block+1)*pulses): efficiency ETA, QBER errors.
-
-    2e7 pulses is about the smallest block whose finite-key bound leaves key here.
-    """
-    rng = np.random.default_rng(seed)
-    first = block * pulses
-    idx = np.arange(first, first + pulses, dtype=np.int64)
-    basis, bit, intensity = HashSource().choices(idx)
-    mu = np.asarray(HashSource.MU)[intensity]
-    detected = rng.random(pulses) < 1.0 - np.exp(-ETA * mu) + 2e-6
-    idx, basis, bit = idx[detected], basis[detected], bit[detected]
-    bob_basis = rng.integers(0, 2, idx.size).astype(np.uint8)
-    flip = rng.random(idx.size) < QBER
-    bob_bit = np.where(bob_basis == basis, bit ^ flip, rng.integers(0, 2, idx.size))
-    det = Detections.create(idx, bob_basis, bob_bit.astype(np.uint8))
-    return RawBlock(block, first, pulses, det, 0.0, pulses / 1e9, idx.size, 0)
-
 
 # ---------------------------------------------------------------- CommitSequencer
 
