@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,18 @@ import numpy as np
 from experiments.keygen import monitor, steps
 from experiments.keygen.acquisition import ClockMap, acquire_block
 from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode, WorldSource
-from experiments.keygen.pipeline import BlockPipeline
+from experiments.keygen.pipeline import BlockPipeline, CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.summary import KeySummary
+from experiments.keygen.workers import ParallelPipeline, bob_workers
 from labctl.qkd.auth import AuthenticatedChannel, memory_pair
 from labctl.qkd.errors import AuthenticationError
 from labctl.runner.status import StopPlan
 from labctl.store.keystore import KeyStore, node_store_path
 
 LINK_METRICS = ("qber", "skr")
+
+Pipeline = BlockPipeline[Any, BlockResult] | ParallelPipeline[Any, BlockResult]
 
 
 def _config(run: Any) -> Any:
@@ -91,12 +95,14 @@ async def generate_key(
     *,
     source: AliceSource | None = None,
     channels: tuple[AuthenticatedChannel, AuthenticatedChannel] | None = None,
-    remote_alice: AuthenticatedChannel | None = None,
+    remote_alice: AuthenticatedChannel | Sequence[AuthenticatedChannel] | None = None,
 ) -> dict[str, Any]:
     """Key generation on a synchronized station.
 
     Alice runs in this process on ``channels[0]`` (a fresh in-memory pair when None), or,
     with ``remote_alice`` (Bob's end of a TCP channel), in another process (``labctl node``).
+    Several remote channels: one worker per channel, that many blocks in flight at once
+    (:class:`~experiments.keygen.workers.ParallelPipeline`), keys committed in block order.
     """
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
@@ -125,10 +131,14 @@ async def generate_key(
             summary.extra["key_store_alice"] = str(alice_path)
             alice = AliceNode(channels[0], alice_store, settings, source, run.run_id)
             alice_task = asyncio.create_task(alice.serve(), name="alice-node")
-            bob_channel = channels[1]
+            bob_channels = [channels[1]]
+        elif isinstance(remote_alice, AuthenticatedChannel):
+            bob_channels = [remote_alice]
         else:
-            bob_channel = remote_alice
-        bob = BobNode(bob_channel, bob_store, settings, run.run_id)
+            bob_channels = list(remote_alice)
+        summary.extra["workers"] = len(bob_channels)
+        sequencer = CommitSequencer() if len(bob_channels) > 1 else None
+        bobs = [BobNode(ch, bob_store, settings, run.run_id, sequencer) for ch in bob_channels]
 
         def on_result(result: BlockResult) -> None:
             summary.add(result)
@@ -146,9 +156,13 @@ async def generate_key(
                 result.secret_bits,
             )
 
-        pipeline: BlockPipeline[Any, BlockResult] = BlockPipeline(
-            bob.process, on_result, max_queue=settings.queue_blocks
-        )
+        pipeline: Pipeline
+        if len(bobs) == 1:
+            pipeline = BlockPipeline(bobs[0].process, on_result, max_queue=settings.queue_blocks)
+        else:
+            pipeline = ParallelPipeline(
+                bob_workers(bobs), on_result, max_queue=settings.queue_blocks
+            )
         pipeline.start()
         watch = monitor.install(run, settings, lambda: pipeline.wait_pending_at_most(0))
         if alice_task is not None:
@@ -167,7 +181,7 @@ async def generate_key(
             summary.status, summary.reason = stop.status, stop.reason
             raise
         finally:
-            await _wind_down(run, pipeline, bob, alice_task, summary, settings)
+            await _wind_down(run, pipeline, bobs, alice_task, summary, settings)
             summary.backlog = vars(pipeline.stats).copy()
             summary.write(run.folder.path)
             run.log.info("%s", summary.text())
@@ -180,7 +194,7 @@ async def generate_key(
 async def _acquire_loop(
     run: Any,
     settings: KeygenSettings,
-    pipeline: BlockPipeline[Any, BlockResult],
+    pipeline: Pipeline,
     tagger: Any,
     block_clock: steps.BlockClock,
     watch: monitor.QberWatch,
@@ -231,8 +245,8 @@ async def _acquire_loop(
 
 async def _wind_down(
     run: Any,
-    pipeline: BlockPipeline[Any, BlockResult],
-    bob: BobNode,
+    pipeline: Pipeline,
+    bobs: list[BobNode],
     alice_task: asyncio.Task[list[BlockResult]] | None,
     summary: KeySummary,
     settings: KeygenSettings,
@@ -244,10 +258,11 @@ async def _wind_down(
         summary.status, summary.reason = "failed", "post-processing did not finish in time"
     alice_running = alice_task is not None and not alice_task.done()
     if pipeline.error is None and (alice_task is None or alice_running):
-        try:
-            await bob.close()
-        except Exception as exc:  # the link may already be down
-            run.log.warning("closing the classical link failed: %s", type(exc).__name__)
+        for bob in bobs:  # every worker's channel: each of Alice's nodes waits on its own
+            try:
+                await bob.close()
+            except Exception as exc:  # the link may already be down
+                run.log.warning("closing the classical link failed: %s", type(exc).__name__)
     elif alice_task is not None and alice_running:
         alice_task.cancel()  # Bob failed: Alice would only wait for a message that never comes
     if alice_task is not None:

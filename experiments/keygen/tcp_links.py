@@ -4,7 +4,11 @@ Each worker's channel is authenticated under its own key derived from the pre-sh
 (HMAC-SHA256 of the worker index): every channel numbers its frames from zero, so under one
 shared key a frame of worker 0 would also verify on worker 1 at the same sequence number.
 Bob connects the channels in worker order and opens each with a ``link/worker`` message
-naming its index, so Alice pairs them whatever order the connections are accepted in.
+naming its index (payload: his worker count), so Alice pairs them whatever order the
+connections are accepted in; she answers ``link/ok`` (her worker count) on each, or hangs up
+when the counts differ, so a mismatch is an error at connect time on both sides, not a hang.
+A single channel (``--workers 1``) has no such handshake: :class:`SingleChannelGuard` names
+the likely cause when its peer turns out to run workers.
 
 Frames travel on :class:`FrameStream`, an asyncio Protocol speaking the same wire format as
 ``labctl.qkd.auth.TcpTransport`` (4-byte big-endian length, frame) with less work per
@@ -21,15 +25,21 @@ import asyncio
 import collections
 import hashlib
 import hmac
+import json
 import struct
 from collections.abc import Callable
 
-from labctl.qkd.auth import MAX_FRAME_BYTES, AuthenticatedChannel
+from labctl.qkd.auth import MAX_FRAME_BYTES, AuthenticatedChannel, FrameTransport
 from labctl.qkd.errors import ChannelClosed, ChannelError, ChannelTimeout, MessageFormatError
 
 _LENGTH = struct.Struct(">I")
 
 _WORKER_LABEL = b"labctl keygen worker channel "
+_HELLO_PREFIX = "link/worker/"
+
+
+class WorkerCountMismatch(ChannelError):
+    """Alice and Bob were started with different worker counts (``--workers``)."""
 
 
 def worker_psk(psk: bytes, worker: int) -> bytes:
@@ -40,18 +50,45 @@ def worker_psk(psk: bytes, worker: int) -> bytes:
 
 
 async def connect_channels(
-    host: str, port: int, workers: int, psk: bytes, timeout_s: float
+    host: str,
+    port: int,
+    workers: int,
+    psk: bytes,
+    timeout_s: float,
+    *,
+    channel_timeout_s: float | None = None,
 ) -> list[AuthenticatedChannel]:
-    """Bob's side: ``workers`` channels to Alice, in worker order."""
+    """Bob's side: ``workers`` channels to Alice, in worker order.
+
+    ``timeout_s`` bounds each connect and handshake; ``channel_timeout_s`` (default
+    ``timeout_s``) is the channels' receive timeout afterwards. A WorkerCountMismatch when
+    Alice runs a different number of workers (she hangs up or answers another count).
+    """
     channels: list[AuthenticatedChannel] = []
     try:
         for w in range(workers):
             transport = await FrameStream.connect(host, port, timeout_s)
             # The index goes in clear in the first frame's kind: Alice needs it to pick the
             # key; a wrong index simply fails authentication.
-            channel = AuthenticatedChannel(transport, worker_psk(psk, w), "bob", timeout_s)
+            channel = AuthenticatedChannel(
+                transport, worker_psk(psk, w), "bob", channel_timeout_s or timeout_s
+            )
             channels.append(channel)
-            await channel.send(f"link/worker/{w}", b"")
+            await channel.send(f"{_HELLO_PREFIX}{w}", _count(workers))
+            # Wait for Alice's answer before the next connection: a mismatch is found on
+            # worker 0, before Bob spends anything on calibration.
+            try:
+                answer = await channel.recv(expect="link/ok", timeout_s=timeout_s)
+            except ChannelClosed:
+                raise WorkerCountMismatch(
+                    f"Alice hung up on worker channel {w} during the handshake: she runs a "
+                    f"different --workers (this Bob: {workers}) or another pre-shared key"
+                ) from None
+            theirs = _count_of(answer.payload, "link/ok")
+            if theirs != workers:
+                raise WorkerCountMismatch(
+                    f"Alice runs --workers {theirs}, this Bob --workers {workers}"
+                )
     except BaseException:
         for ch in channels:
             await ch.close()
@@ -66,8 +103,13 @@ async def accept_channels(
     psk: bytes,
     timeout_s: float,
     on_listening: Callable[[str, int], None],
+    *,
+    channel_timeout_s: float | None = None,
 ) -> list[AuthenticatedChannel]:
-    """Alice's side: accept ``workers`` channels; returned in Bob's worker order."""
+    """Alice's side: accept ``workers`` channels; returned in Bob's worker order.
+
+    A WorkerCountMismatch (after hanging up) when Bob runs another number of workers.
+    """
     accepted: asyncio.Queue[FrameStream] = asyncio.Queue()
 
     def on_connect() -> FrameStream:
@@ -83,13 +125,30 @@ async def accept_channels(
         while len(by_worker) < workers:
             transport = await asyncio.wait_for(accepted.get(), timeout_s)
             frame = await transport.recv_frame(timeout_s)
-            worker = _worker_of(frame, workers)
+            try:
+                worker = _worker_of(frame, workers)
+            except BaseException:
+                await transport.close()
+                raise
             channel = AuthenticatedChannel(
-                _Replay(frame, transport), worker_psk(psk, worker), "alice", timeout_s
+                _Replay(frame, transport),
+                worker_psk(psk, worker),
+                "alice",
+                channel_timeout_s or timeout_s,
             )
-            await channel.recv(expect=f"link/worker/{worker}", timeout_s=timeout_s)
-            if worker in by_worker:
-                raise MessageFormatError(f"link/worker: worker {worker} connected twice")
+            try:
+                hello = await channel.recv(expect=f"{_HELLO_PREFIX}{worker}", timeout_s=timeout_s)
+                theirs = _count_of(hello.payload, "link/worker")
+                if theirs != workers:
+                    raise WorkerCountMismatch(
+                        f"Bob runs --workers {theirs}, this Alice --workers {workers}"
+                    )
+                if worker in by_worker:
+                    raise MessageFormatError(f"link/worker: worker {worker} connected twice")
+            except BaseException:
+                await channel.close()  # Bob, waiting for link/ok, finds the link closed
+                raise
+            await channel.send("link/ok", _count(workers))
             by_worker[worker] = channel
     except BaseException:
         for ch in by_worker.values():
@@ -102,16 +161,84 @@ async def accept_channels(
 
 def _worker_of(frame: bytes, workers: int) -> int:
     """The worker index named by the (not yet authenticated) first frame's kind."""
-    # Frame layout (labctl.qkd.auth): 8-byte seq, 1-byte kind length, kind, payload, MAC.
     if len(frame) < 9:
         raise MessageFormatError("link/worker: short first frame")
-    n = frame[8]
-    kind = frame[9 : 9 + n].decode("ascii", errors="replace")
-    prefix = "link/worker/"
-    index = kind.removeprefix(prefix)
-    if not kind.startswith(prefix) or not index.isdigit() or int(index) >= workers:
+    kind = _kind_of(frame)
+    index = kind.removeprefix(_HELLO_PREFIX)
+    if not kind.startswith(_HELLO_PREFIX):
+        # A single-channel Bob (--workers 1) opens with block/start after calibrating.
+        raise WorkerCountMismatch(
+            f"Bob's first message is {kind!r}, not a worker hello: he runs --workers 1, "
+            f"this Alice --workers {workers}"
+        )
+    if not index.isdigit() or int(index) >= workers:
         raise MessageFormatError(f"link/worker: unexpected first message {kind!r}")
     return int(index)
+
+
+def _kind_of(frame: bytes) -> str:
+    # Frame layout (labctl.qkd.auth): 8-byte seq, 1-byte kind length, kind, payload, MAC.
+    n = frame[8] if len(frame) > 8 else 0
+    return frame[9 : 9 + n].decode("ascii", errors="replace")
+
+
+def _count(workers: int) -> bytes:
+    return json.dumps({"workers": workers}).encode()
+
+
+def _count_of(payload: bytes, what: str) -> int:
+    try:
+        count = json.loads(payload)["workers"]
+    except (ValueError, KeyError, TypeError):
+        raise MessageFormatError(f"{what}: no worker count") from None
+    if not isinstance(count, int) or count < 1:
+        raise MessageFormatError(f"{what}: bad worker count {count!r}")
+    return count
+
+
+class SingleChannelGuard:
+    """A single channel's transport (``--workers 1``, no handshake on the wire).
+
+    A first frame that is a worker hello means the peer runs several workers; a peer that
+    hangs up before its first frame most likely runs another ``--workers`` (or another
+    pre-shared key): both become errors that say so instead of a bare MAC or closed link.
+    """
+
+    def __init__(self, transport: FrameTransport, peer: str) -> None:
+        self._transport = transport
+        self._peer = peer
+        self._heard = False
+
+    def _closed(self, exc: ChannelClosed) -> ChannelClosed:
+        if self._heard:
+            return exc
+        return ChannelClosed(
+            f"{exc}; {self._peer} hung up before its first message: does it run with the "
+            "same --workers (this node: 1) and pre-shared key?"
+        )
+
+    async def send_frame(self, frame: bytes) -> None:
+        try:
+            await self._transport.send_frame(frame)
+        except ChannelClosed as exc:
+            raise self._closed(exc) from None
+
+    async def recv_frame(self, timeout_s: float) -> bytes:
+        try:
+            frame = await self._transport.recv_frame(timeout_s)
+        except ChannelClosed as exc:
+            raise self._closed(exc) from None
+        if not self._heard and _kind_of(frame).startswith(_HELLO_PREFIX):
+            await self._transport.close()
+            raise WorkerCountMismatch(
+                f"{self._peer} opened a worker channel ({_kind_of(frame)!r}): it runs "
+                "--workers > 1, this node --workers 1"
+            )
+        self._heard = True
+        return frame
+
+    async def close(self) -> None:
+        await self._transport.close()
 
 
 class _Replay:

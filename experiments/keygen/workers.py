@@ -22,7 +22,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult
+from experiments.keygen.acquisition import RawBlock
+from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode
 from experiments.keygen.pipeline import BacklogStats, CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from labctl.qkd.auth import AuthenticatedChannel
@@ -183,6 +184,18 @@ class ParallelPipeline(Generic[T, R]):
             await asyncio.wait(pending)
             raise TimeoutError(f"post-processing did not finish within {timeout_s} s")
         self._deliver(flush=self.failed)
+
+
+def bob_workers(bobs: Sequence[BobNode]) -> list[Callable[[int, RawBlock], Awaitable[BlockResult]]]:
+    """ParallelPipeline's ``processes`` for Bob's nodes (one per channel, shared sequencer)."""
+
+    def worker(bob: BobNode) -> Callable[[int, RawBlock], Awaitable[BlockResult]]:
+        async def process(seq: int, raw: RawBlock) -> BlockResult:
+            return await bob.process(raw, seq)
+
+        return process
+
+    return [worker(b) for b in bobs]
 
 
 async def serve_alice(

@@ -9,6 +9,12 @@ Both write their own key store (``storage.key_store`` with ``-alice``/``-bob``);
 match bit for bit under the same ids and Alice files them under Bob's run id. The
 pre-shared key file holds at least 16 bytes (raw, or hex text); it authenticates every
 message and is never printed.
+
+``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
+own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
+keys committed in block order so both stores stay identical. W = 1 (default) is the single
+channel of before, message for message. Different W at the two ends is refused at connect
+time (or at Bob's first block when he runs W = 1) with an error naming ``--workers``.
 """
 
 from __future__ import annotations
@@ -57,17 +63,42 @@ def _keygen() -> Any:
     return importlib.import_module("experiments.keygen.plan")
 
 
-async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
-    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
-    from labctl.qkd.errors import AuthenticationError, QkdError
-    from labctl.station import Station
-    from labctl.store.keystore import KeyStore
+def _warn_idle_workers(settings: Any, workers: int, who: str) -> None:
+    """Workers take blocks in turn: one waits ~W block intervals for its next block."""
+    idle_s = workers * settings.block_interval_s
+    if workers > 1 and idle_s >= settings.channel_timeout_s:
+        print(
+            f"{who}: warning: with --workers {workers} a channel may wait {idle_s:g} s between "
+            f"blocks (W x qkd.block_interval_s), not under qkd.channel_timeout_s = "
+            f"{settings.channel_timeout_s:g} s: raise the timeout or use fewer workers",
+            file=sys.stderr,
+        )
 
-    keygen = _keygen()
-    settings_mod = importlib.import_module("experiments.keygen.settings")
-    nodes = importlib.import_module("experiments.keygen.nodes")
-    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
-    host, port = parse_address(args.listen, "--listen")
+
+def _links() -> Any:
+    return importlib.import_module("experiments.keygen.tcp_links")
+
+
+def _first_qkd_error(exc: BaseException) -> BaseException | None:
+    """The QkdError behind ``exc`` (serve_alice's task group wraps its first failure)."""
+    from labctl.qkd.errors import QkdError
+
+    if isinstance(exc, QkdError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_qkd_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+async def _accept_one(
+    host: str, port: int, psk: bytes, timeout_s: float, channel_timeout_s: float
+) -> Any:
+    """Alice, one worker: the single channel of before (TcpTransport, no handshake)."""
+    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
+
     accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -76,44 +107,92 @@ async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
             return
         accepted.set_result(TcpTransport(reader, writer))
 
+    server = await asyncio.start_server(on_connect, host, port)
+    bound = server.sockets[0].getsockname()
+    print(f"listening on {bound[0]}:{bound[1]}", flush=True)
+    try:
+        transport = await asyncio.wait_for(accepted, timeout_s)
+    finally:
+        server.close()
+    guarded = _links().SingleChannelGuard(transport, "Bob")
+    return [AuthenticatedChannel(guarded, psk, "alice", channel_timeout_s)]
+
+
+async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
+    from labctl.qkd.errors import AuthenticationError, ChannelTimeout, QkdError
+    from labctl.station import Station
+    from labctl.store.keystore import KeyStore
+
+    keygen = _keygen()
+    settings_mod = importlib.import_module("experiments.keygen.settings")
+    nodes = importlib.import_module("experiments.keygen.nodes")
+    workers_mod = importlib.import_module("experiments.keygen.workers")
+    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
+    host, port = parse_address(args.listen, "--listen")
+    _warn_idle_workers(settings, args.workers, "alice")
     station = Station.from_config(config)
     async with station:
         if station.world is None:
             print("labctl node alice: the station has no source record (world)", file=sys.stderr)
             return 2
-        server = await asyncio.start_server(on_connect, host, port)
-        bound = server.sockets[0].getsockname()
-        print(f"listening on {bound[0]}:{bound[1]}", flush=True)
         try:
-            transport = await asyncio.wait_for(accepted, args.timeout_s)
-        except TimeoutError:
+            if args.workers == 1:
+                channels = await _accept_one(
+                    host, port, psk, args.timeout_s, settings.channel_timeout_s
+                )
+            else:
+                channels = await _links().accept_channels(
+                    host,
+                    port,
+                    args.workers,
+                    psk,
+                    args.timeout_s,
+                    lambda h, p: print(f"listening on {h}:{p}", flush=True),
+                    channel_timeout_s=settings.channel_timeout_s,
+                )
+        except (TimeoutError, ChannelTimeout):
             print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
             return 1
-        finally:
-            server.close()
-        channel = AuthenticatedChannel(transport, psk, "alice", settings.channel_timeout_s)
+        except QkdError as exc:
+            print(f"alice: no link: {exc}", file=sys.stderr)
+            return 1
         alice_path, _ = keygen.store_paths(config)
+        source = nodes.WorldSource(station.world)
         with KeyStore(alice_path) as store:
-            node = nodes.AliceNode(channel, store, settings, nodes.WorldSource(station.world))
             try:
-                results = await node.serve()
-            except QkdError as exc:
+                if len(channels) == 1:
+                    node = nodes.AliceNode(channels[0], store, settings, source)
+                    results = await node.serve()
+                else:
+                    results, _ = await workers_mod.serve_alice(channels, store, settings, source)
+            except Exception as exc:
+                error = _first_qkd_error(exc)
+                if error is None:
+                    raise
                 # Keys already stored stay (Bob holds the same); no further key is produced.
-                kind = "authentication failure" if isinstance(exc, AuthenticationError) else "error"
-                print(f"alice: key output stopped: {kind}: {exc}", file=sys.stderr)
+                kind = (
+                    "authentication failure" if isinstance(error, AuthenticationError) else "error"
+                )
+                print(f"alice: key output stopped: {kind}: {error}", file=sys.stderr)
                 return 1
             finally:
-                await channel.close()
+                for channel in channels:
+                    await channel.close()
     for r in results:
         print(f"block {r.block}: {r.status} ({r.reason}) secret bits {r.secret_bits}")
-    print(f"alice: {sum(r.secret_bits for r in results)} secret bits in {alice_path}")
+    total = sum(r.secret_bits for r in results)
+    print(f"alice: {total} secret bits from {len(results)} blocks, {args.workers} workers")
+    print(f"alice: key store {alice_path}")
     return 0
 
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     from labctl.cli.run import engine_options, parse_duration_s, report
     from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
+    from labctl.qkd.errors import QkdError
+    from labctl.runner.control import RunControl
     from labctl.runner.engine import RunEngine
+    from labctl.runner.signals import abort_on_signals
     from labctl.station import Station
 
     keygen = _keygen()
@@ -121,8 +200,25 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.connect, "--connect")
     duration_s = parse_duration_s(args.duration)
-    transport = await TcpTransport.connect(host, port, args.timeout_s)
-    channel = AuthenticatedChannel(transport, psk, "bob", settings.channel_timeout_s)
+    _warn_idle_workers(settings, args.workers, "bob")
+    channels: list[AuthenticatedChannel]
+    try:
+        if args.workers == 1:
+            transport = await TcpTransport.connect(host, port, args.timeout_s)
+            guarded = _links().SingleChannelGuard(transport, "Alice")
+            channels = [AuthenticatedChannel(guarded, psk, "bob", settings.channel_timeout_s)]
+        else:
+            channels = await _links().connect_channels(
+                host,
+                port,
+                args.workers,
+                psk,
+                args.timeout_s,
+                channel_timeout_s=settings.channel_timeout_s,
+            )
+    except QkdError as exc:
+        print(f"bob: no link to Alice: {exc}", file=sys.stderr)
+        return 1
 
     async def plan(run: Any) -> Any:
         await run.checkpoint()
@@ -131,28 +227,41 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
         if not args.skip_calibration:
             await steps.calibrate(run)
         clock_map = await steps.synchronize(run)
-        return await keygen.generate_key(run, clock_map, remote_alice=channel)
+        return await keygen.generate_key(run, clock_map, remote_alice=channels)
 
     station = Station.from_config(config)
+    # As in ``labctl run``: the first Ctrl-C/SIGTERM ends the run at its next checkpoint,
+    # blocks in flight finish and every channel is closed with link/close, so Alice ends
+    # too and both stores hold the same keys; a second one halts.
+    control = RunControl()
     try:
-        async with station:
-            engine = RunEngine(
-                station,
-                runs_dir=Path(config.storage.runs_dir),
-                config=config.model_dump(mode="json"),
-                **engine_options(config),
-            )
-            result = await engine.run(
-                plan, name="node-bob", plan_name="labctl node bob", duration_s=duration_s
-            )
+        with abort_on_signals(control):
+            async with station:
+                engine = RunEngine(
+                    station,
+                    runs_dir=Path(config.storage.runs_dir),
+                    config=config.model_dump(mode="json"),
+                    **engine_options(config),
+                )
+                result = await engine.run(
+                    plan,
+                    name="node-bob",
+                    plan_name="labctl node bob",
+                    duration_s=duration_s,
+                    control=control,
+                )
     finally:
-        await channel.close()
+        for channel in channels:
+            await channel.close()
+    print(f"bob: {args.workers} workers")
     return report(result)
 
 
 def _main(args: argparse.Namespace) -> int:
     from labctl.cli.common import load_station_config
 
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}", field="--workers")
     config = load_station_config(args, args.config)
     psk = read_psk(args.psk_file)
     runner: Callable[[argparse.Namespace, Any, bytes], Awaitable[int]]
@@ -182,6 +291,12 @@ def register(subparsers: Any) -> None:
         "--skip-calibration",
         action="store_true",
         help="bob: the station is already calibrated; synchronize and generate key only",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="blocks post-processed at once, one TCP channel each (the same on both nodes)",
     )
     parser.add_argument(
         "--timeout-s",

@@ -12,6 +12,8 @@ import pytest
 
 from experiments.keygen.tcp_links import (
     FrameStream,
+    SingleChannelGuard,
+    WorkerCountMismatch,
     accept_channels,
     connect_channels,
     worker_psk,
@@ -167,4 +169,73 @@ async def test_an_oversized_length_prefix_is_refused() -> None:
     with pytest.raises(ChannelError):
         await server_side.send_frame(b"x" * (MAX_FRAME_BYTES + 1))
     await client.close()
+    server.close()
+
+
+# ---------------------------------------------------------------- worker counts
+
+
+async def _mismatch(alice_workers: int, bob_workers: int) -> tuple[BaseException, BaseException]:
+    psk = os.urandom(32)
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    alice_task = asyncio.create_task(
+        accept_channels("127.0.0.1", 0, alice_workers, psk, 5.0, lambda h, p: port.set_result(p))
+    )
+    with pytest.raises(WorkerCountMismatch) as bob_error:
+        await connect_channels("127.0.0.1", await port, bob_workers, psk, 5.0)
+    with pytest.raises(WorkerCountMismatch) as alice_error:
+        await alice_task
+    return alice_error.value, bob_error.value
+
+
+@pytest.mark.parametrize(("alice_workers", "bob_workers"), [(2, 3), (3, 2)])
+async def test_different_worker_counts_fail_at_connect_on_both_sides(
+    alice_workers: int, bob_workers: int
+) -> None:
+    alice_error, bob_error = await _mismatch(alice_workers, bob_workers)
+    assert str(alice_error) == (
+        f"Bob runs --workers {bob_workers}, this Alice --workers {alice_workers}"
+    )
+    # Alice hangs up on the first channel; Bob names the option and his own count.
+    assert "--workers" in str(bob_error) and f"this Bob: {bob_workers}" in str(bob_error)
+
+
+async def test_a_single_channel_peer_is_named_not_a_mac_error() -> None:
+    psk = os.urandom(32)
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    alice_task = asyncio.create_task(
+        accept_channels("127.0.0.1", 0, 2, psk, 5.0, lambda h, p: port.set_result(p))
+    )
+    # A --workers 1 Bob: plain channel under the PSK itself, first message block/start.
+    plain = SingleChannelGuard(await TcpTransport.connect("127.0.0.1", await port, 5.0), "Alice")
+    bob = AuthenticatedChannel(plain, psk, "bob", 5.0)
+    await bob.send("block/start", b"{}")
+    with pytest.raises(WorkerCountMismatch, match="runs --workers 1, this Alice --workers 2"):
+        await alice_task
+    with pytest.raises(ChannelClosed, match=r"same --workers \(this node: 1\)"):
+        await bob.recv(expect="sift/reply", timeout_s=5.0)
+    await bob.close()
+
+
+async def test_a_worker_hello_on_a_single_channel_is_named() -> None:
+    server_side, client, server = await _stream_pair()
+    alice = AuthenticatedChannel(SingleChannelGuard(server_side, "Bob"), b"k" * 32, "alice", 5.0)
+    bob = AuthenticatedChannel(client, worker_psk(b"k" * 32, 0), "bob", 5.0)
+    await bob.send("link/worker/0", b'{"workers": 2}')
+    with pytest.raises(WorkerCountMismatch, match="runs --workers > 1, this node --workers 1"):
+        await alice.recv(timeout_s=5.0)
+    with pytest.raises(ChannelClosed):
+        await bob.recv(timeout_s=5.0)
+    server.close()
+
+
+async def test_a_single_channel_keeps_the_plain_error_once_the_peer_spoke() -> None:
+    server_side, client, server = await _stream_pair()
+    guarded = SingleChannelGuard(server_side, "Bob")
+    await client.send_frame(b"x" * 16)
+    assert await guarded.recv_frame(5.0) == b"x" * 16
+    await client.close()
+    with pytest.raises(ChannelClosed) as closed:
+        await guarded.recv_frame(5.0)
+    assert "--workers" not in str(closed.value)
     server.close()
