@@ -24,9 +24,9 @@ from experiments.keygen.node_base import (
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from labctl.qkd import cascade_link
-from labctl.qkd.auth import AuthenticatedChannel
+from labctl.qkd.auth import AuthenticatedChannel, Message
 from labctl.qkd.cascade_schedule import CascadeSchedule
-from labctl.qkd.errors import MessageFormatError
+from labctl.qkd.errors import AuthenticationError, ChannelClosed, MessageFormatError
 from labctl.qkd.finite_key import BasisCounts, secret_key_length
 from labctl.qkd.privacy import privacy_amplify, random_seed, seed_length
 from labctl.qkd.sifting import BasisAnnouncement, answer, sift_alice
@@ -49,17 +49,52 @@ class AliceNode(NodeBase):
         super().__init__(channel, store, settings, run_id, sequencer)
         self.source = source
 
-    async def serve(self) -> list[BlockResult]:
-        """Serve blocks until Bob closes the link; returns Alice's view of every block."""
+    async def serve(self, stop: asyncio.Event | None = None) -> list[BlockResult]:
+        """Serve blocks until Bob closes the link; returns Alice's view of every block.
+
+        Once ``stop`` is set (Ctrl-C/SIGTERM on Alice) no new block is taken: the block in
+        hand is finished (each message within the channel timeout), then the channel is
+        closed, which Bob sees as a failure of his next block on it: that block and every
+        later one are dropped at both ends (``experiments.keygen.workers``).
+        """
         results: list[BlockResult] = []
         while True:
-            message = await self.channel.recv(timeout_s=self.settings.channel_timeout_s)
+            try:
+                message = await self._next_message(stop)
+            except ChannelClosed:
+                if stop is not None and stop.is_set():
+                    return results  # Bob closed first after Alice stopped: a clean end
+                raise
+            if message is None:  # stopped between blocks
+                await self.channel.close()
+                return results
             self.messages += 1
             if message.kind == "link/close":
                 return results
             if message.kind != "block/start":
                 raise MessageFormatError(f"expected block/start, got {message.kind!r}")
             results.append(await self.serve_block(parse_json(message.payload, "block/start")))
+
+    async def _next_message(self, stop: asyncio.Event | None) -> Message | None:
+        """Bob's next message between blocks, or None once ``stop`` is set."""
+        timeout_s = self.settings.channel_timeout_s
+        if stop is None:
+            return await self.channel.recv(timeout_s=timeout_s)
+        if stop.is_set():
+            return None
+        receiving = asyncio.ensure_future(self.channel.recv(timeout_s=timeout_s))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((receiving, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not receiving.done():
+                receiving.cancel()  # the channel is closed next: nothing on it is read again
+        if stop.is_set():
+            if receiving.done() and not receiving.cancelled():
+                receiving.exception()  # retrieved: the channel is closed regardless
+            return None
+        return receiving.result()
 
     async def serve_block(self, start: dict[str, Any]) -> BlockResult:
         """Alice's side of one block (after ``block/start``)."""
@@ -181,7 +216,17 @@ class AliceNode(NodeBase):
                 seed_msg = len(head).to_bytes(4, "big") + head + pack_bits(pa_seed)
             await self.send("pa/seed", seed_msg)
             final = await asyncio.to_thread(privacy_amplify, key.bits, result.secret_bits, pa_seed)
-        stored = parse_json(await self.recv("key/stored"), "key/stored")
+        # Bob's answer: key/stored (he holds the key: Alice stores it, whatever happens
+        # next) or key/dropped (an earlier block failed: neither side keeps this key).
+        ack = await self.channel.recv(timeout_s=self.settings.channel_timeout_s)
+        self.messages += 1
+        if ack.kind == "key/dropped":
+            return self._result(base, "no-key", "dropped: an earlier block failed", start_messages)
+        if ack.kind != "key/stored":  # as AuthenticatedChannel.recv(expect=...) treats it
+            raise AuthenticationError(
+                f"unexpected message kind {ack.kind!r}, expected 'key/stored' or 'key/dropped'"
+            )
+        stored = parse_json(ack.payload, "key/stored")
         if stored.get("key_id") != key_id:
             raise MessageFormatError("key/stored: Bob acknowledged a different key id")
         # A remote Alice (labctl node alice) has no run of her own: she files keys under Bob's.

@@ -136,13 +136,22 @@ class BlockPipeline(Generic[T, R]):
             raise
 
 
+class BlockDropped(Exception):
+    """A block's key may not be stored: an earlier block failed (see CommitSequencer.fail)."""
+
+
 class CommitSequencer:
-    """Turns for key-store commits: sequence number s commits after 0..s-1 are done."""
+    """Turns for key-store commits: sequence number s commits after 0..s-1 are done.
+
+    After ``fail(b)`` no block after b gets its turn (``wait_turn`` raises BlockDropped):
+    blocks before b still commit, so a failure never leaves a gap in the key order.
+    """
 
     def __init__(self) -> None:
         self._next = 0
         self._done: set[int] = set()
         self._changed = asyncio.Event()
+        self._failed_at: int | None = None
 
     @property
     def committed_through(self) -> int:
@@ -151,9 +160,25 @@ class CommitSequencer:
 
     async def wait_turn(self, seq: int) -> None:
         """Wait until every block before ``seq`` is done."""
-        while self._next < seq:
+        while self._next < seq and not self._dropped(seq):
             event = self._changed
             await event.wait()
+        if self._dropped(seq):
+            raise BlockDropped(f"block {seq} dropped: block {self._failed_at} failed before it")
+
+    def _dropped(self, seq: int) -> bool:
+        return self._failed_at is not None and seq > self._failed_at
+
+    def fail(self, seq: int) -> None:
+        """Block ``seq`` failed: every later block is dropped (earlier ones still commit)."""
+        if self._failed_at is None or seq < self._failed_at:
+            self._failed_at = seq
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def halt(self) -> None:
+        """Nothing not yet committed may commit (tampering: key output stops at once)."""
+        self.fail(self._next - 1)
 
     def done(self, seq: int) -> None:
         """Block ``seq`` is stored or ended without key (idempotent)."""

@@ -13,7 +13,19 @@ own authenticated channel: while Bob waits for Alice on block k he works on bloc
   the keys in block order. Sequence numbers are given at submit to accepted blocks only, so
   there are no gaps; Bob sends each block's number in ``block/start``.
 * :func:`serve_alice` — Alice's side: one AliceNode per channel, sharing her store and
-  sequencer; the first failure stops them all.
+  sequencer.
+
+Stopping with several blocks in flight. The commit point is the existing final
+acknowledgement ``key/stored`` (B->A): Bob stores at his turn and acknowledges, Alice stores
+on the acknowledgement at her turn; a block Alice has acknowledged-for is always stored.
+Bob decides for every block, so both ends agree:
+
+* a block b fails without tampering (channel closed or timed out, Alice stopped): blocks
+  before b finish (both store or both drop); blocks after b are dropped at their commit
+  point, Bob sends ``key/dropped`` instead of ``key/stored`` and Alice drops them too;
+  no new block starts. Workers are not cancelled.
+* an AuthenticationError (MAC, replay, out-of-order or unexpected message: tampering) stops
+  everything at once: workers are cancelled and nothing further is stored.
 """
 
 from __future__ import annotations
@@ -23,10 +35,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from experiments.keygen.acquisition import RawBlock
+from experiments.keygen.node_base import to_json
 from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode
-from experiments.keygen.pipeline import BacklogStats, CommitSequencer
+from experiments.keygen.pipeline import BacklogStats, BlockDropped, CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from labctl.qkd.auth import AuthenticatedChannel
+from labctl.qkd.errors import AuthenticationError, ChannelClosed, QkdError
 from labctl.store.keystore import KeyStore
 
 T = TypeVar("T")
@@ -36,10 +50,20 @@ R = TypeVar("R")
 _FAILED = object()
 
 
-class ParallelPipeline(Generic[T, R]):
-    """Bounded queue + W workers; results in submission order; the first error stops all.
+def is_tampering(error: BaseException | None) -> bool:
+    """An error that means the channel was tampered with: key output stops at once."""
+    return isinstance(error, AuthenticationError)
 
-    ``processes[w](seq, item)`` post-processes one block on worker w's own channel.
+
+class ParallelPipeline(Generic[T, R]):
+    """Bounded queue + W workers; results in submission order.
+
+    ``processes[w](seq, item)`` post-processes one block on worker w's own channel. When
+    block b raises, no new block starts and the queue is dropped; blocks before b run to
+    the end and are delivered, blocks after b are dropped (counted, not delivered) — the
+    same rule the CommitSequencer applies to their keys. A tampering error
+    (:func:`is_tampering`) instead cancels every worker at once. A process raising
+    BlockDropped ended without key by that rule: counted as dropped, not an error.
     """
 
     def __init__(
@@ -66,6 +90,7 @@ class ParallelPipeline(Generic[T, R]):
         self._finished: dict[int, object] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._progressed = asyncio.Event()
+        self._failed_seq: int | None = None  # the earliest block that failed
         self.stats = BacklogStats()
         self.error: BaseException | None = None
 
@@ -116,13 +141,23 @@ class ParallelPipeline(Generic[T, R]):
             self._busy += 1
             try:
                 result: object = await process(seq, item)
+            except BlockDropped:
+                result = _FAILED
+                self.stats.dropped += 1
             except Exception as exc:
                 self._finished[seq] = _FAILED
-                self.abort(exc)
-                return
+                if is_tampering(exc):
+                    self.abort(exc)
+                else:
+                    self._fail(seq, exc)
+                    self._deliver()
+                return  # this worker's channel is out of step or gone
             finally:
                 self._busy -= 1
                 self._progressed.set()
+            if self._failed_seq is not None and seq > self._failed_seq and result is not _FAILED:
+                result = _FAILED  # after the failed block: dropped at both ends
+                self.stats.dropped += 1
             self._finished[seq] = result
             self._deliver()
 
@@ -141,11 +176,24 @@ class ParallelPipeline(Generic[T, R]):
             self._on_result(result)  # type: ignore[arg-type]
         self._sample()
 
+    def _fail(self, seq: int, error: BaseException) -> None:
+        """Block ``seq`` failed: no new blocks; earlier ones finish, later ones are dropped."""
+        if self.error is None:
+            self.error = error
+        if self._failed_seq is None or seq < self._failed_seq:
+            self._failed_seq = seq
+        self._drain_queue()
+
     def _drain_queue(self) -> None:
+        sentinels = 0
         while not self._queue.empty():
-            if self._queue.get_nowait() is not None:
+            if self._queue.get_nowait() is None:
+                sentinels += 1  # finish() already asked the workers to stop: keep that
+            else:
                 self._queued -= 1
                 self.stats.dropped += 1
+        for _ in range(sentinels):
+            self._queue.put_nowait(None)
 
     async def wait_pending_at_most(self, n: int) -> None:
         """Wait (real time) until at most ``n`` blocks are pending or every worker stopped."""
@@ -191,7 +239,29 @@ def bob_workers(bobs: Sequence[BobNode]) -> list[Callable[[int, RawBlock], Await
 
     def worker(bob: BobNode) -> Callable[[int, RawBlock], Awaitable[BlockResult]]:
         async def process(seq: int, raw: RawBlock) -> BlockResult:
-            return await bob.process(raw, seq)
+            try:
+                return await bob.process(raw, seq)
+            except BlockDropped:
+                # Alice waits for key/stored at this block's commit point: tell her the
+                # key is not kept, so she drops it too (and the channel stays in step).
+                try:
+                    await bob.send("key/dropped", to_json({"seq": seq}))
+                except QkdError:
+                    pass  # link gone: Alice, without key/stored, stores nothing either
+                raise
+            except Exception as exc:
+                # Runs before any later block's commit wakes up (no await since the
+                # failure), so none of them stores: later blocks are dropped.
+                if bob.sequencer is not None:
+                    if is_tampering(exc):
+                        bob.sequencer.halt()
+                    else:
+                        bob.sequencer.fail(seq)
+                if isinstance(exc, ChannelClosed):
+                    raise ChannelClosed(
+                        f"block {raw.block}: Alice closed the channel (stopped, or failed): {exc}"
+                    ) from None
+                raise
 
         return process
 
@@ -204,15 +274,42 @@ async def serve_alice(
     settings: KeygenSettings,
     source: AliceSource,
     run_id: str | None = None,
+    stop: asyncio.Event | None = None,
 ) -> tuple[list[BlockResult], list[AliceNode]]:
     """Alice on W channels at once (one node each, shared store and commit order).
 
-    Returns her results in block order and the nodes (their stage profiles). The first
-    failure on any channel cancels the others and propagates.
+    Returns her results in block order and the nodes (their stage profiles). ``stop`` set:
+    each node takes no new block and ends after the one it holds (AliceNode.serve). A
+    failure on one channel does not cancel the others (a block Bob acknowledged must still
+    be stored); a tampering error cancels them all at once. Errors are raised at the end as
+    an ExceptionGroup, tampering first.
     """
     sequencer = CommitSequencer()
     nodes = [AliceNode(ch, store, settings, source, run_id, sequencer=sequencer) for ch in channels]
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(node.serve()) for node in nodes]
+    tasks = [
+        asyncio.create_task(node.serve(stop), name=f"alice-worker-{w}")
+        for w, node in enumerate(nodes)
+    ]
+    try:
+        pending: set[asyncio.Task[list[BlockResult]]] = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            if any(not t.cancelled() and is_tampering(t.exception()) for t in done):
+                sequencer.halt()
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
+    except BaseException:  # cancelled (a second Ctrl-C): stop now
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    errors = [
+        exc for t in tasks if not t.cancelled() and isinstance(exc := t.exception(), Exception)
+    ]
+    if errors:
+        errors.sort(key=lambda e: not is_tampering(e))
+        raise ExceptionGroup("alice: post-processing failed", errors)
     results = [r for task in tasks for r in task.result()]
     return sorted(results, key=lambda r: r.block), nodes

@@ -15,13 +15,20 @@ own TCP channel under a key derived from the pre-shared key (``experiments.keyge
 keys committed in block order so both stores stay identical. W = 1 (default) is the single
 channel of before, message for message. Different W at the two ends is refused at connect
 time (or at Bob's first block when he runs W = 1) with an error naming ``--workers``.
+
+Ctrl-C/SIGTERM on Alice: she takes no new block, finishes the ones in flight (each message
+within ``qkd.channel_timeout_s``) and closes her channels; Bob's next block fails, blocks
+after it are dropped at both ends, his run ends "aborted" and both stores hold the same keys
+(``experiments.keygen.workers``). A second signal stops Alice at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -75,6 +82,39 @@ def _warn_idle_workers(settings: Any, workers: int, who: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event, serving: list[bool]) -> Any:
+    """First SIGINT/SIGTERM while serving: set ``stop``; before serving or a second: cancel.
+
+    Yields the list of signals received (names), for the final report.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        if serving[0] and len(received) == 1:
+            print(
+                f"alice: {sig.name} received: no new blocks, finishing those in flight "
+                "(again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            stop.set()
+        elif task is not None:
+            task.cancel()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        yield received
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
 def _links() -> Any:
     return importlib.import_module("experiments.keygen.tcp_links")
 
@@ -119,6 +159,25 @@ async def _accept_one(
 
 
 async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
+    stop = asyncio.Event()
+    serving = [False]
+    with _stop_on_signals(stop, serving) as received:
+        try:
+            code = await _serve_alice(args, config, psk, stop, serving)
+        except asyncio.CancelledError:
+            if not received:
+                raise
+            print(f"alice: stopped at once ({received[-1]} received)", file=sys.stderr)
+            return 1
+    if received:
+        print(f"alice: stopped ({received[0]} received)", file=sys.stderr)
+        return max(code, 1)
+    return code
+
+
+async def _serve_alice(
+    args: argparse.Namespace, config: Any, psk: bytes, stop: asyncio.Event, serving: list[bool]
+) -> int:
     from labctl.qkd.errors import AuthenticationError, ChannelTimeout, QkdError
     from labctl.station import Station
     from labctl.store.keystore import KeyStore
@@ -159,12 +218,15 @@ async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
         alice_path, _ = keygen.store_paths(config)
         source = nodes.WorldSource(station.world)
         with KeyStore(alice_path) as store:
+            serving[0] = True
             try:
                 if len(channels) == 1:
                     node = nodes.AliceNode(channels[0], store, settings, source)
-                    results = await node.serve()
+                    results = await node.serve(stop)
                 else:
-                    results, _ = await workers_mod.serve_alice(channels, store, settings, source)
+                    results, _ = await workers_mod.serve_alice(
+                        channels, store, settings, source, stop=stop
+                    )
             except Exception as exc:
                 error = _first_qkd_error(exc)
                 if error is None:

@@ -171,12 +171,14 @@ async def test_alice_and_bob_processes_store_identical_keys(tmp_path: Path, work
     assert secret not in a_out + a_err + b_out + b_err
 
 
-async def test_ctrl_c_at_bob_ends_both_nodes_with_identical_stores(tmp_path: Path) -> None:
-    """Ctrl-C mid-run with 2 workers: blocks in flight finish, both processes exit, same keys."""
+async def _interrupt_mid_run(tmp_path: Path, who: str) -> tuple[Done, Done, float]:
+    """Alice and Bob with 2 workers; SIGINT to ``who`` once block 2 is stored and more are
+    in flight. Returns Alice's and Bob's outcomes and the seconds both took to end."""
     psk = _psk(tmp_path / "link.psk")
     config = write_config(tmp_path)
     common = ("--psk-file", str(psk), "--workers", "2")
     alice = await _node("alice", str(config), "--listen", "127.0.0.1:0", *common, cwd=tmp_path)
+    bob: asyncio.subprocess.Process | None = None
     try:
         address = await _alice_address(alice)
         bob = await _node(
@@ -188,24 +190,42 @@ async def test_ctrl_c_at_bob_ends_both_nodes_with_identical_stores(tmp_path: Pat
             line = await asyncio.wait_for(bob.stderr.readline(), RUN_WAIT_S)
             assert line, log.decode()
             log += line
-        bob.send_signal(signal.SIGINT)
+        (alice if who == "alice" else bob).send_signal(signal.SIGINT)
         t0 = time.monotonic()
-        b_rc, b_out, b_err = await _finish(bob)
-        a_rc, a_out, a_err = await _finish(alice)
+        bob_done = await _finish(bob)
+        alice_done = await _finish(alice)
         stop_s = time.monotonic() - t0
     finally:
         for proc in (alice, bob):
-            if proc.returncode is None:
+            if proc is not None and proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+    alice_keys = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
+    assert len(alice_keys) >= 3
+    # Same ids, bits, provenance and order at both ends, whoever was stopped.
+    assert alice_keys == store_rows(tmp_path / "runs" / "keys-bob.sqlite")
+    return alice_done, bob_done, stop_s
+
+
+async def test_ctrl_c_at_bob_ends_both_nodes_with_identical_stores(tmp_path: Path) -> None:
+    """Ctrl-C mid-run with 2 workers: blocks in flight finish, both processes exit, same keys."""
+    (a_rc, a_out, a_err), (b_rc, b_out, b_err), stop_s = await _interrupt_mid_run(tmp_path, "bob")
     # Bob's run ends "aborted (SIGINT received)"; he closes every channel, so Alice's nodes
     # see link/close and she ends normally.
     assert b_rc == 1 and "aborted (SIGINT received)" in b_out, b_out + b_err
     assert a_rc == 0, a_out + a_err
     assert stop_s < 30.0
-    alice_keys = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
-    assert len(alice_keys) >= 3
-    assert alice_keys == store_rows(tmp_path / "runs" / "keys-bob.sqlite")
+
+
+async def test_ctrl_c_at_alice_ends_both_nodes_with_identical_stores(tmp_path: Path) -> None:
+    """Ctrl-C on Alice with 2 workers: she takes no new block, finishes those in flight and
+    closes her channels; Bob's next block fails, later ones are dropped at both ends."""
+    (a_rc, a_out, a_err), (b_rc, b_out, b_err), stop_s = await _interrupt_mid_run(tmp_path, "alice")
+    assert a_rc == 1 and "alice: stopped (SIGINT received)" in a_err, a_out + a_err
+    assert "finishing those in flight" in a_err
+    assert b_rc == 1 and "key output stopped" in b_out, b_out + b_err
+    assert "Alice closed the channel" in b_out, b_out
+    assert stop_s < 30.0
 
 
 async def test_mismatched_psk_stops_both_nodes_without_key(tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from keygen_helpers import HashSource, make_block
@@ -14,8 +16,9 @@ from experiments.keygen.acquisition import RawBlock
 from experiments.keygen.nodes import BlockResult, BobNode
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
-from experiments.keygen.workers import ParallelPipeline, serve_alice
-from labctl.qkd.auth import memory_pair
+from experiments.keygen.workers import ParallelPipeline, bob_workers, serve_alice
+from labctl.qkd.auth import AuthenticatedChannel, Message, memory_pair
+from labctl.qkd.errors import AuthenticationError, ChannelClosed, QkdError
 from labctl.store.keystore import KeyStore
 
 # ---------------------------------------------------------------- CommitSequencer
@@ -101,17 +104,21 @@ async def test_bounded_queue_drops_exactly_what_does_not_fit() -> None:
     assert sorted(seqs) == [0, 1, 2, 3]  # sequence numbers have no gaps for dropped blocks
 
 
-async def test_first_error_stops_every_worker_and_keeps_finished_results() -> None:
+async def test_failure_of_block_b_finishes_earlier_blocks_and_drops_later_ones() -> None:
     delivered: list[int] = []
     started: list[int] = []
+    failed = asyncio.Event()
 
     async def process(seq: int, item: int) -> int:
         started.append(item)
+        if item == 0:
+            await failed.wait()  # still in progress when block 1 fails: must complete
         if item == 1:
             await asyncio.sleep(0.01)
-            raise RuntimeError("peer failed")
+            failed.set()
+            raise ChannelClosed("peer went away")
         if item == 2:
-            await asyncio.sleep(10.0)  # abandoned when block 1 fails
+            await failed.wait()  # completes after block 1 failed: dropped
         return item
 
     pipe: ParallelPipeline[int, int] = ParallelPipeline(
@@ -121,13 +128,37 @@ async def test_first_error_stops_every_worker_and_keeps_finished_results() -> No
     for item in range(5):
         pipe.submit(item)
     await pipe.finish(timeout_s=5.0)
-    assert isinstance(pipe.error, RuntimeError)
-    # 0, 3 and 4 ran to the end (workers 0 and 2 took 3 and 4 while 1 and 2 were running);
-    # 1 failed, 2 was abandoned.
-    assert delivered == [0, 3, 4]
-    assert started == [0, 1, 2, 3, 4]
+    assert isinstance(pipe.error, ChannelClosed)
+    # 0 ran to the end after the failure and is delivered; 2 finished but comes after the
+    # failed block; 3 and 4 never started (no new block after a failure).
+    assert delivered == [0]
+    assert started == [0, 1, 2]
     assert not pipe.submit(9)
-    assert pipe.stats.dropped == 1 and pipe.stats.processed == 3
+    assert pipe.stats.processed == 1 and pipe.stats.dropped == 4  # 2, 3, 4 and 9
+
+
+async def test_tampering_stops_every_worker_at_once() -> None:
+    delivered: list[int] = []
+
+    async def process(seq: int, item: int) -> int:
+        if item == 1:
+            await asyncio.sleep(0.01)
+            raise AuthenticationError("bad MAC")
+        if item in (0, 2):
+            await asyncio.sleep(10.0)  # abandoned: nothing further is stored
+        return item
+
+    pipe: ParallelPipeline[int, int] = ParallelPipeline(
+        [process] * 3, delivered.append, max_queue=8
+    )
+    pipe.start()
+    for item in range(5):
+        pipe.submit(item)
+    t0 = time.monotonic()
+    await pipe.finish(timeout_s=5.0)
+    assert time.monotonic() - t0 < 1.0
+    assert isinstance(pipe.error, AuthenticationError)
+    assert delivered == []
 
 
 async def test_finish_can_drop_waiting_blocks_and_complete_those_in_progress() -> None:
@@ -226,3 +257,112 @@ async def test_two_workers_store_identical_keys_in_block_order_on_both_sides(
     assert sum(b.profile.blocks for b in bobs) == 3
     assert sum(n.profile.blocks for n in alice_nodes) == 3
     assert all(sum(b.profile.cpu_s.values()) > 0 for b in bobs)
+
+
+class _HoldSend:
+    """Alice's channel whose ``kind`` messages wait for ``gate`` (a block kept in flight)."""
+
+    def __init__(self, channel: AuthenticatedChannel, kind: str, gate: asyncio.Event) -> None:
+        self._channel, self._kind, self._gate = channel, kind, gate
+
+    async def send(self, kind: str, payload: bytes) -> None:
+        if kind == self._kind:
+            await self._gate.wait()
+        await self._channel.send(kind, payload)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel, name)
+
+
+class _FailOnRecv:
+    """Bob's channel that fails (``error``) on receiving ``kind``, then opens ``gate``."""
+
+    def __init__(
+        self, channel: AuthenticatedChannel, kind: str, gate: asyncio.Event, error: QkdError
+    ) -> None:
+        self._channel, self._kind, self._gate, self._error = channel, kind, gate, error
+
+    async def recv(self, expect: str | None = None, timeout_s: float | None = None) -> Message:
+        message = await self._channel.recv(expect=expect, timeout_s=timeout_s)
+        if message.kind == self._kind:
+            self._gate.set()
+            raise self._error
+        return message
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel, name)
+
+
+async def _fail_block_1(
+    tmp_path: Path, error: QkdError
+) -> tuple[ParallelPipeline[RawBlock, BlockResult], list[BlockResult], BaseException | None]:
+    """3 workers, blocks 0-4: block 1 fails on Bob's side when Alice's pa/seed arrives,
+    while block 0 is held in flight (its pa/seed waits for that failure) and block 2 runs.
+    Returns Bob's pipeline, his delivered results and what serve_alice raised; asserts
+    that both stores are identical (ids, bits, order)."""
+    settings = KeygenSettings(block_pulses=20_000_000)
+    pairs = [memory_pair(os.urandom(32), 20.0) for _ in range(3)]
+    gate = asyncio.Event()
+    alice_channels = [cast(AuthenticatedChannel, _HoldSend(pairs[0][0], "pa/seed", gate))]
+    alice_channels += [p[0] for p in pairs[1:]]
+    bob_channels = [
+        pairs[0][1],
+        cast(AuthenticatedChannel, _FailOnRecv(pairs[1][1], "pa/seed", gate, error)),
+    ]
+    bob_channels.append(pairs[2][1])
+    delivered: list[BlockResult] = []
+    with KeyStore(tmp_path / "a.sqlite") as sa, KeyStore(tmp_path / "b.sqlite") as sb:
+        alice_task = asyncio.create_task(serve_alice(alice_channels, sa, settings, HashSource()))
+        sequencer = CommitSequencer()
+        bobs = [BobNode(ch, sb, settings, sequencer=sequencer) for ch in bob_channels]
+        pipe: ParallelPipeline[RawBlock, BlockResult] = ParallelPipeline(
+            bob_workers(bobs), delivered.append, max_queue=8
+        )
+        pipe.start()
+        for block in range(5):
+            assert pipe.submit(make_block(block, 20_000_000, 20 + block))
+        await pipe.finish(timeout_s=60.0)
+        await pairs[1][1].close()  # the failed worker's link is dropped, not closed cleanly
+        for w in (0, 2):
+            try:
+                await bobs[w].close()
+            except QkdError:
+                pass
+        alice_error: BaseException | None = None
+        try:
+            await alice_task
+        except BaseException as exc:
+            alice_error = exc
+        stored_a, stored_b = list(sa.keys()), list(sb.keys())
+    assert [k.key_id for k in stored_a] == [k.key_id for k in stored_b]
+    assert [k.block for k in stored_a] == [k.block for k in stored_b]
+    for ka, kb in zip(stored_a, stored_b, strict=True):
+        assert ka.key.to_bytes() == kb.key.to_bytes()
+    return pipe, delivered, alice_error
+
+
+async def test_failed_block_keeps_earlier_keys_and_drops_later_ones_at_both_ends(
+    tmp_path: Path,
+) -> None:
+    pipe, delivered, alice_error = await _fail_block_1(tmp_path, ChannelClosed("link cut"))
+    assert isinstance(pipe.error, ChannelClosed)
+    # Block 0 finished after block 1 failed and is stored at both ends; block 2 reached its
+    # commit point after the failure and was dropped at both ends (Bob sent key/dropped);
+    # 3 and 4 never started.
+    assert [(r.block, r.status) for r in delivered] == [(0, "key")]
+    assert pipe.stats.dropped == 3
+    with KeyStore(tmp_path / "b.sqlite") as sb:
+        assert [k.block for k in sb.keys()] == [0]
+    # Alice's worker 1 lost its link mid-block: reported, the others ended normally.
+    assert isinstance(alice_error, ExceptionGroup)
+    assert [type(e) for e in alice_error.exceptions] == [ChannelClosed]
+
+
+async def test_tampering_on_one_block_stores_nothing_further_at_either_end(
+    tmp_path: Path,
+) -> None:
+    pipe, delivered, _ = await _fail_block_1(tmp_path, AuthenticationError("bad MAC"))
+    assert isinstance(pipe.error, AuthenticationError)
+    assert delivered == []  # block 0 (in flight) was abandoned, not stored
+    with KeyStore(tmp_path / "a.sqlite") as sa:
+        assert len(sa) == 0
