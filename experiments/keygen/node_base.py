@@ -20,10 +20,15 @@ from labctl.qkd.auth import AuthenticatedChannel
 from labctl.qkd.errors import MessageFormatError
 from labctl.qkd.finite_key import DecoyProtocol
 from labctl.qkd.sifting import SiftedKey
+from labctl.runner.heap import HeapTrimmer
 from labctl.store.keystore import KeyStore
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
+
+HEAP = HeapTrimmer()
+"""One per process, shared by every node in it: the C heap is given back after blocks
+(without it RSS grew 6-19 MB per 1e8-pulse block of configs/sim.yaml, see heap.py)."""
 
 
 class AliceSource(Protocol):
@@ -167,6 +172,7 @@ class NodeBase:
         if seq is not None and self.sequencer is not None:
             self.sequencer.done(seq)
         self.profile.end_block()
+        HEAP.maybe_trim()
 
 
 def intensity_counts(

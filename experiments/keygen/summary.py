@@ -14,14 +14,64 @@ from labctl.store.atomic import write_bytes_atomic
 
 
 @dataclass
+class BlockTotals:
+    """Running sums over blocks: a run's summary holds these, not one record per block.
+
+    A live link finishes up to ~10 blocks a second, so a list of per-block results would
+    grow by ~1 kB a block for as long as the run lasts; the sums are all summary.json needs.
+    """
+
+    blocks: int = 0
+    blocks_with_key: int = 0
+    pulses: int = 0
+    acquired_s: float = 0.0
+    detections: int = 0
+    sifted_bits: int = 0
+    key_bits: int = 0
+    """Key-basis bits of blocks with a key-basis QBER (the weights of qber_z)."""
+    corrected_bits: float = 0.0
+    """Sum of qber_z x key-basis bits: the errors Cascade corrected."""
+    test_bits: int = 0
+    test_errors: float = 0.0
+    disclosed_bits: int = 0
+    secret_bits: int = 0
+    channel_uses: int = 0
+    round_trips: int = 0
+
+    def add(self, r: BlockResult) -> None:
+        """Count one block."""
+        self.blocks += 1
+        self.blocks_with_key += r.status == "key"
+        self.pulses += r.pulses
+        self.acquired_s += r.acquired_s
+        self.detections += r.detections
+        self.sifted_bits += r.sifted_bits
+        if r.qber_z is not None:
+            self.key_bits += r.key_basis_bits
+            self.corrected_bits += r.qber_z * r.key_basis_bits
+        if r.qber_x is not None:
+            self.test_bits += r.test_basis_bits
+            self.test_errors += r.qber_x * r.test_basis_bits
+        self.disclosed_bits += r.disclosed_bits
+        self.secret_bits += r.secret_bits
+        self.channel_uses += r.channel_uses
+        self.round_trips += r.round_trips
+
+
+@dataclass
 class KeySummary:
-    """Totals over every post-processed block of one run (no key material)."""
+    """Totals over every post-processed block of one run (no key material).
+
+    Memory per block is one key id (36 characters) for blocks that stored a key: the ids are
+    what summary.json lists; everything else is a running sum (:class:`BlockTotals`).
+    """
 
     run_id: str
     rate_hz: float
     status: str = "ok"
     reason: str = ""
-    blocks: list[BlockResult] = field(default_factory=list)
+    sums: BlockTotals = field(default_factory=BlockTotals)
+    key_ids: list[str] = field(default_factory=list)
     sync_offset_ps: float | None = None
     sync_drift_ppb: float | None = None
     backlog: dict[str, int] = field(default_factory=dict)
@@ -29,44 +79,38 @@ class KeySummary:
 
     def add(self, result: BlockResult) -> None:
         """Count one block."""
-        self.blocks.append(result)
+        self.sums.add(result)
+        if result.key_id is not None:
+            self.key_ids.append(result.key_id)
 
     def totals(self) -> dict[str, Any]:
         """The summary.json object."""
-        b = self.blocks
-        pulses = sum(r.pulses for r in b)
-        acquired_s = sum(r.acquired_s for r in b)
-        key_bits = sum(r.key_basis_bits for r in b if r.qber_z is not None)
-        corrected = sum(r.qber_z * r.key_basis_bits for r in b if r.qber_z is not None)
-        test_bits = sum(r.test_basis_bits for r in b if r.qber_x is not None)
-        test_err = sum(r.qber_x * r.test_basis_bits for r in b if r.qber_x is not None)
-        qber_z = corrected / key_bits if key_bits else None
-        disclosed = sum(r.disclosed_bits for r in b)
+        t = self.sums
+        qber_z = t.corrected_bits / t.key_bits if t.key_bits else None
         h = binary_entropy(qber_z) if qber_z is not None and 0.0 < qber_z < 0.5 else 0.0
-        secret = sum(r.secret_bits for r in b)
         return {
             "run_id": self.run_id,
             "status": self.status,
             "reason": self.reason,
-            "blocks": len(b),
-            "blocks_with_key": sum(1 for r in b if r.status == "key"),
-            "pulses": pulses,
-            "acquired_s": acquired_s,
-            "detections": sum(r.detections for r in b),
-            "sifted_bits": sum(r.sifted_bits for r in b),
+            "blocks": t.blocks,
+            "blocks_with_key": t.blocks_with_key,
+            "pulses": t.pulses,
+            "acquired_s": t.acquired_s,
+            "detections": t.detections,
+            "sifted_bits": t.sifted_bits,
             "qber_z": qber_z,
-            "qber_x": test_err / test_bits if test_bits else None,
-            "secret_bits": secret,
-            "key_rate_per_pulse": secret / pulses if pulses else 0.0,
-            "secret_key_rate_bps": secret / acquired_s if acquired_s else 0.0,
-            "ec_efficiency": disclosed / (key_bits * h) if h > 0 and key_bits else None,
-            "disclosed_bits": disclosed,
-            "channel_uses": sum(r.channel_uses for r in b),
-            "round_trips": sum(r.round_trips for r in b),
+            "qber_x": t.test_errors / t.test_bits if t.test_bits else None,
+            "secret_bits": t.secret_bits,
+            "key_rate_per_pulse": t.secret_bits / t.pulses if t.pulses else 0.0,
+            "secret_key_rate_bps": t.secret_bits / t.acquired_s if t.acquired_s else 0.0,
+            "ec_efficiency": t.disclosed_bits / (t.key_bits * h) if h > 0 and t.key_bits else None,
+            "disclosed_bits": t.disclosed_bits,
+            "channel_uses": t.channel_uses,
+            "round_trips": t.round_trips,
             "sync_offset_ps": self.sync_offset_ps,
             "sync_drift_ppb": self.sync_drift_ppb,
             "backlog": dict(self.backlog),
-            "key_ids": [r.key_id for r in b if r.key_id is not None],
+            "key_ids": list(self.key_ids),
             **self.extra,
         }
 
