@@ -6,12 +6,15 @@ import base64
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import labctl.log as log_module
 from labctl.log import (
+    KEY_BLOCK_BYTES,
     MASK,
     SecretRegistry,
     add_json_file,
@@ -145,3 +148,37 @@ def test_setup_twice_replaces_its_own_handlers_only(terminal: io.StringIO) -> No
 def test_bad_level_is_named() -> None:
     with pytest.raises(ValueError, match="unknown log level 'LOUD'"):
         setup_logging("LOUD")
+
+
+def test_key_blocks_are_bounded_oldest_first_and_short_secrets_stay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A run registers every key it stores: the registry must not grow without end.
+    monkeypatch.setattr(log_module, "MAX_KEY_BLOCKS", 3)
+    registry = SecretRegistry()
+    psk = bytes(range(100, 132))  # 32 bytes: below KEY_BLOCK_BYTES, never evicted
+    registry.register(psk)
+    keys = [bytes([i]) * 7 + os.urandom(KEY_BLOCK_BYTES) for i in range(5)]
+    for key in keys:
+        registry.register(key)
+    assert len(registry) == 4  # the PSK and the 3 newest keys
+    assert registry.redact(f"old {keys[0].hex()}") == f"old {keys[0].hex()}"
+    for key in keys[2:]:
+        assert registry.redact(f"k={key.hex()}.") == f"k={MASK}."
+    assert registry.redact(f"psk {base64.b64encode(psk).decode()}") == f"psk {MASK}"
+    registry.register(keys[0])  # read back from a store: guarded again
+    assert registry.redact(keys[0].hex().upper()) == MASK
+
+
+def test_index_holds_one_anchor_per_form_and_unregister_removes_them() -> None:
+    registry = SecretRegistry()
+    keys = [os.urandom(KEY_BLOCK_BYTES * 4) for _ in range(50)]
+    for key in keys:
+        registry.register(key)
+    anchors = sum(len(table) for table in registry._anchors.values())
+    assert anchors == 4 * 50  # hex, HEX, base64, repr: nothing compiled per key
+    line = f"block 7: tag {keys[17].hex()} then {base64.b64encode(keys[42]).decode()}"
+    assert registry.redact(line) == f"block 7: tag {MASK} then {MASK}"
+    for key in keys:
+        registry.unregister(key)
+    assert len(registry) == 0 and registry._anchors == {}
