@@ -8,6 +8,7 @@ from labctl.interfaces.devices import (
     PolarizationController,
     SinglePhotonDetector,
     TimeTagger,
+    Transmitter,
 )
 from labctl.interfaces.errors import (
     TRANSIENT_ERRORS,
@@ -20,6 +21,7 @@ from labctl.interfaces.errors import (
     ProtocolError,
 )
 from labctl.interfaces.instrument import Health, Instrument, LifecycleMixin
+from labctl.interfaces.pattern import PatternMode, PulsePattern, secret_pattern
 from labctl.interfaces.tags import TagBatch
 
 __all__ = [
@@ -39,12 +41,16 @@ __all__ = [
     "Laser",
     "LifecycleMixin",
     "OpticalSwitch",
+    "PatternMode",
     "PolarizationController",
     "ProtocolError",
+    "PulsePattern",
     "SinglePhotonDetector",
     "Source",
     "TagBatch",
     "TimeTagger",
+    "Transmitter",
     "TransportSpec",
     "WallClock",
+    "secret_pattern",
 ]

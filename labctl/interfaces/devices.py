@@ -1,4 +1,4 @@
-"""The five instrument interfaces of a QKD optics lab.
+"""The six instrument interfaces of a QKD optics lab.
 
 Real drivers (``drivers/``) and simulated twins (``sims/``) both implement these, so a
 plan never knows which one it drives. Every value carries its unit in its name.
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from labctl.interfaces.instrument import Instrument
+from labctl.interfaces.pattern import PatternMode, PulsePattern
 from labctl.interfaces.tags import TagBatch
 
 
@@ -174,4 +175,68 @@ class OpticalSwitch(Instrument, Protocol):
 
     async def get_port(self) -> int:
         """The port currently routed."""
+        ...
+
+
+@runtime_checkable
+class Transmitter(Instrument, Protocol):
+    """Alice's state preparation: the intensity, basis and bit every laser pulse carries.
+
+    The transmitter clocks the pulses (one every ``period_ps``) and drives the modulators
+    from a :class:`PulsePattern`. Its marker output gives one pulse every
+    ``marker_divider`` pulses (Alice's tagger records it as her clock reference) and a
+    frame marker on the first pulse of every pattern played (its position in Alice's
+    tagger tells her which pulse carries which state). Pulses outside a pattern carry no
+    light (the intensity modulator blocks them).
+
+    ``pattern_mode`` says whether key may be stored: ``STREAMED`` devices play chunks back
+    to back without repeating any; ``REPEATING`` devices cycle what they hold, so a block
+    longer than ``memory_pulses`` reuses states and is a demonstration only.
+    """
+
+    @property
+    def memory_pulses(self) -> int:
+        """The most pulses one pattern chunk may hold (the device's sequence memory)."""
+        ...
+
+    @property
+    def pattern_mode(self) -> PatternMode:
+        """STREAMED (fresh chunks back to back) or REPEATING (the pattern cycles)."""
+        ...
+
+    async def set_period_ps(self, period_ps: int) -> None:
+        """Set the pulse period in picoseconds."""
+        ...
+
+    async def get_period_ps(self) -> int:
+        """The pulse period in picoseconds."""
+        ...
+
+    async def set_marker_divider(self, divider: int) -> None:
+        """Emit a clock marker every ``divider`` pulses."""
+        ...
+
+    async def get_marker_divider(self) -> int:
+        """Pulses between two clock markers."""
+        ...
+
+    async def load_pattern(self, pattern: PulsePattern, *, repeat: bool) -> None:
+        """Stop and replace what is played: ``pattern`` from its first pulse on ``start()``,
+        cycled when ``repeat`` (public calibration frames), else once."""
+        ...
+
+    async def append_pattern(self, pattern: PulsePattern) -> None:
+        """Queue a chunk that follows the last one without a gap (STREAMED devices)."""
+        ...
+
+    async def start(self) -> None:
+        """Start playing the loaded pattern at the next pulse (frame marker on its first)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop playing; pulses carry no light until the next ``start()``."""
+        ...
+
+    async def is_running(self) -> bool:
+        """True while a pattern is being played."""
         ...

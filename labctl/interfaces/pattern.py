@@ -1,0 +1,191 @@
+"""Alice's per-pulse state pattern: what a transmitter is told to prepare, pulse by pulse.
+
+A pattern is three uint8 arrays of one length: the intensity class code (0 = the first
+class of the station's decoy design, e.g. signal), the basis (0 = Z, 1 = X) and the bit.
+Patterns for key generation come from a cryptographic random source
+(:func:`secret_pattern`); a seeded generator is for public calibration frames and tests only.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+U8 = npt.NDArray[np.uint8]
+
+
+class PatternMode(StrEnum):
+    """What a transmitter does with a pattern longer than its memory, or once it ends."""
+
+    STREAMED = "streamed"
+    """Chunks play back to back and each pulse's state is used once: key may be stored."""
+    REPEATING = "repeating"
+    """The loaded pattern cycles: states repeat within a block, a demonstration only."""
+
+
+@dataclass(frozen=True, slots=True)
+class PulsePattern:
+    """Intensity class, basis and bit of consecutive pulses (uint8 arrays of one length)."""
+
+    intensity: U8
+    basis: U8
+    bit: U8
+
+    def __post_init__(self) -> None:
+        for name in ("intensity", "basis", "bit"):
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim != 1:
+                raise TypeError(f"PulsePattern.{name} must be a 1-D uint8 array")
+        if not (self.intensity.size == self.basis.size == self.bit.size):
+            raise ValueError(
+                "PulsePattern arrays differ in length: "
+                f"{self.intensity.size}, {self.basis.size}, {self.bit.size}"
+            )
+        if self.basis.size and (int(self.basis.max()) > 1 or int(self.bit.max()) > 1):
+            raise ValueError("PulsePattern basis and bit must be 0 or 1")
+
+    def __len__(self) -> int:
+        return int(self.intensity.size)
+
+    def __repr__(self) -> str:  # never the states themselves: they may be key material
+        return f"PulsePattern({len(self)} pulses)"
+
+    def slice(self, start: int, stop: int) -> PulsePattern:
+        """Pulses [start, stop) of this pattern (views, no copy)."""
+        return PulsePattern(
+            self.intensity[start:stop], self.basis[start:stop], self.bit[start:stop]
+        )
+
+    def take(self, positions: npt.NDArray[np.int64]) -> PulsePattern:
+        """The states at the given positions (0-based within this pattern)."""
+        return PulsePattern(self.intensity[positions], self.basis[positions], self.bit[positions])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[PulsePattern]) -> PulsePattern:
+        """One pattern of the given ones back to back."""
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.intensity for p in parts]),
+            np.concatenate([p.basis for p in parts]),
+            np.concatenate([p.bit for p in parts]),
+        )
+
+    @classmethod
+    def empty(cls) -> PulsePattern:
+        """A pattern of no pulses."""
+        zero = np.zeros(0, dtype=np.uint8)
+        return cls(zero, zero.copy(), zero.copy())
+
+
+_CHUNK_PULSES = 1 << 22  # draws are made this many pulses at a time (bounded memory)
+
+
+def _class_thresholds(probabilities: Sequence[float]) -> npt.NDArray[np.uint32]:
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if probs.ndim != 1 or probs.size == 0 or np.any(probs < 0) or not np.isclose(probs.sum(), 1):
+        raise ValueError(f"intensity probabilities must be >= 0 and sum to 1, got {probabilities}")
+    edges = np.cumsum(probs)[:-1] * float(1 << 32)
+    return np.minimum(np.rint(edges), float((1 << 32) - 1)).astype(np.uint32)
+
+
+def _fill(
+    out: PulsePattern,
+    offset: int,
+    raw: U8,
+    edges: npt.NDArray[np.uint32],
+    z_edge: int,
+) -> None:
+    """States of ``raw.size // 9`` pulses from their random bytes (4 class, 4 basis, 1 bit)."""
+    n = raw.size // 9
+    class_draw = raw[: 4 * n].view(np.uint32)
+    basis_draw = raw[4 * n : 8 * n].view(np.uint32)
+    intensity = out.intensity[offset : offset + n]
+    intensity[:] = 0
+    for edge in edges:
+        intensity += class_draw >= edge
+    np.greater_equal(basis_draw, np.uint32(z_edge), out=out.basis[offset : offset + n].view(bool))
+    np.bitwise_and(raw[8 * n :], np.uint8(1), out=out.bit[offset : offset + n])
+
+
+def draw_pattern(
+    n_pulses: int,
+    intensity_probability: Sequence[float],
+    basis_z_probability: float,
+    random_bytes: Callable[[int], U8],
+) -> PulsePattern:
+    """A pattern from ``random_bytes(k)`` (k fresh random bytes per call), 9 bytes a pulse.
+
+    Per pulse: a 32-bit intensity-class draw, a 32-bit basis draw and one bit; thresholds
+    are compared as 32-bit integers, so class and basis frequencies follow the design
+    probabilities to 2^-32.
+    """
+    if n_pulses < 0:
+        raise ValueError(f"n_pulses must be >= 0, got {n_pulses}")
+    if not 0.0 <= basis_z_probability <= 1.0:
+        raise ValueError(f"basis_z_probability must be in [0, 1], got {basis_z_probability}")
+    edges = _class_thresholds(intensity_probability)
+    if basis_z_probability >= 1.0:
+        z_edge = 1 << 32  # every draw is below: always Z
+    else:
+        z_edge = round(basis_z_probability * float(1 << 32))
+    out = PulsePattern(
+        np.zeros(n_pulses, dtype=np.uint8),
+        np.zeros(n_pulses, dtype=np.uint8),
+        np.zeros(n_pulses, dtype=np.uint8),
+    )
+    for offset in range(0, n_pulses, _CHUNK_PULSES):
+        n = min(_CHUNK_PULSES, n_pulses - offset)
+        if z_edge > 0xFFFFFFFF:
+            raw = random_bytes(9 * n)
+            _fill(out, offset, raw, edges, 0)
+            out.basis[offset : offset + n] = 0
+        else:
+            _fill(out, offset, random_bytes(9 * n), edges, z_edge)
+    return out
+
+
+class _KeyStream:
+    """AES-256 in counter mode under a key from ``secrets``: a cryptographic byte stream.
+
+    The operating system's generator alone gives ~250 MB/s here; a 1e8-pulse block needs
+    900 MB, so its 32-byte key seeds a block cipher in counter mode (the construction of
+    NIST SP 800-90A CTR_DRBG, without its reseeding, which a single block never needs).
+    """
+
+    def __init__(self) -> None:
+        key, nonce = secrets.token_bytes(32), secrets.token_bytes(16)
+        self._encryptor = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
+        self._zeros = np.zeros(0, dtype=np.uint8)
+
+    def __call__(self, n_bytes: int) -> U8:
+        if self._zeros.size < n_bytes:
+            self._zeros = np.zeros(n_bytes, dtype=np.uint8)
+        out = np.empty(n_bytes + 15, dtype=np.uint8)  # update_into wants block-size slack
+        written = self._encryptor.update_into(self._zeros[:n_bytes].data, out.data)
+        return out[:written]
+
+
+def secret_pattern(
+    n_pulses: int, intensity_probability: Sequence[float], basis_z_probability: float
+) -> PulsePattern:
+    """A pattern from a cryptographic random source (for key generation)."""
+    return draw_pattern(n_pulses, intensity_probability, basis_z_probability, _KeyStream())
+
+
+def seeded_pattern(
+    n_pulses: int, intensity_probability: Sequence[float], basis_z_probability: float, seed: int
+) -> PulsePattern:
+    """A reproducible pattern: public calibration frames and tests only, never key."""
+    rng = np.random.default_rng(seed)
+
+    def random_bytes(n_bytes: int) -> U8:
+        return np.frombuffer(rng.bytes(n_bytes), dtype=np.uint8)
+
+    return draw_pattern(n_pulses, intensity_probability, basis_z_probability, random_bytes)
