@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from experiments.keygen.acquisition import LinearClockMap, RawBlock, acquire_block
@@ -157,6 +158,9 @@ def asymptotic_estimate(counts: Sequence[ClassCounts], f_ec: float = F_EC_FORMUL
     return RateEstimate(rate, math.sqrt(var), bounds.y1_lower, bounds.e1_upper, bounds.q1_lower)
 
 
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+
 
 class WorldSource:
     """Ground truth for this benchmark harness: the seeded world's own pattern as Alice's.
@@ -185,6 +189,7 @@ class WorldSource:
     def one_shot(self, first_pulse: int, pulses: int) -> bool:
         """The seeded pattern never repeats."""
         return True
+
 
 def channel_model(world_settings: Any, f_ec: float = F_EC_FORMULA) -> ChannelModel:
     """The Lo-Ma-Chen model of a world's link (its fiber, receiver and detector settings)."""

@@ -19,7 +19,7 @@ async def test_sync_recovers_offset_drift_and_index(
     distance_km: float, offset_ps: int, ppm: float
 ) -> None:
     # 200 km of 0.2 dB/km fiber is 40 dB; darks, afterpulses and dead time as in a real SNSPD.
-    world, laser, tagger = await link(
+    world, _laser, tagger = await link(
         {
             "seed": 11,
             "fiber": {"length_km": distance_km, "initial_rotation_rad": [0.4, -1.1, 0.6]},

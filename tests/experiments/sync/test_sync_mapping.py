@@ -51,7 +51,7 @@ def test_peak_statistics_ignore_flat_darks() -> None:
 
 
 async def test_tracker_maps_on_demand_and_an_overflowed_batch_does_not_move_the_phase() -> None:
-    world, laser, tagger = await link({"seed": 21, "fiber": {"length_km": 25.0}})
+    world, _laser, tagger = await link({"seed": 21, "fiber": {"length_km": 25.0}})
     tracker = SyncTracker(
         await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
     )

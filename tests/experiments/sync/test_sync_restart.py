@@ -12,7 +12,7 @@ from experiments.sync import SyncError, SyncSettings, SyncTracker, acquire_sync,
 async def test_sync_again_after_the_stream_was_left_running() -> None:
     # What calibration leaves behind: Bob's stream running since long before this sync,
     # while count-rate integrations moved the clock on (seconds of tags queued or skipped).
-    world, laser, tagger = await link({"seed": 5})
+    world, _laser, tagger = await link({"seed": 5})
     first = await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
     await tagger.read_batch(5.0)
     await tagger.get_count_rates_hz(0.2)
@@ -28,7 +28,7 @@ async def test_sync_again_after_the_stream_was_left_running() -> None:
 
 
 async def test_relock_keeps_the_pulse_index_across_long_pauses() -> None:
-    world, laser, tagger = await link({"seed": 7, "taggers": {"bob": {"frequency_offset_ppm": 3}}})
+    world, _laser, tagger = await link({"seed": 7, "taggers": {"bob": {"frequency_offset_ppm": 3}}})
     result = await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
     tracker = SyncTracker(result)
     for _ in range(12):  # two minutes of a block every 10 s
