@@ -156,7 +156,7 @@ class PulseStreamer(DriverBase):
         validated = validate_config_settings(
             spec,
             {
-                "period_ps": lambda v: check_int(name, "period_ps", v, 1, MAX_PERIOD_NS * 1000),
+                "period_ps": lambda v: check_period_ps(name, v),
                 "marker_divider": lambda v: check_int(name, "marker_divider", v, 1, 1 << 31),
                 "intensity_levels_v": lambda v: _check_levels(name, v),
                 "off_level_v": lambda v: check_number(name, "off_level_v", v, -1.0, 1.0),
@@ -377,16 +377,7 @@ class PulseStreamer(DriverBase):
     # -- internals ------------------------------------------------------------------------
 
     def _check_period(self, period_ps: int) -> int:
-        value = check_int(
-            self.name, "period_ps", period_ps, MIN_PERIOD_NS * 1000, MAX_PERIOD_NS * 1000
-        )
-        if value % 1000:
-            raise RefusedValue(
-                f"period_ps={value} is not a whole number of ns (the Pulse Streamer's 1 ns grid)",
-                instrument=self.name,
-                command="period_ps",
-            )
-        return value // 1000
+        return check_period_ps(self.name, period_ps) // 1000
 
     def _check_divider(self, divider: int) -> int:
         return check_int(self.name, "marker_divider", divider, 1, 1 << 31)
@@ -408,6 +399,18 @@ class PulseStreamer(DriverBase):
                 f"expected an integer, got {value!r}", instrument=self.name, command=method
             )
         return value
+
+
+def check_period_ps(name: str, period_ps: int) -> int:
+    """``period_ps`` when it is a whole number of ns from 8 ns on, else RefusedValue."""
+    value = check_int(name, "period_ps", period_ps, MIN_PERIOD_NS * 1000, MAX_PERIOD_NS * 1000)
+    if value % 1000:
+        raise RefusedValue(
+            f"period_ps={value} is not a whole number of ns (the Pulse Streamer's 1 ns grid)",
+            instrument=name,
+            command="period_ps",
+        )
+    return value
 
 
 def _check_levels(name: str, value: Any) -> tuple[float, ...]:

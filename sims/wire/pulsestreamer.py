@@ -15,8 +15,18 @@ the twin: ``load_pattern(pattern, repeat=n_runs == -1)``, with the pulse period 
 marker divider read off the sequence and set on the twin when they differ. A sequence that
 is not such a pattern is kept as the device would keep it, but the twin plays nothing.
 
-Continuous streaming (binary upload on port 21328) is not served: the vendor client falls
-back to JSON-RPC ``stream`` and ``start``/``isReadyForData`` act on that one sequence.
+The binary upload protocol (TCP port 21328 on the device, ``binary_port`` here) is served
+too, because the vendor client 2.1.2 sends every ``stream`` there once the firmware is
+1.1.0 or newer. A message is a 32-byte header ``<4I2Q`` (magic 0x53504953, command id,
+command, 0, payload bytes, 0) and a payload of a 32-byte sub-header, the 9-byte steps and
+zero padding. Command 0x0 is ``stream`` (sub-header ``<qQ2h4BQ``: n_runs, steps, idle
+ao0, ao1, mask, 3 x 0, slot); command 0x100 is ``upload`` for continuous streaming
+(``<qQ2h8BI``: n_runs, steps, idle ao0, ao1, mask, 3 x 0, slot, next action, when, on no
+data, 0). The reply is the header ``<4I2Q`` echoing the command id with error code 0 in its
+third field (non-zero on a refused sequence) and, for upload, 32 more bytes ``<8i`` whose
+first is the return value. The first upload after a reset, ``constant``, ``stream`` or
+``forceFinal`` loads the twin's pattern; the following ones are appended
+(``append_pattern``): chunks played back to back.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import base64
 import binascii
 import json
 import logging
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +59,13 @@ MEMORY_STEPS = 2_000_000
 MAX_HEADER_BYTES = 16384
 MAX_BODY_BYTES = 64 << 20  # a full 2e6-step sequence is ~24 MB of base64
 MAX_DECODED_PULSES = 1 << 27
+BINARY_MAGIC = 0x53504953
+BINARY_HEADER = struct.Struct("<4I2Q")
+STREAM_HEADER = struct.Struct("<qQ2h4BQ")
+UPLOAD_HEADER = struct.Struct("<qQ2h8BI")
+COMMAND_STREAM = 0x0
+COMMAND_UPLOAD = 0x100
+BINARY_ERROR = 1
 HTTP_REASONS = {
     200: "OK",
     204: "No Content",
@@ -135,6 +153,7 @@ class PulseStreamerWire:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        binary_port: int | None = 0,
         path: str = "/json-rpc",
         channels: WireChannels | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -146,6 +165,10 @@ class PulseStreamerWire:
         self._codes = self.channels.codes()
         self._max_body_bytes = max_body_bytes
         self._tcp = TcpEndpoint(host, port, self._connection)
+        self._binary = (
+            None if binary_port is None else TcpEndpoint(host, binary_port, self._binary_connection)
+        )
+        self._fresh = True  # the next upload loads a pattern (later ones are appended)
         self.state = DeviceState()
         self.requests = 0  # JSON-RPC requests answered (for tests and cost figures)
         self.body_bytes = 0  # request body bytes received
@@ -197,16 +220,27 @@ class PulseStreamerWire:
         }
 
     async def start(self) -> None:
-        """Listen for clients."""
+        """Listen for clients (JSON-RPC, and the binary upload port unless disabled)."""
         await self._tcp.start()
+        if self._binary is not None:
+            try:
+                await self._binary.start()
+            except BaseException:
+                await self._tcp.stop()
+                raise
 
     async def stop(self) -> None:
-        """Close the listener and every connection."""
+        """Close the listeners and every connection."""
+        if self._binary is not None:
+            await self._binary.stop()
         await self._tcp.stop()
 
     def endpoints(self) -> dict[str, str]:
-        """``control``: host:port of the JSON-RPC HTTP server."""
-        return {"control": self._tcp.address}
+        """``control``: host:port of the JSON-RPC HTTP server; ``upload``: the binary port."""
+        points = {"control": self._tcp.address}
+        if self._binary is not None:
+            points["upload"] = self._binary.address
+        return points
 
     @property
     def host(self) -> str:
@@ -263,6 +297,80 @@ class PulseStreamerWire:
                 await _respond(writer, 200, payload, close=request.close, json_body=True)
             if request.close:
                 return
+
+    # -- binary upload ----------------------------------------------------------------------
+
+    async def _binary_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if not await ensure_link(self.twin):
+            return
+        while True:
+            try:
+                header = await reader.readexactly(BINARY_HEADER.size)
+            except asyncio.IncompleteReadError:
+                return
+            magic, command_id, command, _, length, _ = BINARY_HEADER.unpack(header)
+            if magic != BINARY_MAGIC or command not in (COMMAND_STREAM, COMMAND_UPLOAD):
+                log.warning("%s: binary message with a bad magic or command: closing", self.name)
+                return
+            if not 32 <= length <= self._max_body_bytes:
+                log.warning("%s: binary message of %d bytes refused: closing", self.name, length)
+                return
+            payload = await reader.readexactly(length)
+            self.body_bytes += BINARY_HEADER.size + length
+            outcome = await self._binary_command(command, payload)
+            if outcome.fate is Fate.LOST:
+                return
+            if outcome.fate is Fate.SILENT:
+                await asyncio.Event().wait()
+            if outcome.fate is Fate.GARBLED:
+                writer.write(GARBAGE * 8)
+                await writer.drain()
+                continue
+            error = 0 if outcome.fate is Fate.OK else BINARY_ERROR
+            extra = struct.pack("<8i", 0 if error == 0 else -1, *([0] * 7))
+            extra_size = len(extra) if command == COMMAND_UPLOAD else 0
+            reply = BINARY_HEADER.pack(BINARY_MAGIC, command_id, error, 0, extra_size, 0)
+            writer.write(reply + (extra if extra_size else b""))
+            await writer.drain()
+
+    async def _binary_command(self, command: int, payload: bytes) -> Outcome:
+        if command == COMMAND_STREAM:
+            n_runs, n_steps, ao0, ao1, digi, *_ = STREAM_HEADER.unpack_from(payload)
+        else:
+            n_runs, n_steps, ao0, ao1, digi, *_ = UPLOAD_HEADER.unpack_from(payload)
+        data = payload[STREAM_HEADER.size : STREAM_HEADER.size + n_steps * STEP_DTYPE.itemsize]
+        if len(data) != n_steps * STEP_DTYPE.itemsize:
+            return Outcome(Fate.REFUSED, message="payload shorter than its step count")
+        encoded = base64.b64encode(data).decode("ascii")
+        final = [0, digi, ao0, ao1]
+        try:
+            if command == COMMAND_STREAM:
+                return await self._stream(encoded, n_runs, final)
+            return await self._upload(encoded, n_runs, final)
+        except RpcFault as fault:
+            return Outcome(Fate.REFUSED, message=fault.message)
+
+    async def _upload(self, encoded: str, n_runs: int, final: list[Any]) -> Outcome:
+        """A continuous-streaming chunk: the first after a reset loads, the rest append."""
+        if not self._fresh and self.state.has_sequence and self.state.decoded:
+            if n_runs == 0 or n_runs < -1:
+                raise RpcFault(INVALID_PARAMS, f"n_runs must be -1 or >= 1, got {n_runs}")
+            pattern, _, _ = self._decode(_steps(encoded))
+            if pattern is None:
+                return Outcome(Fate.REFUSED, message="chunk is not a frame-marked pattern")
+            if n_runs > 1:
+                pattern = PulsePattern.concatenate([pattern] * n_runs)
+            return await attempt(self.twin.append_pattern(pattern))
+        trigger = self.state.trigger_start
+        self.state.trigger_start = 1  # an upload waits for start(slot, ...)
+        try:
+            outcome = await self._stream(encoded, n_runs, final)
+        finally:
+            self.state.trigger_start = trigger
+        self._fresh = False
+        return outcome
 
     # -- JSON-RPC ---------------------------------------------------------------------------
 
@@ -343,6 +451,7 @@ class PulseStreamerWire:
         if stopped.fate is not Fate.OK:
             return stopped
         self.state = DeviceState(hostname=self.state.hostname, network=self.state.network)
+        self._fresh = True
         return Outcome(Fate.OK, 0)
 
     async def _constant(self, state: list[Any]) -> Outcome:
@@ -353,6 +462,7 @@ class PulseStreamerWire:
         self.state.has_sequence = False
         self.state.started = False
         self.state.decoded = False
+        self._fresh = True
         return Outcome(Fate.OK, 0)
 
     async def _stream(self, encoded: str, n_runs: int, final: list[Any]) -> Outcome:
@@ -368,6 +478,7 @@ class PulseStreamerWire:
         stopped = await attempt(self.twin.stop())
         if stopped.fate is not Fate.OK:
             return stopped
+        self._fresh = True
         state = self.state
         state.has_sequence = True
         state.started = False
@@ -435,6 +546,7 @@ class PulseStreamerWire:
         if self.state.started:
             self.state.forced_final = True
         self.state.started = False
+        self._fresh = True
         return Outcome(Fate.OK, 0)
 
     async def _running(self) -> Outcome:

@@ -28,6 +28,12 @@ class MemoryTransmitter(LifecycleMixin):
         self.chunks: list[PulsePattern] = []
         self.running = False
         self.calls: list[str] = []
+        self.faults: dict[str, Exception] = {}  # method name -> error raised once
+
+    def _fault(self, method: str) -> None:
+        error = self.faults.pop(method, None)
+        if error is not None:
+            raise error
 
     async def connect(self) -> None:
         self.calls.append("connect")
@@ -62,6 +68,7 @@ class MemoryTransmitter(LifecycleMixin):
 
     async def load_pattern(self, pattern: PulsePattern, *, repeat: bool) -> None:
         self.calls.append("load_pattern")
+        self._fault("load_pattern")
         self.running = False
         self.pattern = pattern
         self.repeat = repeat
@@ -82,4 +89,5 @@ class MemoryTransmitter(LifecycleMixin):
         self.running = False
 
     async def is_running(self) -> bool:
+        self._fault("is_running")
         return self.running
