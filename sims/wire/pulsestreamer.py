@@ -155,12 +155,14 @@ class PulseStreamerWire:
         port: int = 0,
         binary_port: int | None = 0,
         path: str = "/json-rpc",
+        firmware: str = FIRMWARE,
         channels: WireChannels | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.name = name
         self.twin = twin
         self.path = path
+        self.firmware = firmware
         self.channels = channels or WireChannels()
         self._codes = self.channels.codes()
         self._max_body_bytes = max_body_bytes
@@ -175,7 +177,7 @@ class PulseStreamerWire:
         self._methods: dict[str, tuple[Sequence[_Param], Callable[..., Awaitable[Outcome]]]] = {
             "getSerial": ((_Param(int, optional=True),), self._get_serial),
             "getFPGAID": ((), self._fixed(FPGA_ID)),
-            "getFirmwareVersion": ((), self._fixed(FIRMWARE)),
+            "getFirmwareVersion": ((), self._fixed(firmware)),
             "getHardwareVersion": ((), self._fixed(HARDWARE)),
             "reset": ((), self._reset),
             "reboot": ((), self._reset),

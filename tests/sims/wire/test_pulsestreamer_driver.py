@@ -266,3 +266,19 @@ async def test_from_config_refuses_bad_entries() -> None:
         build_driver("127.0.0.1:8050", {"intensity_levels_v": [0.5, 0.5]})
     with pytest.raises(ConfigError, match=r"transport\.address"):
         build_driver("no-port", {})
+
+
+async def test_twin_serve_maps_a_transmitter_to_a_pulse_streamer() -> None:
+    from sims.wire.serve import ServeSettings, WireTwins, build_servers
+
+    (default,) = build_servers({"transmitter": MemoryTransmitter()}, ServeSettings())
+    assert isinstance(default, PulseStreamerWire)
+    assert default.endpoints() == {"control": "127.0.0.1:47030", "upload": "127.0.0.1:47031"}
+    twin = MemoryTransmitter()
+    async with WireTwins({"transmitter": twin}, ServeSettings(any_port=True)) as served:
+        address = served.endpoints()["transmitter"]["control"]
+        driver = build_driver(address)
+        async with driver:
+            await driver.load_pattern(seeded_pattern(50, *DESIGN, seed=3), repeat=False)
+            await driver.start()
+            assert twin.running
