@@ -84,12 +84,24 @@ class ChannelMap:
 
 
 def encode_steps(
-    pattern: PulsePattern, channels: ChannelMap, *, period_ns: int, marker_divider: int
+    pattern: PulsePattern,
+    channels: ChannelMap,
+    *,
+    period_ns: int,
+    marker_divider: int,
+    pulses_before: int = 0,
 ) -> npt.NDArray[np.void]:
-    """The run-length encoded steps of ``pattern`` (clock markers from its first pulse)."""
+    """The run-length encoded steps of ``pattern``.
+
+    Clock markers fall on every ``marker_divider``-th pulse counted from the first pulse
+    of the load: ``pulses_before`` pulses (earlier chunks) precede this one, so an
+    appended chunk continues the marker phase. The frame marker is on its first pulse.
+    """
     n = len(pattern)
     if n == 0:
         raise ValueError("a pattern of no pulses cannot be streamed")
+    if marker_divider < 1 or pulses_before < 0:
+        raise ValueError("marker_divider must be >= 1 and pulses_before >= 0")
     if not 1 <= period_ns <= MAX_TICKS:
         raise ValueError(f"period {period_ns} ns is outside 1..{MAX_TICKS} ns")
     codes = np.asarray(channels.intensity_codes, dtype=np.int16)
@@ -100,7 +112,8 @@ def encode_steps(
         )
     mask = pattern.basis << np.uint8(channels.basis_channel)
     mask |= pattern.bit << np.uint8(channels.bit_channel)
-    mask[::marker_divider] |= np.uint8(1 << channels.clock_channel)
+    first_marker = (-pulses_before) % marker_divider
+    mask[first_marker::marker_divider] |= np.uint8(1 << channels.clock_channel)
     mask[0] |= np.uint8(1 << channels.frame_channel)
     level = codes[pattern.intensity]
     # One int32 key per pulse: equal keys on neighbours merge into one step.

@@ -37,12 +37,18 @@ class Rig:
     driver: PulseStreamer
 
 
-def build_driver(address: str, settings: dict[str, object] | None = None) -> PulseStreamer:
+REPEATING = {"period_ps": 8000, "marker_divider": 16, "streaming": "repeating"}
+
+
+def build_driver(
+    address: str, settings: dict[str, object] | None = None, upload_port: int | None = None
+) -> PulseStreamer:
+    options: dict[str, object] = {} if upload_port is None else {"upload_port": upload_port}
     spec = InstrumentSpec(
         name="transmitter",
         class_path="drivers.swabian.pulsestreamer:PulseStreamer",
-        settings=settings if settings is not None else {"period_ps": 8000, "marker_divider": 16},
-        transport=TransportSpec(kind="tcp", address=address, timeout_s=1.0),
+        settings=settings if settings is not None else dict(REPEATING),
+        transport=TransportSpec(kind="tcp", address=address, timeout_s=1.0, options=options),
     )
     return PulseStreamer.from_config(spec, BuildContext(lab="lab", node="alice"))
 
@@ -125,7 +131,7 @@ async def test_identical_pulses_merge_on_the_wire(rig: Rig) -> None:
 async def test_refusals_name_the_numbers_and_touch_nothing(rig: Rig) -> None:
     requests = rig.wire.requests
     too_long = PulsePattern(*(np.zeros(2_000_001, np.uint8) for _ in range(3)))
-    with pytest.raises(ValueError, match=r"2000001 pulses exceeds .* 2000000"):
+    with pytest.raises(ValueError, match=r"2000001 pulses exceeds .* 2000000 pulses \(repeating"):
         await rig.driver.load_pattern(too_long, repeat=True)
     with pytest.raises(ValueError, match="no pulses"):
         await rig.driver.load_pattern(PulsePattern.empty(), repeat=True)
@@ -136,7 +142,7 @@ async def test_refusals_name_the_numbers_and_touch_nothing(rig: Rig) -> None:
         await rig.driver.set_period_ps(8500)
     with pytest.raises(ValueError, match="period_ps"):
         await rig.driver.set_period_ps(0)
-    with pytest.raises(InstrumentFault, match=r"append_pattern.*REPEATING"):
+    with pytest.raises(InstrumentFault, match=r"append_pattern needs .*REPEATING"):
         await rig.driver.append_pattern(seeded_pattern(10, *DESIGN, seed=1))
     assert rig.wire.requests == requests
 

@@ -102,7 +102,8 @@ def transport_for(kind: str, endpoints: dict[str, str], timeout_s: float) -> Tra
         options = {"counts_address": endpoints["counts"]}
         return TransportSpec("tcp", endpoints["control"], timeout_s, options)
     if kind == "transmitter":
-        return TransportSpec("tcp", endpoints["control"], timeout_s)
+        upload_port = int(endpoints["upload"].rsplit(":", 1)[1])
+        return TransportSpec("tcp", endpoints["control"], timeout_s, {"upload_port": upload_port})
     options = {"stream_address": endpoints["stream"], "stream_pattern": "pull", "stream_hwm": 4}
     return TransportSpec("zmq", endpoints["control"], timeout_s, options)
 
