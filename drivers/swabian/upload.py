@@ -45,7 +45,18 @@ class UploadTransport(TcpTransport):
     def __init__(self, host: str, port: int, *, instrument: str, timeout_s: float) -> None:
         super().__init__(host, port, instrument=instrument, timeout_s=timeout_s)
         self._ids = itertools.count(1)
+        self._reopen = False  # a reply went missing: start the next upload on a fresh link
         self.bytes_sent = 0
+
+    async def open(self) -> None:
+        """Open the link (again)."""
+        self._reopen = False
+        await super().open()
+
+    async def close(self) -> None:
+        """Close the link; the next upload raises ConnectionLost until open()."""
+        self._reopen = False
+        await super().close()
 
     async def upload(
         self,
@@ -76,6 +87,8 @@ class UploadTransport(TcpTransport):
         command_id = next(self._ids) & 0xFFFFFFFF
         head = HEADER.pack(MAGIC, command_id, COMMAND_UPLOAD, 0, payload_bytes, 0)
         async with self.transaction():
+            if self._reopen and not self.is_open:
+                await self.open()
             self._require_open(command)
             log.debug("%s: -> upload slot %d (%d steps)", self.instrument, slot, n_steps)
             for piece in (head + sub, steps, pad):
@@ -92,21 +105,13 @@ class UploadTransport(TcpTransport):
                 except (OSError, EOFError) as exc:
                     raise await self._lost(command, exc) from exc
                 self.bytes_sent += len(piece)
-            reply = await self.read_exact(HEADER.size, command=command, timeout_s=timeout_s)
-            _, got_id, error, _, extra, _ = HEADER.unpack(reply)
-            if got_id != command_id:
-                await self.close()
-                raise ProtocolError(
-                    f"reply to command {got_id}, expected {command_id}",
-                    instrument=self.instrument,
-                    command=command,
-                )
-            if extra > MAX_REPLY_EXTRA:
-                await self.close()
-                raise ProtocolError(
-                    f"reply announces {extra} bytes", instrument=self.instrument, command=command
-                )
-            data = await self.read_exact(extra, command=command, timeout_s=timeout_s)
+            try:
+                error, data = await self._read_reply(command_id, command, timeout_s)
+            except (InstrumentTimeout, ProtocolError):
+                # A late or foreign reply would be taken for the next one: start afresh.
+                await super().close()
+                self._reopen = True
+                raise
         if error:
             raise InstrumentFault(
                 f"upload refused with error code {error}",
@@ -118,3 +123,21 @@ class UploadTransport(TcpTransport):
             raise InstrumentFault(
                 f"upload returned {value}", instrument=self.instrument, command=command
             )
+
+    async def _read_reply(
+        self, command_id: int, command: str, timeout_s: float
+    ) -> tuple[int, bytes]:
+        reply = await self.read_exact(HEADER.size, command=command, timeout_s=timeout_s)
+        _, got_id, error, _, extra, _ = HEADER.unpack(reply)
+        if got_id != command_id:
+            raise ProtocolError(
+                f"reply to command {got_id}, expected {command_id}",
+                instrument=self.instrument,
+                command=command,
+            )
+        if extra > MAX_REPLY_EXTRA:
+            raise ProtocolError(
+                f"reply announces {extra} bytes", instrument=self.instrument, command=command
+            )
+        data = await self.read_exact(extra, command=command, timeout_s=timeout_s)
+        return error, data

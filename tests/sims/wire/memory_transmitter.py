@@ -76,6 +76,7 @@ class MemoryTransmitter(LifecycleMixin):
 
     async def append_pattern(self, pattern: PulsePattern) -> None:
         self.calls.append("append_pattern")
+        self._fault("append_pattern")
         self.chunks.append(pattern)
 
     async def start(self) -> None:

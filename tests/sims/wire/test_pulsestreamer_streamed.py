@@ -121,3 +121,21 @@ def test_streaming_setting_is_checked() -> None:
         build_driver("127.0.0.1:8050", {"streaming": "sometimes"})
     with pytest.raises(ConfigError, match=r"options\.upload_port"):
         build_driver("127.0.0.1:8050", {}, upload_port=0)
+
+
+async def test_upload_failures_are_typed(rig: Rig) -> None:
+    from labctl.interfaces import ConnectionLost, InstrumentTimeout
+
+    chunk = seeded_pattern(200, *DESIGN, seed=40)
+    rig.twin.faults["load_pattern"] = InstrumentFault("no", instrument="twin", command="load")
+    with pytest.raises(InstrumentFault, match=r"transmitter \[upload\]: .*error code 1"):
+        await rig.driver.load_pattern(chunk, repeat=False)
+    await rig.driver.load_pattern(chunk, repeat=False)  # the link still works
+    rig.twin.faults["append_pattern"] = InstrumentTimeout("late", instrument="twin")
+    with pytest.raises(InstrumentTimeout, match=r"transmitter \[upload\]"):
+        await rig.driver.append_pattern(chunk)
+    await rig.driver.append_pattern(chunk)  # on a fresh upload connection
+    assert len(rig.twin.chunks) == 1
+    await rig.wire.stop()
+    with pytest.raises(ConnectionLost, match="transmitter"):
+        await rig.driver.append_pattern(chunk)
