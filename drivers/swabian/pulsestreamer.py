@@ -132,6 +132,7 @@ class PulseStreamer(DriverBase):
         self._upload = upload
         self._loaded: tuple[int, bool] | None = None  # (pulses, repeat) of the armed pattern
         self._played = 0  # pulses uploaded since the load (clock-marker phase of the next)
+        self._stopped = False  # forceFinal ends a stream: chunks cannot follow it
         self._next_slot = 0
         self._last_chunk_s = 0.0
 
@@ -399,6 +400,7 @@ class PulseStreamer(DriverBase):
                 timeout_s=self._upload_timeout_s(len(encoded)),
             )
         self._loaded = (len(pattern), repeat)
+        self._stopped = False
         self._played = len(pattern)
         self._last_chunk_s = len(pattern) * self._period_ns * 1e-9
 
@@ -419,6 +421,12 @@ class PulseStreamer(DriverBase):
         if self._loaded is None:
             raise InstrumentFault(
                 "nothing loaded to append to", instrument=self.name, command="append_pattern"
+            )
+        if self._stopped:
+            raise InstrumentFault(
+                "stopped: a stream cannot be continued after stop(); load_pattern first",
+                instrument=self.name,
+                command="append_pattern",
             )
         if self._loaded[1]:
             raise InstrumentFault(
@@ -452,6 +460,7 @@ class PulseStreamer(DriverBase):
     async def stop(self) -> None:
         """Stop playing: the outputs go to the final state (no light) at once."""
         await self._rpc.call("forceFinal")
+        self._stopped = True
 
     async def is_running(self) -> bool:
         """True while the device streams a sequence."""

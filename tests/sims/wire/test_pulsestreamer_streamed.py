@@ -76,6 +76,10 @@ async def test_chunks_play_back_to_back(rig: Rig) -> None:
     assert (await rig.driver.snapshot())["streamed_pulses"] == sum(len(c) for c in chunks)
     await rig.driver.stop()
     assert not rig.twin.running
+    with pytest.raises(InstrumentFault, match="load_pattern first"):
+        await rig.driver.append_pattern(chunks[0])
+    await rig.driver.start()  # the armed stream plays again from its first chunk
+    assert rig.twin.running
 
 
 async def test_binary_upload_costs_nine_bytes_a_step(rig: Rig) -> None:
