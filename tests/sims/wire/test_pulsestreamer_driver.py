@@ -288,3 +288,20 @@ async def test_twin_serve_maps_a_transmitter_to_a_pulse_streamer() -> None:
             await driver.load_pattern(seeded_pattern(50, *DESIGN, seed=3), repeat=False)
             await driver.start()
             assert twin.running
+
+
+async def test_stream_body_never_reaches_the_logs(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from drivers.swabian.sequence import encode_base64, encode_steps
+
+    pattern = seeded_pattern(3000, *DESIGN, seed=51)
+    encoded = encode_base64(
+        encode_steps(pattern, rig.driver.channels, period_ns=8, marker_divider=16)
+    )
+    with caplog.at_level(logging.DEBUG):
+        await rig.driver.load_pattern(pattern, repeat=True)
+    assert "POST /json-rpc stream" in caplog.text  # logged by name and size only
+    assert encoded[:16] not in caplog.text

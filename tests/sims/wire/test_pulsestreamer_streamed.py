@@ -143,3 +143,21 @@ async def test_upload_failures_are_typed(rig: Rig) -> None:
     await rig.wire.stop()
     with pytest.raises(ConnectionLost, match="transmitter"):
         await rig.driver.append_pattern(chunk)
+
+
+async def test_pattern_states_never_reach_the_logs(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import logging
+
+    from drivers.swabian.sequence import encode_steps
+
+    chunk = seeded_pattern(3000, *DESIGN, seed=50)
+    raw = encode_steps(chunk, rig.driver.channels, period_ns=8, marker_divider=16).tobytes()
+    with caplog.at_level(logging.DEBUG):
+        await rig.driver.load_pattern(chunk, repeat=False)
+        await rig.driver.append_pattern(chunk)
+    assert "upload slot 0" in caplog.text  # the link does log, sizes only
+    assert base64.b64encode(raw)[:16].decode() not in caplog.text
+    assert repr(raw[9:40])[2:-1] not in caplog.text
