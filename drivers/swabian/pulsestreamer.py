@@ -32,7 +32,8 @@ conservative). Longer patterns are refused with both numbers, never truncated.
 
 The device has no notion of a pulse period or marker divider: both live in this driver
 and shape the next encoded sequence. The trigger is set to *software start* at connect,
-so ``load_pattern`` arms a sequence and ``start()`` (``startNow``) plays it.
+so ``load_pattern`` arms a sequence and ``start()`` plays it (``start(0, -1)`` when
+STREAMED, ``startNow`` when REPEATING).
 Pattern contents never reach a log line or an exception.
 """
 

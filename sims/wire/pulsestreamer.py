@@ -25,8 +25,9 @@ ao0, ao1, mask, 3 x 0, slot); command 0x100 is ``upload`` for continuous streami
 data, 0). The reply is the header ``<4I2Q`` echoing the command id with error code 0 in its
 third field (non-zero on a refused sequence) and, for upload, 32 more bytes ``<8i`` whose
 first is the return value. The first upload after a reset, ``constant``, ``stream`` or
-``forceFinal`` loads the twin's pattern; the following ones are appended
-(``append_pattern``): chunks played back to back.
+``forceFinal`` loads the twin's pattern and waits for ``start(slot, slots_to_run)``; the
+following ones are appended (``append_pattern``): chunks played back to back.
+``isReadyForData`` always answers true, since the twin queues appended chunks itself.
 """
 
 from __future__ import annotations
