@@ -303,7 +303,9 @@ class Tsl570Wire:
             ),
             Command(":WAVelength:FREQuency", query=self._frequency, setting=self._set_frequency),
             Command(":FREQuency", query=self._frequency, setting=self._set_frequency),
-            Command(":WAVelength:SWEep[:STATe]", query=self._text(lambda: "0"), setting=self._sweep),
+            Command(
+                ":WAVelength:SWEep[:STATe]", query=self._text(lambda: "0"), setting=self._sweep
+            ),
             Command(":WAVelength", query=self._wavelength, setting=self._set_wavelength),
             Command(
                 ":COHCtrl",
@@ -312,7 +314,9 @@ class Tsl570Wire:
             ),
         ]
         kept = [
-            Command(spelling, query=self._kept_query(spelling), setting=self._kept_setting(spelling))
+            Command(
+                spelling, query=self._kept_query(spelling), setting=self._kept_setting(spelling)
+            )
             for spelling in KEPT
         ]
         return common + system + kept + laser
