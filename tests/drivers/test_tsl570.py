@@ -141,7 +141,7 @@ async def test_crlf_replies_and_error_texts_by_code() -> None:
     assert await laser.get_power_mw() == pytest.approx(1.25)
     await laser.set_coherence_control(True)
     assert await laser.get_wavelength_nm() == pytest.approx(1550.1234)
-    with pytest.raises(InstrumentFault, match='-113: Undefined header'):
+    with pytest.raises(InstrumentFault, match="-113: Undefined header"):
         await laser.set_coherence_control(False)
     transport.assert_complete()
 

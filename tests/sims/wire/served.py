@@ -4,6 +4,9 @@ tests that drive it with something other than our own drivers (raw bytes, public
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -55,3 +58,21 @@ async def served(kind: str, **server_options: Any) -> AsyncIterator[Served]:
             yield Served(world, twin, server)
         finally:
             await server.stop()
+
+
+async def pty_exchange(path: str, request: bytes, *, ends: tuple[bytes, ...]) -> bytes:
+    """Write ``request`` to the pseudo-terminal ``path``; read until the reply ends with one
+    of ``ends`` (or 2 s pass), as a terminal program on the serial port would."""
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        os.write(fd, request)
+        data = b""
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            with contextlib.suppress(BlockingIOError):
+                data += os.read(fd, 4096)
+            if data.endswith(ends):
+                break
+        return data
+    finally:
+        os.close(fd)
