@@ -48,6 +48,7 @@ NO_ALERTS = "No alerts."
 DEFAULT_RANGE_NM = (1260.0, 1680.0)
 SPEED_OF_LIGHT_NM_THZ = 299_792.458  # c in nm*THz: f[THz] = c / lambda[nm]
 ERROR_QUEUE_DEPTH = 32
+MAX_MESSAGE_BYTES = 65536  # an unterminated message past this is line noise: dropped
 
 # The TSL-570 manual's error list: code -> text, exactly as :SYSTem:ERRor? gives them.
 ERRORS = {
@@ -170,8 +171,16 @@ class Tsl570Wire:
         if not await ensure_link(self.twin):
             return  # the device is unreachable: the connection closes at once
         buffer = bytearray()
+        discarding = False  # inside an over-long message: drop up to its terminator
         while data := await reader.read(4096):
             buffer += data
+            if discarding:
+                ends = [i for i in (buffer.find(b"\r"), buffer.find(b"\n")) if i >= 0]
+                if not ends:
+                    buffer.clear()
+                    continue
+                del buffer[: min(ends) + 1]
+                discarding = False
             for message in take_messages(buffer):
                 reply = await self._message(message)
                 if reply.fate is Fate.LOST:
@@ -181,6 +190,11 @@ class Tsl570Wire:
                 body = GARBAGE if reply.fate is Fate.GARBLED else str(reply.value).encode("ascii")
                 writer.write(body + self.terminator)
                 await writer.drain()
+            if len(buffer) > MAX_MESSAGE_BYTES:
+                log.warning("%s: message over %d bytes dropped", self.name, MAX_MESSAGE_BYTES)
+                buffer.clear()
+                discarding = True
+                self._queue(-102, "message without terminator")
 
     async def _message(self, message: str) -> Outcome:
         """Run every unit of one program message; the replies of its queries, joined."""

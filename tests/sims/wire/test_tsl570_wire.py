@@ -176,3 +176,10 @@ async def test_kept_sweep_parameters_read_back() -> None:
         assert await scpi.ask(":TRIGger:OUTPut?") == "3"
         assert await scpi.ask(":WAV:SWE?") == "0"
         assert setup.server.errors == []
+
+
+async def test_an_unterminated_flood_is_dropped_and_the_link_goes_on() -> None:
+    async with link() as (scpi, _):
+        scpi.writer.write(b"X" * 70_000 + CR)  # dropped up to its terminator
+        assert (await scpi.ask("*IDN?")).startswith("SANTEC,")
+        assert await scpi.ask(":SYST:ERR?") == '-102,"Syntax error"'
