@@ -7,7 +7,8 @@ IEEE 488.2 / SCPI rules served here:
 
 - a program message ends in CR, LF or CR LF (``take_messages`` pops whole messages);
 - it holds message units separated by ``;``; a unit is a header, then optionally one
-  space and the arguments (comma separated);
+  space and the arguments (comma separated); every unit is taken from the root of the
+  command tree (the TSL-570 manual writes each unit in full, so no relative paths);
 - headers are case-insensitive, the leading colon is optional, and each mnemonic may be
   written in its short form (the capital letters of the manual's spelling, ``WAV``) or in
   full (``WAVELENGTH``), nothing in between; ``[:NODE]`` marks an optional node.
