@@ -128,14 +128,13 @@ class RecordState:
     started_s: float = 0.0
 
     def running(self) -> bool:
-        """True while a started record series has not run out (wall time)."""
-        if not self.playing:
-            return False
-        if self.number is None:
-            return True
-        period_s = max(self.pper_ps, self.pwid_ps) * 1e-12
-        total_s = (self.number - 1) * period_s + self.pwid_ps * 1e-12
-        return time.monotonic() - self.started_s < total_s
+        """True while a started record series has not run out (wall time); a series that
+        has run out is over (a later ``NUM INF`` does not restart it)."""
+        if self.playing and self.number is not None:
+            period_s = max(self.pper_ps, self.pwid_ps) * 1e-12
+            total_s = (self.number - 1) * period_s + self.pwid_ps * 1e-12
+            self.playing = time.monotonic() - self.started_s < total_s
+        return self.playing
 
 
 class _TwinFault(Exception):
@@ -450,6 +449,7 @@ class Id1000Wire:
 
     async def _record(self, command: Command) -> str | None:
         rec, rest, query = self.record, command.nodes[1:], command.query
+        rec.running()  # a finished series is over before anything changes it
         if rest == ("PLAY",) and not query:
             if rec.enabled:
                 rec.playing, rec.started_s = True, time.monotonic()

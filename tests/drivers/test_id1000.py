@@ -207,9 +207,7 @@ async def test_reconnect_reapplies_delays_then_restarts_stream() -> None:
 
 
 async def test_safe_state_stops_the_stream() -> None:
-    tagger, transport, stream = await connected(
-        [*START, *STOP]
-    )
+    tagger, transport, stream = await connected([*START, *STOP])
     await tagger.start_stream()
     await tagger.safe_state()
     assert not stream.is_open and "streaming" not in tagger.remembered_settings
