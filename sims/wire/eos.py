@@ -56,8 +56,8 @@ def split_messages(buffer: bytearray) -> list[bytes]:
     """Take every complete top-level JSON object (or garbage run) off ``buffer``.
 
     Objects may follow each other directly, with whitespace, or with ETB between them.
-    Bytes that cannot start an object up to the next ``{`` or ETB come back as one
-    garbage item so the caller can refuse them.
+    Bytes that cannot start an object, up to the next ``{`` or ETB (or all that has
+    arrived), come back as one garbage item so the caller can refuse them.
     """
     out: list[bytes] = []
     i = 0
@@ -71,7 +71,7 @@ def split_messages(buffer: bytearray) -> list[bytes]:
                 (p for p in (buffer.find(b"{", i), buffer.find(ETB, i)) if p >= 0), default=-1
             )
             if end < 0:
-                break  # maybe the rest of a garbage run is still coming
+                end = len(buffer)  # garbage so far is garbage already
             out.append(bytes(buffer[i:end]))
             i = end
             continue
