@@ -42,6 +42,7 @@ the frames queued in memory (default 1000).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Protocol, Self
 
 from drivers.common.base import DriverBase, make_transport, require_transport
@@ -276,7 +277,8 @@ class ID1000(DriverBase):
         command = ";:".join(
             f"INPU{n}:COUN:INTE?;:INPU{n}:COUN?" for n in range(1, self._n_channels + 1)
         )
-        lines = (await self._ask(command)).split()
+        # One answer per line (ID1000); older firmware runs them together with ';'.
+        lines = [part for part in re.split(r"[;\s]+", await self._ask(command)) if part]
         if len(lines) != 2 * self._n_channels:
             raise ProtocolError(
                 f"expected {2 * self._n_channels} answers (window, counts per input), "

@@ -113,8 +113,11 @@ async def test_overflow_flag_and_health() -> None:
     overflowing = encode_frame(
         0, np.zeros(1, np.uint8), np.ones(1, np.int64), 0, 5, overflow=True, missed_events=12
     )
-    rates: list[Step] = [(RATES, b"1000\n1000\n500\n250\n2000\n12\n100\n0")]
-    tagger, transport, _ = await connected(START + rates + rates, [overflowing])
+    rates: list[Step] = [
+        (RATES, b"1000\n1000\n500\n250\n2000\n12\n100\n0"),
+        (RATES, b"1000;1000;500;250;2000;12;100;0;"),  # answers run together (ID900)
+    ]
+    tagger, transport, _ = await connected(START + rates, [overflowing])
     await tagger.start_stream()
     batch = await tagger.read_batch(1.0)
     assert batch.overflow and batch.missed_events == 12
