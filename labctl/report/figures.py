@@ -44,6 +44,13 @@ def _new(rows: int = 1, cols: int = 1, height_in: float = 3.2) -> tuple[MplFigur
     return fig, [ax for row in axes for ax in row]
 
 
+def _integer_x(ax: Axes) -> None:
+    """Block numbers on the x axis: integer ticks only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _png(fig: MplFigure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
@@ -60,14 +67,16 @@ def qber(blocks: Sequence[Block]) -> Figure | None:
         ("Z (key basis)", [b.qber_z for b in points]),
         ("X (test basis)", [b.qber_x for b in points]),
     ):
-        xs = [b.t_s for b, v in zip(points, values, strict=True) if v is not None]
+        xs = [b.block for b, v in zip(points, values, strict=True) if v is not None]
         ys = [100 * v for v in values if v is not None]
         ax.plot(xs, ys, marker="o", markersize=3, label=name)
-    ax.set_xlabel("run time (s)")
+    ax.set_xlabel("block")
+    _integer_x(ax)
     ax.set_ylabel("QBER (%)")
     ax.grid(alpha=0.3)
     ax.legend()
-    return Figure("QBER per block", _png(fig), f"{len(points)} blocks; one point per block")
+    span = f"run time {points[0].t_s:.1f} to {points[-1].t_s:.1f} s"
+    return Figure("QBER per block", _png(fig), f"{len(points)} blocks post-processed, {span}")
 
 
 def key(blocks: Sequence[Block]) -> Figure | None:
@@ -80,20 +89,21 @@ def key(blocks: Sequence[Block]) -> Figure | None:
     per_block.bar(index, [b.secret_bits for b in blocks], width=0.5, label="secret bits")
     per_block.set_yscale("log")
     per_block.set_xlabel("block")
+    _integer_x(per_block)
     per_block.set_ylabel("bits")
-    per_block.legend()
+    per_block.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     per_block.grid(alpha=0.3, axis="y")
     times = [b.t_s for b in blocks]
     secret, sifted = (
         _cumulative([b.secret_bits for b in blocks]),
         _cumulative([b.sifted_bits for b in blocks]),
     )
-    total.step(times, sifted, where="post", label="sifted bits")
-    total.step(times, secret, where="post", label="secret bits")
+    total.step(times, sifted, where="post", marker=".", label="sifted bits")
+    total.step(times, secret, where="post", marker=".", label="secret bits")
     total.set_yscale("symlog")
     total.set_xlabel("run time (s)")
     total.set_ylabel("bits so far")
-    total.legend()
+    total.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     total.grid(alpha=0.3)
     caption = f"{secret[-1]:,} secret bits from {sifted[-1]:,} sifted bits in {len(blocks)} blocks"
     return Figure("Sifted and secret key", _png(fig), caption)
@@ -110,8 +120,9 @@ def detectors(blocks: Sequence[Block], calibrations: Sequence[CalibrationResult]
     if blocks:
         ax = next(ax_iter)
         rates = [b.detections / b.acquired_s if b.acquired_s > 0 else 0.0 for b in blocks]
-        ax.plot([b.t_s for b in blocks], rates, marker="o", markersize=3)
-        ax.set_xlabel("run time (s)")
+        ax.plot([b.block for b in blocks], rates, marker="o", markersize=3)
+        ax.set_xlabel("block")
+        _integer_x(ax)
         ax.set_ylabel("detections / s acquired")
         ax.grid(alpha=0.3)
     if per_detector:
@@ -124,7 +135,12 @@ def detectors(blocks: Sequence[Block], calibrations: Sequence[CalibrationResult]
         twin.plot(names, [per_detector[n][1] for n in names], "o", color="#cc3311")
         twin.set_ylabel("relative efficiency", color="#cc3311")
         ax.set_title("detector calibration", fontsize=10)
-    return Figure("Detector counts", _png(fig), "all four detectors together, per block")
+    return Figure(
+        "Detector counts",
+        _png(fig),
+        "detections of all four detectors per second of acquisition; dark counts and "
+        "relative efficiencies from the last detector calibration",
+    )
 
 
 def _detector_calibration(
@@ -153,7 +169,7 @@ def sync(points: Sequence[SyncPoint]) -> Figure | None:
     times = [p.t_s for p in points]
     ax_offset.plot(times, [p.offset_ps - first for p in points], marker="o", markersize=4)
     ax_offset.set_xlabel("run time (s)")
-    ax_offset.set_ylabel(f"offset - {first:,.0f} ps (ps)")
+    ax_offset.set_ylabel(f"offset − {first:,.0f} (ps)")
     ax_offset.grid(alpha=0.3)
     drift = [(p.t_s, p.drift_ppb) for p in points if p.drift_ppb is not None]
     ax_drift.plot([t for t, _ in drift], [d for _, d in drift], marker="o", markersize=4)
