@@ -28,10 +28,10 @@ def render(record: RunRecord) -> str:
     sections.append(page.incident_section(series.incidents, record.log_lines))
     sections.extend(_key_sections(series))
     sections.append(page.calibration_section(series.calibrations))
-    for _name, ds in sorted(record.datasets.items()):
-        figure = figures.dataset(ds)
-        if figure is not None:
-            sections.append(page.figure_html(figure))
+    drawn = [f for _, ds in sorted(record.datasets.items()) if (f := figures.dataset(ds))]
+    if drawn:
+        sections.append("<h2>Datasets</h2>")
+        sections.extend(page.figure_html(figure) for figure in drawn)
     if record.problems:
         items = "".join(f"<li>{html.escape(p)}</li>" for p in record.problems)
         sections.append(f"<h2>Unreadable parts of the run folder</h2><ul>{items}</ul>")

@@ -198,7 +198,8 @@ def timeline(incidents: Sequence[Incident], end_s: float, blocks: Sequence[Block
     ax.set_xlim(left=min([0.0, *[i.t_s for i in incidents]]), right=max(end_s, 1e-9) * 1.02)
     ax.set_xlabel("run time (s)  (green: key generation; orange: warning; red: error)")
     ax.grid(alpha=0.3, axis="x")
-    return Figure("Alarms and faults", _png(fig), f"{len(incidents)} entries")
+    count = f"{len(incidents)} {'entry' if len(incidents) == 1 else 'entries'}"
+    return Figure("Alarms and faults", _png(fig), count)
 
 
 def dataset(ds: Dataset) -> Figure | None:
