@@ -25,7 +25,9 @@ def render(record: RunRecord) -> str:
     sections.append(
         page.figure_html(figures.timeline(series.incidents, series.end_s, series.blocks))
     )
-    sections.append(page.incident_section(series.incidents, record.log_lines))
+    sections.append(
+        page.incident_section(series.incidents, record.log_lines, record.log_lines_total)
+    )
     sections.extend(_key_sections(series))
     sections.append(page.calibration_section(series.calibrations))
     drawn = [f for _, ds in sorted(record.datasets.items()) if (f := figures.dataset(ds))]

@@ -24,6 +24,7 @@ WIDTH_IN = 9.0
 DPI = 100
 SEVERITY_COLOURS = {"info": "#4477aa", "warning": "#ee8800", "error": "#cc3311"}
 DETECTORS = ("Z0", "Z1", "X0", "X1")
+MAX_BARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +86,12 @@ def key(blocks: Sequence[Block]) -> Figure | None:
         return None
     fig, (per_block, total) = _new(2, 1, height_in=2.8)
     index = [b.block for b in blocks]
-    per_block.bar(index, [b.sifted_bits for b in blocks], width=0.8, label="sifted bits")
-    per_block.bar(index, [b.secret_bits for b in blocks], width=0.5, label="secret bits")
+    if len(blocks) <= MAX_BARS:
+        per_block.bar(index, [b.sifted_bits for b in blocks], width=0.8, label="sifted bits")
+        per_block.bar(index, [b.secret_bits for b in blocks], width=0.5, label="secret bits")
+    else:  # thousands of bars draw slowly and read as a solid area: lines say the same
+        per_block.plot(index, [b.sifted_bits for b in blocks], lw=0.8, label="sifted bits")
+        per_block.plot(index, [b.secret_bits for b in blocks], lw=0.8, label="secret bits")
     per_block.set_yscale("log")
     per_block.set_xlabel("block")
     _integer_x(per_block)
@@ -186,13 +191,16 @@ def timeline(incidents: Sequence[Incident], end_s: float, blocks: Sequence[Block
     fig, (ax,) = _new(height_in=max(1.6, 0.45 * len(lanes) + 1.0))
     if blocks:
         ax.axvspan(blocks[0].t_s, blocks[-1].t_s, color="#228833", alpha=0.08, lw=0)
+    # One draw call per lane and severity: a long run can hold thousands of entries.
+    groups: dict[tuple[int, str], list[Incident]] = {}
     for incident in incidents:
-        y = lanes.index(incident.source)
-        colour = SEVERITY_COLOURS.get(incident.severity, "#cc3311")
-        if incident.until_s is not None:
-            width = max(incident.until_s - incident.t_s, 0.0)
-            ax.barh(y, width, left=incident.t_s, height=0.4, color=colour, alpha=0.5)
-        ax.plot([incident.t_s], [y], marker="D", color=colour, markersize=6)
+        groups.setdefault((lanes.index(incident.source), incident.severity), []).append(incident)
+    for (y, severity), members in groups.items():
+        colour = SEVERITY_COLOURS.get(severity, "#cc3311")
+        spans = [(i.t_s, max(i.until_s - i.t_s, 0.0)) for i in members if i.until_s is not None]
+        if spans:
+            ax.broken_barh(spans, (y - 0.2, 0.4), color=colour, alpha=0.5)
+        ax.plot([i.t_s for i in members], [y] * len(members), "D", color=colour, markersize=6)
     ax.set_yticks(range(len(lanes)), lanes)
     ax.set_ylim(-0.7, len(lanes) - 0.3)
     ax.set_xlim(left=min([0.0, *[i.t_s for i in incidents]]), right=max(end_s, 1e-9) * 1.02)

@@ -31,6 +31,9 @@ SUMMARY_ROWS = (
 )
 """What the summary table shows, in order (never key ids or key material)."""
 
+MAX_INCIDENT_ROWS = 400
+"""Rows of the incident table; the timeline figure always shows every entry."""
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 960px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; }
@@ -106,8 +109,16 @@ def calibration_section(results: Sequence[CalibrationResult]) -> str:
     return "<h2>Calibration</h2>" + table(header, rows, numeric=(0,))
 
 
-def incident_section(incidents: Sequence[Incident], log_lines: Sequence[str]) -> str:
+def incident_section(
+    incidents: Sequence[Incident], log_lines: Sequence[str], log_total: int = 0
+) -> str:
     """The timeline's entries as a table, then the log's warnings and errors."""
+    shown = list(incidents)
+    note = ""
+    if len(shown) > MAX_INCIDENT_ROWS:  # a long run: the first and last entries, counted
+        half = MAX_INCIDENT_ROWS // 2
+        note = f"<p>{len(shown) - 2 * half} entries in the middle of the run are not listed.</p>"
+        shown = shown[:half] + shown[-half:]
     rows = [
         (
             f"{i.t_s:.3f}" + ("" if i.until_s is None else f" - {i.until_s:.3f}"),
@@ -115,12 +126,14 @@ def incident_section(incidents: Sequence[Incident], log_lines: Sequence[str]) ->
             f'<span class="{_e(i.severity)}">{_e(i.severity)}</span>',
             _e(i.text),
         )
-        for i in incidents
+        for i in shown
     ]
-    parts = [table(("run time (s)", "source", "severity", "what"), rows, numeric=(0,))]
+    parts = [table(("run time (s)", "source", "severity", "what"), rows, numeric=(0,)), note]
     if log_lines:
+        total = max(log_total, len(log_lines))
+        last = "" if total == len(log_lines) else f", the last {len(log_lines)} shown"
         parts.append(
-            f"<details><summary>{len(log_lines)} warning/error line(s) in run.log</summary>"
+            f"<details><summary>{total} warning/error line(s) in run.log{last}</summary>"
             f"<pre>{_e(chr(10).join(log_lines))}</pre></details>"
         )
     return "".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from labctl.store.run_folder import RunFolder
 
 SUMMARY_FILE = "summary.json"
 LOG_LEVELS_KEPT = ("WARNING", "ERROR", "CRITICAL")
+LOG_LINES_KEPT = 1000
+"""The last this many warning/error lines of run.log (a long run's log can be large)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,9 @@ class RunRecord:
     summary: dict[str, Any] | None = None
     datasets: dict[str, Dataset] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
-    """Warning and error lines of run.log."""
+    """The last warning and error lines of run.log (at most LOG_LINES_KEPT)."""
+    log_lines_total: int = 0
+    """How many warning and error lines run.log holds."""
     problems: list[str] = field(default_factory=list)
     """Parts of the folder that could not be read (shown in the report, not raised)."""
 
@@ -90,7 +95,7 @@ def read_run(path: Path) -> RunRecord:
         except sqlite3.Error as exc:
             record.problems.append(f"{folder.database_path}: cannot read datasets ({exc})")
     if folder.log_path.is_file():
-        record.log_lines = _warnings(folder.log_path)
+        record.log_lines, record.log_lines_total = _warnings(folder.log_path)
     return record
 
 
@@ -118,10 +123,12 @@ def _number(value: object) -> float | None:
     return None
 
 
-def _warnings(path: Path) -> list[str]:
-    kept: list[str] = []
+def _warnings(path: Path) -> tuple[list[str], int]:
+    kept: deque[str] = deque(maxlen=LOG_LINES_KEPT)
+    total = 0
     with path.open(encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if any(f" {level} " in line for level in LOG_LEVELS_KEPT):
                 kept.append(line.rstrip("\n"))
-    return kept
+                total += 1
+    return list(kept), total

@@ -140,3 +140,18 @@ async def test_report_of_a_run_that_failed_before_any_block(tmp_path: Path) -> N
     assert "run stopped: failed (RuntimeError: laser interlock open)" in html
     assert "No calibration in this run." in html
     assert len(png_sizes(html)) == 1  # the timeline only
+
+
+def test_a_long_run_lists_the_first_and_last_incidents_and_draws_them_all() -> None:
+    from labctl.report import figures, page
+    from labctl.report.series import Incident
+
+    incidents = [Incident(float(t), "qkd", "warning", f"block {t}: no-key") for t in range(5000)]
+    html = page.incident_section(incidents, ["w"] * 3, log_total=1500)
+    assert html.count("<tr>") == 1 + page.MAX_INCIDENT_ROWS
+    assert "block 0: no-key" in html and "block 4999: no-key" in html
+    assert "block 2500: no-key" not in html
+    assert f"{5000 - page.MAX_INCIDENT_ROWS} entries in the middle" in html
+    assert "1500 warning/error line(s) in run.log, the last 3 shown" in html
+    figure = figures.timeline(incidents, 5000.0, [])
+    assert figure.caption == "5000 entries" and figure.data_uri.startswith("data:image/png")
