@@ -57,7 +57,12 @@ def reference_page() -> str:
         if description:
             parts.append(_prose(description) + "\n")
         parts.append(object_table(defs[name], defs))
-    parts.append(free_sections())
+    open_sections = [
+        key
+        for key, prop in schema.get("properties", {}).items()
+        if prop.get("type") == "object" and "patternProperties" not in prop
+    ]
+    parts.append(free_sections(open_sections))
     return "\n".join(parts)
 
 
@@ -114,15 +119,17 @@ def type_of(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
     return str(kind) + fmt + (f" ({', '.join(limits)})" if limits else "")
 
 
-def free_sections() -> str:
+def free_sections(open_sections: list[str]) -> str:
     """The sections the schema leaves open, from the settings classes that validate them."""
     from experiments.keygen.settings import KeygenSettings
     from experiments.sync.settings import SyncSettings
 
     parts = [
         "## Sections validated by the plans\n",
-        "`runner`, `calibration`, `sync`, `qkd` and `twin_serve` are open mappings in the "
-        "schema; the code that uses them validates every key when a run starts.\n",
+        ", ".join(f"`{k}`" for k in open_sections)
+        + " are open mappings in the schema; the code that uses them validates every key "
+        "when it reads them (a run's start, `labctl calibrate`, `labctl twin serve`). "
+        "The tables below list the keys and defaults of those with a settings class.\n",
         "### `runner`\n",
         "| key | type | default | description |\n|---|---|---|---|\n"
         "| `plan` | string | none | `module:function` run by `labctl run` without `--plan` |\n"
