@@ -129,6 +129,11 @@ async def generate_key(
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     alice = alice_of(run.station)
+    # Alice answers sifting for every block still in the pipeline (she releases a block's
+    # states once served); this bounds her record if Bob falls behind.
+    alice.record.max_pulses = max(
+        alice.record.max_pulses, (settings.queue_blocks + 2) * settings.block_pulses
+    )
     period_ps = alice.period_ps
     bob_wiring = detector_wiring(sync_settings(run.station))
     tagger = run.instrument("tagger-bob")
@@ -246,20 +251,24 @@ async def _acquire_loop(
                 return
             await alice.ensure_light()
             clock_map = await block_clock.for_block(run, tagger)
-            first_pulse, pulses = await alice.play_key_block(settings.block_pulses)
+            # Bob reads while Alice plays: a tagger buffers only so long.
+            playing = asyncio.ensure_future(alice.play_key_block(settings.block_pulses))
             try:
                 raw = await acquire_block(
                     tagger,
                     block=block,
-                    pulses=pulses,
+                    pulses=settings.block_pulses,
                     period_ps=period_ps,
                     clock_map=clock_map,
                     detector_channels=detector_channels,
                     rng=rng,
                     now_s=start_s,
-                    first_pulse=first_pulse,
+                    window=playing,
                 )
             finally:
+                if not playing.done():
+                    playing.cancel()
+                await asyncio.gather(playing, return_exceptions=True)
                 await alice.ensure_light()
             pipeline.submit(raw)
             watch.acquired(block)
