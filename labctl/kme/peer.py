@@ -1,0 +1,81 @@
+"""The channel between the two KMEs of a link: reservations over mutual TLS (aiohttp client).
+
+``POST {peer}/peer/v1/reserve`` hands the peer the allocator's reservations for its slave
+SAEs; ``POST {peer}/peer/v1/allocate`` asks the allocator for keys for a master SAE of this
+KME. Only locations in the stores travel (store key ids, offsets, lengths), never key bytes.
+The connection is kept open between calls. Any failure is a 503 for the SAE that asked.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import aiohttp
+
+from labctl.kme.errors import server_error
+from labctl.kme.ledger import Reservation
+
+RESERVE_PATH = "/peer/v1/reserve"
+ALLOCATE_PATH = "/peer/v1/allocate"
+
+
+class HttpPeer:
+    """The other KME, reached over HTTPS with this KME's certificate."""
+
+    def __init__(
+        self, base_url: str, ssl_context: ssl.SSLContext, *, peer_kme_id: str, timeout_s: float
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.peer_kme_id = peer_kme_id
+        self._ssl = ssl_context
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=16),
+                timeout=self._timeout,
+            )
+        return self._session
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            async with self._client().post(self.base_url + path, json=body) as reply:
+                data = await reply.json(content_type=None)
+                if reply.status != 200:
+                    message = data.get("message") if isinstance(data, dict) else None
+                    raise server_error(
+                        f"peer KME {self.peer_kme_id} refused ({reply.status}): {message}"
+                    )
+                return data
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise server_error(
+                f"peer KME {self.peer_kme_id} unreachable: {type(exc).__name__}: {exc}"
+            ) from None
+
+    async def reserve(self, reservations: list[Reservation]) -> None:
+        """Have the peer hold ``reservations`` for its slave SAEs."""
+        await self._post(RESERVE_PATH, {"reservations": [r.to_json() for r in reservations]})
+
+    async def allocate(
+        self, master: str, slaves: list[str], number: int, size_bits: int
+    ) -> list[Reservation]:
+        """Ask the allocator for ``number`` keys reserved on its side for ``slaves``."""
+        data = await self._post(
+            ALLOCATE_PATH,
+            {"master_SAE_ID": master, "slave_SAE_IDs": slaves, "number": number, "size": size_bits},
+        )
+        try:
+            items = data["reservations"]
+            if not isinstance(items, list) or len(items) != number:
+                raise ValueError(f"expected {number} reservations")
+            return [Reservation.from_json(item) for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise server_error(f"peer KME {self.peer_kme_id} answered badly: {exc}") from None
+
+    async def close(self) -> None:
+        """Close the kept-open connection."""
+        if self._session is not None:
+            await self._session.close()
