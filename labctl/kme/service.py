@@ -66,7 +66,7 @@ class KmeService:
             timeout_s=config.peer_timeout_s,
         )
         try:
-            kme = Kme(config, node, KeyPool(store, ledger), peer)
+            kme = Kme(config, node, KeyPool(store, ledger, lease_bytes=config.lease_bytes), peer)
             server = await start_server(build_app(kme), host, port, server_ssl)
         except BaseException:
             ledger.close()
