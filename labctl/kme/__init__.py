@@ -7,6 +7,7 @@ Modules, one concept each:
 - :mod:`~labctl.kme.messages` parsing of Key request / Key IDs bodies and query strings
 - :mod:`~labctl.kme.pool`     key material sliced from the node's key store, in store order
 - :mod:`~labctl.kme.ledger`   durable bookkeeping: allocation cursor and open reservations
+- :mod:`~labctl.kme.commit`   group commit: one fsync shared by concurrent deliveries
 - :mod:`~labctl.kme.engine`   the KME's rules (who may ask what), independent of HTTP
 - :mod:`~labctl.kme.peer`     the KME-to-KME reservation channel (mutual TLS)
 - :mod:`~labctl.kme.tls`      server/client SSL contexts and the peer certificate's CN

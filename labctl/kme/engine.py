@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from labctl.kme.commit import GroupCommit
 from labctl.kme.config import KmeConfig
 from labctl.kme.errors import KmeError, bad_request, server_error, unauthorized
 from labctl.kme.ledger import Ledger, LedgerError, Reservation
@@ -79,6 +80,7 @@ class Kme:
         )
         self._by_cn = {s.common_name: s.sae_id for s in config.saes if s.node == node}
         self._low = False
+        self._commit = GroupCommit(pool.ledger)
 
     # --- who is asking -------------------------------------------------------------
 
@@ -163,7 +165,7 @@ class Kme:
         )
         return {"keys": keys}
 
-    def dec_keys(self, caller: Caller, master: str, key_ids: list[str]) -> dict[str, Any]:
+    async def dec_keys(self, caller: Caller, master: str, key_ids: list[str]) -> dict[str, Any]:
         """The keys reserved under ``key_ids`` for the caller (slave), once each."""
         slave = self._as_sae(caller)
         self._peer_sae(master, "master_SAE_ID")
@@ -190,6 +192,7 @@ class Kme:
             self.ledger.deliver(key_ids)
         except LedgerError as exc:
             raise server_error(f"keys not delivered: {exc}") from None
+        await self._commit.durable()  # erased on disk before the keys leave
         log.info("dec_keys: %d key(s) for %s from %s", len(keys), slave, master)
         return {"keys": keys}
 

@@ -13,6 +13,16 @@ SQLite (WAL), one file per node (``kme-ledger-alice.sqlite``), never holding key
   the store (store key ids, offsets, lengths). A reservation is deleted, durably, before
   its key leaves the KME, so it is served at most once.
 - ``delivered``: key_IDs already handed out, so a repeated dec_keys says so.
+
+What must survive a power loss is made durable before the call returns: the lease (a
+``synchronous=FULL`` commit) and the erasure of a reservation before its key is served (a
+commit followed by :meth:`Ledger.sync`, an fsync of the WAL that
+:class:`~labctl.kme.commit.GroupCommit` shares between concurrent deliveries).
+Consumed ranges and new reservations are committed without an fsync (WAL ``NORMAL``: they
+survive a crash or restart of the process, only a power loss or kernel crash can roll the
+last of them back). Losing them is safe: the allocator never goes back behind its durable
+lease, so no range is handed out again, and a lost reservation is a key its slave SAE can
+no longer fetch (refused as unknown), never one served twice.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -158,12 +169,16 @@ class Ledger:
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "FULL") -> None:
         self.path = Path(path)
+        self.durable_delivery = synchronous == "FULL"
+        self._commits = 0
+        self._wal_fd: int | None = None
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous: Synchronous = synchronous
             for statement in _SCHEMA:
                 self._db.execute(statement)
         except sqlite3.Error as exc:
@@ -182,9 +197,16 @@ class Ledger:
             row = self._db.execute("SELECT end_byte FROM lease WHERE id = 0").fetchone()
         return 0 if row is None else int(row[0])
 
+    def _sync(self, mode: Synchronous) -> None:
+        """Set the commit mode of the next transaction (outside a transaction)."""
+        if mode != self._synchronous:
+            self._db.execute(f"PRAGMA synchronous={mode}")
+            self._synchronous = mode
+
     def extend_lease(self, end_byte: int) -> None:
         """Record, durably, that material up to ``end_byte`` may be handed out."""
         with self._lock:
+            self._sync("FULL")
             self._db.execute(
                 "INSERT INTO lease (id, end_byte) VALUES (0, ?) "
                 "ON CONFLICT(id) DO UPDATE SET end_byte = excluded.end_byte",
@@ -215,6 +237,7 @@ class Ledger:
             if known or len(set(ids)) != len(ids):
                 raise LedgerError("key_ID seen before")
             now = time.time()
+            self._sync("NORMAL")  # see the module docstring: losing this is safe
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
@@ -283,6 +306,7 @@ class Ledger:
         """Erase the reservations of ``key_ids`` (durably): they are never served again."""
         now = time.time()
         with self._lock:
+            self._sync("NORMAL")  # made durable by sync() before the key leaves
             self._db.execute("BEGIN IMMEDIATE")
             deleted = 0
             for key_id in key_ids:
@@ -294,6 +318,25 @@ class Ledger:
                 raise LedgerError("a reservation was taken meanwhile")
             self._db.executemany("INSERT INTO delivered VALUES (?, ?)", [(k, now) for k in key_ids])
             self._db.execute("COMMIT")
+            self._commits += 1
+
+    @property
+    def commits(self) -> int:
+        """How many deliveries were committed (to tell which ones a sync covers)."""
+        return self._commits
+
+    def sync(self) -> int:
+        """fsync the WAL: every delivery committed so far is on disk; returns their count.
+
+        Blocking (run it in a thread). WAL mode keeps appending commits to the ``-wal`` file
+        while this connection is open, so syncing that file makes them durable, as a
+        ``synchronous=FULL`` commit would have.
+        """
+        done = self._commits
+        if self._wal_fd is None:
+            self._wal_fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        os.fsync(self._wal_fd)
+        return done
 
     def open_reservations(self) -> int:
         """How many keys wait for their slave SAE."""
@@ -304,6 +347,9 @@ class Ledger:
         """Close the file."""
         with self._lock:
             self._db.close()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
 
     def __enter__(self) -> Ledger:
         return self

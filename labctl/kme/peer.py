@@ -24,19 +24,29 @@ class HttpPeer:
     """The other KME, reached over HTTPS with this KME's certificate."""
 
     def __init__(
-        self, base_url: str, ssl_context: ssl.SSLContext, *, peer_kme_id: str, timeout_s: float
+        self,
+        base_url: str,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        peer_kme_id: str,
+        timeout_s: float,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.peer_kme_id = peer_kme_id
         self._ssl = ssl_context
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._headers = headers  # only the benchmark's plain-HTTP baseline names itself so
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=16),
+                connector=aiohttp.TCPConnector(
+                    ssl=self._ssl if self._ssl is not None else False, limit=16
+                ),
                 timeout=self._timeout,
+                headers=self._headers,
             )
         return self._session
 

@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 
 KME_KEY = web.AppKey("kme", Kme)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CallerName = Callable[[web.Request], str | None]
+NAME_KEY: web.AppKey[CallerName] = web.AppKey("caller_name")
+
+
+def certificate_cn(request: web.Request) -> str | None:
+    """The subject CN of the client certificate of the request's TLS connection."""
+    transport = request.transport
+    return None if transport is None else common_name(transport.get_extra_info("peercert"))
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -58,10 +66,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _caller(request: web.Request) -> Caller:
-    kme = request.app[KME_KEY]
-    transport = request.transport
-    peercert = None if transport is None else transport.get_extra_info("peercert")
-    return kme.identify(common_name(peercert))
+    return request.app[KME_KEY].identify(request.app[NAME_KEY](request))
 
 
 async def _body(request: web.Request) -> Any:
@@ -91,7 +96,7 @@ async def dec_keys(request: web.Request) -> web.Response:
         ids = messages.key_ids_from_body(await _body(request), kme.limits)
     else:
         ids = messages.key_ids_from_query(request.query, kme.limits)
-    return _json(kme.dec_keys(caller, request.match_info["sae_id"], ids))
+    return _json(await kme.dec_keys(caller, request.match_info["sae_id"], ids))
 
 
 async def peer_reserve(request: web.Request) -> web.Response:
@@ -132,10 +137,15 @@ async def peer_allocate(request: web.Request) -> web.Response:
     return _json({"reservations": [r.to_json() for r in reservations]})
 
 
-def build_app(kme: Kme) -> web.Application:
-    """The aiohttp application of one KME."""
+def build_app(kme: Kme, caller_name: CallerName = certificate_cn) -> web.Application:
+    """The aiohttp application of one KME.
+
+    ``caller_name`` tells who asks; the KME uses the client certificate's CN. Another
+    function (a header read on plain HTTP) exists only for the benchmark's no-TLS baseline.
+    """
     app = web.Application(middlewares=[_errors], client_max_size=1 << 20)
     app[KME_KEY] = kme
+    app[NAME_KEY] = caller_name
     app.router.add_get("/api/v1/keys/{sae_id}/status", status)
     app.router.add_route("GET", "/api/v1/keys/{sae_id}/enc_keys", enc_keys)
     app.router.add_route("POST", "/api/v1/keys/{sae_id}/enc_keys", enc_keys)
