@@ -18,6 +18,10 @@ Why no key is served twice or to a third SAE:
   the reservation durably before the answer leaves; a second ask finds none.
 - Only locations travel between KMEs, never key bytes; each KME reads the bytes from its own
   store, where the same ids hold the same bits.
+
+Each delivery is logged at DEBUG (counts, sizes, SAE IDs; never a key): a busy KME answers
+hundreds of requests a second. Refusals go back to the caller; the pool's low-water mark is
+a WARNING.
 """
 
 from __future__ import annotations
@@ -156,7 +160,7 @@ class Kme:
             reservations = self._accept(reservations, master, slaves, reserve_here=False)
         keys = [self._key_json(r) for r in reservations]
         self._check_low_water()
-        log.info(
+        log.debug(
             "enc_keys: %d key(s) of %d bits for %s -> %s",
             len(keys),
             request.size_bits,
@@ -193,7 +197,7 @@ class Kme:
         except LedgerError as exc:
             raise server_error(f"keys not delivered: {exc}") from None
         await self._commit.durable()  # erased on disk before the keys leave
-        log.info("dec_keys: %d key(s) for %s from %s", len(keys), slave, master)
+        log.debug("dec_keys: %d key(s) for %s from %s", len(keys), slave, master)
         return {"keys": keys}
 
     # --- between the two KMEs ---------------------------------------------------------

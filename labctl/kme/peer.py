@@ -4,10 +4,15 @@
 SAEs; ``POST {peer}/peer/v1/allocate`` asks the allocator for keys for a master SAE of this
 KME. Only locations in the stores travel (store key ids, offsets, lengths), never key bytes.
 The connection is kept open between calls. Any failure is a 503 for the SAE that asked.
+
+Reservations made while one is on its way travel together in the next call (one round trip
+for many enc_keys under load, none delayed when the link is idle); the peer records a call
+all or nothing, so every enc_keys of a batch gets the batch's answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -37,6 +42,9 @@ class HttpPeer:
         self._ssl = ssl_context
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._pending: list[tuple[list[Reservation], asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.calls = 0  # HTTP calls made (reservations of a batch share one)
         self._headers = headers  # only the benchmark's plain-HTTP baseline names itself so
 
     def _client(self) -> aiohttp.ClientSession:
@@ -51,6 +59,7 @@ class HttpPeer:
         return self._session
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        self.calls += 1
         try:
             async with self._client().post(self.base_url + path, json=body) as reply:
                 data = await reply.json(content_type=None)
@@ -66,8 +75,27 @@ class HttpPeer:
             ) from None
 
     async def reserve(self, reservations: list[Reservation]) -> None:
-        """Have the peer hold ``reservations`` for its slave SAEs."""
-        await self._post(RESERVE_PATH, {"reservations": [r.to_json() for r in reservations]})
+        """Have the peer hold ``reservations`` for its slave SAEs (batched, see above)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((reservations, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_batches())
+        await done
+
+    async def _send_batches(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            items = [r.to_json() for reservations, _ in batch for r in reservations]
+            try:
+                await self._post(RESERVE_PATH, {"reservations": items})
+            except Exception as exc:  # every waiter of the batch gets the failure
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def allocate(
         self, master: str, slaves: list[str], number: int, size_bits: int
@@ -87,5 +115,7 @@ class HttpPeer:
 
     async def close(self) -> None:
         """Close the kept-open connection."""
+        if self._sender is not None and not self._sender.done():
+            await asyncio.wait([self._sender], timeout=self._timeout.total)
         if self._session is not None:
             await self._session.close()

@@ -39,7 +39,7 @@ class KmeService:
         self.server = server
         self._store = store
         self._ledger = ledger
-        self._peer = peer
+        self.peer = peer
 
     @classmethod
     async def open(
@@ -90,12 +90,12 @@ class KmeService:
 
     def set_peer_url(self, url: str) -> None:
         """Reach the peer KME at ``url`` from now on."""
-        self._peer.base_url = url.rstrip("/")
+        self.peer.base_url = url.rstrip("/")
 
     async def close(self) -> None:
         """Stop serving and close the files."""
         await self.server.close()
-        await self._peer.close()
+        await self.peer.close()
         self._ledger.close()
         self._store.close()
 

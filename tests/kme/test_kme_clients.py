@@ -185,3 +185,42 @@ async def test_curl_enc_at_alice_dec_at_bob(pair: Any, client_files: Files) -> N
             params={"key_ID": enc2["keys"][0]["key_ID"]},
         )
     assert dec2.json() == enc2
+
+
+async def test_concurrent_masters_get_distinct_keys_and_reservations_batch(
+    pair: Any, client_files: Files
+) -> None:
+    import ssl
+
+    import aiohttp
+
+    def context(sae: str) -> ssl.SSLContext:
+        cert, key, ca = client_files(sae)
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context("alice-sae"))) as a,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context("bob-sae"))) as b,
+    ):
+
+        async def enc() -> dict[str, str]:
+            url = f"{pair.alice.url}/api/v1/keys/bob-sae/enc_keys"
+            async with a.post(url, json={"number": 2}) as reply:
+                assert reply.status == 200, await reply.text()
+                keys: list[dict[str, str]] = (await reply.json())["keys"]
+                return {k["key_ID"]: k["key"] for k in keys}
+
+        calls = pair.alice.peer.calls
+        got: dict[str, str] = {}
+        for part in await asyncio.gather(*(enc() for _ in range(12))):
+            got.update(part)
+        assert len(got) == 24 and len(set(got.values())) == 24
+        assert pair.alice.peer.calls - calls <= 12  # reservations travel in batches
+        url = f"{pair.bob.url}/api/v1/keys/alice-sae/dec_keys"
+        body = {"key_IDs": [{"key_ID": k} for k in got]}
+        body["key_IDs"] = body["key_IDs"][:16]
+        async with b.post(url, json=body) as reply:
+            dec = (await reply.json())["keys"]
+        assert {k["key_ID"]: k["key"] for k in dec} == {k: got[k] for k in list(got)[:16]}
