@@ -13,4 +13,7 @@ Modules, one concept each:
 - :mod:`~labctl.kme.tls`      server/client SSL contexts and the peer certificate's CN
 - :mod:`~labctl.kme.certs`    a test CA with KME and SAE certificates
 - :mod:`~labctl.kme.server`   the aiohttp application: routes, authentication, JSON
+- :mod:`~labctl.kme.service`  one node's KME assembled and serving (``labctl kme serve``)
+
+docs/kme.md has the API, the ``kme:`` section, a demo and why no key is served twice.
 """

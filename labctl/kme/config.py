@@ -127,7 +127,7 @@ class KmeConfig(_Strict):
                 raise ValueError(f"{name}: must be a multiple of 8, got {getattr(self, name)}")
         if not self.min_key_size_bits <= self.key_size_bits <= self.max_key_size_bits:
             raise ValueError(
-                "need min_key_size_bits <= key_size_bits <= max_key_size_bits, got "
+                "key_size_bits: need min_key_size_bits <= key_size_bits <= max_key_size_bits, got "
                 f"{self.min_key_size_bits}, {self.key_size_bits}, {self.max_key_size_bits}"
             )
         kme_ids = [n.kme_id for n in self.nodes.values()]
@@ -142,7 +142,7 @@ class KmeConfig(_Strict):
                 raise ValueError(f"saes.{i}.sae_id: '{sae.sae_id}' appears twice")
             if sae.common_name in seen_cns:
                 raise ValueError(
-                    f"saes.{i}: certificate CN '{sae.common_name}' is already a KME or SAE's"
+                    f"saes.{i}.cn: certificate CN '{sae.common_name}' is already a KME or SAE's"
                 )
             seen_ids.add(sae.sae_id)
             seen_cns.add(sae.common_name)
@@ -189,8 +189,13 @@ def parse_kme_section(
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = [str(p) for p in first["loc"]]
-        line = None if station is None else station.source_of("kme", *loc).line
         message = first["msg"].removeprefix("Value error, ")
+        # Checks across fields name their field first ("saes.1.node: ..."): point at it.
+        named = re.match(r"^([a-z_]+(?:\.[a-z0-9_]+)*): ", message)
+        if not loc and named is not None:
+            loc = named[1].split(".")
+            message = message[named.end() :]
+        line = None if station is None else station.source_of("kme", *loc).line
         raise ConfigError(message, file=file, line=line, field=".".join(["kme", *loc])) from None
     return _anchor(config, base if base is not None else Path.cwd())
 

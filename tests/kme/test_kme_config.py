@@ -43,16 +43,16 @@ def test_defaults_and_bindings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "field", "words"),
     [
-        ({"key_size_bits": 100}, "kme", "multiple of 8"),
+        ({"key_size_bits": 100}, "kme.key_size_bits", "multiple of 8"),
         ({"key_size_bits": "256"}, "kme.key_size_bits", "integer"),
-        ({"min_key_size_bits": 512}, "kme", "min_key_size_bits <= key_size_bits"),
-        ({"allocator": "carol"}, "kme", "allocator"),
+        ({"min_key_size_bits": 512}, "kme.key_size_bits", "min_key_size_bits <= key_size_bits"),
+        ({"allocator": "carol"}, "kme.allocator", "'carol' is not one of"),
         ({"max_key_per_request": 0}, "kme.max_key_per_request", "greater than 0"),
         ({"pool_size": 1}, "kme.pool_size", "Extra inputs"),
         ({"saes": []}, "kme.saes", "at least 1"),
-        ({"saes": [{"sae_id": "x", "node": "carol"}]}, "kme", "saes.0.node"),
+        ({"saes": [{"sae_id": "x", "node": "carol"}]}, "kme.saes.0.node", "'carol' is not"),
         ({"saes": [{"sae_id": "a b", "node": "alice"}]}, "kme.saes.0.sae_id", "pattern"),
-        ({"saes": [{"sae_id": "kme-bob", "node": "alice"}]}, "kme", "already a KME"),
+        ({"saes": [{"sae_id": "kme-bob", "node": "alice"}]}, "kme.saes.0.cn", "already a KME"),
         ({"nodes": {"alice": {"kme_id": "k", "listen": "8443"}}}, "kme.nodes.alice", "host:port"),
     ],
 )
