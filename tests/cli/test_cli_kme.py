@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -130,7 +131,7 @@ def test_two_serve_processes_and_curl(tmp_path: Path) -> None:
         for proc, node in zip(procs, ("alice", "bob"), strict=True):
             wait_listening(proc, node)
 
-        def curl(sae: str, url: str) -> dict[str, object]:
+        def curl(sae: str, url: str) -> dict[str, Any]:
             certs = tmp_path / "certs"
             out = subprocess.run(
                 [
@@ -153,7 +154,7 @@ def test_two_serve_processes_and_curl(tmp_path: Path) -> None:
             return dict(json.loads(out.stdout))
 
         enc = curl("alice-sae", f"{urls['alice']}/api/v1/keys/bob-sae/enc_keys?size=256")
-        (item,) = enc["keys"]  # type: ignore[misc]
+        (item,) = enc["keys"]
         dec = curl(
             "bob-sae", f"{urls['bob']}/api/v1/keys/alice-sae/dec_keys?key_ID={item['key_ID']}"
         )

@@ -170,13 +170,14 @@ async def test_dec_keys_once_only_to_the_named_slave(pair: Any, saes: Any) -> No
     status, ok = await saes["bob-sae"].ask("GET", dec(pair), key_ID=ids[1])
     assert status == 200 and ok["keys"] == body["keys"][1:]
     # repeated key_ID in one request, and malformed Key IDs objects
-    for bad in (
+    bads: list[dict[str, Any]] = [
         {"key_IDs": [{"key_ID": ids[1]}, {"key_ID": ids[1]}]},
         {"key_IDs": []},
         {"key_IDs": [ids[1]]},
         {"key_IDs": [{"key_ID": 7}]},
         {"key_ID": ids[1]},
-    ):
+    ]
+    for bad in bads:
         status, err = await saes["bob-sae"].ask("POST", dec(pair), body=bad)
         assert status == 400 and is_error(err), bad
 

@@ -35,7 +35,8 @@ DOC = REPO / "docs" / "asyncapi.yaml"
 
 
 def load() -> dict[str, Any]:
-    return yaml.safe_load(DOC.read_text())
+    doc: dict[str, Any] = yaml.safe_load(DOC.read_text())
+    return doc
 
 
 def resolve(doc: dict[str, Any], ref: str) -> Any:
