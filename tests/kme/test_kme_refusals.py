@@ -280,3 +280,33 @@ async def test_restart_never_serves_the_same_bytes_twice(kit: Any, client_files:
         await a.close()
         await b.close()
         await asyncio.gather(alice.close(), bob.close())
+
+
+async def test_new_store_keys_join_the_pool_and_low_water_warns(
+    pair: Any, saes: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    from labctl.qkd.secret import SecretBits
+    from labctl.store.keystore import KeyStore
+
+    status_url = f"{pair.alice.url}/api/v1/keys/bob-sae/status"
+    caplog.set_level(logging.WARNING)
+    _, body = await saes["alice-sae"].ask("POST", enc(pair), body={"number": 15})
+    _, body = await saes["alice-sae"].ask("POST", enc(pair), body={"number": 15})
+    assert "below its low-water mark: 1 keys of 256 bits left (< 2)" in caplog.text
+    # the node keeps writing its store while the KMEs run: new keys join the pool
+    bits = SecretBits.from_bytes(os.urandom(64), 512)
+    for path in pair.stores:
+        with KeyStore(path) as store:
+            store.add(bits, key_id="0f0e0d0c-0b0a-4908-8706-050403020100")
+    _, st = await saes["alice-sae"].ask("GET", status_url)
+    assert st["stored_key_count"] == 1 + 2
+    status, body = await saes["alice-sae"].ask("POST", enc(pair), body={"number": 3})
+    assert status == 200
+    ids = [{"key_ID": k["key_ID"]} for k in body["keys"]]
+    status, got = await saes["bob-sae"].ask("POST", dec(pair), body={"key_IDs": ids})
+    assert status == 200 and got == body
+    # 30 keys took bytes 0..960 of 1000; keys 0-1 = the 40 old bytes + 24 new, key 2 = new 24..56
+    assert base64.b64decode(body["keys"][1]["key"])[8:] == bits.to_bytes()[:24]
+    assert base64.b64decode(body["keys"][2]["key"]) == bits.to_bytes()[24:56]
