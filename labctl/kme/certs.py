@@ -2,8 +2,9 @@
 
 For a lab or a demo, not a production PKI: one self-signed CA (``ca.pem``, ``ca.key``), a
 certificate per KME (server and client use: it also authenticates to the peer KME) valid
-for the given host names and addresses, and a client certificate per SAE whose CN is the
-SAE ID. Private keys are written with mode 0600 and never printed.
+for its KME ID (which the peer KME checks) and the given host names and addresses, and a
+client certificate per SAE whose CN is the SAE ID. Private keys are written with mode 0600
+and never printed.
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ def make_certs(
             )
         )
         if server:
+            # The KME's ID is one of its names: the peer KME checks it (server_hostname).
             usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
-            builder = builder.add_extension(_san(host_list), critical=False)
+            builder = builder.add_extension(_san([name, *host_list]), critical=False)
         cert = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False).sign(
             ca_key, hashes.SHA256()
         )

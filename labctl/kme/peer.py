@@ -61,7 +61,12 @@ class HttpPeer:
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         self.calls += 1
         try:
-            async with self._client().post(self.base_url + path, json=body) as reply:
+            # TLS checks the server's certificate against the peer KME's ID (a DNS name of
+            # the KME certificates): any other holder of a CA certificate is refused.
+            hostname = None if self._ssl is None else self.peer_kme_id
+            async with self._client().post(
+                self.base_url + path, json=body, server_hostname=hostname
+            ) as reply:
                 data = await reply.json(content_type=None)
                 if reply.status != 200:
                     message = data.get("message") if isinstance(data, dict) else None

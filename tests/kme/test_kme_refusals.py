@@ -310,3 +310,9 @@ async def test_new_store_keys_join_the_pool_and_low_water_warns(
     # 30 keys took bytes 0..960 of 1000; keys 0-1 = the 40 old bytes + 24 new, key 2 = new 24..56
     assert base64.b64decode(body["keys"][1]["key"])[8:] == bits.to_bytes()[:24]
     assert base64.b64decode(body["keys"][2]["key"]) == bits.to_bytes()[24:56]
+
+
+async def test_the_peer_must_present_the_peer_kme_certificate(pair: Any, saes: Any) -> None:
+    pair.alice.set_peer_url(pair.alice.url)  # Alice's KME answers in Bob's place
+    status, body = await saes["alice-sae"].ask("POST", enc(pair), body={"number": 1})
+    assert status == 503 and "kme-bob" in body["message"] and "certificate" in body["message"]
