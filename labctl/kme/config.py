@@ -13,7 +13,7 @@ its own entry under ``nodes`` and its peer under the other one::
       max_key_per_request: 128
       max_key_count: 100000         # pool size: keys of key_size the KME offers at most
       low_water_keys: 100           # a warning when fewer keys remain
-      lease_bytes: 4096             # allocator's durable lease; a restart skips at most this
+      lease_bytes: 1024             # allocator's durable lease; a restart skips at most this
       nodes:
         alice: {kme_id: kme-alice, listen: "127.0.0.1:8443"}
         bob: {kme_id: kme-bob, listen: "127.0.0.1:8444"}
@@ -107,7 +107,7 @@ class KmeConfig(_Strict):
     max_key_count: Annotated[int, Field(gt=0)] = 100_000
     low_water_keys: Annotated[int, Field(ge=0)] = 100
     lease_bytes: Annotated[int, Field(ge=0)] = Field(
-        default=4096,
+        default=1024,
         description="key bytes the allocator reserves ahead with one durable write; a "
         "restart skips at most this much (never reuses it)",
     )
