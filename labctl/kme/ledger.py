@@ -157,6 +157,9 @@ class _Intervals:
     def end(self) -> int:
         return self._ends[-1] if self._ends else 0
 
+    def spans(self) -> list[tuple[int, int]]:
+        return list(zip(self._starts, self._ends, strict=True))
+
     def __len__(self) -> int:
         return len(self._starts)
 
@@ -184,8 +187,21 @@ class Ledger:
         except sqlite3.Error as exc:
             raise LedgerError(f"KME ledger {self.path}: cannot open ({exc})") from None
         self._consumed = _Intervals()
-        for start, end in self._db.execute("SELECT start_byte, end_byte FROM consumed"):
+        rows = self._db.execute("SELECT start_byte, end_byte FROM consumed").fetchall()
+        for start, end in sorted(rows):
             self._consumed.add(int(start), int(end))
+        if len(rows) > len(self._consumed):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the consumed ranges merged (one row per allocation -> a few rows)."""
+        with self._db:  # one transaction: the old rows go only with the merged ones in
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM consumed")
+            self._db.executemany(
+                "INSERT INTO consumed (start_byte, end_byte) VALUES (?, ?)",
+                self._consumed.spans(),
+            )
 
     def consumed_end(self) -> int:
         """The end of the last consumed byte range (0 when none)."""

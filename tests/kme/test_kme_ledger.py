@@ -28,6 +28,12 @@ def test_overlapping_ranges_and_repeated_ids_are_refused(tmp_path: Path) -> None
         assert ledger.consumed_end() == 96 and ledger.open_reservations() == 2
     with Ledger(tmp_path / "l.sqlite") as again:  # what was recorded survives a reopen
         assert again.consumed_end() == 96
+        with pytest.raises(LedgerError, match="handed out before"):
+            again.consume([res("g", 90)], reserve_here=True)
+        # ... merged into one row on the way (three allocations were three rows)
+        assert again._db.execute("SELECT start_byte, end_byte FROM consumed").fetchall() == [
+            (0, 96)
+        ]
         assert set(again.reservations(["a", "b", "f"])) == {"a", "b"}
         again.deliver(["a"])
         assert again.was_delivered(["a", "b"]) == {"a"}
