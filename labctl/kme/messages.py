@@ -48,6 +48,8 @@ def parse_json_body(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise bad_request(f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise bad_request("request body is JSON nested too deeply") from None
 
 
 def _integer(value: object, field: str) -> int:

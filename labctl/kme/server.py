@@ -131,6 +131,8 @@ async def peer_allocate(request: web.Request) -> web.Response:
         or not all(isinstance(s, str) for s in slaves)
         or not isinstance(number, int)
         or not isinstance(size, int)
+        or isinstance(number, bool)
+        or isinstance(size, bool)
     ):
         raise bad_request("allocate needs master_SAE_ID, slave_SAE_IDs, number and size")
     reservations = kme.peer_allocate(caller, master, slaves, number, size)

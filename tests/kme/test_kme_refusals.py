@@ -316,3 +316,32 @@ async def test_the_peer_must_present_the_peer_kme_certificate(pair: Any, saes: A
     pair.alice.set_peer_url(pair.alice.url)  # Alice's KME answers in Bob's place
     status, body = await saes["alice-sae"].ask("POST", enc(pair), body={"number": 1})
     assert status == 503 and "kme-bob" in body["message"] and "certificate" in body["message"]
+
+
+async def test_odd_bodies_never_stop_the_kme(pair: Any, saes: Any) -> None:
+    odd = [
+        b"\xff\xfe\x00garbage",
+        b"[" * 5000 + b"]" * 5000,
+        b'{"number": 1e400}',
+        b'{"number": 100000000000000000000000000000}',
+        b'{"size": -8}',
+        b'{"number": null, "size": null}',
+        b"null",
+        b"",
+    ]
+    for raw in odd:
+        for url in (enc(pair), dec(pair)):
+            who = "alice-sae" if url == enc(pair) else "bob-sae"
+            status, body = await saes[who].ask("POST", url, raw=raw)
+            assert status == 400 and is_error(body), (raw[:20], url, body)
+    status, body = await saes["alice-sae"].ask(
+        "POST", enc(pair), raw=b"{" + b" " * (2 << 20) + b"}"
+    )
+    assert status == 413 and is_error(body)
+    status, body = await saes["alice-sae"].ask("PUT", enc(pair), body={})
+    assert status == 405 and is_error(body)
+    status, body = await saes["alice-sae"].ask("GET", f"{pair.alice.url}/api/v1/nothing")
+    assert status == 404 and is_error(body)
+    # still serving
+    status, body = await saes["alice-sae"].ask("POST", enc(pair), body={"number": 1})
+    assert status == 200 and len(body["keys"]) == 1
