@@ -58,7 +58,7 @@ def split_address(text: str) -> tuple[str, int]:
 class KmeNode(_Strict):
     """One node's KME: its ID (the CN of its certificate) and where it listens."""
 
-    kme_id: EntityId
+    kme_id: EntityId = Field(description="the KME's ID: its certificate's CN and DNS name")
     listen: str = Field(description="host:port the KME binds (port 0 = any free port)")
     url: str | None = Field(
         default=None, description="https://host:port the peer KME dials (default from listen)"
@@ -86,7 +86,7 @@ class SaeBinding(_Strict):
 
     sae_id: EntityId
     node: NodeName
-    cn: EntityId | None = None
+    cn: EntityId | None = Field(default=None, description="certificate CN (default: sae_id)")
 
     @property
     def common_name(self) -> str:
@@ -97,23 +97,41 @@ class SaeBinding(_Strict):
 class KmeConfig(_Strict):
     """The validated ``kme:`` section (see the module docstring for an example)."""
 
-    certs_dir: Path = Field(default=Path("kme-certs"), strict=False)
-    ledger: Path = Field(default=Path("kme-ledger.sqlite"), strict=False)
-    allocator: NodeName = "alice"
-    key_size_bits: Annotated[int, Field(gt=0)] = 256
+    certs_dir: Path = Field(
+        default=Path("kme-certs"),
+        strict=False,
+        description="ca.pem and {kme_id}.pem/.key (labctl kme certs); relative to the file",
+    )
+    ledger: Path = Field(
+        default=Path("kme-ledger.sqlite"),
+        strict=False,
+        description="bookkeeping of delivered key, one per node (-alice, -bob)",
+    )
+    allocator: NodeName = Field(default="alice", description="the node whose KME picks key")
+    key_size_bits: Annotated[int, Field(gt=0)] = Field(
+        default=256, description="default key size (Status key_size), whole bytes"
+    )
     min_key_size_bits: Annotated[int, Field(gt=0)] = 64
     max_key_size_bits: Annotated[int, Field(gt=0)] = 8192
     max_key_per_request: Annotated[int, Field(gt=0, le=100_000)] = 128
-    max_key_count: Annotated[int, Field(gt=0)] = 100_000
-    low_water_keys: Annotated[int, Field(ge=0)] = 100
+    max_key_count: Annotated[int, Field(gt=0)] = Field(
+        default=100_000, description="pool size: most keys the KME offers (Status)"
+    )
+    low_water_keys: Annotated[int, Field(ge=0)] = Field(
+        default=100, description="a warning in the log when fewer keys of key_size remain"
+    )
     lease_bytes: Annotated[int, Field(ge=0)] = Field(
         default=1024,
         description="key bytes the allocator reserves ahead with one durable write; a "
         "restart skips at most this much (never reuses it)",
     )
-    peer_timeout_s: Annotated[float, Field(gt=0, le=600)] = 5.0
-    nodes: dict[NodeName, KmeNode]
-    saes: Annotated[list[SaeBinding], Field(min_length=1)]
+    peer_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=5.0, description="limit of one call to the peer KME"
+    )
+    nodes: dict[NodeName, KmeNode] = Field(description="the two KMEs of the link, by node")
+    saes: Annotated[list[SaeBinding], Field(min_length=1)] = Field(
+        description="the SAEs and the node whose KME serves each"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> KmeConfig:
