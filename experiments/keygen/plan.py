@@ -88,6 +88,8 @@ def _publish_link(run: Any, link_id: str, result: BlockResult) -> None:
         k: v for k, v in (("qber_z", result.qber_z), ("qber_x", result.qber_x)) if v is not None
     }
     try:
+        # GS QKD 015 link status: ACTIVE while blocks give key, PASSIVE when one gives none
+        publish(link_id, "status", {"status": "ACTIVE" if result.secret_bits > 0 else "PASSIVE"})
         if qber:
             publish(link_id, "qber", qber)
         publish(link_id, "skr", {"skr_bps": event["secret_key_rate_bps"]})
