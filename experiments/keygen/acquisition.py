@@ -184,6 +184,8 @@ async def acquire_block(
                 elif window.done():
                     first_pulse, span = window.result()
                 else:
+                    # Let Alice's node go on (a simulated tagger answers without waiting).
+                    await asyncio.sleep(0)
                     continue
             if _index_at(clock_map, batch.stop_ps) - first_pulse >= span:
                 break

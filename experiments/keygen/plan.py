@@ -285,8 +285,12 @@ async def _acquire_loop(
                 # Simulated time costs no wall time, so without this the clock would race
                 # ahead of post-processing; real hardware needs no such wait (see benchmark).
                 await pipeline.wait_pending_at_most(1)
+            # On the wall clock a block costs more than its pulses (a transmitter fed slower
+            # than it plays, post-processing): a block that cannot end before the deadline,
+            # with its post-processing, is not started.
+            block_s = max(block_s, 2.0 * (run.clock.now_s() - start_s))
             next_s = start_s + settings.block_interval_s
-            if deadline is not None and next_s + block_s > deadline:
+            if deadline is not None and max(next_s, run.clock.now_s()) + block_s > deadline:
                 return
             await run.sleep(max(next_s - run.clock.now_s(), 0.0))
 
