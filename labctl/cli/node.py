@@ -12,9 +12,11 @@ message and is never printed.
 
 ``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
 own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
-keys committed in block order so both stores stay identical. W = 1 (default) is the single
-channel of before, message for message. Different W at the two ends is refused at connect
-time (or at Bob's first block when he runs W = 1) with an error naming ``--workers``.
+keys committed in block order so both stores stay identical. Every channel, W = 1 included,
+opens with Alice's challenge and Bob's authenticated hello, so different W at the two ends
+is refused at connect time with an error naming ``--workers``. Alice's listener closes any
+connection that does not authenticate (garbage, silence, a wrong pre-shared key, a port
+scan), says so on stderr and keeps waiting for Bob until ``--timeout-s``.
 
 Ctrl-C/SIGTERM on Alice: she takes no new block, finishes the ones in flight (each message
 within ``qkd.channel_timeout_s``) and closes her channels; Bob's next block fails, blocks
@@ -133,29 +135,9 @@ def _first_qkd_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-async def _accept_one(
-    host: str, port: int, psk: bytes, timeout_s: float, channel_timeout_s: float
-) -> Any:
-    """Alice, one worker: the single channel of before (TcpTransport, no handshake)."""
-    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
-
-    accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if accepted.done():
-            writer.close()  # one peer per node
-            return
-        accepted.set_result(TcpTransport(reader, writer))
-
-    server = await asyncio.start_server(on_connect, host, port)
-    bound = server.sockets[0].getsockname()
-    print(f"listening on {bound[0]}:{bound[1]}", flush=True)
-    try:
-        transport = await asyncio.wait_for(accepted, timeout_s)
-    finally:
-        server.close()
-    guarded = _links().SingleChannelGuard(transport, "Bob")
-    return [AuthenticatedChannel(guarded, psk, "alice", channel_timeout_s)]
+def _print_rejected(peer: str, reason: str) -> None:
+    """Alice's listener closed a connection that did not authenticate; she waits on."""
+    print(f"alice: refused connection from {peer}: {reason}", file=sys.stderr, flush=True)
 
 
 async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
@@ -195,20 +177,16 @@ async def _serve_alice(
             print("labctl node alice: the station has no source record (world)", file=sys.stderr)
             return 2
         try:
-            if args.workers == 1:
-                channels = await _accept_one(
-                    host, port, psk, args.timeout_s, settings.channel_timeout_s
-                )
-            else:
-                channels = await _links().accept_channels(
-                    host,
-                    port,
-                    args.workers,
-                    psk,
-                    args.timeout_s,
-                    lambda h, p: print(f"listening on {h}:{p}", flush=True),
-                    channel_timeout_s=settings.channel_timeout_s,
-                )
+            channels = await _links().accept_channels(
+                host,
+                port,
+                args.workers,
+                psk,
+                args.timeout_s,
+                lambda h, p: print(f"listening on {h}:{p}", flush=True),
+                channel_timeout_s=settings.channel_timeout_s,
+                on_rejected=_print_rejected,
+            )
         except (TimeoutError, ChannelTimeout):
             print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
             return 1
@@ -250,7 +228,7 @@ async def _serve_alice(
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     from labctl.cli.run import engine_options, parse_duration_s, report
-    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
+    from labctl.qkd.auth import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
     from labctl.runner.control import RunControl
     from labctl.runner.engine import RunEngine
@@ -265,19 +243,14 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     _warn_idle_workers(settings, args.workers, "bob")
     channels: list[AuthenticatedChannel]
     try:
-        if args.workers == 1:
-            transport = await TcpTransport.connect(host, port, args.timeout_s)
-            guarded = _links().SingleChannelGuard(transport, "Alice")
-            channels = [AuthenticatedChannel(guarded, psk, "bob", settings.channel_timeout_s)]
-        else:
-            channels = await _links().connect_channels(
-                host,
-                port,
-                args.workers,
-                psk,
-                args.timeout_s,
-                channel_timeout_s=settings.channel_timeout_s,
-            )
+        channels = await _links().connect_channels(
+            host,
+            port,
+            args.workers,
+            psk,
+            args.timeout_s,
+            channel_timeout_s=settings.channel_timeout_s,
+        )
     except QkdError as exc:
         print(f"bob: no link to Alice: {exc}", file=sys.stderr)
         return 1

@@ -232,14 +232,17 @@ async def test_mismatched_psk_stops_both_nodes_without_key(tmp_path: Path) -> No
     alice_psk = _psk(tmp_path / "alice.psk")
     bob_psk = _psk(tmp_path / "bob.psk")
     (a_rc, a_out, a_err), (b_rc, b_out, b_err) = await _run_pair(
-        tmp_path, alice_psk, bob_psk, "25s"
+        tmp_path, alice_psk, bob_psk, "25s", alice_args=("--timeout-s", "5")
     )
     assert b_rc != 0 and a_rc != 0, (a_out + a_err, b_out + b_err)
-    # Alice rejects Bob's first frame (wrong MAC) and hangs up; Bob finds the link closed.
-    assert "authentication failure" in a_err and "MAC" in a_err
-    assert "key output stopped" in b_out
-    assert store_rows(tmp_path / "runs" / "keys-alice.sqlite") == []
-    assert store_rows(tmp_path / "runs" / "keys-bob.sqlite") == []
+    # To Alice a wrong key is a stranger: she closes that connection (MAC), says so and
+    # waits on for Bob until --timeout-s; Bob finds the connection closed at the handshake.
+    assert "refused connection from 127.0.0.1:" in a_err and "MAC" in a_err, a_err
+    assert "no Bob within 5.0 s" in a_err
+    assert "bob: no link to Alice" in b_err and "pre-shared key" in b_err, b_err
+    for party in ("alice", "bob"):
+        store = tmp_path / "runs" / f"keys-{party}.sqlite"
+        assert not store.exists() or store_rows(store) == []
 
 
 @pytest.mark.parametrize(("alice_workers", "bob_workers"), [(1, 2), (2, 1)])
@@ -258,15 +261,9 @@ async def test_mismatched_workers_is_an_error_naming_the_option(
     )
     elapsed_s = time.monotonic() - t0
     assert b_rc != 0 and a_rc != 0, (a_out + a_err, b_out + b_err)
-    # Both ends say what is wrong; neither waits for a channel timeout.
-    if bob_workers > 1:
-        # Bob's worker hello reaches a single-channel Alice: refused before calibration.
-        assert "runs --workers > 1, this node --workers 1" in a_err
-        assert "bob: no link to Alice" in b_err and "this Bob: 2" in b_err
-    else:
-        # A single-channel Bob opens with block/start once synchronized.
-        assert "he runs --workers 1, this Alice --workers 2" in a_err
-        assert "key output stopped" in b_out and "same --workers (this node: 1)" in b_out
+    # Both ends say what is wrong at connect time (every channel opens with a hello).
+    assert f"Bob runs --workers {bob_workers}, this Alice --workers {alice_workers}" in a_err
+    assert "bob: no link to Alice" in b_err and f"this Bob: {bob_workers}" in b_err
     assert elapsed_s < 60.0  # the channel timeout (qkd.channel_timeout_s) is 60 s
     for party in ("alice", "bob"):
         store = tmp_path / "runs" / f"keys-{party}.sqlite"
