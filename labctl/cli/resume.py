@@ -89,9 +89,11 @@ def _main(args: argparse.Namespace) -> int:
 
     try:
         folder = RunFolder.open(Path(args.run_dir))
-    except ValueError as exc:
-        raise ConfigError(str(exc), field="RUN_DIR") from exc
-    config = load_station_config(args, station_file(folder))
+        folder.read_checkpoint()  # a corrupt checkpoint is named before anything is built
+        path = station_file(folder)
+    except ValueError as exc:  # RunFolderError names the file and the field
+        raise ConfigError(str(exc), field="RUN_DIR") from None
+    config = load_station_config(args, path)
     quiet_console()
     return asyncio.run(_resume(args, folder, config))
 

@@ -23,12 +23,15 @@ paper's split of eps_sec over its estimation steps; the 19 found elsewhere belon
 one-decoy analysis of Rusca et al. (2018) and does not carry over.
 
 The bounds are used exactly as stated: the Hoeffding brackets are not clipped at the
-observed totals (n^+ may exceed n_X and n^- may be negative), s_0, s_1 and v_Z,1 are not
+observed totals (n^+ may exceed n_X and n^- may be negative), s_1 and v_Z,1 are not
 clamped, and v_Z,1 is not capped at s_Z,1 (that cap would mix an upper bound with a lower
-bound and is not a bound at all). The only guards are where the paper's formulas have no
-meaning: no key when s_Z,1 <= 0 or s_X,1 <= 0 (phi_X is undefined), and phi_X taken as
-1/2 when the bound reaches 1/2 (h is largest there, so the key term is then <= 0 anyway;
-using h on [1/2, 1] would *grow* the key). ``asymptotic=True`` drops both statistical
+bound and is not a bound at all). Two guards remain, neither a clip of a statistical
+bound: s_0 is max(Eq. 2, 0), the larger of two valid lower bounds on a count (Eq. 3 holds
+for any valid lower bound on s_0, and s_0 >= 0 needs no failure probability; without it a
+block with no vacuum-decoy detections loses |Eq. 2| bits it never owed); and where the
+paper's formulas have no meaning there is no key: s_Z,1 <= 0 or s_X,1 <= 0 (phi_X is
+undefined), phi_X taken as 1/2 when the bound reaches 1/2 (h is largest there; using h on
+[1/2, 1] would *grow* the key). ``asymptotic=True`` drops both statistical
 terms (delta = gamma = 0 and no eps penalty), the limit approached as N grows.
 """
 
@@ -159,12 +162,17 @@ def vacuum_and_single(
 ) -> tuple[float, float]:
     """Lower bounds (s_0, s_1) on vacuum and single-photon events in one basis (Eqs. 2, 3).
 
-    Unclamped: either may be negative when the data cannot certify any such event.
+    s_0 is max(Eq. 2, 0) (see the module docstring); s_1 is Eq. (3) as stated, negative
+    when the data cannot certify any single-photon event.
     """
     mu1, mu2, mu3 = protocol.intensities
     tau0, tau1 = protocol.tau(0), protocol.tau(1)
     plus, minus = hoeffding_bracket(counts.detections, protocol, eps)
-    s0 = tau0 * (mu2 * minus[2] - mu3 * plus[1]) / (mu2 - mu3)
+    # Eq. (2), combined with the trivial bound s_0 >= 0 (a count): where the statistics
+    # certify nothing (few or no vacuum-decoy detections) Eq. (2) is negative, and a
+    # negative lower bound would subtract bits the proof never charges. This is not a clip
+    # of the Hoeffding bracket, which stays as stated.
+    s0 = max(tau0 * (mu2 * minus[2] - mu3 * plus[1]) / (mu2 - mu3), 0.0)
     denom = mu1 * (mu2 - mu3) - mu2**2 + mu3**2
     s1 = (
         tau1

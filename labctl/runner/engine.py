@@ -30,7 +30,7 @@ from labctl.runner.suspenders import PeriodicPlan, Suspender
 from labctl.runner.watchdog import Watchdog
 from labctl.store.datasets import RunDatabase
 from labctl.store.events import EventLog, read_events, truncate_events
-from labctl.store.run_folder import RunFolder
+from labctl.store.run_folder import RunFolder, RunFolderError
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +138,9 @@ class RunEngine:
         metadata = folder.read_metadata()
         if metadata.get("status") == "ok":
             raise ValueError(f"{folder.path}: run finished ok; nothing to resume")
-        plan_name = str(metadata["plan"])
+        plan_name = metadata.get("plan")
+        if not isinstance(plan_name, str) or not plan_name:
+            raise RunFolderError(folder.metadata_path, "missing (the plan to resume)", "plan")
         plan = plan or load_plan(plan_name)
         checkpoint = folder.read_checkpoint() or {}
         checkpoint_seq = int(checkpoint.get("seq_next", 1))

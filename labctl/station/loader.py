@@ -93,7 +93,12 @@ def import_classes(config: StationConfig) -> dict[str, type[Any]]:
     for key, class_path, field in entries:
         source = config.source_of(*field.split("."), "class")
         try:
-            classes[key] = import_class(class_path, field=f"{field}.class", source=source)
+            classes[key] = import_class(
+                class_path,
+                field=f"{field}.class",
+                source=source,
+                allowed_packages=config.allowed_packages,
+            )
         except ConfigError as exc:
             problems.append(exc)
     if problems:

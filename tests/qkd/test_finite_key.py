@@ -80,7 +80,7 @@ def test_every_bound_is_the_papers_closed_form() -> None:
 
     def s0_s1(c: BasisCounts) -> tuple[float, float]:
         up, lo = pm(c.detections)
-        s0 = tau0 * (mu2 * lo[2] - mu3 * up[1]) / (mu2 - mu3)
+        s0 = max(tau0 * (mu2 * lo[2] - mu3 * up[1]) / (mu2 - mu3), 0.0)
         s1 = (tau1 * mu1 * (lo[1] - up[2] - (mu2**2 - mu3**2) / mu1**2 * (up[0] - s0 / tau0))) / (
             mu1 * (mu2 - mu3) - mu2**2 + mu3**2
         )
@@ -132,7 +132,8 @@ def test_hoeffding_bracket_is_not_clipped_at_the_observed_total() -> None:
 def test_uncertifiable_data_give_negative_bounds_and_no_key() -> None:
     key = BasisCounts((40.0, 3.0, 1.0), (2.0, 1.0, 1.0))
     r = secret_key_length(key, key, PROTOCOL, eps_sec=EPS_SEC, eps_cor=EPS_COR, leak_ec_bits=0)
-    assert r.s_x1 < 0 and r.s_x0 < 0  # reported as computed, not clamped
+    assert r.s_x1 < 0  # reported as computed, not clamped
+    assert r.s_x0 == 0.0  # Eq. (2) is negative here: the trivial bound s_0 >= 0 is kept
     assert r.secret_bits == 0 and r.raw_length <= 0
     assert r.phi_x == 0.5
 
@@ -159,12 +160,13 @@ def test_finite_bounds_shift_from_asymptotic_by_the_hoeffding_terms_exactly() ->
 
     tau0 delta (mu2 e^mu3/p3 + mu3 e^mu2/p2) / (mu2 - mu3).
     """
-    key, _ = _counts(1e10)
+    key, _ = _counts(1e14)  # large enough that Eq. (2) is positive at finite size
     eps = EPS_SEC / 21
     delta = math.sqrt(key.total / 2 * math.log(1 / eps))
     (_, mu2, mu3), (_, p2, p3) = PROTOCOL.intensities, PROTOCOL.probabilities
     s0_fin, _ = vacuum_and_single(key, PROTOCOL, eps)
     s0_asym, _ = vacuum_and_single(key, PROTOCOL, None)
+    assert s0_fin > 0
     expected = PROTOCOL.tau(0) * delta * (mu2 * math.exp(mu3) / p3 + mu3 * math.exp(mu2) / p2)
     assert s0_asym - s0_fin == pytest.approx(expected / (mu2 - mu3), rel=1e-9)
 
