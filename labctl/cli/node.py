@@ -50,11 +50,13 @@ def parse_address(text: str, where: str) -> tuple[str, int]:
 
 
 def read_psk(path: str) -> bytes:
-    """The pre-shared key from a file: hex text or raw bytes, at least 16 bytes."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the pre-shared key: {exc.strerror}", file=path) from None
+    """The pre-shared key from a private file (0600): hex text or raw bytes, >= 16 bytes.
+
+    A file its group or others may read is refused, naming the fix (``chmod 600 FILE``).
+    """
+    from labctl.store.secret_files import read_secret_file
+
+    data = read_secret_file(path, field="--psk-file")
     text = data.strip()
     try:
         key = bytes.fromhex(text.decode("ascii"))
@@ -162,7 +164,7 @@ async def _serve_alice(
 ) -> int:
     from labctl.qkd.errors import AuthenticationError, ChannelTimeout, QkdError
     from labctl.station import Station
-    from labctl.store.keystore import KeyStore
+    from labctl.store.keystore import KeyStore, store_key_from_config
 
     keygen = _keygen()
     settings_mod = importlib.import_module("experiments.keygen.settings")
@@ -195,7 +197,7 @@ async def _serve_alice(
             return 1
         alice_path, _ = keygen.store_paths(config)
         source = nodes.WorldSource(station.world)
-        with KeyStore(alice_path) as store:
+        with KeyStore(alice_path, encryption_key=store_key_from_config(config)) as store:
             serving[0] = True
             try:
                 if len(channels) == 1:
@@ -297,8 +299,8 @@ def _main(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}", field="--workers")
+    psk = read_psk(args.psk_file)  # first: a badly protected key is refused before anything
     config = load_station_config(args, args.config)
-    psk = read_psk(args.psk_file)
     runner: Callable[[argparse.Namespace, Any, bytes], Awaitable[int]]
     if args.role == "alice":
         if not args.listen:

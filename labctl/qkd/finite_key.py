@@ -22,16 +22,21 @@ log2((c+d)/(c d (1-b) b) 21^2/a^2)). The 21 (and the 6 in front of its logarithm
 paper's split of eps_sec over its estimation steps; the 19 found elsewhere belongs to the
 one-decoy analysis of Rusca et al. (2018) and does not carry over.
 
-The bounds are used exactly as stated: the Hoeffding brackets are not clipped at the
-observed totals (n^+ may exceed n_X and n^- may be negative), s_1 and v_Z,1 are not
-clamped, and v_Z,1 is not capped at s_Z,1 (that cap would mix an upper bound with a lower
-bound and is not a bound at all). Two guards remain, neither a clip of a statistical
-bound: s_0 is max(Eq. 2, 0), the larger of two valid lower bounds on a count (Eq. 3 holds
-for any valid lower bound on s_0, and s_0 >= 0 needs no failure probability; without it a
-block with no vacuum-decoy detections loses |Eq. 2| bits it never owed); and where the
-paper's formulas have no meaning there is no key: s_Z,1 <= 0 or s_X,1 <= 0 (phi_X is
-undefined), phi_X taken as 1/2 when the bound reaches 1/2 (h is largest there; using h on
-[1/2, 1] would *grow* the key). ``asymptotic=True`` drops both statistical
+The bounds are used as stated: the upper ends n^+ are not clipped at the observed total
+(n^+ may exceed e^k/p_k n_X), s_1 and v_Z,1 are not clamped, and v_Z,1 is not capped at
+s_Z,1 (that cap mixed an upper bound with a lower bound and was not a bound at all). What
+remains are facts that hold with certainty, so they cost no failure probability and do not
+loosen the eps_sec guarantee:
+
+- n^-_k = e^k/p_k max(n_k - delta, 0): Hoeffding brackets the *expected* count
+  n*_k = sum_n p_{k|n} s_n, which is never negative. Without the floor a rare class (the
+  vacuum decoy, p_k = 0.05) turns "one error seen" into -20 delta and inflates v_Z,1 2-3
+  fold, which leaves no key at the block sizes the shipped configs use;
+- s_0 = max(Eq. 2, 0), the larger of two valid lower bounds on a count (Eq. 3 holds for
+  any valid lower bound on s_0);
+- no key where the formulas have no meaning: s_Z,1 <= 0 or s_X,1 <= 0 (phi_X undefined),
+  and phi_X taken as 1/2 when the bound reaches 1/2 (h is largest there; h on [1/2, 1]
+  would *grow* the key). ``asymptotic=True`` drops both statistical
 terms (delta = gamma = 0 and no eps penalty), the limit approached as N grows.
 """
 
@@ -143,9 +148,11 @@ def sampling_gamma(a: float, b: float, c: float, d: float) -> float:
 def hoeffding_bracket(
     counts: Sequence[float], protocol: DecoyProtocol, eps: float | None
 ) -> tuple[list[float], list[float]]:
-    """(n^+_k, n^-_k) = e^k/p_k (n_k ± delta(sum_k n_k, eps)) per intensity, unclipped.
+    """(n^+_k, n^-_k) = e^k/p_k (n_k ± delta(sum_k n_k, eps)) per intensity.
 
-    ``eps`` None means no fluctuation (delta = 0).
+    n^+ is not clipped (it may exceed e^k/p_k n_total); n^- is floored at 0 (see the module
+    docstring: the bracketed expectation is a count's, never negative). ``eps`` None means
+    no fluctuation (delta = 0).
     """
     total = float(sum(counts))
     dev = 0.0 if eps is None else hoeffding_delta(total, eps)
@@ -153,7 +160,7 @@ def hoeffding_bracket(
     for n_k, k, p in zip(counts, protocol.intensities, protocol.probabilities, strict=True):
         scale = math.exp(k) / p
         plus.append(scale * (n_k + dev))
-        minus.append(scale * (n_k - dev))
+        minus.append(scale * max(n_k - dev, 0.0))
     return plus, minus
 
 

@@ -23,7 +23,7 @@ from labctl.runner.bus import DocumentBus
 from labctl.runner.context import RunContext, RunHooks, StationLike
 from labctl.runner.control import RunControl
 from labctl.runner.documents import DocumentSink
-from labctl.runner.metadata import code_version, redact
+from labctl.runner.metadata import code_version, redact, redact_station_text
 from labctl.runner.plans import Plan, load_plan
 from labctl.runner.status import RunState, StopPlan
 from labctl.runner.suspenders import PeriodicPlan, Suspender
@@ -107,7 +107,9 @@ class RunEngine:
         """Run ``plan`` as a new run; ``duration_s`` limits it on the run's clock."""
         plan_name = plan_name or f"{plan.__module__}:{plan.__qualname__}"
         folder = RunFolder.create(
-            self.runs_dir, name or plan_name.rpartition(":")[2], config_text=self.config_text
+            self.runs_dir,
+            name or plan_name.rpartition(":")[2],
+            config_text=None if self.config_text is None else redact_station_text(self.config_text),
         )
         args = dict(args or {})
         folder.write_metadata(

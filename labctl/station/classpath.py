@@ -50,8 +50,8 @@ def import_class(
         allowed = ", ".join(f"'{p}'" for p in (*SHIPPED_PACKAGES, *extra))
         top = module_name.split(".", 1)[0]
         raise fail(
-            f"module '{module_name}' is outside the allowed packages ({allowed}); not imported",
-            f"list its package at the top level of the station file: allowed_packages: [{top}]",
+            f"module '{module_name}' is outside the allowed packages ({allowed}); not imported. "
+            f"To trust it, list its package at the top level: allowed_packages: [{top}]"
         )
     try:
         module = importlib.import_module(module_name)

@@ -29,6 +29,7 @@ def _anchor_paths(config: StationConfig, base: Path) -> StationConfig:
             "runs_dir": _resolve(base, config.storage.runs_dir),
             "calibration_store": _resolve(base, config.storage.calibration_store),
             "key_store": _resolve(base, config.storage.key_store),
+            "key_store_key_file": _resolve(base, config.storage.key_store_key_file),
         }
     )
     logging = config.logging.model_copy(

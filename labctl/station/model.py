@@ -221,6 +221,13 @@ class StorageConfig(_Strict):
     runs_dir: FilePath = Path("runs")
     calibration_store: FilePath = Path("calibration.json")
     key_store: FilePath = Path("keys.sqlite")
+    key_store_key_file: FilePath | None = Field(
+        default=None,
+        description=(
+            "Private file (mode 0600) with the 32-byte key (raw or hex) that encrypts the "
+            "key store's bits with AES-256-GCM; omit for a plain store (also 0600)."
+        ),
+    )
 
 
 class LoggingConfig(_Strict):

@@ -132,6 +132,7 @@ async def _run_pair(
 
 def _psk(path: Path) -> Path:
     path.write_text(os.urandom(32).hex() + "\n", encoding="ascii")
+    path.chmod(0o600)  # a PSK open to group/others is refused
     return path
 
 
@@ -279,3 +280,15 @@ def test_workers_below_one_is_refused_before_anything_starts(
     argv = ["node", role, "missing.yaml", *address, "--psk-file", str(psk), "--workers", "0"]
     assert labctl_main(argv) == 2  # bad input: no station built, no socket opened
     assert "--workers must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_psk_file_open_to_others_is_refused_naming_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    psk = _psk(tmp_path / "link.psk")
+    psk.chmod(0o644)
+    argv = ["node", "alice", "missing.yaml", "--listen", "127.0.0.1:0", "--psk-file", str(psk)]
+    assert labctl_main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{psk}: --psk-file: secret file is open to group/others (mode 0644)" in err
+    assert f"chmod 600 {psk}" in err

@@ -75,7 +75,7 @@ def test_every_bound_is_the_papers_closed_form() -> None:
         d = math.sqrt(sum(values) / 2 * log_term)
         scale = [math.exp(k) / p for k, p in zip((mu1, mu2, mu3), (p1, p2, p3), strict=True)]
         return [s * (n + d) for s, n in zip(scale, values, strict=True)], [
-            s * (n - d) for s, n in zip(scale, values, strict=True)
+            s * max(n - d, 0.0) for s, n in zip(scale, values, strict=True)
         ]
 
     def s0_s1(c: BasisCounts) -> tuple[float, float]:
@@ -117,16 +117,17 @@ def test_every_bound_is_the_papers_closed_form() -> None:
 
 
 def test_hoeffding_bracket_is_not_clipped_at_the_observed_total() -> None:
-    """With few counts n_k + delta exceeds n_X and n_k - delta is negative: both kept."""
+    """With few counts n_k + delta exceeds n_X (kept); n_k - delta < 0 floors at 0."""
     counts = (40.0, 3.0, 0.0)
     eps = EPS_SEC / 21
     plus, minus = hoeffding_bracket(counts, PROTOCOL, eps)
     delta = math.sqrt(sum(counts) / 2 * math.log(1 / eps))
     for k, (mu, p) in enumerate(zip(PROTOCOL.intensities, PROTOCOL.probabilities, strict=True)):
         assert plus[k] == pytest.approx(math.exp(mu) / p * (counts[k] + delta), rel=1e-12)
-        assert minus[k] == pytest.approx(math.exp(mu) / p * (counts[k] - delta), rel=1e-12)
+        assert minus[k] == pytest.approx(math.exp(mu) / p * max(counts[k] - delta, 0), rel=1e-12)
     assert counts[0] + delta > sum(counts)
-    assert minus[2] < 0
+    assert plus[0] > math.exp(PROTOCOL.intensities[0]) / PROTOCOL.probabilities[0] * sum(counts)
+    assert minus[2] == 0.0
 
 
 def test_uncertifiable_data_give_negative_bounds_and_no_key() -> None:
