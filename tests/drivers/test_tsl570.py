@@ -25,6 +25,7 @@ def connect_steps(low: bytes = b"1480.0000", high: bytes = b"1640.0000") -> list
     """What the driver says on every (re)connect: identity, units, tuning range."""
     return [
         (b"*IDN?\r", b"SANTEC,TSL-570,21020001,0001.000.0001\r"),
+        (b"*CLS\r", b""),
         (b":POW:UNIT 1\r", b""),
         OK,
         (b":WAV:UNIT 0\r", b""),
@@ -121,6 +122,27 @@ async def test_device_error_is_instrument_fault() -> None:
     assert info.value.command == ":WAV 1500.0000"
     assert "-222" in str(info.value) and "Data out of range" in str(info.value)
     assert "wavelength_nm" not in laser.remembered_settings  # a refused value is not re-applied
+    transport.assert_complete()
+
+
+async def test_crlf_replies_and_error_texts_by_code() -> None:
+    """A CR LF reply leaves an LF that the next reply strips; the code, not the text,
+    says whether the queue is clean (``+0,"No error"`` is clean, -113 is not)."""
+    laser, transport = await connected(
+        [
+            (b":POW?\r", b"+1.2500E+00\r\n"),
+            (b":COHC 1\r", b""),
+            (b":SYST:ERR?\r", b'+0,"No error"\r\n'),
+            (b":WAV?\r", b"1550.1234\r\n"),
+            (b":COHC 0\r", b""),
+            (b":SYST:ERR?\r", b'-113,"Undefined header"\r'),
+        ]
+    )
+    assert await laser.get_power_mw() == pytest.approx(1.25)
+    await laser.set_coherence_control(True)
+    assert await laser.get_wavelength_nm() == pytest.approx(1550.1234)
+    with pytest.raises(InstrumentFault, match="-113: Undefined header"):
+        await laser.set_coherence_control(False)
     transport.assert_complete()
 
 
