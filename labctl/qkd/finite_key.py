@@ -30,14 +30,16 @@ loosen the eps_sec guarantee:
 
 - n^-_k = e^k/p_k max(n_k - delta, 0): Hoeffding brackets the *expected* count
   n*_k = sum_n p_{k|n} s_n, which is never negative. Without the floor a rare class (the
-  vacuum decoy, p_k = 0.05) turns "one error seen" into -20 delta and inflates v_Z,1 2-3
-  fold, which leaves no key at the block sizes the shipped configs use;
+  vacuum decoy, p_k = 0.05) turns a handful of errors into about -20 delta and inflates
+  v_Z,1 2-3 fold, which leaves no key at the block sizes the shipped configs use;
 - s_0 = max(Eq. 2, 0), the larger of two valid lower bounds on a count (Eq. 3 holds for
   any valid lower bound on s_0);
 - no key where the formulas have no meaning: s_Z,1 <= 0 or s_X,1 <= 0 (phi_X undefined),
   and phi_X taken as 1/2 when the bound reaches 1/2 (h is largest there; h on [1/2, 1]
-  would *grow* the key). ``asymptotic=True`` drops both statistical
-terms (delta = gamma = 0 and no eps penalty), the limit approached as N grows.
+  would *grow* the key).
+
+``asymptotic=True`` drops both statistical terms (delta = gamma = 0 and no eps penalty),
+the limit approached as N grows.
 """
 
 from __future__ import annotations

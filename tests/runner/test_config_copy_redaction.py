@@ -10,6 +10,7 @@ from runner_fixtures import counting_plan
 
 from labctl.cli.resume import station_file
 from labctl.interfaces.errors import ConfigError
+from labctl.runner.context import StationLike
 from labctl.runner.engine import RunEngine
 from labctl.runner.metadata import REDACTED, redact_station_text
 from labctl.store.run_folder import RunFolder
@@ -47,7 +48,9 @@ def test_a_file_without_secrets_is_copied_verbatim() -> None:
     assert redact_station_text(text) == text
 
 
-async def test_the_run_folder_copy_holds_no_secret(marker_station, tmp_path: Path) -> None:
+async def test_the_run_folder_copy_holds_no_secret(
+    marker_station: StationLike, tmp_path: Path
+) -> None:
     engine = RunEngine(marker_station, runs_dir=tmp_path / "runs", config_text=SECRET_TEXT)
     result = await engine.run(counting_plan, name="redact", args={"n": 1, "step_s": 0.0})
     assert result.status == "ok"
