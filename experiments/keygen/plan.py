@@ -40,7 +40,7 @@ from experiments.sync.settings import SyncSettings
 from labctl.qkd.auth import AuthenticatedChannel, memory_pair
 from labctl.qkd.errors import AuthenticationError
 from labctl.runner.status import StopPlan
-from labctl.store.keystore import KeyStore, node_store_path
+from labctl.store.keystore import KeyStore, node_store_path, store_key_from_config
 
 LINK_METRICS = ("qber", "skr")
 
@@ -142,11 +142,12 @@ async def generate_key(
     bob_wiring = detector_wiring(sync_settings(run.station))
     tagger = run.instrument("tagger-bob")
     alice_path, bob_path = store_paths(config)
+    store_key = store_key_from_config(config)  # None: plain store (storage.key_store_key_file)
     summary = KeySummary(run.run_id, 1e12 / period_ps)
     summary.sync_offset_ps, summary.sync_drift_ppb = steps.sync_figures(clock_map)
     run.emit("sync", {"offset_ps": summary.sync_offset_ps, "drift_ppb": summary.sync_drift_ppb})
     async with contextlib.AsyncExitStack() as stack:
-        bob_store = stack.enter_context(KeyStore(bob_path))
+        bob_store = stack.enter_context(KeyStore(bob_path, encryption_key=store_key))
         summary.extra["key_store_bob"] = str(bob_path)
         alice_task: asyncio.Task[list[BlockResult]] | None = None
         if remote_alice is None:
@@ -157,7 +158,7 @@ async def generate_key(
                 source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
                 channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
-            alice_store = stack.enter_context(KeyStore(alice_path))
+            alice_store = stack.enter_context(KeyStore(alice_path, encryption_key=store_key))
             summary.extra["key_store_alice"] = str(alice_path)
             alice_node = AliceNode(channels[0], alice_store, settings, source, run.run_id)
             alice_task = asyncio.create_task(alice_node.serve(), name="alice-node")

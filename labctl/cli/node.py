@@ -12,9 +12,11 @@ message and is never printed.
 
 ``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
 own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
-keys committed in block order so both stores stay identical. W = 1 (default) is the single
-channel of before, message for message. Different W at the two ends is refused at connect
-time (or at Bob's first block when he runs W = 1) with an error naming ``--workers``.
+keys committed in block order so both stores stay identical. Every channel, W = 1 included,
+opens with Alice's challenge and Bob's authenticated hello, so different W at the two ends
+is refused at connect time with an error naming ``--workers``. Alice's listener closes any
+connection that does not authenticate (garbage, silence, a wrong pre-shared key, a port
+scan), says so on stderr and keeps waiting for Bob until ``--timeout-s``.
 
 Ctrl-C/SIGTERM on Alice: she takes no new block, finishes the ones in flight (each message
 within ``qkd.channel_timeout_s``) and closes her channels; Bob's next block fails, blocks
@@ -48,11 +50,13 @@ def parse_address(text: str, where: str) -> tuple[str, int]:
 
 
 def read_psk(path: str) -> bytes:
-    """The pre-shared key from a file: hex text or raw bytes, at least 16 bytes."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the pre-shared key: {exc.strerror}", file=path) from None
+    """The pre-shared key from a private file (0600): hex text or raw bytes, >= 16 bytes.
+
+    A file its group or others may read is refused, naming the fix (``chmod 600 FILE``).
+    """
+    from labctl.store.secret_files import read_secret_file
+
+    data = read_secret_file(path, field="--psk-file")
     text = data.strip()
     try:
         key = bytes.fromhex(text.decode("ascii"))
@@ -133,29 +137,9 @@ def _first_qkd_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-async def _accept_one(
-    host: str, port: int, psk: bytes, timeout_s: float, channel_timeout_s: float
-) -> Any:
-    """Alice, one worker: the single channel of before (TcpTransport, no handshake)."""
-    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
-
-    accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if accepted.done():
-            writer.close()  # one peer per node
-            return
-        accepted.set_result(TcpTransport(reader, writer))
-
-    server = await asyncio.start_server(on_connect, host, port)
-    bound = server.sockets[0].getsockname()
-    print(f"listening on {bound[0]}:{bound[1]}", flush=True)
-    try:
-        transport = await asyncio.wait_for(accepted, timeout_s)
-    finally:
-        server.close()
-    guarded = _links().SingleChannelGuard(transport, "Bob")
-    return [AuthenticatedChannel(guarded, psk, "alice", channel_timeout_s)]
+def _print_rejected(peer: str, reason: str) -> None:
+    """Alice's listener closed a connection that did not authenticate; she waits on."""
+    print(f"alice: refused connection from {peer}: {reason}", file=sys.stderr, flush=True)
 
 
 async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
@@ -180,7 +164,7 @@ async def _serve_alice(
 ) -> int:
     from labctl.qkd.errors import AuthenticationError, ChannelTimeout, QkdError
     from labctl.station import Station
-    from labctl.store.keystore import KeyStore
+    from labctl.store.keystore import KeyStore, store_key_from_config
 
     keygen = _keygen()
     settings_mod = importlib.import_module("experiments.keygen.settings")
@@ -209,6 +193,7 @@ async def _serve_alice(
                 args.timeout_s,
                 lambda h, p: print(f"listening on {h}:{p}", flush=True),
                 channel_timeout_s=settings.channel_timeout_s,
+                on_rejected=_print_rejected,
                 control=True,
             )
         except (TimeoutError, ChannelTimeout):
@@ -222,7 +207,7 @@ async def _serve_alice(
         source = nodes.TransmitterSource(alice, lambda: control.power_mw)
         alice_path, _ = keygen.store_paths(config)
         controlling = asyncio.create_task(control.serve(stop), name="alice-control")
-        with KeyStore(alice_path) as store:
+        with KeyStore(alice_path, encryption_key=store_key_from_config(config)) as store:
             serving[0] = True
             try:
                 if len(workers) == 1:
@@ -345,8 +330,8 @@ def _main(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}", field="--workers")
+    psk = read_psk(args.psk_file)  # first: a badly protected key is refused before anything
     config = load_station_config(args, args.config)
-    psk = read_psk(args.psk_file)
     runner: Callable[[argparse.Namespace, Any, bytes], Awaitable[int]]
     if args.role == "alice":
         if not args.listen:
