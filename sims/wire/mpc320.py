@@ -13,7 +13,8 @@ Served messages (request -> reply):
 ``HW_REQ_INFO`` 0x0005                    ``HW_GET_INFO`` 0x0006, 84 bytes (serial,
                                           model ``MPC320``, firmware, 3 channels)
 ``MOD_IDENTIFY`` 0x0223                   none (the front panel LED flashes)
-``MOD_SET_CHANENABLESTATE`` 0x0210        none (param2 0x01 enable, 0x02 disable)
+``MOD_SET_CHANENABLESTATE`` 0x0210        none (param2 0x01: exactly the paddles in the
+                                          mask are enabled, the others disabled)
 ``MOD_REQ_CHANENABLESTATE`` 0x0211        ``MOD_GET_CHANENABLESTATE`` 0x0212
 ``HW_START/STOP_UPDATEMSGS`` 0x0011/12    none (no periodic updates are sent)
 ``MOT_MOVE_HOME`` 0x0443                  ``MOT_MOVE_HOMED`` 0x0444 (at the home position)
@@ -106,8 +107,12 @@ class Mpc320Wire(SerialDevice):
         if message_id == HW_REQ_INFO:
             return long_message(HW_GET_INFO, _hardware_info())
         if message_id == MOD_SET_CHANENABLESTATE:
-            for channel in _channels(param1):
-                self.enabled[channel] = param2 == ENABLE
+            named = _channels(param1)
+            for channel in self.enabled:
+                if param2 == ENABLE:  # the mask is the whole enabled set: 0x00 disables all
+                    self.enabled[channel] = channel in named
+                elif channel in named:
+                    self.enabled[channel] = False
             return b""
         if message_id == MOD_REQ_CHANENABLESTATE:
             channels = _channels(param1)
