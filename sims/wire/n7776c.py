@@ -12,7 +12,7 @@ What is served, as the N7776C / 8164B programming guide gives it:
 - ``:SOURce0:POWer:UNIT 0|1|DBM|W`` and ``?`` (``+0`` dBm, ``+1`` W): the unit numbers
   are read back in, and a number without suffix is taken in;
 - ``:SOURce0:POWer[:LEVel][:IMMediate][:AMPLitude] <value>[PW|NW|UW|MW|W|DBM]``; the
-  query answers in W or dBm (``+1.50000000E-003``) and takes ``MIN|MAX|DEF``;
+  query answers in W or dBm (``+1.50000000E-003``, three-digit exponent) and takes ``MIN|MAX|DEF``;
 - ``:SOURce0:WAVelength <value>[PM|NM|UM|MM|M]`` (no suffix: metres); the query answers
   in metres (``+1.55012500E-006``) and takes ``MIN|MAX|DEF``; the N7776C tunes
   1480..1620 nm (narrowed further when the twin's own range is narrower);
@@ -207,8 +207,8 @@ class N7776cWire:
 
     def _format_power(self, power_mw: float) -> str:
         if self._unit_watt:
-            return f"{power_mw * 1e-3:+.8E}"
-        return f"{mw_to_dbm(power_mw):+.8E}"
+            return _sci(power_mw * 1e-3)
+        return _sci(mw_to_dbm(power_mw))
 
     async def _power(self, argument: str, suffixes: tuple[int, ...]) -> Outcome:
         self._slot(suffixes)
@@ -239,10 +239,8 @@ class N7776cWire:
         limit = _limit(argument)
         if limit is not None:
             low, high = self._band_nm()
-            return Outcome(Fate.OK, f"{(low if limit == 'MIN' else high) * 1e-9:+.8E}")
-        return _formatted(
-            await attempt(self.twin.get_wavelength_nm()), lambda nm: f"{nm * 1e-9:+.8E}"
-        )
+            return Outcome(Fate.OK, _sci((low if limit == "MIN" else high) * 1e-9))
+        return _formatted(await attempt(self.twin.get_wavelength_nm()), lambda nm: _sci(nm * 1e-9))
 
     async def _set_wavelength(self, argument: str, suffixes: tuple[int, ...]) -> Outcome:
         self._slot(suffixes)
@@ -254,6 +252,12 @@ class N7776cWire:
         if not low <= nm <= high:
             raise ScpiRefusal(-222, argument)
         return await attempt(self.twin.set_wavelength_nm(nm))
+
+
+def _sci(value: float) -> str:
+    """A number as the instrument prints it: ``+1.55012500E-006`` (3-digit exponent)."""
+    mantissa, _, exponent = f"{value:+.8E}".partition("E")
+    return f"{mantissa}E{int(exponent):+04d}"
 
 
 def _limit(argument: str) -> str | None:
