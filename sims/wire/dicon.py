@@ -17,12 +17,20 @@ What is served, after DiCon's switch remote-command conventions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sims.wire.base import GARBAGE, Fate, Outcome, SerialDevice, attempt, ensure_link
 from sims.wire.scpi import parse_bool, parse_number
-from sims.wire.scpi_device import ScpiCommand, ScpiCore, ScpiRefusal, no_argument, required
+from sims.wire.scpi_device import (
+    Handler,
+    ScpiCommand,
+    ScpiCore,
+    ScpiRefusal,
+    no_argument,
+    required,
+)
 
 TERMINATOR = b"\r"
 SERIAL_NUMBER = "LCTWIN0003"
@@ -103,7 +111,7 @@ class DiconMemsWire(SerialDevice):
         return f"DiCon Fiberoptics Inc,MEMS 1x{int(self.twin.n_ports)},{SERIAL_NUMBER},{FIRMWARE}"
 
     @staticmethod
-    def _text(value: Any) -> Any:
+    def _text(value: Callable[[], str]) -> Handler:
         async def query(argument: str, suffixes: tuple[int, ...]) -> Outcome:
             no_argument(argument)
             return Outcome(Fate.OK, value())
@@ -111,7 +119,7 @@ class DiconMemsWire(SerialDevice):
         return query
 
     @staticmethod
-    def _action(action: Any) -> Any:
+    def _action(action: Callable[[], None]) -> Handler:
         async def setting(argument: str, suffixes: tuple[int, ...]) -> Outcome:
             no_argument(argument)
             action()

@@ -26,12 +26,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from labctl.interfaces.units import dbm_to_mw, mw_to_dbm
 from sims.wire.base import GARBAGE, Fate, Outcome, TcpEndpoint, attempt, ensure_link
 from sims.wire.scpi import parse_bool, parse_number, take_messages
-from sims.wire.scpi_device import ScpiCommand, ScpiCore, ScpiRefusal, no_argument, required
+from sims.wire.scpi_device import (
+    Handler,
+    ScpiCommand,
+    ScpiCore,
+    ScpiRefusal,
+    no_argument,
+    required,
+)
 
 log = logging.getLogger("sims.wire.n7776c")
 
@@ -134,7 +142,7 @@ class N7776cWire:
         ]
 
     @staticmethod
-    def _text(value: Any) -> Any:
+    def _text(value: Callable[[], str]) -> Handler:
         async def query(argument: str, suffixes: tuple[int, ...]) -> Outcome:
             no_argument(argument)
             return Outcome(Fate.OK, value())
@@ -142,7 +150,7 @@ class N7776cWire:
         return query
 
     @staticmethod
-    def _action(action: Any) -> Any:
+    def _action(action: Callable[[], None]) -> Handler:
         async def setting(argument: str, suffixes: tuple[int, ...]) -> Outcome:
             no_argument(argument)
             action()
@@ -272,7 +280,7 @@ def _limit(argument: str) -> str | None:
     raise ScpiRefusal(-104, argument)
 
 
-def _formatted(outcome: Outcome, render: Any) -> Outcome:
+def _formatted(outcome: Outcome, render: Callable[[Any], str]) -> Outcome:
     if outcome.fate is not Fate.OK:
         return outcome
     return Outcome(Fate.OK, render(outcome.value))

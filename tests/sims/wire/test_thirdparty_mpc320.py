@@ -45,7 +45,8 @@ async def test_qmi_thorlabs_mpc320_main_functions() -> None:
         try:
             idn = await call(mpc.get_idn)
             # QMI hands the raw fields on: model bytes, serial number as an int.
-            assert (idn.vendor, idn.model, idn.serial) == ("Thorlabs", b"MPC320", 38000321)
+            fields: tuple[object, ...] = (idn.vendor, idn.model, idn.serial)
+            assert fields == ("Thorlabs", b"MPC320", 38000321)
 
             await call(mpc.enable_channels, [1, 2, 3])
             assert await call(mpc.get_channel_state, 2) == AptChannelState.ENABLE
@@ -57,7 +58,7 @@ async def test_qmi_thorlabs_mpc320_main_functions() -> None:
             status = await call(mpc.get_status_update, 2)
             assert status.position == pytest.approx(counts * 170 / 1370)
 
-            await call(mpc.set_polarisation_parameters, 60, 0.0, 10.0, 10.0, 10.0)
+            await call(mpc.set_polarisation_parameters, 60, 0, 10, 10, 10)
             params = await call(mpc.get_polarisation_parameters)
             assert params.velocity == pytest.approx(60)
             assert params.home_position == pytest.approx(0.0)
