@@ -34,7 +34,7 @@ from experiments.keygen.pipeline import BlockPipeline, CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.summary import KeySummary
 from experiments.keygen.workers import ParallelPipeline, bob_workers
-from experiments.sync.alice import AlicePlayer, alice_of
+from experiments.sync.alice import AliceSide, TransmitterAlice, alice_of
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.qkd.auth import AuthenticatedChannel, memory_pair
@@ -64,7 +64,11 @@ def detector_wiring(sync: SyncSettings) -> list[int]:
 
 def settings_laser(run: Any) -> str:
     """Alice's laser instrument name (the calibration section's, else ``laser``)."""
-    config = _config(run)
+    return settings_laser_of(_config(run))
+
+
+def settings_laser_of(config: Any) -> str:
+    """Alice's laser instrument name in a station config."""
     roles = (config.raw_section("calibration") or {}).get("instruments") or {}
     return str(roles.get("laser", "laser"))
 
@@ -133,9 +137,7 @@ async def generate_key(
     alice = alice_of(run.station)
     # Alice answers sifting for every block still in the pipeline (she releases a block's
     # states once served); this bounds her record if Bob falls behind.
-    alice.record.max_pulses = max(
-        alice.record.max_pulses, (settings.queue_blocks + 2) * settings.block_pulses
-    )
+    alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
     period_ps = alice.period_ps
     bob_wiring = detector_wiring(sync_settings(run.station))
     tagger = run.instrument("tagger-bob")
@@ -149,8 +151,10 @@ async def generate_key(
         alice_task: asyncio.Task[list[BlockResult]] | None = None
         if remote_alice is None:
             if source is None:
-                laser = run.instrument(settings_laser(run))
-                source = TransmitterSource(alice, await laser.get_power_mw())
+                if not isinstance(alice, TransmitterAlice):
+                    raise RuntimeError("Alice's node is remote: her node answers sifting")
+                power_mw = await run.instrument(settings_laser(run)).get_power_mw()
+                source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
                 channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
             alice_store = stack.enter_context(KeyStore(alice_path))
@@ -224,7 +228,7 @@ async def _acquire_loop(
     tagger: Any,
     block_clock: steps.BlockClock,
     watch: monitor.QberWatch,
-    alice: AlicePlayer,
+    alice: AliceSide,
     detector_channels: list[int],
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
@@ -266,6 +270,7 @@ async def _acquire_loop(
                     rng=rng,
                     now_s=start_s,
                     window=playing,
+                    tracker=block_clock.tracker,
                 )
             finally:
                 if not playing.done():

@@ -57,8 +57,10 @@ async def connect_channels(
     timeout_s: float,
     *,
     channel_timeout_s: float | None = None,
+    control: bool = False,
 ) -> list[AuthenticatedChannel]:
-    """Bob's side: ``workers`` channels to Alice, in worker order.
+    """Bob's side: ``workers`` channels to Alice, in worker order (then, with ``control``,
+    one more for the control link, under its own derived key).
 
     ``timeout_s`` bounds each connect and handshake; ``channel_timeout_s`` (default
     ``timeout_s``) is the channels' receive timeout afterwards. A WorkerCountMismatch when
@@ -66,7 +68,7 @@ async def connect_channels(
     """
     channels: list[AuthenticatedChannel] = []
     try:
-        for w in range(workers):
+        for w in range(workers + int(control)):
             transport = await FrameStream.connect(host, port, timeout_s)
             # The index goes in clear in the first frame's kind: Alice needs it to pick the
             # key; a wrong index simply fails authentication.
@@ -105,8 +107,10 @@ async def accept_channels(
     on_listening: Callable[[str, int], None],
     *,
     channel_timeout_s: float | None = None,
+    control: bool = False,
 ) -> list[AuthenticatedChannel]:
-    """Alice's side: accept ``workers`` channels; returned in Bob's worker order.
+    """Alice's side: accept ``workers`` channels (and the control link's, last, with
+    ``control``); returned in Bob's worker order.
 
     A WorkerCountMismatch (after hanging up) when Bob runs another number of workers.
     """
@@ -122,11 +126,12 @@ async def accept_channels(
     on_listening(str(bound[0]), int(bound[1]))
     by_worker: dict[int, AuthenticatedChannel] = {}
     try:
-        while len(by_worker) < workers:
+        total = workers + int(control)
+        while len(by_worker) < total:
             transport = await asyncio.wait_for(accepted.get(), timeout_s)
             frame = await transport.recv_frame(timeout_s)
             try:
-                worker = _worker_of(frame, workers)
+                worker = _worker_of(frame, workers, total)
             except BaseException:
                 await transport.close()
                 raise
@@ -156,10 +161,10 @@ async def accept_channels(
         raise
     finally:
         server.close()
-    return [by_worker[w] for w in range(workers)]
+    return [by_worker[w] for w in range(total)]
 
 
-def _worker_of(frame: bytes, workers: int) -> int:
+def _worker_of(frame: bytes, workers: int, total: int) -> int:
     """The worker index named by the (not yet authenticated) first frame's kind."""
     if len(frame) < 9:
         raise MessageFormatError("link/worker: short first frame")
@@ -171,7 +176,7 @@ def _worker_of(frame: bytes, workers: int) -> int:
             f"Bob's first message is {kind!r}, not a worker hello: he runs --workers 1, "
             f"this Alice --workers {workers}"
         )
-    if not index.isdigit() or int(index) >= workers:
+    if not index.isdigit() or int(index) >= total:
         raise MessageFormatError(f"link/worker: unexpected first message {kind!r}")
     return int(index)
 

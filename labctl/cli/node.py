@@ -186,46 +186,51 @@ async def _serve_alice(
     settings_mod = importlib.import_module("experiments.keygen.settings")
     nodes = importlib.import_module("experiments.keygen.nodes")
     workers_mod = importlib.import_module("experiments.keygen.workers")
+    control_mod = importlib.import_module("experiments.keygen.control")
+    alice_mod = importlib.import_module("experiments.sync.alice")
     settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.listen, "--listen")
     _warn_idle_workers(settings, args.workers, "alice")
     station = Station.from_config(config)
     async with station:
-        if station.world is None:
-            print("labctl node alice: the station has no source record (world)", file=sys.stderr)
-            return 2
         try:
-            if args.workers == 1:
-                channels = await _accept_one(
-                    host, port, psk, args.timeout_s, settings.channel_timeout_s
-                )
-            else:
-                channels = await _links().accept_channels(
-                    host,
-                    port,
-                    args.workers,
-                    psk,
-                    args.timeout_s,
-                    lambda h, p: print(f"listening on {h}:{p}", flush=True),
-                    channel_timeout_s=settings.channel_timeout_s,
-                )
+            alice = alice_mod.alice_of(station)
+            laser = station.instruments[keygen.settings_laser_of(config)]
+        except (LookupError, KeyError) as exc:
+            print(f"labctl node alice: {exc}", file=sys.stderr)
+            return 2
+        alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
+        try:
+            channels = await _links().accept_channels(
+                host,
+                port,
+                args.workers,
+                psk,
+                args.timeout_s,
+                lambda h, p: print(f"listening on {h}:{p}", flush=True),
+                channel_timeout_s=settings.channel_timeout_s,
+                control=True,
+            )
         except (TimeoutError, ChannelTimeout):
             print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
             return 1
         except QkdError as exc:
             print(f"alice: no link: {exc}", file=sys.stderr)
             return 1
+        workers, control_channel = channels[:-1], channels[-1]
+        control = control_mod.AliceControl(control_channel, alice, laser)
+        source = nodes.TransmitterSource(alice, lambda: control.power_mw)
         alice_path, _ = keygen.store_paths(config)
-        source = nodes.WorldSource(station.world)
+        controlling = asyncio.create_task(control.serve(stop), name="alice-control")
         with KeyStore(alice_path) as store:
             serving[0] = True
             try:
-                if len(channels) == 1:
-                    node = nodes.AliceNode(channels[0], store, settings, source)
+                if len(workers) == 1:
+                    node = nodes.AliceNode(workers[0], store, settings, source)
                     results = await node.serve(stop)
                 else:
                     results, _ = await workers_mod.serve_alice(
-                        channels, store, settings, source, stop=stop
+                        workers, store, settings, source, stop=stop
                     )
             except Exception as exc:
                 error = _first_qkd_error(exc)
@@ -238,6 +243,9 @@ async def _serve_alice(
                 print(f"alice: key output stopped: {kind}: {error}", file=sys.stderr)
                 return 1
             finally:
+                controlling.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await controlling
                 for channel in channels:
                     await channel.close()
     for r in results:
@@ -250,7 +258,7 @@ async def _serve_alice(
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     from labctl.cli.run import engine_options, parse_duration_s, report
-    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
+    from labctl.qkd.auth import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
     from labctl.runner.control import RunControl
     from labctl.runner.engine import RunEngine
@@ -259,25 +267,25 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
 
     keygen = _keygen()
     settings_mod = importlib.import_module("experiments.keygen.settings")
+    control_mod = importlib.import_module("experiments.keygen.control")
+    alice_mod = importlib.import_module("experiments.sync.alice")
     settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.connect, "--connect")
     duration_s = parse_duration_s(args.duration)
     _warn_idle_workers(settings, args.workers, "bob")
     channels: list[AuthenticatedChannel]
     try:
-        if args.workers == 1:
-            transport = await TcpTransport.connect(host, port, args.timeout_s)
-            guarded = _links().SingleChannelGuard(transport, "Alice")
-            channels = [AuthenticatedChannel(guarded, psk, "bob", settings.channel_timeout_s)]
-        else:
-            channels = await _links().connect_channels(
-                host,
-                port,
-                args.workers,
-                psk,
-                args.timeout_s,
-                channel_timeout_s=settings.channel_timeout_s,
-            )
+        channels = await _links().connect_channels(
+            host,
+            port,
+            args.workers,
+            psk,
+            args.timeout_s,
+            channel_timeout_s=settings.channel_timeout_s,
+            control=True,
+        )
+        workers, control_channel = channels[:-1], channels[-1]
+        remote = await control_mod.RemoteAlice.connect(control_channel)
     except QkdError as exc:
         print(f"bob: no link to Alice: {exc}", file=sys.stderr)
         return 1
@@ -289,9 +297,20 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
         if not args.skip_calibration:
             await steps.calibrate(run)
         clock_map = await steps.synchronize(run)
-        return await keygen.generate_key(run, clock_map, remote_alice=channels)
+        return await keygen.generate_key(run, clock_map, remote_alice=workers)
 
     station = Station.from_config(config)
+    # Alice's laser is hers: Bob's plans reach it through her node, like her transmitter.
+    laser_name = keygen.settings_laser_of(config)
+    if laser_name in station.instruments:
+        print(
+            f"bob: {laser_name!r} is Alice's laser: remove it from Bob's station", file=sys.stderr
+        )
+        return 2
+    station.instruments[laser_name] = control_mod.RemoteLaser(
+        laser_name, control_channel, remote.lock
+    )
+    alice_mod.attach_alice(station, remote)
     # As in ``labctl run``: the first Ctrl-C/SIGTERM ends the run at its next checkpoint,
     # blocks in flight finish and every channel is closed with link/close, so Alice ends
     # too and both stores hold the same keys; a second one halts.
@@ -313,6 +332,8 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
                     control=control,
                 )
     finally:
+        with contextlib.suppress(QkdError):
+            await remote.close()
         for channel in channels:
             await channel.close()
     print(f"bob: {args.workers} workers")
