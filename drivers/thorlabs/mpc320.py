@@ -214,6 +214,12 @@ class MPC320(DriverBase):
             await self._transport.write(request, command=command)
             for _ in range(MAX_SKIPPED):
                 header = await self._transport.read_exact(HEADER_BYTES, command=command)
+                if header[4] & ~LONG != HOST or header[5] != UNIT:
+                    raise ProtocolError(
+                        f"not an APT message from the unit: {header.hex(' ')}",
+                        instrument=self.name,
+                        command=command,
+                    )
                 message_id, length = struct.unpack_from("<HH", header)
                 long_form = bool(header[4] & LONG)
                 data = b""

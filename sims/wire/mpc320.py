@@ -42,6 +42,9 @@ from typing import Any
 
 from sims.wire.base import GARBAGE, Fate, SerialDevice, attempt, ensure_link
 
+# A garbled reply: a header's worth of bytes whose addresses are not host and unit.
+GARBLED = GARBAGE + b"\x00\x00"
+
 HOST = 0x01
 DEVICE = 0x50
 LONG = 0x80
@@ -149,7 +152,7 @@ class Mpc320Wire(SerialDevice):
             return b""
         counts = await self._counts(channels[0])
         if isinstance(counts, Fate):
-            return GARBAGE if counts is Fate.GARBLED else b""
+            return GARBLED if counts is Fate.GARBLED else b""
         status = STATUS_ENABLED if self.enabled[channels[0]] else 0
         data = struct.pack("<HiHhI", chan_ident, counts, 0, 0, status)
         if reply_id == MOT_MOVE_HOMED:
@@ -165,7 +168,7 @@ class Mpc320Wire(SerialDevice):
             voltage_mv = self._low_mv + self._span_mv * counts / MAX_COUNTS
             outcome = await attempt(self.twin.set_voltage_mv(channel - 1, voltage_mv))
             if outcome.fate is Fate.GARBLED:
-                return GARBAGE
+                return GARBLED
             if outcome.fate in (Fate.SILENT, Fate.LOST):
                 return b""
         return await self._status(chan_ident, reply_id)
