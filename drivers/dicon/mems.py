@@ -1,12 +1,16 @@
 """DiCon MEMS 1xN fiber optical switch: SCPI text over RS-232 (pyserial).
 
-Protocol facts (DiCon switch remote-command conventions): commands and replies end in CR;
-``*IDN?`` answers ``DiCon Fiberoptics Inc,<model>,<serial>,<firmware>``; ``ROUTe<m>:SCAN
-<ch>`` routes module ``m``'s common fiber to channel ``ch`` (1..N) and ``ROUTe<m>:SCAN?``
-answers the routed channel; commands answer nothing, so after each one the driver reads
-the SCPI error queue (``SYSTem:ERRor?``: ``0,"No error"`` or ``<code>,"<text>"``) and
-raises a non-zero code as InstrumentFault naming the command. The line settings default
-to 115200 baud 8N1 (the config's transport options override them).
+Protocol facts (DiCon's switch remote-command set, as its rackmount/module manuals give
+it): commands and replies end in CR; upper-case letters of a mnemonic are required, the
+rest optional; ``ROUTe<m>:SCAN <ch>`` routes module ``m``'s common fiber to channel ``ch``
+(1..N) and ``ROUTe<m>:SCAN?`` answers the routed channel; commands send no reply unless
+noted; IEEE 488.2 common commands (``*IDN?``, ``*STB?``, ``*TST?``...) are served.
+
+Documented assumptions (not read from a DiCon manual): ``*IDN?`` answers four
+comma-separated fields starting with ``DiCon``; refusals go to an SCPI error queue read
+with ``SYSTem:ERRor?`` (``0,"No error"`` or ``<code>,"<text>"``), which the driver reads
+after every command and raises as InstrumentFault naming the command; the line defaults
+to 115200 baud 8N1 (the config's transport options override it).
 """
 
 from __future__ import annotations

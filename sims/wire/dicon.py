@@ -1,6 +1,7 @@
 """An optical-switch twin behind a DiCon MEMS switch's SCPI text protocol (RS-232, pty).
 
-What is served, after DiCon's switch remote-command conventions:
+What is served, after DiCon's switch remote-command conventions (the identity text and
+the error queue are the same documented assumptions as in drivers/dicon/mems.py):
 
 - commands and replies end in CR (LF and CR LF are taken too); units may be joined with
   ``;``; upper-case letters of a mnemonic are required, the rest optional, any case;
