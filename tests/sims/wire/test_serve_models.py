@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from wired import NAMES, WIRE_WORLD, make_twin, wired_station
 
 from labctl.interfaces.errors import ConfigError
@@ -101,3 +102,18 @@ async def test_mixed_station_through_the_second_models_drivers() -> None:
         assert setup.world.switch_port() == 4
         for driver in (laser, pc, switch):
             assert (await driver.health()).ok
+
+
+def test_sim_mixed_is_sim_yaml_plus_the_wire_choices() -> None:
+    configs = Path(__file__).resolve().parents[3] / "configs"
+    mixed = yaml.safe_load((configs / "sim-mixed.yaml").read_text())
+    assert mixed.pop("twin_serve") == {
+        "instruments": {
+            "laser": {"wire": "keysight-n7776c"},
+            "pc-bob": {"wire": "thorlabs-mpc320"},
+            "switch": {"wire": "dicon-mems"},
+        }
+    }
+    assert mixed == yaml.safe_load((configs / "sim.yaml").read_text()), (
+        "configs/sim-mixed.yaml drifted from configs/sim.yaml"
+    )
