@@ -27,6 +27,7 @@ from labctl.interfaces.devices import (
     SinglePhotonDetector,
     TimeTagger,
 )
+from labctl.runner.plan_context import PlanContext
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -74,7 +75,7 @@ class Capture:
 class Session:
     """One calibration session on a run: settings, instruments, sync, captures."""
 
-    def __init__(self, run: Any, settings: CalibrationSettings, sync: SyncSettings) -> None:
+    def __init__(self, run: PlanContext, settings: CalibrationSettings, sync: SyncSettings) -> None:
         self.run = run
         self.settings = settings
         self.sync_settings = sync
@@ -85,7 +86,7 @@ class Session:
         self.dead_time_ps: dict[str, float] = {}
 
     @classmethod
-    def of(cls, run: Any) -> Session:
+    def of(cls, run: PlanContext) -> Session:
         """A session with the station's ``calibration:`` and ``sync:`` sections validated."""
         config = getattr(run.station, "config", None)
         raw = config.raw_section("calibration") if config is not None else None

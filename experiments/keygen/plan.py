@@ -37,8 +37,10 @@ from experiments.keygen.workers import ParallelPipeline, bob_workers
 from experiments.sync.alice import AliceSide, TransmitterAlice, alice_of
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
+from labctl.interfaces.devices import TimeTagger
 from labctl.qkd.auth import AuthenticatedChannel, memory_pair
 from labctl.qkd.errors import AuthenticationError
+from labctl.runner.plan_context import PlanContext
 from labctl.runner.status import StopPlan
 from labctl.store.keystore import KeyStore, node_store_path, store_key_from_config
 
@@ -47,7 +49,7 @@ LINK_METRICS = ("qber", "skr")
 Pipeline = BlockPipeline[Any, BlockResult] | ParallelPipeline[Any, BlockResult]
 
 
-def _config(run: Any) -> Any:
+def _config(run: PlanContext) -> Any:
     config = getattr(run.station, "config", None)
     if config is None:
         raise RuntimeError(
@@ -62,7 +64,7 @@ def detector_wiring(sync: SyncSettings) -> list[int]:
     return [by_name[name] for name in ("Z0", "Z1", "X0", "X1")]
 
 
-def settings_laser(run: Any) -> str:
+def settings_laser(run: PlanContext) -> str:
     """Alice's laser instrument name (the calibration section's, else ``laser``)."""
     return settings_laser_of(_config(run))
 
@@ -81,7 +83,7 @@ def store_paths(config: Any) -> tuple[Path, Path]:
     return node_store_path(base, "alice"), node_store_path(base, "bob")
 
 
-def _publish_link(run: Any, link_id: str, result: BlockResult) -> None:
+def _publish_link(run: PlanContext, link_id: str, result: BlockResult) -> None:
     """Per-block link metrics (ETSI GS QKD 015 names) when the run has an MQTT publisher."""
     publisher = getattr(run, "publisher", None)
     publish = getattr(publisher, "publish_link_metric", None)
@@ -104,7 +106,7 @@ def _publish_link(run: Any, link_id: str, result: BlockResult) -> None:
         run.log.warning("link metrics not published: %s: %s", type(exc).__name__, exc)
 
 
-async def main(run: Any) -> dict[str, Any]:
+async def main(run: PlanContext) -> dict[str, Any]:
     """The main job: calibrate, synchronize, generate key; returns the summary."""
     await run.checkpoint()
     with run.progress.task("calibrate", total=1) as task:
@@ -118,7 +120,7 @@ async def main(run: Any) -> dict[str, Any]:
 
 
 async def generate_key(
-    run: Any,
+    run: PlanContext,
     clock_map: ClockMap,
     *,
     source: AliceSource | None = None,
@@ -140,7 +142,7 @@ async def generate_key(
     alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
     period_ps = alice.period_ps
     bob_wiring = detector_wiring(sync_settings(run.station))
-    tagger = run.instrument("tagger-bob")
+    tagger = run.instrument("tagger-bob", TimeTagger)
     alice_path, bob_path = store_paths(config)
     store_key = store_key_from_config(config)  # None: plain store (storage.key_store_key_file)
     summary = KeySummary(run.run_id, 1e12 / period_ps)
@@ -223,7 +225,7 @@ async def generate_key(
 
 
 async def _acquire_loop(
-    run: Any,
+    run: PlanContext,
     settings: KeygenSettings,
     pipeline: Pipeline,
     tagger: Any,
@@ -297,7 +299,7 @@ async def _acquire_loop(
 
 
 async def _wind_down(
-    run: Any,
+    run: PlanContext,
     pipeline: Pipeline,
     bobs: list[BobNode],
     alice_task: asyncio.Task[list[BlockResult]] | None,
