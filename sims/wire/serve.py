@@ -16,6 +16,7 @@ Where (the station file's free-form ``twin_serve`` section; everything optional)
         detectors: {control_port: 47010, counts_port: 47011}
         tagger-bob: {control_port: 47022, stream_port: 47023}
         transmitter: {port: 47030, upload_port: 47031}
+        transmitter-b: {wire: awg5208, port: 47040}  # another model (sims.wire.models)
 
 Default ports (what configs/hil.yaml uses), counted per interface in config order (i):
 laser 47000+i; detector control 47010+2i, counts 47011+2i; tagger control 47020+2i,
@@ -45,6 +46,7 @@ from sims.wire.eos import EosWire
 from sims.wire.epc400 import Epc400Wire
 from sims.wire.ffswitch import FfSwitchWire
 from sims.wire.id1000 import Id1000Wire
+from sims.wire.models import build_alternative, check_model
 from sims.wire.pulsestreamer import PulseStreamerWire
 from sims.wire.tsl570 import Tsl570Wire
 
@@ -67,6 +69,7 @@ class ServeSettings:
     stream_pattern: str = "push"
     ports: dict[str, dict[str, int]] = field(default_factory=dict)
     any_port: bool = False  # True: ports not given explicitly are picked free (tests)
+    models: dict[str, str] = field(default_factory=dict)  # instrument -> alternative wire model
 
     @classmethod
     def from_section(cls, section: Any, *, base_dir: Path | None = None) -> ServeSettings:
@@ -93,7 +96,21 @@ class ServeSettings:
         pattern = section.get("stream_pattern", "push")
         if pattern not in ("push", "pub"):
             raise ConfigError("must be push or pub", field="twin_serve.stream_pattern")
-        return cls(host, link_dir, pattern, _ports(section.get("instruments", {})))
+        instruments = section.get("instruments", {})
+        models = _models(instruments)
+        return cls(host, link_dir, pattern, _ports(instruments), models=models)
+
+
+def _models(section: Any) -> dict[str, str]:
+    """``wire:`` of every instrument entry that names an alternative model."""
+    models: dict[str, str] = {}
+    if isinstance(section, Mapping):
+        for name, entry in section.items():
+            if isinstance(entry, Mapping) and "wire" in entry:
+                model = check_model(str(name), entry["wire"])
+                if model is not None:
+                    models[str(name)] = model
+    return models
 
 
 def _ports(section: Any) -> dict[str, dict[str, int]]:
@@ -106,6 +123,8 @@ def _ports(section: Any) -> dict[str, dict[str, int]]:
             raise ConfigError("must be a mapping of ports", field=where)
         ports[str(name)] = {}
         for key, value in entry.items():
+            if key == "wire":
+                continue  # the wire model (_models)
             if key not in _PORT_KEYS:
                 raise ConfigError(
                     f"unknown key (known: {', '.join(sorted(_PORT_KEYS))})", field=f"{where}.{key}"
@@ -127,7 +146,9 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
                 chosen.setdefault(key, 0)
         link = None if settings.link_dir is None else settings.link_dir / name
         host = settings.host
-        if isinstance(twin, Laser):
+        if name in settings.models:
+            servers.append(build_alternative(name, twin, settings.models[name], host, chosen))
+        elif isinstance(twin, Laser):
             port = chosen.get("port", LASER_BASE_PORT + counts["laser"])
             counts["laser"] += 1
             servers.append(Tsl570Wire(name, twin, host=host, port=port))

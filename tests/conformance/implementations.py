@@ -132,3 +132,8 @@ from wired import wire_factory  # noqa: E402
 
 for _interface, _impls in REGISTRY.items():
     _impls.append(Implementation("driver-wire-twin", wire_factory(_interface)))
+
+# -- second wire models (sims.wire.models): driver -> wire -> twin with ``wire:`` set.
+from wired_models import model_factory  # noqa: E402
+
+TRANSMITTERS.append(Implementation("awg5208-wire-twin", model_factory("awg5208")))

@@ -1,0 +1,66 @@
+"""Second wire models a station may choose per twin: ``twin_serve.instruments.<name>.wire``.
+
+Each interface has a default model (sims.wire.serve); a twin whose ``wire`` key names one
+of the models below is served by it instead::
+
+    twin_serve:
+      instruments:
+        transmitter: {wire: awg5208, port: 47030}
+
+The default models' own names (``tsl570``, ``epc400``, ``eos``, ``id1000``, ``ffswitch``,
+``pulsestreamer``) are accepted too and change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labctl.interfaces.devices import Transmitter
+from labctl.interfaces.errors import ConfigError
+from sims.wire.awg5208 import Awg5208Wire
+from sims.wire.base import WireServer
+
+DEFAULT_MODELS = ("tsl570", "epc400", "eos", "id1000", "ffswitch", "pulsestreamer")
+Builder = Callable[[str, Any, str, Mapping[str, int]], WireServer]
+
+
+@dataclass(frozen=True)
+class WireModel:
+    """One alternative model: the interface it serves and how to build its server."""
+
+    interface: type
+    build: Builder
+    port_keys: tuple[str, ...]
+
+
+def _awg5208(name: str, twin: Any, host: str, ports: Mapping[str, int]) -> WireServer:
+    return Awg5208Wire(name, twin, host=host, port=ports.get("port", 0))
+
+
+MODELS: dict[str, WireModel] = {
+    "awg5208": WireModel(Transmitter, _awg5208, ("port",)),
+}
+
+
+def check_model(name: str, model: Any) -> str | None:
+    """The alternative model named for instrument ``name`` (None = the default model)."""
+    where = f"twin_serve.instruments.{name}.wire"
+    if not isinstance(model, str) or model.lower() not in (*MODELS, *DEFAULT_MODELS):
+        known = ", ".join(sorted((*MODELS, *DEFAULT_MODELS)))
+        raise ConfigError(f"unknown wire model {model!r} (known: {known})", field=where)
+    return model.lower() if model.lower() in MODELS else None
+
+
+def build_alternative(
+    name: str, twin: Any, model: str, host: str, ports: Mapping[str, int]
+) -> WireServer:
+    """The server of ``model`` for ``twin``; ConfigError when the twin is of another kind."""
+    chosen = MODELS[model]
+    if not isinstance(twin, chosen.interface):
+        raise ConfigError(
+            f"wire model {model} serves a {chosen.interface.__name__}, not a {type(twin).__name__}",
+            field=f"twin_serve.instruments.{name}.wire",
+        )
+    return chosen.build(name, twin, host, ports)

@@ -1,0 +1,63 @@
+"""Driver -> wire -> twin for the second wire models (sims.wire.models), for tests and the
+conformance registry: the twin served through ``WireTwins`` with its ``wire:`` key set."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from wired import NAMES, WIRE_WORLD, make_twin
+
+from labctl.interfaces.build import BuildContext, InstrumentSpec, TransportSpec
+from labctl.station.classpath import import_class
+from sims.wire.serve import ServeSettings, WireTwins
+from sims.world import World
+
+DRIVERS = {"awg5208": ("transmitter", "drivers.tektronix.awg5208:AWG5208Transmitter")}
+# WIRE_WORLD's source runs at 1e8 Hz: 10 ns pulses, 4 samples each = 400 MSa/s.
+SETTINGS = {"awg5208": {"period_ps": 10_000, "marker_divider": 1000, "samples_per_pulse": 4}}
+
+
+@dataclass
+class WiredModel:
+    """A twin served by a second model, its wire server and the connected driver."""
+
+    world: World
+    twin: Any
+    server: Any
+    driver: Any
+
+
+@asynccontextmanager
+async def wired_model(model: str) -> AsyncIterator[WiredModel]:
+    """Serve the twin of ``model``'s interface as ``model``; yield the connected driver."""
+    kind, class_path = DRIVERS[model]
+    world = World.from_settings(WIRE_WORLD)
+    name = NAMES[kind]
+    async with make_twin(kind, world) as twin:
+        settings = ServeSettings(link_dir=None, any_port=True, models={name: model})
+        async with WireTwins({name: twin}, settings) as wire:
+            host, port = wire.endpoints()[name]["control"].rsplit(":", 1)
+            spec = InstrumentSpec(
+                name=name,
+                class_path=class_path,
+                settings=dict(SETTINGS[model]),
+                transport=TransportSpec("tcp", f"{host}:{port}", 2.0),
+            )
+            cls = import_class(class_path, field=f"instruments.{name}.class", source=spec.source)
+            async with cls.from_config(spec, BuildContext(lab="wire", node="test")) as driver:
+                yield WiredModel(world, twin, wire.servers[0], driver)
+
+
+def model_factory(model: str) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """Conformance factory: the real driver of ``model`` through its wire twin (laser on)."""
+
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[Any]:
+        async with wired_model(model) as setup:
+            setup.world.set_laser_enabled(True)
+            yield setup.driver
+
+    return factory
