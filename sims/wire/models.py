@@ -6,6 +6,7 @@ of the models below is served by it instead::
     twin_serve:
       instruments:
         transmitter: {wire: awg5208, port: 47030}
+        detectors: {wire: id120, port: 47010}   # channel k's module on port 47010 + k
 
 The default models' own names (``tsl570``, ``epc400``, ``eos``, ``id1000``, ``ffswitch``,
 ``pulsestreamer``) are accepted too and change nothing.
@@ -17,10 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from labctl.interfaces.devices import Transmitter
+from labctl.interfaces.devices import SinglePhotonDetector, Transmitter
 from labctl.interfaces.errors import ConfigError
 from sims.wire.awg5208 import Awg5208Wire
 from sims.wire.base import WireServer
+from sims.wire.id120 import Id120Wire
 
 DEFAULT_MODELS = ("tsl570", "epc400", "eos", "id1000", "ffswitch", "pulsestreamer")
 Builder = Callable[[str, Any, str, Mapping[str, int]], WireServer]
@@ -39,8 +41,14 @@ def _awg5208(name: str, twin: Any, host: str, ports: Mapping[str, int]) -> WireS
     return Awg5208Wire(name, twin, host=host, port=ports.get("port", 0))
 
 
+def _id120(name: str, twin: Any, host: str, ports: Mapping[str, int]) -> WireServer:
+    # One module per channel: ``port`` is channel 0's, channel k listens on port + k.
+    return Id120Wire(name, twin, host=host, port=ports.get("port", 0))
+
+
 MODELS: dict[str, WireModel] = {
     "awg5208": WireModel(Transmitter, _awg5208, ("port",)),
+    "id120": WireModel(SinglePhotonDetector, _id120, ("port",)),
 }
 
 

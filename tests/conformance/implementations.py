@@ -137,3 +137,4 @@ for _interface, _impls in REGISTRY.items():
 from wired_models import model_factory  # noqa: E402
 
 TRANSMITTERS.append(Implementation("awg5208-wire-twin", model_factory("awg5208")))
+DETECTORS.append(Implementation("id120-wire-twin", model_factory("id120")))

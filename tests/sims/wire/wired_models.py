@@ -15,9 +15,15 @@ from labctl.station.classpath import import_class
 from sims.wire.serve import ServeSettings, WireTwins
 from sims.world import World
 
-DRIVERS = {"awg5208": ("transmitter", "drivers.tektronix.awg5208:AWG5208Transmitter")}
+DRIVERS = {
+    "awg5208": ("transmitter", "drivers.tektronix.awg5208:AWG5208Transmitter"),
+    "id120": ("detector", "drivers.idq.id120:ID120Array"),
+}
 # WIRE_WORLD's source runs at 1e8 Hz: 10 ns pulses, 4 samples each = 400 MSa/s.
-SETTINGS = {"awg5208": {"period_ps": 10_000, "marker_divider": 1000, "samples_per_pulse": 4}}
+SETTINGS: dict[str, dict[str, Any]] = {
+    "awg5208": {"period_ps": 10_000, "marker_divider": 1000, "samples_per_pulse": 4},
+    "id120": {"enabled": [True] * 4, "bias_ua": [12.0] * 4},
+}
 
 
 @dataclass
@@ -39,12 +45,14 @@ async def wired_model(model: str) -> AsyncIterator[WiredModel]:
     async with make_twin(kind, world) as twin:
         settings = ServeSettings(link_dir=None, any_port=True, models={name: model})
         async with WireTwins({name: twin}, settings) as wire:
-            host, port = wire.endpoints()[name]["control"].rsplit(":", 1)
+            endpoints = wire.endpoints()[name]
+            others = [endpoints[k] for k in sorted(endpoints) if k.startswith("channel")][1:]
+            options = {"channel_addresses": others} if others else {}
             spec = InstrumentSpec(
                 name=name,
                 class_path=class_path,
                 settings=dict(SETTINGS[model]),
-                transport=TransportSpec("tcp", f"{host}:{port}", 2.0),
+                transport=TransportSpec("tcp", endpoints["control"], 2.0, options),
             )
             cls = import_class(class_path, field=f"instruments.{name}.class", source=spec.source)
             async with cls.from_config(spec, BuildContext(lab="wire", node="test")) as driver:
