@@ -7,6 +7,9 @@ of the models below is served by it instead::
       instruments:
         transmitter: {wire: awg5208, port: 47030}
         detectors: {wire: id120, port: 47010}   # channel k's module on port 47010 + k
+        tagger-bob: {wire: hydraharp, control_port: 47022, stream_port: 47023}
+
+Ports not given are picked free (give them in a lab).
 
 The default models' own names (``tsl570``, ``epc400``, ``eos``, ``id1000``, ``ffswitch``,
 ``pulsestreamer``) are accepted too and change nothing.
@@ -18,10 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from labctl.interfaces.devices import SinglePhotonDetector, Transmitter
+from labctl.interfaces.devices import SinglePhotonDetector, TimeTagger, Transmitter
 from labctl.interfaces.errors import ConfigError
 from sims.wire.awg5208 import Awg5208Wire
 from sims.wire.base import WireServer
+from sims.wire.hydraharp import HydraHarpWire
 from sims.wire.id120 import Id120Wire
 
 DEFAULT_MODELS = ("tsl570", "epc400", "eos", "id1000", "ffswitch", "pulsestreamer")
@@ -46,7 +50,18 @@ def _id120(name: str, twin: Any, host: str, ports: Mapping[str, int]) -> WireSer
     return Id120Wire(name, twin, host=host, port=ports.get("port", 0))
 
 
+def _hydraharp(name: str, twin: Any, host: str, ports: Mapping[str, int]) -> WireServer:
+    return HydraHarpWire(
+        name,
+        twin,
+        host=host,
+        control_port=ports.get("control_port", 0),
+        stream_port=ports.get("stream_port", 0),
+    )
+
+
 MODELS: dict[str, WireModel] = {
+    "hydraharp": WireModel(TimeTagger, _hydraharp, ("control_port", "stream_port")),
     "awg5208": WireModel(Transmitter, _awg5208, ("port",)),
     "id120": WireModel(SinglePhotonDetector, _id120, ("port",)),
 }

@@ -138,3 +138,4 @@ from wired_models import model_factory  # noqa: E402
 
 TRANSMITTERS.append(Implementation("awg5208-wire-twin", model_factory("awg5208")))
 DETECTORS.append(Implementation("id120-wire-twin", model_factory("id120")))
+TIME_TAGGERS.append(Implementation("hydraharp-wire-twin", model_factory("hydraharp")))

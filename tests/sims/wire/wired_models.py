@@ -18,11 +18,13 @@ from sims.world import World
 DRIVERS = {
     "awg5208": ("transmitter", "drivers.tektronix.awg5208:AWG5208Transmitter"),
     "id120": ("detector", "drivers.idq.id120:ID120Array"),
+    "hydraharp": ("time_tagger", "drivers.picoquant.hydraharp:HydraHarp400"),
 }
 # WIRE_WORLD's source runs at 1e8 Hz: 10 ns pulses, 4 samples each = 400 MSa/s.
 SETTINGS: dict[str, dict[str, Any]] = {
     "awg5208": {"period_ps": 10_000, "marker_divider": 1000, "samples_per_pulse": 4},
     "id120": {"enabled": [True] * 4, "bias_ua": [12.0] * 4},
+    "hydraharp": {},
 }
 
 
@@ -47,7 +49,9 @@ async def wired_model(model: str) -> AsyncIterator[WiredModel]:
         async with WireTwins({name: twin}, settings) as wire:
             endpoints = wire.endpoints()[name]
             others = [endpoints[k] for k in sorted(endpoints) if k.startswith("channel")][1:]
-            options = {"channel_addresses": others} if others else {}
+            options: dict[str, Any] = {"channel_addresses": others} if others else {}
+            if "stream" in endpoints:
+                options = {"stream_address": endpoints["stream"]}
             spec = InstrumentSpec(
                 name=name,
                 class_path=class_path,
