@@ -83,3 +83,23 @@ async def test_fifo_records_carry_the_twins_tags(hh: tuple[HydraHarpWire, Bridge
     overflows = records[(records >> 31) == 1]
     assert clicks.size > 100 and set(((clicks >> 25) & 63).tolist()) == {0, 1, 2}
     assert np.all(((overflows >> 25) & 63) == 63)
+
+
+def test_encoder_writes_overflows_before_far_clicks_and_to_the_end() -> None:
+    from labctl.interfaces.tags import TagBatch
+    from sims.wire.hydraharp import RecordEncoder
+
+    far = 3 * (2**25 - 1) * 2**25 + 17  # three full overflow records away
+    batch = TagBatch(
+        np.array([2, 1, 0], np.uint8),
+        np.array([1_000 + 5, 1_000 + 2**25, 1_000 + far]),
+        1_000,
+        1_000 + far + 5 * 2**25,
+    )
+    records = np.frombuffer(RecordEncoder(1_000).encode(batch), dtype="<u4").astype(np.int64)
+    special, channel, tag = records >> 31, (records >> 25) & 63, records & (2**25 - 1)
+    wraps = np.cumsum(np.where(special == 1, tag, 0))
+    clicks = special == 0
+    assert channel[clicks].tolist() == [2, 1, 0]
+    assert (wraps[clicks] * 2**25 + tag[clicks]).tolist() == [5, 2**25, far]
+    assert int(wraps[-1]) == (far + 5 * 2**25) >> 25  # overflows run to the batch's end
