@@ -81,9 +81,9 @@ class RecordEncoder:
         is_overflow[position] = False
         values = np.full(int(counts.sum()), WRAP - 1, dtype=np.int64)
         if values.size:
-            values[np.cumsum(counts[counts > 0]) - 1] = (
-                jumps[counts > 0] - (counts[counts > 0] - 1) * (WRAP - 1)
-            )
+            values[np.cumsum(counts[counts > 0]) - 1] = jumps[counts > 0] - (
+                counts[counts > 0] - 1
+            ) * (WRAP - 1)
         records[is_overflow] = (1 << 31) | (63 << 25) | values
         records[position[:-1]] = (channel << 25) | (ticks & (WRAP - 1))
         return records[:-1].astype("<u4").tobytes()  # the end marker is no record
