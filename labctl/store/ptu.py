@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -444,3 +444,50 @@ def read_ptu(path: str | Path) -> PtuTags:
         start_ps=origin_ps,
         stop_ps=stop_ps,
     )
+
+
+class _BatchSource(Protocol):
+    """What ``record_ptu`` reads from: any labctl TimeTagger."""
+
+    @property
+    def n_channels(self) -> int: ...
+
+    @property
+    def resolution_ps(self) -> int: ...
+
+    async def read_batch(self, timeout_s: float) -> TagBatch: ...
+
+
+async def record_ptu(
+    tagger: _BatchSource,
+    path: str | Path,
+    *,
+    duration_ps: int,
+    timeout_s: float = 5.0,
+    sync_channel: int | None = None,
+    marker_channels: Sequence[int] = (),
+) -> int:
+    """Read batches from a streaming ``tagger`` until ``duration_ps`` of its time is
+    covered and write them to ``path``; returns the number of tags written.
+
+    The caller starts and stops the stream (acquisition decides when); a batch marked
+    overflowed is written as it is (PTU has no flag for lost tags).
+    """
+    if duration_ps <= 0:
+        raise PtuError(f"{path}: duration_ps must be > 0, got {duration_ps}")
+    n_tags = 0
+    with PtuWriter(
+        path,
+        n_channels=tagger.n_channels,
+        resolution_ps=tagger.resolution_ps,
+        sync_channel=sync_channel,
+        marker_channels=marker_channels,
+    ) as writer:
+        first: int | None = None
+        while True:
+            batch = await tagger.read_batch(timeout_s)
+            writer.write(batch)
+            n_tags += len(batch)
+            first = batch.start_ps if first is None else first
+            if batch.stop_ps - first >= duration_ps:
+                return n_tags

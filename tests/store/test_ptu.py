@@ -9,7 +9,7 @@ import numpy as np
 import ptufile
 import pytest
 
-from labctl.interfaces import BuildContext, InstrumentSpec, TagBatch
+from labctl.interfaces import BuildContext, InstrumentSpec, InstrumentTimeout, TagBatch
 from labctl.store.ptu import (
     RECTYPE_HYDRAHARP_V2_T2,
     PtuError,
@@ -133,3 +133,32 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     (tmp_path / "not.ptu").write_bytes(b"hello world, not a ptu file at all" * 3)
     with pytest.raises(PtuError, match="not a PTU file"):
         read_ptu(tmp_path / "not.ptu")
+
+
+async def test_record_then_replay_gives_the_recorded_tags(tmp_path: Path) -> None:
+    from labctl.store.ptu import record_ptu
+    from sims.twins.replay import ReplayTimeTagger
+
+    world = World.from_settings(WORLD)
+    world.set_laser_enabled(True)
+    spec = InstrumentSpec("tagger-bob", "sims.twins:SimTimeTagger", {"side": "bob"})
+    context = BuildContext(lab="ptu", node="test", clock=world.clock, world=world)
+    path = tmp_path / "run.ptu"
+    async with SimTimeTagger.from_config(spec, context) as tagger:
+        await tagger.start_stream()
+        n_tags = await record_ptu(tagger, path, duration_ps=3_000_000_000)
+        await tagger.stop_stream()
+    recorded = read_ptu(path)
+    assert n_tags == recorded.time_ps.size > 0
+    assert recorded.stop_ps - recorded.start_ps >= 3_000_000_000
+    async with ReplayTimeTagger("replay", path, batch_ps=700_000_000) as replay:
+        await replay.start_stream()
+        batches = []
+        while True:
+            try:
+                batches.append(await replay.read_batch(1.0))
+            except InstrumentTimeout:  # replayed to the file's end
+                break
+    channel, time_ps = joined(batches)
+    assert np.array_equal(channel, recorded.channel)
+    assert np.array_equal(time_ps, recorded.time_ps)
