@@ -1,5 +1,6 @@
-"""Driver -> wire -> twin for the second wire models (sims.wire.models), for tests and the
-conformance registry: the twin served through ``WireTwins`` with its ``wire:`` key set."""
+"""Driver -> wire -> twin for the transmitter, detector and tagger second models
+(sims.wire.models), for tests and the conformance registry: the twin served through
+``WireTwins`` with its ``wire:`` key set."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ from labctl.station.classpath import import_class
 from sims.wire.serve import ServeSettings, WireTwins
 from sims.world import World
 
+WIRE_NAMES = {
+    "awg5208": "tektronix-awg5208",
+    "id120": "idq-id120",
+    "hydraharp": "picoquant-hydraharp",
+}
 DRIVERS = {
     "awg5208": ("transmitter", "drivers.tektronix.awg5208:AWG5208Transmitter"),
     "id120": ("detector", "drivers.idq.id120:ID120Array"),
@@ -45,7 +51,7 @@ async def wired_model(model: str) -> AsyncIterator[WiredModel]:
     world = World.from_settings(WIRE_WORLD)
     name = NAMES[kind]
     async with make_twin(kind, world) as twin:
-        settings = ServeSettings(link_dir=None, any_port=True, models={name: model})
+        settings = ServeSettings(link_dir=None, any_port=True, wires={name: WIRE_NAMES[model]})
         async with WireTwins({name: twin}, settings) as wire:
             endpoints = wire.endpoints()[name]
             others = [endpoints[k] for k in sorted(endpoints) if k.startswith("channel")][1:]
