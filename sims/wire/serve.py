@@ -29,7 +29,11 @@ another model's protocol (``sims/wire/models.py`` lists them); left out, the def
 above. Laser: ``santec-tsl570`` (default), ``keysight-n7776c`` (SCPI over TCP, same port
 numbering); polarization controller: ``ozoptics-epc400`` (default), ``thorlabs-mpc320``
 (APT binary protocol, pty); optical switch: ``agiltron-ff`` (default), ``dicon-mems``
-(SCPI text, pty). A model that does not serve the twin's interface is a ConfigError naming
+(SCPI text, pty); transmitter: ``swabian-pulsestreamer`` (default), ``tektronix-awg5208``
+(SCPI over TCP, ``port``); detector: ``singlequantum-eos`` (default), ``idq-id120`` (one
+SCPI port per channel from ``port``); time tagger: ``idq-id1000`` (default),
+``picoquant-hydraharp`` (HHLib bridge: ``control_port``, ``stream_port``). A model that
+does not serve the twin's interface is a ConfigError naming
 ``twin_serve.instruments.<name>.wire``.
 """
 
@@ -164,6 +168,10 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
         elif isinstance(twin, Transmitter):
             base = TRANSMITTER_BASE_PORT + 2 * counts["transmitter"]
             counts["transmitter"] += 1
+            tx_wire = wire_class("transmitter", settings.wires.get(name), name, PulseStreamerWire)
+            if tx_wire is not PulseStreamerWire:
+                servers.append(tx_wire(name, twin, host=host, port=chosen.get("port", base)))
+                continue
             servers.append(
                 PulseStreamerWire(
                     name,
@@ -176,6 +184,12 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
         elif isinstance(twin, TimeTagger):
             base = TAGGER_BASE_PORT + 2 * counts["tagger"]
             counts["tagger"] += 1
+            tagger_wire = wire_class("time_tagger", settings.wires.get(name), name, Id1000Wire)
+            if tagger_wire is not Id1000Wire:
+                ports = {"control_port": chosen.get("control_port", base)}
+                ports["stream_port"] = chosen.get("stream_port", base + 1)
+                servers.append(tagger_wire(name, twin, host=host, **ports))
+                continue
             servers.append(
                 Id1000Wire(
                     name,
@@ -189,6 +203,10 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
         elif isinstance(twin, SinglePhotonDetector):
             base = DETECTOR_BASE_PORT + 2 * counts["detector"]
             counts["detector"] += 1
+            det_wire = wire_class("detector", settings.wires.get(name), name, EosWire)
+            if det_wire is not EosWire:
+                servers.append(det_wire(name, twin, host=host, port=chosen.get("port", base)))
+                continue
             servers.append(
                 EosWire(
                     name,
