@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hil_bench import ServedBench, env
 
-pytestmark = pytest.mark.slow  # a served bench, real drivers, 1e8-pulse blocks: minutes
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a served bench, real drivers
 
 # A quieter fiber than sim.yaml's: these tests check the plumbing, not drift tracking.
 QUIET_FIBER = {"fiber": {"drift_rad_per_sqrt_s": 0.001}}

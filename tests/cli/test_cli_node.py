@@ -21,7 +21,7 @@ from hil_bench import ServedBench, env
 from labctl.cli.main import main as labctl_main
 
 QKD = {"block_interval_s": 1.0}
-RUN_WAIT_S = 300.0
+RUN_WAIT_S = 600.0
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,7 @@ def _pair(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_mismatched_psk_stops_both_nodes_at_the_handshake(
     bench: ServedBench, tmp_path: Path
 ) -> None:
@@ -132,6 +133,7 @@ def test_mismatched_psk_stops_both_nodes_at_the_handshake(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(("alice_workers", "bob_workers"), [(1, 2), (2, 1)])
 def test_mismatched_workers_is_an_error_naming_the_option(
     bench: ServedBench, tmp_path: Path, alice_workers: int, bob_workers: int
@@ -156,6 +158,7 @@ def test_mismatched_workers_is_an_error_naming_the_option(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_ctrl_c_at_bob_ends_both_nodes_with_identical_stores(
     bench: ServedBench, tmp_path: Path
 ) -> None:
