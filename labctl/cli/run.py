@@ -82,6 +82,8 @@ def with_publisher(plan: Plan, stream: RunStream) -> Plan:
 
     async def streamed(run: Any) -> Any:
         run.publisher = stream.publisher
+        if stream.broker_url:  # the terminal saw it before the run folder existed
+            run.log.info("streaming on %s", stream.broker_url)
         return await plan(run)
 
     return streamed

@@ -53,7 +53,7 @@ async def open_stream(
         settings = settings_from_config(mqtt_section, config_dir)
     async with contextlib.AsyncExitStack() as stack:
         if settings.embedded:
-            url = await stack.enter_async_context(embedded_broker())
+            url = await stack.enter_async_context(embedded_broker(settings.embedded_port or None))
             host, port, _ = parse_url(url, "embedded broker")
             settings = dataclasses.replace(settings, host=host, port=port)
         publisher = MqttPublisher(
