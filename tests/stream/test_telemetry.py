@@ -44,7 +44,7 @@ async def test_health_readings_are_published_periodically(
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as sub:
         await sub.subscribe("labctl/v1/lab/bob/tele/#")
         async with MqttPublisher(settings, lab="lab", node="bob", outbox_dir=tmp_path) as pub:
-            instruments = {"det-h": Detector(), "switch": Broken()}
+            instruments: dict[str, Detector | Broken] = {"det-h": Detector(), "switch": Broken()}
             async with periodic_telemetry(instruments, pub, interval_s=0.1):
 
                 async def collect() -> None:
