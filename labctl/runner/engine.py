@@ -226,7 +226,9 @@ class RunEngine:
         watchers: list[asyncio.Task[None]] = []
         try:
             if bus.seq_next == 0:
-                bus.emit("start", "primary", await self._start_data(folder, prep))
+                start = await self._start_data(folder, prep)
+                database.describe(start)  # every dataset carries the run and the snapshot
+                bus.emit("start", "primary", start)
             else:
                 bus.emit(
                     "event",
