@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from labctl.cli.grammar import add_duration, duration_of
 from labctl.cli.runsetup import quiet_console, run_stream
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
@@ -56,7 +57,6 @@ def station_file(folder: RunFolder) -> Path:
 async def _resume(args: argparse.Namespace, folder: RunFolder, config: Any) -> int:
     from labctl.cli.run import (
         engine_options,
-        parse_duration_s,
         report,
         resolve_plan,
         summary_table,
@@ -84,7 +84,7 @@ async def _resume(args: argparse.Namespace, folder: RunFolder, config: Any) -> i
                 result = await engine.resume(
                     folder.path,
                     with_publisher(plan, stream),
-                    duration_s=None if args.duration is None else parse_duration_s(args.duration),
+                    duration_s=duration_of(args),
                     control=control,
                 )
             except ValueError as exc:
@@ -114,5 +114,5 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("resume", help="continue a crashed run from its checkpoint")
     parser.add_argument("run_dir", help="the run folder (runs/{timestamp}-{name})")
     parser.add_argument("--plan", help="module:function overriding the recorded plan")
-    parser.add_argument("--duration", help="time limit for the resumed part (90s, 30m, 12h)")
+    add_duration(parser, "time limit for the resumed part")
     parser.set_defaults(func=_main)

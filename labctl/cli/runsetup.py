@@ -79,6 +79,7 @@ class RunStream:
     """
 
     publisher: Any
+    broker_url: str = ""
     exit_status: str | None = None
     states: list[str] = field(default_factory=list)
 
@@ -157,6 +158,7 @@ async def run_stream(
     the resumed run's parent folder so that it replays what the crashed process left there.
     """
     from labctl.stream.session import open_stream
+    from labctl.stream.telemetry import periodic_telemetry
 
     section = config.raw_section("mqtt")
     runs = Path(config.storage.runs_dir) if runs_dir is None else Path(runs_dir)
@@ -169,11 +171,13 @@ async def run_stream(
         outbox_dir=outbox,
         config_dir=config.config_dir,
     ) as session:
-        stream = RunStream(session.publisher)
+        stream = RunStream(session.publisher, session.broker_url)
         session.publisher.set_meta(node_meta(config, station, plan))
         session.publisher.set_state("ready")
         control.on_state(stream.on_state)
         if session.commands is not None:
             _bind_commands(session.commands, control)
         logging.getLogger(__name__).info("streaming on %s", session.broker_url)
-        yield stream
+        interval_s = session.settings.telemetry_interval_s
+        async with periodic_telemetry(station.instruments, session.publisher, interval_s):
+            yield stream

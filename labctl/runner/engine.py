@@ -23,6 +23,8 @@ from labctl.runner.bus import DocumentBus
 from labctl.runner.context import RunContext, RunHooks, StationLike
 from labctl.runner.control import RunControl
 from labctl.runner.documents import DocumentSink
+from labctl.runner.event_model import FILE_NAME as EVENT_MODEL_FILE
+from labctl.runner.event_model import EventModelFile
 from labctl.runner.metadata import code_version, redact, redact_station_text
 from labctl.runner.plans import Plan, load_plan
 from labctl.runner.status import RunState, StopPlan
@@ -188,8 +190,15 @@ class RunEngine:
         clock = self.station.clock
         log, handler = _run_logger(folder)
         event_log = EventLog(folder.events_path, fsync_interval_s=self.fsync_interval_s)
+        # The run's documents in bluesky's event model too (databroker, tiled, suitcases).
+        event_model_file = EventModelFile(folder.path / EVENT_MODEL_FILE)
         bus = DocumentBus(
-            folder.run_id, clock, event_log, self.sinks, seq_next=prep.seq_next, log=log
+            folder.run_id,
+            clock,
+            event_log,
+            [*self.sinks, event_model_file],
+            seq_next=prep.seq_next,
+            log=log,
         )
         database = RunDatabase(folder.database_path, folder.run_id)
         for ds_name, (guid, last_row_id) in prep.rollback.items():
@@ -221,7 +230,9 @@ class RunEngine:
         watchers: list[asyncio.Task[None]] = []
         try:
             if bus.seq_next == 0:
-                bus.emit("start", "primary", await self._start_data(folder, prep))
+                start = await self._start_data(folder, prep)
+                database.describe(start)  # every dataset carries the run and the snapshot
+                bus.emit("start", "primary", start)
             else:
                 bus.emit(
                     "event",
@@ -286,6 +297,7 @@ class RunEngine:
             folder.update_metadata(status=status, reason=reason, duration_s=duration)
             database.close(complete=status == "ok")
             event_log.close()
+            await event_model_file.aclose()
             if self.progress is None:
                 progress.close()
             log.removeHandler(handler)

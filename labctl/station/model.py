@@ -152,6 +152,12 @@ class MqttConfig(_Strict):
     keepalive_s: Annotated[int, Field(ge=1, le=3600)] = 10
     outbox_dir: FilePath | None = None
     commands: CommandsConfig | None = None
+    embedded_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=0, description="port of the embedded broker (no url); 0 = any free port"
+    )
+    telemetry_interval_s: Annotated[float, Field(ge=0)] = Field(
+        default=2.0, description="instrument health readings on tele/... every so often; 0 = off"
+    )
 
     @field_validator("url")
     @classmethod

@@ -53,7 +53,9 @@ async def open_stream(
         settings = settings_from_config(mqtt_section, config_dir)
     async with contextlib.AsyncExitStack() as stack:
         if settings.embedded:
-            access = await stack.enter_async_context(embedded_broker())
+            access = await stack.enter_async_context(
+                embedded_broker(settings.embedded_port or None)
+            )
             host, port, _ = parse_url(access.url, "embedded broker")
             settings = dataclasses.replace(
                 settings,

@@ -204,4 +204,4 @@ def test_config_logging_json_file_is_used_when_no_option_given(tmp_path: Path) -
 
 def test_nonpositive_timeout_is_bad_input() -> None:
     result = labctl("check", DATA / "good.yaml", "--timeout", "0")
-    assert result.returncode == 2 and "--timeout must be > 0" in result.stderr
+    assert result.returncode == 2 and "--timeout: must be > 0" in result.stderr

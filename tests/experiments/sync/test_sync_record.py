@@ -24,7 +24,9 @@ def test_the_record_is_bounded_and_releases_served_blocks() -> None:
     record = PlayRecord(max_pulses=12)
     for first in (0, 10, 20):
         record.add(Played(first, _codes(5, 1), repeat=False))
-    record.add(Played(30, _codes(6, 2), repeat=False))  # 21 states held, 12 kept at most: the oldest go
+    record.add(
+        Played(30, _codes(6, 2), repeat=False)
+    )  # 21 states held, 12 kept at most: the oldest go
     assert record.codes(np.array([0, 10], dtype=np.int64)).tolist() == [NOT_SENT, NOT_SENT]
     assert record.codes(np.array([20, 30], dtype=np.int64)).tolist() == [1, 2]
     record.release(30, 6)
