@@ -4,18 +4,28 @@ A REQ socket that sent a request and never got the reply refuses to send again, 
 a timeout the socket is thrown away and a fresh one connected (the "lazy pirate" pattern
 of the ZeroMQ guide): one lost reply never poisons the next command.
 
-ZMQ reconnects by itself and does not report a vanished peer, so a peer that went away
-shows up as InstrumentTimeout, not ConnectionLost; ConnectionLost is raised when the
+ZMQ reconnects by itself and reports nothing to the socket's user, so the transport watches
+the socket's monitor events (``zmq_peer.PeerWatch``): ``open()`` of a ``tcp://`` address
+waits until the peer accepts (ConnectionLost when it refuses, InstrumentTimeout after
+``open_timeout_s``), a request is refused with ConnectionLost once the peer has
+disconnected since the socket was made (a restarted device has lost its settings: the
+driver must reconnect and re-apply them), and a request that gets no reply while the peer
+is gone is ConnectionLost, not InstrumentTimeout. ConnectionLost is also raised when the
 socket itself fails (context terminated, socket closed under us).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from labctl.interfaces.errors import ProtocolError
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, BufferedTransport, ReplyTooLarge, log
+from labctl.transport.recovery import ReconnectPolicy
+from labctl.transport.zmq_peer import PeerWatch
 
 
 class ZmqTransport(BufferedTransport):
@@ -29,6 +39,7 @@ class ZmqTransport(BufferedTransport):
         timeout_s: float = 2.0,
         open_timeout_s: float | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             instrument=instrument,
@@ -36,8 +47,10 @@ class ZmqTransport(BufferedTransport):
             timeout_s=timeout_s,
             open_timeout_s=open_timeout_s,
             max_reply_bytes=max_reply_bytes,
+            reconnect=reconnect,
         )
         self._socket: zmq.asyncio.Socket | None = None
+        self._peer: PeerWatch | None = None
         self._awaiting_reply = False
 
     async def query(
@@ -51,6 +64,10 @@ class ZmqTransport(BufferedTransport):
         """Send one request message and return the reply message (``terminator`` ignored)."""
         async with self.transaction():
             self._buffer.clear()
+            self._require_open(command)
+            if self._peer_dropped():
+                gone = ConnectionResetError("the peer disconnected since the last exchange")
+                raise await self._lost(command, gone)
             await self.write(data, command=command)
             budget_s = self._budget(timeout_s)
             try:
@@ -65,6 +82,8 @@ class ZmqTransport(BufferedTransport):
 
     async def _connect(self) -> None:
         self._new_socket()
+        if self._peer is not None and self.resource.startswith("tcp://"):
+            await self._peer.wait_connected()
 
     async def _disconnect(self) -> None:
         self._drop_socket()
@@ -94,6 +113,11 @@ class ZmqTransport(BufferedTransport):
         try:
             ready = await sock.poll(max(1, round(timeout_s * 1000)))  # POLLIN by default
             if not ready:
+                peer = self._peer
+                if peer is not None:
+                    peer.update()
+                    if peer.dropped or not peer.connected:
+                        raise ConnectionResetError("no reply and the peer is gone")
                 # Lazy pirate: this socket still waits for the lost reply; replace it.
                 self._new_socket()
                 raise TimeoutError
@@ -109,16 +133,28 @@ class ZmqTransport(BufferedTransport):
         self._drop_socket()
         sock = zmq.asyncio.Context.instance().socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
+        peer = PeerWatch(sock)  # before connect(), or the first events are missed
         try:
             sock.connect(self.resource)
         except zmq.ZMQError as exc:
+            peer.close()
             sock.close(linger=0)
             raise ConnectionError(f"cannot connect: {exc}") from exc
         self._socket = sock
+        self._peer = peer
+
+    def _peer_dropped(self) -> bool:
+        if self._peer is None:
+            return False
+        self._peer.update()
+        return self._peer.dropped
 
     def _drop_socket(self) -> None:
         sock, self._socket = self._socket, None
+        peer, self._peer = self._peer, None
         self._awaiting_reply = False
+        if peer is not None:
+            peer.close()
         if sock is not None:
             sock.close(linger=0)
 
