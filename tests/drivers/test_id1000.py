@@ -12,7 +12,6 @@ from drivers.idq.tagframe import encode_frame
 from labctl.interfaces import (
     BuildContext,
     ConfigError,
-    ConnectionLost,
     InstrumentFault,
     InstrumentSpec,
     InstrumentTimeout,
@@ -119,10 +118,23 @@ async def test_overflow_flag_and_health() -> None:
     ],
 )
 async def test_garbled_frames_are_protocol_errors(frame: bytes, message: str) -> None:
-    tagger, _, _ = await connected(START, [frame])
+    # A frame cannot be asked for again: up to two bad frames in a row are skipped as
+    # lost, the third is a ProtocolError.
+    tagger, _, _ = await connected(START, [frame, frame, frame])
     await tagger.start_stream()
     with pytest.raises(ProtocolError, match=message):
         await tagger.read_batch(1.0)
+
+
+async def test_garbled_frame_is_skipped_and_the_next_batch_flagged() -> None:
+    good = frame_by_hand(0, [(100, 1)], 0, 1000)
+    after = frame_by_hand(1, [(1100, 2)], 1000, 2000)
+    tagger, _, _ = await connected(START, [b"\xfe\xff\x00\x9c", good, after])
+    await tagger.start_stream()
+    batch = await tagger.read_batch(1.0)
+    assert batch.overflow  # data was lost with the garbled frame
+    assert batch.time_ps.tolist() == [100]
+    assert not (await tagger.read_batch(1.0)).overflow
 
 
 async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> None:
@@ -131,6 +143,10 @@ async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> Non
             (b"INPU2:DELA 5", b"SCPI_ERR_EXECUTION: value out of range"),
             (b"INPU1:COUN?", b"lots"),
             (b"INPU3:DELA 7", b"OK?"),
+            (b"INPU3:DELA 7", b"\xfe\xff"),  # an absolute setting: re-sent twice
+            (b"INPU3:DELA 7", b"OK?"),
+            *START[:1],
+            (b"REC:PLAY", b"\xfe\xff"),  # not repeatable: not re-sent
         ]
     )
     with pytest.raises(InstrumentFault) as info:
@@ -140,6 +156,9 @@ async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> Non
         await tagger.get_count_rates_hz(0.1)
     with pytest.raises(ProtocolError, match="unexpected reply"):
         await tagger.set_channel_delay_ps(2, 7)
+    with pytest.raises(ProtocolError, match="not ASCII") as caught:
+        await tagger.start_stream()
+    assert caught.value.command == "REC:PLAY"
     transport.assert_complete()
 
 
@@ -175,14 +194,15 @@ async def test_reconnect_reapplies_delays_then_restarts_stream() -> None:
         *CONNECT,
         (b"INPU2:DELA 250", b""),
         *START,
+        *[(f"INPU{n}:COUN?".encode(), b"10.0") for n in (1, 2, 3, 4)],
     ]
     tagger, transport, stream = await connected(script)
     await tagger.set_channel_delay_ps(1, 250)
     await tagger.start_stream()
-    with pytest.raises(ConnectionLost):
-        await tagger.get_count_rates_hz(1.0)
-    await tagger.connect()
+    # Reconnects on its own: delays back, stream restarted, then the call runs again.
+    assert await tagger.get_count_rates_hz(1.0) == [10.0] * 4
     assert transport.open_count == 2 and stream.open_count == 2 and stream.is_open
+    assert tagger.reconnects == 1
     transport.assert_complete()
 
 
