@@ -32,7 +32,7 @@ class PeerWatch:
         address = f"inproc://labctl-peer-watch-{next(_serial)}"
         self._monitor = sock.get_monitor_socket(WATCHED_EVENTS, address)
         # A synchronous view of the same monitor socket: draining never awaits.
-        self._events = zmq.Socket.shadow(self._monitor.underlying)
+        self._events: zmq.Socket[bytes] = zmq.Socket.shadow(self._monitor.underlying)
         self.connected = False
         self.dropped = False  # a disconnect was seen since this watch began
         self.refused = False  # the last connect attempt failed (nobody listening)
