@@ -127,6 +127,9 @@ class DriverBase(LifecycleMixin):
         self._identity = {}
         await self._transport.close()
 
+    def _after_reconnect(self) -> None:
+        """Hook: note what a device restart may have lost (e.g. a stream's time base)."""
+
     async def _run_operation(self, name: str, run: Callable[[], Awaitable[T]]) -> T:
         """Run one public operation; after a dropped link reconnect, re-apply, run again."""
         if inside_operation(self):
@@ -179,6 +182,7 @@ class DriverBase(LifecycleMixin):
                     continue
                 self._generation += 1
                 self.reconnects += 1
+                self._after_reconnect()
                 log.warning(
                     "%s: reconnected after %d attempt(s) (%s); %d setting(s) re-applied",
                     self.name,

@@ -93,6 +93,7 @@ class ID1000(DriverBase):
         self._resolution_ps = 1
         self._next_seq: int | None = None
         self._overflow_seen = False
+        self._stream_gap = False  # a reconnect happened: flag the next batch
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
@@ -169,6 +170,11 @@ class ID1000(DriverBase):
                 command="DEVI:RES:BWID?",
             )
         return {"vendor": fields[0], "model": fields[1], "serial": fields[2], "firmware": fields[3]}
+
+    def _after_reconnect(self) -> None:
+        # The controller may have restarted: tags were lost meanwhile and its time base may
+        # have restarted too, which the frame numbers of a restarted stream do not show.
+        self._stream_gap = True
 
     async def _close_links(self) -> None:
         """Close the tag stream and the SCPI link (a reconnect restarts a running stream)."""
@@ -276,7 +282,8 @@ class ID1000(DriverBase):
                 skips_left -= 1
                 lost_frames = True
         expected, self._next_seq = self._next_seq, (seq + 1) % SEQ_MODULO
-        if lost_frames or (expected is not None and seq != expected):
+        gap, self._stream_gap = self._stream_gap, False
+        if gap or lost_frames or (expected is not None and seq != expected):
             batch = dataclasses.replace(batch, overflow=True)
         self._overflow_seen = self._overflow_seen or batch.overflow
         return batch
