@@ -92,6 +92,7 @@ class InstrumentGuard:
         self._log = log
         self._watchdog = watchdog
         self._locks: dict[str, asyncio.Lock] = {}
+        self._recoveries: dict[str, int] = {}  # successful remedies per instrument
         self._down: set[str] = set()
         self._resume_state: RunState | None = None
         self.suspensions = 0
@@ -121,7 +122,10 @@ class InstrumentGuard:
     ) -> None:
         name = str(instrument.name)
         lock = self._locks.setdefault(name, asyncio.Lock())
+        recoveries = self._recoveries.get(name, 0)
         async with lock:
+            if self._recoveries.get(name, 0) != recoveries:
+                return  # another call's remedy brought it back meanwhile: just call again
             self._enter(name, error)
             try:
                 await self._remedy_until_back(instrument, error, first_failure_s)
@@ -154,6 +158,7 @@ class InstrumentGuard:
             self._watchdog.kick()
             self._honour_abort()
             if problem is None:
+                self._recoveries[name] = self._recoveries.get(name, 0) + 1
                 down_s = self._clock.now_s() - first_failure_s
                 self._log.warning(
                     "%s is back after %d remedy run(s), %.1f s down; the run resumes",

@@ -211,3 +211,23 @@ async def test_guard_is_off_when_asked(tmp_path: Path) -> None:
 def test_policy_rejects_a_useless_give_up(bad: float) -> None:
     with pytest.raises(ValueError, match="give_up_s"):
         LinkRecoveryPolicy(give_up_s=bad)
+
+
+async def test_concurrent_calls_share_one_suspension(tmp_path: Path) -> None:
+    meter = FlakyMeter()
+    meter.down = True
+    engine = RunEngine(MiniStation({"meter": meter}), runs_dir=tmp_path, link_recovery=FAST)
+
+    def back() -> None:
+        meter.down = False
+
+    async def plan(run: Any) -> list[float]:
+        asyncio.get_running_loop().call_later(0.5, back)
+        guarded = run.instrument("meter")
+        readings: list[float] = list(await asyncio.gather(guarded.read_hz(), guarded.read_hz()))
+        return readings
+
+    result = await engine.run(plan)
+    assert result.status == "ok" and result.result == [42.0, 42.0]
+    actions = [e.get("action") for e in _runner_events(result.path)]
+    assert actions.count("suspended") == 1 and actions.count("unsuspended") == 1
