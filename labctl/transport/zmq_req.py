@@ -80,6 +80,11 @@ class ZmqTransport(BufferedTransport):
                 raise self._too_large(command, str(exc)) from None
             return reply
 
+    async def discard_input(self, quiet_s: float = 0.0) -> int:
+        """Nothing to flush: a reply is one whole message, taken whole (or dropped)."""
+        self._buffer.clear()
+        return 0
+
     async def _connect(self) -> None:
         self._new_socket()
         if self._peer is not None and self.resource.startswith("tcp://"):

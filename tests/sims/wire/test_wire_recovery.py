@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from wired import NAMES, WIRE_WORLD, Wired, make_twin, wired_station
 
-from labctl.interfaces.errors import ConnectionLost
+from labctl.interfaces.errors import ConnectionLost, ProtocolError
+from sims.faults import FaultSchedule, GarbledReply
 from sims.wire.eos import EosWire
 from sims.wire.epc400 import Epc400Wire
 from sims.wire.ffswitch import FfSwitchWire
@@ -178,3 +179,49 @@ async def test_closed_on_purpose_stays_closed() -> None:
         with pytest.raises(ConnectionLost, match="not open"):
             await switch.get_port()
         assert switch.reconnects == 0
+
+
+GARBLE_CALLS = {
+    "polarization_controller": ("get_voltages_mv", ()),
+    "optical_switch": ("get_port", ()),
+    "detector": ("is_latched", (0,)),
+    "time_tagger": ("get_channel_delay_ps", (0,)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GARBLE_CALLS))
+async def test_garbled_reply_is_re_sent_and_three_in_a_row_are_protocol_error(kind: str) -> None:
+    async with wired_station([kind]) as setup:
+        driver = setup.drivers[NAMES[kind]]
+        method, args = GARBLE_CALLS[kind]
+        call = getattr(driver, method)
+        expected = await call(*args)
+        now_s = setup.world.clock.now_s()
+        faults = FaultSchedule.for_world(setup.world)
+        faults.schedule(GarbledReply(at_s=now_s, instrument=NAMES[kind], count=1))
+        assert await call(*args) == expected  # flushed, re-sent, answered
+        faults.schedule(GarbledReply(at_s=now_s, instrument=NAMES[kind], count=3))
+        with pytest.raises(ProtocolError) as caught:
+            await call(*args)
+        assert caught.value.instrument == NAMES[kind]
+        assert await call(*args) == expected  # the line is clean again
+
+
+async def test_a_garbled_tag_frame_is_a_flagged_gap_not_an_error() -> None:
+    async with wired_station(["time_tagger"]) as setup:
+        tagger = setup.drivers["tagger-bob"]
+        await tagger.start_stream()
+        await tagger.read_batch(2.0)
+        await tagger.health()  # clears any overflow seen so far
+        now_s = setup.world.clock.now_s()
+        fault = GarbledReply(at_s=now_s, instrument="tagger-bob", count=1)
+        FaultSchedule.for_world(setup.world).schedule(fault)
+        # The garbage frame queues behind the frames already in flight (socket buffers).
+        flagged = False
+        for _ in range(300):
+            flagged = (await tagger.read_batch(2.0)).overflow
+            if flagged:
+                break
+        assert flagged
+        assert not (await tagger.read_batch(2.0)).overflow
+        await tagger.stop_stream()
