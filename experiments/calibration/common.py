@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from experiments.calibration.settings import CalibrationSettings
 from experiments.sync.acquire import acquire_sync
-from experiments.sync.alice import DETECTOR_STATES, AlicePublic, alice_of
+from experiments.sync.alice import DETECTOR_STATES, TransmitterAlice, alice_of
 from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
@@ -79,7 +79,7 @@ class Session:
         self.settings = settings
         self.sync_settings = sync
         self.clock = run.clock
-        self._alice: AlicePublic | None = None
+        self._alice: TransmitterAlice | None = None
         self.tracker: SyncTracker | None = None
         self.dark_rates_hz: dict[str, float] = {}
         self.dead_time_ps: dict[str, float] = {}
@@ -93,8 +93,8 @@ class Session:
         return cls(run, settings, sync_settings(run.station))
 
     @property
-    def alice(self) -> AlicePublic:
-        """Alice's node (her pattern and pulse counter)."""
+    def alice(self) -> TransmitterAlice:
+        """Alice's node (her design, transmitter and pattern record)."""
         if self._alice is None:
             try:
                 self._alice = alice_of(self.run.station)
@@ -166,6 +166,7 @@ class Session:
         for channel in range(det.n_channels):
             await det.set_enabled(channel, True)
         await self.get("switch").set_port(self.bob_port())
+        await self.alice.ensure_light()
 
     async def synchronize(self) -> SyncResult:
         """Acquire synchronization (once per session) and start tracking it."""
@@ -173,7 +174,6 @@ class Session:
             try:
                 result = await acquire_sync(
                     self.get("tagger"),
-                    self.get("laser"),
                     self.alice,
                     self.clock,
                     self.sync_settings,
@@ -204,6 +204,7 @@ class Session:
         """``seconds`` of fresh tags (Bob's clock), each mapped to Alice's pulse index."""
         await self.synchronize()
         assert self.tracker is not None
+        await self.alice.ensure_light()
         tagger = self.get("tagger")
         # relock restarts the stream (dropping tags recorded before the last change) and
         # brings the phase up to date after a pause: without it the first batch after a long

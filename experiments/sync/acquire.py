@@ -1,24 +1,29 @@
-"""Acquire synchronization on live instruments: pulse clock, laser-gap marker, qubits.
+"""Acquire synchronization on live instruments: pulse clock, dark-gap markers, qubits.
 
-``acquire_sync`` reads Bob's tagger until the pulse clock is clear, has Alice blank her
-laser for a few announced gaps, then fixes the absolute pulse index from the qubits (see
-``experiments.sync.index``). Every read has a timeout; no light fails with a clear reason.
+``acquire_sync`` has Alice play a synchronization frame on her transmitter and reads Bob's
+tagger across it: the frame's lead-in gives the pulse clock, its dark gaps (at pulse
+indices Alice knows from her frame marker) bound the absolute index, and its states fix it
+(see ``experiments.sync.index``). Every read has a timeout; no light fails with a clear
+reason.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from experiments.sync.alice import DETECTOR_STATES, AlicePublic
+from experiments.sync.alice import DETECTOR_STATES, AlicePublic, TransmitterAlice
 from experiments.sync.frequency import fit_clock
 from experiments.sync.index import channel_shifts, find_offset, gap_offset_candidates
 from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.clock import Clock
-from labctl.interfaces.devices import Laser, TimeTagger
+from labctl.interfaces.devices import TimeTagger
+from labctl.interfaces.pattern import PulsePattern
 from labctl.interfaces.tags import TagBatch
 
 I64 = npt.NDArray[np.int64]
@@ -84,56 +89,94 @@ def vacuum_code(alice: AlicePublic) -> int | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class SyncFrame:
+    """A one-shot frame: constant-state lead-in (clock fit), then random states with dark
+    gaps (vacuum class) whose pulse positions mark the absolute index."""
+
+    pattern: PulsePattern
+    gaps: tuple[tuple[int, int], ...]  # (first dark pulse, first lit pulse after it), relative
+
+
+def sync_frame(alice: AlicePublic, settings: SyncSettings) -> SyncFrame:
+    """The frame Alice plays for one synchronization (public: every state is revealed)."""
+    vac = vacuum_code(alice)
+    if vac is None:
+        raise SyncError("synchronization needs a vacuum intensity class (mu = 0) for dark gaps")
+    signal = int(np.argmax(alice.intensity_mu))
+    period_s = alice.period_ps * 1e-12
+    lead = max(1, math.ceil(settings.min_span_s * 1.25 / period_s))
+    gap = max(64, math.ceil(settings.min_gap_s / period_s))
+    marker_len = settings.marker_gaps * 3 * gap + 2 * gap
+    rng = np.random.default_rng()
+    intensity = np.full(lead + marker_len, signal, dtype=np.uint8)
+    basis = np.zeros(lead + marker_len, dtype=np.uint8)
+    basis[lead // 2 : lead] = 1  # Z then X: every detector clicks during the clock fit
+    bit = np.zeros(lead + marker_len, dtype=np.uint8)
+    probs = np.asarray(alice.intensity_probability)
+    lit = lead + marker_len
+    intensity[lead:] = rng.choice(len(probs), size=marker_len, p=probs).astype(np.uint8)
+    intensity[lead:][intensity[lead:] == vac] = signal  # dark only inside the gaps
+    basis[lead:] = rng.integers(0, 2, marker_len, dtype=np.uint8)
+    bit[lead:] = rng.integers(0, 2, marker_len, dtype=np.uint8)
+    gaps = []
+    for i in range(settings.marker_gaps):
+        off = lead + 2 * gap + 3 * i * gap
+        intensity[off : off + gap] = vac
+        gaps.append((off, off + gap))
+    assert gaps[-1][1] + 2 * gap <= lit
+    return SyncFrame(PulsePattern(intensity, basis, bit), tuple(gaps))
+
+
 async def acquire_sync(
     tagger: TimeTagger,
-    laser: Laser,
-    alice: AlicePublic,
+    alice: TransmitterAlice,
     clock: Clock,
     settings: SyncSettings,
 ) -> SyncResult:
     """Lock Bob's clock onto Alice's pulse indices (prior: +-max_ppm, any offset).
 
-    The stream is restarted first: tags queued before this call (a stream left running by
-    an earlier step, recorded with other switch ports, laser settings or polarization) would
-    precede the marker gaps, so the data read would not reach the gaps Alice announces.
+    Alice plays a one-shot synchronization frame; Bob reads his tags from before it
+    starts until it has ended, fits the pulse clock on its lead-in and finds the absolute
+    index from its dark gaps (positions Alice knows from her frame marker) and states.
+    Afterwards Alice's calibration frame plays again. The stream is restarted first: tags
+    queued before this call would precede the frame.
     """
     await tagger.stop_stream()
     await tagger.start_stream()
+    frame = sync_frame(alice, settings)
+    first = await alice.play_once(frame.pattern)
+    markers = [(first + a, first + b) for a, b in frame.gaps]
+    frame_ps = len(frame.pattern) * alice.period_ps * (1.0 + settings.max_ppm * 1e-6)
     log = TagLog(settings.channels)
-    clock_start = clock.now_s()
-    while log.count < settings.min_tags or log.span_s < settings.min_span_s:
-        log.add(await tagger.read_batch(settings.batch_timeout_s))
-        if log.span_s > settings.max_acquire_s:
-            raise SyncError(
-                f"no light at Bob: only {log.count} tags in {log.span_s:.3g} s on channels "
-                f"{sorted(settings.channels)} (laser off, fiber cut or switch not on Bob's port?)"
-            )
+    light_ps: int | None = None
+    try:
+        while True:
+            batch = await tagger.read_batch(settings.batch_timeout_s)
+            log.add(batch)
+            if light_ps is None:
+                span = max(batch.stop_ps - batch.start_ps, 1)
+                if batch.time_ps.size * 1e12 / span > settings.light_rate_hz:
+                    light_ps = int(batch.time_ps[0]) if batch.time_ps.size else batch.start_ps
+            elif log.last_stop_ps >= light_ps + frame_ps + 0.1 * settings.min_span_s * 1e12:
+                break
+            if log.span_s > settings.max_acquire_s:
+                raise SyncError(
+                    f"no light at Bob: only {log.count} tags in {log.span_s:.3g} s on channels "
+                    f"{sorted(settings.channels)} (transmitter stopped, laser off, fiber cut or "
+                    "switch not on Bob's port?)"
+                )
+    finally:
+        await alice.ensure_light()
     time_ps, channel = log.arrays()
+    if log.count < settings.min_tags:
+        raise SyncError(
+            f"only {log.count} tags at Bob during the sync frame (need {settings.min_tags})"
+        )
     started = time.process_time()
     fit = fit_clock(time_ps[:_FIT_CAP], channel[:_FIT_CAP], alice.period_ps, settings.max_ppm)
     if fit.coherence < 0.05:
         raise SyncError(f"no pulse clock in Bob's tags (coherence {fit.coherence:.3f}): no light?")
-    compute_s = time.process_time() - started
-    rate_hz = log.count / max(log.span_s, 1e-12)
-    gap_s = min(0.05, max(settings.min_gap_s, 60.0 / rate_hz))
-    markers: list[tuple[int, int]] = []
-    for _ in range(settings.marker_gaps):
-        await laser.set_output(False)
-        n_off = alice.pulse_index_now()
-        await clock.sleep(gap_s)
-        await laser.set_output(True)
-        n_on = alice.pulse_index_now()
-        markers.append((n_off, n_on))
-        await clock.sleep(2.0 * gap_s)
-    await clock.sleep(2.0 * gap_s)
-    assert log.first_start_ps is not None
-    target = log.first_start_ps + (clock.now_s() - clock_start) * 1e12 * (
-        fit.period_ps / alice.period_ps
-    )
-    while log.last_stop_ps < target:
-        log.add(await tagger.read_batch(settings.batch_timeout_s))
-    time_ps, channel = log.arrays()
-    started = time.process_time()
     lookup = np.zeros(256)
     for ch, phase in fit.channel_phase_ps.items():
         lookup[ch] = phase
@@ -141,7 +184,8 @@ async def acquire_sync(
     k = np.rint(rel / fit.period_ps).astype(np.int64)
     order = np.argsort(k, kind="stable")
     k, channel = k[order], channel[order]
-    density = k.size / max(float(k[-1] - k[0]), 1.0)
+    k_lo, k_hi = np.percentile(k, [1.0, 99.0])  # the lit frame, not darks around it
+    density = 0.98 * k.size / max(float(k_hi - k_lo), 1.0)
     candidates = gap_offset_candidates(k, markers, density, MAX_CANDIDATES)
     reach = int(3000 / density)
     lo, hi = int(candidates.min()), int(candidates.max())
@@ -150,7 +194,7 @@ async def acquire_sync(
     vac = vacuum_code(alice)
     offset, margin = find_offset(alice, k[near], basis, bit, candidates, vac)
     shifts = channel_shifts(alice, k[near], channel[near], basis, bit, offset, vac)
-    compute_s += time.process_time() - started
+    compute_s = time.process_time() - started
     ref = fit.reference_channel
     ref_phase = fit.channel_phase_ps[ref]
     return SyncResult(

@@ -1,19 +1,27 @@
 """What Alice's node knows and may reveal: her pulse clock, her pattern, her marker timing.
 
-Synchronization and QBER need Alice's side of the link: her pulse period, the basis/bit/
-intensity of pulses she reveals (a public calibration frame, or sifting answers), and the
-index of the pulse she is emitting now (her pulse generator's counter). On a simulated
-station that is the world's source (``world.alice_pattern`` is Alice's own record, a
-counter-based RNG); never the world's hidden truth.
+Synchronization, calibration and key generation need Alice's side of the link: her pulse
+period, her design (intensity classes, basis probability), and the states of the pulses she
+reveals (public calibration frames, sifting answers). All of it comes from her own
+instruments: her transmitter plays patterns she draws, and her tagger's frame markers tell
+her which pulse carried which state. Nothing here reads a simulation.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from experiments.sync.record import NOT_SENT, Played, PlayRecord, to_codes
+from labctl.interfaces.devices import TimeTagger, Transmitter
+from labctl.interfaces.errors import ConfigError
+from labctl.interfaces.pattern import PatternMode, PulsePattern, secret_pattern, seeded_pattern
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -24,7 +32,10 @@ DETECTOR_STATES = {"Z0": (0, 0), "Z1": (0, 1), "X0": (1, 0), "X1": (1, 1)}
 
 @dataclass(frozen=True, slots=True)
 class AlicePattern:
-    """Alice's choices for some pulses: basis (0=Z, 1=X), bit and intensity class code."""
+    """Alice's choices for some pulses: basis (0=Z, 1=X), bit and intensity class code.
+
+    ``intensity`` is 255 for a pulse she prepared no state for (no light).
+    """
 
     basis: U8
     bit: U8
@@ -68,71 +79,321 @@ class AlicePublic(Protocol):
         """Her basis, bit and intensity class of the given pulses."""
         ...
 
-    def pulse_index_now(self) -> int:
-        """Index of the next pulse her source emits."""
-        ...
+
+@dataclass(frozen=True, slots=True)
+class SourceDesign:
+    """Alice's design from the station's ``alice:`` section."""
+
+    period_ps: int
+    intensity_names: tuple[str, ...]
+    intensity_mu: tuple[float, ...]
+    intensity_probability: tuple[float, ...]
+    basis_z_probability: float
+    nominal_power_mw: float
+    transmitter: str = "transmitter"
+    tagger: str = "tagger-alice"
+    frame_channel: int = 1
+    calibration_frame_pulses: int = 1 << 20
+    marker_timeout_s: float = 5.0
+
+    @classmethod
+    def from_section(cls, section: Any, file: str | None = None) -> SourceDesign:
+        """Parse ``alice:``; ConfigError naming the field."""
+        if not isinstance(section, Mapping) or not section:
+            raise ConfigError(
+                "the station has no `alice:` section (Alice's pulse rate and decoy design)",
+                file=file,
+                field="alice",
+            )
+        known = {
+            "rate_hz",
+            "intensities",
+            "basis_z_probability",
+            "nominal_power_mw",
+            "transmitter",
+            "tagger",
+            "frame_channel",
+            "calibration_frame_pulses",
+            "marker_timeout_s",
+        }
+        for key in section:
+            if key not in known:
+                raise ConfigError(
+                    f"unknown key (known: {', '.join(sorted(known))})",
+                    file=file,
+                    field=f"alice.{key}",
+                )
+
+        def number(key: str, low: float, high: float, default: float | None = None) -> float:
+            value = section.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(
+                    f"must be a number, got {value!r}", file=file, field=f"alice.{key}"
+                )
+            if not low <= float(value) <= high:
+                raise ConfigError(
+                    f"{value!r} outside {low}..{high}", file=file, field=f"alice.{key}"
+                )
+            return float(value)
+
+        rate_hz = number("rate_hz", 1.0, 1e12)
+        period_ps = round(1e12 / rate_hz)
+        if abs(period_ps * rate_hz - 1e12) > 1e-6 * 1e12:
+            raise ConfigError(
+                f"1e12 / {rate_hz} is not a whole number of picoseconds",
+                file=file,
+                field="alice.rate_hz",
+            )
+        classes = section.get("intensities")
+        if not isinstance(classes, Mapping) or not classes:
+            raise ConfigError(
+                "must map class names to {mu, probability}", file=file, field="alice.intensities"
+            )
+        names, mus, probs = [], [], []
+        for name, spec in classes.items():
+            where = f"alice.intensities.{name}"
+            if not isinstance(spec, Mapping) or set(spec) != {"mu", "probability"}:
+                raise ConfigError("must be {mu: M, probability: P}", file=file, field=where)
+            mu, prob = spec["mu"], spec["probability"]
+            if isinstance(mu, bool) or not isinstance(mu, int | float) or not 0 <= mu <= 100:
+                raise ConfigError(f"mu must be in 0..100, got {mu!r}", file=file, field=where)
+            if isinstance(prob, bool) or not isinstance(prob, int | float) or not 0 < prob <= 1:
+                raise ConfigError(
+                    f"probability must be in (0, 1], got {prob!r}", file=file, field=where
+                )
+            names.append(str(name))
+            mus.append(float(mu))
+            probs.append(float(prob))
+        if abs(sum(probs) - 1.0) > 1e-9:
+            raise ConfigError(
+                f"probabilities sum to {sum(probs)}, not 1", file=file, field="alice.intensities"
+            )
+        names_ok = {"transmitter", "tagger"}
+        strings = {}
+        for key in names_ok:
+            value = section.get(key, getattr(cls, key))
+            if not isinstance(value, str) or not value:
+                raise ConfigError(
+                    f"must be an instrument name, got {value!r}", file=file, field=f"alice.{key}"
+                )
+            strings[key] = value
+        return cls(
+            period_ps=period_ps,
+            intensity_names=tuple(names),
+            intensity_mu=tuple(mus),
+            intensity_probability=tuple(probs),
+            basis_z_probability=number("basis_z_probability", 0.0, 1.0, 0.5),
+            nominal_power_mw=number("nominal_power_mw", 1e-6, 1e3, 1.0),
+            transmitter=strings["transmitter"],
+            tagger=strings["tagger"],
+            frame_channel=int(number("frame_channel", 0, 255, 1)),
+            calibration_frame_pulses=int(number("calibration_frame_pulses", 1, 1 << 28, 1 << 20)),
+            marker_timeout_s=number("marker_timeout_s", 1e-3, 600.0, 5.0),
+        )
 
 
-class WorldAlice:
-    """Alice's node on a simulated station: her source settings and pattern generator."""
+class NoFrameMarker(RuntimeError):
+    """Alice's tagger did not see the frame marker of a pattern she started."""
 
-    def __init__(self, world: Any) -> None:
-        self._world = world
-        source = world.settings.source
-        self._period_ps = int(world.period_ps)
-        self._names = tuple(str(c.name) for c in source.intensities)
-        self._mu = tuple(float(c.mu) for c in source.intensities)
-        self._power = float(source.nominal_power_mw)
-        self._probability = tuple(float(c.probability) for c in source.intensities)
-        self._z = float(source.basis_z_probability)
+
+class TransmitterAlice:
+    """Alice's node on her own instruments: the transmitter she drives and her tagger.
+
+    It plays public calibration frames (cycling, for calibrations and clock tracking),
+    one-shot synchronization frames with dark marker gaps, and fresh key blocks drawn
+    from a cryptographic source, and remembers every state by her pulse index.
+    """
+
+    def __init__(self, design: SourceDesign, transmitter: Transmitter, tagger: TimeTagger) -> None:
+        self.design = design
+        self.transmitter = transmitter
+        self.tagger = tagger
+        self.record = PlayRecord()
+        self._lock = asyncio.Lock()
+        self._configured = False
+        self.calibration_anchor: int | None = None
+        self._calibration = seeded_pattern(
+            design.calibration_frame_pulses,
+            design.intensity_probability,
+            design.basis_z_probability,
+            seed=0x5EED,
+        )
+
+    # -- AlicePublic ------------------------------------------------------------------------
 
     @property
     def period_ps(self) -> int:
         """Her pulse period in picoseconds."""
-        return self._period_ps
+        return self.design.period_ps
 
     @property
     def intensity_names(self) -> tuple[str, ...]:
         """Intensity classes in code order."""
-        return self._names
+        return self.design.intensity_names
 
     @property
     def intensity_mu(self) -> tuple[float, ...]:
         """Design mean photon numbers at nominal power."""
-        return self._mu
+        return self.design.intensity_mu
 
     @property
     def nominal_power_mw(self) -> float:
         """Power at which the design mean photon numbers hold."""
-        return self._power
+        return self.design.nominal_power_mw
 
     @property
     def intensity_probability(self) -> tuple[float, ...]:
         """Probability of every intensity class."""
-        return self._probability
+        return self.design.intensity_probability
 
     @property
     def basis_z_probability(self) -> float:
         """Probability of the Z basis."""
-        return self._z
+        return self.design.basis_z_probability
 
     def pattern(self, indices: I64) -> AlicePattern:
-        """Her pattern for ``indices`` (recomputed from her seed)."""
-        found = self._world.alice_pattern(np.asarray(indices, dtype=np.int64))
-        return AlicePattern(basis=found.basis, bit=found.bit, intensity=found.intensity)
-
-    def pulse_index_now(self) -> int:
-        """The pulse her source emits next on the station clock."""
-        now_ps: int = round(self._world.clock.now_s() * 1e12)
-        return -(-now_ps // self._period_ps)  # integer ceil: exact at any run length
-
-
-def alice_of(station: Any) -> AlicePublic:
-    """Alice's node of a station (the simulated world's source), or a clear error."""
-    world = getattr(station, "world", None)
-    if world is None or not hasattr(world, "alice_pattern"):
-        raise LookupError(
-            "no Alice node: this station has no simulated source; "
-            "a hardware link needs Alice's pattern over the classical channel"
+        """Her recorded states of ``indices`` (intensity 255 where she sent no state)."""
+        code = self.record.codes(np.asarray(indices, dtype=np.int64))
+        sent = code != NOT_SENT
+        intensity = np.where(sent, code >> np.uint8(2), np.uint8(NOT_SENT)).astype(np.uint8)
+        return AlicePattern(
+            basis=((code >> np.uint8(1)) & np.uint8(1)).astype(np.uint8),
+            bit=(code & np.uint8(1)).astype(np.uint8),
+            intensity=intensity,
         )
-    return WorldAlice(world)
+
+    # -- playing ----------------------------------------------------------------------------
+
+    @property
+    def may_store_key(self) -> bool:
+        """False when her transmitter repeats patterns (a demonstration)."""
+        return self.transmitter.pattern_mode is PatternMode.STREAMED
+
+    async def _configure(self) -> None:
+        if self._configured:
+            return
+        period = await self.transmitter.get_period_ps()
+        if period != self.design.period_ps:
+            await self.transmitter.set_period_ps(self.design.period_ps)
+        self._configured = True
+
+    async def _play(self, chunks: list[PulsePattern], repeat: bool) -> list[int]:
+        """Load and start ``chunks`` back to back; the first pulse index of each."""
+        await self._configure()
+        await self.tagger.stop_stream()
+        await self.tagger.start_stream()
+        try:
+            await self.transmitter.load_pattern(chunks[0], repeat=repeat)
+            for chunk in chunks[1:]:
+                await self.transmitter.append_pattern(chunk)
+            await self.transmitter.start()
+            return await self._frame_markers(len(chunks))
+        finally:
+            await self.tagger.stop_stream()
+
+    async def _frame_markers(self, count: int) -> list[int]:
+        """Pulse indices of the next ``count`` frame markers on her tagger."""
+        found: list[int] = []
+        channel = self.design.frame_channel
+        period = self.design.period_ps
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.design.marker_timeout_s * max(1, count)
+        while len(found) < count:
+            if loop.time() > deadline:
+                raise NoFrameMarker(
+                    f"{self.tagger.name} saw {len(found)} of {count} frame markers on channel "
+                    f"{channel} within {self.design.marker_timeout_s:g} s per pattern "
+                    "(is the transmitter's frame marker wired to Alice's tagger?)"
+                )
+            batch = await self.tagger.read_batch(self.design.marker_timeout_s)
+            times = batch.time_ps[batch.channel == channel]
+            found.extend((int(t) + period // 2) // period for t in times)
+        return found[:count]
+
+    async def play_calibration_frame(self) -> int:
+        """Cycle the public calibration frame; the index of its first pulse."""
+        async with self._lock:
+            (first,) = await self._play([self._calibration], repeat=True)
+            self.record.add(Played(first, to_codes(self._calibration), repeat=True))
+            self.calibration_anchor = first
+            return first
+
+    async def ensure_light(self) -> None:
+        """Make sure the public calibration frame is playing (it is after any one-shot)."""
+        if self.calibration_anchor is None or not await self.transmitter.is_running():
+            await self.play_calibration_frame()
+
+    def _chunks(self, pattern: PulsePattern) -> list[PulsePattern]:
+        size = self.transmitter.memory_pulses
+        return [pattern.slice(i, i + size) for i in range(0, len(pattern), size)]
+
+    async def play_once(self, pattern: PulsePattern) -> int:
+        """Play ``pattern`` once (dark after it); the index of its first pulse.
+
+        Chunked to the transmitter's memory; on a REPEATING device a pattern longer than
+        its memory cannot be played once and is refused.
+        """
+        chunks = self._chunks(pattern)
+        if len(chunks) > 1 and not self.may_store_key:
+            raise ValueError(
+                f"{len(pattern)} pulses exceed {self.transmitter.name}'s memory of "
+                f"{self.transmitter.memory_pulses} and it cannot stream chunks back to back"
+            )
+        async with self._lock:
+            starts = await self._play(chunks, repeat=False)
+            self.calibration_anchor = None
+            for start, chunk in zip(starts, chunks, strict=True):
+                self.record.add(Played(start, to_codes(chunk), repeat=False))
+            return starts[0]
+
+    async def play_key_block(self, n_pulses: int) -> tuple[int, int]:
+        """Draw ``n_pulses`` states from a cryptographic source and play them once.
+
+        Returns (first pulse, pulses). On a REPEATING device whose memory is shorter than
+        the block, the frame cycles: the caller must treat the block as a demonstration.
+        """
+        pattern = secret_pattern(
+            n_pulses, self.design.intensity_probability, self.design.basis_z_probability
+        )
+        if n_pulses > self.transmitter.memory_pulses and not self.may_store_key:
+            frame = pattern.slice(0, self.transmitter.memory_pulses)
+            async with self._lock:
+                (first,) = await self._play([frame], repeat=True)
+                self.record.add(Played(first, to_codes(frame), repeat=True))
+                self.calibration_anchor = None
+            return first, n_pulses
+        first = await self.play_once(pattern)
+        return first, n_pulses
+
+
+_NODES: weakref.WeakKeyDictionary[Any, TransmitterAlice] = weakref.WeakKeyDictionary()
+
+
+def alice_of(station: Any) -> TransmitterAlice:
+    """Alice's node of a station (one per station), or a clear LookupError."""
+    found = _NODES.get(station)
+    if found is not None:
+        return found
+    config = getattr(station, "config", None)
+    if config is None:
+        raise LookupError("no Alice node: the station was not built from a config")
+    try:
+        design = SourceDesign.from_section(config.raw_section("alice"), config.file)
+    except ConfigError as exc:
+        raise LookupError(f"no Alice node: {exc}") from None
+    instruments = getattr(station, "instruments", {})
+    transmitter = instruments.get(design.transmitter)
+    tagger = instruments.get(design.tagger)
+    if not isinstance(transmitter, Transmitter):
+        raise LookupError(
+            f"no Alice node: alice.transmitter names {design.transmitter!r}, which is not a "
+            "Transmitter instrument of this station"
+        )
+    if not isinstance(tagger, TimeTagger):
+        raise LookupError(
+            f"no Alice node: alice.tagger names {design.tagger!r}, which is not a TimeTagger "
+            "instrument of this station"
+        )
+    node = TransmitterAlice(design, transmitter, tagger)
+    _NODES[station] = node
+    return node

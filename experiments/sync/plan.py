@@ -8,7 +8,7 @@ from experiments.sync.acquire import acquire_sync
 from experiments.sync.alice import alice_of
 from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.settings import SyncSettings
-from labctl.interfaces.devices import Laser, TimeTagger
+from labctl.interfaces.devices import TimeTagger
 
 
 def sync_settings(station: Any) -> SyncSettings:
@@ -34,9 +34,12 @@ async def synchronize(run: Any, settings: SyncSettings | None = None) -> SyncRes
     station = run.station
     settings = settings or sync_settings(station)
     tagger = instrument(station, settings.tagger, TimeTagger, "Bob's time tagger")
-    laser = instrument(station, settings.laser, Laser, "Alice's laser")
+    try:
+        alice = alice_of(station)
+    except LookupError as exc:
+        raise SyncError(str(exc)) from None
     with run.progress.task("sync", total=1) as bar:
-        result = await acquire_sync(tagger, laser, alice_of(station), run.clock, settings)
+        result = await acquire_sync(tagger, alice, run.clock, settings)
         bar.advance()
     run.emit("sync", result.summary())
     return result

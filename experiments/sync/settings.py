@@ -19,14 +19,14 @@ class SyncSettings:
     """How to acquire synchronization (see configs/sim.yaml ``sync:``)."""
 
     tagger: str = "tagger-bob"
-    laser: str = "laser"
     max_ppm: float = 20.0
     offset_prior_s: float = 1.0
     min_tags: int = 2000
     min_span_s: float = 0.02
     max_acquire_s: float = 2.0
-    marker_gaps: int = 16
-    min_gap_s: float = 0.0002
+    marker_gaps: int = 4
+    min_gap_s: float = 2e-5
+    light_rate_hz: float = 1e5
     batch_timeout_s: float = 5.0
     channels: dict[int, str] = field(default_factory=_default_channels)
 
@@ -44,7 +44,7 @@ class SyncSettings:
                 raise ConfigError(
                     f"unknown key (known: {', '.join(sorted(known))})", file=file, field=where
                 )
-            if key in ("tagger", "laser"):
+            if key == "tagger":
                 if not isinstance(value, str) or not value:
                     raise ConfigError(
                         f"must be an instrument name, got {value!r}", file=file, field=where

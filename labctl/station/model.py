@@ -241,6 +241,7 @@ class StationConfig(_Strict):
     calibration: dict[str, Any] = Field(default_factory=dict)
     sync: dict[str, Any] = Field(default_factory=dict)
     qkd: dict[str, Any] = Field(default_factory=dict)
+    alice: dict[str, Any] = Field(default_factory=dict)
     twin_serve: dict[str, Any] = Field(default_factory=dict)
 
     _file: str | None = PrivateAttr(default=None)

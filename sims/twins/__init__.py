@@ -1,7 +1,7 @@
-"""Simulated twins: the five instrument interfaces as thin adapters onto the shared world.
+"""Simulated twins: the six instrument interfaces as thin adapters onto the shared world.
 
 Config class paths: ``sims.twins:SimLaser``, ``sims.twins:SimPolarizationController``,
-``sims.twins:SimDetector``, ``sims.twins:SimTimeTagger``, ``sims.twins:SimOpticalSwitch``.
+``sims.twins:SimDetector``, ``sims.twins:SimTimeTagger``, ``sims.twins:SimOpticalSwitch``, ``sims.twins:SimTransmitter``.
 """
 
 from sims.twins.base import SimTwin
@@ -10,6 +10,7 @@ from sims.twins.laser import SimLaser
 from sims.twins.polarization import SimPolarizationController
 from sims.twins.switch import SimOpticalSwitch
 from sims.twins.tagger import SimTimeTagger
+from sims.twins.transmitter import SimTransmitter
 
 __all__ = [
     "SimDetector",
@@ -17,5 +18,6 @@ __all__ = [
     "SimOpticalSwitch",
     "SimPolarizationController",
     "SimTimeTagger",
+    "SimTransmitter",
     "SimTwin",
 ]

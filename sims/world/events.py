@@ -204,7 +204,7 @@ class PhotonSampler:
         if table.p_max <= 0.0 or n1 <= n0:
             return _no_clicks()
         jit = self.jit
-        if jit is not None and eve_fraction <= 0.0:
+        if jit is not None and eve_fraction <= 0.0 and self.source.program is None:
             # One pass, randomness from a counter-based hash keyed by one draw of ``rng``.
             capacity = int(1.2 * (n1 - n0) * table.p_max) + 64
             fused: Clicks = jit.signal_stream(

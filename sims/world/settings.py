@@ -141,6 +141,8 @@ class TaggerSettings:
     buffer_s: float = field(default=1.0, metadata=bounds(0.0, lo_open=True))
     sync_channel: int = field(default=0, metadata=bounds(0, 63))
     sync_divider: int = field(default=1000, metadata=bounds(1))
+    frame_channel: int = field(default=1, metadata=bounds(0, 63))
+    """Alice's tagger input of the transmitter's frame marker (first pulse of a pattern)."""
     detector_channels: tuple[int, ...] = field(default=(0, 1, 2, 3), metadata=bounds(length=4))
 
 
@@ -219,16 +221,21 @@ def _parse_detectors(raw: Any, where: Where) -> tuple[DetectorSettings, ...]:
 
 def _parse_tagger(raw: Any, where: Where, side: str) -> TaggerSettings:
     mapping = dict(as_mapping(raw, where))
-    side_only = "detector_channels" if side == "alice" else "sync_divider"
-    if side_only in mapping:
-        raise where.child(side_only).error(f"not a setting of {side}'s tagger")
+    side_only = ("detector_channels",) if side == "alice" else ("sync_divider", "frame_channel")
+    for key in side_only:
+        if key in mapping:
+            raise where.child(key).error(f"not a setting of {side}'s tagger")
     tagger = parse_section(TaggerSettings, mapping, where)
     delays = tagger.channel_delays_ps or (0,) * tagger.n_channels
     if len(delays) != tagger.n_channels:
         raise where.child("channel_delays_ps").error(
             f"expected {tagger.n_channels} values (n_channels), got {len(delays)}"
         )
-    used = (tagger.sync_channel,) if side == "alice" else tagger.detector_channels
+    used = (
+        (tagger.sync_channel, tagger.frame_channel) if side == "alice" else tagger.detector_channels
+    )
+    if side == "alice" and tagger.sync_channel == tagger.frame_channel:
+        raise where.child("frame_channel").error("the sync and frame markers share a channel")
     for channel in used:
         if not 0 <= channel < tagger.n_channels:
             raise where.error(f"channel {channel} outside 0..{tagger.n_channels - 1}")

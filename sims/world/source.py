@@ -13,6 +13,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
+from sims.world.program import PatternProgram
 from sims.world.settings import SourceSettings
 
 U64 = npt.NDArray[np.uint64]
@@ -84,11 +85,21 @@ class AliceSource:
         self._z_threshold = np.uint64(round(settings.basis_z_probability * _BASIS_SCALE))
         self._edge_tuple = tuple(self._class_edges) or (np.uint64(1 << 63),)
         self._key = np.uint64(stream_key(seed, STREAM_ALICE))
+        self.program: PatternProgram | None = None
+        """Set when a transmitter drives the source: its patterns replace the seed."""
+
+    def attach_program(self) -> PatternProgram:
+        """From now on pulses carry what a transmitter plays (dark until it starts)."""
+        if self.program is None:
+            self.program = PatternProgram(len(self.settings.intensities), self.period_ps)
+        return self.program
 
     @property
     def mu(self) -> F64:
         """Mean photon number per intensity class leaving Alice now (0 when the laser is off)."""
         nominal = np.array([c.mu for c in self.settings.intensities], dtype=np.float64)
+        if self.program is not None:
+            nominal = np.append(nominal, 0.0)  # the dark code: a pulse the modulator blocks
         if not self.enabled:
             return np.zeros_like(nominal)
         return nominal * (self.power_mw / self.settings.nominal_power_mw)
@@ -105,6 +116,8 @@ class AliceSource:
         self, index: npt.NDArray[np.int64], jit: ModuleType | None = None
     ) -> npt.NDArray[np.intp]:
         """Per pulse: intensity class * 4 + basis * 2 + bit, the same draws as ``pattern``."""
+        if self.program is not None:
+            return self.program.codes(index)
         if jit is not None:
             compiled: npt.NDArray[np.intp] = jit.alice_codes(index, *self.code_key())
             return compiled
@@ -121,6 +134,14 @@ class AliceSource:
     def pattern(self, indices: npt.NDArray[np.int64]) -> PulsePattern:
         """Recompute Alice's basis, bit and intensity class of any pulses."""
         index = np.asarray(indices, dtype=np.int64)
+        if self.program is not None:
+            code = self.program.codes(index).astype(np.uint8)
+            return PulsePattern(
+                index=index,
+                basis=(code >> np.uint8(1)) & np.uint8(1),
+                bit=code & np.uint8(1),
+                intensity=code >> np.uint8(2),
+            )
         bits = pulse_hash(self.seed, STREAM_ALICE, index)
         bit = (bits & np.uint64(1)).astype(np.uint8)
         basis = ((bits >> np.uint64(32)) >= self._z_threshold).astype(np.uint8)

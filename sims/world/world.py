@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from labctl.interfaces.build import BuildContext, InstrumentSpec
+from labctl.interfaces.pattern import PulsePattern as StatePattern
 from labctl.interfaces.tags import TagBatch
 from sims.clock import VirtualClock
 from sims.world import kernels
@@ -21,6 +22,7 @@ from sims.world.allocator import keep_freed_memory
 from sims.world.detectors import I64, DetectorBank
 from sims.world.events import F64, ClickTable, PhotonSampler
 from sims.world.optics import OpticalPath
+from sims.world.program import PatternProgram
 from sims.world.settings import DETECTOR_NAMES, WorldSettings, parse_world_settings
 from sims.world.source import PulsePattern
 from sims.world.tagger import TaggerModel
@@ -94,6 +96,51 @@ class World:
     def alice_pattern(self, indices: Sequence[int] | I64) -> PulsePattern:
         """Alice's basis, bit and intensity class of any pulses (her own record)."""
         return self.optics.source.pattern(np.asarray(indices, dtype=np.int64))
+
+    # -- Alice's transmitter ---------------------------------------------------------------
+
+    def attach_transmitter(self) -> None:
+        """A transmitter twin drives the source from now on (no light until it starts)."""
+        self._catch_up()
+        self.optics.source.attach_program()
+
+    def _program(self) -> PatternProgram:
+        program = self.optics.source.program
+        if program is None:
+            raise RuntimeError("no transmitter is attached to this world")
+        return program
+
+    def _now_pulse(self) -> int:
+        """The first pulse not yet emitted: everything before it is already generated."""
+        self._catch_up()
+        now_ps = round(self.clock.now_s() * _PS_PER_S)
+        return max(self._cursor_ps, self._align_up(now_ps)) // self.period_ps
+
+    def transmitter_load(self, pattern: StatePattern, repeat: bool) -> None:
+        """Stop playing and stage ``pattern`` (cycled when ``repeat``) for the next start."""
+        n_classes = len(self.settings.source.intensities)
+        if len(pattern) and int(pattern.intensity.max()) >= n_classes:
+            raise ValueError(f"intensity class codes must be below {n_classes}")
+        self._program().load(pattern, repeat, self._now_pulse())
+
+    def transmitter_append(self, pattern: StatePattern) -> None:
+        """Queue a chunk right after the last one."""
+        n_classes = len(self.settings.source.intensities)
+        if len(pattern) and int(pattern.intensity.max()) >= n_classes:
+            raise ValueError(f"intensity class codes must be below {n_classes}")
+        self._program().append(pattern, self._now_pulse())
+
+    def transmitter_start(self) -> int:
+        """Start playing at the next pulse; returns that pulse's index."""
+        return self._program().start(self._now_pulse())
+
+    def transmitter_stop(self) -> None:
+        """No light from the next pulse on."""
+        self._program().stop(self._now_pulse())
+
+    def transmitter_running(self) -> bool:
+        """True while a pattern plays."""
+        return self._program().is_running(self._now_pulse())
 
     def start_stream(self, side: str) -> None:
         """Start the tagger of ``side`` ("alice" or "bob") streaming from now."""
@@ -414,9 +461,21 @@ class World:
         divider = alice.settings.sync_divider
         first_sync = -(-n0 // divider) * divider
         self._sync_counts += max(0, -(-(n1 - first_sync) // divider))
+        program = optics.source.program
         if alice.streaming:
             sync_times = np.arange(first_sync, n1, divider, dtype=np.int64) * period
             sync_channel = np.full(sync_times.size, alice.settings.sync_channel, dtype=np.uint8)
+            if program is not None:
+                frames = program.frame_starts(n0, n1) * period
+                if frames.size:
+                    sync_times = np.concatenate([sync_times, frames])
+                    sync_channel = np.concatenate(
+                        [sync_channel, np.full(frames.size, alice.settings.frame_channel, np.uint8)]
+                    )
+                    order = np.argsort(sync_times, kind="stable")
+                    sync_times, sync_channel = sync_times[order], sync_channel[order]
             batch = alice.record(sync_channel, sync_times, t1_ps, guard)
             if batch is not None:
                 alice.enqueue(batch)
+        if program is not None:
+            program.forget_before(n0)

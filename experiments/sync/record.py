@@ -1,0 +1,82 @@
+"""Alice's own record of what her transmitter played, by her pulse index.
+
+Alice numbers pulses by her tagger's clock (pulse ``n`` leaves at ``n * period_ps`` on it);
+the frame marker of every pattern she plays tells her the index of its first pulse. The
+record keeps each pattern as one state code per pulse (intensity * 4 + basis * 2 + bit),
+so a 1e8-pulse block costs 100 MB, and forgets the oldest entries beyond a bound.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from labctl.interfaces.pattern import PulsePattern
+
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+NOT_SENT = 0xFF
+"""Code of a pulse Alice holds no record of (no light was prepared for it)."""
+
+
+def to_codes(pattern: PulsePattern) -> U8:
+    """One state code per pulse."""
+    code = pattern.intensity << np.uint8(2)
+    code |= pattern.basis << np.uint8(1)
+    code |= pattern.bit
+    return code
+
+
+@dataclass(frozen=True, slots=True)
+class Played:
+    """One pattern played from Alice's pulse ``first``; cycled when ``repeat``."""
+
+    first: int
+    codes: U8
+    repeat: bool
+
+    @property
+    def stop(self) -> int | None:
+        """First pulse after it (None: it cycles)."""
+        return None if self.repeat else self.first + int(self.codes.size)
+
+
+class PlayRecord:
+    """The patterns Alice played, newest last; at most ``max_entries`` kept."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._entries: deque[Played] = deque(maxlen=max_entries)
+
+    def add(self, played: Played) -> None:
+        """Record a pattern; a cycling one ends where a later one starts."""
+        self._entries.append(played)
+
+    def clear(self) -> None:
+        """Forget everything (e.g. after the transmitter restarted)."""
+        self._entries.clear()
+
+    def codes(self, index: I64) -> U8:
+        """The state code of every pulse index; NOT_SENT where no pattern covers it.
+
+        A later pattern wins over an earlier one (a cycling frame is cut where the next
+        pattern starts).
+        """
+        out = np.full(index.shape, NOT_SENT, dtype=np.uint8)
+        entries = list(self._entries)
+        for i, entry in enumerate(entries):
+            mask = index >= entry.first
+            stop = entry.stop
+            if entry.repeat and i + 1 < len(entries):
+                stop = entries[i + 1].first
+            if stop is not None:
+                mask &= index < stop
+            if not mask.any():
+                continue
+            pos = index[mask] - entry.first
+            if entry.repeat:
+                pos %= entry.codes.size
+            out[mask] = entry.codes[pos]
+        return out
