@@ -1,7 +1,8 @@
 """Simulated twins: the six instrument interfaces as thin adapters onto the shared world.
 
 Config class paths: ``sims.twins:SimLaser``, ``sims.twins:SimPolarizationController``,
-``sims.twins:SimDetector``, ``sims.twins:SimTimeTagger``, ``sims.twins:SimOpticalSwitch``, ``sims.twins:SimTransmitter``.
+``sims.twins:SimDetector``, ``sims.twins:SimTimeTagger``, ``sims.twins:SimOpticalSwitch``,
+``sims.twins:SimTransmitter``.
 """
 
 from sims.twins.base import SimTwin
