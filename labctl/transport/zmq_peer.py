@@ -19,6 +19,8 @@ from zmq.utils.monitor import parse_monitor_message
 
 WATCHED_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
 _WAIT_POLL_S = 0.005
+PEER_CHECK_S = 0.1
+"""Longest a receive waits between two looks at the peer's connection state."""
 _serial = itertools.count()
 
 

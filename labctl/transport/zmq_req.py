@@ -16,6 +16,7 @@ socket itself fails (context terminated, socket closed under us).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ import zmq.asyncio
 from labctl.interfaces.errors import ProtocolError
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, BufferedTransport, ReplyTooLarge, log
 from labctl.transport.recovery import ReconnectPolicy
-from labctl.transport.zmq_peer import PeerWatch
+from labctl.transport.zmq_peer import PEER_CHECK_S, PeerWatch
 
 
 class ZmqTransport(BufferedTransport):
@@ -115,17 +116,27 @@ class ZmqTransport(BufferedTransport):
 
     async def _recv_message(self, timeout_s: float) -> bytes:
         sock = self._require_socket()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         try:
-            ready = await sock.poll(max(1, round(timeout_s * 1000)))  # POLLIN by default
-            if not ready:
+            while True:
+                # Wait in slices: a peer that goes away while we wait (a device restarting)
+                # is ConnectionLost within PEER_CHECK_S, not after the whole timeout.
+                remaining_s = deadline - loop.time()
+                slice_s = min(PEER_CHECK_S, remaining_s)
+                if slice_s > 0 and await sock.poll(max(1, round(slice_s * 1000))):
+                    break
                 peer = self._peer
                 if peer is not None:
                     peer.update()
-                    if peer.dropped or not peer.connected:
+                    if peer.dropped:
+                        raise ConnectionResetError("the peer went away before replying")
+                if remaining_s <= slice_s:
+                    if peer is not None and not peer.connected:
                         raise ConnectionResetError("no reply and the peer is gone")
-                # Lazy pirate: this socket still waits for the lost reply; replace it.
-                self._new_socket()
-                raise TimeoutError
+                    # Lazy pirate: this socket still waits for the lost reply; replace it.
+                    self._new_socket()
+                    raise TimeoutError
             reply = await sock.recv(flags=zmq.NOBLOCK, copy=True)
         except zmq.ZMQError as exc:
             raise ConnectionError(str(exc)) from exc

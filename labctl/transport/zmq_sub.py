@@ -29,11 +29,9 @@ import zmq.asyncio
 
 from labctl.interfaces.errors import ConnectionLost, InstrumentTimeout, ProtocolError
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, check_timeout_s, log, preview
-from labctl.transport.zmq_peer import PeerWatch
+from labctl.transport.zmq_peer import PEER_CHECK_S, PeerWatch
 
 Pattern = Literal["sub", "pull"]
-PEER_CHECK_S = 0.1
-"""Longest a receive waits between two looks at the sender's connection state."""
 
 
 class ZmqSubscriber:

@@ -139,3 +139,21 @@ async def test_zmq_stream_whose_sender_left_is_connection_lost_quickly() -> None
         assert not sub.is_open
     finally:
         await sub.close()
+
+
+async def test_zmq_peer_gone_while_a_request_waits_is_connection_lost_quickly() -> None:
+    rep = zmq.asyncio.Context.instance().socket(zmq.REP)
+    rep.setsockopt(zmq.LINGER, 0)
+    port = rep.bind_to_random_port("tcp://127.0.0.1")
+    spec = TransportSpec(kind="zmq", address=f"tcp://127.0.0.1:{port}", timeout_s=5.0)
+    link = make_transport(spec, instrument="tagger")
+    await link.open()
+    try:
+        asyncio.get_running_loop().call_later(0.2, rep.close, 0)  # takes it, never answers
+        started = time.monotonic()
+        with pytest.raises(ConnectionLost, match="went away before replying"):
+            await link.query(b"*IDN?", command="*IDN?")
+        assert time.monotonic() - started < 1.0  # not the 5 s timeout
+    finally:
+        await link.close()
+        rep.close(linger=0)
