@@ -3,7 +3,7 @@
 
 1. Commands per second per driver: one representative query repeated (TSL-570 ``:POW?``
    over pyvisa, EPC-400 ``V?`` over a pseudo-terminal, Eos ``BiasCurrent`` over TCP,
-   ID1000 ``INPU1:DELA?`` over ZMQ, Agiltron get-port frame over a pseudo-terminal), each
+   ID1000 ``DELA1:VALU?`` over ZMQ, Agiltron get-port frame over a pseudo-terminal), each
    served by its wire twin in the same process (so the figure includes both ends).
 2. ID1000 tag stream: pre-encoded frames (65,536 tags each) pushed by a ZMQ PUSH socket in
    a sender thread, read by the ID1000 driver (PULL, ``read_batch`` -> numpy TagBatch).

@@ -1,29 +1,48 @@
 """ID Quantique ID1000 / ID900 time controller: SCPI over ZMQ REQ/REP plus a tag stream.
 
-Protocol facts (Time Controller user manual, IDQ's public Python examples): a ZMQ REQ
-socket connects to the controller's REP socket on port 5555; each request is one SCPI
-command string without terminator and every request gets one reply message (empty for
-setting commands). Commands are case-insensitive with short forms (``INPU1:DELA``);
-``*IDN?`` names the unit; ``DEVI:RES:BWID?`` is the timestamp bin width in ps; time
-values may carry the time-base unit suffix ``TB`` (1 TB = 1 ps); a refused command is
-answered with a message containing ``SCPI_ERR``.
+Protocol facts (Time Controller user manual, IDQ's published Python examples, public lab
+drivers of the ID900): a ZMQ REQ socket connects to the controller's REP socket on port
+5555; each request is one SCPI program message without terminator and gets one reply
+message. Headers are case-insensitive with short and long forms (``INPU1:THRE`` =
+``INPUt1:THREshold``); several commands may share a message, separated by ``;`` (a
+leading ``:`` restarts from the root), and their query answers come back one per line.
+``*IDN?`` names the unit; ``DEVI:RES:BWID?`` is the timestamp bin width in ps; times may
+carry the time-base unit ``TB`` (1 TB = 1 ps). A refused command is answered with the
+parser's error code, ``SCPI_ERR_INVALID_CMD``, ``SCPI_ERR_PARAM_TYPE``... (IDQ's scripts
+test for ``SCPI_ERR_`` in the reply; the driver raises InstrumentFault with that text).
+Setting commands mostly answer nothing, some answer a line of text (``Counter value set
+to 0 ``, ``Flushed Histogram!``): any reply without an error code is accepted.
 
-Documented assumptions, where the manual is not public in enough detail:
+Inputs: an input's delay is set on the delay block linked to it, ``DELAy<n>:VALUe`` with
+``DELAy<n>:LINK INPUt<n>`` (as IDQ's examples do); the threshold is
+``INPUt<n>:THREshold`` (mV given, the device answers volts); ``INPUt<n>:COUNter?`` is the
+number of events in the input's last counter window, ``INPUt<n>:COUNter:INTEgrationtime``
+ms long, so the rate is their ratio (the counters are assumed in their power-up CYCLe
+mode; ``integration_s`` cannot shorten the device's window, it only has to be positive).
+Inputs are counted from 0 in labctl and from 1 on the wire (``INPU1`` = channel 0).
 
-- ``INPU<n>:COUN?`` answers the input's count rate in Hz over the controller's own
-  counter window (so ``integration_s`` cannot shorten it; it only has to be positive).
-- Streaming: ``RAW:SEND ON`` then ``REC:PLAY`` starts the raw timestamp stream,
-  ``REC:STOP`` then ``RAW:SEND OFF`` stops it. Tags arrive on a separate ZMQ socket (the
-  transport option ``stream_address``, default port 5556 on the same host) in the frame
-  format of ``drivers.idq.tagframe``; option ``stream_pattern`` is ``sub`` (the stream
-  is a PUB socket, the default) or ``pull`` (a PUSH socket: lossless, with backpressure);
-  ``stream_hwm`` bounds the frames queued in memory (default 1000).
-- Inputs are counted from 0 in labctl and from 1 on the wire (``INPU1`` = channel 0).
+Recording: the RECord generator gates acquisition. ``start_stream`` stops any record, sets
+it enabled, endless (``NUM INF``) and manually armed, turns ``RAW<n>:SEND ON`` for every
+input in use, then ``REC:PLAY``; ``stop_stream`` sends ``REC:STOP`` and ``RAW<n>:SEND OFF``.
+
+The tag stream is an assumption, because the controller's own timestamp transport is not
+public: with ``RAW<n>:SEND ON`` the controller pushes timestamps to IDQ's
+DataLinkTargetService (a PC-side program, commands on ZMQ port 6060), which writes files or
+re-streams each input on its own ZMQ PAIR socket (port 4241 + n) as bare little-endian
+uint64 timestamps (pairs with the reference index under ``--with-ref-index``), reset at each
+record. Neither leg carries the window, overflow or merged channels a TagBatch needs, so
+labctl reads one merged stream in the frame format of ``drivers.idq.tagframe`` (spoken by
+the wire twin; in the lab a bridge next to the DataLinkTargetService must produce it) on a
+separate ZMQ socket: the transport option ``stream_address`` (default port 5556 on the
+same host); option ``stream_pattern`` is ``sub`` (the stream is a PUB socket, the
+default) or ``pull`` (a PUSH socket: lossless, with backpressure); ``stream_hwm`` bounds
+the frames queued in memory (default 1000).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, Self, TypeVar
 
@@ -49,11 +68,12 @@ from labctl.transport.recovery import policy_of
 MAX_DELAY_PS = 1_000_000_000  # 1 ms
 THRESHOLD_RANGE_MV = (-2000.0, 2000.0)
 ORDER_STREAM = 10  # restart the stream only after delays and thresholds are back
-NOT_REPEATABLE = frozenset({"REC:PLAY", "REC:STOP"})
-"""Commands not re-sent after a garbled reply. Queries, ``INPU<n>:DELA``/``THRE`` and
-``RAW:SEND ON|OFF`` set absolute values; ``REC:PLAY``/``REC:STOP`` drive the recorder and
-the manual does not say what a second PLAY does to a running acquisition, so their
-garbled reply is a ProtocolError (the runner's link supervision takes it from there)."""
+NOT_REPEATABLE = frozenset({"REC:PLAY"})
+"""Commands whose message is not re-sent after a garbled reply. Queries, delays, thresholds,
+``RAW<n>:SEND``, ``REC:STOP`` and the record set-up set absolute states; ``REC:PLAY`` arms
+the record and the manual does not say what a second PLAY does to a running acquisition,
+so its garbled reply is a ProtocolError (``start_stream`` as a whole is safe to run again
+after a reconnect, since it stops any record first)."""
 T = TypeVar("T")
 
 
@@ -226,17 +246,17 @@ class ID1000(DriverBase):
 
     @operation
     async def set_channel_delay_ps(self, channel: int, delay_ps: int) -> None:
-        """Delay every tag of one input by ``delay_ps`` (0..1 ms)."""
+        """Delay every tag of one input by ``delay_ps`` (0..1 ms), on its delay block."""
         check_channel(self.name, channel, self._n_channels)
         value = _delay(self.name, delay_ps)
-        await self._write(f"INPU{channel + 1}:DELA {value}")
+        await self._write(_delay_command(channel, value))
         self._plan_delay(channel, value)
 
     @operation
     async def get_channel_delay_ps(self, channel: int) -> int:
-        """The delay of one input, picoseconds."""
+        """The delay of one input (its delay block's value), picoseconds."""
         check_channel(self.name, channel, self._n_channels)
-        return await self._ask_time_ps(f"INPU{channel + 1}:DELA?")
+        return await self._ask_time_ps(f"DELA{channel + 1}:VALU?")
 
     @operation
     async def set_threshold_mv(self, channel: int, level_mv: float) -> None:
@@ -251,15 +271,16 @@ class ID1000(DriverBase):
         """Open the tag socket, then ask the controller to send raw timestamps."""
         await self._stream.open()
         self._next_seq = None
-        await self._write("RAW:SEND ON")
+        raw_on = "".join(f";:RAW{n}:SEND ON" for n in range(1, self._n_channels + 1))
+        await self._write(f"REC:STOP;ENAB ON;NUM INF;TRIG:ARM:MODE MANU{raw_on}")
         await self._write("REC:PLAY")
         self._remember("streaming", True, self._restart_stream, order=ORDER_STREAM)
 
     @operation
     async def stop_stream(self) -> None:
         """Stop the controller's stream and drop whatever was not read."""
-        await self._write("REC:STOP")
-        await self._write("RAW:SEND OFF")
+        raw_off = "".join(f";:RAW{n}:SEND OFF" for n in range(1, self._n_channels + 1))
+        await self._write(f"REC:STOP{raw_off}")
         await self._stream.close()
         self._memory.forget("streaming")
 
@@ -290,23 +311,39 @@ class ID1000(DriverBase):
 
     @operation
     async def get_count_rates_hz(self, integration_s: float) -> list[float]:
-        """Every input's count rate over the controller's counter window, hertz."""
+        """Every input's count rate over its counter window, hertz (one request)."""
         check_number(self.name, "integration_s", integration_s, 1e-6, 3600.0)
+        command = ";:".join(
+            f"INPU{n}:COUN:INTE?;:INPU{n}:COUN?" for n in range(1, self._n_channels + 1)
+        )
+        # One answer per line (ID1000); older firmware runs them together with ';'.
+        lines = [part for part in re.split(r"[;\s]+", await self._ask(command)) if part]
+        if len(lines) != 2 * self._n_channels:
+            raise ProtocolError(
+                f"expected {2 * self._n_channels} answers (window, counts per input), "
+                f"got {len(lines)}",
+                instrument=self.name,
+                command=command,
+            )
         rates = []
-        for channel in range(self._n_channels):
-            command = f"INPU{channel + 1}:COUN?"
-            rate = parse_float(await self._ask(command), instrument=self.name, command=command)
-            if rate < 0:
+        for window_text, counts_text in zip(lines[::2], lines[1::2], strict=True):
+            window_ms = parse_float(
+                _unitless(window_text, "MS"), instrument=self.name, command=command
+            )
+            counts = parse_float(counts_text, instrument=self.name, command=command)
+            if window_ms <= 0 or counts < 0:
                 raise ProtocolError(
-                    f"negative count rate {rate}", instrument=self.name, command=command
+                    f"{counts:g} events in a {window_ms:g} ms window makes no sense",
+                    instrument=self.name,
+                    command=command,
                 )
-            rates.append(rate)
+            rates.append(counts * 1000.0 / window_ms)
         return rates
 
     # -- internals ----------------------------------------------------------------------
 
     def _plan_delay(self, channel: int, delay_ps: int) -> None:
-        command = f"INPU{channel + 1}:DELA {delay_ps}"
+        command = _delay_command(channel, delay_ps)
         self._remember(f"delay_{channel}_ps", delay_ps, lambda: self._write(command))
 
     def _plan_threshold(self, channel: int, level_mv: float) -> None:
@@ -318,7 +355,7 @@ class ID1000(DriverBase):
         await self.start_stream()
 
     async def _ask(self, command: str) -> str:
-        """A command's reply (SCPI_ERR -> InstrumentFault); garbled ones re-sent if safe."""
+        """A message's reply (an error code -> InstrumentFault); garbled re-sent if safe."""
 
         async def exchange() -> str:
             return await self._ask_once(command)
@@ -332,31 +369,24 @@ class ID1000(DriverBase):
         return reply
 
     async def _write(self, command: str) -> None:
-        """A setting command: the reply must be empty (or an error)."""
-
-        async def exchange() -> None:
-            reply = await self._ask_once(command)
-            if reply:
-                raise ProtocolError(
-                    f"unexpected reply {reply!r} to a setting command",
-                    instrument=self.name,
-                    command=command,
-                )
-
-        await self._resend(command, exchange)
+        """A setting command: any reply but an error code (some settings answer text)."""
+        await self._ask(command)
 
     async def _ask_time_ps(self, command: str) -> int:
         async def exchange() -> int:
             reply = await self._ask_once(command)
-            text = reply[:-2] if reply.upper().endswith("TB") else reply
-            return parse_int(text, instrument=self.name, command=command)
+            return parse_int(_unitless(reply, "TB"), instrument=self.name, command=command)
 
         return await self._resend(command, exchange)
 
     async def _resend(self, command: str, exchange: Callable[[], Awaitable[T]]) -> T:
-        header = command.partition(" ")[0].upper()
-        repeatable = header not in NOT_REPEATABLE
+        repeatable = not any(unit in NOT_REPEATABLE for unit in _headers(command))
         return await resend_garbled(self._transport, exchange, repeatable=repeatable)
+
+
+def _headers(message: str) -> list[str]:
+    """The header of every command in a program message (``A 1;:B?`` -> ``A``, ``B?``)."""
+    return [unit.strip().lstrip(":").split(" ")[0].upper() for unit in message.split(";")]
 
 
 def _delay(instrument: str, delay_ps: int) -> int:
@@ -365,6 +395,16 @@ def _delay(instrument: str, delay_ps: int) -> int:
 
 def _threshold(instrument: str, level_mv: float) -> float:
     return check_number(instrument, "threshold_mv", level_mv, *THRESHOLD_RANGE_MV)
+
+
+def _delay_command(channel: int, delay_ps: int) -> str:
+    return f"DELA{channel + 1}:VALU {delay_ps};LINK INPU{channel + 1}"
+
+
+def _unitless(text: str, unit: str) -> str:
+    """``text`` without a trailing ``unit`` (any case)."""
+    stripped = text.strip()
+    return stripped[: -len(unit)] if stripped.upper().endswith(unit) else stripped
 
 
 def _threshold_command(channel: int, level_mv: float) -> str:

@@ -1,13 +1,17 @@
 """OZ Optics EPC-400 electric polarization controller: ASCII over RS-232 (pyserial).
 
 Protocol facts (EPC driver manual, public drivers): 9600 baud 8N1; commands end in CR LF;
-the reply is zero or more text lines, then a line ``Done`` (success) or ``Error!`` (the
-controller refused the command). ``V<ch>,<mV>`` drives one of the four squeezers
-(``ch`` 1..4, -5000..+5000 mV); ``V?`` answers ``Voltage(mV): CH1 +2200 CH2 +5000 CH3
--1000 CH4 -4000``; ``VZ<ch>`` sets a channel to 0 V; ``MDC``/``MAC`` select fixed voltage
-(DC) or scrambling (AC) mode and ``M?`` reports it; ``F<ch>,<Hz>`` sets a channel's
-scrambling frequency (0..100 Hz). Some firmware echoes the command as the first line; the
-driver skips such an echo.
+the reply is zero or more content lines, then a line ``Done`` (success) or ``Error!`` (the
+controller refused the command). Every command that works answers one content line:
+``V<ch>,<mV>`` drives one of the four squeezers (``ch`` 1..4, -5000..+5000 mV) and answers
+``Set CH<ch> DC Voltage at: <mV>mV``; ``V?`` answers ``Voltage(mV): CH1 +2200 CH2 +5000
+CH3 -1000 CH4 -4000``; ``VZ<ch>`` sets a channel to 0 V; ``MDC``/``MAC`` select fixed
+voltage (DC) or scrambling (AC) mode (``Set To DC Mode``) and ``M?`` reports it (``Work
+Mode: DC``, ``Work Mode: AC(Sine)``); ``F<ch>,<Hz>`` sets a channel's scrambling frequency
+(0..100 Hz). Some firmware echoes the command as the first line; the driver skips such an
+echo. Lines are read up to LF and stripped, so LF-only line ends are taken too. A voltage
+acknowledgement naming another value than the one sent (the controller clamped it) is an
+InstrumentFault.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ N_AXES = 4
 VOLTAGE_RANGE_MV = (-5000.0, 5000.0)
 MAX_REPLY_LINES = 8  # a reply longer than this is noise, not the EPC-400
 _VOLTAGE_RE = re.compile(r"CH(\d)\s*([+-]?\d+)")
+_VOLTAGE_ACK_RE = re.compile(r"Set CH(\d) DC Voltage at:\s*([+-]?\d+)\s*mV", re.IGNORECASE)
 
 
 class EPC400(DriverBase):
@@ -128,7 +133,7 @@ class EPC400(DriverBase):
         """Drive all four squeezers, one command each (validated before the first is sent)."""
         values = _check_voltages(self.name, voltages_mv)
         for axis, value in enumerate(values):
-            await self._command(f"V{axis + 1},{value}")
+            await self._set_channel(axis, value)
             self._plan_voltage(axis, value)
 
     @operation
@@ -147,7 +152,7 @@ class EPC400(DriverBase):
         """Drive one squeezer (axis 0..3) in millivolts (rounded to whole mV)."""
         check_int(self.name, "axis", axis, 0, N_AXES - 1)
         value = round(check_number(self.name, "voltage_mv", voltage_mv, *VOLTAGE_RANGE_MV))
-        await self._command(f"V{axis + 1},{value}")
+        await self._set_channel(axis, value)
         self._plan_voltage(axis, value)
 
     # -- model extras -------------------------------------------------------------------
@@ -171,7 +176,17 @@ class EPC400(DriverBase):
     # -- internals ----------------------------------------------------------------------
 
     def _plan_voltage(self, axis: int, value: int) -> None:
-        self._remember(f"voltage_{axis}_mv", value, lambda: self._command(f"V{axis + 1},{value}"))
+        self._remember(f"voltage_{axis}_mv", value, lambda: self._set_channel(axis, value))
+
+    async def _set_channel(self, axis: int, value: int) -> None:
+        """``V<ch>,<mV>``; the acknowledgement, when there is one, must name that value."""
+        command = f"V{axis + 1},{value}"
+        for line in await self._command(command):
+            ack = _VOLTAGE_ACK_RE.search(line)
+            if ack and (int(ack[1]), int(ack[2])) != (axis + 1, value):
+                raise InstrumentFault(
+                    f"controller answered {line!r}", instrument=self.name, command=command
+                )
 
     def _plan_mode(self, scrambling: bool) -> None:
         command = "MAC" if scrambling else "MDC"
@@ -205,15 +220,17 @@ class EPC400(DriverBase):
             await self._transport.write(command.encode("ascii") + b"\r\n", command=command)
             lines: list[str] = []
             for _ in range(MAX_REPLY_LINES):
-                raw = await self._transport.read_until(b"\r\n", command=command)
+                raw = await self._transport.read_until(b"\n", command=command)
                 line = decode_ascii(raw, instrument=self.name, command=command).strip()
                 if line == "Done":
                     return lines
-                if line.startswith("Error"):
+                if line.startswith("Error") or line.endswith("Error!"):
                     raise InstrumentFault(
-                        f"controller answered {line!r}", instrument=self.name, command=command
+                        f"controller answered {[*lines, line]!r}",
+                        instrument=self.name,
+                        command=command,
                     )
-                if line and not (not lines and line == command):
+                if line and not (not lines and line.upper() == command.upper()):
                     lines.append(line)
         raise ProtocolError(
             f"no Done/Error! after {MAX_REPLY_LINES} lines: {lines!r}",

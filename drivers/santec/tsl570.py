@@ -1,13 +1,18 @@
 """Santec TSL-570 tunable laser: SCPI over TCP (pyvisa ``TCPIP::host::5000::SOCKET``).
 
-Protocol facts (TSL-570 programming manual, public drivers): commands and replies end in
-CR; ``*IDN?`` answers ``SANTEC,TSL-570,<serial>,<firmware>``; ``:POW:STAT 1|0`` switches
-the output, ``:POW:UNIT 1`` selects milliwatts so ``:POW <mW>`` sets the power (about
-0.04 to 20 mW); ``:WAV:UNIT 0`` selects nanometres and ``:WAV <nm>`` (0.1 pm resolution)
-tunes, with the range from ``:WAV:MIN?``/``:WAV:MAX?``; ``:COHC 1|0`` is coherence
-control. Setting commands return nothing, so after each one the driver reads the error
-queue (``:SYST:ERR?``, ``0,"No error"`` when clean); ``:SYST:ALER?`` reports hardware
-alerts (``No alerts.`` when clean).
+Protocol facts (TSL-570 programming manual, public drivers): the laser takes commands
+ending in CR, LF or CR LF and ends its replies in CR (a CR LF reply is read as well: the
+leftover LF is stripped from the next reply); headers may be short or long and any case
+(``:POW:STAT``, ``:POWer:STATe``); ``*IDN?`` answers ``SANTEC,TSL-570,<serial>,<firmware>``;
+``*CLS`` clears the error queue (sent at connect, so old errors are not blamed on our
+commands); ``:POW:STAT 1|0`` switches the output, ``:POW:UNIT 1`` selects milliwatts so
+``:POW <mW>`` sets the power (about 0.04 to 20 mW); ``:WAV:UNIT 0`` selects nanometres
+and ``:WAV <nm>`` (0.1 pm resolution) tunes, with the range from ``:WAV:MIN?``/``:WAV:MAX?``;
+``:COHC 1|0`` is coherence control. Setting commands return nothing, so after each one the
+driver reads the error queue (``:SYST:ERR?``): ``<code>,"<text>"`` with code 0 for no error
+(``0,"No error"``) and the manual's negative codes otherwise (-222 ``Data out of range``,
+-113 ``Undefined header``...); ``:SYST:ALER?`` reports hardware alerts (``No alerts.`` when
+clean).
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
 from labctl.transport.base import Transport
 
-NO_ERROR = '0,"No error"'
 NO_ALERTS = "No alerts."
 ORDER_TUNING = 0
 ORDER_OUTPUT = 10  # light goes on only after power and wavelength are back
@@ -94,6 +98,7 @@ class TSL570(DriverBase):
             raise ProtocolError(
                 f"not a Santec identity: {reply!r}", instrument=self.name, command="*IDN?"
             )
+        await self._scpi.send("*CLS")  # errors queued before we came are not ours
         # Units first: every later number on this link is in mW and nm.
         await self._write(":POW:UNIT 1")
         await self._write(":WAV:UNIT 0")
@@ -137,9 +142,10 @@ class TSL570(DriverBase):
             "alert": alert,
             "actual_power_mw": actual_mw,
         }
-        problems = [
-            text for text, clean in ((error, NO_ERROR), (alert, NO_ALERTS)) if text != clean
-        ]
+        code, _ = self._parse_error(error, ":SYST:ERR?")
+        problems = [error] if code != 0 else []
+        if alert != NO_ALERTS:
+            problems.append(alert)
         return Health(ok=not problems, detail="; ".join(problems) or "ok", readings=readings)
 
     # -- Laser interface ----------------------------------------------------------------
@@ -214,7 +220,7 @@ class TSL570(DriverBase):
         self._remember(key, value, appliers[key], order=order)
 
     async def _write(self, command: str) -> None:
-        """Send a setting command, then read the error queue: anything but no-error faults.
+        """Send a setting command, then read the error queue: a non-zero code faults.
 
         Every setting this driver sends is an absolute value (units, power, wavelength,
         output and coherence state), so setting plus error-queue read is one unit that may
@@ -228,19 +234,10 @@ class TSL570(DriverBase):
 
     async def _write_once(self, command: str) -> None:
         await self._scpi.send(command)
-        error = await self._scpi.ask(":SYST:ERR?")
-        if error != NO_ERROR:
-            code, _, text = error.partition(",")
-            try:
-                int(code)
-            except ValueError:
-                raise ProtocolError(
-                    f"error queue reply does not parse: {error!r}",
-                    instrument=self.name,
-                    command=command,
-                ) from None
+        code, text = self._parse_error(await self._scpi.ask(":SYST:ERR?"), command)
+        if code != 0:
             raise InstrumentFault(
-                f"device error {code}: {text.strip(chr(34))}", instrument=self.name, command=command
+                f"device error {code}: {text}", instrument=self.name, command=command
             )
 
     async def _ask(self, command: str) -> str:
@@ -255,6 +252,18 @@ class TSL570(DriverBase):
 
         repeatable = command not in NOT_REPEATABLE
         return await resend_garbled(self._transport, exchange, repeatable=repeatable)
+
+    def _parse_error(self, reply: str, command: str) -> tuple[int, str]:
+        """``<code>,"<text>"`` as (code, text); ProtocolError when it does not parse."""
+        code, _, text = reply.partition(",")
+        try:
+            return int(code), text.strip().strip('"')
+        except ValueError:
+            raise ProtocolError(
+                f"error queue reply does not parse: {reply!r}",
+                instrument=self.name,
+                command=command,
+            ) from None
 
     async def _ask_float(self, command: str) -> float:
         return await self._ask_parsed(command, parse_float)

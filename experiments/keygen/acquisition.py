@@ -118,14 +118,20 @@ async def acquire_block(
     detector_channels: Sequence[int],
     rng: np.random.Generator,
     now_s: float,
+    first_pulse: int | None = None,
     timeout_s: float = 10.0,
 ) -> RawBlock:
-    """Stream Bob's tagger until ``pulses`` pulse periods are covered; one block of detections."""
-    await tagger.start_stream()
+    """Stream Bob's tagger until ``pulses`` pulse periods are covered; one block of detections.
+
+    With ``first_pulse`` (Alice's index of the block's first pulse, from her frame marker)
+    the stream must already be running since before Alice started the block (``relock``
+    leaves it so); without it, the block starts at the first pulse after the stream starts.
+    """
+    if first_pulse is None:
+        await tagger.start_stream()
     channels: list[npt.NDArray[np.uint8]] = []
     times: list[I64] = []
     missed = 0
-    first_pulse: int | None = None
     try:
         while True:
             batch = await tagger.read_batch(timeout_s)

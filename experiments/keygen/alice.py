@@ -133,7 +133,12 @@ class AliceNode(NodeBase):
             protocol, order = decoy_protocol(self.source.intensities())
             key_counts, test_counts, qber_x = intensity_counts(key, test, bob_test, order)
             proceed, reason = True, "ok"
-            if len(key) < 2 or len(test) == 0:
+            if not self.source.one_shot(first, pulses):
+                proceed, reason = (
+                    False,
+                    "demonstration: the transmitter repeated states within the block",
+                )
+            elif len(key) < 2 or len(test) == 0:
                 proceed, reason = False, f"too few sifted bits (key {len(key)}, test {len(test)})"
             elif qber_x > self.settings.qber_max:
                 proceed, reason = (

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from experiments.keygen.acquisition import LinearClockMap, RawBlock, acquire_block
-from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode, WorldSource
+from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode
 from experiments.keygen.settings import KeygenSettings
 from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.errors import ConfigError
@@ -155,6 +156,39 @@ def asymptotic_estimate(counts: Sequence[ClassCounts], f_ec: float = F_EC_FORMUL
         ) / (hi[i] - lo[i])
         var += slope * slope * v
     return RateEstimate(rate, math.sqrt(var), bounds.y1_lower, bounds.e1_upper, bounds.q1_lower)
+
+
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+
+
+class WorldSource:
+    """Ground truth for this benchmark harness: the seeded world's own pattern as Alice's.
+
+    Only for measuring the pipeline against the world's closed-form model without a
+    transmitter; plans get Alice's states from her transmitter (TransmitterSource).
+    """
+
+    def __init__(self, world: Any) -> None:
+        self._world = world
+
+    def choices(self, pulse_index: I64) -> tuple[U8, U8, U8]:
+        """(basis, bit, intensity class) of each pulse."""
+        pattern = self._world.alice_pattern(pulse_index)
+        return pattern.basis, pattern.bit, pattern.intensity
+
+    def intensities(self) -> list[tuple[float, float]]:
+        """(mu, probability) per class; mu scaled by the laser power Alice set."""
+        source = self._world.optics.source
+        mus = [float(m) for m in source.mu]
+        return [
+            (mu, float(c.probability))
+            for mu, c in zip(mus, source.settings.intensities, strict=True)
+        ]
+
+    def one_shot(self, first_pulse: int, pulses: int) -> bool:
+        """The seeded pattern never repeats."""
+        return True
 
 
 def channel_model(world_settings: Any, f_ec: float = F_EC_FORMULA) -> ChannelModel:

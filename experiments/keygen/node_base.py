@@ -16,6 +16,8 @@ import numpy.typing as npt
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.profile import StageProfile, TimedChannel
 from experiments.keygen.settings import KeygenSettings
+from experiments.sync.alice import TransmitterAlice
+from experiments.sync.record import NOT_SENT
 from labctl.qkd.auth import AuthenticatedChannel
 from labctl.qkd.errors import MessageFormatError
 from labctl.qkd.finite_key import DecoyProtocol
@@ -42,26 +44,40 @@ class AliceSource(Protocol):
         """(mean photon number, probability) of each intensity class, by class code."""
         ...
 
+    def one_shot(self, first_pulse: int, pulses: int) -> bool:
+        """True when every state of the block was played once (a repeat is no secret)."""
+        ...
 
-class WorldSource:
-    """AliceSource of a simulated station: the world's counter-based pulse pattern."""
 
-    def __init__(self, world: Any) -> None:
-        self._world = world
+class TransmitterSource:
+    """AliceSource of a station with a transmitter: the states Alice recorded playing.
+
+    Mean photon numbers are her design's, scaled by the laser power she set (a calibrated
+    mean photon number replaces the design when the photon-number calibration passed).
+    """
+
+    def __init__(
+        self, alice: TransmitterAlice, power_mw: float, mu: Sequence[float] | None = None
+    ) -> None:
+        self._alice = alice
+        design = alice.intensity_mu if mu is None else tuple(mu)
+        scale = power_mw / alice.nominal_power_mw if mu is None else 1.0
+        self._mu = [float(m) * scale for m in design]
 
     def choices(self, pulse_index: I64) -> tuple[U8, U8, U8]:
-        """(basis, bit, intensity class) of each pulse."""
-        pattern = self._world.alice_pattern(pulse_index)
+        """(basis, bit, intensity class) of each pulse, from Alice's record."""
+        pattern = self._alice.pattern(pulse_index)
+        if pattern.intensity.size and int(pattern.intensity.max()) == NOT_SENT:
+            raise MessageFormatError("a pulse index lies outside every pattern Alice played")
         return pattern.basis, pattern.bit, pattern.intensity
 
     def intensities(self) -> list[tuple[float, float]]:
-        """(mu, probability) per class; mu scaled by the laser power Alice set."""
-        source = self._world.optics.source
-        mus = [float(m) for m in source.mu]
-        return [
-            (mu, float(c.probability))
-            for mu, c in zip(mus, source.settings.intensities, strict=True)
-        ]
+        """(mu, probability) per class."""
+        return list(zip(self._mu, self._alice.intensity_probability, strict=True))
+
+    def one_shot(self, first_pulse: int, pulses: int) -> bool:
+        """True when no state of the block was played twice (key may be stored)."""
+        return self._alice.record.one_shot(first_pulse, pulses)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from experiments.keygen.node_base import (
     AliceSource,
     BlockResult,
     NodeBase,
-    WorldSource,
+    TransmitterSource,
     decoy_protocol,
     pack_bits,
     parse_json,
@@ -56,7 +56,14 @@ from labctl.qkd.sifting import BasisAnnouncement, SiftReply, sift_bob
 from labctl.qkd.verification import VerificationTag, tags_match
 from labctl.store.keystore import KeyStore
 
-__all__ = ["AliceNode", "AliceSource", "BlockResult", "BobNode", "WorldSource", "decoy_protocol"]
+__all__ = [
+    "AliceNode",
+    "AliceSource",
+    "BlockResult",
+    "BobNode",
+    "TransmitterSource",
+    "decoy_protocol",
+]
 
 
 class BobNode(NodeBase):

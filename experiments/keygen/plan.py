@@ -23,11 +23,20 @@ import numpy as np
 
 from experiments.keygen import monitor, steps
 from experiments.keygen.acquisition import ClockMap, acquire_block
-from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode, WorldSource
+from experiments.keygen.nodes import (
+    AliceNode,
+    AliceSource,
+    BlockResult,
+    BobNode,
+    TransmitterSource,
+)
 from experiments.keygen.pipeline import BlockPipeline, CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.summary import KeySummary
 from experiments.keygen.workers import ParallelPipeline, bob_workers
+from experiments.sync.alice import AlicePlayer, alice_of
+from experiments.sync.plan import sync_settings
+from experiments.sync.settings import SyncSettings
 from labctl.qkd.auth import AuthenticatedChannel, memory_pair
 from labctl.qkd.errors import AuthenticationError
 from labctl.runner.status import StopPlan
@@ -45,6 +54,19 @@ def _config(run: Any) -> Any:
             "key generation needs a station built from a config (run.station.config)"
         )
     return config
+
+
+def detector_wiring(sync: SyncSettings) -> list[int]:
+    """Bob's tagger input of each detector, in code order Z0, Z1, X0, X1."""
+    by_name = {name: channel for channel, name in sync.channels.items()}
+    return [by_name[name] for name in ("Z0", "Z1", "X0", "X1")]
+
+
+def settings_laser(run: Any) -> str:
+    """Alice's laser instrument name (the calibration section's, else ``laser``)."""
+    config = _config(run)
+    roles = (config.raw_section("calibration") or {}).get("instruments") or {}
+    return str(roles.get("laser", "laser"))
 
 
 def store_paths(config: Any) -> tuple[Path, Path]:
@@ -106,11 +128,9 @@ async def generate_key(
     """
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
-    world = getattr(run.station, "world", None)
-    period_ps = int(world.period_ps) if world is not None else 1000
-    bob_wiring = (
-        list(world.settings.bob_tagger.detector_channels) if world is not None else [0, 1, 2, 3]
-    )
+    alice = alice_of(run.station)
+    period_ps = alice.period_ps
+    bob_wiring = detector_wiring(sync_settings(run.station))
     tagger = run.instrument("tagger-bob")
     alice_path, bob_path = store_paths(config)
     summary = KeySummary(run.run_id, 1e12 / period_ps)
@@ -122,15 +142,14 @@ async def generate_key(
         alice_task: asyncio.Task[list[BlockResult]] | None = None
         if remote_alice is None:
             if source is None:
-                if world is None:
-                    raise RuntimeError("no Alice source: the station has no simulated world")
-                source = WorldSource(world)
+                laser = run.instrument(settings_laser(run))
+                source = TransmitterSource(alice, await laser.get_power_mw())
             if channels is None:
                 channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
             alice_store = stack.enter_context(KeyStore(alice_path))
             summary.extra["key_store_alice"] = str(alice_path)
-            alice = AliceNode(channels[0], alice_store, settings, source, run.run_id)
-            alice_task = asyncio.create_task(alice.serve(), name="alice-node")
+            alice_node = AliceNode(channels[0], alice_store, settings, source, run.run_id)
+            alice_task = asyncio.create_task(alice_node.serve(), name="alice-node")
             bob_channels = [channels[1]]
         elif isinstance(remote_alice, AuthenticatedChannel):
             bob_channels = [remote_alice]
@@ -175,7 +194,7 @@ async def generate_key(
         try:
             block_clock = steps.BlockClock(clock_map)
             await _acquire_loop(
-                run, settings, pipeline, tagger, block_clock, watch, period_ps, bob_wiring
+                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring
             )
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
@@ -198,10 +217,16 @@ async def _acquire_loop(
     tagger: Any,
     block_clock: steps.BlockClock,
     watch: monitor.QberWatch,
-    period_ps: int,
+    alice: AlicePlayer,
     detector_channels: list[int],
 ) -> None:
-    """Acquire blocks until the run's deadline (or forever), handing each to the pipeline."""
+    """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
+
+    Per block: the clock map is refreshed on Alice's calibration frame (Bob's stream is
+    left running), Alice plays fresh states once and learns the first pulse's index from
+    her frame marker, Bob reads that window, and the calibration frame plays again.
+    """
+    period_ps = alice.period_ps
     block_s = settings.block_pulses * period_ps * 1e-12
     deadline = run.deadline_s
     total = (
@@ -219,16 +244,23 @@ async def _acquire_loop(
             start_s = run.clock.now_s()
             if deadline is not None and start_s + block_s > deadline:
                 return
-            raw = await acquire_block(
-                tagger,
-                block=block,
-                pulses=settings.block_pulses,
-                period_ps=period_ps,
-                clock_map=await block_clock.for_block(run, tagger),
-                detector_channels=detector_channels,
-                rng=rng,
-                now_s=start_s,
-            )
+            await alice.ensure_light()
+            clock_map = await block_clock.for_block(run, tagger)
+            first_pulse, pulses = await alice.play_key_block(settings.block_pulses)
+            try:
+                raw = await acquire_block(
+                    tagger,
+                    block=block,
+                    pulses=pulses,
+                    period_ps=period_ps,
+                    clock_map=clock_map,
+                    detector_channels=detector_channels,
+                    rng=rng,
+                    now_s=start_s,
+                    first_pulse=first_pulse,
+                )
+            finally:
+                await alice.ensure_light()
             pipeline.submit(raw)
             watch.acquired(block)
             block += 1

@@ -62,8 +62,10 @@ class BlockClock:
         self.resyncs = 0
 
     async def for_block(self, run: Any, tagger: Any) -> ClockMap:
-        """The clock map to acquire the next block with."""
+        """The clock map to acquire the next block with; Bob's stream is left running."""
         if self.tracker is None:
+            await tagger.stop_stream()  # only tags from now on: the block starts after this
+            await tagger.start_stream()
             return self.clock_map
         try:
             return await relock(self.tracker, tagger)

@@ -1,9 +1,9 @@
 """Acquire synchronization on live instruments: pulse clock, dark-gap markers, qubits.
 
-``acquire_sync`` has Alice play a synchronization frame on her transmitter and reads Bob's
-tagger across it: the frame's lead-in gives the pulse clock, its dark gaps (at pulse
-indices Alice knows from her frame marker) bound the absolute index, and its states fix it
-(see ``experiments.sync.index``). Every read has a timeout; no light fails with a clear
+``acquire_sync`` fits the pulse clock on Alice's calibration frame, has Alice play a marker
+frame on her transmitter and reads Bob's tagger across it: its dark gaps (at pulse indices
+Alice knows from her frame marker) bound the absolute index, and its states fix it (see
+``experiments.sync.index``). Every read has a timeout; no light fails with a clear
 reason.
 """
 
@@ -90,42 +90,88 @@ def vacuum_code(alice: AlicePublic) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class SyncFrame:
-    """A one-shot frame: constant-state lead-in (clock fit), then random states with dark
-    gaps (vacuum class) whose pulse positions mark the absolute index."""
+class MarkerFrame:
+    """A one-shot frame of random states with dark gaps (vacuum class) at known pulses."""
 
     pattern: PulsePattern
     gaps: tuple[tuple[int, int], ...]  # (first dark pulse, first lit pulse after it), relative
+    gap_pulses: int
 
 
-def sync_frame(alice: AlicePublic, settings: SyncSettings) -> SyncFrame:
-    """The frame Alice plays for one synchronization (public: every state is revealed)."""
+def marker_frame(alice: AlicePublic, gaps: int, gap_pulses: int) -> MarkerFrame:
+    """Light 2g, then ``gaps`` times (dark g, light 2g): public states, revealed later."""
     vac = vacuum_code(alice)
     if vac is None:
         raise SyncError("synchronization needs a vacuum intensity class (mu = 0) for dark gaps")
     signal = int(np.argmax(alice.intensity_mu))
-    period_s = alice.period_ps * 1e-12
-    lead = max(1, math.ceil(settings.min_span_s * 1.25 / period_s))
-    gap = max(64, math.ceil(settings.min_gap_s / period_s))
-    marker_len = settings.marker_gaps * 3 * gap + 2 * gap
+    length = 2 * gap_pulses + 3 * gaps * gap_pulses
     rng = np.random.default_rng()
-    intensity = np.full(lead + marker_len, signal, dtype=np.uint8)
-    basis = np.zeros(lead + marker_len, dtype=np.uint8)
-    basis[lead // 2 : lead] = 1  # Z then X: every detector clicks during the clock fit
-    bit = np.zeros(lead + marker_len, dtype=np.uint8)
     probs = np.asarray(alice.intensity_probability)
-    lit = lead + marker_len
-    intensity[lead:] = rng.choice(len(probs), size=marker_len, p=probs).astype(np.uint8)
-    intensity[lead:][intensity[lead:] == vac] = signal  # dark only inside the gaps
-    basis[lead:] = rng.integers(0, 2, marker_len, dtype=np.uint8)
-    bit[lead:] = rng.integers(0, 2, marker_len, dtype=np.uint8)
-    gaps = []
-    for i in range(settings.marker_gaps):
-        off = lead + 2 * gap + 3 * i * gap
-        intensity[off : off + gap] = vac
-        gaps.append((off, off + gap))
-    assert gaps[-1][1] + 2 * gap <= lit
-    return SyncFrame(PulsePattern(intensity, basis, bit), tuple(gaps))
+    intensity = rng.choice(len(probs), size=length, p=probs).astype(np.uint8)
+    intensity[intensity == vac] = signal  # dark only inside the gaps
+    marks = []
+    for i in range(gaps):
+        off = 2 * gap_pulses + 3 * i * gap_pulses
+        intensity[off : off + gap_pulses] = vac
+        marks.append((off, off + gap_pulses))
+    basis = rng.integers(0, 2, length, dtype=np.uint8)
+    bit = rng.integers(0, 2, length, dtype=np.uint8)
+    return MarkerFrame(PulsePattern(intensity, basis, bit), tuple(marks), gap_pulses)
+
+
+class FrameWatch:
+    """Tells, from Bob's tags as they come, when a marker frame has passed.
+
+    Tags are binned a quarter gap wide; a bin is dark below a fifth of the light's
+    expected count. The frame has passed once its gaps were seen as short dark runs and
+    a long dark run (its end: Alice plays nothing after it) followed them.
+    """
+
+    def __init__(self, gaps: int, gap_ps: float, rate_hz: float, start_ps: int) -> None:
+        self.bin_ps = gap_ps / 4.0
+        self.threshold = 0.2 * rate_hz * self.bin_ps * 1e-12
+        self.gaps = gaps
+        self.start_ps = start_ps
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def add(self, time_ps: I64, stop_ps: int) -> None:
+        """Count a batch's mapped tags (bins up to ``stop_ps`` are complete)."""
+        n_bins = max(0, int((stop_ps - self.start_ps) // self.bin_ps))
+        if n_bins > self.counts.size:
+            self.counts = np.concatenate(
+                [self.counts, np.zeros(n_bins - self.counts.size, dtype=np.int64)]
+            )
+        b = ((time_ps[time_ps >= self.start_ps] - self.start_ps) // self.bin_ps).astype(np.int64)
+        b = b[b < self.counts.size]
+        np.add.at(self.counts, b, 1)
+
+    def passed(self) -> bool:
+        """True when the gaps and the dark after the frame were seen."""
+        dark = self.counts < self.threshold
+        if not dark.any():
+            return False
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], dark.astype(np.int8), [0]])))
+        runs = list(zip(edges[::2], edges[1::2] - edges[::2], strict=True))
+        short = 0
+        for start, length in runs:
+            if 2 <= length <= 6 and start > 0:
+                short += 1
+            elif length >= 16 and short >= self.gaps and start + length <= self.counts.size:
+                return True
+        return False
+
+
+async def _lit_log(tagger: TimeTagger, settings: SyncSettings) -> TagLog:
+    log = TagLog(settings.channels)
+    while log.count < settings.min_tags or log.span_s < settings.min_span_s:
+        log.add(await tagger.read_batch(settings.batch_timeout_s))
+        if log.span_s > settings.max_acquire_s:
+            raise SyncError(
+                f"no light at Bob: only {log.count} tags in {log.span_s:.3g} s on channels "
+                f"{sorted(settings.channels)} (transmitter stopped, laser off, fiber cut or "
+                "switch not on Bob's port?)"
+            )
+    return log
 
 
 async def acquire_sync(
@@ -136,47 +182,49 @@ async def acquire_sync(
 ) -> SyncResult:
     """Lock Bob's clock onto Alice's pulse indices (prior: +-max_ppm, any offset).
 
-    Alice plays a one-shot synchronization frame; Bob reads his tags from before it
-    starts until it has ended, fits the pulse clock on its lead-in and finds the absolute
-    index from its dark gaps (positions Alice knows from her frame marker) and states.
-    Afterwards Alice's calibration frame plays again. The stream is restarted first: tags
-    queued before this call would precede the frame.
+    Bob fits the pulse clock on Alice's calibration frame, then Alice plays a one-shot
+    marker frame whose dark gaps lie at pulse indices she knows from her frame marker; Bob
+    reads across it, bounds the absolute index with the gaps and fixes it from the states
+    (revealed by Alice: the frame is public). The stream is restarted first: tags queued
+    before this call would precede the frame. The calibration frame plays again after.
     """
+    await alice.ensure_light()
     await tagger.stop_stream()
     await tagger.start_stream()
-    frame = sync_frame(alice, settings)
-    first = await alice.play_once(frame.pattern)
-    markers = [(first + a, first + b) for a, b in frame.gaps]
-    frame_ps = len(frame.pattern) * alice.period_ps * (1.0 + settings.max_ppm * 1e-6)
-    log = TagLog(settings.channels)
-    light_ps: int | None = None
-    try:
-        while True:
-            batch = await tagger.read_batch(settings.batch_timeout_s)
-            log.add(batch)
-            if light_ps is None:
-                span = max(batch.stop_ps - batch.start_ps, 1)
-                if batch.time_ps.size * 1e12 / span > settings.light_rate_hz:
-                    light_ps = int(batch.time_ps[0]) if batch.time_ps.size else batch.start_ps
-            elif log.last_stop_ps >= light_ps + frame_ps + 0.1 * settings.min_span_s * 1e12:
-                break
-            if log.span_s > settings.max_acquire_s:
-                raise SyncError(
-                    f"no light at Bob: only {log.count} tags in {log.span_s:.3g} s on channels "
-                    f"{sorted(settings.channels)} (transmitter stopped, laser off, fiber cut or "
-                    "switch not on Bob's port?)"
-                )
-    finally:
-        await alice.ensure_light()
+    log = await _lit_log(tagger, settings)
     time_ps, channel = log.arrays()
-    if log.count < settings.min_tags:
-        raise SyncError(
-            f"only {log.count} tags at Bob during the sync frame (need {settings.min_tags})"
-        )
     started = time.process_time()
     fit = fit_clock(time_ps[:_FIT_CAP], channel[:_FIT_CAP], alice.period_ps, settings.max_ppm)
     if fit.coherence < 0.05:
         raise SyncError(f"no pulse clock in Bob's tags (coherence {fit.coherence:.3f}): no light?")
+    compute_s = time.process_time() - started
+    rate_hz = log.count / max(log.span_s, 1e-12)
+    gap_s = min(0.05, max(settings.min_gap_s, 60.0 / rate_hz))
+    gap_pulses = math.ceil(gap_s * 1e12 / alice.period_ps)
+    frame = marker_frame(alice, settings.marker_gaps, gap_pulses)
+    watch = FrameWatch(settings.marker_gaps, gap_pulses * fit.period_ps, rate_hz, log.last_stop_ps)
+    try:
+        first = await alice.play_once(frame.pattern)
+        while not watch.passed():
+            batch = await tagger.read_batch(settings.batch_timeout_s)
+            log.add(batch)
+            watch.add(batch.time_ps[log.mapped[batch.channel]], batch.stop_ps)
+            if log.span_s > settings.max_acquire_s + len(frame.pattern) * alice.period_ps * 1e-12:
+                raise SyncError(
+                    f"Alice's marker frame did not pass at Bob within {log.span_s:.3g} s "
+                    "(light lost during synchronization?)"
+                )
+    finally:
+        await alice.ensure_light()
+    markers = [(first + a, first + b) for a, b in frame.gaps]
+    time_ps, channel = log.arrays()
+    started = time.process_time()
+    # Refit over everything read: the frame lengthens the baseline, and a spread subsample
+    # keeps it at the cost of the first fit (the drift error falls as 1 / span^1.5).
+    pick = np.unique(np.linspace(0, time_ps.size - 1, min(time_ps.size, _FIT_CAP)).astype(np.int64))
+    refit = fit_clock(time_ps[pick], channel[pick], alice.period_ps, settings.max_ppm)
+    if refit.coherence >= fit.coherence * 0.5:
+        fit = refit
     lookup = np.zeros(256)
     for ch, phase in fit.channel_phase_ps.items():
         lookup[ch] = phase
@@ -184,8 +232,7 @@ async def acquire_sync(
     k = np.rint(rel / fit.period_ps).astype(np.int64)
     order = np.argsort(k, kind="stable")
     k, channel = k[order], channel[order]
-    k_lo, k_hi = np.percentile(k, [1.0, 99.0])  # the lit frame, not darks around it
-    density = 0.98 * k.size / max(float(k_hi - k_lo), 1.0)
+    density = rate_hz * alice.period_ps * 1e-12
     candidates = gap_offset_candidates(k, markers, density, MAX_CANDIDATES)
     reach = int(3000 / density)
     lo, hi = int(candidates.min()), int(candidates.max())
@@ -194,7 +241,7 @@ async def acquire_sync(
     vac = vacuum_code(alice)
     offset, margin = find_offset(alice, k[near], basis, bit, candidates, vac)
     shifts = channel_shifts(alice, k[near], channel[near], basis, bit, offset, vac)
-    compute_s = time.process_time() - started
+    compute_s += time.process_time() - started
     ref = fit.reference_channel
     ref_phase = fit.channel_phase_ps[ref]
     return SyncResult(

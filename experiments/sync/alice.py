@@ -80,6 +80,23 @@ class AlicePublic(Protocol):
         ...
 
 
+class AlicePlayer(Protocol):
+    """Alice's transmitter as the key plan drives it (local or across the classical link)."""
+
+    @property
+    def period_ps(self) -> int:
+        """Her pulse period in picoseconds."""
+        ...
+
+    async def ensure_light(self) -> None:
+        """Make sure the public calibration frame is playing."""
+        ...
+
+    async def play_key_block(self, n_pulses: int) -> tuple[int, int]:
+        """Play ``n_pulses`` fresh states once; (her index of the first, pulses)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SourceDesign:
     """Alice's design from the station's ``alice:`` section."""

@@ -80,3 +80,19 @@ class PlayRecord:
                 pos %= entry.codes.size
             out[mask] = entry.codes[pos]
         return out
+
+    def one_shot(self, first: int, pulses: int) -> bool:
+        """True when one-shot patterns cover [first, first + pulses) and none cycles there."""
+        covered = 0
+        for entry in self._entries:
+            stop = entry.stop
+            if stop is None:
+                if entry.first < first + pulses:
+                    later = [e.first for e in self._entries if e.first > entry.first]
+                    end = min(later) if later else None
+                    if end is None or end > first:
+                        return False
+                continue
+            lo, hi = max(first, entry.first), min(first + pulses, stop)
+            covered += max(0, hi - lo)
+        return covered >= pulses

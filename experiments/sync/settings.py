@@ -24,9 +24,8 @@ class SyncSettings:
     min_tags: int = 2000
     min_span_s: float = 0.02
     max_acquire_s: float = 2.0
-    marker_gaps: int = 4
+    marker_gaps: int = 16
     min_gap_s: float = 2e-5
-    light_rate_hz: float = 1e5
     batch_timeout_s: float = 5.0
     channels: dict[int, str] = field(default_factory=_default_channels)
 

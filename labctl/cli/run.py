@@ -22,6 +22,7 @@ from rich.table import Table
 from labctl.cli.runsetup import RunStream, quiet_console, run_stream
 from labctl.cli.runsetup import engine_options as engine_options  # re-exported: resume, node
 from labctl.interfaces.errors import ConfigError
+from labctl.report import write_report_logged
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine, RunResult
 from labctl.runner.plans import Plan, load_plan
@@ -93,9 +94,12 @@ def resolve_plan(spec: str, where: str) -> Plan:
 
 
 def report(result: RunResult) -> int:
-    """Print how the run ended and return the exit code."""
+    """Write the run's report.html, print how the run ended and return the exit code."""
+    page = write_report_logged(result.path)  # a failure is logged; the run stays as it is
     print(f"run {result.run_id}: {result.status} ({result.reason})")
     print(f"folder: {result.path}")
+    if page is not None:
+        print(f"report: {page}")
     for name, error in result.safe_state_errors.items():
         print(f"safe_state({name}) failed: {error}", file=sys.stderr)
     return 0 if result.status == "ok" else 1

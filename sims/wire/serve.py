@@ -2,7 +2,8 @@
 
 The model served for a twin follows its interface: Laser -> TSL-570 (TCP), polarization
 controller -> EPC-400 (pty), detector -> Eos (TCP control + counts), time tagger -> ID1000
-(ZMQ), optical switch -> Agiltron FF (pty).
+(ZMQ), optical switch -> Agiltron FF (pty), transmitter -> Swabian Pulse Streamer 8/2
+(JSON-RPC over HTTP + binary upload port).
 
 Where (the station file's free-form ``twin_serve`` section; everything optional)::
 
@@ -14,11 +15,13 @@ Where (the station file's free-form ``twin_serve`` section; everything optional)
         laser: {port: 47000}
         detectors: {control_port: 47010, counts_port: 47011}
         tagger-bob: {control_port: 47022, stream_port: 47023}
+        transmitter: {port: 47030, upload_port: 47031}
 
 Default ports (what configs/hil.yaml uses), counted per interface in config order (i):
 laser 47000+i; detector control 47010+2i, counts 47011+2i; tagger control 47020+2i,
-stream 47021+2i. Pseudo-terminal paths change on every start, so serial twins are also
-reachable through the symlink ``<link_dir>/<instrument>``, removed again at stop.
+stream 47021+2i; transmitter JSON-RPC 47030+2i, binary upload 47031+2i. Pseudo-terminal
+paths change on every start, so serial twins are also reachable through the symlink
+``<link_dir>/<instrument>``, removed again at stop.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from sims.wire.eos import EosWire
 from sims.wire.epc400 import Epc400Wire
 from sims.wire.ffswitch import FfSwitchWire
 from sims.wire.id1000 import Id1000Wire
+from sims.wire.pulsestreamer import PulseStreamerWire
 from sims.wire.tsl570 import Tsl570Wire
 
 DEFAULT_HOST = "127.0.0.1"
@@ -49,8 +53,9 @@ DEFAULT_LINK_DIR = Path("/tmp/labctl-twin")
 LASER_BASE_PORT = 47000
 DETECTOR_BASE_PORT = 47010
 TAGGER_BASE_PORT = 47020
+TRANSMITTER_BASE_PORT = 47030
 _KEYS = {"host", "link_dir", "stream_pattern", "instruments"}
-_PORT_KEYS = {"port", "control_port", "counts_port", "stream_port"}
+_PORT_KEYS = {"port", "control_port", "counts_port", "stream_port", "upload_port"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ def _ports(section: Any) -> dict[str, dict[str, int]]:
 def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> list[WireServer]:
     """One wire server per twin, ports from ``settings`` or the documented defaults."""
     servers: list[WireServer] = []
-    counts = {"laser": 0, "detector": 0, "tagger": 0}
+    counts = {"laser": 0, "detector": 0, "tagger": 0, "transmitter": 0}
     for name, twin in instruments.items():
         chosen = dict(settings.ports.get(name, {}))
         if settings.any_port:
@@ -126,6 +131,18 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
             port = chosen.get("port", LASER_BASE_PORT + counts["laser"])
             counts["laser"] += 1
             servers.append(Tsl570Wire(name, twin, host=host, port=port))
+        elif isinstance(twin, Transmitter):
+            base = TRANSMITTER_BASE_PORT + 2 * counts["transmitter"]
+            counts["transmitter"] += 1
+            servers.append(
+                PulseStreamerWire(
+                    name,
+                    twin,
+                    host=host,
+                    port=chosen.get("port", base),
+                    binary_port=chosen.get("upload_port", base + 1),
+                )
+            )
         elif isinstance(twin, TimeTagger):
             base = TAGGER_BASE_PORT + 2 * counts["tagger"]
             counts["tagger"] += 1
@@ -161,7 +178,7 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
             continue
         else:
             raise ConfigError(
-                f"{type(twin).__name__} implements none of the five interfaces; no wire "
+                f"{type(twin).__name__} implements none of the six interfaces; no wire "
                 "protocol to serve it on",
                 field=f"instruments.{name}",
             )

@@ -86,7 +86,7 @@ def test_hil_station_is_healthy_against_served_twins() -> None:
             timeout=120,
         )
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "all 6 instrument(s) connected and healthy" in check.stdout
+        assert "all 7 instrument(s) connected and healthy" in check.stdout
     finally:
         rest = stop_serve(process, signal.SIGINT)
     assert "twin serve: stopped" in rest
@@ -109,6 +109,7 @@ def test_sigterm_stops_cleanly_and_keeps_foreign_files(tmp_path: Path) -> None:
         "    detectors: {control_port: 0, counts_port: 0}\n"
         "    tagger-alice: {control_port: 0, stream_port: 0}\n"
         "    tagger-bob: {control_port: 0, stream_port: 0}\n"
+        "    transmitter: {port: 0, upload_port: 0}\n"
     )
     config.write_text(text)
     process, lines = start_serve(config)

@@ -77,12 +77,17 @@ OPTICAL_SWITCHES: list[Implementation] = [
     Implementation("twin", twin_factory("SimOpticalSwitch", "switch")),
 ]
 
+TRANSMITTERS: list[Implementation] = [
+    Implementation("twin", twin_factory("SimTransmitter", "transmitter")),
+]
+
 REGISTRY: dict[str, list[Implementation]] = {
     "laser": LASERS,
     "polarization_controller": POLARIZATION_CONTROLLERS,
     "detector": DETECTORS,
     "time_tagger": TIME_TAGGERS,
     "optical_switch": OPTICAL_SWITCHES,
+    "transmitter": TRANSMITTERS,
 }
 
 # -- driver -> wire -> twin (sims/wire): the real drivers over loopback against wire twins.

@@ -21,9 +21,17 @@ from labctl.interfaces import (
     PolarizationController,
     SinglePhotonDetector,
     TimeTagger,
+    Transmitter,
 )
 
-PROTOCOLS = (Laser, PolarizationController, SinglePhotonDetector, TimeTagger, OpticalSwitch)
+PROTOCOLS = (
+    Laser,
+    PolarizationController,
+    SinglePhotonDetector,
+    TimeTagger,
+    OpticalSwitch,
+    Transmitter,
+)
 
 
 async def _probe(instrument: Any) -> Any:
@@ -38,14 +46,16 @@ async def _probe(instrument: Any) -> Any:
         return await instrument.get_channel_delay_ps(0)
     if isinstance(instrument, OpticalSwitch):
         return await instrument.get_port()
-    raise AssertionError(f"{instrument!r} implements none of the five interfaces")
+    if isinstance(instrument, Transmitter):
+        return await instrument.is_running()
+    raise AssertionError(f"{instrument!r} implements none of the six interfaces")
 
 
 def test_implements_exactly_one_interface(any_instrument: Any) -> None:
     assert isinstance(any_instrument, Instrument)
     assert isinstance(any_instrument.name, str) and any_instrument.name
     matching = [p.__name__ for p in PROTOCOLS if isinstance(any_instrument, p)]
-    assert len(matching) >= 1, "must implement one of the five interfaces"
+    assert len(matching) >= 1, "must implement one of the six interfaces"
 
 
 async def test_connect_is_idempotent(any_instrument: Any) -> None:

@@ -22,7 +22,7 @@ E = b"\x17"
 
 def req(label: str, value: bytes) -> Step:
     return (
-        b'{"request":"' + label.encode() + b'"}' + E,
+        b'{"request":"' + label.encode() + b'"}',  # sent unterminated, as the vendor does
         b'{"label":"' + label.encode() + b'","value":' + value + b"}" + E,
     )
 
@@ -36,7 +36,6 @@ def cmd(name: str, label: str, value: bytes) -> Step:
         + b'","value":'
         + value
         + b"}"
-        + E
     )
     return (sent, b'{"label":"' + label.encode() + b'","value":' + value + b"}" + E)
 
@@ -142,7 +141,7 @@ async def test_error_label_is_instrument_fault() -> None:
     eos, control, _ = await connected(
         [
             (
-                b'{"command":"SetAllBiasCurrents","label":"BiasCurrent","value":[30.0,0.0]}' + E,
+                b'{"command":"SetAllBiasCurrents","label":"BiasCurrent","value":[30.0,0.0]}',
                 b'{"label":"StatusMsg","value":"busy"}'
                 + E
                 + b'{"label":"ErrorMsg","value":"bias above critical current"}'
@@ -154,6 +153,33 @@ async def test_error_label_is_instrument_fault() -> None:
         await eos.set_bias_ua(0, 30.0)
     assert info.value.command == "SetAllBiasCurrents"
     assert "critical current" in str(info.value)
+    control.assert_complete()
+
+
+async def test_messages_run_together_and_wrapped_values() -> None:
+    eos, control, _ = await connected(
+        [
+            # Two objects in one message ("}{"), whitespace around them.
+            (
+                req("TriggerLevel", b"")[0],
+                b' {"label":"StatusMsg","value":"ok"}{"label":"TriggerLevel","value":[5.0,6.0]}\r\n'
+                + E,
+            ),
+            # A value wrapped with its properties, as labelProps publishes it.
+            (
+                req("BiasCurrent", b"")[0],
+                b'{"label":"BiasCurrent","value":{"value":[12.0,0.0],"unit":"uA"}}' + E,
+            ),
+            (
+                req("TriggerLevel", b"")[0],
+                b'{"label":"X","value":1} {"label":"Error","value":"x"}' + E,
+            ),
+        ]
+    )
+    assert await eos.get_trigger_level_mv(1) == 6.0
+    assert await eos.get_bias_ua(0) == 12.0
+    with pytest.raises(InstrumentFault, match="Error: x"):
+        await eos.get_trigger_level_mv(0)
     control.assert_complete()
 
 

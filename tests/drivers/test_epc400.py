@@ -19,9 +19,17 @@ from labctl.testing.exchange import DISCONNECT, SILENCE, ScriptedTransport, Step
 
 DONE = b"Done\r\n"
 CONNECT: list[Step] = [
-    (b"M?\r\n", b"Operating mode: DC\r\n" + DONE),
-    (b"MDC\r\n", DONE),
+    (b"M?\r\n", b"Work Mode: DC\r\n" + DONE),
+    (b"MDC\r\n", b"Set To DC Mode\r\n" + DONE),
 ]
+
+
+def set_voltage(channel: int, mv: int) -> Step:
+    """``V<ch>,<mV>`` and the manual's acknowledgement line."""
+    ack = f"Set CH{channel} DC Voltage at: {mv}mV\r\n".encode()
+    return (f"V{channel},{mv}\r\n".encode(), ack + DONE)
+
+
 VOLTAGES = b"Voltage(mV): CH1 +2200 CH2 +5000 CH3 -1000 CH4 -4000\r\n"
 
 
@@ -35,10 +43,10 @@ async def connected(script: list[Step]) -> tuple[EPC400, ScriptedTransport]:
 async def test_voltages_exact_bytes() -> None:
     epc, transport = await connected(
         [
-            (b"V1,100\r\n", DONE),
-            (b"V2,-250\r\n", DONE),
-            (b"V3,5000\r\n", DONE),
-            (b"V4,-5000\r\n", DONE),
+            set_voltage(1, 100),
+            set_voltage(2, -250),
+            set_voltage(3, 5000),
+            (b"V4,-5000\r\n", DONE),  # firmware without a content line
             (b"V3,1234\r\n", b"V3,1234\r\n" + DONE),  # firmware that echoes the command
             (b"V?\r\n", VOLTAGES + DONE),
         ]
@@ -54,11 +62,11 @@ async def test_voltages_exact_bytes() -> None:
 async def test_snapshot_health_and_scrambling() -> None:
     epc, transport = await connected(
         [
-            (b"M?\r\n", b"Operating mode: DC\r\n" + DONE),
+            (b"M?\r\n", b"Work Mode: DC\r\n" + DONE),
             (b"V?\r\n", VOLTAGES + DONE),
-            (b"MAC\r\n", DONE),
-            (b"F2,37\r\n", DONE),
-            (b"M?\r\n", b"Operating mode: AC\r\n" + DONE),
+            (b"MAC\r\n", b"Set To AC Mode\r\n" + DONE),
+            (b"F2,37\r\n", b"Set CH2 AC Frequency at: 37Hz\r\n" + DONE),
+            (b"M?\r\n", b"Work Mode: AC(Sine)\r\n" + DONE),
             (b"V?\r\n", VOLTAGES + DONE),
         ]
     )
@@ -74,7 +82,7 @@ async def test_snapshot_health_and_scrambling() -> None:
 async def test_health_flags_unexpected_mode() -> None:
     epc, transport = await connected(
         [
-            (b"M?\r\n", b"Operating mode: AC\r\n" + DONE),
+            (b"M?\r\n", b"Work Mode: AC(Triangle)\r\n" + DONE),
             (b"V?\r\n", VOLTAGES + DONE),
         ]
     )
@@ -104,6 +112,30 @@ async def test_error_reply_is_instrument_fault() -> None:
         await epc.set_voltage_mv(0, 4000)
     assert info.value.instrument == "epc" and info.value.command == "V1,4000"
     assert "voltage_0_mv" not in epc.remembered_settings
+    transport.assert_complete()
+
+
+async def test_error_after_content_lines_and_lf_only_line_ends() -> None:
+    epc, transport = await connected(
+        [
+            (b"F1,50\r\n", b"Set CH1 AC Frequency at: 50Hz\nDone\n"),  # LF-only line ends
+            (b"V2,100\r\n", b"Invalid channel voltage\r\nError!\r\n"),
+        ]
+    )
+    await epc.set_frequency_hz(0, 50)
+    with pytest.raises(InstrumentFault, match="Invalid channel voltage"):
+        await epc.set_voltage_mv(1, 100)
+    transport.assert_complete()
+
+
+async def test_clamped_voltage_acknowledgement_is_a_fault() -> None:
+    epc, transport = await connected(
+        [(b"V3,4999\r\n", b"Set CH3 DC Voltage at: 4000mV\r\n" + DONE)]
+    )
+    with pytest.raises(InstrumentFault, match="4000mV") as info:
+        await epc.set_voltage_mv(2, 4999)
+    assert info.value.command == "V3,4999"
+    assert "voltage_2_mv" not in epc.remembered_settings
     transport.assert_complete()
 
 

@@ -25,7 +25,23 @@ CONNECT: list[Step] = [
     (b"*IDN?", b"ID Quantique,ID1000,1908029T010,1.3.2"),
     (b"DEVI:RES:BWID?", b"4TB"),
 ]
-START: list[Step] = [(b"RAW:SEND ON", b""), (b"REC:PLAY", b"")]
+START: list[Step] = [
+    (
+        b"REC:STOP;ENAB ON;NUM INF;TRIG:ARM:MODE MANU"
+        b";:RAW1:SEND ON;:RAW2:SEND ON;:RAW3:SEND ON;:RAW4:SEND ON",
+        b"",
+    ),
+    (b"REC:PLAY", b""),
+]
+STOP: list[Step] = [
+    (b"REC:STOP;:RAW1:SEND OFF;:RAW2:SEND OFF;:RAW3:SEND OFF;:RAW4:SEND OFF", b""),
+]
+
+
+RATES = (
+    b"INPU1:COUN:INTE?;:INPU1:COUN?;:INPU2:COUN:INTE?;:INPU2:COUN?;"
+    b":INPU3:COUN:INTE?;:INPU3:COUN?;:INPU4:COUN:INTE?;:INPU4:COUN?"
+)
 
 
 def frame_by_hand(seq: int, tags: list[tuple[int, int]], start_ps: int, stop_ps: int) -> bytes:
@@ -50,10 +66,10 @@ async def connected(
 async def test_identity_resolution_and_delays() -> None:
     tagger, transport, _ = await connected(
         [
-            (b"INPU1:DELA 1500", b""),
+            (b"DELA1:VALU 1500;LINK INPU1", b""),
             (b"INPU4:THRE -120.5mV", b""),
-            (b"INPU1:DELA?", b"1500TB"),
-            (b"INPU2:DELA?", b"0"),
+            (b"DELA1:VALU?", b"1500TB"),
+            (b"DELA2:VALU?", b"0tb"),
         ]
     )
     assert isinstance(tagger, TimeTagger)
@@ -96,13 +112,17 @@ async def test_overflow_flag_and_health() -> None:
     overflowing = encode_frame(
         0, np.zeros(1, np.uint8), np.ones(1, np.int64), 0, 5, overflow=True, missed_events=12
     )
-    rates = [(f"INPU{n}:COUN?".encode(), b"1000.5") for n in (1, 2, 3, 4)]
-    tagger, transport, _ = await connected(START + rates + rates, [overflowing])
+    rates: list[Step] = [
+        (RATES, b"1000\n1000\n500\n250\n2000\n12\n100\n0"),
+        (RATES, b"1000;1000;500;250;2000;12;100;0;"),  # answers run together (ID900)
+    ]
+    tagger, transport, _ = await connected(START + rates, [overflowing])
     await tagger.start_stream()
     batch = await tagger.read_batch(1.0)
     assert batch.overflow and batch.missed_events == 12
     health = await tagger.health()
-    assert not health.ok and health.readings["rate_3_hz"] == 1000.5
+    assert not health.ok and health.readings["rate_0_hz"] == 1000.0
+    assert health.readings["rate_1_hz"] == 500.0 and health.readings["rate_2_hz"] == 6.0
     assert (await tagger.health()).ok  # the overflow was reported once
     transport.assert_complete()
 
@@ -140,22 +160,26 @@ async def test_garbled_frame_is_skipped_and_the_next_batch_flagged() -> None:
 async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> None:
     tagger, transport, _ = await connected(
         [
-            (b"INPU2:DELA 5", b"SCPI_ERR_EXECUTION: value out of range"),
-            (b"INPU1:COUN?", b"lots"),
-            (b"INPU3:DELA 7", b"OK?"),
-            (b"INPU3:DELA 7", b"\xfe\xff"),  # an absolute setting: re-sent twice
-            (b"INPU3:DELA 7", b"OK?"),
-            *START[:1],
-            (b"REC:PLAY", b"\xfe\xff"),  # not repeatable: not re-sent
+            (b"DELA2:VALU 5;LINK INPU2", b"SCPI_ERR_INVALID_VALUE"),
+            (RATES, b"1000\nlots\n1000\n1\n1000\n1\n1000\n1"),
+            (RATES, b"1000\n1"),
+            (b"DELA3:VALU 7;LINK INPU3", b"Delay set"),  # text answers to settings are fine
+            (b"DELA4:VALU 9;LINK INPU4", b"\xfe\xff"),  # an absolute setting: re-sent
+            (b"DELA4:VALU 9;LINK INPU4", b""),
+            START[0],
+            (b"REC:PLAY", b"\xfe\xff"),  # arms the record: not re-sent
         ]
     )
     with pytest.raises(InstrumentFault) as info:
         await tagger.set_channel_delay_ps(1, 5)
-    assert info.value.command == "INPU2:DELA 5" and "SCPI_ERR" in str(info.value)
+    assert info.value.command == "DELA2:VALU 5;LINK INPU2"
+    assert "SCPI_ERR_INVALID_VALUE" in str(info.value)
     with pytest.raises(ProtocolError, match="expected a number"):
         await tagger.get_count_rates_hz(0.1)
-    with pytest.raises(ProtocolError, match="unexpected reply"):
-        await tagger.set_channel_delay_ps(2, 7)
+    with pytest.raises(ProtocolError, match="expected 8 answers"):
+        await tagger.get_count_rates_hz(0.1)
+    await tagger.set_channel_delay_ps(2, 7)
+    await tagger.set_channel_delay_ps(3, 9)
     with pytest.raises(ProtocolError, match="not ASCII") as caught:
         await tagger.start_stream()
     assert caught.value.command == "REC:PLAY"
@@ -164,7 +188,7 @@ async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> Non
 
 async def test_silence_is_timeout_on_scpi_and_stream() -> None:
     tagger, transport, _ = await connected(
-        [(b"INPU1:DELA?", SILENCE), *START],
+        [(b"DELA1:VALU?", SILENCE), *START],
         [SILENCE],  # type: ignore[list-item]
     )
     with pytest.raises(InstrumentTimeout):
@@ -188,13 +212,13 @@ async def test_bad_arguments_rejected_before_the_wire() -> None:
 
 async def test_reconnect_reapplies_delays_then_restarts_stream() -> None:
     script = [
-        (b"INPU2:DELA 250", b""),
+        (b"DELA2:VALU 250;LINK INPU2", b""),
         *START,
-        (b"INPU1:COUN?", DISCONNECT),
+        (RATES, DISCONNECT),
         *CONNECT,
-        (b"INPU2:DELA 250", b""),
+        (b"DELA2:VALU 250;LINK INPU2", b""),
         *START,
-        *[(f"INPU{n}:COUN?".encode(), b"10.0") for n in (1, 2, 3, 4)],
+        (RATES, b"1000\n10\n1000\n10\n1000\n10\n1000\n10"),
     ]
     tagger, transport, stream = await connected(script)
     await tagger.set_channel_delay_ps(1, 250)
@@ -207,9 +231,7 @@ async def test_reconnect_reapplies_delays_then_restarts_stream() -> None:
 
 
 async def test_safe_state_stops_the_stream() -> None:
-    tagger, transport, stream = await connected(
-        [*START, (b"REC:STOP", b""), (b"RAW:SEND OFF", b"")]
-    )
+    tagger, transport, stream = await connected([*START, *STOP])
     await tagger.start_stream()
     await tagger.safe_state()
     assert not stream.is_open and "streaming" not in tagger.remembered_settings

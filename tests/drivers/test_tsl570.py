@@ -10,11 +10,12 @@ from labctl.interfaces import (
     ConfigError,
     InstrumentFault,
     InstrumentSpec,
+    InstrumentTimeout,
     Laser,
     ProtocolError,
     TransportSpec,
 )
-from labctl.testing.exchange import DISCONNECT, ScriptedTransport, Step
+from labctl.testing.exchange import DISCONNECT, SILENCE, ScriptedTransport, Step
 
 OK: Step = (b":SYST:ERR?\r", b'0,"No error"\r')
 
@@ -23,6 +24,7 @@ def connect_steps(low: bytes = b"1480.0000", high: bytes = b"1640.0000") -> list
     """What the driver says on every (re)connect: identity, units, tuning range."""
     return [
         (b"*IDN?\r", b"SANTEC,TSL-570,21020001,0001.000.0001\r"),
+        (b"*CLS\r", b""),
         (b":POW:UNIT 1\r", b""),
         OK,
         (b":WAV:UNIT 0\r", b""),
@@ -122,6 +124,27 @@ async def test_device_error_is_instrument_fault() -> None:
     transport.assert_complete()
 
 
+async def test_crlf_replies_and_error_texts_by_code() -> None:
+    """A CR LF reply leaves an LF that the next reply strips; the code, not the text,
+    says whether the queue is clean (``+0,"No error"`` is clean, -113 is not)."""
+    laser, transport = await connected(
+        [
+            (b":POW?\r", b"+1.2500E+00\r\n"),
+            (b":COHC 1\r", b""),
+            (b":SYST:ERR?\r", b'+0,"No error"\r\n'),
+            (b":WAV?\r", b"1550.1234\r\n"),
+            (b":COHC 0\r", b""),
+            (b":SYST:ERR?\r", b'-113,"Undefined header"\r'),
+        ]
+    )
+    assert await laser.get_power_mw() == pytest.approx(1.25)
+    await laser.set_coherence_control(True)
+    assert await laser.get_wavelength_nm() == pytest.approx(1550.1234)
+    with pytest.raises(InstrumentFault, match="-113: Undefined header"):
+        await laser.set_coherence_control(False)
+    transport.assert_complete()
+
+
 async def test_garbled_reply_is_re_sent_twice_then_protocol_error() -> None:
     garbled = (b":POW?\r", b"\xff\xfe1.0\r")
     laser, transport = await connected(
@@ -152,6 +175,21 @@ async def test_garbled_reply_is_re_sent_twice_then_protocol_error() -> None:
     await laser.set_power_mw(2.0)
     with pytest.raises(ProtocolError, match="SYST:ERR"):
         await laser.health()
+    transport.assert_complete()
+
+
+async def test_garbled_identity_is_protocol_error() -> None:
+    transport = ScriptedTransport([(b"*IDN?\r", b"hello\r")], instrument="laser")
+    with pytest.raises(ProtocolError, match="identity"):
+        await TSL570("laser", transport).connect()
+    transport.assert_complete()
+
+
+async def test_silence_is_timeout() -> None:
+    laser, transport = await connected([(b":POW?\r", SILENCE)])
+    with pytest.raises(InstrumentTimeout) as info:
+        await laser.get_power_mw()
+    assert info.value.command == ":POW?"
     transport.assert_complete()
 
 

@@ -17,6 +17,7 @@ from qcodes.dataset import (
     load_or_create_experiment,
 )
 
+from experiments.sync.alice import alice_of
 from labctl.notebook import BackgroundLoop
 from labctl.station import Station, load_config
 from labctl.station.qcodes_bridge import LoopThreadError, bridge, bridge_station
@@ -46,6 +47,8 @@ def test_station_snapshot_and_measurement_round_trip(
     sim_station: tuple[BackgroundLoop, Any], tmp_path: Path
 ) -> None:
     background, station = sim_station
+    # Alice's transmitter plays her public calibration frame: no pattern, no light.
+    background.call(alice_of(station).ensure_light(), 60.0)
     qc_station = qcodes.Station()
     bridged = bridge_station(station.instruments, background.loop, qc_station)
     try:

@@ -90,6 +90,10 @@ class HashSource:
     def intensities(self) -> list[tuple[float, float]]:
         return list(zip(self.MU, self.PROB, strict=True))
 
+    def one_shot(self, first_pulse: int, pulses: int) -> bool:
+        """A hash of the pulse index never repeats."""
+        return True
+
 
 def make_block(block: int, pulses: int, seed: int) -> RawBlock:
     """Bob's detections of pulses [block*pulses, (block+1)*pulses): efficiency ETA, QBER errors.

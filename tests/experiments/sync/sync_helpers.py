@@ -1,12 +1,14 @@
-"""A simulated link for sync tests: a world, Alice's laser and Bob's tagger as twins."""
+"""A simulated link for sync tests: a world, Alice's laser, transmitter and tagger, Bob's tagger."""
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 
-from sims.twins import SimLaser, SimTimeTagger
+from experiments.sync.alice import SourceDesign, TransmitterAlice
+from sims.twins import SimLaser, SimTimeTagger, SimTransmitter
 from sims.world import World
 
 
@@ -18,6 +20,7 @@ async def link(settings: dict[str, Any]) -> tuple[World, SimLaser, SimTimeTagger
     await laser.connect()
     await tagger.connect()
     await laser.set_output(True)
+    await world_alice(world)
     return world, laser, tagger
 
 
@@ -31,3 +34,35 @@ def true_bob_time_ps(world: World, index: np.ndarray) -> np.ndarray:
         2.0 * np.pi * true_ps * 1e-12 / tagger.wander_period_s
     )
     return (true_ps + truth.bob_offset_ps + stretch + np.rint(wander)).astype(np.float64)
+
+
+_ALICE: weakref.WeakKeyDictionary[World, TransmitterAlice] = weakref.WeakKeyDictionary()
+
+
+def design_of(world: World) -> SourceDesign:
+    """Alice's design as the world's source is built (the station's ``alice:`` section)."""
+    source = world.settings.source
+    return SourceDesign(
+        period_ps=int(world.period_ps),
+        intensity_names=tuple(c.name for c in source.intensities),
+        intensity_mu=tuple(float(c.mu) for c in source.intensities),
+        intensity_probability=tuple(float(c.probability) for c in source.intensities),
+        basis_z_probability=float(source.basis_z_probability),
+        nominal_power_mw=float(source.nominal_power_mw),
+        frame_channel=int(world.settings.alice_tagger.frame_channel),
+    )
+
+
+async def world_alice(world: World) -> TransmitterAlice:
+    """Alice's node on a transmitter twin and her tagger twin (one per world), light on."""
+    found = _ALICE.get(world)
+    if found is not None:
+        return found
+    transmitter = SimTransmitter("transmitter", world)
+    alice_tagger = SimTimeTagger("tagger-alice", world, side="alice")
+    await transmitter.connect()
+    await alice_tagger.connect()
+    alice = TransmitterAlice(design_of(world), transmitter, alice_tagger)
+    await alice.ensure_light()
+    _ALICE[world] = alice
+    return alice

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sync_helpers import link, true_bob_time_ps
+from sync_helpers import link, true_bob_time_ps, world_alice
 
 from experiments.sync.acquire import acquire_sync
-from experiments.sync.alice import WorldAlice
 from experiments.sync.model import SyncError
 from experiments.sync.settings import SyncSettings
 
@@ -20,7 +19,7 @@ async def test_sync_recovers_offset_drift_and_index(
     distance_km: float, offset_ps: int, ppm: float
 ) -> None:
     # 200 km of 0.2 dB/km fiber is 40 dB; darks, afterpulses and dead time as in a real SNSPD.
-    world, laser, tagger = await link(
+    world, _laser, tagger = await link(
         {
             "seed": 11,
             "fiber": {"length_km": distance_km, "initial_rotation_rad": [0.4, -1.1, 0.6]},
@@ -32,7 +31,7 @@ async def test_sync_recovers_offset_drift_and_index(
             "taggers": {"bob": {"offset_ps": offset_ps, "frequency_offset_ppm": ppm}},
         }
     )
-    result = await acquire_sync(tagger, laser, WorldAlice(world), world.clock, SyncSettings())
+    result = await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
     truth = world.truth
     assert abs(result.drift_ppb - ppm * 1e3) < 0.1  # within 0.1 ppb
     n = np.arange(result.n_ref, result.n_ref + 10**9, 10**7)  # one second of pulses
@@ -52,5 +51,5 @@ async def test_sync_without_light_fails_with_reason() -> None:
     await laser.set_output(False)
     with pytest.raises(SyncError, match="no light"):
         await acquire_sync(
-            tagger, laser, WorldAlice(world), world.clock, SyncSettings(max_acquire_s=0.2)
+            tagger, await world_alice(world), world.clock, SyncSettings(max_acquire_s=0.2)
         )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sync_helpers import link, true_bob_time_ps
+from sync_helpers import link, true_bob_time_ps, world_alice
 
-from experiments.sync import SyncSettings, SyncTracker, WorldAlice, acquire_sync
+from experiments.sync import SyncSettings, SyncTracker, acquire_sync
 from experiments.sync.mapping import (
     assign_numpy,
     assign_tags,
@@ -51,9 +51,9 @@ def test_peak_statistics_ignore_flat_darks() -> None:
 
 
 async def test_tracker_maps_on_demand_and_an_overflowed_batch_does_not_move_the_phase() -> None:
-    world, laser, tagger = await link({"seed": 21, "fiber": {"length_km": 25.0}})
+    world, _laser, tagger = await link({"seed": 21, "fiber": {"length_km": 25.0}})
     tracker = SyncTracker(
-        await acquire_sync(tagger, laser, WorldAlice(world), world.clock, SyncSettings())
+        await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
     )
     for _ in range(5):
         tracked = tracker.update(await tagger.read_batch(5.0))

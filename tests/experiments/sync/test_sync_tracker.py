@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from sync_helpers import link, true_bob_time_ps
+from sync_helpers import link, true_bob_time_ps, world_alice
 
 from experiments.sync.acquire import acquire_sync
-from experiments.sync.alice import WorldAlice
 from experiments.sync.settings import SyncSettings
 from experiments.sync.tracker import SyncTracker
 
@@ -26,7 +25,7 @@ async def test_tracker_follows_wander_and_detects_lost_light() -> None:
             },
         }
     )
-    result = await acquire_sync(tagger, laser, WorldAlice(world), world.clock, SyncSettings())
+    result = await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
     tracker = SyncTracker(result)
     errors = []
     while world.clock.now_s() < 2.0:

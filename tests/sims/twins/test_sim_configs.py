@@ -33,7 +33,8 @@ async def test_station_connects_every_twin_healthy(path: Path) -> None:
     async with station:
         health = await station.health_all()
         snapshots = await station.snapshot_all()
-    assert set(health) == {"laser", "pc-bob", "detectors", "tagger-alice", "tagger-bob", "switch"}
+    five = {"laser", "pc-bob", "detectors", "tagger-alice", "tagger-bob", "switch"}
+    assert set(health) == (five | {"transmitter"} if path == SIM else five)
     assert all(h.ok for h in health.values()), {n: h.detail for n, h in health.items()}
     assert all(s["simulated"] is True for s in snapshots.values())
     assert isinstance(station.get("laser", Laser), Laser)
@@ -109,4 +110,4 @@ def test_labctl_check_connect_reports_all_twins_healthy() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "all 6 instrument(s) connected and healthy" in result.stdout
+    assert "all 7 instrument(s) connected and healthy" in result.stdout

@@ -74,7 +74,8 @@ async def test_raw_bytes_on_the_pseudo_terminals() -> None:
             finally:
                 os.close(fd)
 
-        assert await exchange(pc_path, b"V2,-1500\r\n", 6) == b"Done\r\n"
+        expected = b"Set CH2 DC Voltage at: -1500mV\r\nDone\r\n"
+        assert await exchange(pc_path, b"V2,-1500\r\n", len(expected)) == expected
         assert await exchange(pc_path, b"V9,0\r\n", 8) == b"Error!\r\n"
         expected = b"Voltage(mV): CH1 +0 CH2 -1500 CH3 +0 CH4 +0\r\nDone\r\n"
         assert await exchange(pc_path, b"V?\r\n", len(expected)) == expected

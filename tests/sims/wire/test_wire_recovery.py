@@ -185,7 +185,7 @@ GARBLE_CALLS = {
     "polarization_controller": ("get_voltages_mv", ()),
     "optical_switch": ("get_port", ()),
     "detector": ("is_latched", (0,)),
-    "time_tagger": ("get_channel_delay_ps", (0,)),
+    "time_tagger": ("get_count_rates_hz", (0.01,)),  # delays are answered by the wire
 }
 
 
@@ -195,16 +195,22 @@ async def test_garbled_reply_is_re_sent_and_three_in_a_row_are_protocol_error(ki
         driver = setup.drivers[NAMES[kind]]
         method, args = GARBLE_CALLS[kind]
         call = getattr(driver, method)
-        expected = await call(*args)
+
+        def shape(value: Any) -> Any:  # measured rates differ from call to call
+            return len(value) if kind == "time_tagger" else value
+
+        expected = shape(await call(*args))
         now_s = setup.world.clock.now_s()
         faults = FaultSchedule.for_world(setup.world)
-        faults.schedule(GarbledReply(at_s=now_s, instrument=NAMES[kind], count=1))
-        assert await call(*args) == expected  # flushed, re-sent, answered
+        first = GarbledReply(at_s=now_s, instrument=NAMES[kind], count=1)
+        faults.schedule(first)
+        assert shape(await call(*args)) == expected  # flushed, re-sent, answered
+        assert faults.link_fault(NAMES[kind], setup.world.clock.now_s()) is None  # used up
         faults.schedule(GarbledReply(at_s=now_s, instrument=NAMES[kind], count=3))
         with pytest.raises(ProtocolError) as caught:
             await call(*args)
         assert caught.value.instrument == NAMES[kind]
-        assert await call(*args) == expected  # the line is clean again
+        assert shape(await call(*args)) == expected  # the line is clean again
 
 
 async def test_a_garbled_tag_frame_is_a_flagged_gap_not_an_error() -> None:

@@ -32,6 +32,7 @@ TWIN_CLASSES = {
     "detector": "SimDetector",
     "time_tagger": "SimTimeTagger",
     "optical_switch": "SimOpticalSwitch",
+    "transmitter": "SimTransmitter",
 }
 DRIVER_CLASSES = {
     "laser": "drivers.santec.tsl570:TSL570",
@@ -39,6 +40,7 @@ DRIVER_CLASSES = {
     "detector": "drivers.singlequantum.eos:EosSNSPD",
     "time_tagger": "drivers.idq.id1000:ID1000",
     "optical_switch": "drivers.agiltron.ffswitch:FFSwitch",
+    "transmitter": "drivers.swabian.pulsestreamer:PulseStreamer",
 }
 NAMES = {
     "laser": "laser",
@@ -46,6 +48,7 @@ NAMES = {
     "detector": "detectors",
     "time_tagger": "tagger-bob",
     "optical_switch": "switch",
+    "transmitter": "transmitter",
 }
 DRIVER_SETTINGS: dict[str, dict[str, Any]] = {
     "laser": {},
@@ -53,6 +56,8 @@ DRIVER_SETTINGS: dict[str, dict[str, Any]] = {
     "detector": {"enabled": [True, True, True, True], "bias_ua": [12.0] * 4},
     "time_tagger": {"n_channels": 4},
     "optical_switch": {"n_ports": 4, "parking_port": 4},
+    # WIRE_WORLD's source (1e8 Hz: 10 ns) and the tagger's default sync divider.
+    "transmitter": {"period_ps": 10_000, "marker_divider": 1000},
 }
 TWIN_SETTINGS: dict[str, dict[str, Any]] = {"time_tagger": {"side": "bob"}}
 
@@ -106,6 +111,9 @@ def transport_for(kind: str, endpoints: dict[str, str], timeout_s: float) -> Tra
     if kind == "detector":
         options = {**common, "counts_address": endpoints["counts"]}
         return TransportSpec("tcp", endpoints["control"], timeout_s, options)
+    if kind == "transmitter":
+        upload_port = int(endpoints["upload"].rsplit(":", 1)[1])
+        return TransportSpec("tcp", endpoints["control"], timeout_s, {"upload_port": upload_port})
     options = {
         **common,
         "stream_address": endpoints["stream"],
