@@ -172,10 +172,6 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
             servers.append(Epc400Wire(name, twin, link=link))
         elif isinstance(twin, OpticalSwitch):
             servers.append(FfSwitchWire(name, twin, link=link))
-        elif isinstance(twin, Transmitter):
-            # No transmitter device protocol is served yet: the twin stays with the world
-            # in this process (it plays the default pattern) and no driver reaches it.
-            continue
         else:
             raise ConfigError(
                 f"{type(twin).__name__} implements none of the six interfaces; no wire "
