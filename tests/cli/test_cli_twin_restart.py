@@ -60,7 +60,7 @@ def _free_ports(count: int) -> list[int]:
 
 def _config(tmp_path: Path) -> Path:
     """sim.yaml served on free ports (the same on every restart) and a private link folder."""
-    laser, det_c, det_n, ta_c, ta_s, tb_c, tb_s = _free_ports(7)
+    laser, det_c, det_n, ta_c, ta_s, tb_c, tb_s, tx_c, tx_u = _free_ports(9)
     text = (REPO / "configs" / "sim.yaml").read_text()
     text = text.replace("storage:\n  runs_dir: ../runs", f"storage:\n  runs_dir: {tmp_path}")
     text += (
@@ -71,6 +71,7 @@ def _config(tmp_path: Path) -> Path:
         f"    detectors: {{control_port: {det_c}, counts_port: {det_n}}}\n"
         f"    tagger-alice: {{control_port: {ta_c}, stream_port: {ta_s}}}\n"
         f"    tagger-bob: {{control_port: {tb_c}, stream_port: {tb_s}}}\n"
+        f"    transmitter: {{port: {tx_c}, upload_port: {tx_u}}}\n"
     )
     config = tmp_path / "sim-served.yaml"
     config.write_text(text)
