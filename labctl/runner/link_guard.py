@@ -16,7 +16,10 @@ Plans need no change: the RunContext hands out guarded instruments (``run.instru
 everything and guard every public coroutine method except the lifecycle ones. The engine
 itself (snapshots, safe state) uses the bare instruments. Every operation of the real
 drivers is safe to run again after a reconnect (see ``drivers.common.recovery``), which is
-what makes repeating the failed call sound. Only link errors suspend (ConnectionLost,
+what makes repeating the failed call sound; an instrument whose class lists methods in
+``unrepeatable_operations`` (a streamed pattern upload, say: a restarted device has lost
+the pattern it would continue) gets those calls unguarded, their errors go to the plan.
+Only link errors suspend (ConnectionLost,
 InstrumentTimeout, ProtocolError); InstrumentFault — the device refusing a value — goes
 to the plan at once.
 """
@@ -259,6 +262,8 @@ class GuardedInstrument:
         value = getattr(self._target, name)
         if name.startswith("_") or name in UNGUARDED_METHODS:
             return value
+        if name in getattr(self._target, "unrepeatable_operations", ()):
+            return value  # not safe to make again after a reconnect: the plan decides
         if not inspect.iscoroutinefunction(value):
             return value
         return functools.partial(self._guard.call, self._target, value)

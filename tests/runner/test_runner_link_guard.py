@@ -231,3 +231,24 @@ async def test_concurrent_calls_share_one_suspension(tmp_path: Path) -> None:
     assert result.status == "ok" and result.result == [42.0, 42.0]
     actions = [e.get("action") for e in _runner_events(result.path)]
     assert actions.count("suspended") == 1 and actions.count("unsuspended") == 1
+
+
+class StreamingMeter(FlakyMeter):
+    """A FlakyMeter whose read_hz continues a stream a restarted device has forgotten."""
+
+    unrepeatable_operations = frozenset({"read_hz"})
+
+
+async def test_unrepeatable_operations_go_to_the_plan_unguarded(tmp_path: Path) -> None:
+    meter = StreamingMeter()
+    meter.down = True
+    engine = RunEngine(MiniStation({"meter": meter}), runs_dir=tmp_path, link_recovery=FAST)
+
+    async def plan(run: Any) -> float:
+        value: float = await run.instrument("meter").read_hz()
+        return value
+
+    result = await engine.run(plan)
+    assert result.status == "failed" and "link dropped" in result.reason
+    assert meter.calls == 1
+    assert "suspended" not in [e.get("action") for e in _runner_events(result.path)]
