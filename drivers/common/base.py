@@ -130,8 +130,18 @@ class DriverBase(LifecycleMixin):
     def _after_reconnect(self) -> None:
         """Hook: note what a device restart may have lost (e.g. a stream's time base)."""
 
-    async def _run_operation(self, name: str, run: Callable[[], Awaitable[T]]) -> T:
-        """Run one public operation; after a dropped link reconnect, re-apply, run again."""
+    def _link_suspect(self) -> bool:
+        """Hook: True when the link looks up but the device may have restarted behind it."""
+        return False
+
+    async def _run_operation(
+        self, name: str, run: Callable[[], Awaitable[T]], *, rerun: bool = True
+    ) -> T:
+        """Run one public operation; after a dropped link reconnect, re-apply, run again.
+
+        ``rerun=False``: reconnect before running when the link is known to be down, but
+        never run the operation a second time.
+        """
         if inside_operation(self):
             return await run()
         token = enter_operation(self)
@@ -139,13 +149,14 @@ class DriverBase(LifecycleMixin):
             lost: ConnectionLost | None = None
             for _ in range(MAX_OPERATION_RUNS):
                 generation = self._generation
-                if self._wanted_open and not (self._transport.is_open and self._identity):
+                link_up = self._transport.is_open and self._identity
+                if self._wanted_open and (not link_up or self._link_suspect()):
                     await self._recover(generation, lost, name)
                     generation = self._generation
                 try:
                     return await run()
                 except ConnectionLost as exc:
-                    if not self._wanted_open:
+                    if not self._wanted_open or not rerun:
                         raise
                     lost = exc
                     await self._recover(generation, exc, name)
@@ -163,6 +174,8 @@ class DriverBase(LifecycleMixin):
         async with self._recovery_lock:
             if self._generation != generation and self._transport.is_open and self._identity:
                 return  # another task reconnected while this one waited
+            if cause is None and self._transport.is_open and self._identity:
+                log.info("%s: the device may have restarted; reconnecting", self.name)
             policy = policy_of(self._transport)
             loop = asyncio.get_running_loop()
             started = loop.time()

@@ -45,7 +45,9 @@ _ACTIVE: ContextVar[frozenset[int]] = ContextVar("driver_operations", default=fr
 class Recovering(Protocol):
     """What ``@operation`` needs of a driver (DriverBase provides it)."""
 
-    async def _run_operation(self, name: str, run: Callable[[], Awaitable[T]]) -> T:
+    async def _run_operation(
+        self, name: str, run: Callable[[], Awaitable[T]], *, rerun: bool = True
+    ) -> T:
         """Run ``run`` with reconnect-and-retry on a dropped link."""
         ...
 
@@ -75,6 +77,22 @@ def operation(
 
     async def wrapper(self: D, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run_operation(method.__name__, lambda: method(self, *args, **kwargs))
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
+def operation_once(
+    method: Callable[Concatenate[D, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[D, P], Coroutine[Any, Any, T]]:
+    """Mark an operation that must not run twice (it continues device state a restart
+    loses): it reconnects first when the link is known to be down, but a link that drops
+    while it runs is ConnectionLost for the caller."""
+
+    async def wrapper(self: D, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run_operation(
+            method.__name__, lambda: method(self, *args, **kwargs), rerun=False
+        )
 
     functools.update_wrapper(wrapper, method)
     return wrapper

@@ -18,6 +18,7 @@ from sims.wire.eos import EosWire
 from sims.wire.epc400 import Epc400Wire
 from sims.wire.ffswitch import FfSwitchWire
 from sims.wire.id1000 import Id1000Wire
+from sims.wire.pulsestreamer import PulseStreamerWire
 from sims.wire.tsl570 import Tsl570Wire
 from sims.world import World
 
@@ -231,3 +232,31 @@ async def test_a_garbled_tag_frame_is_a_flagged_gap_not_an_error() -> None:
         assert flagged
         assert not (await tagger.read_batch(2.0)).overflow
         await tagger.stop_stream()
+
+
+async def test_pulse_streamer_restart_behind_http_keep_alive_is_noticed() -> None:
+    async with wired_station(["transmitter"]) as setup:
+        streamer = setup.drivers["transmitter"]
+        old = setup.server("transmitter")
+        assert old.state.trigger_start == 1  # software start, set at connect
+        points = old.endpoints()
+        await old.stop()
+        await asyncio.sleep(DOWN_S)
+        twin = make_twin("transmitter", World.from_settings(WIRE_WORLD))
+        async with twin:
+            fresh = PulseStreamerWire(
+                "transmitter",
+                twin,
+                port=_port(points["control"]),
+                binary_port=_port(points["upload"]),
+            )
+            await fresh.start()
+            try:
+                assert fresh.state.trigger_start == 0  # factory: a stream plays at once
+                # HTTP would reopen the closed keep-alive connection silently; the driver
+                # takes the close as a possible restart and identifies again first.
+                assert await streamer.is_running() is False
+                assert fresh.state.trigger_start == 1
+                assert streamer.reconnects == 1
+            finally:
+                await fresh.stop()
