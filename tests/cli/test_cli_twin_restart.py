@@ -36,6 +36,7 @@ KINDS = {
     "detectors": "detector",
     "tagger-bob": "time_tagger",
     "switch": "optical_switch",
+    "transmitter": "transmitter",
 }
 
 
@@ -93,6 +94,7 @@ def _plan(done: asyncio.Event, steps: asyncio.Event) -> Any:
         laser, pc = run.instrument("laser"), run.instrument("pc-bob")
         switch, tagger = run.instrument("switch"), run.instrument("tagger-bob")
         detectors = run.instrument("detectors")
+        transmitter = run.instrument("transmitter")
         await laser.set_power_mw(2.5)
         await pc.set_voltages_mv([100, -200, 300, -400])
         await switch.set_port(2)
@@ -107,6 +109,7 @@ def _plan(done: asyncio.Event, steps: asyncio.Event) -> Any:
                     await switch.get_port(),
                     await tagger.get_channel_delay_ps(0),
                     await detectors.get_trigger_level_mv(1),
+                    await transmitter.is_running(),
                 )
             )
             steps.set()
@@ -157,7 +160,7 @@ async def test_sigkill_and_restart_twin_serve_mid_run(tmp_path: Path) -> None:
             await asyncio.to_thread(stop_serve, restarted, signal.SIGTERM)
     assert result.status == "ok", result.reason
     readings = result.result["readings"]
-    assert readings[-1] == (2.5, [100.0, -200.0, 300.0, -400.0], 2, 1234, 111.0)
+    assert readings[-1] == (2.5, [100.0, -200.0, 300.0, -400.0], 2, 1234, 111.0, False)
     assert all(reading == readings[0] for reading in readings)
     assert RunState.SUSPENDED in states
     events = [e["data"] for e in read_events(result.path / "events.jsonl")]
