@@ -1,8 +1,9 @@
 """MkDocs hook: the station-file reference, generated from the code at every build.
 
 ``labctl schema`` (labctl.cli.schema.station_schema) gives the validated top level; the
-sections that plans validate themselves (``calibration``, ``sync``, ``qkd``) come from their
-settings classes. Nothing on the generated page is written by hand, so it cannot drift.
+sections that plans validate themselves (``calibration``, ``sync``, ``qkd``) and the
+``kme`` section come from their settings classes. Nothing on the generated page is written
+by hand, so it cannot drift.
 
 * ``reference/config.md`` is added to the site as a generated page;
 * ``{{ calibration_limits }}`` in any page becomes the calibration defaults table.
@@ -123,6 +124,7 @@ def free_sections(open_sections: list[str]) -> str:
     """The sections the schema leaves open, from the settings classes that validate them."""
     from experiments.keygen.settings import KeygenSettings
     from experiments.sync.settings import SyncSettings
+    from labctl.kme.config import KmeConfig
 
     parts = [
         "## Sections validated by the plans\n",
@@ -145,7 +147,22 @@ def free_sections(open_sections: list[str]) -> str:
         dataclass_table(SyncSettings),
         "### `qkd`\n",
         dataclass_table(KeygenSettings),
+        "### `kme`\n",
+        "Read by `labctl kme serve` (labctl.kme.config); see [Key delivery](../kme.md).\n",
+        model_tables("kme", KmeConfig),
     ]
+    return "\n".join(parts)
+
+
+def model_tables(section: str, model: type[Any]) -> str:
+    """A pydantic section model: its own keys, then one table per nested model."""
+    schema = model.model_json_schema()
+    defs: dict[str, Any] = schema.get("$defs", {})
+    parts = [object_table(schema, defs)]
+    for name, sub in defs.items():
+        description = _prose(str(sub.get("description", ""))).splitlines()
+        intro = f"{description[0]} (in `{section}`)\n\n" if description else ""
+        parts.append(f"#### {name}\n\n{intro}" + object_table(sub, defs))
     return "\n".join(parts)
 
 

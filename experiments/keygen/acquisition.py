@@ -8,6 +8,7 @@ and bit (the standard squashing map: an eavesdropper gains nothing from double c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,11 +60,19 @@ class RawBlock:
     block: int
     first_pulse: int
     pulses: int
+    """States Alice sent in the block (its key rate is per sent pulse)."""
     detections: Detections
     started_s: float
     acquired_s: float
     tags: int
     missed_tags: int
+    span: int = 0
+    """Pulses of the window read (>= pulses: a transmitter's underrun gaps carry no state)."""
+
+    @property
+    def window(self) -> int:
+        """Pulses from first_pulse that Alice and Bob consider (span, else pulses)."""
+        return self.span or self.pulses
 
     def __repr__(self) -> str:
         return (
@@ -118,38 +127,44 @@ async def acquire_block(
     detector_channels: Sequence[int],
     rng: np.random.Generator,
     now_s: float,
-    first_pulse: int | None = None,
+    window: asyncio.Future[tuple[int, int]] | None = None,
     timeout_s: float = 10.0,
 ) -> RawBlock:
-    """Stream Bob's tagger until ``pulses`` pulse periods are covered; one block of detections.
+    """Stream Bob's tagger until the block's pulses are covered; one block of detections.
 
-    With ``first_pulse`` (Alice's index of the block's first pulse, from her frame marker)
-    the stream must already be running since before Alice started the block (``relock``
-    leaves it so); without it, the block starts at the first pulse after the stream starts.
+    With ``window`` (Alice playing the block: her index of its first pulse and the span to
+    read, once her frame marker told her) Bob reads while she plays, from a stream already
+    running since before she started (``relock`` leaves it so), and keeps what falls in
+    the window. Without it, the block is the next ``pulses`` pulses after the stream starts.
     """
-    if first_pulse is None:
+    if window is None:
         await tagger.start_stream()
     channels: list[npt.NDArray[np.uint8]] = []
     times: list[I64] = []
     missed = 0
+    first_pulse: int | None = None
+    span = pulses
     try:
         while True:
             batch = await tagger.read_batch(timeout_s)
             missed += batch.missed_events
-            if first_pulse is None:
-                first_pulse = _index_at(clock_map, batch.start_ps) + 1
             channels.append(batch.channel)
             times.append(batch.time_ps)
-            last = _index_at(clock_map, batch.stop_ps)
-            if last - first_pulse >= pulses:
+            if first_pulse is None:
+                if window is None:
+                    first_pulse = _index_at(clock_map, batch.start_ps) + 1
+                elif window.done():
+                    first_pulse, span = window.result()
+                else:
+                    continue
+            if _index_at(clock_map, batch.stop_ps) - first_pulse >= span:
                 break
     finally:
         await tagger.stop_stream()
-    assert first_pulse is not None
     channel = np.concatenate(channels) if channels else np.zeros(0, np.uint8)
     time_ps = np.concatenate(times) if times else np.zeros(0, np.int64)
     found = detections_from_tags(channel, time_ps, clock_map, detector_channels, rng)
-    inside = (found.pulse_index >= first_pulse) & (found.pulse_index < first_pulse + pulses)
+    inside = (found.pulse_index >= first_pulse) & (found.pulse_index < first_pulse + span)
     detections = Detections(found.pulse_index[inside], found.basis[inside], found.bit[inside])
     return RawBlock(
         block=block,
@@ -160,4 +175,5 @@ async def acquire_block(
         acquired_s=pulses * period_ps * 1e-12,
         tags=int(time_ps.size),
         missed_tags=missed,
+        span=span,
     )

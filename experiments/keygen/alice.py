@@ -23,13 +23,14 @@ from experiments.keygen.node_base import (
 )
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
+from experiments.sync.record import NOT_SENT
 from labctl.qkd import cascade_link
 from labctl.qkd.auth import AuthenticatedChannel, Message
 from labctl.qkd.cascade_schedule import CascadeSchedule
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, MessageFormatError
 from labctl.qkd.finite_key import BasisCounts, secret_key_length
 from labctl.qkd.privacy import privacy_amplify, random_seed, seed_length
-from labctl.qkd.sifting import BasisAnnouncement, answer, sift_alice
+from labctl.qkd.sifting import BasisAnnouncement, SiftReply, answer, sift_alice
 from labctl.qkd.verification import make_tag
 from labctl.store.keystore import KeyStore
 
@@ -103,6 +104,7 @@ class AliceNode(NodeBase):
         try:
             return await self._serve_block(start, seq)
         finally:
+            self.source.release(int(start.get("first_pulse", 0)), int(start.get("pulses", 0)))
             self.block_done(seq)
 
     async def _serve_block(self, start: dict[str, Any], seq: int | None) -> BlockResult:
@@ -120,6 +122,9 @@ class AliceNode(NodeBase):
                 )
             basis, bit, intensity = await asyncio.to_thread(self.source.choices, idx)
             reply = answer(announcement, basis, intensity)
+            sent = intensity != NOT_SENT
+            if not sent.all():  # pulses that carried no state: their detections are darks
+                reply = SiftReply(reply.match & sent, intensity)
             with stage("serialization"):
                 reply_bytes = reply.to_bytes()
             await self.send("sift/reply", reply_bytes)
@@ -151,7 +156,7 @@ class AliceNode(NodeBase):
             )
         base: dict[str, Any] = dict(
             block=int(start["block"]),
-            pulses=pulses,
+            pulses=int(start.get("sent", pulses)),
             detections=len(idx),
             sifted_bits=len(sifted),
             key_basis_bits=len(key),

@@ -186,6 +186,9 @@ class WorldSource:
             for mu, c in zip(mus, source.settings.intensities, strict=True)
         ]
 
+    def release(self, first_pulse: int, pulses: int) -> None:
+        """Nothing is kept per block."""
+
     def one_shot(self, first_pulse: int, pulses: int) -> bool:
         """The seeded pattern never repeats."""
         return True

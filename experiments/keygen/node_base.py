@@ -17,7 +17,6 @@ from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.profile import StageProfile, TimedChannel
 from experiments.keygen.settings import KeygenSettings
 from experiments.sync.alice import TransmitterAlice
-from experiments.sync.record import NOT_SENT
 from labctl.qkd.auth import AuthenticatedChannel
 from labctl.qkd.errors import MessageFormatError
 from labctl.qkd.finite_key import DecoyProtocol
@@ -37,7 +36,8 @@ class AliceSource(Protocol):
     """Alice's own record of what she sent: any pulse's basis, bit and intensity class."""
 
     def choices(self, pulse_index: I64) -> tuple[U8, U8, U8]:
-        """(basis, bit, intensity class) of each pulse."""
+        """(basis, bit, intensity class) of each pulse; intensity NOT_SENT for a pulse that
+        carried no state (its detection is a dark count and is discarded)."""
         ...
 
     def intensities(self) -> list[tuple[float, float]]:
@@ -46,6 +46,10 @@ class AliceSource(Protocol):
 
     def one_shot(self, first_pulse: int, pulses: int) -> bool:
         """True when every state of the block was played once (a repeat is no secret)."""
+        ...
+
+    def release(self, first_pulse: int, pulses: int) -> None:
+        """The block is served: its states need not be kept."""
         ...
 
 
@@ -65,10 +69,9 @@ class TransmitterSource:
         self._mu = [float(m) * scale for m in design]
 
     def choices(self, pulse_index: I64) -> tuple[U8, U8, U8]:
-        """(basis, bit, intensity class) of each pulse, from Alice's record."""
+        """(basis, bit, intensity class) of each pulse, from Alice's record; intensity
+        NOT_SENT where she prepared no state (an underrun gap between chunks)."""
         pattern = self._alice.pattern(pulse_index)
-        if pattern.intensity.size and int(pattern.intensity.max()) == NOT_SENT:
-            raise MessageFormatError("a pulse index lies outside every pattern Alice played")
         return pattern.basis, pattern.bit, pattern.intensity
 
     def intensities(self) -> list[tuple[float, float]]:
@@ -78,6 +81,10 @@ class TransmitterSource:
     def one_shot(self, first_pulse: int, pulses: int) -> bool:
         """True when no state of the block was played twice (key may be stored)."""
         return self._alice.record.one_shot(first_pulse, pulses)
+
+    def release(self, first_pulse: int, pulses: int) -> None:
+        """Forget the block's states (bounded memory)."""
+        self._alice.record.release(first_pulse, pulses)
 
 
 @dataclass(frozen=True)

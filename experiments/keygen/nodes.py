@@ -101,7 +101,8 @@ class BobNode(NodeBase):
                     {
                         "block": raw.block,
                         "first_pulse": raw.first_pulse,
-                        "pulses": raw.pulses,
+                        "pulses": raw.window,
+                        "sent": raw.pulses,
                         "run_id": self.run_id,
                         "seq": seq,
                     }

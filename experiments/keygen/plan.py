@@ -88,6 +88,8 @@ def _publish_link(run: Any, link_id: str, result: BlockResult) -> None:
         k: v for k, v in (("qber_z", result.qber_z), ("qber_x", result.qber_x)) if v is not None
     }
     try:
+        # GS QKD 015 link status: ACTIVE while blocks give key, PASSIVE when one gives none
+        publish(link_id, "status", {"status": "ACTIVE" if result.secret_bits > 0 else "PASSIVE"})
         if qber:
             publish(link_id, "qber", qber)
         publish(link_id, "skr", {"skr_bps": event["secret_key_rate_bps"]})
@@ -129,6 +131,11 @@ async def generate_key(
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     alice = alice_of(run.station)
+    # Alice answers sifting for every block still in the pipeline (she releases a block's
+    # states once served); this bounds her record if Bob falls behind.
+    alice.record.max_pulses = max(
+        alice.record.max_pulses, (settings.queue_blocks + 2) * settings.block_pulses
+    )
     period_ps = alice.period_ps
     bob_wiring = detector_wiring(sync_settings(run.station))
     tagger = run.instrument("tagger-bob")
@@ -246,20 +253,24 @@ async def _acquire_loop(
                 return
             await alice.ensure_light()
             clock_map = await block_clock.for_block(run, tagger)
-            first_pulse, pulses = await alice.play_key_block(settings.block_pulses)
+            # Bob reads while Alice plays: a tagger buffers only so long.
+            playing = asyncio.ensure_future(alice.play_key_block(settings.block_pulses))
             try:
                 raw = await acquire_block(
                     tagger,
                     block=block,
-                    pulses=pulses,
+                    pulses=settings.block_pulses,
                     period_ps=period_ps,
                     clock_map=clock_map,
                     detector_channels=detector_channels,
                     rng=rng,
                     now_s=start_s,
-                    first_pulse=first_pulse,
+                    window=playing,
                 )
             finally:
+                if not playing.done():
+                    playing.cancel()
+                await asyncio.gather(playing, return_exceptions=True)
                 await alice.ensure_light()
             pipeline.submit(raw)
             watch.acquired(block)

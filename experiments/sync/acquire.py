@@ -145,20 +145,37 @@ class FrameWatch:
         b = b[b < self.counts.size]
         np.add.at(self.counts, b, 1)
 
-    def passed(self) -> bool:
-        """True when the gaps and the dark after the frame were seen."""
+    def _find(self) -> tuple[int, int] | None:
+        """(bin of the frame's first gap, bin where the dark after the frame starts)."""
         dark = self.counts < self.threshold
         if not dark.any():
-            return False
+            return None
         edges = np.flatnonzero(np.diff(np.concatenate([[0], dark.astype(np.int8), [0]])))
         runs = list(zip(edges[::2], edges[1::2] - edges[::2], strict=True))
-        short = 0
+        shorts: list[int] = []
         for start, length in runs:
             if 2 <= length <= 6 and start > 0:
-                short += 1
-            elif length >= 16 and short >= self.gaps and start + length <= self.counts.size:
-                return True
-        return False
+                shorts.append(int(start))
+            elif length >= 16:
+                if len(shorts) >= self.gaps:
+                    return shorts[-self.gaps], int(start)
+                shorts = []  # a long dark before the frame (Alice loading it): start over
+        return None
+
+    def passed(self) -> bool:
+        """True when the gaps and the dark after the frame were seen."""
+        return self._find() is not None
+
+    def window_ps(self) -> tuple[float, float]:
+        """Bob-clock span of the frame, a few gaps wide on either side."""
+        found = self._find()
+        if found is None:
+            raise SyncError("the marker frame was not seen")
+        first_gap, end = found
+        return (
+            self.start_ps + (first_gap - 16) * self.bin_ps,
+            self.start_ps + (end + 8) * self.bin_ps,
+        )
 
 
 async def _lit_log(tagger: TimeTagger, settings: SyncSettings) -> TagLog:
@@ -219,6 +236,7 @@ async def acquire_sync(
     markers = [(first + a, first + b) for a, b in frame.gaps]
     time_ps, channel = log.arrays()
     started = time.process_time()
+    lo_ps, hi_ps = watch.window_ps()
     # Refit over everything read: the frame lengthens the baseline, and a spread subsample
     # keeps it at the cost of the first fit (the drift error falls as 1 / span^1.5).
     pick = np.unique(np.linspace(0, time_ps.size - 1, min(time_ps.size, _FIT_CAP)).astype(np.int64))
@@ -228,6 +246,10 @@ async def acquire_sync(
     lookup = np.zeros(256)
     for ch, phase in fit.channel_phase_ps.items():
         lookup[ch] = phase
+    # Only the frame bounds the index: a long dark before it (Alice loading the frame while
+    # Bob's stream ran on) would pass for a marker gap.
+    in_frame = (time_ps >= lo_ps) & (time_ps <= hi_ps)
+    time_ps, channel = time_ps[in_frame], channel[in_frame]
     rel = (time_ps - fit.t_ref_ps).astype(np.float64) - lookup[channel]
     k = np.rint(rel / fit.period_ps).astype(np.int64)
     order = np.argsort(k, kind="stable")

@@ -10,6 +10,7 @@ her which pulse carried which state. Nothing here reads a simulation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -209,6 +210,10 @@ class SourceDesign:
         )
 
 
+CALIBRATION_SEED = 0x5EED
+"""Seed of the public calibration frame (its states are public: anyone may recompute them)."""
+
+
 class NoFrameMarker(RuntimeError):
     """Alice's tagger did not see the frame marker of a pattern she started."""
 
@@ -229,12 +234,19 @@ class TransmitterAlice:
         self._lock = asyncio.Lock()
         self._configured = False
         self.calibration_anchor: int | None = None
-        self._calibration = seeded_pattern(
-            design.calibration_frame_pulses,
-            design.intensity_probability,
-            design.basis_z_probability,
-            seed=0x5EED,
-        )
+        self._calibration: PulsePattern | None = None
+
+    @property
+    def calibration_frame(self) -> PulsePattern:
+        """The public calibration frame: seeded, at most the transmitter's memory long."""
+        if self._calibration is None:
+            self._calibration = seeded_pattern(
+                min(self.design.calibration_frame_pulses, self.transmitter.memory_pulses),
+                self.design.intensity_probability,
+                self.design.basis_z_probability,
+                seed=CALIBRATION_SEED,
+            )
+        return self._calibration
 
     # -- AlicePublic ------------------------------------------------------------------------
 
@@ -295,17 +307,27 @@ class TransmitterAlice:
         self._configured = True
 
     async def _play(self, chunks: list[PulsePattern], repeat: bool) -> list[int]:
-        """Load and start ``chunks`` back to back; the first pulse index of each."""
+        """Load and start ``chunks`` back to back; the first pulse index of each.
+
+        Loading stops what played before, so her tagger's stream, restarted after it, holds
+        only this pattern's frame markers. They are read while later chunks are appended:
+        a tagger buffers only so long.
+        """
         await self._configure()
+        await self.transmitter.load_pattern(chunks[0], repeat=repeat)
         await self.tagger.stop_stream()
         await self.tagger.start_stream()
+        reader = asyncio.create_task(self._frame_markers(len(chunks)))
         try:
-            await self.transmitter.load_pattern(chunks[0], repeat=repeat)
+            await self.transmitter.start()
             for chunk in chunks[1:]:
                 await self.transmitter.append_pattern(chunk)
-            await self.transmitter.start()
-            return await self._frame_markers(len(chunks))
+            return await reader
         finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
             await self.tagger.stop_stream()
 
     async def _frame_markers(self, count: int) -> list[int]:
@@ -330,8 +352,9 @@ class TransmitterAlice:
     async def play_calibration_frame(self) -> int:
         """Cycle the public calibration frame; the index of its first pulse."""
         async with self._lock:
-            (first,) = await self._play([self._calibration], repeat=True)
-            self.record.add(Played(first, to_codes(self._calibration), repeat=True))
+            frame = self.calibration_frame
+            (first,) = await self._play([frame], repeat=True)
+            self.record.add(Played(first, to_codes(frame), repeat=True))
             self.calibration_anchor = first
             return first
 
@@ -345,10 +368,16 @@ class TransmitterAlice:
         return [pattern.slice(i, i + size) for i in range(0, len(pattern), size)]
 
     async def play_once(self, pattern: PulsePattern) -> int:
-        """Play ``pattern`` once (dark after it); the index of its first pulse.
+        """Play ``pattern`` once (dark after it); the index of its first pulse."""
+        first, _ = await self._play_chunks(pattern)
+        return first
 
-        Chunked to the transmitter's memory; on a REPEATING device a pattern longer than
-        its memory cannot be played once and is refused.
+    async def _play_chunks(self, pattern: PulsePattern) -> tuple[int, int]:
+        """Play ``pattern`` once, chunked to the transmitter's memory; (first pulse, span).
+
+        The span runs to the end of the last chunk: a chunk that reached the transmitter
+        late follows a dark gap (an underrun), which Alice sees in her frame markers. On a
+        REPEATING device a pattern longer than its memory cannot be played once.
         """
         chunks = self._chunks(pattern)
         if len(chunks) > 1 and not self.may_store_key:
@@ -361,12 +390,13 @@ class TransmitterAlice:
             self.calibration_anchor = None
             for start, chunk in zip(starts, chunks, strict=True):
                 self.record.add(Played(start, to_codes(chunk), repeat=False))
-            return starts[0]
+            return starts[0], starts[-1] + len(chunks[-1]) - starts[0]
 
     async def play_key_block(self, n_pulses: int) -> tuple[int, int]:
         """Draw ``n_pulses`` states from a cryptographic source and play them once.
 
-        Returns (first pulse, pulses). On a REPEATING device whose memory is shorter than
+        Returns (first pulse, span of pulses to read: the block, plus any underrun gaps,
+        whose pulses carry no state). On a REPEATING device whose memory is shorter than
         the block, the frame cycles: the caller must treat the block as a demonstration.
         """
         pattern = secret_pattern(
@@ -379,8 +409,7 @@ class TransmitterAlice:
                 self.record.add(Played(first, to_codes(frame), repeat=True))
                 self.calibration_anchor = None
             return first, n_pulses
-        first = await self.play_once(pattern)
-        return first, n_pulses
+        return await self._play_chunks(pattern)
 
 
 _NODES: weakref.WeakKeyDictionary[Any, TransmitterAlice] = weakref.WeakKeyDictionary()

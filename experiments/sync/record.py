@@ -45,18 +45,35 @@ class Played:
 
 
 class PlayRecord:
-    """The patterns Alice played, newest last; at most ``max_entries`` kept."""
+    """The patterns Alice played, newest last; the oldest go beyond ``max_pulses`` states."""
 
-    def __init__(self, max_entries: int = 64) -> None:
-        self._entries: deque[Played] = deque(maxlen=max_entries)
+    def __init__(self, max_pulses: int = 1 << 28) -> None:
+        self.max_pulses = max_pulses
+        self._entries: deque[Played] = deque()
+        self._held = 0
 
     def add(self, played: Played) -> None:
         """Record a pattern; a cycling one ends where a later one starts."""
         self._entries.append(played)
+        self._held += int(played.codes.size)
+        while self._held > self.max_pulses and len(self._entries) > 1:
+            self._held -= int(self._entries.popleft().codes.size)
+
+    def release(self, first: int, pulses: int) -> None:
+        """Forget the one-shot patterns inside [first, first + pulses) (a block served)."""
+        kept: deque[Played] = deque()
+        for entry in self._entries:
+            stop = entry.stop
+            if stop is not None and entry.first >= first and stop <= first + pulses:
+                self._held -= int(entry.codes.size)
+            else:
+                kept.append(entry)
+        self._entries = kept
 
     def clear(self) -> None:
         """Forget everything (e.g. after the transmitter restarted)."""
         self._entries.clear()
+        self._held = 0
 
     def codes(self, index: I64) -> U8:
         """The state code of every pulse index; NOT_SENT where no pattern covers it.
@@ -82,17 +99,13 @@ class PlayRecord:
         return out
 
     def one_shot(self, first: int, pulses: int) -> bool:
-        """True when one-shot patterns cover [first, first + pulses) and none cycles there."""
-        covered = 0
-        for entry in self._entries:
-            stop = entry.stop
-            if stop is None:
-                if entry.first < first + pulses:
-                    later = [e.first for e in self._entries if e.first > entry.first]
-                    end = min(later) if later else None
-                    if end is None or end > first:
-                        return False
+        """True when no cycling pattern played inside [first, first + pulses): every state
+        there was used once (pulses no pattern covers carried no state at all)."""
+        entries = list(self._entries)
+        for i, entry in enumerate(entries):
+            if not entry.repeat:
                 continue
-            lo, hi = max(first, entry.first), min(first + pulses, stop)
-            covered += max(0, hi - lo)
-        return covered >= pulses
+            end = entries[i + 1].first if i + 1 < len(entries) else None
+            if entry.first < first + pulses and (end is None or end > first):
+                return False
+        return True

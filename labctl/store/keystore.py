@@ -121,6 +121,18 @@ class KeyStore:
             rows = self._db.execute("SELECT key_id FROM keys ORDER BY rowid").fetchall()
         return [str(r[0]) for r in rows]
 
+    def sizes_after(self, rowid: int) -> list[tuple[int, str, int]]:
+        """(row, key id, n_bits) of every key stored after row ``rowid``, oldest first.
+
+        Rows only grow (keys are never deleted), so a reader can follow the store by asking
+        for what came after the last row it saw; no key bits are read.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rowid, key_id, n_bits FROM keys WHERE rowid > ? ORDER BY rowid", (rowid,)
+            ).fetchall()
+        return [(int(r), str(k), int(n)) for r, k, n in rows]
+
     def keys(self) -> Iterator[StoredKey]:
         """Every stored key, oldest first."""
         with self._lock:

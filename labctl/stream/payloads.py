@@ -2,8 +2,24 @@
 
 Run documents are published exactly as ``Document.to_json_dict()`` (``seq``, ``ts``,
 ``run_id``...), telemetry as ``{"ts": ..., "<quantity>": value}`` and link metrics as
-``{"ts": ..., "link_id": ..., <fields of the metric>}``. Link metric names follow the QKD
-link performance parameters of ETSI GS QKD 015 (secret key rate, QBER...).
+``{"ts": ..., "link_id": ..., <fields of the metric>}``. Link metric names follow the key
+association link (``qkd_link``) of the ETSI GS QKD 015 node model, with labctl's unit
+suffixes added:
+
+=============  ==========================================  =================================
+metric         fields                                      GS QKD 015 leaf
+=============  ==========================================  =================================
+status         status: ACTIVE | PASSIVE | PENDING | OFF    qkdl_status (link-status types)
+skr            skr_bps, eskr_bps, expected_consumption_bps qkdl_performance skr, eskr,
+                                                           expected_consumption (bit/s)
+qber           qber, qber_z, qber_x (fractions 0..1)       phys_perf, type QBER
+attenuation    channel_att_db                              phys_channel_att
+sifted         sifted_rate_bps                             (labctl: sifted key rate)
+key_stored     key_stored_bits                             (labctl: key stored per block)
+=============  ==========================================  =================================
+
+docs/asyncapi.yaml documents each one field for field (a test compares it with what is
+published).
 """
 
 from __future__ import annotations
@@ -18,13 +34,15 @@ from labctl.runner.documents import Document
 
 # metric -> the fields its payload may carry (units in names; QBER is a fraction 0..1).
 LINK_METRICS: dict[str, frozenset[str]] = {
-    "skr": frozenset({"skr_bps"}),
-    "sifted": frozenset({"sifted_rate_bps"}),
-    "qber": frozenset({"qber", "qber_z", "qber_x"}),
     "status": frozenset({"status"}),
-    "attenuation": frozenset({"attenuation_db"}),
+    "skr": frozenset({"skr_bps", "eskr_bps", "expected_consumption_bps"}),
+    "qber": frozenset({"qber", "qber_z", "qber_x"}),
+    "attenuation": frozenset({"channel_att_db"}),
+    "sifted": frozenset({"sifted_rate_bps"}),
     "key_stored": frozenset({"key_stored_bits"}),
 }
+# GS QKD 015 link-status types: key being generated, link up without key, being set up, off.
+LINK_STATUSES = ("ACTIVE", "PASSIVE", "PENDING", "OFF")
 
 _UNIT_SUFFIXES = (
     "_s", "_ms", "_us", "_ns", "_ps", "_hz", "_nm", "_mw", "_dbm", "_mv", "_db", "_v",
@@ -81,6 +99,16 @@ def link_payload(link_id: str, metric: str, values: Mapping[str, Any], ts: float
     for key, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"link metric {metric}.{key}: value {value} is not finite")
+        if key == "status" and value not in LINK_STATUSES:
+            raise ConfigError(
+                f"link status {value!r} is not one of {', '.join(LINK_STATUSES)}",
+                field="values.status",
+            )
+        if key != "status" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(
+                f"link metric {metric}.{key} must be a number, got {type(value).__name__}",
+                field=f"values.{key}",
+            )
     return dumps({"ts": ts, "link_id": link_id, **values})
 
 

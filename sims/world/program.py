@@ -87,8 +87,10 @@ class PatternProgram:
             else:
                 self._queue.append(codes)
             return
-        last = self.segments[-1]
-        end = last.end
+        if not self.segments:  # everything played already ended (and was forgotten)
+            self.segments.append(Segment(now_pulse, codes, False))
+            return
+        end = self.segments[-1].end
         if end is None:
             raise RuntimeError("cannot append after a pattern that cycles")
         self.segments.append(Segment(max(end, now_pulse), codes, False))
@@ -148,6 +150,23 @@ class PatternProgram:
                 pos %= seg.codes.size
             out[mask] = seg.codes[pos]
         return out
+
+    def covered(self, n0: int, n1: int) -> list[tuple[int, int]]:
+        """The parts of [n0, n1) that carry light, merged and in order."""
+        spans = []
+        for seg in self.segments:
+            end = seg.end
+            lo, hi = max(n0, seg.first), n1 if end is None else min(n1, end)
+            if lo < hi:
+                spans.append((lo, hi))
+        spans.sort()
+        merged: list[tuple[int, int]] = []
+        for lo, hi in spans:
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+            else:
+                merged.append((lo, hi))
+        return merged
 
     def frame_starts(self, n0: int, n1: int) -> I64:
         """Pulses in [n0, n1) that carry a frame marker (a segment or a cycle begins)."""

@@ -436,9 +436,23 @@ class World:
             arrival_ps = index * period + delay
         else:
             table = self._click_table()
-            arrival_ps, detector = self._sampler.signal_clicks(
-                self._rng, n0, n1, table, optics.eve_fraction, (period, delay)
-            )
+            program = optics.source.program
+            # A transmitter lights only the pulses of its patterns: skip the dark stretches.
+            spans = [(n0, n1)] if program is None else program.covered(n0, n1)
+            parts = [
+                self._sampler.signal_clicks(
+                    self._rng, lo, hi, table, optics.eve_fraction, (period, delay)
+                )
+                for lo, hi in spans
+            ]
+            if len(parts) == 1:
+                arrival_ps, detector = parts[0]
+            elif parts:
+                arrival_ps = np.concatenate([p[0] for p in parts])
+                detector = np.concatenate([p[1] for p in parts])
+            else:
+                arrival_ps = np.zeros(0, dtype=np.int64)
+                detector = np.zeros(0, dtype=np.uint8)
         time_ps, detector = self.detectors.process(
             self._rng,
             arrival_ps,

@@ -90,6 +90,9 @@ class HashSource:
     def intensities(self) -> list[tuple[float, float]]:
         return list(zip(self.MU, self.PROB, strict=True))
 
+    def release(self, first_pulse: int, pulses: int) -> None:
+        """Nothing is kept per block."""
+
     def one_shot(self, first_pulse: int, pulses: int) -> bool:
         """A hash of the pulse index never repeats."""
         return True
