@@ -103,11 +103,6 @@ class PulseStreamer(DriverBase):
     """
 
     model: ClassVar[str] = "Swabian Instruments Pulse Streamer 8/2"
-    # A restarted device has lost the armed or streaming pattern, so these are not made
-    # again blindly after a reconnect (labctl.runner.link_guard): the plan reloads.
-    unrepeatable_operations: ClassVar[frozenset[str]] = frozenset(
-        {"load_pattern", "append_pattern", "start"}
-    )
     memory_steps: ClassVar[int] = MEMORY_STEPS
 
     def __init__(

@@ -16,9 +16,11 @@ Plans need no change: the RunContext hands out guarded instruments (``run.instru
 everything and guard every public coroutine method except the lifecycle ones. The engine
 itself (snapshots, safe state) uses the bare instruments. Every operation of the real
 drivers is safe to run again after a reconnect (see ``drivers.common.recovery``), which is
-what makes repeating the failed call sound; an instrument whose class lists methods in
-``unrepeatable_operations`` (a streamed pattern upload, say: a restarted device has lost
-the pattern it would continue) gets those calls unguarded, their errors go to the plan.
+what makes repeating the failed call sound. A call that continues device state a restart
+loses (the Pulse Streamer's ``append_pattern``) is made again too: the suspension is in the
+run's events, and the plan's own checks (frame markers, QBER, finite-key bounds) reject a
+block that spans the restart; an instrument class may instead list methods in
+``unrepeatable_operations``, whose calls then go unguarded (their errors reach the plan).
 Only link errors suspend (ConnectionLost,
 InstrumentTimeout, ProtocolError); InstrumentFault — the device refusing a value — goes
 to the plan at once.
