@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from experiments.calibration.settings import CalibrationSettings
 from experiments.sync.acquire import acquire_sync
-from experiments.sync.alice import DETECTOR_STATES, TransmitterAlice, alice_of
+from experiments.sync.alice import DETECTOR_STATES, AliceSide, alice_of
 from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
@@ -79,7 +79,7 @@ class Session:
         self.settings = settings
         self.sync_settings = sync
         self.clock = run.clock
-        self._alice: TransmitterAlice | None = None
+        self._alice: AliceSide | None = None
         self.tracker: SyncTracker | None = None
         self.dark_rates_hz: dict[str, float] = {}
         self.dead_time_ps: dict[str, float] = {}
@@ -93,7 +93,7 @@ class Session:
         return cls(run, settings, sync_settings(run.station))
 
     @property
-    def alice(self) -> TransmitterAlice:
+    def alice(self) -> AliceSide:
         """Alice's node (her design, transmitter and pattern record)."""
         if self._alice is None:
             try:

@@ -34,13 +34,13 @@ from experiments.keygen.pipeline import BlockPipeline, CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.summary import KeySummary
 from experiments.keygen.workers import ParallelPipeline, bob_workers
-from experiments.sync.alice import AlicePlayer, alice_of
+from experiments.sync.alice import AliceSide, TransmitterAlice, alice_of
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.qkd.auth import AuthenticatedChannel, memory_pair
 from labctl.qkd.errors import AuthenticationError
 from labctl.runner.status import StopPlan
-from labctl.store.keystore import KeyStore, node_store_path
+from labctl.store.keystore import KeyStore, node_store_path, store_key_from_config
 
 LINK_METRICS = ("qber", "skr")
 
@@ -64,7 +64,11 @@ def detector_wiring(sync: SyncSettings) -> list[int]:
 
 def settings_laser(run: Any) -> str:
     """Alice's laser instrument name (the calibration section's, else ``laser``)."""
-    config = _config(run)
+    return settings_laser_of(_config(run))
+
+
+def settings_laser_of(config: Any) -> str:
+    """Alice's laser instrument name in a station config."""
     roles = (config.raw_section("calibration") or {}).get("instruments") or {}
     return str(roles.get("laser", "laser"))
 
@@ -133,27 +137,28 @@ async def generate_key(
     alice = alice_of(run.station)
     # Alice answers sifting for every block still in the pipeline (she releases a block's
     # states once served); this bounds her record if Bob falls behind.
-    alice.record.max_pulses = max(
-        alice.record.max_pulses, (settings.queue_blocks + 2) * settings.block_pulses
-    )
+    alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
     period_ps = alice.period_ps
     bob_wiring = detector_wiring(sync_settings(run.station))
     tagger = run.instrument("tagger-bob")
     alice_path, bob_path = store_paths(config)
+    store_key = store_key_from_config(config)  # None: plain store (storage.key_store_key_file)
     summary = KeySummary(run.run_id, 1e12 / period_ps)
     summary.sync_offset_ps, summary.sync_drift_ppb = steps.sync_figures(clock_map)
     run.emit("sync", {"offset_ps": summary.sync_offset_ps, "drift_ppb": summary.sync_drift_ppb})
     async with contextlib.AsyncExitStack() as stack:
-        bob_store = stack.enter_context(KeyStore(bob_path))
+        bob_store = stack.enter_context(KeyStore(bob_path, encryption_key=store_key))
         summary.extra["key_store_bob"] = str(bob_path)
         alice_task: asyncio.Task[list[BlockResult]] | None = None
         if remote_alice is None:
             if source is None:
-                laser = run.instrument(settings_laser(run))
-                source = TransmitterSource(alice, await laser.get_power_mw())
+                if not isinstance(alice, TransmitterAlice):
+                    raise RuntimeError("Alice's node is remote: her node answers sifting")
+                power_mw = await run.instrument(settings_laser(run)).get_power_mw()
+                source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
                 channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
-            alice_store = stack.enter_context(KeyStore(alice_path))
+            alice_store = stack.enter_context(KeyStore(alice_path, encryption_key=store_key))
             summary.extra["key_store_alice"] = str(alice_path)
             alice_node = AliceNode(channels[0], alice_store, settings, source, run.run_id)
             alice_task = asyncio.create_task(alice_node.serve(), name="alice-node")
@@ -224,7 +229,7 @@ async def _acquire_loop(
     tagger: Any,
     block_clock: steps.BlockClock,
     watch: monitor.QberWatch,
-    alice: AlicePlayer,
+    alice: AliceSide,
     detector_channels: list[int],
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
@@ -266,6 +271,7 @@ async def _acquire_loop(
                     rng=rng,
                     now_s=start_s,
                     window=playing,
+                    tracker=block_clock.tracker,
                 )
             finally:
                 if not playing.done():
@@ -280,8 +286,12 @@ async def _acquire_loop(
                 # Simulated time costs no wall time, so without this the clock would race
                 # ahead of post-processing; real hardware needs no such wait (see benchmark).
                 await pipeline.wait_pending_at_most(1)
+            # On the wall clock a block costs more than its pulses (a transmitter fed slower
+            # than it plays, post-processing): a block that cannot end before the deadline,
+            # with its post-processing, is not started.
+            block_s = max(block_s, 2.0 * (run.clock.now_s() - start_s))
             next_s = start_s + settings.block_interval_s
-            if deadline is not None and next_s + block_s > deadline:
+            if deadline is not None and max(next_s, run.clock.now_s()) + block_s > deadline:
                 return
             await run.sleep(max(next_s - run.clock.now_s(), 0.0))
 

@@ -27,14 +27,14 @@ from labctl.runner.context import RunContext, RunHooks, StationLike
 from labctl.runner.control import RunControl
 from labctl.runner.documents import DocumentSink
 from labctl.runner.link_guard import LinkRecoveryPolicy
-from labctl.runner.metadata import code_version, redact
+from labctl.runner.metadata import code_version, redact, redact_station_text
 from labctl.runner.plans import Plan, load_plan
 from labctl.runner.status import RunState, StopPlan
 from labctl.runner.suspenders import PeriodicPlan, Suspender
 from labctl.runner.watchdog import Watchdog
 from labctl.store.datasets import RunDatabase
 from labctl.store.events import EventLog, read_events, truncate_events
-from labctl.store.run_folder import RunFolder
+from labctl.store.run_folder import RunFolder, RunFolderError
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,9 @@ class RunEngine:
         """Run ``plan`` as a new run; ``duration_s`` limits it on the run's clock."""
         plan_name = plan_name or f"{plan.__module__}:{plan.__qualname__}"
         folder = RunFolder.create(
-            self.runs_dir, name or plan_name.rpartition(":")[2], config_text=self.config_text
+            self.runs_dir,
+            name or plan_name.rpartition(":")[2],
+            config_text=None if self.config_text is None else redact_station_text(self.config_text),
         )
         args = dict(args or {})
         folder.write_metadata(
@@ -152,7 +154,9 @@ class RunEngine:
         metadata = folder.read_metadata()
         if metadata.get("status") == "ok":
             raise ValueError(f"{folder.path}: run finished ok; nothing to resume")
-        plan_name = str(metadata["plan"])
+        plan_name = metadata.get("plan")
+        if not isinstance(plan_name, str) or not plan_name:
+            raise RunFolderError(folder.metadata_path, "missing (the plan to resume)", "plan")
         plan = plan or load_plan(plan_name)
         checkpoint = folder.read_checkpoint() or {}
         checkpoint_seq = int(checkpoint.get("seq_next", 1))

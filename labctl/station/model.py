@@ -39,6 +39,9 @@ ClassPath = Annotated[
         description="Importable class as 'package.module:Class', e.g. 'sims.twins:SimLaser'.",
     ),
 ]
+PackageName = Annotated[
+    str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$", max_length=200)
+]
 # Paths are relative to the config file; lax so notebooks can pass pathlib.Path objects.
 FilePath = Annotated[Path, Field(strict=False)]
 
@@ -218,6 +221,13 @@ class StorageConfig(_Strict):
     runs_dir: FilePath = Path("runs")
     calibration_store: FilePath = Path("calibration.json")
     key_store: FilePath = Path("keys.sqlite")
+    key_store_key_file: FilePath | None = Field(
+        default=None,
+        description=(
+            "Private file (mode 0600) with the 32-byte key (raw or hex) that encrypts the "
+            "key store's bits with AES-256-GCM; omit for a plain store (also 0600)."
+        ),
+    )
 
 
 class LoggingConfig(_Strict):
@@ -244,6 +254,14 @@ class StationConfig(_Strict):
     alice: dict[str, Any] = Field(default_factory=dict)
     twin_serve: dict[str, Any] = Field(default_factory=dict)
     kme: dict[str, Any] = Field(default_factory=dict)
+    allowed_packages: list[PackageName] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "Packages besides 'drivers' and 'sims' whose classes this file may name "
+            "(a lab's own drivers); nothing else is imported."
+        ),
+    )
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)

@@ -102,3 +102,10 @@ from wired import wire_factory  # noqa: E402
 
 for _interface, _impls in REGISTRY.items():
     _impls.append(Implementation("driver-wire-twin", wire_factory(_interface)))
+
+# Second models: the same twins served as another device, through that device's driver.
+LASERS.append(Implementation("keysight-n7776c", wire_factory("laser", "keysight-n7776c")))
+POLARIZATION_CONTROLLERS.append(
+    Implementation("thorlabs-mpc320", wire_factory("polarization_controller", "thorlabs-mpc320"))
+)
+OPTICAL_SWITCHES.append(Implementation("dicon-mems", wire_factory("optical_switch", "dicon-mems")))
