@@ -23,6 +23,7 @@ from drivers.common.base import (
     validate_config_settings,
     with_default_options,
 )
+from drivers.common.recovery import operation, resend_garbled
 from drivers.common.validate import check_int
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
@@ -82,6 +83,7 @@ class FFSwitch(DriverBase):
         await self.get_port()
         return {"vendor": "Agiltron", "model": f"FF 1x{self._n_ports}"}
 
+    @operation
     async def snapshot(self) -> dict[str, Any]:
         """Identity, size, parking port and the routed port as read back."""
         return {
@@ -92,10 +94,12 @@ class FFSwitch(DriverBase):
             "port": await self.get_port(),
         }
 
+    @operation
     async def safe_state(self) -> None:
         """Route to the parking port (a dump or beam block)."""
         await self.set_port(self._parking_port)
 
+    @operation
     async def health(self) -> Health:
         """Read the routed port; healthy when it is the one last set (if any)."""
         port = await self.get_port()
@@ -116,12 +120,14 @@ class FFSwitch(DriverBase):
         """The port safe_state() routes to."""
         return self._parking_port
 
+    @operation
     async def set_port(self, port: int) -> None:
         """Route the common fiber to ``port`` and check the echo."""
         check_int(self.name, "port", port, 1, self._n_ports)
         await self._send_port(port)
         self._plan_port(port)
 
+    @operation
     async def get_port(self) -> int:
         """The routed port, as the switch reports it."""
         request = bytes([HEADER, CMD_GET_PORT, 0x00, 0x00])
@@ -151,7 +157,18 @@ class FFSwitch(DriverBase):
             )
 
     async def _exchange(self, request: bytes) -> bytes:
-        """Send one frame and read one reply frame of the same command."""
+        """Send one frame and read one reply frame of the same command.
+
+        Both commands are safe to repeat (routing to an absolute port, reading the port),
+        so a reply that is not a frame of this protocol is flushed and the frame re-sent.
+        """
+
+        async def exchange() -> bytes:
+            return await self._exchange_once(request)
+
+        return await resend_garbled(self._transport, exchange, repeatable=True)
+
+    async def _exchange_once(self, request: bytes) -> bytes:
         command = request.hex(" ")
         async with self._transport.transaction():
             await self._transport.write(request, command=command)

@@ -1,23 +1,44 @@
 """What every real driver shares: lifecycle over one Transport, settings memory, config.
 
 A driver remembers every setting it has written (and the ones its config asked for), so
-``connect()`` after a lost link re-applies them: the reconnect requirement of issue 4.
-Settings are re-applied by ``order`` (low first, e.g. laser power before output on), then
-in the order they were first written.
+``connect()`` after a lost link re-applies them. Settings are re-applied by ``order`` (low
+first, e.g. laser power before output on), then in the order they were first written.
+
+Recovery (see ``drivers.common.recovery``): every public operation that meets a dropped
+link (ConnectionLost) reconnects on its own — at most ``attempts`` tries with exponential
+backoff within ``total_s`` (the transport's ReconnectPolicy) — re-applies the settings
+and runs again. The device may have restarted with factory state in between, which is
+why the settings memory, not the device, is the reference. Only a driver that was
+connected and not closed on purpose recovers; ``close()`` means closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
+from drivers.common.recovery import enter_operation, inside_operation, leave_operation
 from labctl.interfaces.build import InstrumentSpec, TransportSpec
-from labctl.interfaces.errors import ConfigError, InstrumentError
+from labctl.interfaces.errors import (
+    ConfigError,
+    ConnectionLost,
+    InstrumentError,
+    InstrumentTimeout,
+    ProtocolError,
+)
 from labctl.interfaces.instrument import LifecycleMixin
 from labctl.transport.base import Transport
+from labctl.transport.recovery import policy_of
 
 Applier = Callable[[], Awaitable[object]]
+T = TypeVar("T")
+log = logging.getLogger("drivers")
+
+MAX_OPERATION_RUNS = 3
+"""Runs of one operation at most: a link that drops right after each reconnect is down."""
 
 
 class SettingsMemory:
@@ -56,6 +77,10 @@ class DriverBase(LifecycleMixin):
         self._transport = transport
         self._memory = SettingsMemory()
         self._identity: dict[str, str] = {}
+        self._wanted_open = False  # connect() called and close() not since: keep it up
+        self._recovery_lock = asyncio.Lock()
+        self._generation = 0  # bumped by every (re)connect: a recovery another task did
+        self.reconnects = 0  # successful recoveries so far (for logs and tests)
 
     @property
     def transport(self) -> Transport:
@@ -74,17 +99,119 @@ class DriverBase(LifecycleMixin):
 
     async def connect(self) -> None:
         """Open the link, read the identity and re-apply every remembered setting."""
+        self._wanted_open = True
         if self._transport.is_open and self._identity:
             return
+        token = enter_operation(self)
+        try:
+            await self._open_and_restore()
+        finally:
+            leave_operation(token)
+        self._generation += 1
+
+    async def close(self) -> None:
+        """Close the link; the device keeps its settings and so does this driver's memory."""
+        self._wanted_open = False
+        await self._close_links()
+
+    async def _open_and_restore(self) -> None:
+        """Open the link(s), read the identity, re-apply the settings in their order."""
+        self._identity = {}
         await self._transport.open()
         self._identity = await self._identify()
         for apply in self._memory.appliers():
             await apply()
 
-    async def close(self) -> None:
-        """Close the link; the device keeps its settings and so does this driver's memory."""
+    async def _close_links(self) -> None:
+        """Close every link of this driver (a driver with a second link closes it too)."""
         self._identity = {}
         await self._transport.close()
+
+    def _after_reconnect(self) -> None:
+        """Hook: note what a device restart may have lost (e.g. a stream's time base)."""
+
+    def _link_suspect(self) -> bool:
+        """Hook: True when the link looks up but the device may have restarted behind it."""
+        return False
+
+    async def _run_operation(
+        self, name: str, run: Callable[[], Awaitable[T]], *, rerun: bool = True
+    ) -> T:
+        """Run one public operation; after a dropped link reconnect, re-apply, run again.
+
+        ``rerun=False``: reconnect before running when the link is known to be down, but
+        never run the operation a second time.
+        """
+        if inside_operation(self):
+            return await run()
+        token = enter_operation(self)
+        try:
+            lost: ConnectionLost | None = None
+            for _ in range(MAX_OPERATION_RUNS):
+                generation = self._generation
+                link_up = self._transport.is_open and self._identity
+                if self._wanted_open and (not link_up or self._link_suspect()):
+                    await self._recover(generation, lost, name)
+                    generation = self._generation
+                try:
+                    return await run()
+                except ConnectionLost as exc:
+                    if not self._wanted_open or not rerun:
+                        raise
+                    lost = exc
+                    await self._recover(generation, exc, name)
+            assert lost is not None
+            raise ConnectionLost(
+                f"link dropped again after each of {MAX_OPERATION_RUNS} reconnects: {lost.message}",
+                instrument=self.name,
+                command=lost.command or name,
+            ) from lost
+        finally:
+            leave_operation(token)
+
+    async def _recover(self, generation: int, cause: InstrumentError | None, name: str) -> None:
+        """Reconnect with backoff and re-apply settings; ConnectionLost when it stays down."""
+        async with self._recovery_lock:
+            if self._generation != generation and self._transport.is_open and self._identity:
+                return  # another task reconnected while this one waited
+            if cause is None and self._transport.is_open and self._identity:
+                log.info("%s: the device may have restarted; reconnecting", self.name)
+            policy = policy_of(self._transport)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            last = cause
+            tries = 0
+            for delay_s in policy.schedule_s():
+                if tries and loop.time() - started + delay_s > policy.total_s:
+                    break
+                await asyncio.sleep(delay_s)
+                tries += 1
+                try:
+                    await self._close_links()
+                    await self._open_and_restore()
+                except (ConnectionLost, InstrumentTimeout, ProtocolError) as exc:
+                    last = exc
+                    log.info("%s: reconnect %d failed: %s", self.name, tries, exc)
+                    continue
+                self._generation += 1
+                self.reconnects += 1
+                self._after_reconnect()
+                log.warning(
+                    "%s: reconnected after %d attempt(s) (%s); %d setting(s) re-applied",
+                    self.name,
+                    tries,
+                    "link dropped" if cause is None else cause.message,
+                    len(self._memory.values()),
+                )
+                return
+            await self._close_links()
+            why = "never connected" if last is None else last.message
+            raise ConnectionLost(
+                f"still unreachable after {tries} reconnect attempt(s) in "
+                f"{loop.time() - started:.1f} s: {why}",
+                instrument=self.name,
+                command=name if last is None or last.command is None else last.command,
+            ) from last
 
     async def _identify(self) -> dict[str, str]:  # pragma: no cover - always overridden
         raise NotImplementedError

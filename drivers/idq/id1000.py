@@ -43,10 +43,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Protocol, Self
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, Self, TypeVar
 
 from drivers.common.base import DriverBase, make_transport, require_transport
 from drivers.common.base import validate_config_settings as validate_settings
+from drivers.common.recovery import operation, resend_garbled
 from drivers.common.scpi import ScpiLink
 from drivers.common.validate import (
     check_channel,
@@ -61,10 +63,18 @@ from labctl.interfaces.errors import ConfigError, InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
 from labctl.interfaces.tags import TagBatch
 from labctl.transport.base import Transport
+from labctl.transport.recovery import policy_of
 
 MAX_DELAY_PS = 1_000_000_000  # 1 ms
 THRESHOLD_RANGE_MV = (-2000.0, 2000.0)
 ORDER_STREAM = 10  # restart the stream only after delays and thresholds are back
+NOT_REPEATABLE = frozenset({"REC:PLAY"})
+"""Commands whose message is not re-sent after a garbled reply. Queries, delays, thresholds,
+``RAW<n>:SEND``, ``REC:STOP`` and the record set-up set absolute states; ``REC:PLAY`` arms
+the record and the manual does not say what a second PLAY does to a running acquisition,
+so its garbled reply is a ProtocolError (``start_stream`` as a whole is safe to run again
+after a reconnect, since it stops any record first)."""
+T = TypeVar("T")
 
 
 class FrameSource(Protocol):
@@ -103,6 +113,7 @@ class ID1000(DriverBase):
         self._resolution_ps = 1
         self._next_seq: int | None = None
         self._overflow_seen = False
+        self._stream_gap = False  # a reconnect happened: flag the next batch
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
@@ -165,7 +176,7 @@ class ID1000(DriverBase):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def _identify(self) -> dict[str, str]:
-        reply = await self._scpi.ask("*IDN?")
+        reply = await self._ask("*IDN?")
         fields = [part.strip() for part in reply.split(",")]
         if len(fields) != 4 or not any(m in fields[1].upper() for m in ("ID1000", "ID900")):
             raise ProtocolError(
@@ -180,11 +191,17 @@ class ID1000(DriverBase):
             )
         return {"vendor": fields[0], "model": fields[1], "serial": fields[2], "firmware": fields[3]}
 
-    async def close(self) -> None:
-        """Close the tag stream and the SCPI link."""
-        await self._stream.close()
-        await super().close()
+    def _after_reconnect(self) -> None:
+        # The controller may have restarted: tags were lost meanwhile and its time base may
+        # have restarted too, which the frame numbers of a restarted stream do not show.
+        self._stream_gap = True
 
+    async def _close_links(self) -> None:
+        """Close the tag stream and the SCPI link (a reconnect restarts a running stream)."""
+        await self._stream.close()
+        await super()._close_links()
+
+    @operation
     async def snapshot(self) -> dict[str, Any]:
         """Identity, resolution and every input's delay as read back."""
         return {
@@ -198,10 +215,12 @@ class ID1000(DriverBase):
             "streaming": self._stream.is_open,
         }
 
+    @operation
     async def safe_state(self) -> None:
         """Stop the stream (the controller drives no light, so stopping is the safe state)."""
         await self.stop_stream()
 
+    @operation
     async def health(self) -> Health:
         """Read every input's rate; unhealthy when the stream overflowed since last asked."""
         rates = await self.get_count_rates_hz(1.0)
@@ -225,6 +244,7 @@ class ID1000(DriverBase):
         """Timestamp bin width read at connect, picoseconds."""
         return self._resolution_ps
 
+    @operation
     async def set_channel_delay_ps(self, channel: int, delay_ps: int) -> None:
         """Delay every tag of one input by ``delay_ps`` (0..1 ms), on its delay block."""
         check_channel(self.name, channel, self._n_channels)
@@ -232,11 +252,13 @@ class ID1000(DriverBase):
         await self._write(_delay_command(channel, value))
         self._plan_delay(channel, value)
 
+    @operation
     async def get_channel_delay_ps(self, channel: int) -> int:
         """The delay of one input (its delay block's value), picoseconds."""
         check_channel(self.name, channel, self._n_channels)
         return await self._ask_time_ps(f"DELA{channel + 1}:VALU?")
 
+    @operation
     async def set_threshold_mv(self, channel: int, level_mv: float) -> None:
         """Discriminator threshold of one input, millivolts."""
         check_channel(self.name, channel, self._n_channels)
@@ -244,6 +266,7 @@ class ID1000(DriverBase):
         await self._write(_threshold_command(channel, value))
         self._plan_threshold(channel, value)
 
+    @operation
     async def start_stream(self) -> None:
         """Open the tag socket, then ask the controller to send raw timestamps."""
         await self._stream.open()
@@ -253,6 +276,7 @@ class ID1000(DriverBase):
         await self._write("REC:PLAY")
         self._remember("streaming", True, self._restart_stream, order=ORDER_STREAM)
 
+    @operation
     async def stop_stream(self) -> None:
         """Stop the controller's stream and drop whatever was not read."""
         raw_off = "".join(f";:RAW{n}:SEND OFF" for n in range(1, self._n_channels + 1))
@@ -260,17 +284,32 @@ class ID1000(DriverBase):
         await self._stream.close()
         self._memory.forget("streaming")
 
+    @operation
     async def read_batch(self, timeout_s: float) -> TagBatch:
         """The next frame as a TagBatch; a gap in frame numbers marks it overflowed."""
         check_number(self.name, "timeout_s", timeout_s, 0.0, 3600.0)
-        frame = await self._stream.recv(timeout_s)
-        seq, batch = decode_frame(frame, instrument=self.name, n_channels=self._n_channels)
+        # A frame that does not decode is a lost frame (it cannot be asked for again): skip
+        # it, flag the next batch as missing data, give up after garbled_retries in a row.
+        skips_left = policy_of(self._transport).garbled_retries
+        lost_frames = False
+        while True:
+            frame = await self._stream.recv(timeout_s)
+            try:
+                seq, batch = decode_frame(frame, instrument=self.name, n_channels=self._n_channels)
+                break
+            except ProtocolError:
+                if skips_left <= 0:
+                    raise
+                skips_left -= 1
+                lost_frames = True
         expected, self._next_seq = self._next_seq, (seq + 1) % SEQ_MODULO
-        if expected is not None and seq != expected:
+        gap, self._stream_gap = self._stream_gap, False
+        if gap or lost_frames or (expected is not None and seq != expected):
             batch = dataclasses.replace(batch, overflow=True)
         self._overflow_seen = self._overflow_seen or batch.overflow
         return batch
 
+    @operation
     async def get_count_rates_hz(self, integration_s: float) -> list[float]:
         """Every input's count rate over its counter window, hertz (one request)."""
         check_number(self.name, "integration_s", integration_s, 1e-6, 3600.0)
@@ -316,6 +355,14 @@ class ID1000(DriverBase):
         await self.start_stream()
 
     async def _ask(self, command: str) -> str:
+        """A message's reply (an error code -> InstrumentFault); garbled re-sent if safe."""
+
+        async def exchange() -> str:
+            return await self._ask_once(command)
+
+        return await self._resend(command, exchange)
+
+    async def _ask_once(self, command: str) -> str:
         reply = await self._scpi.ask(command)
         if "SCPI_ERR" in reply:
             raise InstrumentFault(reply, instrument=self.name, command=command)
@@ -326,8 +373,20 @@ class ID1000(DriverBase):
         await self._ask(command)
 
     async def _ask_time_ps(self, command: str) -> int:
-        reply = await self._ask(command)
-        return parse_int(_unitless(reply, "TB"), instrument=self.name, command=command)
+        async def exchange() -> int:
+            reply = await self._ask_once(command)
+            return parse_int(_unitless(reply, "TB"), instrument=self.name, command=command)
+
+        return await self._resend(command, exchange)
+
+    async def _resend(self, command: str, exchange: Callable[[], Awaitable[T]]) -> T:
+        repeatable = not any(unit in NOT_REPEATABLE for unit in _headers(command))
+        return await resend_garbled(self._transport, exchange, repeatable=repeatable)
+
+
+def _headers(message: str) -> list[str]:
+    """The header of every command in a program message (``A 1;:B?`` -> ``A``, ``B?``)."""
+    return [unit.strip().lstrip(":").split(" ")[0].upper() for unit in message.split(";")]
 
 
 def _delay(instrument: str, delay_ps: int) -> int:

@@ -27,6 +27,7 @@ from drivers.common.base import (
     validate_config_settings,
     with_default_options,
 )
+from drivers.common.recovery import operation, resend_garbled
 from drivers.common.validate import (
     check_bool,
     check_int,
@@ -84,6 +85,7 @@ class EPC400(DriverBase):
         await self._mode()
         return {"vendor": "OZ Optics", "model": "EPC-400"}
 
+    @operation
     async def snapshot(self) -> dict[str, Any]:
         """Identity, mode and the four squeezer voltages as read back."""
         return {
@@ -93,6 +95,7 @@ class EPC400(DriverBase):
             "voltages_mv": await self.get_voltages_mv(),
         }
 
+    @operation
     async def safe_state(self) -> None:
         """Fixed-voltage mode and every squeezer at 0 V."""
         await self.set_scrambling(False)
@@ -100,6 +103,7 @@ class EPC400(DriverBase):
             await self._command(f"VZ{axis + 1}")
             self._plan_voltage(axis, 0)
 
+    @operation
     async def health(self) -> Health:
         """Query mode and voltages; healthy when the controller answers and holds DC mode."""
         mode = await self._mode()
@@ -124,6 +128,7 @@ class EPC400(DriverBase):
         """-5000..+5000 mV per squeezer."""
         return VOLTAGE_RANGE_MV
 
+    @operation
     async def set_voltages_mv(self, voltages_mv: Sequence[float]) -> None:
         """Drive all four squeezers, one command each (validated before the first is sent)."""
         values = _check_voltages(self.name, voltages_mv)
@@ -131,6 +136,7 @@ class EPC400(DriverBase):
             await self._set_channel(axis, value)
             self._plan_voltage(axis, value)
 
+    @operation
     async def get_voltages_mv(self) -> list[float]:
         """The four squeezer voltages in millivolts."""
         lines = await self._command("V?")
@@ -141,6 +147,7 @@ class EPC400(DriverBase):
             )
         return [found[axis + 1] for axis in range(N_AXES)]
 
+    @operation
     async def set_voltage_mv(self, axis: int, voltage_mv: float) -> None:
         """Drive one squeezer (axis 0..3) in millivolts (rounded to whole mV)."""
         check_int(self.name, "axis", axis, 0, N_AXES - 1)
@@ -150,12 +157,14 @@ class EPC400(DriverBase):
 
     # -- model extras -------------------------------------------------------------------
 
+    @operation
     async def set_scrambling(self, enabled: bool) -> None:
         """AC (scrambling) mode when True, fixed-voltage DC mode when False."""
         check_bool(self.name, "scrambling", enabled)
         await self._command("MAC" if enabled else "MDC")
         self._plan_mode(enabled)
 
+    @operation
     async def set_frequency_hz(self, axis: int, frequency_hz: int) -> None:
         """Scrambling frequency of one squeezer (axis 0..3), 0..100 Hz."""
         check_int(self.name, "axis", axis, 0, N_AXES - 1)
@@ -194,7 +203,19 @@ class EPC400(DriverBase):
         return modes[0]
 
     async def _command(self, command: str) -> list[str]:
-        """Send one command; return its text lines, or InstrumentFault on ``Error!``."""
+        """Send one command; return its text lines, or InstrumentFault on ``Error!``.
+
+        Every EPC-400 command this driver sends is a query (``V?``, ``M?``) or sets an
+        absolute value (``V<ch>,<mV>``, ``VZ<ch>``, ``MDC``/``MAC``, ``F<ch>,<Hz>``), so a
+        reply that does not parse is flushed and the command re-sent.
+        """
+
+        async def exchange() -> list[str]:
+            return await self._command_once(command)
+
+        return await resend_garbled(self._transport, exchange, repeatable=True)
+
+    async def _command_once(self, command: str) -> list[str]:
         async with self._transport.transaction():
             await self._transport.write(command.encode("ascii") + b"\r\n", command=command)
             lines: list[str] = []

@@ -17,7 +17,8 @@ clean).
 
 from __future__ import annotations
 
-from typing import Any, Self
+from collections.abc import Callable
+from typing import Any, Self, TypeVar
 
 from drivers.common.base import (
     DriverBase,
@@ -26,6 +27,7 @@ from drivers.common.base import (
     validate_config_settings,
     with_default_options,
 )
+from drivers.common.recovery import operation, resend_garbled
 from drivers.common.scpi import ScpiLink
 from drivers.common.validate import check_bool, check_number, parse_float, parse_on_off
 from labctl.interfaces.build import BuildContext, InstrumentSpec
@@ -36,6 +38,10 @@ from labctl.transport.base import Transport
 NO_ALERTS = "No alerts."
 ORDER_TUNING = 0
 ORDER_OUTPUT = 10  # light goes on only after power and wavelength are back
+NOT_REPEATABLE = frozenset({":SYST:ERR?"})
+"""Queries not re-sent after a garbled reply: ``:SYST:ERR?`` pops the error queue, so a
+re-send would read the next entry (or "No error") and hide the error that was garbled."""
+T = TypeVar("T")
 
 
 class TSL570(DriverBase):
@@ -86,7 +92,7 @@ class TSL570(DriverBase):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def _identify(self) -> dict[str, str]:
-        reply = await self._scpi.ask("*IDN?")
+        reply = await self._ask("*IDN?")
         fields = [part.strip() for part in reply.split(",")]
         if len(fields) != 4 or fields[0].upper() != "SANTEC":
             raise ProtocolError(
@@ -107,6 +113,7 @@ class TSL570(DriverBase):
         self._wavelength_range_nm = (low, high)
         return {"vendor": fields[0], "model": fields[1], "serial": fields[2], "firmware": fields[3]}
 
+    @operation
     async def snapshot(self) -> dict[str, Any]:
         """Identity and every setting as read back from the laser."""
         return {
@@ -119,14 +126,16 @@ class TSL570(DriverBase):
             "wavelength_range_nm": list(self._wavelength_range_nm),
         }
 
+    @operation
     async def safe_state(self) -> None:
         """Switch the optical output off (and remember it, so a reconnect keeps it off)."""
         await self.set_output(False)
 
+    @operation
     async def health(self) -> Health:
         """Read the error queue and the alert list; healthy when both are clean."""
-        error = await self._scpi.ask(":SYST:ERR?")
-        alert = await self._scpi.ask(":SYST:ALER?")
+        error = await self._ask(":SYST:ERR?")
+        alert = await self._ask(":SYST:ALER?")
         actual_mw = await self._ask_float(":POW:ACT?")
         readings: dict[str, float | int | str | bool] = {
             "error": error,
@@ -141,47 +150,53 @@ class TSL570(DriverBase):
 
     # -- Laser interface ----------------------------------------------------------------
 
+    @operation
     async def set_output(self, enabled: bool) -> None:
         """Switch the optical output on or off."""
         check_bool(self.name, "output", enabled)
         await self._write(f":POW:STAT {int(enabled)}")
         self._plan("output", enabled)
 
+    @operation
     async def get_output(self) -> bool:
         """True when the output is on."""
-        command = ":POW:STAT?"
-        return parse_on_off(await self._scpi.ask(command), instrument=self.name, command=command)
+        return await self._ask_parsed(":POW:STAT?", parse_on_off)
 
+    @operation
     async def set_power_mw(self, power_mw: float) -> None:
         """Set the output power setpoint in milliwatts."""
         value = self._check_power(power_mw)
         await self._write(f":POW {value:.2f}")
         self._plan("power_mw", value)
 
+    @operation
     async def get_power_mw(self) -> float:
         """The output power setpoint in milliwatts."""
         return await self._ask_float(":POW?")
 
+    @operation
     async def set_wavelength_nm(self, wavelength_nm: float) -> None:
         """Tune to ``wavelength_nm`` (0.1 pm resolution) within the laser's range."""
         value = self._check_wavelength(wavelength_nm)
         await self._write(f":WAV {value:.4f}")
         self._plan("wavelength_nm", value)
 
+    @operation
     async def get_wavelength_nm(self) -> float:
         """The emission wavelength in nanometres."""
         return await self._ask_float(":WAV?")
 
+    @operation
     async def set_coherence_control(self, enabled: bool) -> None:
         """Switch coherence control (linewidth broadening) on or off."""
         check_bool(self.name, "coherence_control", enabled)
         await self._write(f":COHC {int(enabled)}")
         self._plan("coherence_control", enabled)
 
+    @operation
     async def get_coherence_control(self) -> bool:
         """True when coherence control is on."""
-        command = ":COHC?"
-        return parse_on_off(await self._scpi.ask(command), instrument=self.name, command=command)
+        return await self._ask_parsed(":COHC?", parse_on_off)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -205,13 +220,38 @@ class TSL570(DriverBase):
         self._remember(key, value, appliers[key], order=order)
 
     async def _write(self, command: str) -> None:
-        """Send a setting command, then read the error queue: a non-zero code faults."""
+        """Send a setting command, then read the error queue: a non-zero code faults.
+
+        Every setting this driver sends is an absolute value (units, power, wavelength,
+        output and coherence state), so setting plus error-queue read is one unit that may
+        be repeated when the error-queue reply does not parse.
+        """
+
+        async def exchange() -> None:
+            await self._write_once(command)
+
+        await resend_garbled(self._transport, exchange, repeatable=True)
+
+    async def _write_once(self, command: str) -> None:
         await self._scpi.send(command)
         code, text = self._parse_error(await self._scpi.ask(":SYST:ERR?"), command)
         if code != 0:
             raise InstrumentFault(
                 f"device error {code}: {text}", instrument=self.name, command=command
             )
+
+    async def _ask(self, command: str) -> str:
+        """A query's reply; re-sent when garbled unless reading it consumes something."""
+        return await self._ask_parsed(command, lambda text, **_: text)
+
+    async def _ask_parsed(self, command: str, parse: Callable[..., T]) -> T:
+        """A query's reply through ``parse(text, instrument=, command=)``, garble re-sent."""
+
+        async def exchange() -> T:
+            return parse(await self._scpi.ask(command), instrument=self.name, command=command)
+
+        repeatable = command not in NOT_REPEATABLE
+        return await resend_garbled(self._transport, exchange, repeatable=repeatable)
 
     def _parse_error(self, reply: str, command: str) -> tuple[int, str]:
         """``<code>,"<text>"`` as (code, text); ProtocolError when it does not parse."""
@@ -226,4 +266,4 @@ class TSL570(DriverBase):
             ) from None
 
     async def _ask_float(self, command: str) -> float:
-        return parse_float(await self._scpi.ask(command), instrument=self.name, command=command)
+        return await self._ask_parsed(command, parse_float)

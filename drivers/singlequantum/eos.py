@@ -27,6 +27,7 @@ from typing import Any, Self
 
 from drivers.common.base import DriverBase, make_transport, require_transport
 from drivers.common.base import validate_config_settings as validate_settings
+from drivers.common.recovery import operation
 from drivers.common.validate import (
     check_bool,
     check_channel,
@@ -40,6 +41,7 @@ from labctl.interfaces.build import BuildContext, InstrumentSpec, TransportSpec
 from labctl.interfaces.errors import ProtocolError
 from labctl.interfaces.instrument import Health
 from labctl.transport.base import Transport
+from labctl.transport.recovery import policy_of
 
 BIAS_RANGE_UA = (0.0, 100.0)
 TRIGGER_RANGE_MV = (-2000.0, 2000.0)
@@ -114,6 +116,11 @@ class EosSNSPD(DriverBase):
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    async def _close_links(self) -> None:
+        """Close the counts stream too (a reconnect reopens it on the next measurement)."""
+        await self._counts.close()
+        await super()._close_links()
+
     async def _identify(self) -> dict[str, str]:
         n_channels = await self._json.request("NumberOfDetectors")
         if isinstance(n_channels, bool) or not isinstance(n_channels, int):
@@ -134,6 +141,7 @@ class EosSNSPD(DriverBase):
         self._armed = [bool(enabled) and b > 0 for b in bias]
         return {"vendor": "Single Quantum", "model": "Eos", "channels": str(n_channels)}
 
+    @operation
     async def snapshot(self) -> dict[str, Any]:
         """Identity, setpoints and what the system reports now."""
         return {
@@ -147,12 +155,14 @@ class EosSNSPD(DriverBase):
             "latch_voltage_mv": self._latch_voltage_mv,
         }
 
+    @operation
     async def safe_state(self) -> None:
         """Disarm every channel: zero bias and the system enable switch off."""
         self._armed = [False] * self._n_channels
         await self._send_bias()
         self._plan_bias()
 
+    @operation
     async def health(self) -> Health:
         """Read bias voltages; unhealthy when an armed channel is latched."""
         voltages = await self._read_vector("BiasVoltage")
@@ -170,6 +180,7 @@ class EosSNSPD(DriverBase):
         """Detector channels reported by the system at connect."""
         return self._n_channels
 
+    @operation
     async def set_enabled(self, channel: int, enabled: bool) -> None:
         """Arm or disarm one channel (bias applied or zeroed)."""
         check_channel(self.name, channel, self._n_channels)
@@ -180,6 +191,7 @@ class EosSNSPD(DriverBase):
         self._armed = armed
         self._plan_bias()
 
+    @operation
     async def get_enabled(self, channel: int) -> bool:
         """True when the system is enabled and the channel carries bias."""
         check_channel(self.name, channel, self._n_channels)
@@ -187,6 +199,7 @@ class EosSNSPD(DriverBase):
         bias = await self._read_vector("BiasCurrent")
         return bool(enabled) and bias[channel] > 0
 
+    @operation
     async def set_bias_ua(self, channel: int, bias_ua: float) -> None:
         """Set one channel's bias setpoint in µA (applied while the channel is armed)."""
         check_channel(self.name, channel, self._n_channels)
@@ -196,11 +209,13 @@ class EosSNSPD(DriverBase):
         self._bias_ua = setpoints
         self._plan_bias()
 
+    @operation
     async def get_bias_ua(self, channel: int) -> float:
         """The bias current flowing in one channel now, µA."""
         check_channel(self.name, channel, self._n_channels)
         return (await self._read_vector("BiasCurrent"))[channel]
 
+    @operation
     async def set_trigger_level_mv(self, channel: int, level_mv: float) -> None:
         """Set one channel's counter trigger level in mV."""
         check_channel(self.name, channel, self._n_channels)
@@ -209,32 +224,48 @@ class EosSNSPD(DriverBase):
         await self._send_triggers(levels)
         self._plan_triggers(levels)
 
+    @operation
     async def get_trigger_level_mv(self, channel: int) -> float:
         """One channel's trigger level, mV."""
         check_channel(self.name, channel, self._n_channels)
         return (await self._read_vector("TriggerLevel"))[channel]
 
+    @operation
     async def get_count_rates_hz(self, integration_s: float) -> list[float]:
         """Mean count rate per channel over at least ``integration_s`` seconds, from the stream."""
         check_number(self.name, "integration_s", integration_s, 1e-3, 3600.0)
         n_lines = max(1, math.ceil(integration_s * 1000.0 / self._period_ms))
         totals = [0.0] * self._n_channels
+        # A counts line that does not parse is a lost period, not a failed measurement:
+        # it is skipped and one more line read, at most garbled_retries per measurement.
+        skips_left = policy_of(self._counts).garbled_retries
         await self._counts.open()
         try:
             await self._counts.read_until(b"\n", command="counts")  # stale or partial
-            for _ in range(n_lines):
-                for ch, counts in enumerate(await self._read_counts_line()):
+            read = 0
+            while read < n_lines:
+                try:
+                    line = await self._read_counts_line()
+                except ProtocolError:
+                    if skips_left <= 0:
+                        raise
+                    skips_left -= 1
+                    continue
+                for ch, counts in enumerate(line):
                     totals[ch] += counts
+                read += 1
         finally:
             await self._counts.close()
         duration_s = n_lines * self._period_ms / 1000.0
         return [total / duration_s for total in totals]
 
+    @operation
     async def is_latched(self, channel: int) -> bool:
         """True when the channel is armed and its bias voltage shows the normal state."""
         check_channel(self.name, channel, self._n_channels)
         return self._latched(channel, await self._read_vector("BiasVoltage"))
 
+    @operation
     async def reset_latch(self, channel: int) -> None:
         """Drop the channel's bias to zero, then restore it, so the wire turns superconducting."""
         check_channel(self.name, channel, self._n_channels)
@@ -245,6 +276,7 @@ class EosSNSPD(DriverBase):
 
     # -- model extras -------------------------------------------------------------------
 
+    @operation
     async def set_measurement_period_ms(self, period_ms: int) -> None:
         """Counter integration period of the counts stream, ms (10..60000)."""
         value = _period(self.name, period_ms)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drivers.common.recovery import resend_garbled
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.transport.base import Transport
 
@@ -53,6 +54,19 @@ class JsonLink:
         return await self._exchange(message, label, command=name)
 
     async def _exchange(self, message: dict[str, Any], label: str, *, command: str) -> Any:
+        """One request or command; a reply that does not parse is flushed and re-sent.
+
+        Safe to repeat: requests only read, and every command the Eos driver sends sets an
+        absolute value (all bias currents, all trigger levels, the enable switch, the
+        measurement period).
+        """
+
+        async def exchange() -> Any:
+            return await self._exchange_once(message, label, command=command)
+
+        return await resend_garbled(self._transport, exchange, repeatable=True)
+
+    async def _exchange_once(self, message: dict[str, Any], label: str, *, command: str) -> Any:
         instrument = self._transport.instrument
         seen = 0
         async with self._transport.transaction():

@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drivers.common.base import DriverBase, require_transport, validate_config_settings
+from drivers.common.recovery import operation, operation_once
 from drivers.common.validate import (
     RefusedType,
     RefusedValue,
@@ -275,6 +276,23 @@ class PulseStreamer(DriverBase):
             await self._upload.close()
         await super().close()
 
+    def _link_suspect(self) -> bool:
+        # HTTP hides a restart: a restarted device closed our idle keep-alive connection,
+        # and the next call would reopen it silently on a device with factory trigger
+        # settings (immediate start). Re-identify (software trigger) before going on.
+        return self._rpc.peer_closed_idle()
+
+    async def _open_and_restore(self) -> None:
+        """Both links, as connect() opens them (also after a dropped link)."""
+        await super()._open_and_restore()
+        if self._upload is not None and not self._upload.is_open:
+            await self._upload.open()
+
+    async def _close_links(self) -> None:
+        if self._upload is not None:
+            await self._upload.close()
+        await super()._close_links()
+
     async def _identify(self) -> dict[str, str]:
         serial = await self._rpc.call("getSerial")
         firmware = await self._rpc.call("getFirmwareVersion")
@@ -307,6 +325,7 @@ class PulseStreamer(DriverBase):
             "hardware": hardware,
         }
 
+    @operation
     async def snapshot(self) -> dict[str, Any]:
         """Identity, the driver's pattern settings and the device's streaming state."""
         loaded = self._loaded
@@ -332,11 +351,13 @@ class PulseStreamer(DriverBase):
             "streaming": await self._call_bool("isStreaming"),
         }
 
+    @operation
     async def safe_state(self) -> None:
         """Stop any sequence and hold every output at zero (digital low, analog 0 V)."""
         await self._rpc.call("constant", [output_state(0, 0, 0)])
         self._loaded = None
 
+    @operation
     async def health(self) -> Health:
         """Healthy when the device answers and reports no buffer underflow."""
         underflow = await self._rpc.call("getUnderflow")
@@ -359,22 +380,27 @@ class PulseStreamer(DriverBase):
 
     # -- Transmitter ----------------------------------------------------------------------
 
+    @operation
     async def set_period_ps(self, period_ps: int) -> None:
         """Set the pulse period (a whole number of ns) for the next pattern."""
         self._period_ns = self._check_period(period_ps)
 
+    @operation
     async def get_period_ps(self) -> int:
         """The pulse period in picoseconds."""
         return self._period_ns * 1000
 
+    @operation
     async def set_marker_divider(self, divider: int) -> None:
         """Mark every ``divider``-th pulse on the clock channel (from the next pattern on)."""
         self._divider = self._check_divider(divider)
 
+    @operation
     async def get_marker_divider(self) -> int:
         """Pulses between two clock markers."""
         return self._divider
 
+    @operation_once
     async def load_pattern(self, pattern: PulsePattern, *, repeat: bool) -> None:
         """Stop and arm ``pattern`` (cycled when ``repeat``, else played once) for start()."""
         if not isinstance(repeat, bool):
@@ -405,6 +431,7 @@ class PulseStreamer(DriverBase):
         self._played = len(pattern)
         self._last_chunk_s = len(pattern) * self._period_ns * 1e-9
 
+    @operation_once
     async def append_pattern(self, pattern: PulsePattern) -> None:
         """Queue a chunk right after the previous one (STREAMED: the next free slot).
 
@@ -449,6 +476,7 @@ class PulseStreamer(DriverBase):
         self._played += len(pattern)
         self._last_chunk_s = len(pattern) * self._period_ns * 1e-9
 
+    @operation_once
     async def start(self) -> None:
         """Play the armed pattern from its first pulse (``start(0, -1)`` or ``startNow``)."""
         if self._loaded is None:
@@ -458,11 +486,13 @@ class PulseStreamer(DriverBase):
         else:
             await self._rpc.call("startNow")
 
+    @operation
     async def stop(self) -> None:
         """Stop playing: the outputs go to the final state (no light) at once."""
         await self._rpc.call("forceFinal")
         self._stopped = True
 
+    @operation
     async def is_running(self) -> bool:
         """True while the device streams a sequence."""
         return await self._call_bool("isStreaming")

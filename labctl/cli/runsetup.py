@@ -35,7 +35,13 @@ def engine_options(config: Any) -> dict[str, Any]:
     """RunEngine keyword options from the config's ``runner`` section."""
     runner = dict(config.runner)
     options: dict[str, Any] = {}
-    for key in ("watchdog_s", "call_timeout_s", "safe_state_timeout_s", "halt_grace_s"):
+    for key in (
+        "watchdog_s",
+        "call_timeout_s",
+        "safe_state_timeout_s",
+        "halt_grace_s",
+        "instrument_give_up_s",
+    ):
         if key in runner:
             value = runner[key]
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:

@@ -20,6 +20,7 @@ from labctl.progress import RunProgress
 from labctl.runner.bus import DocumentBus
 from labctl.runner.control import RunControl
 from labctl.runner.documents import Document
+from labctl.runner.link_guard import GuardedStation, InstrumentGuard, LinkRecoveryPolicy
 from labctl.runner.status import RunState, StopPlan
 from labctl.runner.supervision import RetryPolicy, supervised_call
 from labctl.runner.suspenders import PeriodicPlan, Plan, Suspender
@@ -73,8 +74,25 @@ class RunContext:
         resume_state: Any = None,
         deadline_s: float | None = None,
         call_timeout_s: float = 10.0,
+        link_recovery: LinkRecoveryPolicy | None = None,
     ) -> None:
-        self.station = station
+        self.guard = (
+            None
+            if link_recovery is None
+            else InstrumentGuard(
+                policy=link_recovery,
+                clock=station.clock,
+                bus=bus,
+                control=control,
+                log=log,
+                watchdog=watchdog,
+            )
+        )
+        # Plans see the station through the guard: an instrument that stays down
+        # suspends the run at the failing call (labctl.runner.link_guard).
+        self.station: StationLike = (
+            station if self.guard is None else GuardedStation(station, self.guard)
+        )
         self.clock: Clock = station.clock
         self.folder = folder
         self.store = folder

@@ -4,8 +4,11 @@ Every exit path — the plan returns (ok), raises (failed), is aborted at a chec
 (aborted), halted (halted), runs past its duration (timeout) or is stopped by the
 watchdog (failed) — ends the same way: every instrument gets ``safe_state()`` (all of
 them, errors collected), then the stop document is written with status, reason and
-duration. The engine runs on the caller's event loop (no nested ``asyncio.run``), so a
-notebook can ``await engine.run(plan)`` directly.
+duration. An instrument that keeps failing after its driver's own retries does not end
+the run: the run is suspended at that call while the instrument is remedied
+(``link_guard``) and aborts only after ``instrument_give_up_s``. The engine runs on the
+caller's event loop (no nested ``asyncio.run``), so a notebook can ``await
+engine.run(plan)`` directly.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from labctl.runner.control import RunControl
 from labctl.runner.documents import DocumentSink
 from labctl.runner.event_model import FILE_NAME as EVENT_MODEL_FILE
 from labctl.runner.event_model import EventModelFile
+from labctl.runner.link_guard import LinkRecoveryPolicy
 from labctl.runner.metadata import code_version, redact, redact_station_text
 from labctl.runner.plans import Plan, load_plan
 from labctl.runner.status import RunState, StopPlan
@@ -81,6 +85,8 @@ class RunEngine:
         halt_grace_s: float = 10.0,
         progress: RunProgress | None = None,
         fsync_interval_s: float = 0.0,
+        instrument_give_up_s: float | None = 300.0,
+        link_recovery: LinkRecoveryPolicy | None = None,
     ) -> None:
         self.station = station
         self.runs_dir = Path(runs_dir)
@@ -95,6 +101,14 @@ class RunEngine:
         self.halt_grace_s = halt_grace_s
         self.progress = progress
         self.fsync_interval_s = fsync_interval_s
+        # An instrument failing after its driver's own retries suspends the run; after this
+        # long (run clock) it aborts it. None: no suspension, the error goes to the plan.
+        # ``link_recovery`` (the whole policy: backoff too) wins over the give-up time alone.
+        self.link_recovery = link_recovery or (
+            None
+            if instrument_give_up_s is None
+            else LinkRecoveryPolicy(give_up_s=instrument_give_up_s)
+        )
 
     async def run(
         self,
@@ -225,6 +239,7 @@ class RunEngine:
             resume_state=prep.resume_state,
             deadline_s=None if duration_s is None else start_clock_s + duration_s,
             call_timeout_s=self.call_timeout_s,
+            link_recovery=self.link_recovery,
         )
         status, reason, result = "failed", "", None
         watchers: list[asyncio.Task[None]] = []

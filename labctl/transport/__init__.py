@@ -8,6 +8,7 @@ from labctl.transport.factory import (
     make_transport,
     parse_host_port,
 )
+from labctl.transport.recovery import ReconnectPolicy, discard_input, policy_of
 from labctl.transport.serialport import SerialTransport
 from labctl.transport.tcp import TcpTransport
 from labctl.transport.visa import VisaTransport
@@ -17,6 +18,7 @@ from labctl.transport.zmq_sub import ZmqSubscriber
 __all__ = [
     "DEFAULT_MAX_REPLY_BYTES",
     "BufferedTransport",
+    "ReconnectPolicy",
     "SerialTransport",
     "TcpTransport",
     "Transport",
@@ -24,7 +26,9 @@ __all__ = [
     "ZmqSubscriber",
     "ZmqTransport",
     "check_zmq_address",
+    "discard_input",
     "make_subscriber",
     "make_transport",
     "parse_host_port",
+    "policy_of",
 ]

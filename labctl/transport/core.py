@@ -11,10 +11,12 @@ import abc
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from labctl.interfaces.errors import ConnectionLost, InstrumentTimeout, ProtocolError
+from labctl.transport.recovery import FLUSH_QUIET_S, ReconnectPolicy
 
 log = logging.getLogger("labctl.transport")
 
@@ -90,6 +92,7 @@ class BufferedTransport(abc.ABC):
         timeout_s: float = 2.0,
         open_timeout_s: float | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(max_reply_bytes, bool) or not isinstance(max_reply_bytes, int):
             raise ValueError(f"max_reply_bytes must be an integer, got {max_reply_bytes!r}")
@@ -102,6 +105,7 @@ class BufferedTransport(abc.ABC):
             timeout_s if open_timeout_s is None else open_timeout_s, "open_timeout_s"
         )
         self._max_reply_bytes = max_reply_bytes
+        self._reconnect = ReconnectPolicy.from_options(reconnect)
         self._lock = TaskLock()
         self._buffer = bytearray()
         self._open = False
@@ -151,6 +155,36 @@ class BufferedTransport(abc.ABC):
     def is_open(self) -> bool:
         """True while the link is up."""
         return self._open
+
+    @property
+    def reconnect_policy(self) -> ReconnectPolicy:
+        """Bounds of the driver's reconnects and re-sends over this transport."""
+        return self._reconnect
+
+    async def discard_input(self, quiet_s: float = FLUSH_QUIET_S) -> int:
+        """Drop buffered and arriving bytes until the line is quiet; bytes dropped.
+
+        Used before re-sending a query whose reply did not parse: the rest of a garbled
+        reply must not be taken for the answer to the re-sent query.
+        """
+        async with self._lock.hold():
+            dropped = len(self._buffer)
+            self._buffer.clear()
+            if not self._open:
+                return dropped
+            while True:
+                try:
+                    chunk = await self._recv_some(_RECV_CHUNK_BYTES, quiet_s, None)
+                except TimeoutError:
+                    break
+                except (OSError, EOFError) as exc:
+                    raise await self._lost("flush", exc) from exc
+                except ReplyTooLarge:
+                    continue
+                dropped += len(chunk)
+            if dropped:
+                log.debug("%s: flushed %d byte(s) of input", self._instrument, dropped)
+            return dropped
 
     async def open(self) -> None:
         """Open (or re-open after ConnectionLost) the link; InstrumentTimeout if it cannot."""

@@ -17,13 +17,14 @@ from labctl.interfaces.build import Source, TransportSpec
 from labctl.interfaces.errors import ConfigError
 from labctl.transport.base import Transport
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, check_timeout_s
+from labctl.transport.recovery import ReconnectPolicy
 from labctl.transport.serialport import SerialTransport
 from labctl.transport.tcp import TcpTransport
 from labctl.transport.visa import VisaTransport
 from labctl.transport.zmq_req import ZmqTransport
 from labctl.transport.zmq_sub import Pattern, ZmqSubscriber
 
-COMMON_OPTIONS = frozenset({"max_reply_bytes", "open_timeout_s"})
+COMMON_OPTIONS = frozenset({"max_reply_bytes", "open_timeout_s", "reconnect"})
 KIND_OPTIONS: dict[str, frozenset[str]] = {
     "tcp": frozenset(),
     "serial": frozenset({"baudrate", "bytesize", "parity", "stopbits", "rtscts"}),
@@ -87,6 +88,11 @@ def make_transport(
                 _closest(key, known | set(driver_options)),
             )
     options = {key: value for key, value in spec.options.items() if key in known}
+    if "reconnect" in options:
+        try:
+            options["reconnect"] = ReconnectPolicy.from_options(options["reconnect"])
+        except (ValueError, TypeError) as exc:
+            raise fail("options.reconnect", str(exc)) from None
     try:
         return builder(spec.address, instrument, timeout_s, options)
     except _AddressError as exc:

@@ -73,6 +73,14 @@ class JsonRpcHttpTransport(TcpTransport):
         self.bytes_sent = 0
         self.bytes_received = 0
 
+    def peer_closed_idle(self) -> bool:
+        """True when the server closed the idle keep-alive connection.
+
+        The next call reopens it silently; a driver that holds device state may take it
+        as a sign that the device restarted (a server restart closes every connection).
+        """
+        return self.is_open and self._reader is not None and self._reader.at_eof()
+
     @property
     def path(self) -> str:
         """The HTTP path every call is posted to."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import serial
 
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES
+from labctl.transport.recovery import ReconnectPolicy
 from labctl.transport.threaded import READ_SLICE_S, ThreadedTransport
 
 PARITIES = {
@@ -31,6 +33,7 @@ class SerialTransport(ThreadedTransport):
         timeout_s: float = 2.0,
         open_timeout_s: float | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
         baudrate: int = 9600,
         bytesize: int = 8,
         parity: str = "N",
@@ -53,6 +56,7 @@ class SerialTransport(ThreadedTransport):
             timeout_s=timeout_s,
             open_timeout_s=open_timeout_s,
             max_reply_bytes=max_reply_bytes,
+            reconnect=reconnect,
         )
         self._settings: dict[str, Any] = {
             "baudrate": baudrate,

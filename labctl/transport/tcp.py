@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, BufferedTransport
+from labctl.transport.recovery import ReconnectPolicy
 
 _CLOSE_WAIT_S = 1.0
 
@@ -22,6 +25,7 @@ class TcpTransport(BufferedTransport):
         timeout_s: float = 2.0,
         open_timeout_s: float | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
     ) -> None:
         if not host:
             raise ValueError("TcpTransport needs a host")
@@ -34,6 +38,7 @@ class TcpTransport(BufferedTransport):
             timeout_s=timeout_s,
             open_timeout_s=open_timeout_s,
             max_reply_bytes=max_reply_bytes,
+            reconnect=reconnect,
         )
         self._host = host
         self._port = port

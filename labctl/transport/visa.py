@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import pyvisa
 from pyvisa import constants, errors
 
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES
+from labctl.transport.recovery import ReconnectPolicy
 from labctl.transport.threaded import ThreadedTransport
 
 _TIMEOUT_CODES = {constants.StatusCode.error_timeout}
@@ -43,6 +45,7 @@ class VisaTransport(ThreadedTransport):
         timeout_s: float = 2.0,
         open_timeout_s: float | None = None,
         max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+        reconnect: ReconnectPolicy | Mapping[str, Any] | None = None,
         read_termination: str = "\n",
         write_termination: str = "",
         backend: str = "@py",
@@ -59,6 +62,7 @@ class VisaTransport(ThreadedTransport):
             timeout_s=timeout_s,
             open_timeout_s=open_timeout_s,
             max_reply_bytes=max_reply_bytes,
+            reconnect=reconnect,
         )
         self._read_termination = read_termination
         self._write_termination = write_termination

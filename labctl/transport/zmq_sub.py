@@ -3,10 +3,14 @@
 Behaviour a driver can rely on:
 
 * ``recv``/``recv_multipart`` wait at most ``timeout_s`` and raise InstrumentTimeout
-  naming the instrument and address. A publisher that went away looks exactly like a
-  silent one (ZMQ reconnects on its own and reports nothing), so silence is a timeout.
+  naming the instrument and address when the sender is connected but silent.
+* A connecting receiver watches its socket's monitor events (``zmq_peer.PeerWatch``):
+  once the sender has disconnected (a device that went away or restarted: its stream is
+  not running any more) and nothing is left queued, ``recv`` raises ConnectionLost
+  within ``PEER_CHECK_S`` instead of waiting out its timeout; the driver then restarts
+  the stream (``close()`` and ``open()`` again re-create the socket).
 * ConnectionLost is raised when the subscriber is not open (never opened, closed, or the
-  socket failed); ``open()`` again re-creates the socket.
+  socket failed).
 * ``rcvhwm`` bounds how many messages queue in memory; beyond it a SUB socket drops new
   messages (the driver sees the gap in its own sequence numbers) and a PULL socket
   pushes back on the sender.
@@ -15,6 +19,7 @@ Behaviour a driver can rely on:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import TracebackType
 from typing import Literal, Self
@@ -24,6 +29,7 @@ import zmq.asyncio
 
 from labctl.interfaces.errors import ConnectionLost, InstrumentTimeout, ProtocolError
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES, check_timeout_s, log, preview
+from labctl.transport.zmq_peer import PEER_CHECK_S, PeerWatch
 
 Pattern = Literal["sub", "pull"]
 
@@ -58,6 +64,7 @@ class ZmqSubscriber:
         self._bind = bind
         self._max_message_bytes = max_message_bytes
         self._socket: zmq.asyncio.Socket | None = None
+        self._peer: PeerWatch | None = None
 
     @property
     def resource(self) -> str:
@@ -90,12 +97,16 @@ class ZmqSubscriber:
         if kind == zmq.SUB:
             for topic in self._topics:
                 sock.setsockopt(zmq.SUBSCRIBE, topic)
+        # Watch before connect(), or the first events are missed.
+        peer = None if self._bind else PeerWatch(sock)
         try:
             if self._bind:
                 sock.bind(self._address)
             else:
                 sock.connect(self._address)
         except zmq.ZMQError as exc:
+            if peer is not None:
+                peer.close()
             sock.close(linger=0)
             raise ConnectionLost(
                 f"cannot {'bind' if self._bind else 'connect'} {self._address}: {exc}",
@@ -103,11 +114,15 @@ class ZmqSubscriber:
                 command="open",
             ) from exc
         self._socket = sock
+        self._peer = peer
         log.debug("%s: %s socket on %s", self._instrument, self._pattern, self._address)
 
     async def close(self) -> None:
         """Close the socket, dropping queued messages; idempotent."""
         sock, self._socket = self._socket, None
+        peer, self._peer = self._peer, None
+        if peer is not None:
+            peer.close()
         if sock is not None:
             sock.close(linger=0)
 
@@ -146,7 +161,7 @@ class ZmqSubscriber:
             )
         budget_s = self._timeout_s if timeout_s is None else check_timeout_s(timeout_s, "timeout_s")
         try:
-            ready = await sock.poll(max(1, round(budget_s * 1000)))  # POLLIN by default
+            ready = await self._wait_readable(sock, budget_s)
             if not ready:
                 raise InstrumentTimeout(
                     f"no message on {self._address} within {budget_s:g} s",
@@ -170,3 +185,25 @@ class ZmqSubscriber:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: <- %s", self._instrument, preview(b"|".join(frames)))
         return frames
+
+    async def _wait_readable(self, sock: zmq.asyncio.Socket, budget_s: float) -> bool:
+        """True once a message is queued; False after ``budget_s``; ConnectionLost if gone."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_s
+        while True:
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                return False
+            slice_s = remaining_s if self._peer is None else min(PEER_CHECK_S, remaining_s)
+            if await sock.poll(max(1, round(slice_s * 1000))):  # POLLIN by default
+                return True
+            peer = self._peer
+            if peer is not None:
+                peer.update()
+                if peer.dropped:
+                    await self.close()
+                    raise ConnectionLost(
+                        f"{self._address}: the sender disconnected (stream stopped)",
+                        instrument=self._instrument,
+                        command="recv",
+                    )

@@ -8,7 +8,6 @@ from drivers.singlequantum.eos import EosSNSPD
 from labctl.interfaces import (
     BuildContext,
     ConfigError,
-    ConnectionLost,
     InstrumentFault,
     InstrumentSpec,
     InstrumentTimeout,
@@ -184,20 +183,36 @@ async def test_messages_run_together_and_wrapped_values() -> None:
     control.assert_complete()
 
 
-async def test_garbled_replies_are_protocol_errors() -> None:
+async def test_garbled_reply_is_re_sent_twice_then_protocol_error() -> None:
+    garbled = (req("TriggerLevel", b"")[0], b"{not json" + E)
     eos, control, stream = await connected(
         [
-            (req("TriggerLevel", b"")[0], b"{not json" + E),
+            garbled,
+            req("TriggerLevel", b"[1.0,2.0]"),  # the re-sent request gets a good reply
+            garbled,
+            garbled,
+            garbled,  # three in a row: two re-sends spent
             req("TriggerLevel", b"[1.0]"),
             cmd("SetMeasurementPeriod", "InptMeasurementPeriod", b"50"),
         ],
-        [(b"", b"x\n"), (b"", b"1,2\n")],
+        [
+            (b"", b"x\n"),  # stale line, always dropped
+            (b"", b"1,2\n"),  # one count for two channels: a lost period, skipped
+            (b"", b"5,10,20\n"),
+            (b"", b"x\n"),
+            (b"", b"1\n"),
+            (b"", b"2\n"),
+            (b"", b"3\n"),
+        ],
     )
-    with pytest.raises(ProtocolError, match="not JSON"):
+    assert await eos.get_trigger_level_mv(1) == 2.0
+    with pytest.raises(ProtocolError, match="not JSON") as caught:
         await eos.get_trigger_level_mv(0)
+    assert "did not parse 3 times" in "".join(caught.value.__notes__)
     with pytest.raises(ProtocolError, match="should list 2 numbers"):
         await eos.get_trigger_level_mv(0)
     await eos.set_measurement_period_ms(50)
+    assert await eos.get_count_rates_hz(0.01) == [200.0, 400.0]
     with pytest.raises(ProtocolError, match="does not hold 2 counts"):
         await eos.get_count_rates_hz(0.01)
     control.assert_complete()
@@ -240,15 +255,14 @@ async def test_reconnect_reapplies_period_triggers_then_bias() -> None:
         cmd("SetAllTriggerLevels", "TriggerLevel", b"[120.0,200.0]"),
         cmd("SetAllBiasCurrents", "BiasCurrent", b"[11.0,0.0]"),
         cmd("DetectorEnable", "DetectorEnable", b"true"),
+        req("BiasVoltage", b"[900.0,0.0]"),  # the call itself, run again
     ]
     eos, control, _ = await connected(script)
     await eos.set_measurement_period_ms(200)
     await eos.set_trigger_level_mv(0, 120)
     await eos.set_bias_ua(0, 11.0)
-    with pytest.raises(ConnectionLost):
-        await eos.is_latched(0)
-    await eos.connect()
-    assert control.open_count == 2
+    assert await eos.is_latched(0) is True  # reconnected on its own, settings back first
+    assert control.open_count == 2 and eos.reconnects == 1
     control.assert_complete()
 
 

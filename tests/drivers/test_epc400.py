@@ -8,7 +8,6 @@ from drivers.ozoptics.epc400 import EPC400
 from labctl.interfaces import (
     BuildContext,
     ConfigError,
-    ConnectionLost,
     InstrumentFault,
     InstrumentSpec,
     InstrumentTimeout,
@@ -140,20 +139,27 @@ async def test_clamped_voltage_acknowledgement_is_a_fault() -> None:
     transport.assert_complete()
 
 
-async def test_garbled_replies_are_protocol_errors() -> None:
+async def test_garbled_replies_are_re_sent_twice_then_protocol_errors() -> None:
+    good = b"Voltage(mV): CH1 +1 CH2 +2 CH3 +3 CH4 +4\r\n" + DONE
     epc, transport = await connected(
         [
             (b"V?\r\n", b"Voltage(mV): CH1 +2200 CH2\r\n" + DONE),
             (b"V?\r\n", b"\x80\x81\r\n"),
+            (b"V?\r\n", good),  # re-sent after the garbled line
+            (b"V?\r\n", b"\x80\x81\r\n"),
+            (b"V?\r\n", b"\x80\x81\r\n"),
+            (b"V?\r\n", b"\x80\x81\r\n"),
             (b"V1,0\r\n", b"?\r\n" * 8),
+            (b"V1,0\r\n", DONE),  # an absolute setting is safe to send again
         ]
     )
     with pytest.raises(ProtocolError, match=r"CH1\.\.CH4"):
         await epc.get_voltages_mv()
+    assert await epc.get_voltages_mv() == [1.0, 2.0, 3.0, 4.0]
     with pytest.raises(ProtocolError, match="not ASCII"):
         await epc.get_voltages_mv()
-    with pytest.raises(ProtocolError, match="no Done"):
-        await epc.set_voltage_mv(0, 0)
+    await epc.set_voltage_mv(0, 0)
+    assert epc.remembered_settings["voltage_0_mv"] == 0
     transport.assert_complete()
 
 
@@ -192,16 +198,16 @@ async def test_reconnect_reapplies_mode_then_voltages() -> None:
         (b"V2,20\r\n", DONE),
         (b"V3,30\r\n", DONE),
         (b"V4,40\r\n", DONE),
+        (b"V?\r\n", b"Voltage(mV): CH1 +10 CH2 +20 CH3 +30 CH4 +40\r\n" + DONE),
     ]
     transport = ScriptedTransport(CONNECT + script, instrument="epc")
     epc = EPC400("epc", transport)
     await epc.connect()
     await epc.set_voltages_mv([10, 20, 30, 40])
     await epc.set_scrambling(True)
-    with pytest.raises(ConnectionLost):
-        await epc.get_voltages_mv()
-    await epc.connect()
-    assert transport.open_count == 2
+    # The call reconnects on its own, restores mode then voltages, and is run again.
+    assert await epc.get_voltages_mv() == [10.0, 20.0, 30.0, 40.0]
+    assert transport.open_count == 2 and epc.reconnects == 1
     transport.assert_complete()
 
 

@@ -8,7 +8,6 @@ from drivers.agiltron.ffswitch import FFSwitch
 from labctl.interfaces import (
     BuildContext,
     ConfigError,
-    ConnectionLost,
     InstrumentFault,
     InstrumentSpec,
     InstrumentTimeout,
@@ -82,12 +81,15 @@ async def test_contradicting_echo_is_instrument_fault() -> None:
     transport.assert_complete()
 
 
-async def test_garbled_frame_is_protocol_error() -> None:
-    switch, transport = await connected([(GET, b"\x55\xaa\x00\x01"), (GET, b"\x01\x12\x00\x01")])
-    with pytest.raises(ProtocolError, match="55 aa 00 01"):
+async def test_garbled_frame_is_re_sent_twice_then_protocol_error() -> None:
+    bad = (GET, b"\x55\xaa\x00\x01")
+    switch, transport = await connected(
+        [bad, (GET, b"\x01\x11\x00\x03"), bad, bad, (GET, b"\x01\x12\x00\x01")]
+    )
+    assert await switch.get_port() == 3  # the frame was re-sent after the garbled reply
+    with pytest.raises(ProtocolError) as caught:
         await switch.get_port()
-    with pytest.raises(ProtocolError):
-        await switch.get_port()
+    assert "did not parse 3 times" in "".join(caught.value.__notes__)
     transport.assert_complete()
 
 
@@ -116,13 +118,17 @@ async def test_bad_arguments_rejected_before_the_wire() -> None:
 
 async def test_reconnect_reapplies_port() -> None:
     switch, transport = await connected(
-        [set_port(2), (GET, DISCONNECT), (GET, b"\x01\x11\x00\x01"), set_port(2)]
+        [
+            set_port(2),
+            (GET, DISCONNECT),
+            (GET, b"\x01\x11\x00\x01"),  # identify after the reconnect: a fresh card
+            set_port(2),  # re-applied
+            (GET, b"\x01\x11\x00\x02"),  # the call, run again
+        ]
     )
     await switch.set_port(2)
-    with pytest.raises(ConnectionLost):
-        await switch.get_port()
-    await switch.connect()
-    assert transport.open_count == 2
+    assert await switch.get_port() == 2
+    assert transport.open_count == 2 and switch.reconnects == 1
     transport.assert_complete()
 
 

@@ -12,7 +12,6 @@ from drivers.idq.tagframe import encode_frame
 from labctl.interfaces import (
     BuildContext,
     ConfigError,
-    ConnectionLost,
     InstrumentFault,
     InstrumentSpec,
     InstrumentTimeout,
@@ -139,10 +138,23 @@ async def test_overflow_flag_and_health() -> None:
     ],
 )
 async def test_garbled_frames_are_protocol_errors(frame: bytes, message: str) -> None:
-    tagger, _, _ = await connected(START, [frame])
+    # A frame cannot be asked for again: up to two bad frames in a row are skipped as
+    # lost, the third is a ProtocolError.
+    tagger, _, _ = await connected(START, [frame, frame, frame])
     await tagger.start_stream()
     with pytest.raises(ProtocolError, match=message):
         await tagger.read_batch(1.0)
+
+
+async def test_garbled_frame_is_skipped_and_the_next_batch_flagged() -> None:
+    good = frame_by_hand(0, [(100, 1)], 0, 1000)
+    after = frame_by_hand(1, [(1100, 2)], 1000, 2000)
+    tagger, _, _ = await connected(START, [b"\xfe\xff\x00\x9c", good, after])
+    await tagger.start_stream()
+    batch = await tagger.read_batch(1.0)
+    assert batch.overflow  # data was lost with the garbled frame
+    assert batch.time_ps.tolist() == [100]
+    assert not (await tagger.read_batch(1.0)).overflow
 
 
 async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> None:
@@ -152,6 +164,10 @@ async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> Non
             (RATES, b"1000\nlots\n1000\n1\n1000\n1\n1000\n1"),
             (RATES, b"1000\n1"),
             (b"DELA3:VALU 7;LINK INPU3", b"Delay set"),  # text answers to settings are fine
+            (b"DELA4:VALU 9;LINK INPU4", b"\xfe\xff"),  # an absolute setting: re-sent
+            (b"DELA4:VALU 9;LINK INPU4", b""),
+            START[0],
+            (b"REC:PLAY", b"\xfe\xff"),  # arms the record: not re-sent
         ]
     )
     with pytest.raises(InstrumentFault) as info:
@@ -163,6 +179,10 @@ async def test_scpi_error_is_instrument_fault_and_garble_protocol_error() -> Non
     with pytest.raises(ProtocolError, match="expected 8 answers"):
         await tagger.get_count_rates_hz(0.1)
     await tagger.set_channel_delay_ps(2, 7)
+    await tagger.set_channel_delay_ps(3, 9)
+    with pytest.raises(ProtocolError, match="not ASCII") as caught:
+        await tagger.start_stream()
+    assert caught.value.command == "REC:PLAY"
     transport.assert_complete()
 
 
@@ -198,14 +218,15 @@ async def test_reconnect_reapplies_delays_then_restarts_stream() -> None:
         *CONNECT,
         (b"DELA2:VALU 250;LINK INPU2", b""),
         *START,
+        (RATES, b"1000\n10\n1000\n10\n1000\n10\n1000\n10"),
     ]
     tagger, transport, stream = await connected(script)
     await tagger.set_channel_delay_ps(1, 250)
     await tagger.start_stream()
-    with pytest.raises(ConnectionLost):
-        await tagger.get_count_rates_hz(1.0)
-    await tagger.connect()
+    # Reconnects on its own: delays back, stream restarted, then the call runs again.
+    assert await tagger.get_count_rates_hz(1.0) == [10.0] * 4
     assert transport.open_count == 2 and stream.open_count == 2 and stream.is_open
+    assert tagger.reconnects == 1
     transport.assert_complete()
 
 

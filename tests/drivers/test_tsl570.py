@@ -8,7 +8,6 @@ from drivers.santec.tsl570 import TSL570
 from labctl.interfaces import (
     BuildContext,
     ConfigError,
-    ConnectionLost,
     InstrumentFault,
     InstrumentSpec,
     InstrumentTimeout,
@@ -146,12 +145,36 @@ async def test_crlf_replies_and_error_texts_by_code() -> None:
     transport.assert_complete()
 
 
-async def test_garbled_reply_is_protocol_error() -> None:
-    laser, transport = await connected([(b":POW?\r", b"\xff\xfe1.0\r"), (b":WAV?\r", b"abc\r")])
-    with pytest.raises(ProtocolError, match=r"\[:POW\?\]"):
+async def test_garbled_reply_is_re_sent_twice_then_protocol_error() -> None:
+    garbled = (b":POW?\r", b"\xff\xfe1.0\r")
+    laser, transport = await connected(
+        [
+            garbled,
+            (b":POW?\r", b"1.5000\r"),  # re-sent after the garbled reply
+            garbled,
+            garbled,
+            garbled,
+            (b":WAV?\r", b"abc\r"),
+            (b":WAV?\r", b"abc\r"),
+            (b":WAV?\r", b"abc\r"),
+            # A setting's error-queue reply garbled: setting and query go again as a unit.
+            (b":POW 2.00\r", b""),
+            (b":SYST:ERR?\r", b"\xfe\r"),
+            (b":POW 2.00\r", b""),
+            OK,
+            # The error queue itself is never re-read blindly (reading pops an entry).
+            (b":SYST:ERR?\r", b"\xfe\r"),
+        ]
+    )
+    assert await laser.get_power_mw() == 1.5
+    with pytest.raises(ProtocolError, match=r"\[:POW\?\]") as caught:
         await laser.get_power_mw()
+    assert "did not parse 3 times" in "".join(caught.value.__notes__)
     with pytest.raises(ProtocolError, match="expected a number"):
         await laser.get_wavelength_nm()
+    await laser.set_power_mw(2.0)
+    with pytest.raises(ProtocolError, match="SYST:ERR"):
+        await laser.health()
     transport.assert_complete()
 
 
@@ -197,6 +220,7 @@ async def test_reconnect_reapplies_last_settings_output_last() -> None:
         OK,
         (b":POW:STAT 1\r", b""),
         OK,
+        (b":POW?\r", b"0.5000\r"),  # the call, run again
     ]
     transport = ScriptedTransport(connect_steps() + script, instrument="laser")
     laser = TSL570("laser", transport)
@@ -204,11 +228,8 @@ async def test_reconnect_reapplies_last_settings_output_last() -> None:
     await laser.set_output(True)
     await laser.set_power_mw(0.5)
     await laser.set_wavelength_nm(1550.0)
-    with pytest.raises(ConnectionLost):
-        await laser.get_power_mw()
-    assert not transport.is_open
-    await laser.connect()
-    assert transport.open_count == 2
+    assert await laser.get_power_mw() == 0.5
+    assert transport.open_count == 2 and laser.reconnects == 1
     transport.assert_complete()
 
 

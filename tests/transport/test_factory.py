@@ -138,7 +138,7 @@ def test_option_typo_names_file_line_and_suggestion() -> None:
     assert str(caught.value) == (
         "lab.yaml:12: instruments.epc.transport.options.baudrte: instrument 'epc': unknown "
         "serial transport option 'baudrte' (known: baudrate, bytesize, max_reply_bytes, "
-        "open_timeout_s, parity, rtscts, stopbits) (did you mean 'baudrate'?)"
+        "open_timeout_s, parity, reconnect, rtscts, stopbits) (did you mean 'baudrate'?)"
     )
 
 

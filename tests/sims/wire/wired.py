@@ -99,20 +99,35 @@ def make_twin(kind: str, world: World, settings: dict[str, Any] | None = None) -
     return getattr(sims.twins, class_name).from_config(spec, context)
 
 
+# Quick reconnects for tests: a device that stays away is reported within about a second.
+WIRE_RECONNECT: dict[str, Any] = {
+    "attempts": 5,
+    "first_delay_s": 0.05,
+    "max_delay_s": 0.3,
+    "total_s": 2.0,
+}
+
+
 def transport_for(kind: str, endpoints: dict[str, str], timeout_s: float) -> TransportSpec:
     """The transport entry a station file would hold for this wire twin."""
+    common: dict[str, Any] = {"reconnect": dict(WIRE_RECONNECT)}
     if kind == "laser":
         host, port = endpoints["control"].rsplit(":", 1)
-        return TransportSpec("visa", f"TCPIP::{host}::{port}::SOCKET", timeout_s)
+        return TransportSpec("visa", f"TCPIP::{host}::{port}::SOCKET", timeout_s, common)
     if kind in ("polarization_controller", "optical_switch"):
-        return TransportSpec("serial", endpoints["serial"], timeout_s)
+        return TransportSpec("serial", endpoints["serial"], timeout_s, common)
     if kind == "detector":
-        options = {"counts_address": endpoints["counts"]}
+        options = {**common, "counts_address": endpoints["counts"]}
         return TransportSpec("tcp", endpoints["control"], timeout_s, options)
     if kind == "transmitter":
         upload_port = int(endpoints["upload"].rsplit(":", 1)[1])
         return TransportSpec("tcp", endpoints["control"], timeout_s, {"upload_port": upload_port})
-    options = {"stream_address": endpoints["stream"], "stream_pattern": "pull", "stream_hwm": 4}
+    options = {
+        **common,
+        "stream_address": endpoints["stream"],
+        "stream_pattern": "pull",
+        "stream_hwm": 4,
+    }
     return TransportSpec("zmq", endpoints["control"], timeout_s, options)
 
 
