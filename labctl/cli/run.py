@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from labctl.cli.runsetup import RunStream, quiet_console, run_stream
+from labctl.cli.runsetup import RunStream, quiet_console, run_stream, store_locks
 from labctl.cli.runsetup import engine_options as engine_options  # re-exported: resume, node
 from labctl.interfaces.errors import ConfigError
 from labctl.report import write_report_logged
@@ -144,7 +144,7 @@ async def _run(
     from labctl.station import Station
 
     control = RunControl()
-    with abort_on_signals(control):
+    with store_locks(config), abort_on_signals(control):
         station = Station.from_config(config)
         async with station, run_stream(config, station, control, spec) as stream:
             engine = RunEngine(

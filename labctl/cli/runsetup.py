@@ -19,6 +19,8 @@ from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
 from labctl.runner.documents import Document
 from labctl.runner.status import RunState
+from labctl.store.keystore import node_store_path
+from labctl.store.lock import StoreLock, hold_all
 
 QUIET_LOGGERS = ("qcodes",)
 """Libraries whose INFO lines ("Created run with guid ...") are noise on a terminal."""
@@ -44,6 +46,27 @@ def engine_options(config: Any) -> dict[str, Any]:
                 )
             options[key] = float(value)
     return options
+
+
+KEY_NODES = ("alice", "bob")
+"""The key stores a main job writes: ``storage.key_store`` with ``-alice`` / ``-bob``."""
+
+
+def store_locks(
+    config: Any, *, keys: bool = True
+) -> contextlib.AbstractContextManager[list[StoreLock]]:
+    """Lock the calibration store and (``keys``) both key stores of ``config``'s storage.
+
+    Taken before the station or the MQTT stream opens, so that a second main job on the
+    same stores is refused (StoreLockedError naming the holder) before it touches an
+    instrument or the node's ``$state``.
+    """
+    storage = config.storage
+    stores: list[tuple[Path, str]] = [(Path(storage.calibration_store), "calibration store")]
+    if keys:
+        base = Path(storage.key_store)
+        stores += [(node_store_path(base, node), f"key store ({node})") for node in KEY_NODES]
+    return hold_all(stores)
 
 
 class _QuietBelowWarning(logging.Filter):

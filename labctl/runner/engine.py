@@ -30,6 +30,7 @@ from labctl.runner.suspenders import PeriodicPlan, Suspender
 from labctl.runner.watchdog import Watchdog
 from labctl.store.datasets import RunDatabase
 from labctl.store.events import EventLog, read_events, truncate_events
+from labctl.store.lock import StoreLock
 from labctl.store.run_folder import RunFolder
 
 
@@ -56,6 +57,8 @@ class _Prepared:
     rollback: dict[str, tuple[str, int]] = field(default_factory=dict)
     resumed: bool = False
     void_seqs: list[int] | None = None  # [first, last] seq rolled back on resume, or None
+    lock: StoreLock | None = None  # the run folder's lock, released when the run ends
+    plan: Any = None  # the plan to run (resume loads it from the metadata)
 
 
 class RunEngine:
@@ -110,6 +113,7 @@ class RunEngine:
             self.runs_dir, name or plan_name.rpartition(":")[2], config_text=self.config_text
         )
         args = dict(args or {})
+        lock = StoreLock(folder.path, "run folder").acquire()
         folder.write_metadata(
             {
                 "run_id": folder.run_id,
@@ -122,8 +126,11 @@ class RunEngine:
                 "config_file": self.config_file,
             }
         )
-        prepared = _Prepared(folder, plan_name, args)
-        return await self._execute(plan, prepared, duration_s, control)
+        prepared = _Prepared(folder, plan_name, args, lock=lock)
+        try:
+            return await self._execute(plan, prepared, duration_s, control)
+        finally:
+            lock.release()  # idempotent: _execute releases it before the DONE state
 
     async def resume(
         self,
@@ -135,9 +142,26 @@ class RunEngine:
     ) -> RunResult:
         """Continue a crashed/stopped run from its last checkpoint (rolling back later data)."""
         folder = RunFolder.open(run_dir)
+        # Before anything is read or rolled back: a run still going in another process
+        # (or a second resume) must find the folder untouched.
+        lock = StoreLock(folder.path, "run folder").acquire()
+        try:
+            prepared = self._prepare_resume(folder, plan)
+        except BaseException:
+            lock.release()
+            raise
+        prepared.lock = lock
+        try:
+            return await self._execute(prepared.plan, prepared, duration_s, control)
+        finally:
+            lock.release()
+
+    def _prepare_resume(self, folder: RunFolder, plan: Plan | None) -> _Prepared:
         metadata = folder.read_metadata()
-        if metadata.get("status") == "ok":
-            raise ValueError(f"{folder.path}: run finished ok; nothing to resume")
+        if metadata.get("status") in ("ok", "degraded"):
+            raise ValueError(
+                f"{folder.path}: run finished {metadata.get('status')}; nothing to resume"
+            )
         plan_name = str(metadata["plan"])
         plan = plan or load_plan(plan_name)
         checkpoint = folder.read_checkpoint() or {}
@@ -162,7 +186,7 @@ class RunEngine:
         }
         resumes = [*metadata.get("resumes", []), {"wall_ts": time.time(), "seq_next": seq_next}]
         folder.update_metadata(status="running", resumes=resumes)
-        prepared = _Prepared(
+        return _Prepared(
             folder,
             plan_name,
             dict(metadata.get("args", {})),
@@ -171,8 +195,8 @@ class RunEngine:
             rollback=rollback,
             resumed=True,
             void_seqs=void_seqs,
+            plan=plan,
         )
-        return await self._execute(plan, prepared, duration_s, control)
 
     async def _execute(
         self, plan: Plan, prep: _Prepared, duration_s: float | None, control: RunControl | None
@@ -286,6 +310,8 @@ class RunEngine:
                 progress.close()
             log.removeHandler(handler)
             handler.close()
+            if prep.lock is not None:
+                prep.lock.release()
             control.set_state(RunState.DONE)
         return RunResult(folder.run_id, folder.path, status, reason, result, duration, safe_errors)
 
