@@ -172,25 +172,37 @@ def node_meta(config: Any, station: Any, plan: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def run_stream(
-    config: Any, station: Any, control: RunControl, plan: str, runs_dir: Path | None = None
+    config: Any,
+    station: Any,
+    control: RunControl,
+    plan: str,
+    runs_dir: Path | None = None,
+    *,
+    owns_state: bool = True,
+    outbox_name: str | None = None,
 ) -> AsyncIterator[RunStream]:
     """The MQTT stream of one run (an embedded loopback broker when ``mqtt`` has no url).
 
     ``runs_dir`` (default ``storage.runs_dir``) places the outbox; ``labctl resume`` passes
     the resumed run's parent folder so that it replays what the crashed process left there.
+    ``owns_state``: whether this process publishes the node's ``$state``/``$meta`` and
+    last will (see :mod:`labctl.stream.publisher`); a second process of the same lab/node
+    passes False, and an ``outbox_name`` of its own (default ``{lab}-{node}``) so that the
+    two never share an outbox folder.
     """
     from labctl.stream.session import open_stream
 
     section = config.raw_section("mqtt")
     runs = Path(config.storage.runs_dir) if runs_dir is None else Path(runs_dir)
     # Node state beside the runs folder (not in it: that folder holds one entry per run).
-    outbox = runs.parent / ".mqtt-outbox" / f"{config.lab}-{config.node}"
+    outbox = runs.parent / ".mqtt-outbox" / (outbox_name or f"{config.lab}-{config.node}")
     async with open_stream(
         section,
         lab=config.lab,
         node=config.node,
         outbox_dir=outbox,
         config_dir=config.config_dir,
+        owns_state=owns_state,
     ) as session:
         stream = RunStream(session.publisher)
         session.publisher.set_meta(node_meta(config, station, plan))

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.live import Live
 
 from labctl.interfaces.errors import ConfigError
-from labctl.stream.client import make_client
+from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.dashboard import DashboardModel
 from labctl.stream.settings import MqttSettings, TlsSettings, parse_url
 from labctl.stream.topics import Topics
@@ -79,7 +79,7 @@ async def _watch(
     async def receive() -> None:
         while True:
             try:
-                async with make_client(settings, f"labctl-watch-{time.time_ns()}") as client:
+                async with make_client(settings, unique_client_id("labctl-watch")) as client:
                     await client.subscribe(topics.everything, qos=1)
                     async for message in client.messages:
                         raw = message.payload
