@@ -1,8 +1,10 @@
 """``labctl run CONFIG``: run a plan on the station, writing a run folder.
 
 The plan comes from ``--plan module:function`` or the config's ``runner.plan``. Exit code
-0 when the plan finished ok, 1 for any other end (aborted, halted, failed, timeout), 2
-for bad input. The first Ctrl-C/SIGTERM aborts at the next checkpoint, a second halts.
+0 when the plan finished ok, 3 when it finished ``degraded`` (key generation: too few
+blocks gave key), 1 for any other end (aborted, halted, failed, timeout, or a store held
+by another run), 2 for bad input. The first Ctrl-C/SIGTERM aborts at the next checkpoint,
+a second halts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine, RunResult
 from labctl.runner.plans import Plan, load_plan
 from labctl.runner.signals import abort_on_signals
+from labctl.runner.status import FinalStatus
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h|d)?\s*$")
 SUMMARY_ROWS = (
@@ -34,6 +37,7 @@ SUMMARY_ROWS = (
     "reason",
     "blocks",
     "blocks_with_key",
+    "key_block_share",
     "pulses",
     "detections",
     "sifted_bits",
@@ -41,7 +45,9 @@ SUMMARY_ROWS = (
     "qber_x",
     "secret_bits",
     "key_rate_per_pulse",
+    "run_time_s",
     "secret_key_rate_bps",
+    "secret_key_rate_acquisition_bps",
     "ec_efficiency",
     "channel_uses",
     "sync_offset_ps",
@@ -102,7 +108,16 @@ def report(result: RunResult) -> int:
         print(f"report: {page}")
     for name, error in result.safe_state_errors.items():
         print(f"safe_state({name}) failed: {error}", file=sys.stderr)
-    return 0 if result.status == "ok" else 1
+    return exit_code(result.status)
+
+
+def exit_code(status: str) -> int:
+    """0 ok, 3 degraded, 1 any other end of a run (see the module docstring)."""
+    from labctl.cli.main import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK
+
+    if status == FinalStatus.OK.value:
+        return EXIT_OK
+    return EXIT_DEGRADED if status == FinalStatus.DEGRADED.value else EXIT_FAILED
 
 
 def with_publisher(plan: Plan, stream: RunStream) -> Plan:

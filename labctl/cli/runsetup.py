@@ -98,7 +98,7 @@ class RunStream:
 
     Documents go to the publisher's outbox (never waiting on the network); RunControl
     state changes become the retained ``$state``; the run's end is ``ready`` (or ``error``
-    when the run failed), read from the stop document.
+    when the run failed, ``degraded`` when it ended degraded), read from the stop document.
     """
 
     publisher: Any
@@ -117,7 +117,12 @@ class RunStream:
     def on_state(self, state: RunState) -> None:
         """RunControl listener: publish the node state."""
         if state is RunState.DONE:
-            value = "error" if self.exit_status in (None, "failed") else "ready"
+            if self.exit_status in (None, "failed"):
+                value = "error"
+            elif self.exit_status == "degraded":
+                value = "degraded"  # stays until the next run starts: an operator sees it
+            else:
+                value = "ready"
         elif state in _STATE:
             value = _STATE[state]
         else:

@@ -25,7 +25,7 @@ from labctl.runner.control import RunControl
 from labctl.runner.documents import DocumentSink
 from labctl.runner.metadata import code_version, redact
 from labctl.runner.plans import Plan, load_plan
-from labctl.runner.status import RunState, StopPlan
+from labctl.runner.status import FINISHED, FinalStatus, RunState, StopPlan
 from labctl.runner.suspenders import PeriodicPlan, Suspender
 from labctl.runner.watchdog import Watchdog
 from labctl.store.datasets import RunDatabase
@@ -158,7 +158,7 @@ class RunEngine:
 
     def _prepare_resume(self, folder: RunFolder, plan: Plan | None) -> _Prepared:
         metadata = folder.read_metadata()
-        if metadata.get("status") in ("ok", "degraded"):
+        if metadata.get("status") in FINISHED:
             raise ValueError(
                 f"{folder.path}: run finished {metadata.get('status')}; nothing to resume"
             )
@@ -272,6 +272,10 @@ class RunEngine:
             try:
                 result = await plan_task
                 status, reason = "ok", "plan finished"
+                degraded = ctx.degraded_reason or _summary_degraded(folder)
+                if degraded is not None:
+                    status, reason = FinalStatus.DEGRADED.value, degraded
+                    log.warning("run %s degraded: %s", folder.run_id, degraded)
             except StopPlan as stopped:
                 status, reason = stopped.status, stopped.reason
             except asyncio.CancelledError:
@@ -374,6 +378,18 @@ class RunEngine:
         for name, error in errors.items():
             log.error("safe_state(%s) failed: %s", name, error)
         return errors
+
+
+def _summary_degraded(folder: RunFolder) -> str | None:
+    """The reason when the plan's summary.json says ``degraded``, else None."""
+    try:
+        summary = folder.read_summary()
+    except ValueError as exc:
+        logging.getLogger(__name__).warning("%s", exc)
+        return None
+    if summary is None or summary.get("status") != FinalStatus.DEGRADED.value:
+        return None
+    return str(summary.get("reason") or "the plan's summary says degraded")
 
 
 def _run_logger(folder: RunFolder) -> tuple[logging.Logger, logging.Handler]:

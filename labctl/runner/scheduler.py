@@ -24,8 +24,12 @@ class TaskStatus(Enum):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
+    DEGRADED = "degraded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+_TASK_STATUS = {"ok": TaskStatus.DONE, "degraded": TaskStatus.DEGRADED}
 
 
 @dataclass(slots=True)
@@ -113,6 +117,6 @@ class Scheduler:
                 continue
             task.status = TaskStatus.RUNNING
             task.result = await self.engine.run(task.plan, name=task.name, args=task.args)
-            task.status = TaskStatus.DONE if task.result.status == "ok" else TaskStatus.FAILED
+            task.status = _TASK_STATUS.get(task.result.status, TaskStatus.FAILED)
             self.history.append(task)
         return self.history
