@@ -104,6 +104,16 @@ class RunStream:
     publisher: Any
     exit_status: str | None = None
     states: list[str] = field(default_factory=list)
+    commands: Any = None
+    """The session's command listener (None when ``mqtt.commands`` is not configured)."""
+
+    def attach(self, control: RunControl) -> RunControl:
+        """Publish ``control``'s states as ``$state`` and let remote commands drive it
+        (a schedule attaches each run's control in turn); returns ``control``."""
+        control.on_state(self.on_state)
+        if self.commands is not None:
+            _bind_commands(self.commands, control)
+        return control
 
     def emit(self, document: Document) -> None:
         """DocumentSink: forward to the publisher; remember how the run ended."""
@@ -209,11 +219,9 @@ async def run_stream(
         config_dir=config.config_dir,
         owns_state=owns_state,
     ) as session:
-        stream = RunStream(session.publisher)
+        stream = RunStream(session.publisher, commands=session.commands)
         session.publisher.set_meta(node_meta(config, station, plan))
         session.publisher.set_state("ready")
-        control.on_state(stream.on_state)
-        if session.commands is not None:
-            _bind_commands(session.commands, control)
+        stream.attach(control)
         logging.getLogger(__name__).info("streaming on %s", session.broker_url)
         yield stream

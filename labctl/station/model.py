@@ -244,6 +244,7 @@ class StationConfig(_Strict):
     alice: dict[str, Any] = Field(default_factory=dict)
     twin_serve: dict[str, Any] = Field(default_factory=dict)
     kme: dict[str, Any] = Field(default_factory=dict)
+    schedule: dict[str, Any] = Field(default_factory=dict)
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
