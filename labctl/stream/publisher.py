@@ -98,6 +98,7 @@ class MqttPublisher:
         self._state = "init"
         self._meta = meta_payload({})
         self._retained_dirty = True
+        self._retained_unsent = True  # set_state/set_meta not yet acknowledged by the broker
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -173,7 +174,7 @@ class MqttPublisher:
             allowed = ", ".join(s for s in STATES if s != "lost")
             raise ConfigError(f"unknown node state {state!r}; allowed: {allowed}", field="state")
         self._state = state
-        self._retained_dirty = True
+        self._retained_dirty = self._retained_unsent = True
         self._wake.set()
 
     def set_meta(self, meta: Mapping[str, Any]) -> None:
@@ -181,7 +182,7 @@ class MqttPublisher:
         payload = meta_payload(meta)
         self._guard(self.topics.meta, payload)
         self._meta = payload
-        self._retained_dirty = True
+        self._retained_dirty = self._retained_unsent = True
         self._wake.set()
 
     @property
@@ -198,7 +199,7 @@ class MqttPublisher:
     async def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every queued QoS 1 message is acknowledged; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while self.outbox.pending or self._telemetry:
+        while self.outbox.pending or self._telemetry or self._retained_unsent:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.01)
@@ -321,13 +322,15 @@ class MqttPublisher:
                 flight.raise_failure()
                 busy = False
                 if self._retained_dirty and not self.owns_state:
-                    self._retained_dirty = False  # $state/$meta belong to the owner
+                    self._retained_dirty = self._retained_unsent = False  # the owner's topics
                 if self._retained_dirty:
                     self._retained_dirty = False
                     await client.publish(self.topics.meta, self._meta, qos=1, retain=True)
                     await client.publish(
                         self.topics.state, self._state.encode(), qos=1, retain=True
                     )
+                    # Only now (acknowledged) may flush() count the final state as sent.
+                    self._retained_unsent = self._retained_dirty
                 if self._telemetry:
                     tele = list(self._telemetry)
                     self._telemetry.clear()
