@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.keygen.endtoend import (  # noqa: E402
+from experiments.keygen.endtoend_benchmark import (  # noqa: E402
     LinkMeasurement,
     channel_model,
     measure_link,

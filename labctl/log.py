@@ -254,6 +254,25 @@ def add_json_file(path: str | Path, level: str | int = "INFO") -> Path:
     return target
 
 
+TERMINAL_QUIET = ("qcodes",)
+"""Libraries whose INFO lines ("Created run with guid ...") stay off every labctl terminal
+(run, calibrate, node...); warnings still show, and JSON log files keep everything."""
+
+
+class QuietBelowWarning(logging.Filter):
+    """Drops records under WARNING from the named loggers (and their children)."""
+
+    def __init__(self, prefixes: tuple[str, ...] = TERMINAL_QUIET) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep warnings and everything from other loggers."""
+        if record.levelno >= logging.WARNING:
+            return True
+        return not any(record.name == p or record.name.startswith(p + ".") for p in self.prefixes)
+
+
 def setup_logging(
     level: str | int = "INFO",
     json_file: str | Path | None = None,
@@ -271,7 +290,9 @@ def setup_logging(
             root.removeHandler(handler)
             handler.close()
     console = Console(file=stream, stderr=stream is None, soft_wrap=True)
-    _install(RichHandler(console=console, show_path=False, markup=False), number)
+    terminal = RichHandler(console=console, show_path=False, markup=False)
+    terminal.addFilter(QuietBelowWarning())
+    _install(terminal, number)
     root.setLevel(number)
     if json_file is not None:
         add_json_file(json_file, number)

@@ -93,7 +93,12 @@ class RunProgress:
         if self.on_activity is not None:
             self.on_activity()
         if self.enabled and id(task) in self._ids:
-            self._bar().update(self._ids[id(task)], completed=task.completed, total=task.total)
+            # A step count that outgrows its estimate (a retried block, a longer run) grows
+            # the total with it: the bar never shows "5/4".
+            total = task.total
+            if total is not None and task.completed > total:
+                total = task.total = task.completed
+            self._bar().update(self._ids[id(task)], completed=task.completed, total=total)
 
     @contextmanager
     def task(self, name: str, total: float | None = None) -> Iterator[ProgressTask]:

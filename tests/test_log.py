@@ -182,3 +182,21 @@ def test_index_holds_one_anchor_per_form_and_unregister_removes_them() -> None:
     for key in keys:
         registry.unregister(key)
     assert len(registry) == 0 and registry._anchors == {}
+
+
+def test_qcodes_info_stays_off_the_terminal() -> None:
+    import io
+
+    from labctl.log import setup_logging
+
+    out = io.StringIO()
+    setup_logging("INFO", stream=out)
+    try:
+        logging.getLogger("qcodes.dataset").info("Created run with guid quiet-please")
+        logging.getLogger("qcodes.dataset").warning("qcodes-warning-shown")
+        logging.getLogger("labctl.test").info("labctl-info-shown")
+    finally:
+        setup_logging("INFO")
+    text = out.getvalue()
+    assert "quiet-please" not in text
+    assert "qcodes-warning-shown" in text and "labctl-info-shown" in text

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from experiments.calibration.settings import CalibrationSettings
 from experiments.sync.acquire import acquire_sync
-from experiments.sync.alice import DETECTOR_STATES, TransmitterAlice, alice_of
+from experiments.sync.alice import DETECTOR_STATES, AliceSide, alice_of
 from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
@@ -27,6 +27,7 @@ from labctl.interfaces.devices import (
     SinglePhotonDetector,
     TimeTagger,
 )
+from labctl.runner.plan_context import PlanContext
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -74,18 +75,18 @@ class Capture:
 class Session:
     """One calibration session on a run: settings, instruments, sync, captures."""
 
-    def __init__(self, run: Any, settings: CalibrationSettings, sync: SyncSettings) -> None:
+    def __init__(self, run: PlanContext, settings: CalibrationSettings, sync: SyncSettings) -> None:
         self.run = run
         self.settings = settings
         self.sync_settings = sync
         self.clock = run.clock
-        self._alice: TransmitterAlice | None = None
+        self._alice: AliceSide | None = None
         self.tracker: SyncTracker | None = None
         self.dark_rates_hz: dict[str, float] = {}
         self.dead_time_ps: dict[str, float] = {}
 
     @classmethod
-    def of(cls, run: Any) -> Session:
+    def of(cls, run: PlanContext) -> Session:
         """A session with the station's ``calibration:`` and ``sync:`` sections validated."""
         config = getattr(run.station, "config", None)
         raw = config.raw_section("calibration") if config is not None else None
@@ -93,7 +94,7 @@ class Session:
         return cls(run, settings, sync_settings(run.station))
 
     @property
-    def alice(self) -> TransmitterAlice:
+    def alice(self) -> AliceSide:
         """Alice's node (her design, transmitter and pattern record)."""
         if self._alice is None:
             try:

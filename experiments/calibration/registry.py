@@ -17,6 +17,7 @@ from experiments.calibration.photons import calibrate_mean_photon_number
 from experiments.calibration.polarization import calibrate_polarization
 from experiments.calibration.routine import Routine, run_routine
 from experiments.calibration.switch import calibrate_switch
+from labctl.runner.plan_context import PlanContext
 
 ROUTINES: dict[str, Routine] = {
     r.name: r
@@ -50,7 +51,7 @@ class CalibrationReport:
         raise KeyError(f"no result for routine {name!r}")
 
 
-async def calibrate(run: Any, names: list[str]) -> CalibrationReport:
+async def calibrate(run: PlanContext, names: list[str]) -> CalibrationReport:
     """Run the named routines in order in one session; failures do not stop the others."""
     unknown = [n for n in names if n not in ROUTINES]
     if unknown:
@@ -67,32 +68,32 @@ async def calibrate(run: Any, names: list[str]) -> CalibrationReport:
     return report
 
 
-async def calibrate_all(run: Any) -> CalibrationReport:
+async def calibrate_all(run: PlanContext) -> CalibrationReport:
     """Every calibration routine, in dependency order."""
     return await calibrate(run, list(ROUTINES))
 
 
-async def plan_delays(run: Any) -> CalibrationReport:
+async def plan_delays(run: PlanContext) -> CalibrationReport:
     """Time-tagger channel delays only."""
     return await calibrate(run, ["delays"])
 
 
-async def plan_detectors(run: Any) -> CalibrationReport:
+async def plan_detectors(run: PlanContext) -> CalibrationReport:
     """Detector characterization only."""
     return await calibrate(run, ["detectors"])
 
 
-async def plan_polarization(run: Any) -> CalibrationReport:
+async def plan_polarization(run: PlanContext) -> CalibrationReport:
     """Polarization compensation only."""
     return await calibrate(run, ["polarization"])
 
 
-async def plan_mean_photon_number(run: Any) -> CalibrationReport:
+async def plan_mean_photon_number(run: PlanContext) -> CalibrationReport:
     """Mean photon number per intensity class only."""
     return await calibrate(run, ["mean_photon_number"])
 
 
-async def plan_switch(run: Any) -> CalibrationReport:
+async def plan_switch(run: PlanContext) -> CalibrationReport:
     """Optical switch path check only."""
     return await calibrate(run, ["switch"])
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from experiments.calibration.common import CalibrationFailed, RoutineResult, Session
 from labctl.interfaces.errors import ConfigError, InstrumentError
+from labctl.runner.plan_context import PlanContext
 from labctl.store.calibration import Calibration, CalibrationStore
 
 RoutineFn = Callable[[Session], Awaitable[RoutineResult]]
@@ -41,7 +42,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def store_of(run: Any) -> CalibrationStore | None:
+def store_of(run: PlanContext) -> CalibrationStore | None:
     """The station's calibration store (None for a station built without a config)."""
     config = getattr(run.station, "config", None)
     storage = getattr(config, "storage", None)

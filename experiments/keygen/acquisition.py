@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from experiments.sync.tracker import SyncTracker
 from labctl.interfaces.devices import TimeTagger
 from labctl.qkd.sifting import Detections
 
@@ -29,6 +30,11 @@ class ClockMap(Protocol):
     def assign(self, channel: npt.NDArray[np.uint8], time_ps: I64) -> tuple[I64, F64]:
         """Pulse index of every tag and its residual (ps) against the predicted arrival."""
         ...
+
+
+TRACK_MIN_TAGS = 1000
+TRACK_MIN_RATE_HZ = 1e5
+"""A batch steers the tracked clock only when lit (dark stretches would pull it off)."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +94,23 @@ def detections_from_tags(
     rng: np.random.Generator,
 ) -> Detections:
     """Detections (sorted by pulse index, one per pulse) from raw tags of the four detectors."""
+    index, _ = clock_map.assign(channel, time_ps)
+    return detections_from_indices(channel, index, detector_channels, rng)
+
+
+def detections_from_indices(
+    channel: npt.NDArray[np.uint8],
+    pulse_index: I64,
+    detector_channels: Sequence[int],
+    rng: np.random.Generator,
+) -> Detections:
+    """Detections (sorted by pulse index, one per pulse) from tags already mapped to pulses."""
     wiring = np.full(256, 255, dtype=np.uint8)
     for code, ch in enumerate(detector_channels):
         wiring[int(ch)] = code
     detector = wiring[channel]
     keep = detector != 255
-    index, _ = clock_map.assign(channel[keep], time_ps[keep])
+    index = pulse_index[keep]
     detector = detector[keep]
     order = np.argsort(index, kind="stable")
     index, detector = index[order], detector[order]
@@ -128,6 +145,7 @@ async def acquire_block(
     rng: np.random.Generator,
     now_s: float,
     window: asyncio.Future[tuple[int, int]] | None = None,
+    tracker: SyncTracker | None = None,
     timeout_s: float = 10.0,
 ) -> RawBlock:
     """Stream Bob's tagger until the block's pulses are covered; one block of detections.
@@ -136,11 +154,14 @@ async def acquire_block(
     read, once her frame marker told her) Bob reads while she plays, from a stream already
     running since before she started (``relock`` leaves it so), and keeps what falls in
     the window. Without it, the block is the next ``pulses`` pulses after the stream starts.
+    With ``tracker`` every batch is mapped by the tracked clock (a window of seconds, e.g.
+    a transmitter fed slower than it plays, would slip pulses on a fixed extrapolation).
     """
     if window is None:
         await tagger.start_stream()
     channels: list[npt.NDArray[np.uint8]] = []
     times: list[I64] = []
+    indices: list[I64] = []
     missed = 0
     first_pulse: int | None = None
     span = pulses
@@ -150,12 +171,21 @@ async def acquire_block(
             missed += batch.missed_events
             channels.append(batch.channel)
             times.append(batch.time_ps)
+            if tracker is not None:
+                span_s = max(batch.stop_ps - batch.start_ps, 1) * 1e-12
+                if len(batch) >= TRACK_MIN_TAGS and len(batch) / span_s >= TRACK_MIN_RATE_HZ:
+                    indices.append(tracker.update(batch).pulse_index)
+                else:  # darks between chunks: map them, but do not steer the clock by them
+                    indices.append(tracker.result.assign(batch.channel, batch.time_ps)[0])
+                clock_map = tracker.result
             if first_pulse is None:
                 if window is None:
                     first_pulse = _index_at(clock_map, batch.start_ps) + 1
                 elif window.done():
                     first_pulse, span = window.result()
                 else:
+                    # Let Alice's node go on (a simulated tagger answers without waiting).
+                    await asyncio.sleep(0)
                     continue
             if _index_at(clock_map, batch.stop_ps) - first_pulse >= span:
                 break
@@ -163,7 +193,11 @@ async def acquire_block(
         await tagger.stop_stream()
     channel = np.concatenate(channels) if channels else np.zeros(0, np.uint8)
     time_ps = np.concatenate(times) if times else np.zeros(0, np.int64)
-    found = detections_from_tags(channel, time_ps, clock_map, detector_channels, rng)
+    if tracker is not None:
+        index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+        found = detections_from_indices(channel, index, detector_channels, rng)
+    else:
+        found = detections_from_tags(channel, time_ps, clock_map, detector_channels, rng)
     inside = (found.pulse_index >= first_pulse) & (found.pulse_index < first_pulse + span)
     detections = Detections(found.pulse_index[inside], found.basis[inside], found.bit[inside])
     return RawBlock(

@@ -9,11 +9,11 @@ not the block that tripped it; blocks acquired before the remedy no longer count
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from experiments.calibration import calibrate
 from experiments.keygen.nodes import BlockResult
 from experiments.keygen.settings import KeygenSettings
+from labctl.runner.plan_context import PlanContext
 from labctl.runner.suspenders import Suspender
 
 
@@ -48,7 +48,7 @@ class QberWatch:
         return self.latest
 
 
-async def recalibrate_polarization(run: Any, watch: QberWatch) -> None:
+async def recalibrate_polarization(run: PlanContext, watch: QberWatch) -> None:
     """The remedy: polarization calibration; RuntimeError (remedy failed) when it fails."""
     report = await calibrate(run, ["polarization"])
     result = report.get("polarization")
@@ -59,7 +59,9 @@ async def recalibrate_polarization(run: Any, watch: QberWatch) -> None:
         watch.measured(float(qber))
 
 
-def install(run: Any, settings: KeygenSettings, drain: Callable[[], Awaitable[None]]) -> QberWatch:
+def install(
+    run: PlanContext, settings: KeygenSettings, drain: Callable[[], Awaitable[None]]
+) -> QberWatch:
     """Add the QBER suspender and the ``recalibrate`` remedy (MQTT command) to the run.
 
     ``drain`` waits until the blocks already acquired are post-processed: Alice's node
@@ -68,7 +70,7 @@ def install(run: Any, settings: KeygenSettings, drain: Callable[[], Awaitable[No
     """
     watch = QberWatch()
 
-    async def remedy(run: Any) -> None:
+    async def remedy(run: PlanContext) -> None:
         await drain()
         await recalibrate_polarization(run, watch)
 

@@ -6,7 +6,7 @@ See :mod:`experiments.keygen.nodes` for the per-block protocol.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, cast
 
@@ -61,12 +61,14 @@ class TransmitterSource:
     """
 
     def __init__(
-        self, alice: TransmitterAlice, power_mw: float, mu: Sequence[float] | None = None
+        self,
+        alice: TransmitterAlice,
+        power_mw: Callable[[], float],
+        mu: Sequence[float] | None = None,
     ) -> None:
         self._alice = alice
-        design = alice.intensity_mu if mu is None else tuple(mu)
-        scale = power_mw / alice.nominal_power_mw if mu is None else 1.0
-        self._mu = [float(m) * scale for m in design]
+        self._power_mw = power_mw
+        self._mu = None if mu is None else [float(m) for m in mu]
 
     def choices(self, pulse_index: I64) -> tuple[U8, U8, U8]:
         """(basis, bit, intensity class) of each pulse, from Alice's record; intensity
@@ -75,8 +77,13 @@ class TransmitterSource:
         return pattern.basis, pattern.bit, pattern.intensity
 
     def intensities(self) -> list[tuple[float, float]]:
-        """(mu, probability) per class."""
-        return list(zip(self._mu, self._alice.intensity_probability, strict=True))
+        """(mu, probability) per class, at the laser power Alice has set now."""
+        if self._mu is not None:
+            mu = self._mu
+        else:
+            scale = self._power_mw() / self._alice.nominal_power_mw
+            mu = [m * scale for m in self._alice.intensity_mu]
+        return list(zip(mu, self._alice.intensity_probability, strict=True))
 
     def one_shot(self, first_pulse: int, pulses: int) -> bool:
         """True when no state of the block was played twice (key may be stored)."""

@@ -34,20 +34,22 @@ from experiments.keygen.pipeline import BlockPipeline, CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.summary import KeySummary
 from experiments.keygen.workers import ParallelPipeline, bob_workers
-from experiments.sync.alice import AlicePlayer, alice_of
+from experiments.sync.alice import AliceSide, TransmitterAlice, alice_of
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
+from labctl.interfaces.devices import TimeTagger
 from labctl.qkd.auth import AuthenticatedChannel, memory_pair
 from labctl.qkd.errors import AuthenticationError
+from labctl.runner.plan_context import PlanContext
 from labctl.runner.status import StopPlan
-from labctl.store.keystore import KeyStore, node_store_path
+from labctl.store.keystore import KeyStore, node_store_path, store_key_from_config
 
 LINK_METRICS = ("qber", "skr")
 
 Pipeline = BlockPipeline[Any, BlockResult] | ParallelPipeline[Any, BlockResult]
 
 
-def _config(run: Any) -> Any:
+def _config(run: PlanContext) -> Any:
     config = getattr(run.station, "config", None)
     if config is None:
         raise RuntimeError(
@@ -62,9 +64,13 @@ def detector_wiring(sync: SyncSettings) -> list[int]:
     return [by_name[name] for name in ("Z0", "Z1", "X0", "X1")]
 
 
-def settings_laser(run: Any) -> str:
+def settings_laser(run: PlanContext) -> str:
     """Alice's laser instrument name (the calibration section's, else ``laser``)."""
-    config = _config(run)
+    return settings_laser_of(_config(run))
+
+
+def settings_laser_of(config: Any) -> str:
+    """Alice's laser instrument name in a station config."""
     roles = (config.raw_section("calibration") or {}).get("instruments") or {}
     return str(roles.get("laser", "laser"))
 
@@ -77,7 +83,7 @@ def store_paths(config: Any) -> tuple[Path, Path]:
     return node_store_path(base, "alice"), node_store_path(base, "bob")
 
 
-def _publish_link(run: Any, link_id: str, result: BlockResult) -> None:
+def _publish_link(run: PlanContext, link_id: str, result: BlockResult) -> None:
     """Per-block link metrics (ETSI GS QKD 015 names) when the run has an MQTT publisher."""
     publisher = getattr(run, "publisher", None)
     publish = getattr(publisher, "publish_link_metric", None)
@@ -100,7 +106,7 @@ def _publish_link(run: Any, link_id: str, result: BlockResult) -> None:
         run.log.warning("link metrics not published: %s: %s", type(exc).__name__, exc)
 
 
-async def main(run: Any) -> dict[str, Any]:
+async def main(run: PlanContext) -> dict[str, Any]:
     """The main job: calibrate, synchronize, generate key; returns the summary."""
     await run.checkpoint()
     with run.progress.task("calibrate", total=1) as task:
@@ -114,7 +120,7 @@ async def main(run: Any) -> dict[str, Any]:
 
 
 async def generate_key(
-    run: Any,
+    run: PlanContext,
     clock_map: ClockMap,
     *,
     source: AliceSource | None = None,
@@ -133,27 +139,28 @@ async def generate_key(
     alice = alice_of(run.station)
     # Alice answers sifting for every block still in the pipeline (she releases a block's
     # states once served); this bounds her record if Bob falls behind.
-    alice.record.max_pulses = max(
-        alice.record.max_pulses, (settings.queue_blocks + 2) * settings.block_pulses
-    )
+    alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
     period_ps = alice.period_ps
     bob_wiring = detector_wiring(sync_settings(run.station))
-    tagger = run.instrument("tagger-bob")
+    tagger = run.instrument("tagger-bob", TimeTagger)
     alice_path, bob_path = store_paths(config)
+    store_key = store_key_from_config(config)  # None: plain store (storage.key_store_key_file)
     summary = KeySummary(run.run_id, 1e12 / period_ps)
     summary.sync_offset_ps, summary.sync_drift_ppb = steps.sync_figures(clock_map)
     run.emit("sync", {"offset_ps": summary.sync_offset_ps, "drift_ppb": summary.sync_drift_ppb})
     async with contextlib.AsyncExitStack() as stack:
-        bob_store = stack.enter_context(KeyStore(bob_path))
+        bob_store = stack.enter_context(KeyStore(bob_path, encryption_key=store_key))
         summary.extra["key_store_bob"] = str(bob_path)
         alice_task: asyncio.Task[list[BlockResult]] | None = None
         if remote_alice is None:
             if source is None:
-                laser = run.instrument(settings_laser(run))
-                source = TransmitterSource(alice, await laser.get_power_mw())
+                if not isinstance(alice, TransmitterAlice):
+                    raise RuntimeError("Alice's node is remote: her node answers sifting")
+                power_mw = await run.instrument(settings_laser(run)).get_power_mw()
+                source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
                 channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
-            alice_store = stack.enter_context(KeyStore(alice_path))
+            alice_store = stack.enter_context(KeyStore(alice_path, encryption_key=store_key))
             summary.extra["key_store_alice"] = str(alice_path)
             alice_node = AliceNode(channels[0], alice_store, settings, source, run.run_id)
             alice_task = asyncio.create_task(alice_node.serve(), name="alice-node")
@@ -218,13 +225,13 @@ async def generate_key(
 
 
 async def _acquire_loop(
-    run: Any,
+    run: PlanContext,
     settings: KeygenSettings,
     pipeline: Pipeline,
     tagger: Any,
     block_clock: steps.BlockClock,
     watch: monitor.QberWatch,
-    alice: AlicePlayer,
+    alice: AliceSide,
     detector_channels: list[int],
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
@@ -266,6 +273,7 @@ async def _acquire_loop(
                     rng=rng,
                     now_s=start_s,
                     window=playing,
+                    tracker=block_clock.tracker,
                 )
             finally:
                 if not playing.done():
@@ -280,14 +288,18 @@ async def _acquire_loop(
                 # Simulated time costs no wall time, so without this the clock would race
                 # ahead of post-processing; real hardware needs no such wait (see benchmark).
                 await pipeline.wait_pending_at_most(1)
+            # On the wall clock a block costs more than its pulses (a transmitter fed slower
+            # than it plays, post-processing): a block that cannot end before the deadline,
+            # with its post-processing, is not started.
+            block_s = max(block_s, 2.0 * (run.clock.now_s() - start_s))
             next_s = start_s + settings.block_interval_s
-            if deadline is not None and next_s + block_s > deadline:
+            if deadline is not None and max(next_s, run.clock.now_s()) + block_s > deadline:
                 return
             await run.sleep(max(next_s - run.clock.now_s(), 0.0))
 
 
 async def _wind_down(
-    run: Any,
+    run: PlanContext,
     pipeline: Pipeline,
     bobs: list[BobNode],
     alice_task: asyncio.Task[list[BlockResult]] | None,

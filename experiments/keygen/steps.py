@@ -13,6 +13,7 @@ from experiments.calibration import CalibrationReport, calibrate_all
 from experiments.keygen.acquisition import ClockMap
 from experiments.sync import SyncError, SyncResult, SyncTracker, relock
 from experiments.sync import synchronize as sync_plan
+from labctl.runner.plan_context import PlanContext
 
 
 def report_summary(report: CalibrationReport) -> dict[str, Any]:
@@ -27,12 +28,12 @@ def report_summary(report: CalibrationReport) -> dict[str, Any]:
     }
 
 
-async def calibrate(run: Any) -> dict[str, Any]:
+async def calibrate(run: PlanContext) -> dict[str, Any]:
     """Run every calibration (``experiments.calibration.calibrate_all``); its summary."""
     return report_summary(await calibrate_all(run))
 
 
-async def synchronize(run: Any) -> SyncResult:
+async def synchronize(run: PlanContext) -> SyncResult:
     """Lock Bob's clock onto Alice's pulses (``experiments.sync.synchronize``)."""
     return await sync_plan(run)
 
@@ -61,7 +62,7 @@ class BlockClock:
         self.tracker = SyncTracker(clock_map) if isinstance(clock_map, SyncResult) else None
         self.resyncs = 0
 
-    async def for_block(self, run: Any, tagger: Any) -> ClockMap:
+    async def for_block(self, run: PlanContext, tagger: Any) -> ClockMap:
         """The clock map to acquire the next block with; Bob's stream is left running."""
         if self.tracker is None:
             await tagger.stop_stream()  # only tags from now on: the block starts after this
@@ -75,7 +76,7 @@ class BlockClock:
         await self.resynchronize(run)
         return self.clock_map
 
-    async def resynchronize(self, run: Any) -> SyncResult:
+    async def resynchronize(self, run: PlanContext) -> SyncResult:
         """A full synchronization (e.g. a suspender's remedy); tracking restarts from it."""
         result = await synchronize(run)
         self.clock_map = result

@@ -7,8 +7,19 @@ Bob connects the channels in worker order and opens each with a ``link/worker`` 
 naming its index (payload: his worker count), so Alice pairs them whatever order the
 connections are accepted in; she answers ``link/ok`` (her worker count) on each, or hangs up
 when the counts differ, so a mismatch is an error at connect time on both sides, not a hang.
-A single channel (``--workers 1``) has no such handshake: :class:`SingleChannelGuard` names
-the likely cause when its peer turns out to run workers.
+
+Alice's listener faces whoever can reach the port. Until a connection's hello verifies it is
+nobody's: Alice first sends it a fresh random challenge (a raw frame) that Bob's hello must
+carry under its MAC (a hello recorded from another session does not verify), the hello must
+arrive within ``handshake_timeout_s`` and within ``HANDSHAKE_MAX_FRAME_BYTES``, and at most
+``max_pending`` such connections are kept (the oldest is dropped for a new one, so a flood
+of idle connections cannot hold the port against Bob). Garbage, oversized length prefixes,
+truncated frames, a bad MAC, a replayed hello or silence close that connection only (the
+``on_rejected`` callback says why) and Alice keeps waiting: a port scan does not take the
+link down. Only an *authenticated* hello naming another worker count ends the wait (that is
+Bob, misconfigured). A wrong pre-shared key therefore looks like a stranger to Alice: Bob
+finds the connection closed during the handshake and says so, Alice waits on.
+:class:`SingleChannelGuard` names the likely cause on a plain channel without handshake.
 
 Frames travel on :class:`FrameStream`, an asyncio Protocol speaking the same wire format as
 ``labctl.qkd.auth.TcpTransport`` (4-byte big-endian length, frame) with less work per
@@ -26,16 +37,32 @@ import collections
 import hashlib
 import hmac
 import json
+import os
 import struct
 from collections.abc import Callable
 
 from labctl.qkd.auth import MAX_FRAME_BYTES, AuthenticatedChannel, FrameTransport
-from labctl.qkd.errors import ChannelClosed, ChannelError, ChannelTimeout, MessageFormatError
+from labctl.qkd.errors import (
+    ChannelClosed,
+    ChannelError,
+    ChannelTimeout,
+    MessageFormatError,
+    QkdError,
+)
 
 _LENGTH = struct.Struct(">I")
 
 _WORKER_LABEL = b"labctl keygen worker channel "
 _HELLO_PREFIX = "link/worker/"
+_CHALLENGE_PREFIX = b"link/challenge:"
+CHALLENGE_BYTES = 16
+
+HANDSHAKE_TIMEOUT_S = 10.0
+"""A connection that has not sent an authentic hello by then is closed."""
+HANDSHAKE_MAX_FRAME_BYTES = 4096
+"""Largest frame accepted before authentication (a hello is ~100 bytes)."""
+MAX_PENDING_CONNECTIONS = 16
+"""Unauthenticated connections kept at once; the oldest goes when a new one arrives."""
 
 
 class WorkerCountMismatch(ChannelError):
@@ -57,8 +84,10 @@ async def connect_channels(
     timeout_s: float,
     *,
     channel_timeout_s: float | None = None,
+    control: bool = False,
 ) -> list[AuthenticatedChannel]:
-    """Bob's side: ``workers`` channels to Alice, in worker order.
+    """Bob's side: ``workers`` channels to Alice, in worker order (then, with ``control``,
+    one more for the control link, under its own derived key).
 
     ``timeout_s`` bounds each connect and handshake; ``channel_timeout_s`` (default
     ``timeout_s``) is the channels' receive timeout afterwards. A WorkerCountMismatch when
@@ -66,7 +95,7 @@ async def connect_channels(
     """
     channels: list[AuthenticatedChannel] = []
     try:
-        for w in range(workers):
+        for w in range(workers + int(control)):
             transport = await FrameStream.connect(host, port, timeout_s)
             # The index goes in clear in the first frame's kind: Alice needs it to pick the
             # key; a wrong index simply fails authentication.
@@ -74,7 +103,8 @@ async def connect_channels(
                 transport, worker_psk(psk, w), "bob", channel_timeout_s or timeout_s
             )
             channels.append(channel)
-            await channel.send(f"{_HELLO_PREFIX}{w}", _count(workers))
+            challenge = await _read_challenge(transport, timeout_s, w, workers)
+            await channel.send(f"{_HELLO_PREFIX}{w}", _count(workers, challenge))
             # Wait for Alice's answer before the next connection: a mismatch is found on
             # worker 0, before Bob spends anything on calibration.
             try:
@@ -96,6 +126,26 @@ async def connect_channels(
     return channels
 
 
+async def _read_challenge(transport: FrameStream, timeout_s: float, w: int, workers: int) -> bytes:
+    """Bob: Alice's fresh challenge, the first (raw) frame on a new connection."""
+    try:
+        frame = await transport.recv_frame(timeout_s)
+    except ChannelClosed:
+        raise WorkerCountMismatch(
+            f"Alice hung up on worker channel {w} before the handshake: she runs a different "
+            f"--workers (this Bob: {workers}) or another pre-shared key"
+        ) from None
+    if not frame.startswith(_CHALLENGE_PREFIX) or len(frame) != len(_CHALLENGE_PREFIX) + (
+        CHALLENGE_BYTES
+    ):
+        raise MessageFormatError(f"link/challenge: worker channel {w}: not a challenge frame")
+    return frame[len(_CHALLENGE_PREFIX) :]
+
+
+class _Rejected(Exception):
+    """A connection failed the handshake before authenticating: close it, wait on."""
+
+
 async def accept_channels(
     host: str,
     port: int,
@@ -105,74 +155,142 @@ async def accept_channels(
     on_listening: Callable[[str, int], None],
     *,
     channel_timeout_s: float | None = None,
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+    max_pending: int = MAX_PENDING_CONNECTIONS,
+    on_rejected: Callable[[str, str], None] | None = None,
+    control: bool = False,
 ) -> list[AuthenticatedChannel]:
-    """Alice's side: accept ``workers`` channels; returned in Bob's worker order.
+    """Alice's side: accept ``workers`` channels (and, with ``control``, the control
+    link's, last); returned in Bob's worker order.
 
-    A WorkerCountMismatch (after hanging up) when Bob runs another number of workers.
+    Waits up to ``timeout_s`` for all of them (ChannelTimeout naming what arrived). Any
+    connection that fails the handshake is closed and reported as ``on_rejected(peer,
+    reason)``; the wait goes on (see the module docstring). A WorkerCountMismatch (after
+    hanging up) when an authenticated Bob runs another number of workers.
     """
-    accepted: asyncio.Queue[FrameStream] = asyncio.Queue()
+    if max_pending < 1:
+        raise ValueError(f"accept_channels: max_pending must be >= 1, got {max_pending}")
+    loop = asyncio.get_running_loop()
+    by_worker: dict[int, AuthenticatedChannel] = {}
+    pending: dict[FrameStream, asyncio.Task[None]] = {}  # insertion order: oldest first
+    outcome: asyncio.Future[None] = loop.create_future()
+    total = workers + int(control)
 
-    def on_connect() -> FrameStream:
-        stream = FrameStream()
-        accepted.put_nowait(stream)
-        return stream
+    def reject(stream: FrameStream, reason: str) -> None:
+        if on_rejected is not None:
+            on_rejected(stream.peer, reason)
 
-    server = await asyncio.get_running_loop().create_server(on_connect, host, port)
+    async def handshake(stream: FrameStream) -> None:
+        try:
+            worker, channel = await _authenticate(
+                stream, workers, total, psk, handshake_timeout_s, channel_timeout_s or timeout_s
+            )
+        except _Rejected as exc:
+            await stream.close()
+            reject(stream, str(exc))
+            return
+        except QkdError as exc:  # an authenticated Bob with another --workers
+            await stream.close()
+            if not outcome.done():
+                outcome.set_exception(exc)
+            return
+        finally:
+            pending.pop(stream, None)
+        # Authenticated: this is Bob (a fresh MAC over our challenge), errors are real.
+        try:
+            if worker in by_worker:
+                raise MessageFormatError(f"link/worker: worker {worker} connected twice")
+            stream.max_frame_bytes = MAX_FRAME_BYTES
+            await channel.send("link/ok", _count(workers))
+        except BaseException as exc:
+            await channel.close()  # Bob, waiting for link/ok, finds the link closed
+            if not outcome.done():
+                outcome.set_exception(exc)
+            return
+        by_worker[worker] = channel
+        if len(by_worker) == total and not outcome.done():
+            outcome.set_result(None)
+
+    def on_made(stream: FrameStream) -> None:
+        if outcome.done():
+            stream.abort()
+            return
+        while len(pending) >= max_pending:
+            oldest = next(iter(pending))
+            pending.pop(oldest).cancel()
+            oldest.abort()
+            reject(oldest, f"dropped: more than {max_pending} connections in handshake")
+        pending[stream] = loop.create_task(handshake(stream))
+
+    def factory() -> FrameStream:
+        return FrameStream(max_frame_bytes=HANDSHAKE_MAX_FRAME_BYTES, on_made=on_made)
+
+    server = await loop.create_server(factory, host, port)
     bound = server.sockets[0].getsockname()
     on_listening(str(bound[0]), int(bound[1]))
-    by_worker: dict[int, AuthenticatedChannel] = {}
     try:
-        while len(by_worker) < workers:
-            transport = await asyncio.wait_for(accepted.get(), timeout_s)
-            frame = await transport.recv_frame(timeout_s)
-            try:
-                worker = _worker_of(frame, workers)
-            except BaseException:
-                await transport.close()
-                raise
-            channel = AuthenticatedChannel(
-                _Replay(frame, transport),
-                worker_psk(psk, worker),
-                "alice",
-                channel_timeout_s or timeout_s,
-            )
-            try:
-                hello = await channel.recv(expect=f"{_HELLO_PREFIX}{worker}", timeout_s=timeout_s)
-                theirs = _count_of(hello.payload, "link/worker")
-                if theirs != workers:
-                    raise WorkerCountMismatch(
-                        f"Bob runs --workers {theirs}, this Alice --workers {workers}"
-                    )
-                if worker in by_worker:
-                    raise MessageFormatError(f"link/worker: worker {worker} connected twice")
-            except BaseException:
-                await channel.close()  # Bob, waiting for link/ok, finds the link closed
-                raise
-            await channel.send("link/ok", _count(workers))
-            by_worker[worker] = channel
+        try:
+            await asyncio.wait_for(asyncio.shield(outcome), timeout_s)
+        except TimeoutError:
+            raise ChannelTimeout(
+                f"tcp {bound[0]}:{bound[1]}: {len(by_worker)} of {total} channels "
+                f"authenticated within {timeout_s} s"
+            ) from None
     except BaseException:
         for ch in by_worker.values():
             await ch.close()
         raise
     finally:
         server.close()
-    return [by_worker[w] for w in range(workers)]
+        for stream, task in list(pending.items()):
+            task.cancel()
+            stream.abort()
+        if not outcome.done():
+            outcome.cancel()
+    return [by_worker[w] for w in range(total)]
 
 
-def _worker_of(frame: bytes, workers: int) -> int:
+async def _authenticate(
+    stream: FrameStream,
+    workers: int,
+    total: int,
+    psk: bytes,
+    handshake_timeout_s: float,
+    timeout_s: float,
+) -> tuple[int, AuthenticatedChannel]:
+    """Challenge, then the worker hello: (worker, channel), or _Rejected saying why."""
+    challenge = os.urandom(CHALLENGE_BYTES)
+    try:
+        await stream.send_frame(_CHALLENGE_PREFIX + challenge)
+        frame = await stream.recv_frame(handshake_timeout_s)
+        worker = _worker_of(frame, total)
+        channel = AuthenticatedChannel(
+            _Replay(frame, stream), worker_psk(psk, worker), "alice", timeout_s
+        )
+        hello = await channel.recv(expect=f"{_HELLO_PREFIX}{worker}", timeout_s=handshake_timeout_s)
+    except ChannelTimeout:
+        raise _Rejected(f"no hello within {handshake_timeout_s} s") from None
+    except (QkdError, UnicodeDecodeError) as exc:
+        raise _Rejected(str(exc)) from None
+    theirs, echoed = _hello_of(hello.payload)
+    if echoed != challenge:
+        raise _Rejected("link/worker: hello does not carry this connection's challenge (replay)")
+    if theirs != workers:
+        await channel.close()
+        raise WorkerCountMismatch(f"Bob runs --workers {theirs}, this Alice --workers {workers}")
+    return worker, channel
+
+
+def _worker_of(frame: bytes, total: int) -> int:
     """The worker index named by the (not yet authenticated) first frame's kind."""
     if len(frame) < 9:
         raise MessageFormatError("link/worker: short first frame")
     kind = _kind_of(frame)
     index = kind.removeprefix(_HELLO_PREFIX)
     if not kind.startswith(_HELLO_PREFIX):
-        # A single-channel Bob (--workers 1) opens with block/start after calibrating.
-        raise WorkerCountMismatch(
-            f"Bob's first message is {kind!r}, not a worker hello: he runs --workers 1, "
-            f"this Alice --workers {workers}"
-        )
-    if not index.isdigit() or int(index) >= workers:
-        raise MessageFormatError(f"link/worker: unexpected first message {kind!r}")
+        raise MessageFormatError(f"first message {kind[:40]!r} is not a worker hello")
+    if not index.isdigit() or len(index) > 6 or int(index) >= total:
+        raise MessageFormatError(f"link/worker: unexpected first message {kind[:40]!r}")
     return int(index)
 
 
@@ -182,14 +300,27 @@ def _kind_of(frame: bytes) -> str:
     return frame[9 : 9 + n].decode("ascii", errors="replace")
 
 
-def _count(workers: int) -> bytes:
-    return json.dumps({"workers": workers}).encode()
+def _count(workers: int, challenge: bytes | None = None) -> bytes:
+    fields: dict[str, object] = {"workers": workers}
+    if challenge is not None:
+        fields["challenge"] = challenge.hex()
+    return json.dumps(fields).encode()
+
+
+def _hello_of(payload: bytes) -> tuple[int, bytes]:
+    """(worker count, echoed challenge) of an authenticated hello."""
+    count = _count_of(payload, "link/worker")
+    try:
+        echoed = bytes.fromhex(json.loads(payload)["challenge"])
+    except (ValueError, KeyError, TypeError):
+        raise MessageFormatError("link/worker: no challenge in the hello") from None
+    return count, echoed
 
 
 def _count_of(payload: bytes, what: str) -> int:
     try:
         count = json.loads(payload)["workers"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise MessageFormatError(f"{what}: no worker count") from None
     if not isinstance(count, int) or count < 1:
         raise MessageFormatError(f"{what}: bad worker count {count!r}")
@@ -264,7 +395,17 @@ class _Replay:
 class FrameStream(asyncio.Protocol):
     """A FrameTransport on an asyncio Protocol (length-prefixed frames over TCP)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        on_made: Callable[[FrameStream], None] | None = None,
+    ) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        """Largest frame accepted (a larger length prefix ends the connection)."""
+        self._on_made = on_made
+        self.peer = "?"
+        """The peer's address, "host:port" (for messages)."""
         self._buffer = bytearray()
         self._frames: collections.deque[bytes] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -290,14 +431,22 @@ class FrameStream(asyncio.Protocol):
     # asyncio.Protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        if self._on_made is not None:
+            self._on_made(self)
 
     def data_received(self, data: bytes) -> None:
         buf = self._buffer
         buf += data
         while len(buf) >= _LENGTH.size:
             (length,) = _LENGTH.unpack_from(buf)
-            if length > MAX_FRAME_BYTES:
-                self._error = f"tcp: announced frame of {length} bytes exceeds the limit"
+            if length > self.max_frame_bytes:
+                self._error = (
+                    f"tcp: announced frame of {length} bytes exceeds the limit "
+                    f"({self.max_frame_bytes})"
+                )
                 self._wake()
                 if self._transport is not None:
                     self._transport.close()
@@ -362,6 +511,11 @@ class FrameStream(asyncio.Protocol):
         """Close the connection (frames already written are flushed first)."""
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (unsent data is discarded)."""
+        if self._transport is not None:
+            self._transport.abort()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from experiments.sync.alice import DETECTOR_STATES, AlicePublic, TransmitterAlice
+from experiments.sync.alice import DETECTOR_STATES, AlicePublic, AliceSide
 from experiments.sync.frequency import fit_clock
 from experiments.sync.index import channel_shifts, find_offset, gap_offset_candidates
 from experiments.sync.model import SyncError, SyncResult
@@ -98,14 +98,16 @@ class MarkerFrame:
     gap_pulses: int
 
 
-def marker_frame(alice: AlicePublic, gaps: int, gap_pulses: int) -> MarkerFrame:
-    """Light 2g, then ``gaps`` times (dark g, light 2g): public states, revealed later."""
+def marker_frame(
+    alice: AlicePublic, gaps: int, gap_pulses: int, seed: int | None = None
+) -> MarkerFrame:
+    """Light 2g, then ``gaps`` times (dark g, light 2g): public states from ``seed``."""
     vac = vacuum_code(alice)
     if vac is None:
         raise SyncError("synchronization needs a vacuum intensity class (mu = 0) for dark gaps")
     signal = int(np.argmax(alice.intensity_mu))
     length = 2 * gap_pulses + 3 * gaps * gap_pulses
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(seed)
     probs = np.asarray(alice.intensity_probability)
     intensity = rng.choice(len(probs), size=length, p=probs).astype(np.uint8)
     intensity[intensity == vac] = signal  # dark only inside the gaps
@@ -193,7 +195,7 @@ async def _lit_log(tagger: TimeTagger, settings: SyncSettings) -> TagLog:
 
 async def acquire_sync(
     tagger: TimeTagger,
-    alice: TransmitterAlice,
+    alice: AliceSide,
     clock: Clock,
     settings: SyncSettings,
 ) -> SyncResult:
@@ -218,10 +220,11 @@ async def acquire_sync(
     rate_hz = log.count / max(log.span_s, 1e-12)
     gap_s = min(0.05, max(settings.min_gap_s, 60.0 / rate_hz))
     gap_pulses = math.ceil(gap_s * 1e12 / alice.period_ps)
-    frame = marker_frame(alice, settings.marker_gaps, gap_pulses)
+    seed = int(np.random.default_rng().integers(0, 2**62))
+    frame = marker_frame(alice, settings.marker_gaps, gap_pulses, seed)
     watch = FrameWatch(settings.marker_gaps, gap_pulses * fit.period_ps, rate_hz, log.last_stop_ps)
     try:
-        first = await alice.play_once(frame.pattern)
+        first = await alice.play_marker_frame(frame.pattern, settings.marker_gaps, gap_pulses, seed)
         while not watch.passed():
             batch = await tagger.read_batch(settings.batch_timeout_s)
             log.add(batch)

@@ -81,20 +81,25 @@ class AlicePublic(Protocol):
         ...
 
 
-class AlicePlayer(Protocol):
-    """Alice's transmitter as the key plan drives it (local or across the classical link)."""
-
-    @property
-    def period_ps(self) -> int:
-        """Her pulse period in picoseconds."""
-        ...
+class AliceSide(AlicePublic, Protocol):
+    """Alice's node as Bob's plans drive it: here (her instruments) or over the link."""
 
     async def ensure_light(self) -> None:
         """Make sure the public calibration frame is playing."""
         ...
 
+    async def play_marker_frame(
+        self, frame: PulsePattern, gaps: int, gap_pulses: int, seed: int
+    ) -> int:
+        """Play the public marker frame (``marker_frame(..., seed)``) once; its first pulse."""
+        ...
+
     async def play_key_block(self, n_pulses: int) -> tuple[int, int]:
-        """Play ``n_pulses`` fresh states once; (her index of the first, pulses)."""
+        """Play ``n_pulses`` fresh states once; (her index of the first, span to read)."""
+        ...
+
+    def reserve(self, block_pulses: int, blocks: int) -> None:
+        """Keep the states of up to ``blocks`` blocks in flight."""
         ...
 
 
@@ -392,6 +397,16 @@ class TransmitterAlice:
                 self.record.add(Played(start, to_codes(chunk), repeat=False))
             return starts[0], starts[-1] + len(chunks[-1]) - starts[0]
 
+    async def play_marker_frame(
+        self, frame: PulsePattern, gaps: int, gap_pulses: int, seed: int
+    ) -> int:
+        """Play a public marker frame once; the index of its first pulse."""
+        return await self.play_once(frame)
+
+    def reserve(self, block_pulses: int, blocks: int) -> None:
+        """Keep the states of up to ``blocks`` blocks (each released once served)."""
+        self.record.max_pulses = max(self.record.max_pulses, blocks * block_pulses)
+
     async def play_key_block(self, n_pulses: int) -> tuple[int, int]:
         """Draw ``n_pulses`` states from a cryptographic source and play them once.
 
@@ -412,10 +427,15 @@ class TransmitterAlice:
         return await self._play_chunks(pattern)
 
 
-_NODES: weakref.WeakKeyDictionary[Any, TransmitterAlice] = weakref.WeakKeyDictionary()
+_NODES: weakref.WeakKeyDictionary[Any, AliceSide] = weakref.WeakKeyDictionary()
 
 
-def alice_of(station: Any) -> TransmitterAlice:
+def attach_alice(station: Any, alice: AliceSide) -> None:
+    """Make ``alice`` the station's Alice (e.g. her node across the classical link)."""
+    _NODES[station] = alice
+
+
+def alice_of(station: Any) -> AliceSide:
     """Alice's node of a station (one per station), or a clear LookupError."""
     found = _NODES.get(station)
     if found is not None:

@@ -9,6 +9,7 @@ from experiments.sync.alice import alice_of
 from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
+from labctl.runner.plan_context import PlanContext
 
 
 def sync_settings(station: Any) -> SyncSettings:
@@ -29,7 +30,7 @@ def instrument(station: Any, name: str, kind: type[Any], role: str) -> Any:
     return found
 
 
-async def synchronize(run: Any, settings: SyncSettings | None = None) -> SyncResult:
+async def synchronize(run: PlanContext, settings: SyncSettings | None = None) -> SyncResult:
     """Lock Bob's tagger onto Alice's pulses; emits a ``sync`` event with the figures."""
     station = run.station
     settings = settings or sync_settings(station)

@@ -1,4 +1,5 @@
-"""``labctl calibrate NAME --config C``: run one calibration routine (or ``all``) as a run.
+"""``labctl calibrate NAME CONFIG`` (or ``CONFIG NAME``): run one calibration routine (or
+``all``) as a run. ``--config CONFIG`` still works, with a deprecation note.
 
 Prints a summary table (routine, instrument, PASS/FAIL, reason). Exit code 0 when every
 routine passed, 1 when any failed (or the run itself failed), 2 for bad input. The
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,7 @@ async def _run(
 def _main(args: argparse.Namespace) -> int:
     from labctl.cli.common import load_station_config
 
+    args.routine, args.config = name_and_config(args)
     spec = plan_spec(args.routine)
     config = load_station_config(args, args.config)
     quiet_console()
@@ -101,6 +104,29 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "calibrate", help="run a calibration routine (or all) and print pass/fail with reasons"
     )
-    parser.add_argument("routine", metavar="NAME", help=f"one of: {', '.join(NAMES)}")
-    parser.add_argument("--config", required=True, help="station file (YAML)")
+    parser.add_argument(
+        "words", nargs="+", metavar="NAME CONFIG", help=f"NAME is one of: {', '.join(NAMES)}"
+    )
+    parser.add_argument("--config", dest="config_flag", help=argparse.SUPPRESS)
     parser.set_defaults(func=_main)
+
+
+def name_and_config(args: argparse.Namespace) -> tuple[str, str]:
+    """The routine and the station file, in either order (``--config`` still accepted)."""
+    words = list(args.words)
+    if args.config_flag is not None:
+        print(
+            "labctl: note: --config is deprecated; use labctl calibrate NAME CONFIG",
+            file=sys.stderr,
+        )
+        words.append(args.config_flag)
+    if len(words) != 2:
+        raise ConfigError(
+            f"expected NAME and CONFIG, got {' '.join(words)!r}", field="labctl calibrate"
+        )
+    first, second = words
+    if first.replace("-", "_") in _PLAN_OF:
+        return first, second
+    if second.replace("-", "_") in _PLAN_OF:
+        return second, first
+    return first, second  # plan_spec names the unknown routine

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labctl.cli.common import load_station_config
+from labctl.cli.grammar import add_timeout, parse_duration_s
 from labctl.interfaces.errors import ConfigError
 from labctl.interfaces.instrument import Health
 from labctl.station.loader import import_classes
@@ -41,13 +42,8 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="connect to every instrument in parallel and print its health",
     )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        metavar="S",
-        help="per-instrument limit of connect, health and close in seconds "
-        f"(default {DEFAULT_TIMEOUT_S:g})",
+    add_timeout(
+        parser, "per-instrument limit of connect, health and close", f"{DEFAULT_TIMEOUT_S:g}s"
     )
     parser.set_defaults(func=run_check)
 
@@ -148,8 +144,10 @@ async def connect_and_report(config: StationConfig, timeout_s: float, console: C
 
 def run_check(args: argparse.Namespace) -> int:
     """Entry point of ``labctl check``."""
-    if args.timeout <= 0:
-        print(f"labctl: error: --timeout must be > 0, got {args.timeout}", file=sys.stderr)
+    try:
+        timeout_s = parse_duration_s(str(args.timeout), "--timeout")
+    except ConfigError as exc:
+        print(f"labctl: error: {exc}", file=sys.stderr)
         return 2
     config = load_station_config(args, args.config)
     import_classes(config)
@@ -158,4 +156,4 @@ def run_check(args: argparse.Namespace) -> int:
     print_summary(config, console)
     if not args.connect:
         return 0
-    return asyncio.run(connect_and_report(config, args.timeout, console))
+    return asyncio.run(connect_and_report(config, timeout_s, console))

@@ -12,9 +12,11 @@ message and is never printed.
 
 ``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
 own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
-keys committed in block order so both stores stay identical. W = 1 (default) is the single
-channel of before, message for message. Different W at the two ends is refused at connect
-time (or at Bob's first block when he runs W = 1) with an error naming ``--workers``.
+keys committed in block order so both stores stay identical. Every channel, W = 1 included,
+opens with Alice's challenge and Bob's authenticated hello, so different W at the two ends
+is refused at connect time with an error naming ``--workers``. Alice's listener closes any
+connection that does not authenticate (garbage, silence, a wrong pre-shared key, a port
+scan), says so on stderr and keeps waiting for Bob until ``--timeout-s``.
 
 Ctrl-C/SIGTERM on Alice: she takes no new block, finishes the ones in flight (each message
 within ``qkd.channel_timeout_s``) and closes her channels; Bob's next block fails, blocks
@@ -48,11 +50,13 @@ def parse_address(text: str, where: str) -> tuple[str, int]:
 
 
 def read_psk(path: str) -> bytes:
-    """The pre-shared key from a file: hex text or raw bytes, at least 16 bytes."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the pre-shared key: {exc.strerror}", file=path) from None
+    """The pre-shared key from a private file (0600): hex text or raw bytes, >= 16 bytes.
+
+    A file its group or others may read is refused, naming the fix (``chmod 600 FILE``).
+    """
+    from labctl.store.secret_files import read_secret_file
+
+    data = read_secret_file(path, field="--psk-file")
     text = data.strip()
     try:
         key = bytes.fromhex(text.decode("ascii"))
@@ -133,29 +137,9 @@ def _first_qkd_error(exc: BaseException) -> BaseException | None:
     return None
 
 
-async def _accept_one(
-    host: str, port: int, psk: bytes, timeout_s: float, channel_timeout_s: float
-) -> Any:
-    """Alice, one worker: the single channel of before (TcpTransport, no handshake)."""
-    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
-
-    accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if accepted.done():
-            writer.close()  # one peer per node
-            return
-        accepted.set_result(TcpTransport(reader, writer))
-
-    server = await asyncio.start_server(on_connect, host, port)
-    bound = server.sockets[0].getsockname()
-    print(f"listening on {bound[0]}:{bound[1]}", flush=True)
-    try:
-        transport = await asyncio.wait_for(accepted, timeout_s)
-    finally:
-        server.close()
-    guarded = _links().SingleChannelGuard(transport, "Bob")
-    return [AuthenticatedChannel(guarded, psk, "alice", channel_timeout_s)]
+def _print_rejected(peer: str, reason: str) -> None:
+    """Alice's listener closed a connection that did not authenticate; she waits on."""
+    print(f"alice: refused connection from {peer}: {reason}", file=sys.stderr, flush=True)
 
 
 async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
@@ -180,52 +164,58 @@ async def _serve_alice(
 ) -> int:
     from labctl.qkd.errors import AuthenticationError, ChannelTimeout, QkdError
     from labctl.station import Station
-    from labctl.store.keystore import KeyStore
+    from labctl.store.keystore import KeyStore, store_key_from_config
 
     keygen = _keygen()
     settings_mod = importlib.import_module("experiments.keygen.settings")
     nodes = importlib.import_module("experiments.keygen.nodes")
     workers_mod = importlib.import_module("experiments.keygen.workers")
+    control_mod = importlib.import_module("experiments.keygen.control")
+    alice_mod = importlib.import_module("experiments.sync.alice")
     settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.listen, "--listen")
     _warn_idle_workers(settings, args.workers, "alice")
     station = Station.from_config(config)
     async with station:
-        if station.world is None:
-            print("labctl node alice: the station has no source record (world)", file=sys.stderr)
-            return 2
         try:
-            if args.workers == 1:
-                channels = await _accept_one(
-                    host, port, psk, args.timeout_s, settings.channel_timeout_s
-                )
-            else:
-                channels = await _links().accept_channels(
-                    host,
-                    port,
-                    args.workers,
-                    psk,
-                    args.timeout_s,
-                    lambda h, p: print(f"listening on {h}:{p}", flush=True),
-                    channel_timeout_s=settings.channel_timeout_s,
-                )
+            alice = alice_mod.alice_of(station)
+            laser = station.instruments[keygen.settings_laser_of(config)]
+        except (LookupError, KeyError) as exc:
+            print(f"labctl node alice: {exc}", file=sys.stderr)
+            return 2
+        alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
+        try:
+            channels = await _links().accept_channels(
+                host,
+                port,
+                args.workers,
+                psk,
+                args.timeout_s,
+                lambda h, p: print(f"listening on {h}:{p}", flush=True),
+                channel_timeout_s=settings.channel_timeout_s,
+                on_rejected=_print_rejected,
+                control=True,
+            )
         except (TimeoutError, ChannelTimeout):
             print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
             return 1
         except QkdError as exc:
             print(f"alice: no link: {exc}", file=sys.stderr)
             return 1
+        workers, control_channel = channels[:-1], channels[-1]
+        control = control_mod.AliceControl(control_channel, alice, laser)
+        source = nodes.TransmitterSource(alice, lambda: control.power_mw)
         alice_path, _ = keygen.store_paths(config)
-        source = nodes.WorldSource(station.world)
-        with KeyStore(alice_path) as store:
+        controlling = asyncio.create_task(control.serve(stop), name="alice-control")
+        with KeyStore(alice_path, encryption_key=store_key_from_config(config)) as store:
             serving[0] = True
             try:
-                if len(channels) == 1:
-                    node = nodes.AliceNode(channels[0], store, settings, source)
+                if len(workers) == 1:
+                    node = nodes.AliceNode(workers[0], store, settings, source)
                     results = await node.serve(stop)
                 else:
                     results, _ = await workers_mod.serve_alice(
-                        channels, store, settings, source, stop=stop
+                        workers, store, settings, source, stop=stop
                     )
             except Exception as exc:
                 error = _first_qkd_error(exc)
@@ -238,6 +228,9 @@ async def _serve_alice(
                 print(f"alice: key output stopped: {kind}: {error}", file=sys.stderr)
                 return 1
             finally:
+                controlling.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await controlling
                 for channel in channels:
                     await channel.close()
     for r in results:
@@ -250,7 +243,7 @@ async def _serve_alice(
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     from labctl.cli.run import engine_options, parse_duration_s, report
-    from labctl.qkd.auth import AuthenticatedChannel, TcpTransport
+    from labctl.qkd.auth import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
     from labctl.runner.control import RunControl
     from labctl.runner.engine import RunEngine
@@ -259,25 +252,25 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
 
     keygen = _keygen()
     settings_mod = importlib.import_module("experiments.keygen.settings")
+    control_mod = importlib.import_module("experiments.keygen.control")
+    alice_mod = importlib.import_module("experiments.sync.alice")
     settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.connect, "--connect")
     duration_s = parse_duration_s(args.duration)
     _warn_idle_workers(settings, args.workers, "bob")
     channels: list[AuthenticatedChannel]
     try:
-        if args.workers == 1:
-            transport = await TcpTransport.connect(host, port, args.timeout_s)
-            guarded = _links().SingleChannelGuard(transport, "Alice")
-            channels = [AuthenticatedChannel(guarded, psk, "bob", settings.channel_timeout_s)]
-        else:
-            channels = await _links().connect_channels(
-                host,
-                port,
-                args.workers,
-                psk,
-                args.timeout_s,
-                channel_timeout_s=settings.channel_timeout_s,
-            )
+        channels = await _links().connect_channels(
+            host,
+            port,
+            args.workers,
+            psk,
+            args.timeout_s,
+            channel_timeout_s=settings.channel_timeout_s,
+            control=True,
+        )
+        workers, control_channel = channels[:-1], channels[-1]
+        remote = await control_mod.RemoteAlice.connect(control_channel)
     except QkdError as exc:
         print(f"bob: no link to Alice: {exc}", file=sys.stderr)
         return 1
@@ -289,9 +282,20 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
         if not args.skip_calibration:
             await steps.calibrate(run)
         clock_map = await steps.synchronize(run)
-        return await keygen.generate_key(run, clock_map, remote_alice=channels)
+        return await keygen.generate_key(run, clock_map, remote_alice=workers)
 
     station = Station.from_config(config)
+    # Alice's laser is hers: Bob's plans reach it through her node, like her transmitter.
+    laser_name = keygen.settings_laser_of(config)
+    if laser_name in station.instruments:
+        print(
+            f"bob: {laser_name!r} is Alice's laser: remove it from Bob's station", file=sys.stderr
+        )
+        return 2
+    station.instruments[laser_name] = control_mod.RemoteLaser(
+        laser_name, control_channel, remote.lock
+    )
+    alice_mod.attach_alice(station, remote)
     # As in ``labctl run``: the first Ctrl-C/SIGTERM ends the run at its next checkpoint,
     # blocks in flight finish and every channel is closed with link/close, so Alice ends
     # too and both stores hold the same keys; a second one halts.
@@ -313,6 +317,8 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
                     control=control,
                 )
     finally:
+        with contextlib.suppress(QkdError):
+            await remote.close()
         for channel in channels:
             await channel.close()
     print(f"bob: {args.workers} workers")
@@ -324,8 +330,8 @@ def _main(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}", field="--workers")
+    psk = read_psk(args.psk_file)  # first: a badly protected key is refused before anything
     config = load_station_config(args, args.config)
-    psk = read_psk(args.psk_file)
     runner: Callable[[argparse.Namespace, Any, bytes], Awaitable[int]]
     if args.role == "alice":
         if not args.listen:

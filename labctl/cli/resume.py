@@ -15,10 +15,12 @@ from typing import Any
 
 from rich.console import Console
 
+from labctl.cli.grammar import add_duration, duration_of
 from labctl.cli.runsetup import quiet_console, run_stream, store_locks
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine
+from labctl.runner.metadata import REDACTED, redact_station_text
 from labctl.runner.signals import abort_on_signals
 from labctl.store.run_folder import RunFolder
 
@@ -35,17 +37,26 @@ def station_file(folder: RunFolder) -> Path:
     copy = folder.config_path
     if not copy.exists():
         raise ConfigError(f"{folder.path}: run folder has no config copy", field="RUN_DIR")
+    copy_text = copy.read_text(encoding="utf-8", errors="replace")
     if original and Path(original).is_file():
-        if Path(original).read_bytes() == copy.read_bytes():
+        text = Path(original).read_text(encoding="utf-8", errors="replace")
+        # The copy is the original with its secret values redacted (verbatim if none).
+        if redact_station_text(text) == copy_text:
             return Path(original)
         log.warning("%s changed since the run started; resuming with the run's copy", original)
+    if REDACTED in copy_text:
+        raise ConfigError(
+            f"the run's copy {copy} has its secrets redacted and the original "
+            f"({original or 'unknown'}) is gone or changed: restore the original, or give "
+            "secrets by file (token_file, password_file) in future runs",
+            field="RUN_DIR",
+        )
     return copy
 
 
 async def _resume(args: argparse.Namespace, folder: RunFolder, config: Any) -> int:
     from labctl.cli.run import (
         engine_options,
-        parse_duration_s,
         report,
         resolve_plan,
         summary_table,
@@ -73,7 +84,7 @@ async def _resume(args: argparse.Namespace, folder: RunFolder, config: Any) -> i
                 result = await engine.resume(
                     folder.path,
                     with_publisher(plan, stream),
-                    duration_s=None if args.duration is None else parse_duration_s(args.duration),
+                    duration_s=duration_of(args),
                     control=control,
                 )
             except ValueError as exc:
@@ -89,9 +100,11 @@ def _main(args: argparse.Namespace) -> int:
 
     try:
         folder = RunFolder.open(Path(args.run_dir))
-    except ValueError as exc:
-        raise ConfigError(str(exc), field="RUN_DIR") from exc
-    config = load_station_config(args, station_file(folder))
+        folder.read_checkpoint()  # a corrupt checkpoint is named before anything is built
+        path = station_file(folder)
+    except ValueError as exc:  # RunFolderError names the file and the field
+        raise ConfigError(str(exc), field="RUN_DIR") from None
+    config = load_station_config(args, path)
     quiet_console()
     return asyncio.run(_resume(args, folder, config))
 
@@ -101,5 +114,5 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("resume", help="continue a crashed run from its checkpoint")
     parser.add_argument("run_dir", help="the run folder (runs/{timestamp}-{name})")
     parser.add_argument("--plan", help="module:function overriding the recorded plan")
-    parser.add_argument("--duration", help="time limit for the resumed part (90s, 30m, 12h)")
+    add_duration(parser, "time limit for the resumed part")
     parser.set_defaults(func=_main)

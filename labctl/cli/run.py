@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from labctl.cli.grammar import add_duration, duration_of
+from labctl.cli.grammar import parse_duration_s as parse_duration_s  # re-exported
+from labctl.cli.overrides import LoadedConfig, load_with_overrides, parse_overrides
 from labctl.cli.runsetup import RunStream, quiet_console, run_stream, store_locks
 from labctl.cli.runsetup import engine_options as engine_options  # re-exported: resume, node
 from labctl.interfaces.errors import ConfigError
@@ -31,7 +33,8 @@ from labctl.runner.plans import Plan, load_plan
 from labctl.runner.signals import abort_on_signals
 from labctl.runner.status import FinalStatus
 
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h|d)?\s*$")
+log = logging.getLogger(__name__)
+
 SUMMARY_ROWS = (
     "status",
     "reason",
@@ -53,42 +56,11 @@ SUMMARY_ROWS = (
     "sync_offset_ps",
     "sync_drift_ppb",
 )
-_UNIT_S = {None: 1.0, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration_s(text: str) -> float:
-    """``"90"``, ``"90s"``, ``"30m"``, ``"12h"`` -> seconds (ConfigError when unreadable)."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ConfigError(
-            f"cannot read {text!r} as a duration (e.g. 90s, 30m, 12h)", field="--duration"
-        )
-    seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds <= 0:
-        raise ConfigError(f"duration must be > 0, got {text!r}", field="--duration")
-    return seconds
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``["n=10", "mode.fast=true"]`` -> ``{"n": 10, "mode": {"fast": True}}`` (YAML values)."""
-    result: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"expected key=value, got {item!r}", field="--set")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{item!r}: value is not valid YAML ({exc})", field="--set") from exc
-        node = result
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"{item!r}: {part!r} is already a value", field="--set")
-            node = child
-        node[parts[-1]] = value
-    return result
+    """Plan arguments among ``--set`` items (config keys are applied to the config)."""
+    return parse_overrides(items, {}).args
 
 
 def resolve_plan(spec: str, where: str) -> Plan:
@@ -125,6 +97,8 @@ def with_publisher(plan: Plan, stream: RunStream) -> Plan:
 
     async def streamed(run: Any) -> Any:
         run.publisher = stream.publisher
+        if stream.broker_url:  # the terminal saw it before the run folder existed
+            run.log.info("streaming on %s", stream.broker_url)
         return await plan(run)
 
     return streamed
@@ -154,10 +128,11 @@ def _cell(value: Any) -> str:
 
 
 async def _run(
-    args: argparse.Namespace, config: Any, plan: Plan, spec: str, files: tuple[str, str]
+    args: argparse.Namespace, loaded: LoadedConfig, plan: Plan, spec: str, file: str
 ) -> int:
     from labctl.station import Station
 
+    config = loaded.config
     control = RunControl()
     with store_locks(config), abort_on_signals(control):
         station = Station.from_config(config)
@@ -167,16 +142,16 @@ async def _run(
                 runs_dir=Path(config.storage.runs_dir),
                 sinks=[stream],
                 config=config.model_dump(mode="json"),
-                config_text=files[0],
-                config_file=files[1],
+                config_text=loaded.text,
+                config_file=file,
                 **engine_options(config),
             )
             result = await engine.run(
                 with_publisher(plan, stream),
                 name=args.name,
                 plan_name=spec,
-                args=parse_sets(args.set),
-                duration_s=None if args.duration is None else parse_duration_s(args.duration),
+                args=loaded.overrides.args,
+                duration_s=duration_of(args),
                 control=control,
             )
     table = summary_table(result.path)
@@ -186,10 +161,14 @@ async def _run(
 
 
 def _main(args: argparse.Namespace) -> int:
-    from labctl.cli.common import load_station_config
+    from labctl.cli.common import apply_config_logging
 
-    config = load_station_config(args, args.config)
+    loaded = load_with_overrides(args.config, args.set)  # bad --set fails before any run
+    config = loaded.config
+    apply_config_logging(args, config)
     quiet_console()
+    for change in loaded.overrides.applied:
+        log.info("--set %s", change)
     spec = args.plan or config.runner.get("plan")
     if not spec:
         raise ConfigError(
@@ -198,11 +177,8 @@ def _main(args: argparse.Namespace) -> int:
             field="runner.plan",
         )
     plan = resolve_plan(str(spec), "--plan" if args.plan else "runner.plan")
-    parse_sets(args.set)  # bad --set fails before any instrument is touched
-    if args.duration is not None:
-        parse_duration_s(args.duration)
-    files = (Path(args.config).read_text(encoding="utf-8"), str(Path(args.config).resolve()))
-    return asyncio.run(_run(args, config, plan, str(spec), files))
+    duration_of(args)  # a bad --duration fails before any instrument is touched
+    return asyncio.run(_run(args, loaded, plan, str(spec), str(Path(args.config).resolve())))
 
 
 def register(subparsers: Any) -> None:
@@ -210,13 +186,14 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("run", help="run a plan on a station, writing a run folder")
     parser.add_argument("config", help="station file (YAML)")
     parser.add_argument("--plan", help="module:function of the plan (default: runner.plan)")
-    parser.add_argument("--duration", help="stop after this much run-clock time (90s, 30m, 12h)")
+    add_duration(parser, "stop after this much run-clock time")
     parser.add_argument("--name", help="run name (folder runs/{timestamp}-{name})")
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="plan argument (YAML value), repeatable; dots nest",
+        help="a config key (qkd.block_pulses=1e7, or block_pulses=1e7 when one section has "
+        "it) or a plan argument (YAML value); repeatable",
     )
     parser.set_defaults(func=_main)

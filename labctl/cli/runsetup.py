@@ -102,6 +102,7 @@ class RunStream:
     """
 
     publisher: Any
+    broker_url: str = ""
     exit_status: str | None = None
     states: list[str] = field(default_factory=list)
     commands: Any = None
@@ -206,6 +207,7 @@ async def run_stream(
     two never share an outbox folder.
     """
     from labctl.stream.session import open_stream
+    from labctl.stream.telemetry import periodic_telemetry
 
     section = config.raw_section("mqtt")
     runs = Path(config.storage.runs_dir) if runs_dir is None else Path(runs_dir)
@@ -219,9 +221,11 @@ async def run_stream(
         config_dir=config.config_dir,
         owns_state=owns_state,
     ) as session:
-        stream = RunStream(session.publisher, commands=session.commands)
+        stream = RunStream(session.publisher, session.broker_url, commands=session.commands)
         session.publisher.set_meta(node_meta(config, station, plan))
         session.publisher.set_state("ready")
         stream.attach(control)
         logging.getLogger(__name__).info("streaming on %s", session.broker_url)
-        yield stream
+        interval_s = session.settings.telemetry_interval_s
+        async with periodic_telemetry(station.instruments, session.publisher, interval_s):
+            yield stream

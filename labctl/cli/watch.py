@@ -1,24 +1,32 @@
-"""``labctl watch``: a live terminal dashboard of one node's MQTT tree (or JSON lines)."""
+"""``labctl watch``: a live terminal dashboard of a broker's labctl nodes (or JSON lines).
+
+Without ``--lab``/``--node`` it finds the nodes from their retained ``$meta``: one node is
+watched, several are listed and all watched (one panel each). A broker that cannot be
+reached is an error exit (1) with the reason, not a retry loop with nothing on screen.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 
+from labctl.cli.grammar import add_duration, duration_of
 from labctl.interfaces.errors import ConfigError
 from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.dashboard import DashboardModel
 from labctl.stream.settings import MqttSettings, TlsSettings, parse_url
-from labctl.stream.topics import Topics
+from labctl.stream.topics import ROOT, Topics
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +37,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``watch`` sub-command."""
     p = subparsers.add_parser("watch", help="live dashboard of a node's MQTT stream")
     p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
-    p.add_argument("--lab", required=True)
-    p.add_argument("--node", required=True)
+    p.add_argument("--lab", help="lab to watch (default: found from the nodes' $meta)")
+    p.add_argument("--node", help="node to watch (default: every node of the lab)")
     p.add_argument("--json", action="store_true", help="print every message as a JSON line")
     p.add_argument("--username")
     p.add_argument("--password-file", type=Path)
     p.add_argument("--ca-file", type=Path, help="CA certificate for mqtts://")
-    p.add_argument("--duration-s", type=float, default=None, help="stop after this long")
+    add_duration(p, "stop after this long")
     p.set_defaults(func=run_watch)
 
 
@@ -64,32 +72,90 @@ def _json_line(topic: str, payload: bytes) -> str:
     return json.dumps({"topic": topic, "payload": body}, ensure_ascii=False)
 
 
+DISCOVER_S = 1.5
+"""How long retained ``$meta`` messages are collected when lab or node is not given."""
+
+
+class BrokerUnreachable(Exception):
+    """The first connection to the broker failed."""
+
+
+def _reap(client: aiomqtt.Client) -> None:
+    """Read aiomqtt's connection futures so a failed connect leaves no "Future exception
+    was never retrieved" traceback behind at exit."""
+    for name in ("_connected", "_disconnected"):
+        future = getattr(client, name, None)
+        if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+            future.exception()
+
+
+async def discover(
+    settings: MqttSettings, lab: str | None, node: str | None, wait_s: float = DISCOVER_S
+) -> list[Topics]:
+    """Nodes announced by a retained ``$meta`` (filtered by lab/node when given)."""
+    pattern = f"{ROOT}/{lab or '+'}/{node or '+'}/$meta"
+    found: dict[tuple[str, str], Topics] = {}
+    client = make_client(settings, unique_client_id("labctl-watch-find"))
+    try:
+        async with client:
+            await client.subscribe(pattern, qos=1)
+            deadline = time.monotonic() + wait_s
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    async with asyncio.timeout(left):
+                        message = await anext(client.messages)
+                except TimeoutError:
+                    break
+                parts = message.topic.value.split("/")
+                if len(parts) == 5 and message.payload:
+                    with contextlib.suppress(ConfigError):
+                        found[(parts[2], parts[3])] = Topics(parts[2], parts[3])
+    except aiomqtt.MqttError as exc:
+        _reap(client)
+        raise BrokerUnreachable(f"cannot reach broker {settings.url}: {exc}") from None
+    return [found[k] for k in sorted(found)]
+
+
 async def _watch(
-    settings: MqttSettings, topics: Topics, as_json: bool, duration_s: float | None
+    settings: MqttSettings, nodes: list[Topics], as_json: bool, duration_s: float | None
 ) -> None:
-    model = DashboardModel(topics)
+    models = {t.base: DashboardModel(t) for t in nodes}
     deadline = None if duration_s is None else time.monotonic() + duration_s
     console = Console()
+
+    def render() -> Any:
+        return Group(*(m.render() for m in models.values()))
+
     live = (
         None
         if as_json
-        else Live(model.render(), console=console, refresh_per_second=REFRESH_HZ, screen=False)
+        else Live(render(), console=console, refresh_per_second=REFRESH_HZ, screen=False)
     )
+
+    def model_of(topic: str) -> DashboardModel | None:
+        for base, model in models.items():
+            if topic.startswith(base + "/"):
+                return model
+        return None
 
     async def receive() -> None:
         while True:
+            client = make_client(settings, unique_client_id("labctl-watch"))
             try:
-                async with make_client(settings, unique_client_id("labctl-watch")) as client:
-                    await client.subscribe(topics.everything, qos=1)
+                async with client:
+                    for topics in nodes:
+                        await client.subscribe(topics.everything, qos=1)
                     async for message in client.messages:
                         raw = message.payload
                         payload = raw if isinstance(raw, bytes) else str(raw).encode()
                         if as_json:
                             print(_json_line(message.topic.value, payload), flush=True)
-                        else:
+                        elif (model := model_of(message.topic.value)) is not None:
                             model.apply(message.topic.value, payload)
             except aiomqtt.MqttError as exc:
-                model.alarms.append(f"broker: {exc}")
+                _reap(client)
+                for model in models.values():
+                    model.alarms.append(f"broker: {exc}")
                 await asyncio.sleep(1.0)
 
     task = asyncio.ensure_future(receive())
@@ -98,26 +164,55 @@ async def _watch(
             live.start()
         while deadline is None or time.monotonic() < deadline:
             if live is not None:
-                live.update(model.render())
+                live.update(render())
             await asyncio.sleep(1.0 / REFRESH_HZ)
             if task.done():
                 task.result()
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         if live is not None:
             live.stop()
+
+
+async def _find_and_watch(args: argparse.Namespace, settings: MqttSettings) -> int:
+    duration_s = duration_of(args)
+    if args.lab is not None and args.node is not None:
+        nodes = [Topics(args.lab, args.node)]
+        await discover(settings, args.lab, args.node, wait_s=0.0)  # the broker is reachable
+    else:
+        nodes = await discover(settings, args.lab, args.node)
+        if not nodes:
+            print(
+                f"labctl watch: no labctl node on {settings.url} (no retained $meta"
+                f"{f' for lab {args.lab}' if args.lab else ''}); give --lab and --node",
+                file=sys.stderr,
+            )
+            return 1
+        if len(nodes) > 1:
+            names = ", ".join(f"{t.lab}/{t.node}" for t in nodes)
+            print(f"labctl watch: {len(nodes)} nodes on {settings.url}: {names}", file=sys.stderr)
+    await _watch(settings, nodes, args.json, duration_s)
+    return 0
 
 
 def run_watch(args: argparse.Namespace) -> int:
     """Entry point of ``labctl watch``."""
     try:
         settings = _settings(args)
-        topics = Topics(args.lab, args.node)
+        if args.lab is not None:
+            Topics(args.lab, args.node or "x")
+        if args.node is not None:
+            Topics(args.lab or "x", args.node)
+        duration_of(args)
     except ConfigError as exc:
         print(f"labctl watch: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_watch(settings, topics, args.json, args.duration_s))
+        return asyncio.run(_find_and_watch(args, settings))
+    except BrokerUnreachable as exc:
+        print(f"labctl watch: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
-    return 0

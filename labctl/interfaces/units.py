@@ -46,3 +46,24 @@ def mw_to_dbm(power_mw: float) -> float:
 def dbm_to_mw(power_dbm: float) -> float:
     """dBm -> milliwatts."""
     return float(10.0 ** (power_dbm / 10.0))
+
+
+UNIT_OF_SUFFIX = (
+    ("_ps", "ps"), ("_ns", "ns"), ("_us", "us"), ("_ms", "ms"), ("_s", "s"),
+    ("_ghz", "GHz"), ("_mhz", "MHz"), ("_khz", "kHz"), ("_hz", "Hz"), ("_bps", "bit/s"),
+    ("_dbm", "dBm"), ("_db", "dB"), ("_mw", "mW"), ("_uw", "uW"), ("_nw", "nW"), ("_w", "W"),
+    ("_mv", "mV"), ("_v", "V"), ("_ma", "mA"), ("_ua", "uA"), ("_a", "A"),
+    ("_nm", "nm"), ("_km", "km"), ("_m", "m"), ("_deg", "deg"), ("_rad", "rad"),
+    ("_ppb", "ppb"), ("_ppm", "ppm"), ("_pct", "%"), ("_celsius", "degC"), ("_bits", "bit"),
+    ("_bytes", "byte"),
+)  # fmt: skip
+"""Name suffix -> unit text (longest suffixes of a family first: ``_dbm`` before ``_db``)."""
+
+
+def unit_of(name: str) -> str:
+    """The unit a quantity name carries in its suffix (``delay_ps`` -> ``ps``), else ``""``."""
+    lowered = name.lower()
+    for suffix, unit in UNIT_OF_SUFFIX:
+        if lowered.endswith(suffix):
+            return unit
+    return ""

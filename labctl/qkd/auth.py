@@ -1,11 +1,13 @@
 """Authenticated classical channel between Alice and Bob.
 
 Every message is a frame: 4-byte big-endian length, then ``seq`` (8 bytes), ``kind``
-(1-byte length + ASCII), payload, and a 32-byte HMAC-SHA256 tag over a direction label and
-everything before it. Choice: HMAC-SHA256 under a pre-shared key (stdlib, fast, no key
-consumption); it is computationally secure. Information-theoretic Wegman-Carter
-authentication would consume fresh key per message from the key store, which the live
-key-generation plan may add later by swapping the MAC. The two directions use keys
+(1-byte length + ASCII), payload, and a tag over everything before it, made by the channel's
+:class:`ChannelAuthenticator`. Default: :class:`HmacAuthenticator`, a 32-byte HMAC-SHA256
+under a key derived per direction from the pre-shared key (stdlib, fast, no key consumption;
+computationally secure). Option: :class:`labctl.qkd.wegman_carter.WegmanCarterAuthenticator`,
+a 16-byte information-theoretic Wegman-Carter tag that consumes 16 bytes of one-time pad per
+message from a pool seeded by the pre-shared key and refilled from generated key (pass it as
+``authenticator=``; both ends must use the same kind). The two directions use keys
 derived from the pre-shared key with different labels, so a frame cannot be reflected
 back to its sender; every frame carries the next expected sequence number, so a replayed,
 dropped or reordered frame is rejected. Any failure raises AuthenticationError and the
@@ -146,20 +148,67 @@ def _direction_key(psk: bytes, sender: Role) -> bytes:
     return hmac.new(psk, b"labctl-qkd-auth/" + sender.encode(), hashlib.sha256).digest()
 
 
+class ChannelAuthenticator(Protocol):
+    """Makes the tag of each outgoing frame body and checks the tag of each incoming one.
+
+    Calls come in frame order per direction (stateful authenticators rely on it).
+    """
+
+    tag_bytes: int
+
+    def tag(self, body: bytes) -> bytes:
+        """The tag of an outgoing body (``tag_bytes`` long)."""
+        ...
+
+    def verify(self, body: bytes, tag: bytes) -> bool:
+        """True when ``tag`` authenticates an incoming ``body``."""
+        ...
+
+
+class HmacAuthenticator:
+    """HMAC-SHA256 under direction keys derived from the pre-shared key (the default)."""
+
+    tag_bytes = MAC_BYTES
+
+    def __init__(self, psk: bytes, role: Role) -> None:
+        peer: Role = "bob" if role == "alice" else "alice"
+        self._send_key = _direction_key(psk, role)
+        self._recv_key = _direction_key(psk, peer)
+
+    def __repr__(self) -> str:
+        return "HmacAuthenticator(sha256)"
+
+    def tag(self, body: bytes) -> bytes:
+        """HMAC-SHA256 of ``body`` under this end's sending key."""
+        return hmac.new(self._send_key, body, hashlib.sha256).digest()
+
+    def verify(self, body: bytes, tag: bytes) -> bool:
+        """Constant-time check of the peer's tag."""
+        mine = hmac.new(self._recv_key, body, hashlib.sha256).digest()
+        return hmac.compare_digest(mine, tag)
+
+
 class AuthenticatedChannel:
     """MAC + sequence numbers on top of a FrameTransport; fails closed."""
 
     def __init__(
-        self, transport: FrameTransport, psk: bytes, role: Role, timeout_s: float = 30.0
+        self,
+        transport: FrameTransport,
+        psk: bytes,
+        role: Role,
+        timeout_s: float = 30.0,
+        *,
+        authenticator: ChannelAuthenticator | None = None,
     ) -> None:
         if len(psk) < 16:
             raise ValueError("AuthenticatedChannel: pre-shared key must have >= 16 bytes")
         if role not in ("alice", "bob"):
             raise ValueError(f"AuthenticatedChannel: role must be 'alice' or 'bob', got {role!r}")
-        peer: Role = "bob" if role == "alice" else "alice"
         self._transport = transport
-        self._send_key = _direction_key(psk, role)
-        self._recv_key = _direction_key(psk, peer)
+        self._auth: ChannelAuthenticator = (
+            authenticator if authenticator is not None else HmacAuthenticator(psk, role)
+        )
+        self._psk_len = len(psk)
         self._psk_fingerprint = fingerprint(psk)
         self.role = role
         self.timeout_s = timeout_s
@@ -169,8 +218,9 @@ class AuthenticatedChannel:
 
     def __repr__(self) -> str:
         return (
-            f"AuthenticatedChannel(role={self.role}, psk=<{len(self._send_key)} bytes "
-            f"{self._psk_fingerprint}>, sent={self._send_seq}, received={self._recv_seq})"
+            f"AuthenticatedChannel(role={self.role}, psk=<{self._psk_len} bytes "
+            f"{self._psk_fingerprint}>, mac={self._auth!r}, sent={self._send_seq}, "
+            f"received={self._recv_seq})"
         )
 
     @property
@@ -189,7 +239,7 @@ class AuthenticatedChannel:
         if not 0 < len(label) < 256:
             raise ValueError(f"AuthenticatedChannel.send: kind must be 1-255 ASCII chars: {kind!r}")
         body = _SEQ.pack(self._send_seq) + bytes([len(label)]) + label + payload
-        tag = hmac.new(self._send_key, body, hashlib.sha256).digest()
+        tag = self._auth.tag(body)
         await self._transport.send_frame(body + tag)
         self._send_seq += 1
 
@@ -204,11 +254,11 @@ class AuthenticatedChannel:
             raise
 
     def _open(self, frame: bytes, expect: str | None) -> Message:
-        if len(frame) < _SEQ.size + 1 + MAC_BYTES:
+        tag_bytes = self._auth.tag_bytes
+        if len(frame) < _SEQ.size + 1 + tag_bytes:
             raise AuthenticationError(f"frame of {len(frame)} bytes is too short to be authentic")
-        body, tag = frame[:-MAC_BYTES], frame[-MAC_BYTES:]
-        mine = hmac.new(self._recv_key, body, hashlib.sha256).digest()
-        if not hmac.compare_digest(mine, tag):
+        body, tag = frame[:-tag_bytes], frame[-tag_bytes:]
+        if not self._auth.verify(body, tag):
             raise AuthenticationError(f"MAC check failed on frame {self._recv_seq} ({self.role})")
         (seq,) = _SEQ.unpack_from(body)
         if seq != self._recv_seq:

@@ -23,7 +23,9 @@ from labctl.runner.bus import DocumentBus
 from labctl.runner.context import RunContext, RunHooks, StationLike
 from labctl.runner.control import RunControl
 from labctl.runner.documents import DocumentSink
-from labctl.runner.metadata import code_version, redact
+from labctl.runner.event_model import FILE_NAME as EVENT_MODEL_FILE
+from labctl.runner.event_model import EventModelFile
+from labctl.runner.metadata import code_version, redact, redact_station_text
 from labctl.runner.plans import Plan, load_plan
 from labctl.runner.status import FINISHED, FinalStatus, RunState, StopPlan
 from labctl.runner.suspenders import PeriodicPlan, Suspender
@@ -31,7 +33,7 @@ from labctl.runner.watchdog import Watchdog
 from labctl.store.datasets import RunDatabase
 from labctl.store.events import EventLog, read_events, truncate_events
 from labctl.store.lock import StoreLock
-from labctl.store.run_folder import RunFolder
+from labctl.store.run_folder import RunFolder, RunFolderError
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,9 @@ class RunEngine:
         """Run ``plan`` as a new run; ``duration_s`` limits it on the run's clock."""
         plan_name = plan_name or f"{plan.__module__}:{plan.__qualname__}"
         folder = RunFolder.create(
-            self.runs_dir, name or plan_name.rpartition(":")[2], config_text=self.config_text
+            self.runs_dir,
+            name or plan_name.rpartition(":")[2],
+            config_text=None if self.config_text is None else redact_station_text(self.config_text),
         )
         args = dict(args or {})
         lock = StoreLock(folder.path, "run folder").acquire()
@@ -162,7 +166,9 @@ class RunEngine:
             raise ValueError(
                 f"{folder.path}: run finished {metadata.get('status')}; nothing to resume"
             )
-        plan_name = str(metadata["plan"])
+        plan_name = metadata.get("plan")
+        if not isinstance(plan_name, str) or not plan_name:
+            raise RunFolderError(folder.metadata_path, "missing (the plan to resume)", "plan")
         plan = plan or load_plan(plan_name)
         checkpoint = folder.read_checkpoint() or {}
         checkpoint_seq = int(checkpoint.get("seq_next", 1))
@@ -208,8 +214,15 @@ class RunEngine:
         clock = self.station.clock
         log, handler = _run_logger(folder)
         event_log = EventLog(folder.events_path, fsync_interval_s=self.fsync_interval_s)
+        # The run's documents in bluesky's event model too (databroker, tiled, suitcases).
+        event_model_file = EventModelFile(folder.path / EVENT_MODEL_FILE)
         bus = DocumentBus(
-            folder.run_id, clock, event_log, self.sinks, seq_next=prep.seq_next, log=log
+            folder.run_id,
+            clock,
+            event_log,
+            [*self.sinks, event_model_file],
+            seq_next=prep.seq_next,
+            log=log,
         )
         database = RunDatabase(folder.database_path, folder.run_id)
         for ds_name, (guid, last_row_id) in prep.rollback.items():
@@ -241,7 +254,9 @@ class RunEngine:
         watchers: list[asyncio.Task[None]] = []
         try:
             if bus.seq_next == 0:
-                bus.emit("start", "primary", await self._start_data(folder, prep))
+                start = await self._start_data(folder, prep)
+                database.describe(start)  # every dataset carries the run and the snapshot
+                bus.emit("start", "primary", start)
             else:
                 bus.emit(
                     "event",
@@ -310,6 +325,7 @@ class RunEngine:
             folder.update_metadata(status=status, reason=reason, duration_s=duration)
             database.close(complete=status == "ok")
             event_log.close()
+            await event_model_file.aclose()
             if self.progress is None:
                 progress.close()
             log.removeHandler(handler)

@@ -29,6 +29,7 @@ def _anchor_paths(config: StationConfig, base: Path) -> StationConfig:
             "runs_dir": _resolve(base, config.storage.runs_dir),
             "calibration_store": _resolve(base, config.storage.calibration_store),
             "key_store": _resolve(base, config.storage.key_store),
+            "key_store_key_file": _resolve(base, config.storage.key_store_key_file),
         }
     )
     logging = config.logging.model_copy(
@@ -93,7 +94,12 @@ def import_classes(config: StationConfig) -> dict[str, type[Any]]:
     for key, class_path, field in entries:
         source = config.source_of(*field.split("."), "class")
         try:
-            classes[key] = import_class(class_path, field=f"{field}.class", source=source)
+            classes[key] = import_class(
+                class_path,
+                field=f"{field}.class",
+                source=source,
+                allowed_packages=config.allowed_packages,
+            )
         except ConfigError as exc:
             problems.append(exc)
     if problems:

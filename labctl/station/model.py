@@ -39,6 +39,9 @@ ClassPath = Annotated[
         description="Importable class as 'package.module:Class', e.g. 'sims.twins:SimLaser'.",
     ),
 ]
+PackageName = Annotated[
+    str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$", max_length=200)
+]
 # Paths are relative to the config file; lax so notebooks can pass pathlib.Path objects.
 FilePath = Annotated[Path, Field(strict=False)]
 
@@ -149,6 +152,12 @@ class MqttConfig(_Strict):
     keepalive_s: Annotated[int, Field(ge=1, le=3600)] = 10
     outbox_dir: FilePath | None = None
     commands: CommandsConfig | None = None
+    embedded_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=0, description="port of the embedded broker (no url); 0 = any free port"
+    )
+    telemetry_interval_s: Annotated[float, Field(ge=0)] = Field(
+        default=2.0, description="instrument health readings on tele/... every so often; 0 = off"
+    )
 
     @field_validator("url")
     @classmethod
@@ -218,6 +227,13 @@ class StorageConfig(_Strict):
     runs_dir: FilePath = Path("runs")
     calibration_store: FilePath = Path("calibration.json")
     key_store: FilePath = Path("keys.sqlite")
+    key_store_key_file: FilePath | None = Field(
+        default=None,
+        description=(
+            "Private file (mode 0600) with the 32-byte key (raw or hex) that encrypts the "
+            "key store's bits with AES-256-GCM; omit for a plain store (also 0600)."
+        ),
+    )
 
 
 class LoggingConfig(_Strict):
@@ -244,6 +260,14 @@ class StationConfig(_Strict):
     alice: dict[str, Any] = Field(default_factory=dict)
     twin_serve: dict[str, Any] = Field(default_factory=dict)
     kme: dict[str, Any] = Field(default_factory=dict)
+    allowed_packages: list[PackageName] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "Packages besides 'drivers' and 'sims' whose classes this file may name "
+            "(a lab's own drivers); nothing else is imported."
+        ),
+    )
     schedule: dict[str, Any] = Field(default_factory=dict)
 
     _file: str | None = PrivateAttr(default=None)

@@ -8,6 +8,7 @@ on resume, so a resumed plan redoes them exactly once.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labctl.interfaces.units import UNIT_OF_SUFFIX, unit_of
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+LABELS = {
+    "intensity_class": "intensity class (Alice's intensities in order: 0 = signal, "
+    "1 = decoy, 2 = vacuum in the default decoy scheme)",
+    "mu": "mean photon number",
+    "mu_design": "design mean photon number",
+    "counts": "counts",
+    "channel": "detector channel",
+    "port": "switch port",
+}
+"""Labels of common unitless columns (others get their name, spaced)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +52,23 @@ def _check_name(name: str, what: str) -> None:
         raise ValueError(f"{what} {name!r}: is an SQL keyword, pick another name") from exc
 
 
+def label_of(name: str) -> str:
+    """A readable label: the name without its unit suffix, underscores as spaces."""
+    if name in LABELS:
+        return LABELS[name]
+    lowered = name.lower()
+    for suffix, _unit in UNIT_OF_SUFFIX:
+        if lowered.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)].replace("_", " ")
+    return name.replace("_", " ")
+
+
 def _as_column(value: str | Column) -> Column:
-    return value if isinstance(value, Column) else Column(value)
+    """A Column with the unit read from the name's suffix (``v0_mv`` -> mV) unless given."""
+    column = value if isinstance(value, Column) else Column(value)
+    return Column(
+        column.name, column.unit or unit_of(column.name), column.label or label_of(column.name)
+    )
 
 
 class RunDataset:
@@ -115,6 +144,23 @@ class RunDatabase:
         self._conn = connect(str(self.path))
         self._experiment = load_or_create_experiment(run_id, sample_name="labctl", conn=self._conn)
         self._open: dict[str, RunDataset] = {}
+        self.run_metadata: dict[str, str | int | float] = {}
+        """Added to every dataset created from now on (run id, plan, name...)."""
+        self.station_snapshot: dict[str, Any] | None = None
+        """The instruments' snapshots, stored as each new dataset's qcodes snapshot."""
+
+    def describe(self, start: Mapping[str, Any]) -> None:
+        """Take run metadata and the station snapshot from the run's start document data."""
+        self.run_metadata = {"labctl_run_id": self.run_id}
+        for key in ("plan", "code_version"):
+            value = start.get(key)
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                self.run_metadata[f"labctl_{key}"] = value
+        if start.get("args"):
+            self.run_metadata["labctl_args"] = json.dumps(start["args"], default=str)
+        snapshots = start.get("snapshots")
+        if isinstance(snapshots, Mapping):
+            self.station_snapshot = {"station": {"instruments": dict(snapshots)}}
 
     def create(
         self,
@@ -151,8 +197,10 @@ class RunDatabase:
             interdeps = InterDependencies_(standalones=tuple(spec(c) for c in meas_cols))
         dataset = new_data_set(name, exp_id=self._experiment.exp_id, conn=self._conn)
         dataset.set_interdependencies(interdeps)
-        for key, value in (metadata or {}).items():
+        for key, value in {**self.run_metadata, **(metadata or {})}.items():
             dataset.add_metadata(key, value)
+        if self.station_snapshot is not None:
+            dataset.add_snapshot(json.dumps(self.station_snapshot, default=str))
         dataset.mark_started()
         handle = RunDataset(dataset, name, names)
         self._open[name] = handle

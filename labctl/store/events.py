@@ -83,10 +83,16 @@ def iter_events(path: Path) -> Iterator[dict[str, Any]]:
             continue
         try:
             record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: corrupt event line ({exc})") from exc
+        except (ValueError, RecursionError) as exc:  # JSON, UTF-8 or nesting
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:80]
+            raise ValueError(f"{path}:{number}: corrupt event line ({reason})") from None
         if not isinstance(record, dict):
             raise ValueError(f"{path}:{number}: event line is not a JSON object")
+        seq = record.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ValueError(
+                f"{path}:{number}: field 'seq': expected an integer >= 0, got {seq!r:.40}"
+            )
         yield record
 
 

@@ -5,10 +5,28 @@ key id. Every key the store holds (written now or loaded from an earlier run) is
 registered with the log redaction registry (:mod:`labctl.log`) and the MQTT secret guard
 (:mod:`labctl.stream.secrets`), so a key can never reach a log line or a published payload.
 Nothing here prints or raises with key bits: errors name the key id and the file.
+
+At rest. The store file (and SQLite's -wal/-shm, which inherit its mode) is created 0600
+and an existing one is tightened to 0600 on open. Optionally the key bits are encrypted
+with AES-256-GCM under a 32-byte key read from a private file (``storage.key_store_key_file``;
+:func:`read_store_key`): each key is sealed with a fresh 96-bit nonce and its key id and
+length as associated data, so bits cannot be moved to another row or truncated unnoticed.
+A store is encrypted or not from its first key on (recorded in its ``meta`` table with a
+check value): opening it without the key, with another key, or adding a key file to a
+plain store that already holds keys is an error naming the file.
+
+Threat model. Protects the key bits in a copy of the store without the key file: a backup,
+a synced folder, a disk taken from the lab PC, the store mailed with a run. Does not protect
+against anyone who can read the key file or run code as the node's user (the process holds
+the key and the bits in memory); does not hide metadata (key ids, lengths, times, run ids,
+block numbers stay in clear); does not detect whole rows being deleted or an older copy of
+the store put back. Keep the key file off the disk that holds the store (removable medium,
+secrets mount) for the first case to hold.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -18,8 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from labctl import log as labctl_log
+from labctl.interfaces.errors import ConfigError
 from labctl.qkd.secret import SecretBits
+from labctl.store.secret_files import create_private, read_secret_file
 from labctl.stream.secrets import SecretRegistry, default_registry
 
 _SCHEMA = """
@@ -30,12 +53,55 @@ CREATE TABLE IF NOT EXISTS keys (
     created_ts REAL NOT NULL,
     run_id TEXT,
     block INTEGER
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
 )
 """
+STORE_KEY_BYTES = 32
+_NONCE_BYTES = 12
+_CIPHER = b"aes-256-gcm"
+_CHECK_PLAINTEXT = b"labctl key store check"
 
 
 class KeyStoreError(Exception):
     """The key store cannot do what was asked (duplicate id, unknown id, bad file)."""
+
+
+def read_store_key(path: str | Path, *, field: str = "storage.key_store_key_file") -> bytes:
+    """The 32-byte key-store key from a private file (raw bytes or 64 hex digits)."""
+    data = read_secret_file(path, field=field)
+    try:
+        key = bytes.fromhex(data.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        key = data
+    if len(key) != STORE_KEY_BYTES:
+        raise ConfigError(
+            f"key-store key has {len(key)} bytes, need {STORE_KEY_BYTES} (raw or 64 hex digits)",
+            file=str(path),
+            field=field,
+        )
+    labctl_log.register_secret(key)
+    return key
+
+
+class _Sealer:
+    """AES-256-GCM of key bits; the associated data binds them to their row."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, plain: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plain, aad)
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes:
+        return self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad)
+
+
+def _aad(key_id: str, n_bits: int) -> bytes:
+    return f"labctl key {key_id} {n_bits}".encode()
 
 
 @dataclass(frozen=True, repr=False)
@@ -62,20 +128,85 @@ def _guard(data: bytes, registry: SecretRegistry) -> None:
 class KeyStore:
     """SQLite key store of one node; thread-safe; use as a context manager or close()."""
 
-    def __init__(self, path: str | Path, *, secrets: SecretRegistry | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        secrets: SecretRegistry | None = None,
+        encryption_key: bytes | None = None,
+    ) -> None:
         self.path = Path(path)
         self._registry = secrets if secrets is not None else default_registry()
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
+            for suffix in ("-wal", "-shm"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    create_private(side)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.Error as exc:
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
             raise KeyStoreError(f"key store {self.path}: cannot open ({exc})") from None
-        for (data,) in self._db.execute("SELECT key FROM keys"):
-            _guard(bytes(data), self._registry)
+        self._sealer = self._setup_encryption(encryption_key)
+        for kid, data, n_bits in self._db.execute("SELECT key_id, key, n_bits FROM keys"):
+            _guard(self._plain(str(kid), bytes(data), int(n_bits)), self._registry)
+
+    @property
+    def encrypted(self) -> bool:
+        """True when the key bits are sealed with AES-256-GCM in the file."""
+        return self._sealer is not None
+
+    def _setup_encryption(self, key: bytes | None) -> _Sealer | None:
+        """Check ``key`` against the store's record (and make the record for a new store)."""
+        if key is not None and len(key) != STORE_KEY_BYTES:
+            raise KeyStoreError(
+                f"key store {self.path}: encryption key must have {STORE_KEY_BYTES} bytes"
+            )
+        meta = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
+        has_keys = self._db.execute("SELECT 1 FROM keys LIMIT 1").fetchone() is not None
+        if "cipher" not in meta:
+            if key is None:
+                return None
+            if has_keys:
+                raise KeyStoreError(
+                    f"key store {self.path}: holds keys in clear; a key file "
+                    "(storage.key_store_key_file) cannot be added to it (start a new store)"
+                )
+            sealer = _Sealer(key)
+            check = sealer.seal(_CHECK_PLAINTEXT, _CIPHER)
+            self._db.executemany(
+                "INSERT INTO meta (name, value) VALUES (?, ?)",
+                [("cipher", _CIPHER), ("check", check)],
+            )
+            return sealer
+        if key is None:
+            raise KeyStoreError(
+                f"key store {self.path}: is encrypted; set storage.key_store_key_file to its "
+                "key file"
+            )
+        sealer = _Sealer(key)
+        try:
+            sealer.open(bytes(meta["check"]), _CIPHER)
+        except (InvalidTag, KeyError):
+            raise KeyStoreError(
+                f"key store {self.path}: the key file does not open this store (another key?)"
+            ) from None
+        return sealer
+
+    def _plain(self, key_id: str, data: bytes, n_bits: int) -> bytes:
+        if self._sealer is None:
+            return data
+        try:
+            return self._sealer.open(data, _aad(key_id, n_bits))
+        except InvalidTag:
+            raise KeyStoreError(
+                f"key store {self.path}: key {key_id} fails its authentication tag "
+                "(altered, or moved from another row)"
+            ) from None
 
     def __repr__(self) -> str:
         return f"KeyStore({self.path}, keys={len(self)})"
@@ -94,12 +225,13 @@ class KeyStore:
             raise KeyStoreError(f"key store {self.path}: refusing to store an empty key {kid}")
         data = key.to_bytes()
         _guard(data, self._registry)
+        stored = data if self._sealer is None else self._sealer.seal(data, _aad(kid, len(key)))
         with self._lock:
             try:
                 self._db.execute(
                     "INSERT INTO keys (key_id, n_bits, key, created_ts, run_id, block) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (kid, len(key), data, time.time(), run_id, block),
+                    (kid, len(key), stored, time.time(), run_id, block),
                 )
             except sqlite3.IntegrityError:
                 raise KeyStoreError(f"key store {self.path}: key id {kid} exists") from None
@@ -113,7 +245,8 @@ class KeyStore:
             ).fetchone()
         if row is None:
             raise KeyStoreError(f"key store {self.path}: no key {key_id}")
-        return SecretBits.from_bytes(bytes(row[0]), int(row[1]))
+        n_bits = int(row[1])
+        return SecretBits.from_bytes(self._plain(key_id, bytes(row[0]), n_bits), n_bits)
 
     def ids(self) -> list[str]:
         """Every key id, oldest first."""
@@ -140,9 +273,8 @@ class KeyStore:
                 "SELECT key_id, key, n_bits, created_ts, run_id, block FROM keys ORDER BY rowid"
             ).fetchall()
         for kid, data, n_bits, ts, run_id, block in rows:
-            yield StoredKey(
-                str(kid), SecretBits.from_bytes(bytes(data), int(n_bits)), ts, run_id, block
-            )
+            plain = self._plain(str(kid), bytes(data), int(n_bits))
+            yield StoredKey(str(kid), SecretBits.from_bytes(plain, int(n_bits)), ts, run_id, block)
 
     def total_bits(self, run_id: str | None = None) -> int:
         """Key bits held (only those of ``run_id`` when given)."""
@@ -178,3 +310,10 @@ def node_store_path(key_store: str | Path, node: str) -> Path:
     """The store file of one node: ``keys.sqlite`` -> ``keys-alice.sqlite``."""
     path = Path(key_store)
     return path.with_name(f"{path.stem}-{node}{path.suffix or '.sqlite'}")
+
+
+def store_key_from_config(config: object) -> bytes | None:
+    """The key-store key named by ``storage.key_store_key_file`` of a station config, or None."""
+    storage = getattr(config, "storage", None)
+    key_file = getattr(storage, "key_store_key_file", None)
+    return None if key_file is None else read_store_key(key_file)

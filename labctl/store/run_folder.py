@@ -9,6 +9,11 @@ data.db          qcodes SQLite database with the run's datasets
 summary.json     the plan's totals (key generation); ``status: degraded`` in it makes a
                  run whose plan finished end ``degraded`` instead of ``ok``
 run.lock         present while a process runs the folder (labctl.store.lock)
+
+metadata.json and checkpoint.json are read back by ``labctl resume``; a file that is not
+JSON, not UTF-8, or holds a field of the wrong type raises RunFolderError naming the file
+and the field (``metadata.json: field 'datasets.main': expected a string ...``) instead of
+a KeyError or TypeError deep in the engine.
 """
 
 from __future__ import annotations
@@ -19,6 +24,88 @@ from pathlib import Path
 from typing import Any
 
 from labctl.store.atomic import read_json, write_bytes_atomic, write_json_atomic
+
+
+class RunFolderError(ValueError):
+    """A run folder file is unreadable or holds a field of the wrong type (file and field)."""
+
+    def __init__(self, path: Path, message: str, field: str | None = None) -> None:
+        self.path = path
+        self.field = field
+        where = f"{path}: field '{field}': " if field else f"{path}: "
+        super().__init__(where + message)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    try:
+        value = read_json(path)
+    except UnicodeDecodeError as exc:  # before ValueError, its base class
+        raise RunFolderError(path, f"not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # JSONDecodeError; read_json names the file
+        raise RunFolderError(path, f"not valid JSON ({str(exc).split(' (', 1)[-1]}") from None
+    except RecursionError:
+        raise RunFolderError(path, "JSON nested too deeply") from None
+    except OSError as exc:
+        raise RunFolderError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not isinstance(value, dict):
+        raise RunFolderError(path, f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check(path: Path, data: dict[str, Any], field: str, kinds: tuple[type, ...], what: str) -> Any:
+    """data[field] when present and of one of ``kinds`` (bool is never an int here)."""
+    value = data.get(field)
+    if field in data and (
+        not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+    ):
+        raise RunFolderError(path, f"expected {what}, got {_describe(value)}", field)
+    return value
+
+
+def validate_metadata(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields ``labctl resume`` relies on, type-checked (others are left alone)."""
+    for name in ("plan", "status", "run_id", "config_file"):
+        _check(path, data, name, (str, type(None)), "a string")
+    _check(path, data, "args", (dict,), "an object")
+    datasets = _check(path, data, "datasets", (dict,), "an object of dataset name -> guid")
+    for name, guid in (datasets or {}).items():
+        if not isinstance(guid, str):
+            raise RunFolderError(
+                path, f"expected a string guid, got {_describe(guid)}", f"datasets.{name}"
+            )
+    resumes = _check(path, data, "resumes", (list,), "a list")
+    for i, entry in enumerate(resumes or []):
+        if not isinstance(entry, dict):
+            raise RunFolderError(
+                path, f"expected an object, got {_describe(entry)}", f"resumes[{i}]"
+            )
+    return data
+
+
+def validate_checkpoint(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """seq_next (int >= 0) and datasets.{name}.last_row_id (int >= 0), type-checked."""
+    seq = _check(path, data, "seq_next", (int,), "an integer >= 0")
+    if seq is not None and seq < 0:
+        raise RunFolderError(path, f"expected an integer >= 0, got {seq}", "seq_next")
+    datasets = _check(path, data, "datasets", (dict,), "an object of dataset name -> position")
+    for name, saved in (datasets or {}).items():
+        field = f"datasets.{name}"
+        if not isinstance(saved, dict):
+            raise RunFolderError(path, f"expected an object, got {_describe(saved)}", field)
+        row = saved.get("last_row_id")
+        if "last_row_id" in saved and (
+            not isinstance(row, int) or isinstance(row, bool) or row < 0
+        ):
+            raise RunFolderError(
+                path, f"expected an integer >= 0, got {_describe(row)}", f"{field}.last_row_id"
+            )
+    return data
+
 
 CONFIG_FILE = "config.yaml"
 METADATA_FILE = "metadata.json"
@@ -116,11 +203,8 @@ class RunFolder:
         write_json_atomic(self.metadata_path, metadata)
 
     def read_metadata(self) -> dict[str, Any]:
-        """metadata.json as a dict."""
-        value = read_json(self.metadata_path)
-        if not isinstance(value, dict):
-            raise ValueError(f"{self.metadata_path}: expected a JSON object")
-        return value
+        """metadata.json as a dict (RunFolderError naming file and field when corrupt)."""
+        return validate_metadata(self.metadata_path, _read_object(self.metadata_path))
 
     def update_metadata(self, **changes: Any) -> dict[str, Any]:
         """Merge ``changes`` into metadata.json atomically and return the result."""
@@ -137,10 +221,7 @@ class RunFolder:
         """The last checkpoint, or None when the run never reached one."""
         if not self.checkpoint_path.exists():
             return None
-        value = read_json(self.checkpoint_path)
-        if not isinstance(value, dict):
-            raise ValueError(f"{self.checkpoint_path}: expected a JSON object")
-        return value
+        return validate_checkpoint(self.checkpoint_path, _read_object(self.checkpoint_path))
 
     def read_summary(self) -> dict[str, Any] | None:
         """summary.json, or None when the plan wrote none."""

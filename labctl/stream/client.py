@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 
 import aiomqtt
 
 from labctl.stream.settings import MqttSettings
+
+NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+"""Small QoS 1 publishes and their PUBACKs must not wait for Nagle's algorithm: on a broker
+that does not set TCP_NODELAY itself (Mosquitto's default), each acknowledgement would
+otherwise wait on a delayed ACK."""
 
 CALL_TIMEOUT_S = 5.0
 """How long one publish/subscribe may wait for the broker before the link is declared dead."""
@@ -48,6 +54,7 @@ def make_client(
         timeout=CALL_TIMEOUT_S,
         tls_context=settings.tls.context() if settings.tls is not None else None,
         max_inflight_messages=max_inflight,
+        socket_options=NODELAY,
     )
     # We pipeline a window of publishes on purpose; aiomqtt warns above this threshold.
     client.pending_calls_threshold = max_inflight + 16

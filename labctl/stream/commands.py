@@ -11,6 +11,12 @@ Every request gets a reply on ``cmd/{action}/reply``: ``{"request_id", "action",
 "error", "result", "ts"}``. A malformed or unauthorised request gets ``ok: false`` and a
 log line (never the token) and never reaches the run; a callback that fails or times out
 is reported the same way, so nothing a remote client sends can raise into the runner.
+
+Anything may arrive on ``cmd/+``: payloads over 16 KiB, invalid UTF-8, non-JSON, JSON
+nested deeper than ``_MAX_DEPTH``, wrong types, non-ASCII or lone surrogates in any string,
+NaN or infinite ``ts``. Each is refused with a reply naming the field; an unforeseen error
+in handling one message is answered ``internal error`` (and logged with its traceback), and
+a reply that cannot be published is logged: the listener always goes on to the next message.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,11 +48,40 @@ CommandCallback = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any] | No
 """``async def on_pause(args) -> optional result dict``."""
 
 _MAX_PAYLOAD = 16 * 1024
+_MAX_DEPTH = 32
+"""JSON nesting allowed in a request (deeper is refused before parsing)."""
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 of a decoded JSON string (lone surrogates, which JSON allows, kept as such)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _json_depth(payload: bytes) -> int:
+    """Deepest nesting of [ and { outside strings (a cheap scan; json.loads recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def _mac(secret: str, action: str, request_id: str, ts: float, args: Mapping[str, Any]) -> str:
     canonical = json.dumps(args, sort_keys=True, separators=(",", ":"))
-    message = f"{action}\n{request_id}\n{ts!r}\n{canonical}".encode()
+    message = _utf8(f"{action}\n{request_id}\n{ts!r}\n{canonical}")
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
@@ -112,17 +148,18 @@ class CommandListener:
         if self.auth.mode == "token":
             token = request.get("token")
             if not isinstance(token, str) or not hmac.compare_digest(
-                token.encode(), self.auth.secret.encode()
+                _utf8(token), self.auth.secret.encode()
             ):
                 raise CommandRejected("unauthorised: bad or missing token")
             return
         ts, mac = request.get("ts"), request.get("hmac")
-        if not isinstance(ts, int | float) or not isinstance(mac, str):
-            raise CommandRejected("unauthorised: hmac mode needs numeric 'ts' and 'hmac'")
-        if abs(time.time() - ts) > self.auth.max_skew_s:
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not isinstance(mac, str):
+            raise CommandRejected("unauthorised: hmac mode needs numeric 'ts' and string 'hmac'")
+        if not math.isfinite(ts) or abs(time.time() - ts) > self.auth.max_skew_s:
             raise CommandRejected(f"unauthorised: ts is more than {self.auth.max_skew_s} s off")
         expected = _mac(self.auth.secret, action, request["request_id"], ts, request["args"])
-        if not hmac.compare_digest(mac, expected):
+        # Bytes, not str: compare_digest refuses str with non-ASCII characters (TypeError).
+        if not hmac.compare_digest(_utf8(mac), expected.encode()):
             raise CommandRejected("unauthorised: bad hmac")
         if request["request_id"] in self._seen:
             raise CommandRejected("unauthorised: request_id already used (replay)")
@@ -134,15 +171,27 @@ class CommandListener:
     def _parse(payload: bytes) -> dict[str, Any]:
         if len(payload) > _MAX_PAYLOAD:
             raise CommandRejected(f"malformed: payload over {_MAX_PAYLOAD} bytes")
+        if _json_depth(payload) > _MAX_DEPTH:
+            raise CommandRejected(f"malformed: JSON nested deeper than {_MAX_DEPTH}")
         try:
-            request = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise CommandRejected(f"malformed: not JSON ({exc})") from None
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CommandRejected(f"malformed: not UTF-8 (byte {exc.start})") from None
+        try:
+            request = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise CommandRejected(f"malformed: not JSON ({str(exc)[:80]})") from None
         if not isinstance(request, dict):
             raise CommandRejected("malformed: payload must be a JSON object")
         rid = request.get("request_id")
-        if not isinstance(rid, str) or not 1 <= len(rid) <= 128:
-            raise CommandRejected("malformed: 'request_id' must be a string of 1-128 chars")
+        if not isinstance(rid, str) or not 1 <= len(rid) <= 128 or not rid.isprintable():
+            raise CommandRejected(
+                "malformed: 'request_id' must be a string of 1-128 printable chars"
+            )
+        try:
+            rid.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CommandRejected("malformed: 'request_id' is not valid Unicode") from None
         request.setdefault("args", {})
         if not isinstance(request["args"], dict):
             raise CommandRejected("malformed: 'args' must be an object")
@@ -175,8 +224,32 @@ class CommandListener:
             self.rejected += 1
             reply.update(error=str(exc), result=None)
             log.warning("command %s rejected (request %s): %s", action, reply["request_id"], exc)
+        except Exception as exc:  # a bug here must not stop the listener
+            self.rejected += 1
+            reply.update(error=f"internal error: {type(exc).__name__}", result=None)
+            log.exception("command %s: internal error (request %s)", action, reply["request_id"])
         reply["ts"] = time.time()
         return reply
+
+    def _reply_payload(self, reply: dict[str, Any]) -> bytes:
+        """The reply as JSON; a result that is not JSON-able becomes an error reply."""
+        try:
+            return dumps(reply)
+        except (TypeError, ValueError, UnicodeEncodeError) as exc:
+            log.warning("command %s: reply not serialisable: %s", reply.get("action"), exc)
+            safe = {
+                "request_id": reply.get("request_id"),
+                "action": reply.get("action"),
+                "ok": False,
+                "error": f"internal error: reply not serialisable ({type(exc).__name__})",
+                "result": None,
+                "ts": reply.get("ts"),
+            }
+            try:
+                return dumps(safe)
+            except (TypeError, ValueError, UnicodeEncodeError):
+                safe.update(request_id=None, action=None)
+                return dumps(safe)
 
     # -- connection --------------------------------------------------------------------
     async def _serve(self, client: aiomqtt.Client) -> None:
@@ -185,12 +258,13 @@ class CommandListener:
         async for message in client.messages:
             action = message.topic.value.rsplit("/", 1)[-1]
             raw = message.payload
-            payload = raw if isinstance(raw, bytes) else str(raw).encode()
-            reply = await self.handle(action, payload)
+            payload = raw if isinstance(raw, bytes | bytearray) else str(raw).encode()
+            reply = await self.handle(action, bytes(payload))
             topic = f"{self.topics.base}/cmd/{action}/reply"
             if action not in COMMAND_ACTIONS:
                 topic = f"{self.topics.base}/cmd/invalid/reply"
-            await client.publish(topic, dumps(reply), qos=1)
+                reply["action"] = None
+            await client.publish(topic, self._reply_payload(reply), qos=1)
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff."""

@@ -62,7 +62,11 @@ class Mosquitto:
         users: dict[str, str] | None = None,
         tls: TlsFiles | None = None,
         tls_port: int | None = None,
+        stock: bool = False,
     ) -> None:
+        """``stock``: Mosquitto's default settings (no persistence, Nagle on, default queue
+        limits) with only the listener, anonymous access and the user set."""
+        self.stock = stock
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -76,21 +80,20 @@ class Mosquitto:
     def _write_conf(self) -> None:
         data = self.folder / "data"
         data.mkdir(exist_ok=True)
-        lines = [
-            "persistence true",
-            f"persistence_location {data}/",
-            "autosave_interval 1",
-            "max_queued_messages 1000000",
-            "max_inflight_messages 0",
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-            "per_listener_settings false",
-            "set_tcp_nodelay true",
-            # Started as root, mosquitto would switch to user "mosquitto", which cannot
-            # read or write our (private) folder: stay whoever started it.
-            f"user {getpass.getuser()}",
-        ]
+        # Started as root, mosquitto would switch to user "mosquitto", which cannot read
+        # or write our (private) folder: stay whoever started it.
+        lines = ["log_dest stderr", "log_type error", "log_type warning"]
+        lines.append(f"user {getpass.getuser()}")
+        if not self.stock:
+            lines += [
+                "persistence true",
+                f"persistence_location {data}/",
+                "autosave_interval 1",
+                "max_queued_messages 1000000",
+                "max_inflight_messages 0",
+                "per_listener_settings false",
+                "set_tcp_nodelay true",
+            ]
         if self.users is not None:
             pwfile = self.folder / "passwd"
             pwfile.write_text("")

@@ -15,7 +15,7 @@ cursor rewritten, at most every ``fsync_interval_s`` (default 1 s) and on close,
 cut loses at most that much. A cursor older than the truth only causes re-sends, which
 subscribers drop by ``(run_id, seq)``. On recovery a torn or corrupt tail of the last
 segment (a crash mid-write) is cut off; a corrupt frame in an older segment ends that
-segment (with a warning).
+segment (with a warning). Files are private: the folder is 0700, segments and cursor 0600.
 
 Memory: the newest messages are also kept in a bounded queue so that a healthy link never
 reads the disk. When the queue is full (or the broker has been away long enough to fill
@@ -108,7 +108,9 @@ class Outbox:
                 "Outbox: memory_capacity >= 0, segment_bytes >= 1024, fsync_interval_s >= 0"
             )
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Private: the queue holds run data on its way to the broker (segments are 0600).
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
         self.memory_capacity = memory_capacity
         self.segment_bytes = segment_bytes
         self.fsync_interval_s = fsync_interval_s
@@ -155,7 +157,9 @@ class Outbox:
     def _write_cursor(self) -> None:
         tmp = self.directory / "cursor.tmp"
         seg, off = self._read_pos
-        tmp.write_text(json.dumps({"segment": seg, "offset": off}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"segment": seg, "offset": off}))
         os.replace(tmp, self.directory / "cursor")
 
     def _scan(self, seg: int, start: int, last: bool) -> tuple[int, int]:

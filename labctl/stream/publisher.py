@@ -91,7 +91,10 @@ class MqttPublisher:
         if window < 1:
             raise ConfigError(f"window must be >= 1, got {window}", field="window")
         self._window = window
-        self._refill = max(1, window // 4)  # peek() restarts at the cursor: refill in chunks
+        # Refill as soon as one slot is free, as a bare client does: waiting for a chunk of
+        # free slots leaves the socket silent, so the broker's PUBACKs (Nagle on at a stock
+        # Mosquitto) wait for our delayed TCP ACK instead of riding on our next PUBLISH.
+        self._refill = 1
         self._replay_window_s = replay_window_s
         self._recent: deque[tuple[float, Message]] = deque()
         self._connects = 0

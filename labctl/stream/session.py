@@ -53,9 +53,17 @@ async def open_stream(
         settings = settings_from_config(mqtt_section, config_dir)
     async with contextlib.AsyncExitStack() as stack:
         if settings.embedded:
-            url = await stack.enter_async_context(embedded_broker())
-            host, port, _ = parse_url(url, "embedded broker")
-            settings = dataclasses.replace(settings, host=host, port=port)
+            access = await stack.enter_async_context(
+                embedded_broker(settings.embedded_port or None)
+            )
+            host, port, _ = parse_url(access.url, "embedded broker")
+            settings = dataclasses.replace(
+                settings,
+                host=host,
+                port=port,
+                username=access.username,
+                password=access.password,
+            )
         publisher = MqttPublisher(
             settings,
             lab=lab,

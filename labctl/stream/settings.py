@@ -21,7 +21,7 @@ from labctl.interfaces.errors import ConfigError
 
 _KEYS = {
     "url", "username", "password", "password_file", "tls", "client_id", "keepalive_s",
-    "outbox_dir", "commands",
+    "outbox_dir", "commands", "embedded_port", "telemetry_interval_s",
 }  # fmt: skip
 _TLS_KEYS = {"ca_file", "cert_file", "key_file", "insecure"}
 _CMD_KEYS = {"mode", "token", "token_file", "max_skew_s"}
@@ -76,6 +76,8 @@ class MqttSettings:
     outbox_dir: Path | None = None
     commands: CommandAuth | None = None
     embedded: bool = False  # no broker URL configured: labctl starts one on 127.0.0.1
+    embedded_port: int = 0  # the embedded broker's port; 0 = any free port
+    telemetry_interval_s: float = 2.0  # health readings on tele/... this often; 0 = off
 
     @property
     def url(self) -> str:
@@ -215,6 +217,16 @@ def settings_from_config(
         raise ConfigError("must be an integer 1..3600", field="mqtt.keepalive_s")
     outbox = section.get("outbox_dir")
     commands = section.get("commands")
+    embedded_port = section.get("embedded_port", 0)
+    if isinstance(embedded_port, bool) or not isinstance(embedded_port, int):
+        raise ConfigError("must be an integer 0..65535", field="mqtt.embedded_port")
+    if not 0 <= embedded_port <= 65535:
+        raise ConfigError("must be an integer 0..65535", field="mqtt.embedded_port")
+    if embedded_port and url is not None:
+        raise ConfigError("only for the embedded broker (no url)", field="mqtt.embedded_port")
+    interval = section.get("telemetry_interval_s", 2.0)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
+        raise ConfigError("must be a number >= 0", field="mqtt.telemetry_interval_s")
     return MqttSettings(
         host=host,
         port=port,
@@ -226,4 +238,6 @@ def settings_from_config(
         outbox_dir=_path(outbox, base, "mqtt.outbox_dir") if outbox is not None else None,
         commands=_commands(commands, base) if commands is not None else None,
         embedded=url is None,
+        embedded_port=embedded_port,
+        telemetry_interval_s=float(interval),
     )

@@ -16,12 +16,25 @@ Where (the station file's free-form ``twin_serve`` section; everything optional)
         detectors: {control_port: 47010, counts_port: 47011}
         tagger-bob: {control_port: 47022, stream_port: 47023}
         transmitter: {port: 47030, upload_port: 47031}
+        pc-bob: {wire: thorlabs-mpc320}  # serve this twin as another model (see below)
 
 Default ports (what configs/hil.yaml uses), counted per interface in config order (i):
 laser 47000+i; detector control 47010+2i, counts 47011+2i; tagger control 47020+2i,
 stream 47021+2i; transmitter JSON-RPC 47030+2i, binary upload 47031+2i. Pseudo-terminal
 paths change on every start, so serial twins are also reachable through the symlink
 ``<link_dir>/<instrument>``, removed again at stop.
+
+Choosing the model: ``wire: <model>`` in an instrument's entry serves that twin behind
+another model's protocol (``sims/wire/models.py`` lists them); left out, the default model
+above. Laser: ``santec-tsl570`` (default), ``keysight-n7776c`` (SCPI over TCP, same port
+numbering); polarization controller: ``ozoptics-epc400`` (default), ``thorlabs-mpc320``
+(APT binary protocol, pty); optical switch: ``agiltron-ff`` (default), ``dicon-mems``
+(SCPI text, pty); transmitter: ``swabian-pulsestreamer`` (default), ``tektronix-awg5208``
+(SCPI over TCP, ``port``); detector: ``singlequantum-eos`` (default), ``idq-id120`` (one
+SCPI port per channel from ``port``); time tagger: ``idq-id1000`` (default),
+``picoquant-hydraharp`` (HHLib bridge: ``control_port``, ``stream_port``). A model that
+does not serve the twin's interface is a ConfigError naming
+``twin_serve.instruments.<name>.wire``.
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ from sims.wire.eos import EosWire
 from sims.wire.epc400 import Epc400Wire
 from sims.wire.ffswitch import FfSwitchWire
 from sims.wire.id1000 import Id1000Wire
+from sims.wire.models import wire_class
 from sims.wire.pulsestreamer import PulseStreamerWire
 from sims.wire.tsl570 import Tsl570Wire
 
@@ -67,6 +81,7 @@ class ServeSettings:
     stream_pattern: str = "push"
     ports: dict[str, dict[str, int]] = field(default_factory=dict)
     any_port: bool = False  # True: ports not given explicitly are picked free (tests)
+    wires: dict[str, str] = field(default_factory=dict)  # instrument -> model served
 
     @classmethod
     def from_section(cls, section: Any, *, base_dir: Path | None = None) -> ServeSettings:
@@ -93,7 +108,23 @@ class ServeSettings:
         pattern = section.get("stream_pattern", "push")
         if pattern not in ("push", "pub"):
             raise ConfigError("must be push or pub", field="twin_serve.stream_pattern")
-        return cls(host, link_dir, pattern, _ports(section.get("instruments", {})))
+        instruments = section.get("instruments", {})
+        return cls(host, link_dir, pattern, _ports(instruments), wires=_wires(instruments))
+
+
+def _wires(section: Any) -> dict[str, str]:
+    """``wire: <model>`` per instrument (the rest of each entry is checked by _ports)."""
+    wires: dict[str, str] = {}
+    for name, entry in section.items() if isinstance(section, Mapping) else ():
+        if isinstance(entry, Mapping) and "wire" in entry:
+            wire = entry["wire"]
+            if not isinstance(wire, str) or not wire:
+                raise ConfigError(
+                    f"must be a model name, got {wire!r}",
+                    field=f"twin_serve.instruments.{name}.wire",
+                )
+            wires[str(name)] = wire
+    return wires
 
 
 def _ports(section: Any) -> dict[str, dict[str, int]]:
@@ -106,6 +137,8 @@ def _ports(section: Any) -> dict[str, dict[str, int]]:
             raise ConfigError("must be a mapping of ports", field=where)
         ports[str(name)] = {}
         for key, value in entry.items():
+            if key == "wire":
+                continue  # the model served: _wires
             if key not in _PORT_KEYS:
                 raise ConfigError(
                     f"unknown key (known: {', '.join(sorted(_PORT_KEYS))})", field=f"{where}.{key}"
@@ -130,10 +163,15 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
         if isinstance(twin, Laser):
             port = chosen.get("port", LASER_BASE_PORT + counts["laser"])
             counts["laser"] += 1
-            servers.append(Tsl570Wire(name, twin, host=host, port=port))
+            laser_wire = wire_class("laser", settings.wires.get(name), name, Tsl570Wire)
+            servers.append(laser_wire(name, twin, host=host, port=port))
         elif isinstance(twin, Transmitter):
             base = TRANSMITTER_BASE_PORT + 2 * counts["transmitter"]
             counts["transmitter"] += 1
+            tx_wire = wire_class("transmitter", settings.wires.get(name), name, PulseStreamerWire)
+            if tx_wire is not PulseStreamerWire:
+                servers.append(tx_wire(name, twin, host=host, port=chosen.get("port", base)))
+                continue
             servers.append(
                 PulseStreamerWire(
                     name,
@@ -146,6 +184,12 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
         elif isinstance(twin, TimeTagger):
             base = TAGGER_BASE_PORT + 2 * counts["tagger"]
             counts["tagger"] += 1
+            tagger_wire = wire_class("time_tagger", settings.wires.get(name), name, Id1000Wire)
+            if tagger_wire is not Id1000Wire:
+                ports = {"control_port": chosen.get("control_port", base)}
+                ports["stream_port"] = chosen.get("stream_port", base + 1)
+                servers.append(tagger_wire(name, twin, host=host, **ports))
+                continue
             servers.append(
                 Id1000Wire(
                     name,
@@ -159,6 +203,10 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
         elif isinstance(twin, SinglePhotonDetector):
             base = DETECTOR_BASE_PORT + 2 * counts["detector"]
             counts["detector"] += 1
+            det_wire = wire_class("detector", settings.wires.get(name), name, EosWire)
+            if det_wire is not EosWire:
+                servers.append(det_wire(name, twin, host=host, port=chosen.get("port", base)))
+                continue
             servers.append(
                 EosWire(
                     name,
@@ -169,9 +217,13 @@ def build_servers(instruments: Mapping[str, Any], settings: ServeSettings) -> li
                 )
             )
         elif isinstance(twin, PolarizationController):
-            servers.append(Epc400Wire(name, twin, link=link))
+            pc_wire = wire_class(
+                "polarization_controller", settings.wires.get(name), name, Epc400Wire
+            )
+            servers.append(pc_wire(name, twin, link=link))
         elif isinstance(twin, OpticalSwitch):
-            servers.append(FfSwitchWire(name, twin, link=link))
+            switch_wire = wire_class("optical_switch", settings.wires.get(name), name, FfSwitchWire)
+            servers.append(switch_wire(name, twin, link=link))
         else:
             raise ConfigError(
                 f"{type(twin).__name__} implements none of the six interfaces; no wire "

@@ -112,7 +112,8 @@ def test_check_without_connect_builds_nothing(tmp_path: Path) -> None:
     # An instrument whose connect would hang: plain check must not even build it.
     config = tmp_path / "s.yaml"
     config.write_text(
-        "lab: l\nnode: n\ninstruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
+        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "instruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
         "    settings: {fail: hang, not_a_setting: 1}\n"
     )
     result = labctl("check", config, timeout_s=30)
@@ -126,7 +127,8 @@ def test_connect_reports_every_failure_and_releases_what_it_opened(
     dead_port = _free_port()
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: l\nnode: n\ninstruments:\n"
+        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "instruments:\n"
         f"  alive:\n{_probe(port)}"
         f"  dead:\n{_probe(dead_port)}"
         "  stuck:\n    class: fake_instruments:FakeLaser\n    settings: {fail: hang}\n"
@@ -145,7 +147,8 @@ def test_connect_all_healthy_exits_0(tmp_path: Path, line_server: tuple[int, lis
     port, _ = line_server
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: l\nnode: n\ninstruments:\n"
+        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "instruments:\n"
         f"  alive:\n{_probe(port)}"
         "  laser:\n    class: fake_instruments:FakeLaser\n"
     )
@@ -157,19 +160,21 @@ def test_connect_all_healthy_exits_0(tmp_path: Path, line_server: tuple[int, lis
 def test_bad_factory_settings_exit_2_only_with_connect(tmp_path: Path) -> None:
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: l\nnode: n\ninstruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
+        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "instruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
         "    settings: {powr_mw: 1}\n"
     )
     result = labctl("check", config, "--connect")
     assert result.returncode == 2
-    assert f"{config}:4: instruments.laser.settings: unknown setting 'powr_mw'" in result.stderr
+    assert f"{config}:5: instruments.laser.settings: unknown setting 'powr_mw'" in result.stderr
 
 
 def test_failures_are_logged_as_json_lines(tmp_path: Path) -> None:
     config = tmp_path / "station.yaml"
     log_file = tmp_path / "logs" / "labctl.jsonl"
     config.write_text(
-        "lab: l\nnode: n\ninstruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
+        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "instruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
         "    settings: {fail: lost}\n"
     )
     result = labctl("--log-json", log_file, "check", config, "--connect")
@@ -187,7 +192,8 @@ def test_failures_are_logged_as_json_lines(tmp_path: Path) -> None:
 def test_config_logging_json_file_is_used_when_no_option_given(tmp_path: Path) -> None:
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: l\nnode: n\nlogging: {json_file: out/log.jsonl}\ninstruments:\n"
+        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "logging: {json_file: out/log.jsonl}\ninstruments:\n"
         "  laser:\n    class: fake_instruments:FakeLaser\n    settings: {fail: lost}\n"
     )
     result = labctl("check", config, "--connect")
@@ -198,4 +204,4 @@ def test_config_logging_json_file_is_used_when_no_option_given(tmp_path: Path) -
 
 def test_nonpositive_timeout_is_bad_input() -> None:
     result = labctl("check", DATA / "good.yaml", "--timeout", "0")
-    assert result.returncode == 2 and "--timeout must be > 0" in result.stderr
+    assert result.returncode == 2 and "--timeout: must be > 0" in result.stderr

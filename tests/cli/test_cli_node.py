@@ -1,105 +1,94 @@
-"""``labctl node alice`` and ``labctl node bob`` as two real processes over loopback TCP."""
+"""``labctl node alice`` and ``labctl node bob`` as two real processes over loopback TCP.
+
+Each node holds only its own instruments (configs/hil-alice.yaml, configs/hil-bob.yaml),
+real drivers against one served bench (``labctl twin serve``, tests/cli/hil_bench.py).
+Keys identical at both ends are checked in test_cli_hil.py; here: stopping and refusals.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from hil_bench import ServedBench, env
 
 from labctl.cli.main import main as labctl_main
 
-pytestmark = pytest.mark.slow  # two interpreters start, build stations and synchronize: ~35 s
-
-ROOT = Path(__file__).resolve().parents[2]
-ALICE_WAIT_S = 60.0
-RUN_WAIT_S = 150.0
-
-Done = tuple[int, str, str]
+QKD = {"block_interval_s": 1.0}
+RUN_WAIT_S = 600.0
 
 
-def write_config(tmp_path: Path) -> Path:
-    """configs/sim.yaml under tmp_path/configs (runs and key stores land in tmp), 1 s blocks."""
-    data = yaml.safe_load((ROOT / "configs" / "sim.yaml").read_text(encoding="utf-8"))
-    data["qkd"] = {"block_pulses": 100_000_000, "block_interval_s": 1.0}
-    folder = tmp_path / "configs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "sim.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedBench]:
+    served = ServedBench.start(tmp_path_factory.mktemp("bench"))
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def store_rows(path: Path) -> list[tuple[str, int, bytes]]:
+    """(key_id, n_bits, key) of every key, in store order; none when there is no store."""
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT key_id, n_bits, key FROM keys ORDER BY rowid").fetchall()
+    return [(str(k), int(n), bytes(b)) for k, n, b in rows]
+
+
+def _psk(path: Path, fill: int = 7) -> Path:
+    path.write_bytes(bytes([fill]) * 32)
+    path.chmod(0o600)
     return path
 
 
-def store_rows(path: Path) -> list[tuple[str, int, bytes, str, int]]:
-    """(key_id, n_bits, key, run_id, block) of every key, in the order they were stored."""
-    with sqlite3.connect(path) as db:
-        rows = db.execute(
-            "SELECT key_id, n_bits, key, run_id, block FROM keys ORDER BY rowid"
-        ).fetchall()
-    return [(str(k), int(n), bytes(b), str(r), int(i)) for k, n, b, r, i in rows]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    env["LABCTL_PROGRESS"] = "0"
-    return env
-
-
-async def _node(*args: str, cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "labctl",
-        "node",
-        *args,
+def _start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "labctl", "node", *args],
         cwd=cwd,
-        env=_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-async def _alice_address(alice: asyncio.subprocess.Process) -> str:
-    """The HOST:PORT Alice printed once her listening socket was bound (port 0 = free port)."""
+def _address(alice: subprocess.Popen[str]) -> str:
     assert alice.stdout is not None
-    line = await asyncio.wait_for(alice.stdout.readline(), ALICE_WAIT_S)
-    text = line.decode().strip()
-    assert text.startswith("listening on "), text
-    return text.removeprefix("listening on ")
+    line = alice.stdout.readline()
+    assert line.startswith("listening on "), line
+    return line.strip().removeprefix("listening on ")
 
 
-async def _finish(proc: asyncio.subprocess.Process) -> Done:
-    """Exit code, stdout and stderr; the process is killed if it outlives RUN_WAIT_S."""
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_WAIT_S)
-    except TimeoutError:
+        out, err = proc.communicate(timeout=RUN_WAIT_S)
+    except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = await proc.communicate()
+        out, err = proc.communicate()
     assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return proc.returncode, out, err
 
 
-async def _run_pair(
+def _pair(
+    bench: ServedBench,
     tmp_path: Path,
     alice_psk: Path,
     bob_psk: Path,
-    duration: str,
-    *,
     alice_args: tuple[str, ...] = (),
     bob_args: tuple[str, ...] = (),
-) -> tuple[Done, Done]:
-    config = write_config(tmp_path)
-    alice = await _node(
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    alice_config = bench.config("hil-alice", tmp_path, qkd=QKD)
+    bob_config = bench.config("hil-bob", tmp_path, qkd=QKD)
+    alice = _start(
         "alice",
-        str(config),
+        str(alice_config),
         "--listen",
         "127.0.0.1:0",
         "--psk-file",
@@ -107,170 +96,105 @@ async def _run_pair(
         *alice_args,
         cwd=tmp_path,
     )
-    try:
-        address = await _alice_address(alice)
-        bob = await _node(
-            "bob",
-            str(config),
-            "--connect",
-            address,
-            "--psk-file",
-            str(bob_psk),
-            "--duration",
-            duration,
-            *bob_args,
-            cwd=tmp_path,
-        )
-        bob_done = await _finish(bob)
-        alice_done = await _finish(alice)
-    finally:
-        if alice.returncode is None:
-            alice.kill()
-            await alice.wait()
-    return alice_done, bob_done
-
-
-def _psk(path: Path) -> Path:
-    path.write_text(os.urandom(32).hex() + "\n", encoding="ascii")
-    return path
-
-
-def _bob_summary(tmp_path: Path) -> dict[str, Any]:
-    (summary,) = (tmp_path / "runs").glob("*/summary.json")
-    return dict(json.loads(summary.read_text(encoding="utf-8")))
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-async def test_alice_and_bob_processes_store_identical_keys(tmp_path: Path, workers: int) -> None:
-    psk = _psk(tmp_path / "link.psk")
-    options = ("--workers", str(workers))
-    (a_rc, a_out, a_err), (b_rc, b_out, b_err) = await _run_pair(
-        tmp_path, psk, psk, "25s", alice_args=options, bob_args=options
+    bob = _start(
+        "bob",
+        str(bob_config),
+        "--connect",
+        _address(alice),
+        "--psk-file",
+        str(bob_psk),
+        *bob_args,
+        cwd=tmp_path,
     )
-    assert b_rc == 0, b_out + b_err
-    assert a_rc == 0, a_out + a_err
-    alice = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
-    bob = store_rows(tmp_path / "runs" / "keys-bob.sqlite")
-    # 25 s of run clock: calibration (~10 s of it counting dark counts), sync, then one
-    # block per second of acquisition; every block is keyed at 25 km.
-    assert len(alice) >= 2 and all(n > 0 for _, n, _, _, _ in alice)
-    # Same ids, lengths, bits and provenance, stored in the same order (block order, also
-    # with several blocks in flight); Alice files the keys under Bob's run.
-    assert alice == bob
-    assert [block for *_, block in bob] == sorted(block for *_, block in bob)
-    assert len({key for _, _, key, _, _ in alice}) == len(alice)
-    summary = _bob_summary(tmp_path)
-    assert {run_id for *_, run_id, _ in bob} == {summary["run_id"]}
-    assert summary["key_ids"] == [key_id for key_id, *_ in bob]
-    # How many workers ran: Bob's run summary and both nodes' output say.
-    assert summary["workers"] == workers
-    assert f"bob: {workers} workers" in b_out
-    assert f"from {len(alice)} blocks, {workers} workers" in a_out
-    # The pre-shared key never appears in what either process printed.
-    secret = psk.read_text().strip()
-    assert secret not in a_out + a_err + b_out + b_err
+    return alice, bob
 
 
-async def _interrupt_mid_run(tmp_path: Path, who: str) -> tuple[Done, Done, float]:
-    """Alice and Bob with 2 workers; SIGINT to ``who`` once block 2 is stored and more are
-    in flight. Returns Alice's and Bob's outcomes and the seconds both took to end."""
-    psk = _psk(tmp_path / "link.psk")
-    config = write_config(tmp_path)
-    common = ("--psk-file", str(psk), "--workers", "2")
-    alice = await _node("alice", str(config), "--listen", "127.0.0.1:0", *common, cwd=tmp_path)
-    bob: asyncio.subprocess.Process | None = None
-    try:
-        address = await _alice_address(alice)
-        bob = await _node(
-            "bob", str(config), "--connect", address, *common, "--duration", "1h", cwd=tmp_path
-        )
-        assert bob.stderr is not None
-        log = b""
-        while b"block 2: key" not in log:  # some blocks stored, more in flight
-            line = await asyncio.wait_for(bob.stderr.readline(), RUN_WAIT_S)
-            assert line, log.decode()
-            log += line
-        (alice if who == "alice" else bob).send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        bob_done = await _finish(bob)
-        alice_done = await _finish(alice)
-        stop_s = time.monotonic() - t0
-    finally:
-        for proc in (alice, bob):
-            if proc is not None and proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    alice_keys = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
-    assert len(alice_keys) >= 3
-    # Same ids, bits, provenance and order at both ends, whoever was stopped.
-    assert alice_keys == store_rows(tmp_path / "runs" / "keys-bob.sqlite")
-    return alice_done, bob_done, stop_s
-
-
-async def test_ctrl_c_at_bob_ends_both_nodes_with_identical_stores(tmp_path: Path) -> None:
-    """Ctrl-C mid-run with 2 workers: blocks in flight finish, both processes exit, same keys."""
-    (a_rc, a_out, a_err), (b_rc, b_out, b_err), stop_s = await _interrupt_mid_run(tmp_path, "bob")
-    # Bob's run ends "aborted (SIGINT received)"; he closes every channel, so Alice's nodes
-    # see link/close and she ends normally.
-    assert b_rc == 1 and "aborted (SIGINT received)" in b_out, b_out + b_err
-    assert a_rc == 0, a_out + a_err
-    assert stop_s < 30.0
-
-
-async def test_ctrl_c_at_alice_ends_both_nodes_with_identical_stores(tmp_path: Path) -> None:
-    """Ctrl-C on Alice with 2 workers: she takes no new block, finishes those in flight and
-    closes her channels; Bob's next block fails, later ones are dropped at both ends."""
-    (a_rc, a_out, a_err), (b_rc, b_out, b_err), stop_s = await _interrupt_mid_run(tmp_path, "alice")
-    assert a_rc == 1 and "alice: stopped (SIGINT received)" in a_err, a_out + a_err
-    assert "finishing those in flight" in a_err
-    assert b_rc == 1 and "key output stopped" in b_out, b_out + b_err
-    assert "Alice closed the channel" in b_out, b_out
-    assert stop_s < 30.0
-
-
-async def test_mismatched_psk_stops_both_nodes_without_key(tmp_path: Path) -> None:
-    alice_psk = _psk(tmp_path / "alice.psk")
-    bob_psk = _psk(tmp_path / "bob.psk")
-    (a_rc, a_out, a_err), (b_rc, b_out, b_err) = await _run_pair(
-        tmp_path, alice_psk, bob_psk, "25s"
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_mismatched_psk_stops_both_nodes_at_the_handshake(
+    bench: ServedBench, tmp_path: Path
+) -> None:
+    alice, bob = _pair(
+        bench,
+        tmp_path,
+        _psk(tmp_path / "a.psk", 1),
+        _psk(tmp_path / "b.psk", 2),
+        alice_args=("--timeout-s", "20"),
     )
+    b_rc, b_out, b_err = _finish(bob)
+    a_rc, a_out, a_err = _finish(alice)
     assert b_rc != 0 and a_rc != 0, (a_out + a_err, b_out + b_err)
-    # Alice rejects Bob's first frame (wrong MAC) and hangs up; Bob finds the link closed.
-    assert "authentication failure" in a_err and "MAC" in a_err
-    assert "key output stopped" in b_out
-    assert store_rows(tmp_path / "runs" / "keys-alice.sqlite") == []
-    assert store_rows(tmp_path / "runs" / "keys-bob.sqlite") == []
+    # To Alice a Bob with another key is a stranger: she refuses that connection and waits
+    # for Bob until --timeout-s; Bob names the likely causes.
+    assert "refused connection" in a_err and "no Bob within" in a_err
+    assert "bob: no link to Alice" in b_err and "pre-shared key" in b_err
+    for party in ("alice", "bob"):
+        assert store_rows(tmp_path / "runs" / f"keys-{party}.sqlite") == []
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(("alice_workers", "bob_workers"), [(1, 2), (2, 1)])
-async def test_mismatched_workers_is_an_error_naming_the_option(
-    tmp_path: Path, alice_workers: int, bob_workers: int
+def test_mismatched_workers_is_an_error_naming_the_option(
+    bench: ServedBench, tmp_path: Path, alice_workers: int, bob_workers: int
 ) -> None:
     psk = _psk(tmp_path / "link.psk")
     t0 = time.monotonic()
-    (a_rc, a_out, a_err), (b_rc, b_out, b_err) = await _run_pair(
+    alice, bob = _pair(
+        bench,
         tmp_path,
         psk,
         psk,
-        "25s",
         alice_args=("--workers", str(alice_workers)),
-        bob_args=("--workers", str(bob_workers), "--skip-calibration"),
+        bob_args=("--workers", str(bob_workers)),
     )
-    elapsed_s = time.monotonic() - t0
+    b_rc, b_out, b_err = _finish(bob)
+    a_rc, a_out, a_err = _finish(alice)
     assert b_rc != 0 and a_rc != 0, (a_out + a_err, b_out + b_err)
-    # Both ends say what is wrong; neither waits for a channel timeout.
-    if bob_workers > 1:
-        # Bob's worker hello reaches a single-channel Alice: refused before calibration.
-        assert "runs --workers > 1, this node --workers 1" in a_err
-        assert "bob: no link to Alice" in b_err and "this Bob: 2" in b_err
-    else:
-        # A single-channel Bob opens with block/start once synchronized.
-        assert "he runs --workers 1, this Alice --workers 2" in a_err
-        assert "key output stopped" in b_out and "same --workers (this node: 1)" in b_out
-    assert elapsed_s < 60.0  # the channel timeout (qkd.channel_timeout_s) is 60 s
-    for party in ("alice", "bob"):
-        store = tmp_path / "runs" / f"keys-{party}.sqlite"
-        assert not store.exists() or store_rows(store) == []
+    # Refused at the handshake, before Bob calibrates: no channel timeout is waited for.
+    assert f"Bob runs --workers {bob_workers}, this Alice --workers {alice_workers}" in a_err
+    assert "bob: no link to Alice" in b_err and f"this Bob: {bob_workers}" in b_err
+    assert time.monotonic() - t0 < 60.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_ctrl_c_at_bob_ends_both_nodes_with_identical_stores(
+    bench: ServedBench, tmp_path: Path
+) -> None:
+    psk = _psk(tmp_path / "link.psk")
+    alice, bob = _pair(
+        bench,
+        tmp_path,
+        psk,
+        psk,
+        alice_args=("--workers", "2"),
+        bob_args=("--workers", "2", "--skip-calibration", "--duration", "1h"),
+    )
+    try:
+        assert bob.stderr is not None
+        log = ""
+        while "block 0:" not in log:  # a block post-processed, more in flight
+            line = bob.stderr.readline()
+            assert line, log
+            log += line
+        bob.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        b_rc, b_out, b_err = _finish(bob)
+        a_rc, a_out, a_err = _finish(alice)
+        stop_s = time.monotonic() - t0
+    finally:
+        for proc in (alice, bob):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    # Bob's run ends "aborted (SIGINT received)"; he closes every channel, so Alice's nodes
+    # see link/close and she ends normally, holding the same keys.
+    assert b_rc == 1 and "aborted (SIGINT received)" in b_out, b_out + b_err
+    assert a_rc == 0, a_out + a_err
+    assert stop_s < 120.0
+    alice_keys = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
+    assert alice_keys == store_rows(tmp_path / "runs" / "keys-bob.sqlite")
 
 
 @pytest.mark.parametrize("role", ["alice", "bob"])

@@ -19,7 +19,7 @@ async def test_degraded_run_exits_3_and_publishes_degraded(tmp_path: Path) -> No
     with Mosquitto(tmp_path / "broker") as broker:
         config = tmp_path / "station.yaml"
         config.write_text(
-            "lab: testlab\nnode: alice\n"
+            "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
             "instruments:\n"
             "  laser:\n"
             "    class: runner_fixtures:MarkerInstrument\n"

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "station.yaml"
     path.write_text(
-        "lab: testlab\nnode: alice\n"
+        "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
         "instruments:\n"
         "  laser:\n"
         "    class: runner_fixtures:MarkerInstrument\n"

@@ -73,7 +73,7 @@ def test_bad_schedule_names_the_field(section: dict, field: str, text: str) -> N
 def test_schedule_runs_a_plan_repeatedly(tmp_path: Path) -> None:
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: testlab\nnode: alice\n"
+        "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
         "instruments:\n"
         "  laser:\n"
         "    class: runner_fixtures:MarkerInstrument\n"

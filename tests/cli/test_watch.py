@@ -58,7 +58,7 @@ async def test_watch_dashboard_in_a_pty_shows_the_run(tmp_path: Path) -> None:
         env = {**os.environ, "COLUMNS": "140", "LINES": "60", "TERM": "xterm-256color"}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "labctl.cli", "watch", "--broker", broker.url,
-            "--lab", "lab", "--node", "alice", "--duration-s", "40",
+            "--lab", "lab", "--node", "alice", "--duration", "40s",
             stdin=slave, stdout=slave, stderr=slave, env=env,
         )  # fmt: skip
         os.close(slave)
@@ -133,3 +133,59 @@ async def test_watch_rejects_bad_ids() -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"lab" in err and b"Lab_1" in err
+
+
+async def test_watch_finds_every_node_from_meta(tmp_path: Path) -> None:
+    with Mosquitto(tmp_path / "broker") as broker:
+        settings = MqttSettings.from_url(broker.url)
+        async with (
+            MqttPublisher(settings, lab="lab", node="alice", outbox_dir=tmp_path / "a") as alice,
+            MqttPublisher(settings, lab="lab", node="bob", outbox_dir=tmp_path / "b") as bob,
+        ):
+            alice.set_meta({"node": "alice"})
+            bob.set_meta({"node": "bob"})
+            assert await alice.wait_connected(10) and await bob.wait_connected(10)
+            await asyncio.sleep(0.5)  # retained $meta is at the broker
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "labctl.cli", "watch", "--broker", broker.url,
+                "--json", "--duration", "20s",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                assert proc.stderr is not None and proc.stdout is not None
+                listed = await asyncio.wait_for(proc.stderr.readline(), 20)
+                assert b"2 nodes" in listed and b"lab/alice" in listed and b"lab/bob" in listed
+                topics: set[str] = set()
+                while not {"tele/det-h/count_rate_hz", "tele/laser/power_mw"} <= {
+                    t.split("/", 4)[-1] for t in topics
+                }:  # QoS 0 telemetry: publish until the watcher, subscribing now, sees both
+                    bob.publish_telemetry("det-h", "count_rate_hz", 1234.0)
+                    alice.publish_telemetry("laser", "power_mw", 1.5)
+                    line = await asyncio.wait_for(proc.stdout.readline(), 20)
+                    topics.add(json.loads(line)["topic"])
+                assert "labctl/v1/lab/bob/tele/det-h/count_rate_hz" in topics
+            finally:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_watch_of_a_dead_broker_is_an_error_exit() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "labctl.cli", "watch", "--broker", "mqtt://127.0.0.1:1",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert b"cannot reach broker mqtt://127.0.0.1:1" in err
+    assert b"Traceback" not in err and b"never retrieved" not in err
+
+
+async def test_watch_of_an_empty_broker_says_so(tmp_path: Path) -> None:
+    with Mosquitto(tmp_path / "broker") as broker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "labctl.cli", "watch", "--broker", broker.url,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert b"no labctl node" in err

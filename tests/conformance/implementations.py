@@ -73,6 +73,36 @@ TIME_TAGGERS: list[Implementation] = [
     Implementation("twin-bob", twin_factory("SimTimeTagger", "tagger-bob", {"side": "bob"})),
     Implementation("twin-alice", twin_factory("SimTimeTagger", "tagger-alice", {"side": "alice"})),
 ]
+
+
+def replay_factory() -> Factory:
+    """A ReplayTimeTagger over a PTU file of random tags (10 ms, looped), in a temp folder."""
+
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[Any]:
+        import tempfile
+        from pathlib import Path
+
+        import numpy as np
+
+        from labctl.interfaces.tags import TagBatch
+        from labctl.store.ptu import write_ptu
+        from sims.twins.replay import ReplayTimeTagger
+
+        rng = np.random.default_rng(13)
+        time_ps = np.sort(rng.integers(0, 10**10, 20_000)).astype(np.int64)
+        channel = rng.integers(0, 4, time_ps.size).astype(np.uint8)
+        with tempfile.TemporaryDirectory(prefix="labctl-replay-") as tmp:
+            path = Path(tmp) / "recorded.ptu"
+            write_ptu(path, [TagBatch(channel, time_ps, 0, 10**10)], n_channels=4, resolution_ps=1)
+            async with ReplayTimeTagger("tagger-replay", path, loop=True) as tagger:
+                yield tagger
+
+    return factory
+
+
+TIME_TAGGERS.append(Implementation("replay", replay_factory()))
+
 OPTICAL_SWITCHES: list[Implementation] = [
     Implementation("twin", twin_factory("SimOpticalSwitch", "switch")),
 ]
@@ -102,3 +132,17 @@ from wired import wire_factory  # noqa: E402
 
 for _interface, _impls in REGISTRY.items():
     _impls.append(Implementation("driver-wire-twin", wire_factory(_interface)))
+
+# Second models: the same twins served as another device, through that device's driver.
+LASERS.append(Implementation("keysight-n7776c", wire_factory("laser", "keysight-n7776c")))
+POLARIZATION_CONTROLLERS.append(
+    Implementation("thorlabs-mpc320", wire_factory("polarization_controller", "thorlabs-mpc320"))
+)
+OPTICAL_SWITCHES.append(Implementation("dicon-mems", wire_factory("optical_switch", "dicon-mems")))
+
+# -- second wire models (sims.wire.models): driver -> wire -> twin with ``wire:`` set.
+from wired_models import model_factory  # noqa: E402
+
+TRANSMITTERS.append(Implementation("awg5208-wire-twin", model_factory("awg5208")))
+DETECTORS.append(Implementation("id120-wire-twin", model_factory("id120")))
+TIME_TAGGERS.append(Implementation("hydraharp-wire-twin", model_factory("hydraharp")))

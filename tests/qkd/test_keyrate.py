@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from labctl.qkd.entropy import binary_entropy
@@ -17,10 +18,32 @@ from labctl.qkd.model import GYS
 
 
 def test_gys_optimal_mu_and_maximum_distance_match_lo_ma_chen() -> None:
+    """Lo-Ma-Chen (2005): mu_opt ~ 0.48 at 50 km, infinite-decoy reach ~142.2 km."""
     mu, rate = optimal_mu(GYS, 50.0)
     assert mu == pytest.approx(0.48, abs=0.02)
     assert rate > 0
-    assert max_distance_km(GYS) == pytest.approx(142.0, abs=1.5)
+    assert max_distance_km(GYS) == pytest.approx(142.2, abs=0.1)
+
+
+def test_maximum_distance_agrees_with_a_brute_force_scan_over_mu() -> None:
+    """A dense mu grid (independent of the optimiser) brackets the reach to 0.02 km."""
+    reach = max_distance_km(GYS)
+    mus = np.linspace(0.005, 1.5, 6000)
+
+    def best_rate(distance: float) -> float:
+        return max(model_key_rate(GYS, distance, float(m)) for m in mus)
+
+    assert best_rate(reach - 0.02) > 0.0
+    assert best_rate(reach + 0.02) == 0.0
+
+
+def test_optimiser_finds_the_narrow_positive_window_near_the_reach() -> None:
+    """At 142.1 km the rate is zero for mu outside ~[0.38, 0.47]: the optimum is still found."""
+    mu, rate = optimal_mu(GYS, 142.1)
+    assert rate > 0.0
+    assert 0.38 < mu < 0.47
+    assert model_key_rate(GYS, 142.1, 0.01) == 0.0
+    assert model_key_rate(GYS, 142.1, 1.0) == 0.0
 
 
 def test_gllp_rate_is_the_formula() -> None:

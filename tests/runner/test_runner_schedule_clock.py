@@ -4,16 +4,24 @@ recalibration driven by the calibration store's expiry."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from conftest import MiniStation
 
 from labctl.runner.engine import RunEngine
 from labctl.runner.scheduler import Scheduler, TaskStatus
 from labctl.runner.triggers import Trigger
 from labctl.store.calibration import Calibration, CalibrationStore
 from sims.clock import VirtualClock
+
+
+@dataclass
+class MiniStation:
+    """What the runner needs of a station: instruments and a clock."""
+
+    instruments: dict[str, Any] = field(default_factory=dict)
+    clock: Any = None
+
 
 T0 = dt.datetime(2026, 12, 6, 20, 0, tzinfo=dt.UTC).timestamp()  # the virtual clock's start
 HOUR = 3600.0

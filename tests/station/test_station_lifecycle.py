@@ -36,7 +36,13 @@ def _fresh_journal() -> Iterator[None]:
 
 def _config(instruments: dict[str, Any], **extra: Any) -> StationConfig:
     return StationConfig.model_validate(
-        {"lab": "lab", "node": "node", "instruments": instruments, **extra}
+        {
+            "lab": "lab",
+            "node": "node",
+            "instruments": instruments,
+            "allowed_packages": ["fake_instruments"],
+            **extra,
+        }
     )
 
 
@@ -87,6 +93,7 @@ def test_factory_errors_point_at_the_config_entry(tmp_path: Path) -> None:
     path.write_text(
         "lab: l\nnode: n\ninstruments:\n  a:\n    class: fake_instruments:FakeLaser\n"
         "    settings: {powr_mw: 1}\n  b:\n    class: fake_instruments:NotAnInstrument\n"
+        "allowed_packages: [fake_instruments]\n"
     )
     with pytest.raises(ConfigError) as info:
         Station.from_config(load_config(path))

@@ -140,3 +140,78 @@ async def test_over_mqtt_with_reply_topic(mosquitto: Mosquitto) -> None:
     assert [r["ok"] for r in replies] == [False, True]
     assert replies[1]["request_id"] == "op-1"
     assert all(t == "labctl/v1/lab/bob/cmd/pause/reply" for t, _ in rec.messages)
+
+
+def _now(payload: bytes) -> bytes:
+    """The payload with NOW replaced by the current time (inside the allowed skew)."""
+    return payload.replace(b"NOW", repr(time.time()).encode())
+
+
+HOSTILE_PAYLOADS: list[tuple[bytes, str]] = [
+    (b'{"request_id": "r1", "ts": 1, "hmac": "\xc3\xa9\xc3\xa9"}', "off"),
+    ('{"request_id": "r1", "ts": NOW, "hmac": "é"}'.encode(), "bad hmac"),
+    (b'{"request_id": "r1", "ts": NaN, "hmac": "00"}', "off"),
+    (b'{"request_id": "r1", "ts": Infinity, "hmac": "00"}', "off"),
+    (b'{"request_id": "r1", "ts": true, "hmac": "00"}', "numeric 'ts'"),
+    (b'{"request_id": "r1", "ts": 1.0, "hmac": 7}', "string 'hmac'"),
+    (b'{"request_id": "\\ud800", "args": {}}', "request_id"),
+    (b'{"request_id": "a\\u0000b", "args": {}}', "request_id"),
+    (b'{"request_id": 5}', "request_id"),
+    (b'{"request_id": "r1", "args": "x"}', "args"),
+    (b"\xff\xfe\x00garbage", "not UTF-8"),
+    (b"", "not JSON"),
+    (b"[" * 5000, "nested deeper"),
+    (b'{"a": ' * 40 + b"1" + b"}" * 40, "nested deeper"),
+    (b"null", "JSON object"),
+    (b"x" * 1_000_000, "over 16384 bytes"),
+]
+
+
+@pytest.mark.parametrize(("payload", "error"), HOSTILE_PAYLOADS)
+async def test_hostile_payloads_get_an_error_naming_the_field(payload: bytes, error: str) -> None:
+    cl = listener("hmac")
+    cl.register("pause", lambda args: asyncio.sleep(0))  # type: ignore[arg-type, return-value]
+    reply = await cl.handle("pause", _now(payload))
+    assert reply["ok"] is False and error in reply["error"], reply
+    assert "internal error" not in reply["error"]
+
+
+async def test_a_lone_surrogate_token_is_refused_not_raised() -> None:
+    cl = listener("token")
+    reply = await cl.handle("pause", b'{"request_id": "r", "token": "\\udfff"}')
+    assert reply["ok"] is False and "bad or missing token" in reply["error"]
+
+
+async def test_hostile_payloads_over_mqtt_each_get_a_reply_and_the_listener_serves_on(
+    mosquitto: Mosquitto,
+) -> None:
+    settings = MqttSettings.from_url(mosquitto.url)
+    paused = asyncio.Event()
+
+    async def on_pause(args: Any) -> dict[str, Any]:
+        paused.set()
+        return {"weird": float("nan")}  # not JSON: the reply says so instead of dying
+
+    cl = listener("hmac", settings=settings)
+    cl.register("pause", on_pause)
+    async with cl, recording(settings, "labctl/v1/lab/bob/cmd/+/reply") as rec:
+        await asyncio.wait_for(cl.connected.wait(), 10)
+        async with make_client(settings, "operator") as operator:
+            for payload, _ in HOSTILE_PAYLOADS:
+                await operator.publish("labctl/v1/lab/bob/cmd/pause", _now(payload), qos=1)
+            await operator.publish("labctl/v1/lab/bob/cmd/ünknown", b"{}", qos=1)
+            await operator.publish(
+                "labctl/v1/lab/bob/cmd/pause", make_request(cl.auth, "pause", "ok-1"), qos=1
+            )
+            await operator.publish(
+                "labctl/v1/lab/bob/cmd/resume", make_request(cl.auth, "resume", "ok-2"), qos=1
+            )
+        expected = len(HOSTILE_PAYLOADS) + 3
+        assert await rec.wait_for(lambda: len(rec.messages) >= expected, 20), rec.messages
+        await asyncio.wait_for(paused.wait(), 10)
+    replies = [json.loads(p) for _, p in rec.messages]
+    assert all(r["ok"] is False for r in replies[: len(HOSTILE_PAYLOADS)])
+    assert rec.messages[len(HOSTILE_PAYLOADS)][0] == "labctl/v1/lab/bob/cmd/invalid/reply"
+    assert replies[-2]["request_id"] == "ok-1" and "not serialisable" in replies[-2]["error"]
+    assert replies[-1]["request_id"] == "ok-2" and "not available" in replies[-1]["error"]
+    assert cl.rejected == expected - 1

@@ -62,3 +62,13 @@ def test_errors_name_the_field(tmp_path: Path, section: dict, field: str) -> Non
     with pytest.raises(ConfigError) as info:
         settings_from_config(section, tmp_path)
     assert info.value.field == field
+
+
+def test_embedded_port_and_telemetry_interval_are_settings() -> None:
+    settings = settings_from_config({"embedded_port": 18830, "telemetry_interval_s": 0.5})
+    assert settings.embedded and settings.embedded_port == 18830
+    assert settings.telemetry_interval_s == 0.5
+    with pytest.raises(ConfigError, match="embedded_port"):
+        settings_from_config({"url": "mqtt://h:1883", "embedded_port": 18830})
+    with pytest.raises(ConfigError, match="embedded_port"):
+        settings_from_config({"embedded_port": 70000})

@@ -117,3 +117,17 @@ def test_corrupt_frame_in_old_segment_ends_that_segment(tmp_path: Path) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="segment_bytes"):
         Outbox("/tmp/never-created-outbox-x", segment_bytes=10)
+
+
+def test_outbox_files_are_private(tmp_path: Path) -> None:
+    folder = tmp_path / "ob"
+    box = Outbox(folder, memory_capacity=5, segment_bytes=1024)
+    for i in range(50):
+        box.put(msg(i))
+    batch = box.peek(10)
+    box.commit(batch[-1][1], len(batch))
+    box.close()
+    assert (folder / "cursor").exists() and list(folder.glob("seg-*.log"))
+    assert folder.stat().st_mode & 0o777 == 0o700
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path

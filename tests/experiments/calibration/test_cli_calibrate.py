@@ -22,7 +22,7 @@ def _labctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_calibrate_all_passes_on_the_default_scenario(tmp_path: Path) -> None:
-    done = _labctl("calibrate", "all", "--config", str(station_file(tmp_path)))
+    done = _labctl("calibrate", "all", str(station_file(tmp_path)))
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if "PASS" in line or "FAIL" in line]
     names = ["delays", "detectors", "polarization", "mean_photon_number", "switch"]
@@ -34,7 +34,7 @@ def test_calibrate_all_passes_on_the_default_scenario(tmp_path: Path) -> None:
 
 def test_calibrate_fails_with_exit_1_and_reason(tmp_path: Path) -> None:
     path = station_file(tmp_path, {"calibration": {"link": {"bob_port": 3}}})
-    done = _labctl("calibrate", "switch", "--config", str(path))
+    done = _labctl("calibrate", str(path), "switch")
     assert done.returncode == 1
     assert "FAIL" in done.stdout and "switch on the wrong port" in done.stdout
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from keygen_helpers import ROOT
 
-from experiments.keygen.endtoend import (
+from experiments.keygen.endtoend_benchmark import (
     ClassCounts,
     asymptotic_estimate,
     channel_model,

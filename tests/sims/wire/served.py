@@ -16,6 +16,7 @@ from wired import NAMES, WIRE_WORLD, make_twin
 
 from sims.wire.epc400 import Epc400Wire
 from sims.wire.ffswitch import FfSwitchWire
+from sims.wire.models import WIRE_MODELS
 from sims.wire.tsl570 import Tsl570Wire
 from sims.world import World
 
@@ -47,12 +48,16 @@ class Served:
 
 
 @asynccontextmanager
-async def served(kind: str, **server_options: Any) -> AsyncIterator[Served]:
-    """Serve the twin of ``kind`` (laser, polarization_controller, optical_switch)."""
+async def served(
+    kind: str, *, wire: str | None = None, **server_options: Any
+) -> AsyncIterator[Served]:
+    """Serve the twin of ``kind`` (laser, polarization_controller, optical_switch), as
+    model ``wire`` (sims/wire/models.py) when given."""
     world = World.from_settings(WIRE_WORLD)
     twin = make_twin(kind, world)
+    server_class = SERVERS[kind] if wire is None else WIRE_MODELS[kind][wire]
     async with twin:
-        server = SERVERS[kind](NAMES[kind], twin, **server_options)
+        server = server_class(NAMES[kind], twin, **server_options)
         await server.start()
         try:
             yield Served(world, twin, server)

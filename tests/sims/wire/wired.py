@@ -60,6 +60,14 @@ DRIVER_SETTINGS: dict[str, dict[str, Any]] = {
     "transmitter": {"period_ps": 10_000, "marker_divider": 1000},
 }
 TWIN_SETTINGS: dict[str, dict[str, Any]] = {"time_tagger": {"side": "bob"}}
+# Second models (``twin_serve.instruments.<name>.wire``): wire name -> driver class path,
+# and its driver settings where they differ from the kind's.
+WIRE_DRIVERS: dict[str, str] = {
+    "keysight-n7776c": "drivers.keysight.n7776c:N7776C",
+    "thorlabs-mpc320": "drivers.thorlabs.mpc320:MPC320",
+    "dicon-mems": "drivers.dicon.mems:DiconMems",
+}
+WIRE_DRIVER_SETTINGS: dict[str, dict[str, Any]] = {}
 
 
 @dataclass
@@ -114,15 +122,21 @@ def make_driver(
     *,
     settings: dict[str, Any] | None = None,
     timeout_s: float = 2.0,
+    wire: str | None = None,
 ) -> Any:
-    """The real driver of ``kind`` built from a config entry pointing at ``endpoints``."""
+    """The real driver of ``kind`` (or of model ``wire``) built from a config entry."""
     from labctl.station.classpath import import_class
 
-    class_path = DRIVER_CLASSES[kind]
+    class_path = DRIVER_CLASSES[kind] if wire is None else WIRE_DRIVERS[wire]
+    default = (
+        DRIVER_SETTINGS[kind]
+        if wire is None
+        else WIRE_DRIVER_SETTINGS.get(wire, DRIVER_SETTINGS[kind])
+    )
     spec = InstrumentSpec(
         name=NAMES[kind],
         class_path=class_path,
-        settings=dict(DRIVER_SETTINGS[kind] if settings is None else settings),
+        settings=dict(default if settings is None else settings),
         transport=transport_for(kind, endpoints, timeout_s),
     )
     cls = import_class(class_path, field=f"instruments.{spec.name}.class", source=spec.source)
@@ -136,8 +150,13 @@ async def wired_station(
     world_settings: dict[str, Any] | None = None,
     twin_settings: dict[str, dict[str, Any]] | None = None,
     driver_settings: dict[str, dict[str, Any]] | None = None,
+    wires: dict[str, str] | None = None,
 ) -> AsyncIterator[Wired]:
-    """Serve one twin per kind on one world; yield them with their connected drivers."""
+    """Serve one twin per kind on one world; yield them with their connected drivers.
+
+    ``wires`` maps a kind to the model its twin is served as (default: the kind's first).
+    """
+    wires = wires or {}
     world = World.from_settings(WIRE_WORLD if world_settings is None else world_settings)
     with tempfile.TemporaryDirectory(prefix="labctl-wire-") as tmp:
         link_dir = Path(tmp) / "links"
@@ -145,24 +164,31 @@ async def wired_station(
         async with AsyncExitStack() as stack:
             for twin in twins.values():
                 await stack.enter_async_context(twin)
-            wire = WireTwins(twins, ServeSettings(link_dir=link_dir, any_port=True))
+            chosen_wires = {NAMES[k]: w for k, w in wires.items()}
+            serve = ServeSettings(link_dir=link_dir, any_port=True, wires=chosen_wires)
+            wire = WireTwins(twins, serve)
             await stack.enter_async_context(wire)
             endpoints = wire.endpoints()
             drivers = {}
             for kind in kinds:
                 name = NAMES[kind]
                 chosen = (driver_settings or {}).get(kind)
-                driver = make_driver(kind, endpoints[name], settings=chosen)
+                driver = make_driver(kind, endpoints[name], settings=chosen, wire=wires.get(kind))
                 drivers[name] = await stack.enter_async_context(driver)
             yield Wired(world, twins, drivers, wire, link_dir)
 
 
-def wire_factory(kind: str) -> Callable[[], AbstractAsyncContextManager[Any]]:
-    """Conformance factory: the real driver of ``kind`` through its wire twin (laser on)."""
+def wire_factory(
+    kind: str, wire: str | None = None
+) -> Callable[[], AbstractAsyncContextManager[Any]]:
+    """Conformance factory: the real driver of ``kind`` through its wire twin (laser on).
+
+    ``wire`` serves the twin as another model (and builds that model's driver).
+    """
 
     @asynccontextmanager
     async def factory() -> AsyncIterator[Any]:
-        async with wired_station([kind]) as setup:
+        async with wired_station([kind], wires={kind: wire} if wire else None) as setup:
             setup.world.set_laser_enabled(True)
             yield setup.drivers[NAMES[kind]]
 

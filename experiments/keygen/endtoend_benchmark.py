@@ -1,4 +1,4 @@
-"""End-to-end rate check: a simulated link's measured key rate against the decoy-state formula.
+"""Benchmark harness (not a plan): a simulated link's measured key rate against the formula.
 
 One call acquires ``pulses`` pulses from Bob's tagger twin on a scenario station (the GYS
 link of configs/scenarios/gys.yaml at any distance), then reads the same detections twice:

@@ -1,0 +1,182 @@
+"""DiCon MEMS 1xN fiber optical switch: SCPI text over RS-232 (pyserial).
+
+Protocol facts (DiCon's switch remote-command set, as its rackmount/module manuals give
+it): commands and replies end in CR; upper-case letters of a mnemonic are required, the
+rest optional; ``ROUTe<m>:SCAN <ch>`` routes module ``m``'s common fiber to channel ``ch``
+(1..N) and ``ROUTe<m>:SCAN?`` answers the routed channel; commands send no reply unless
+noted; IEEE 488.2 common commands (``*IDN?``, ``*STB?``, ``*TST?``...) are served.
+
+Documented assumptions (not read from a DiCon manual): ``*IDN?`` answers four
+comma-separated fields starting with ``DiCon``; refusals go to an SCPI error queue read
+with ``SYSTem:ERRor?`` (``0,"No error"`` or ``<code>,"<text>"``), which the driver reads
+after every command and raises as InstrumentFault naming the command; the line defaults
+to 115200 baud 8N1 (the config's transport options override it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from drivers.common.base import (
+    DriverBase,
+    make_transport,
+    require_transport,
+    validate_config_settings,
+    with_default_options,
+)
+from drivers.common.scpi import ScpiLink
+from drivers.common.validate import check_int, parse_int
+from labctl.interfaces.build import BuildContext, InstrumentSpec
+from labctl.interfaces.errors import InstrumentFault, ProtocolError
+from labctl.interfaces.instrument import Health
+from labctl.transport.base import Transport
+
+MAX_PORTS = 64
+MAX_MODULE = 16
+
+
+class DiconMems(DriverBase):
+    """Driver for a DiCon MEMS 1xN switch (implements labctl's OpticalSwitch)."""
+
+    model = "DiCon MEMS 1xN"
+
+    def __init__(
+        self,
+        name: str,
+        transport: Transport,
+        *,
+        n_ports: int = 4,
+        parking_port: int = 1,
+        module: int = 1,
+    ) -> None:
+        super().__init__(name, transport)
+        self._scpi = ScpiLink(transport, terminator=b"\r")
+        self._n_ports = check_int(name, "n_ports", n_ports, 1, MAX_PORTS)
+        self._parking_port = check_int(name, "parking_port", parking_port, 1, self._n_ports)
+        self._module = check_int(name, "module", module, 1, MAX_MODULE)
+
+    @classmethod
+    def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
+        """Build from a station entry; settings: n_ports, parking_port, module, port."""
+        transport_spec = require_transport(spec, ("serial",))
+        transport_spec = with_default_options(
+            transport_spec, {"baudrate": 115200, "bytesize": 8, "parity": "N", "stopbits": 1}
+        )
+        name = spec.name
+        n_ports = spec.settings.get("n_ports", 4)
+        validated = validate_config_settings(
+            spec,
+            {
+                "n_ports": lambda v: check_int(name, "n_ports", v, 1, MAX_PORTS),
+                "parking_port": lambda v: check_int(name, "parking_port", v, 1, n_ports),
+                "module": lambda v: check_int(name, "module", v, 1, MAX_MODULE),
+                "port": lambda v: check_int(name, "port", v, 1, n_ports),
+            },
+        )
+        driver = cls(
+            name,
+            make_transport(spec, transport_spec),
+            n_ports=validated.get("n_ports", 4),
+            parking_port=validated.get("parking_port", 1),
+            module=validated.get("module", 1),
+        )
+        if "port" in validated:
+            driver._plan_port(validated["port"])
+        return driver
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def _identify(self) -> dict[str, str]:
+        reply = await self._scpi.ask("*IDN?")
+        fields = [part.strip() for part in reply.split(",")]
+        if len(fields) != 4 or not fields[0].upper().startswith("DICON"):
+            raise ProtocolError(
+                f"not a DiCon identity: {reply!r}", instrument=self.name, command="*IDN?"
+            )
+        await self._scpi.send("*CLS")  # errors queued before we came are not ours
+        return {"vendor": fields[0], "model": fields[1], "serial": fields[2], "firmware": fields[3]}
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Identity, size, module, parking port and the routed port as read back."""
+        return {
+            "model": self.model,
+            **self.identity,
+            "n_ports": self._n_ports,
+            "module": self._module,
+            "parking_port": self._parking_port,
+            "port": await self.get_port(),
+        }
+
+    async def safe_state(self) -> None:
+        """Route to the parking port (a dump or beam block)."""
+        await self.set_port(self._parking_port)
+
+    async def health(self) -> Health:
+        """Read the error queue and the routed port; healthy when clean and as last set."""
+        error = await self._scpi.ask("SYST:ERR?")
+        code, _ = self._parse_error(error, "SYST:ERR?")
+        port = await self.get_port()
+        expected = self.remembered_settings.get("port")
+        problems = [error] if code != 0 else []
+        if expected is not None and port != expected:
+            problems.append(f"routed to port {port}, expected {expected}")
+        readings: dict[str, float | int | str | bool] = {"port": port, "error": error}
+        return Health(ok=not problems, detail="; ".join(problems) or "ok", readings=readings)
+
+    # -- OpticalSwitch interface --------------------------------------------------------
+
+    @property
+    def n_ports(self) -> int:
+        """How many output channels (1..n_ports)."""
+        return self._n_ports
+
+    @property
+    def parking_port(self) -> int:
+        """The port safe_state() routes to."""
+        return self._parking_port
+
+    async def set_port(self, port: int) -> None:
+        """Route the common fiber to ``port``, then check the error queue."""
+        check_int(self.name, "port", port, 1, self._n_ports)
+        await self._write(self._route(port))
+        self._plan_port(port)
+
+    async def get_port(self) -> int:
+        """The routed channel, as the switch reports it."""
+        command = f"ROUT{self._module}:SCAN?"
+        port = parse_int(await self._scpi.ask(command), instrument=self.name, command=command)
+        if not 1 <= port <= self._n_ports:
+            raise InstrumentFault(
+                f"switch reports channel {port}, outside 1..{self._n_ports}",
+                instrument=self.name,
+                command=command,
+            )
+        return port
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _route(self, port: int) -> str:
+        return f"ROUT{self._module}:SCAN {port}"
+
+    def _plan_port(self, port: int) -> None:
+        self._remember("port", port, lambda: self._write(self._route(port)))
+
+    async def _write(self, command: str) -> None:
+        """Send a command, then read the error queue: a non-zero code faults."""
+        await self._scpi.send(command)
+        code, text = self._parse_error(await self._scpi.ask("SYST:ERR?"), command)
+        if code != 0:
+            raise InstrumentFault(
+                f"device error {code}: {text}", instrument=self.name, command=command
+            )
+
+    def _parse_error(self, reply: str, command: str) -> tuple[int, str]:
+        code, _, text = reply.partition(",")
+        try:
+            return int(code), text.strip().strip('"')
+        except ValueError:
+            raise ProtocolError(
+                f"error queue reply does not parse: {reply!r}",
+                instrument=self.name,
+                command=command,
+            ) from None

@@ -1,0 +1,207 @@
+"""Keysight N7776C tunable laser source: SCPI over a LAN socket (port 5025) or VISA.
+
+Protocol facts (N7776C / 8164B programming guide, public drivers): commands and replies end
+in LF; ``*IDN?`` answers ``Keysight Technologies,N7776C,<serial>,<firmware>`` (older units
+``Agilent Technologies``); the laser is slot 0: ``:SOUR0:POW:STAT 1|0`` switches the
+output, ``:SOUR0:POW:UNIT 1`` selects watts so the power query answers in W
+(``+1.50000000E-003``), ``:SOUR0:POW <value>MW`` sets it with an explicit unit;
+``:SOUR0:WAV <value>NM`` tunes and the wavelength query answers in metres; ``:SOUR0:WAV?
+MIN``/``MAX`` give the tuning band and ``:SOUR0:POW? MIN``/``MAX`` the power range.
+``:LOCK?`` reports the laser lock (a locked laser cannot switch on). Setting commands
+answer nothing, so after each one the driver reads ``:SYST:ERR?`` (``+0,"No error"``, or a
+negative SCPI code and text, raised as InstrumentFault naming the command).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from drivers.common.base import (
+    DriverBase,
+    make_transport,
+    require_transport,
+    validate_config_settings,
+    with_default_options,
+)
+from drivers.common.scpi import ScpiLink
+from drivers.common.validate import check_bool, check_number, parse_float, parse_on_off
+from labctl.interfaces.build import BuildContext, InstrumentSpec
+from labctl.interfaces.errors import InstrumentFault, ProtocolError
+from labctl.interfaces.instrument import Health
+from labctl.transport.base import Transport
+
+VENDORS = ("KEYSIGHT TECHNOLOGIES", "AGILENT TECHNOLOGIES")
+ORDER_TUNING = 0
+ORDER_OUTPUT = 10  # light goes on only after power and wavelength are back
+
+
+class N7776C(DriverBase):
+    """Driver for the Keysight N7776C (implements labctl's Laser interface)."""
+
+    model = "Keysight N7776C"
+    nominal_power_range_mw = (0.01, 20.0)
+    nominal_wavelength_range_nm = (1480.0, 1620.0)
+
+    def __init__(self, name: str, transport: Transport) -> None:
+        super().__init__(name, transport)
+        self._scpi = ScpiLink(transport, terminator=b"\n")
+        self._power_range_mw = self.nominal_power_range_mw
+        self._wavelength_range_nm = self.nominal_wavelength_range_nm
+
+    @classmethod
+    def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
+        """Build from a station entry; settings: output, power_mw, wavelength_nm."""
+        transport_spec = require_transport(spec, ("visa", "tcp"))
+        if transport_spec.kind == "visa":
+            transport_spec = with_default_options(
+                transport_spec, {"write_termination": "", "read_termination": "\n"}
+            )
+        name = spec.name
+        p_low, p_high = cls.nominal_power_range_mw
+        wl_low, wl_high = cls.nominal_wavelength_range_nm
+        validated = validate_config_settings(
+            spec,
+            {
+                "output": lambda v: check_bool(name, "output", v),
+                "power_mw": lambda v: check_number(name, "power_mw", v, p_low, p_high),
+                "wavelength_nm": lambda v: check_number(name, "wavelength_nm", v, wl_low, wl_high),
+            },
+        )
+        driver = cls(name, make_transport(spec, transport_spec))
+        for key, value in validated.items():
+            driver._plan(key, value)
+        return driver
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def _identify(self) -> dict[str, str]:
+        reply = await self._scpi.ask("*IDN?")
+        fields = [part.strip() for part in reply.split(",")]
+        if len(fields) != 4 or fields[0].upper() not in VENDORS:
+            raise ProtocolError(
+                f"not a Keysight/Agilent identity: {reply!r}", instrument=self.name, command="*IDN?"
+            )
+        await self._scpi.send("*CLS")  # errors queued before we came are not ours
+        await self._write(":SOUR0:POW:UNIT 1")  # power queries answer in W from now on
+        self._wavelength_range_nm = (
+            await self._ask_float(":SOUR0:WAV? MIN") * 1e9,
+            await self._ask_float(":SOUR0:WAV? MAX") * 1e9,
+        )
+        self._power_range_mw = (
+            await self._ask_float(":SOUR0:POW? MIN") * 1e3,
+            await self._ask_float(":SOUR0:POW? MAX") * 1e3,
+        )
+        for low, high, command in (
+            (*self._wavelength_range_nm, ":SOUR0:WAV? MAX"),
+            (*self._power_range_mw, ":SOUR0:POW? MAX"),
+        ):
+            if not 0.0 < low < high:
+                raise ProtocolError(
+                    f"range {low}..{high} makes no sense", instrument=self.name, command=command
+                )
+        return {"vendor": fields[0], "model": fields[1], "serial": fields[2], "firmware": fields[3]}
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Identity and every setting as read back from the laser."""
+        return {
+            "model": self.model,
+            **self.identity,
+            "output": await self.get_output(),
+            "power_mw": await self.get_power_mw(),
+            "wavelength_nm": await self.get_wavelength_nm(),
+            "locked": await self._locked(),
+            "power_range_mw": list(self._power_range_mw),
+            "wavelength_range_nm": list(self._wavelength_range_nm),
+        }
+
+    async def safe_state(self) -> None:
+        """Switch the optical output off (and remember it, so a reconnect keeps it off)."""
+        await self.set_output(False)
+
+    async def health(self) -> Health:
+        """Read the error queue and the lock; healthy when no error is queued."""
+        error = await self._scpi.ask(":SYST:ERR?")
+        locked = await self._locked()
+        code, _ = self._parse_error(error, ":SYST:ERR?")
+        readings: dict[str, float | int | str | bool] = {"error": error, "locked": locked}
+        return Health(ok=code == 0, detail="ok" if code == 0 else error, readings=readings)
+
+    # -- Laser interface ----------------------------------------------------------------
+
+    async def set_output(self, enabled: bool) -> None:
+        """Switch the optical output on or off."""
+        check_bool(self.name, "output", enabled)
+        await self._write(f":SOUR0:POW:STAT {int(enabled)}")
+        self._plan("output", enabled)
+
+    async def get_output(self) -> bool:
+        """True when the output is on."""
+        command = ":SOUR0:POW:STAT?"
+        return parse_on_off(await self._scpi.ask(command), instrument=self.name, command=command)
+
+    async def set_power_mw(self, power_mw: float) -> None:
+        """Set the output power setpoint in milliwatts."""
+        value = check_number(self.name, "power_mw", power_mw, *self._power_range_mw)
+        await self._write(_power_command(value))
+        self._plan("power_mw", value)
+
+    async def get_power_mw(self) -> float:
+        """The output power setpoint in milliwatts (the laser answers in W)."""
+        return await self._ask_float(":SOUR0:POW?") * 1e3
+
+    async def set_wavelength_nm(self, wavelength_nm: float) -> None:
+        """Tune to ``wavelength_nm`` (0.1 pm resolution) within the laser's band."""
+        value = check_number(self.name, "wavelength_nm", wavelength_nm, *self._wavelength_range_nm)
+        await self._write(_wavelength_command(value))
+        self._plan("wavelength_nm", value)
+
+    async def get_wavelength_nm(self) -> float:
+        """The emission wavelength in nanometres (the laser answers in metres)."""
+        return await self._ask_float(":SOUR0:WAV?") * 1e9
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _locked(self) -> bool:
+        return parse_on_off(await self._scpi.ask(":LOCK?"), instrument=self.name, command=":LOCK?")
+
+    def _plan(self, key: str, value: Any) -> None:
+        """Remember a setting so connect() (re-)applies it."""
+        appliers = {
+            "output": lambda: self._write(f":SOUR0:POW:STAT {int(value)}"),
+            "power_mw": lambda: self._write(_power_command(value)),
+            "wavelength_nm": lambda: self._write(_wavelength_command(value)),
+        }
+        order = ORDER_OUTPUT if key == "output" else ORDER_TUNING
+        self._remember(key, value, appliers[key], order=order)
+
+    async def _write(self, command: str) -> None:
+        """Send a setting command, then read the error queue: a non-zero code faults."""
+        await self._scpi.send(command)
+        code, text = self._parse_error(await self._scpi.ask(":SYST:ERR?"), command)
+        if code != 0:
+            raise InstrumentFault(
+                f"device error {code}: {text}", instrument=self.name, command=command
+            )
+
+    def _parse_error(self, reply: str, command: str) -> tuple[int, str]:
+        """``<code>,"<text>"`` as (code, text); ProtocolError when it does not parse."""
+        code, _, text = reply.partition(",")
+        try:
+            return int(code), text.strip().strip('"')
+        except ValueError:
+            raise ProtocolError(
+                f"error queue reply does not parse: {reply!r}",
+                instrument=self.name,
+                command=command,
+            ) from None
+
+    async def _ask_float(self, command: str) -> float:
+        return parse_float(await self._scpi.ask(command), instrument=self.name, command=command)
+
+
+def _power_command(power_mw: float) -> str:
+    return f":SOUR0:POW {power_mw:.4f}MW"
+
+
+def _wavelength_command(wavelength_nm: float) -> str:
+    return f":SOUR0:WAV {wavelength_nm:.4f}NM"
