@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from labctl.cli.runsetup import engine_options, quiet_console
+from labctl.cli.runsetup import engine_options, quiet_console, store_locks
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine, RunResult
@@ -63,7 +63,7 @@ async def _run(
     from labctl.station import Station
 
     control = RunControl()
-    with abort_on_signals(control):
+    with store_locks(config, keys=False), abort_on_signals(control):
         station = Station.from_config(config)
         async with station:
             engine = RunEngine(

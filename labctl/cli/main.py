@@ -23,6 +23,8 @@ from labctl.log import setup_logging
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_DEGRADED = 3
+"""The run finished but degraded (``labctl run``/``resume``: too few blocks gave key)."""
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger(__name__)

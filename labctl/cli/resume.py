@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from labctl.cli.grammar import add_duration, duration_of
-from labctl.cli.runsetup import quiet_console, run_stream
+from labctl.cli.runsetup import quiet_console, run_stream, store_locks
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine
@@ -69,7 +69,7 @@ async def _resume(args: argparse.Namespace, folder: RunFolder, config: Any) -> i
         raise ConfigError(f"{folder.path}: metadata names no plan; give --plan", field="--plan")
     plan = resolve_plan(spec, "--plan" if args.plan else "metadata.plan")
     control = RunControl()
-    with abort_on_signals(control):
+    with store_locks(config), abort_on_signals(control):
         station = Station.from_config(config)
         runs_dir = folder.path.parent
         async with station, run_stream(config, station, control, spec, runs_dir) as stream:

@@ -1,8 +1,10 @@
 """``labctl run CONFIG``: run a plan on the station, writing a run folder.
 
 The plan comes from ``--plan module:function`` or the config's ``runner.plan``. Exit code
-0 when the plan finished ok, 1 for any other end (aborted, halted, failed, timeout), 2
-for bad input. The first Ctrl-C/SIGTERM aborts at the next checkpoint, a second halts.
+0 when the plan finished ok, 3 when it finished ``degraded`` (key generation: too few
+blocks gave key), 1 for any other end (aborted, halted, failed, timeout, or a store held
+by another run), 2 for bad input. The first Ctrl-C/SIGTERM aborts at the next checkpoint,
+a second halts.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.table import Table
 from labctl.cli.grammar import add_duration, duration_of
 from labctl.cli.grammar import parse_duration_s as parse_duration_s  # re-exported
 from labctl.cli.overrides import LoadedConfig, load_with_overrides, parse_overrides
-from labctl.cli.runsetup import RunStream, quiet_console, run_stream
+from labctl.cli.runsetup import RunStream, quiet_console, run_stream, store_locks
 from labctl.cli.runsetup import engine_options as engine_options  # re-exported: resume, node
 from labctl.interfaces.errors import ConfigError
 from labctl.report import write_report_logged
@@ -29,6 +31,7 @@ from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine, RunResult
 from labctl.runner.plans import Plan, load_plan
 from labctl.runner.signals import abort_on_signals
+from labctl.runner.status import FinalStatus
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ SUMMARY_ROWS = (
     "reason",
     "blocks",
     "blocks_with_key",
+    "key_block_share",
     "pulses",
     "detections",
     "sifted_bits",
@@ -44,7 +48,9 @@ SUMMARY_ROWS = (
     "qber_x",
     "secret_bits",
     "key_rate_per_pulse",
+    "run_time_s",
     "secret_key_rate_bps",
+    "secret_key_rate_acquisition_bps",
     "ec_efficiency",
     "channel_uses",
     "sync_offset_ps",
@@ -74,7 +80,16 @@ def report(result: RunResult) -> int:
         print(f"report: {page}")
     for name, error in result.safe_state_errors.items():
         print(f"safe_state({name}) failed: {error}", file=sys.stderr)
-    return 0 if result.status == "ok" else 1
+    return exit_code(result.status)
+
+
+def exit_code(status: str) -> int:
+    """0 ok, 3 degraded, 1 any other end of a run (see the module docstring)."""
+    from labctl.cli.main import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK
+
+    if status == FinalStatus.OK.value:
+        return EXIT_OK
+    return EXIT_DEGRADED if status == FinalStatus.DEGRADED.value else EXIT_FAILED
 
 
 def with_publisher(plan: Plan, stream: RunStream) -> Plan:
@@ -119,7 +134,7 @@ async def _run(
 
     config = loaded.config
     control = RunControl()
-    with abort_on_signals(control):
+    with store_locks(config), abort_on_signals(control):
         station = Station.from_config(config)
         async with station, run_stream(config, station, control, spec) as stream:
             engine = RunEngine(

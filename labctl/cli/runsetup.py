@@ -19,6 +19,8 @@ from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
 from labctl.runner.documents import Document
 from labctl.runner.status import RunState
+from labctl.store.keystore import node_store_path
+from labctl.store.lock import StoreLock, hold_all
 
 QUIET_LOGGERS = ("qcodes",)
 """Libraries whose INFO lines ("Created run with guid ...") are noise on a terminal."""
@@ -52,6 +54,27 @@ def engine_options(config: Any) -> dict[str, Any]:
     return options
 
 
+KEY_NODES = ("alice", "bob")
+"""The key stores a main job writes: ``storage.key_store`` with ``-alice`` / ``-bob``."""
+
+
+def store_locks(
+    config: Any, *, keys: bool = True
+) -> contextlib.AbstractContextManager[list[StoreLock]]:
+    """Lock the calibration store and (``keys``) both key stores of ``config``'s storage.
+
+    Taken before the station or the MQTT stream opens, so that a second main job on the
+    same stores is refused (StoreLockedError naming the holder) before it touches an
+    instrument or the node's ``$state``.
+    """
+    storage = config.storage
+    stores: list[tuple[Path, str]] = [(Path(storage.calibration_store), "calibration store")]
+    if keys:
+        base = Path(storage.key_store)
+        stores += [(node_store_path(base, node), f"key store ({node})") for node in KEY_NODES]
+    return hold_all(stores)
+
+
 class _QuietBelowWarning(logging.Filter):
     """Drops records under WARNING from the named loggers (and their children)."""
 
@@ -81,13 +104,23 @@ class RunStream:
 
     Documents go to the publisher's outbox (never waiting on the network); RunControl
     state changes become the retained ``$state``; the run's end is ``ready`` (or ``error``
-    when the run failed), read from the stop document.
+    when the run failed, ``degraded`` when it ended degraded), read from the stop document.
     """
 
     publisher: Any
     broker_url: str = ""
     exit_status: str | None = None
     states: list[str] = field(default_factory=list)
+    commands: Any = None
+    """The session's command listener (None when ``mqtt.commands`` is not configured)."""
+
+    def attach(self, control: RunControl) -> RunControl:
+        """Publish ``control``'s states as ``$state`` and let remote commands drive it
+        (a schedule attaches each run's control in turn); returns ``control``."""
+        control.on_state(self.on_state)
+        if self.commands is not None:
+            _bind_commands(self.commands, control)
+        return control
 
     def emit(self, document: Document) -> None:
         """DocumentSink: forward to the publisher; remember how the run ended."""
@@ -101,7 +134,12 @@ class RunStream:
     def on_state(self, state: RunState) -> None:
         """RunControl listener: publish the node state."""
         if state is RunState.DONE:
-            value = "error" if self.exit_status in (None, "failed") else "ready"
+            if self.exit_status in (None, "failed"):
+                value = "error"
+            elif self.exit_status == "degraded":
+                value = "degraded"  # stays until the next run starts: an operator sees it
+            else:
+                value = "ready"
         elif state in _STATE:
             value = _STATE[state]
         else:
@@ -156,12 +194,23 @@ def node_meta(config: Any, station: Any, plan: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def run_stream(
-    config: Any, station: Any, control: RunControl, plan: str, runs_dir: Path | None = None
+    config: Any,
+    station: Any,
+    control: RunControl,
+    plan: str,
+    runs_dir: Path | None = None,
+    *,
+    owns_state: bool = True,
+    outbox_name: str | None = None,
 ) -> AsyncIterator[RunStream]:
     """The MQTT stream of one run (an embedded loopback broker when ``mqtt`` has no url).
 
     ``runs_dir`` (default ``storage.runs_dir``) places the outbox; ``labctl resume`` passes
     the resumed run's parent folder so that it replays what the crashed process left there.
+    ``owns_state``: whether this process publishes the node's ``$state``/``$meta`` and
+    last will (see :mod:`labctl.stream.publisher`); a second process of the same lab/node
+    passes False, and an ``outbox_name`` of its own (default ``{lab}-{node}``) so that the
+    two never share an outbox folder.
     """
     from labctl.stream.session import open_stream
     from labctl.stream.telemetry import periodic_telemetry
@@ -169,20 +218,19 @@ async def run_stream(
     section = config.raw_section("mqtt")
     runs = Path(config.storage.runs_dir) if runs_dir is None else Path(runs_dir)
     # Node state beside the runs folder (not in it: that folder holds one entry per run).
-    outbox = runs.parent / ".mqtt-outbox" / f"{config.lab}-{config.node}"
+    outbox = runs.parent / ".mqtt-outbox" / (outbox_name or f"{config.lab}-{config.node}")
     async with open_stream(
         section,
         lab=config.lab,
         node=config.node,
         outbox_dir=outbox,
         config_dir=config.config_dir,
+        owns_state=owns_state,
     ) as session:
-        stream = RunStream(session.publisher, session.broker_url)
+        stream = RunStream(session.publisher, session.broker_url, commands=session.commands)
         session.publisher.set_meta(node_meta(config, station, plan))
         session.publisher.set_state("ready")
-        control.on_state(stream.on_state)
-        if session.commands is not None:
-            _bind_commands(session.commands, control)
+        stream.attach(control)
         logging.getLogger(__name__).info("streaming on %s", session.broker_url)
         interval_s = session.settings.telemetry_interval_s
         async with periodic_telemetry(station.instruments, session.publisher, interval_s):

@@ -23,7 +23,7 @@ from rich.live import Live
 
 from labctl.cli.grammar import add_duration, duration_of
 from labctl.interfaces.errors import ConfigError
-from labctl.stream.client import make_client
+from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.dashboard import DashboardModel
 from labctl.stream.settings import MqttSettings, TlsSettings, parse_url
 from labctl.stream.topics import ROOT, Topics
@@ -95,7 +95,7 @@ async def discover(
     """Nodes announced by a retained ``$meta`` (filtered by lab/node when given)."""
     pattern = f"{ROOT}/{lab or '+'}/{node or '+'}/$meta"
     found: dict[tuple[str, str], Topics] = {}
-    client = make_client(settings, f"labctl-watch-find-{time.time_ns()}")
+    client = make_client(settings, unique_client_id("labctl-watch-find"))
     try:
         async with client:
             await client.subscribe(pattern, qos=1)
@@ -140,7 +140,7 @@ async def _watch(
 
     async def receive() -> None:
         while True:
-            client = make_client(settings, f"labctl-watch-{time.time_ns()}")
+            client = make_client(settings, unique_client_id("labctl-watch"))
             try:
                 async with client:
                     for topics in nodes:

@@ -179,7 +179,7 @@ def _runner(series: RunSeries, t_s: float, data: Mapping[str, Any]) -> None:
 
 def _stop(series: RunSeries, t_s: float, data: Mapping[str, Any]) -> None:
     status = str(data.get("exit_status", "?"))
-    severity = "info" if status == "ok" else "error"
+    severity = {"ok": "info", "degraded": "warning"}.get(status, "error")
     text = f"run stopped: {status} ({data.get('reason', '')})"
     series.incidents.append(Incident(t_s, "run", severity, text))
     for name, error in (data.get("safe_state_errors") or {}).items():

@@ -105,6 +105,8 @@ class RunContext:
         self.deadline_s = deadline_s
         self.call_timeout_s = call_timeout_s
         self.checkpoints = 0
+        self.degraded_reason: str | None = None
+        """Set by :meth:`degrade`: the run ends ``degraded`` instead of ``ok``."""
         self._bus = bus
         self._watchdog = watchdog
         self._hooks = hooks
@@ -140,6 +142,11 @@ class RunContext:
         """Send an event document on ``stream`` to every sink."""
         self._watchdog.saw_stream(stream)
         return self._bus.emit("event", stream, data)
+
+    def degrade(self, reason: str) -> None:
+        """Mark the run degraded: if the plan then returns, the run ends ``degraded``
+        (``reason`` as its reason), never ``ok``. Aborts and failures still win."""
+        self.degraded_reason = reason
 
     def add_suspender(self, suspender: Suspender) -> None:
         """Check ``suspender`` at every later checkpoint of this run."""

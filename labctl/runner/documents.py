@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 DocumentKind = Literal["start", "event", "stop"]
-ExitStatus = Literal["ok", "aborted", "halted", "failed", "timeout"]
+ExitStatus = Literal["ok", "degraded", "aborted", "halted", "failed", "timeout"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,12 @@ from labctl.runner.event_model import EventModelFile
 from labctl.runner.link_guard import LinkRecoveryPolicy
 from labctl.runner.metadata import code_version, redact, redact_station_text
 from labctl.runner.plans import Plan, load_plan
-from labctl.runner.status import RunState, StopPlan
+from labctl.runner.status import FINISHED, FinalStatus, RunState, StopPlan
 from labctl.runner.suspenders import PeriodicPlan, Suspender
 from labctl.runner.watchdog import Watchdog
 from labctl.store.datasets import RunDatabase
 from labctl.store.events import EventLog, read_events, truncate_events
+from labctl.store.lock import StoreLock
 from labctl.store.run_folder import RunFolder, RunFolderError
 
 
@@ -62,6 +63,8 @@ class _Prepared:
     rollback: dict[str, tuple[str, int]] = field(default_factory=dict)
     resumed: bool = False
     void_seqs: list[int] | None = None  # [first, last] seq rolled back on resume, or None
+    lock: StoreLock | None = None  # the run folder's lock, released when the run ends
+    plan: Any = None  # the plan to run (resume loads it from the metadata)
 
 
 class RunEngine:
@@ -128,6 +131,7 @@ class RunEngine:
             config_text=None if self.config_text is None else redact_station_text(self.config_text),
         )
         args = dict(args or {})
+        lock = StoreLock(folder.path, "run folder").acquire()
         folder.write_metadata(
             {
                 "run_id": folder.run_id,
@@ -140,8 +144,11 @@ class RunEngine:
                 "config_file": self.config_file,
             }
         )
-        prepared = _Prepared(folder, plan_name, args)
-        return await self._execute(plan, prepared, duration_s, control)
+        prepared = _Prepared(folder, plan_name, args, lock=lock)
+        try:
+            return await self._execute(plan, prepared, duration_s, control)
+        finally:
+            lock.release()  # idempotent: _execute releases it before the DONE state
 
     async def resume(
         self,
@@ -153,9 +160,26 @@ class RunEngine:
     ) -> RunResult:
         """Continue a crashed/stopped run from its last checkpoint (rolling back later data)."""
         folder = RunFolder.open(run_dir)
+        # Before anything is read or rolled back: a run still going in another process
+        # (or a second resume) must find the folder untouched.
+        lock = StoreLock(folder.path, "run folder").acquire()
+        try:
+            prepared = self._prepare_resume(folder, plan)
+        except BaseException:
+            lock.release()
+            raise
+        prepared.lock = lock
+        try:
+            return await self._execute(prepared.plan, prepared, duration_s, control)
+        finally:
+            lock.release()
+
+    def _prepare_resume(self, folder: RunFolder, plan: Plan | None) -> _Prepared:
         metadata = folder.read_metadata()
-        if metadata.get("status") == "ok":
-            raise ValueError(f"{folder.path}: run finished ok; nothing to resume")
+        if metadata.get("status") in FINISHED:
+            raise ValueError(
+                f"{folder.path}: run finished {metadata.get('status')}; nothing to resume"
+            )
         plan_name = metadata.get("plan")
         if not isinstance(plan_name, str) or not plan_name:
             raise RunFolderError(folder.metadata_path, "missing (the plan to resume)", "plan")
@@ -182,7 +206,7 @@ class RunEngine:
         }
         resumes = [*metadata.get("resumes", []), {"wall_ts": time.time(), "seq_next": seq_next}]
         folder.update_metadata(status="running", resumes=resumes)
-        prepared = _Prepared(
+        return _Prepared(
             folder,
             plan_name,
             dict(metadata.get("args", {})),
@@ -191,8 +215,8 @@ class RunEngine:
             rollback=rollback,
             resumed=True,
             void_seqs=void_seqs,
+            plan=plan,
         )
-        return await self._execute(plan, prepared, duration_s, control)
 
     async def _execute(
         self, plan: Plan, prep: _Prepared, duration_s: float | None, control: RunControl | None
@@ -278,6 +302,10 @@ class RunEngine:
             try:
                 result = await plan_task
                 status, reason = "ok", "plan finished"
+                degraded = ctx.degraded_reason or _summary_degraded(folder)
+                if degraded is not None:
+                    status, reason = FinalStatus.DEGRADED.value, degraded
+                    log.warning("run %s degraded: %s", folder.run_id, degraded)
             except StopPlan as stopped:
                 status, reason = stopped.status, stopped.reason
             except asyncio.CancelledError:
@@ -317,6 +345,8 @@ class RunEngine:
                 progress.close()
             log.removeHandler(handler)
             handler.close()
+            if prep.lock is not None:
+                prep.lock.release()
             control.set_state(RunState.DONE)
         return RunResult(folder.run_id, folder.path, status, reason, result, duration, safe_errors)
 
@@ -379,6 +409,18 @@ class RunEngine:
         for name, error in errors.items():
             log.error("safe_state(%s) failed: %s", name, error)
         return errors
+
+
+def _summary_degraded(folder: RunFolder) -> str | None:
+    """The reason when the plan's summary.json says ``degraded``, else None."""
+    try:
+        summary = folder.read_summary()
+    except ValueError as exc:
+        logging.getLogger(__name__).warning("%s", exc)
+        return None
+    if summary is None or summary.get("status") != FinalStatus.DEGRADED.value:
+        return None
+    return str(summary.get("reason") or "the plan's summary says degraded")
 
 
 def _run_logger(folder: RunFolder) -> tuple[logging.Logger, logging.Handler]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class RunState(Enum):
@@ -14,6 +14,25 @@ class RunState(Enum):
     SUSPENDED = "suspended"
     STOPPING = "stopping"
     DONE = "done"
+
+
+class FinalStatus(StrEnum):
+    """How a run ended: the stop document's ``exit_status`` and metadata.json's ``status``.
+
+    ``degraded``: the plan finished, but its result falls short of what the run is for (key
+    generation: too few blocks gave key); ``labctl run`` exits 3 for it.
+    """
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    ABORTED = "aborted"
+    HALTED = "halted"
+    TIMEOUT = "timeout"
+    FAILED = "failed"
+
+
+FINISHED = frozenset({FinalStatus.OK.value, FinalStatus.DEGRADED.value})
+"""Statuses of a run whose plan ran to its end (nothing to resume)."""
 
 
 class StopPlan(BaseException):

@@ -268,6 +268,7 @@ class StationConfig(_Strict):
             "(a lab's own drivers); nothing else is imported."
         ),
     )
+    schedule: dict[str, Any] = Field(default_factory=dict)
 
     _file: str | None = PrivateAttr(default=None)
     _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)

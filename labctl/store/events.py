@@ -107,3 +107,38 @@ def truncate_events(path: Path, seq_next: int) -> int:
             dropped += 1
     write_bytes_atomic(Path(path), b"".join(kept))
     return dropped
+
+
+def first_and_last_events(
+    path: Path, tail_bytes: int = 1 << 20
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The first and the latest complete documents of an events file, reading only its head
+    and its last ``tail_bytes`` (a 12-hour run's file is far too big to parse at its end).
+
+    (None, None) when the file is missing or holds no complete document.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None, None
+    with open(path, "rb") as handle:
+        head = handle.readline()
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(size - tail_bytes, 0))
+        tail = handle.read()
+    if not head.endswith(b"\n"):
+        return None, None
+    first = _parse(head)
+    last = None
+    for raw in reversed(tail.split(b"\n")[:-1]):  # after the last newline: torn or empty
+        last = _parse(raw)
+        if last is not None:
+            break
+    return first, last
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a line cut by the tail window or a crash
+    return record if isinstance(record, dict) else None

@@ -6,6 +6,9 @@ run.log          the run's log
 events.jsonl     every document, one per line (see labctl.store.events)
 checkpoint.json  the plan's last resumable state (atomic: temp + fsync + rename)
 data.db          qcodes SQLite database with the run's datasets
+summary.json     the plan's totals (key generation); ``status: degraded`` in it makes a
+                 run whose plan finished end ``degraded`` instead of ``ok``
+run.lock         present while a process runs the folder (labctl.store.lock)
 
 metadata.json and checkpoint.json are read back by ``labctl resume``; a file that is not
 JSON, not UTF-8, or holds a field of the wrong type raises RunFolderError naming the file
@@ -110,6 +113,7 @@ LOG_FILE = "run.log"
 EVENTS_FILE = "events.jsonl"
 CHECKPOINT_FILE = "checkpoint.json"
 DATABASE_FILE = "data.db"
+SUMMARY_FILE = "summary.json"
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -218,3 +222,13 @@ class RunFolder:
         if not self.checkpoint_path.exists():
             return None
         return validate_checkpoint(self.checkpoint_path, _read_object(self.checkpoint_path))
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """summary.json, or None when the plan wrote none."""
+        path = self.path / SUMMARY_FILE
+        if not path.exists():
+            return None
+        value = read_json(path)
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: expected a JSON object")
+        return value

@@ -1,7 +1,18 @@
-"""Build aiomqtt clients from MqttSettings (credentials, TLS, last will)."""
+"""Build aiomqtt clients from MqttSettings (credentials, TLS, last will).
+
+Client ids: a broker keeps one connection per client id and disconnects the older one
+when a second client connects with the same id (publishing the older one's last will).
+Two processes of the same lab/node (``labctl node alice`` and ``labctl node bob`` share
+the station file, so they share lab and node) would evict each other in a loop, so every
+client labctl makes gets an id unique to its process and instance:
+``{prefix}-{pid}-{random}`` (:func:`unique_client_id`). The id stays the same across that
+client's own reconnections.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 
 import aiomqtt
@@ -15,6 +26,11 @@ otherwise wait on a delayed ACK."""
 
 CALL_TIMEOUT_S = 5.0
 """How long one publish/subscribe may wait for the broker before the link is declared dead."""
+
+
+def unique_client_id(prefix: str) -> str:
+    """``{prefix}-{pid}-{6 hex digits}``: no other process (or client here) uses it."""
+    return f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def make_client(

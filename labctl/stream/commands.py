@@ -37,7 +37,7 @@ from typing import Any
 import aiomqtt
 
 from labctl.interfaces.errors import ConfigError
-from labctl.stream.client import make_client
+from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.payloads import dumps
 from labctl.stream.settings import CommandAuth, MqttSettings
 from labctl.stream.topics import COMMAND_ACTIONS, Topics
@@ -268,7 +268,9 @@ class CommandListener:
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff."""
-        ident = f"labctl-{self.topics.lab}-{self.topics.node}-cmd"
+        # Unique per process: two processes of one node both listen (an abort reaches
+        # both) instead of evicting each other.
+        ident = unique_client_id(f"labctl-{self.topics.lab}-{self.topics.node}-cmd")
         backoff_s = 0.1
         while True:
             try:

@@ -51,7 +51,7 @@ class DashboardModel:
             levels = self.topics.parse(topic)
             if levels == ("$state",):
                 self.state = payload.decode(errors="replace")
-                if self.state in ("error", "lost"):
+                if self.state in ("error", "lost", "degraded"):
                     self.alarms.append(f"node state {self.state}")
                 return
             body = json.loads(payload)

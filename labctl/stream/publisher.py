@@ -19,6 +19,17 @@ is SIGKILLed can lose what it just acknowledged. After every reconnection the pu
 therefore re-sends what was acknowledged in the last ``replay_window_s`` (default 3 s,
 longer than Mosquitto's autosave) ahead of the backlog; subscribers drop the duplicates
 and order a run by ``seq``.
+
+Who owns ``$state``: one process per node. The publisher made with ``owns_state=True`` (the
+default: the process running the node's run) publishes the retained ``$state`` and
+``$meta`` and registers the last will ``$state = lost``, so the broker marks the node lost
+when that process vanishes without closing. A second process of the same lab/node (e.g.
+Alice's ``labctl node`` beside Bob's, which share the station file's lab and node) passes
+``owns_state=False``: it streams its run documents, telemetry and link metrics, but never
+writes ``$state``/``$meta`` and has no last will, so its start, end or crash cannot
+overwrite what the owner says. Each publisher connects under its own client id
+(:func:`~labctl.stream.client.unique_client_id`; ``mqtt.client_id`` is its prefix), so
+processes never evict each other, and an eviction can no longer fire a false ``lost``.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ import aiomqtt
 from labctl.interfaces.clock import Clock, WallClock
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.documents import Document
-from labctl.stream.client import make_client
+from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.outbox import Message, Outbox, Position
 from labctl.stream.payloads import document_payload, link_payload, meta_payload, telemetry_payload
 from labctl.stream.secrets import SecretLeakError, SecretRegistry, default_registry
@@ -65,8 +76,11 @@ class MqttPublisher:
         window: int = 64,
         fsync_interval_s: float = 1.0,
         replay_window_s: float = 3.0,
+        owns_state: bool = True,
     ) -> None:
         self.settings = settings
+        self.owns_state = owns_state
+        """Whether this process publishes the node's ``$state``/``$meta`` and last will."""
         self.topics = Topics(lab, node)
         self.outbox = Outbox(
             outbox_dir, memory_capacity=memory_capacity, fsync_interval_s=fsync_interval_s
@@ -87,9 +101,15 @@ class MqttPublisher:
         self._state = "init"
         self._meta = meta_payload({})
         self._retained_dirty = True
+        self._retained_unsent = True  # set_state/set_meta not yet acknowledged by the broker
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        prefix = settings.client_id or f"labctl-{self.topics.lab}-{self.topics.node}-pub"
+        self.client_id = unique_client_id(prefix)
+        """This publisher's MQTT client id (the same on every reconnection)."""
+        self.connects = 0
+        """Connections made so far (1 on a link that never dropped)."""
         self.connected = False
         self._up = asyncio.Event()
         self.refused = 0
@@ -157,7 +177,7 @@ class MqttPublisher:
             allowed = ", ".join(s for s in STATES if s != "lost")
             raise ConfigError(f"unknown node state {state!r}; allowed: {allowed}", field="state")
         self._state = state
-        self._retained_dirty = True
+        self._retained_dirty = self._retained_unsent = True
         self._wake.set()
 
     def set_meta(self, meta: Mapping[str, Any]) -> None:
@@ -165,7 +185,7 @@ class MqttPublisher:
         payload = meta_payload(meta)
         self._guard(self.topics.meta, payload)
         self._meta = payload
-        self._retained_dirty = True
+        self._retained_dirty = self._retained_unsent = True
         self._wake.set()
 
     @property
@@ -182,7 +202,7 @@ class MqttPublisher:
     async def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every queued QoS 1 message is acknowledged; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while self.outbox.pending or self._telemetry:
+        while self.outbox.pending or self._telemetry or self._retained_unsent:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.01)
@@ -223,15 +243,17 @@ class MqttPublisher:
 
     # -- connection task ---------------------------------------------------------------
     def _client(self) -> aiomqtt.Client:
-        will = aiomqtt.Will(self.topics.state, b"lost", qos=1, retain=True)
-        ident = self.settings.client_id or f"labctl-{self.topics.lab}-{self.topics.node}-pub"
-        return make_client(self.settings, ident, will=will, max_inflight=self._window)
+        will = None
+        if self.owns_state:
+            will = aiomqtt.Will(self.topics.state, b"lost", qos=1, retain=True)
+        return make_client(self.settings, self.client_id, will=will, max_inflight=self._window)
 
     async def _run(self) -> None:
         backoff_s = 0.1
         while not self._closing:
             try:
                 async with self._client() as client:
+                    self.connects += 1
                     self.connected = True
                     self._up.set()
                     backoff_s = 0.1
@@ -302,12 +324,16 @@ class MqttPublisher:
                 self._wake.clear()
                 flight.raise_failure()
                 busy = False
+                if self._retained_dirty and not self.owns_state:
+                    self._retained_dirty = self._retained_unsent = False  # the owner's topics
                 if self._retained_dirty:
                     self._retained_dirty = False
                     await client.publish(self.topics.meta, self._meta, qos=1, retain=True)
                     await client.publish(
                         self.topics.state, self._state.encode(), qos=1, retain=True
                     )
+                    # Only now (acknowledged) may flush() count the final state as sent.
+                    self._retained_unsent = self._retained_dirty
                 if self._telemetry:
                     tele = list(self._telemetry)
                     self._telemetry.clear()

@@ -2,7 +2,8 @@
 
 Keys: ``url`` (``mqtt://host:port`` or ``mqtts://host:port``; absent = embedded broker),
 ``username``, ``password`` or ``password_file``, ``tls`` (``ca_file``, ``cert_file``,
-``key_file``), ``client_id``, ``keepalive_s``, ``outbox_dir``, ``commands`` (``mode``:
+``key_file``), ``client_id`` (the prefix of the publisher's client id: each process
+appends its pid and a random suffix), ``keepalive_s``, ``outbox_dir``, ``commands`` (``mode``:
 ``token`` or ``hmac``; ``token`` or ``token_file``). Relative files are resolved against the
 config file's folder.
 """

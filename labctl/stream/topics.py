@@ -16,7 +16,7 @@ ROOT = "labctl/v1"
 _ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
-STATES = ("init", "ready", "running", "suspended", "error", "lost")
+STATES = ("init", "ready", "running", "suspended", "error", "degraded", "lost")
 """Values of ``$state``; ``lost`` is only ever sent by the broker as the last will."""
 
 COMMAND_ACTIONS = ("pause", "resume", "abort", "recalibrate")

@@ -107,3 +107,14 @@ async def stuck_plan(run: Any) -> None:
     await run.instrument("laser").set_output(True)
     run.emit("primary", {"index": 0})
     await asyncio.sleep(3600)
+
+
+async def degraded_plan(run: Any) -> dict[str, int]:
+    """Finishes, but marks the run degraded (``args.via``: ``call`` or ``summary``)."""
+    if run.args.get("via", "call") == "summary":
+        (run.folder.path / "summary.json").write_text(
+            '{"status": "degraded", "reason": "only 1 of 10 blocks gave key"}'
+        )
+    else:
+        run.degrade("only 1 of 10 blocks gave key")
+    return {"blocks": 10}

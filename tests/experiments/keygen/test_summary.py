@@ -61,7 +61,7 @@ def _reference(results: list[BlockResult]) -> dict[str, Any]:
         "qber_x": test_err / test_bits,
         "secret_bits": secret,
         "key_rate_per_pulse": secret / pulses,
-        "secret_key_rate_bps": secret / sum(r.acquired_s for r in b),
+        "secret_key_rate_acquisition_bps": secret / sum(r.acquired_s for r in b),
         "ec_efficiency": disclosed / (key_bits * binary_entropy(qber_z)),
         "disclosed_bits": disclosed,
         "channel_uses": sum(r.channel_uses for r in b),
@@ -97,7 +97,9 @@ def test_memory_per_block_is_one_key_id_at_most() -> None:
 def test_empty_summary() -> None:
     totals = KeySummary("run-1", 1e9).totals()
     assert totals["blocks"] == 0 and totals["qber_z"] is None and totals["key_ids"] == []
-    assert totals["ec_efficiency"] is None and totals["secret_key_rate_bps"] == 0.0
+    assert totals["ec_efficiency"] is None and totals["secret_key_rate_acquisition_bps"] == 0.0
+    assert totals["secret_key_rate_bps"] is None  # no run time known
+    assert totals["status"] == "degraded" and totals["reason"] == "no block was post-processed"
 
 
 def test_every_finished_block_offers_the_heap_back(monkeypatch: pytest.MonkeyPatch) -> None:

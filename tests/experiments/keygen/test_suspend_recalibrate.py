@@ -23,7 +23,9 @@ async def test_drift_jump_suspends_recalibrates_and_resumes(tmp_path: Path) -> N
         faults=jump,
     )
     result = await run_keygen(config, duration_s=7.5)
-    assert result.status == "ok", result.reason
+    # The blocks between the jump and the remedy give no key: too many for an ok run.
+    assert result.status == "degraded", result.reason
+    assert "gave key, below min_key_share 90 %" in result.reason
     events = read_events(result.path / "events.jsonl")
     runner = [e["data"] for e in events if e.get("stream") == "runner"]
     actions = [d["action"] for d in runner]
@@ -48,6 +50,6 @@ async def test_drift_jump_suspends_recalibrates_and_resumes(tmp_path: Path) -> N
     late = [(q, d) for q, d in after if d["block"] >= max(dd["block"] for _, dd in after) - 1]
     assert late and all(q < 0.03 and d["status"] == "key" for q, d in late), after
     summary = json.loads((result.path / "summary.json").read_text())
-    assert summary["status"] == "ok" and summary["secret_bits"] > 0
+    assert summary["status"] == "degraded" and summary["secret_bits"] > 0
     alice = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
     assert alice == store_rows(tmp_path / "runs" / "keys-bob.sqlite") and alice
