@@ -56,10 +56,12 @@ def test_hil_main_job_stores_identical_keys_through_real_drivers(
 ) -> None:
     config = bench.config("hil", tmp_path, qkd=QKD)
     done = labctl("run", str(config), "--duration", "150s", cwd=tmp_path, timeout_s=400)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # 0: every block gave key; 3: degraded (fewer than 90 % did), which a drifting fiber may
+    # cause: either way the run ended by itself and stored key.
+    assert done.returncode in (0, 3), done.stdout[-3000:] + done.stderr[-3000:]
     folder = next((tmp_path / "runs" / "hil").glob("*-main"))
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["status"] == "ok" and summary["secret_bits"] > 0, summary
+    assert summary["status"] in ("ok", "degraded") and summary["secret_bits"] > 0, summary
     assert 0.01 < summary["qber_z"] < 0.03
     alice = keys(tmp_path / "runs" / "keys-alice.sqlite")
     assert alice and alice == keys(tmp_path / "runs" / "keys-bob.sqlite")
@@ -109,7 +111,7 @@ def test_two_nodes_each_with_its_own_instruments_store_identical_keys(
         if alice.poll() is None:
             alice.kill()
             alice.wait(10)
-    assert bob.returncode == 0, bob.stdout[-3000:] + bob.stderr[-3000:]
+    assert bob.returncode in (0, 3), bob.stdout[-3000:] + bob.stderr[-3000:]
     assert alice.returncode == 0, a_out + a_err
     stored = keys(tmp_path / "runs" / "keys-alice.sqlite")
     assert stored and stored == keys(tmp_path / "runs" / "keys-bob.sqlite")
