@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from experiments.sync.model import SyncError
 from experiments.sync.tracker import SyncTracker
 from labctl.interfaces.devices import TimeTagger
 from labctl.qkd.sifting import Detections
@@ -32,6 +33,8 @@ class ClockMap(Protocol):
         ...
 
 
+CLOCK_JUMP_PS = 1_000_000_000  # 1 ms backwards between batches: a restarted tagger
+WINDOW_SLACK_PS = 2_000_000_000_000  # 2 s of Bob's clock past a block's end: lock lost
 TRACK_MIN_TAGS = 1000
 TRACK_MIN_RATE_HZ = 1e5
 """A batch steers the tracked clock only when lit (dark stretches would pull it off)."""
@@ -165,9 +168,16 @@ async def acquire_block(
     missed = 0
     first_pulse: int | None = None
     span = pulses
+    known_at_ps: int | None = None  # Bob's clock when Alice's window became known
+    last_stop_ps: int | None = None
     try:
         while True:
             batch = await tagger.read_batch(timeout_s)
+            if last_stop_ps is not None and batch.start_ps < last_stop_ps - CLOCK_JUMP_PS:
+                raise SyncError(
+                    "Bob's tagger clock went back (the tagger restarted?): resynchronize"
+                )
+            last_stop_ps = batch.stop_ps
             missed += batch.missed_events
             channels.append(batch.channel)
             times.append(batch.time_ps)
@@ -183,12 +193,20 @@ async def acquire_block(
                     first_pulse = _index_at(clock_map, batch.start_ps) + 1
                 elif window.done():
                     first_pulse, span = window.result()
+                    known_at_ps = batch.stop_ps
                 else:
                     # Let Alice's node go on (a simulated tagger answers without waiting).
                     await asyncio.sleep(0)
                     continue
             if _index_at(clock_map, batch.stop_ps) - first_pulse >= span:
                 break
+            if known_at_ps is not None and batch.stop_ps - known_at_ps > 2 * span * period_ps + (
+                WINDOW_SLACK_PS
+            ):
+                raise SyncError(
+                    f"Bob's tags never reached Alice's block (pulses {first_pulse}..+{span}): "
+                    "the clock map no longer fits; resynchronize"
+                )
     finally:
         await tagger.stop_stream()
     channel = np.concatenate(channels) if channels else np.zeros(0, np.uint8)

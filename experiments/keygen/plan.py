@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from experiments.keygen import monitor, steps
-from experiments.keygen.acquisition import ClockMap, acquire_block
+from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
 from experiments.keygen.nodes import (
     AliceNode,
     AliceSource,
@@ -35,6 +35,7 @@ from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.summary import KeySummary
 from experiments.keygen.workers import ParallelPipeline, bob_workers
 from experiments.sync.alice import AliceSide, TransmitterAlice, alice_of
+from experiments.sync.model import SyncError
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
@@ -263,7 +264,9 @@ async def _acquire_loop(
             # Bob reads while Alice plays: a tagger buffers only so long.
             playing = asyncio.ensure_future(alice.play_key_block(settings.block_pulses))
             try:
-                raw = await acquire_block(
+                raw = await _acquire_or_resync(
+                    run,
+                    block_clock,
                     tagger,
                     block=block,
                     pulses=settings.block_pulses,
@@ -280,6 +283,8 @@ async def _acquire_loop(
                     playing.cancel()
                 await asyncio.gather(playing, return_exceptions=True)
                 await alice.ensure_light()
+            if raw is None:  # the lock was lost and is found again: this block is dropped
+                continue
             pipeline.submit(raw)
             watch.acquired(block)
             block += 1
@@ -296,6 +301,20 @@ async def _acquire_loop(
             if deadline is not None and max(next_s, run.clock.now_s()) + block_s > deadline:
                 return
             await run.sleep(max(next_s - run.clock.now_s(), 0.0))
+
+
+async def _acquire_or_resync(
+    run: PlanContext, block_clock: steps.BlockClock, tagger: TimeTagger, **block: Any
+) -> RawBlock | None:
+    """One block, or None when Bob's clock map no longer fits (e.g. a tagger restarted):
+    the link is resynchronized and the block, never post-processed, is dropped."""
+    try:
+        return await acquire_block(tagger, **block)
+    except SyncError as exc:
+        run.log.warning("block dropped: %s", exc)
+        run.emit("sync", {"action": "resynchronize", "reason": str(exc)})
+        await block_clock.resynchronize(run)
+        return None
 
 
 async def _wind_down(
