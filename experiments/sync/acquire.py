@@ -169,13 +169,14 @@ class FrameWatch:
         return self._find() is not None
 
     def window_ps(self) -> tuple[float, float]:
-        """Bob-clock span of the frame, a few gaps wide on either side."""
+        """Bob-clock span of the frame: from inside its lead-in (2 gaps of light before the
+        first gap; whatever came before it may be dark) to two gaps past its end."""
         found = self._find()
         if found is None:
             raise SyncError("the marker frame was not seen")
         first_gap, end = found
         return (
-            self.start_ps + (first_gap - 16) * self.bin_ps,
+            self.start_ps + (first_gap - 6) * self.bin_ps,
             self.start_ps + (end + 8) * self.bin_ps,
         )
 
@@ -220,7 +221,9 @@ async def acquire_sync(
     rate_hz = log.count / max(log.span_s, 1e-12)
     gap_s = min(0.05, max(settings.min_gap_s, 60.0 / rate_hz))
     gap_pulses = math.ceil(gap_s * 1e12 / alice.period_ps)
-    seed = int(np.random.default_rng().integers(0, 2**62))
+    seed = settings.marker_seed
+    if seed is None:
+        seed = int(np.random.default_rng().integers(0, 2**62))
     frame = marker_frame(alice, settings.marker_gaps, gap_pulses, seed)
     watch = FrameWatch(settings.marker_gaps, gap_pulses * fit.period_ps, rate_hz, log.last_stop_ps)
     try:
@@ -242,30 +245,47 @@ async def acquire_sync(
     lo_ps, hi_ps = watch.window_ps()
     # Refit over everything read: the frame lengthens the baseline, and a spread subsample
     # keeps it at the cost of the first fit (the drift error falls as 1 / span^1.5).
-    pick = np.unique(np.linspace(0, time_ps.size - 1, min(time_ps.size, _FIT_CAP)).astype(np.int64))
+    spread = np.linspace(0, time_ps.size - 1, min(time_ps.size, _FIT_CAP))
+    pick = np.unique(spread.astype(np.int64))
     refit = fit_clock(time_ps[pick], channel[pick], alice.period_ps, settings.max_ppm)
     if refit.coherence >= fit.coherence * 0.5:
         fit = refit
     lookup = np.zeros(256)
     for ch, phase in fit.channel_phase_ps.items():
         lookup[ch] = phase
-    # Only the frame bounds the index: a long dark before it (Alice loading the frame while
-    # Bob's stream ran on) would pass for a marker gap.
-    in_frame = (time_ps >= lo_ps) & (time_ps <= hi_ps)
-    time_ps, channel = time_ps[in_frame], channel[in_frame]
     rel = (time_ps - fit.t_ref_ps).astype(np.float64) - lookup[channel]
     k = np.rint(rel / fit.period_ps).astype(np.int64)
     order = np.argsort(k, kind="stable")
-    k, channel = k[order], channel[order]
+    k, channel, in_frame = (
+        k[order],
+        channel[order],
+        ((time_ps >= lo_ps) & (time_ps <= hi_ps))[order],
+    )
     density = rate_hz * alice.period_ps * 1e-12
-    candidates = gap_offset_candidates(k, markers, density, MAX_CANDIDATES)
-    reach = int(3000 / density)
-    lo, hi = int(candidates.min()), int(candidates.max())
-    near = (k + hi >= markers[0][0] - reach) & (k + lo <= markers[-1][1] + reach)
-    basis, bit = bob_states(channel[near], settings.channels)
+    # Only the frame bounds the index: a long dark before it (Alice loading the frame while
+    # Bob's stream ran on) would pass for a marker gap. The states of the calibration frame
+    # around it are known too, so they help single the offset out.
+    # The gaps bound the offset: first from everything read (the light just around the
+    # frame helps a weak link), then from the frame alone (a long dark before it, Alice
+    # loading the frame while Bob's stream ran on, would pass for a marker gap).
     vac = vacuum_code(alice)
-    offset, margin = find_offset(alice, k[near], basis, bit, candidates, vac)
-    shifts = channel_shifts(alice, k[near], channel[near], basis, bit, offset, vac)
+    reach = int(3000 / density)
+    failure: SyncError | None = None
+    for subset in (k, k[in_frame]):
+        try:
+            candidates = gap_offset_candidates(subset, markers, density, MAX_CANDIDATES)
+            lo, hi = int(candidates.min()), int(candidates.max())
+            near = (k + hi >= markers[0][0] - reach) & (k + lo <= markers[-1][1] + reach)
+            basis, bit = bob_states(channel[near], settings.channels)
+            offset, margin = find_offset(alice, k[near], basis, bit, candidates, vac)
+        except SyncError as exc:
+            failure = exc
+            continue
+        shifts = channel_shifts(alice, k[near], channel[near], basis, bit, offset, vac)
+        break
+    else:
+        assert failure is not None
+        raise failure
     compute_s += time.process_time() - started
     ref = fit.reference_channel
     ref_phase = fit.channel_phase_ps[ref]

@@ -327,13 +327,20 @@ class TransmitterAlice:
             await self.transmitter.start()
             for chunk in chunks[1:]:
                 await self.transmitter.append_pattern(chunk)
-            return await reader
+            starts = await reader
         finally:
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
             await self.tagger.stop_stream()
+        last = self.record.last_first
+        if last is not None and starts[0] < last:
+            # Her tagger's clock went back (it restarted): her pulse numbering starts
+            # anew, and every state recorded before is void.
+            self.record.clear()
+            self.calibration_anchor = None
+        return starts
 
     async def _frame_markers(self, count: int) -> list[int]:
         """Pulse indices of the next ``count`` frame markers on her tagger."""

@@ -59,6 +59,11 @@ class PlayRecord:
         while self._held > self.max_pulses and len(self._entries) > 1:
             self._held -= int(self._entries.popleft().codes.size)
 
+    @property
+    def last_first(self) -> int | None:
+        """First pulse of the newest pattern recorded (None when empty)."""
+        return self._entries[-1].first if self._entries else None
+
     def release(self, first: int, pulses: int) -> None:
         """Forget the one-shot patterns inside [first, first + pulses) (a block served)."""
         kept: deque[Played] = deque()

@@ -26,6 +26,8 @@ class SyncSettings:
     max_acquire_s: float = 2.0
     marker_gaps: int = 16
     min_gap_s: float = 2e-5
+    marker_seed: int | None = None
+    """Seed of the public marker frame's states (None: a fresh one per synchronization)."""
     batch_timeout_s: float = 5.0
     channels: dict[int, str] = field(default_factory=_default_channels)
 
@@ -51,6 +53,11 @@ class SyncSettings:
             elif key == "channels":
                 values[key] = _channels(value, file)
                 continue
+            elif key == "marker_seed":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigError(
+                        f"must be an integer >= 0, got {value!r}", file=file, field=where
+                    )
             elif key in ("min_tags", "marker_gaps"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ConfigError(

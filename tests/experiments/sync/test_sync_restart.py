@@ -8,15 +8,18 @@ from sync_helpers import link, true_bob_time_ps, world_alice
 
 from experiments.sync import SyncError, SyncSettings, SyncTracker, acquire_sync, relock
 
+SEED = 3  # the marker frame's public states: fixed, so the test is repeatable
+SETTINGS = SyncSettings(marker_seed=SEED)
+
 
 async def test_sync_again_after_the_stream_was_left_running() -> None:
     # What calibration leaves behind: Bob's stream running since long before this sync,
     # while count-rate integrations moved the clock on (seconds of tags queued or skipped).
     world, _laser, tagger = await link({"seed": 5})
-    first = await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
+    first = await acquire_sync(tagger, await world_alice(world), world.clock, SETTINGS)
     await tagger.read_batch(5.0)
     await tagger.get_count_rates_hz(0.2)
-    second = await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
+    second = await acquire_sync(tagger, await world_alice(world), world.clock, SETTINGS)
     n = np.arange(second.n_ref, second.n_ref + 10**9, 10**7)
     error = second.bob_time_ps(n) - true_bob_time_ps(world, n)
     # At the lock point the model sits on Bob's true clock (offset target: 10 ps); over the
@@ -29,7 +32,7 @@ async def test_sync_again_after_the_stream_was_left_running() -> None:
 
 async def test_relock_keeps_the_pulse_index_across_long_pauses() -> None:
     world, _laser, tagger = await link({"seed": 7, "taggers": {"bob": {"frequency_offset_ppm": 3}}})
-    result = await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
+    result = await acquire_sync(tagger, await world_alice(world), world.clock, SETTINGS)
     tracker = SyncTracker(result)
     for _ in range(12):  # two minutes of a block every 10 s
         await tagger.stop_stream()
@@ -45,7 +48,7 @@ async def test_relock_keeps_the_pulse_index_across_long_pauses() -> None:
 async def test_relock_without_light_says_sync_is_lost() -> None:
     world, laser, tagger = await link({"seed": 9})
     tracker = SyncTracker(
-        await acquire_sync(tagger, await world_alice(world), world.clock, SyncSettings())
+        await acquire_sync(tagger, await world_alice(world), world.clock, SETTINGS)
     )
     await laser.set_output(False)
     with pytest.raises(SyncError, match=r"lost|no light"):
