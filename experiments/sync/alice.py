@@ -437,14 +437,20 @@ class TransmitterAlice:
 _NODES: weakref.WeakKeyDictionary[Any, AliceSide] = weakref.WeakKeyDictionary()
 
 
+def _underlying(station: Any) -> Any:
+    """The station itself, when a plan sees it through a wrapper (the runner's guard)."""
+    return getattr(station, "unguarded", station)
+
+
 def attach_alice(station: Any, alice: AliceSide) -> None:
     """Make ``alice`` the station's Alice (e.g. her node across the classical link)."""
-    _NODES[station] = alice
+    _NODES[_underlying(station)] = alice
 
 
 def alice_of(station: Any) -> AliceSide:
     """Alice's node of a station (one per station), or a clear LookupError."""
-    found = _NODES.get(station)
+    key = _underlying(station)  # the guarded view and the station share one Alice
+    found = _NODES.get(key)
     if found is not None:
         return found
     config = getattr(station, "config", None)
@@ -468,5 +474,5 @@ def alice_of(station: Any) -> AliceSide:
             "instrument of this station"
         )
     node = TransmitterAlice(design, transmitter, tagger)
-    _NODES[station] = node
+    _NODES[key] = node
     return node
