@@ -233,7 +233,7 @@ async def accept_channels(
             await asyncio.wait_for(asyncio.shield(outcome), timeout_s)
         except TimeoutError:
             raise ChannelTimeout(
-                f"tcp {bound[0]}:{bound[1]}: {len(by_worker)} of {total} channels "
+                f"tcp {bound[0]}:{bound[1]}: {len(by_worker)} of {total} worker channels "
                 f"authenticated within {timeout_s} s"
             ) from None
     except BaseException:
