@@ -8,7 +8,7 @@ the same key. "fft_floor" is one bare real forward transform of the FFT length (
 FFTW ESTIMATE, or numpy.fft without pyfftw) and the Mbit/s that three such transforms
 alone would allow, i.e. the ceiling of any FFT scheme here. Exactness against the direct
 O(n m) product on small inputs, and the speed ratio against it at n = 4096.
-Target (issue 8): >= 70 Mbit/s for n = 1e6 .. 1e7, one core.
+Target: >= 70 Mbit/s for n = 1e6 .. 1e7, one core.
 
 "keygen_shape" rows: the live job's shape, a secret length of 3 % of the key and a new key
 length on every call, with every method (gf2, one big FFT, cache-sized FFT blocks).

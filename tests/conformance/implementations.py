@@ -121,7 +121,7 @@ REGISTRY: dict[str, list[Implementation]] = {
 }
 
 # -- driver -> wire -> twin (sims/wire): the real drivers over loopback against wire twins.
-# Helper in tests/sims/wire/wired.py (owned by the wire-twins engineer).
+# Helper in tests/sims/wire/wired.py (real driver against its wire twin).
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Issue 5's suspender test on the twins: a polarization drift jump raises the QBER during key
+"""The QBER suspender on the twins: a polarization drift jump raises the QBER during key
 generation -> the QBER suspender suspends the run -> polarization calibration as remedy ->
 resume, and key generation continues with the QBER back under the limit."""
 
