@@ -97,6 +97,9 @@ class Link(_Strict):
 class NetworkConfig(_Strict):
     """The validated ``network:`` section (see the module docstring)."""
 
+    lab: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")] = Field(
+        default="qkd-network", description="lab name of the MQTT topics (labctl/v1/{lab}/{node})"
+    )
     certs_dir: Path = Field(default=Path("kme-certs"), strict=False)
     ledger_dir: Path = Field(default=Path("kme-ledgers"), strict=False)
     key_size_bits: Annotated[int, Field(gt=0)] = 256

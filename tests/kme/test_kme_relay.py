@@ -328,3 +328,54 @@ def test_network_file_errors_name_the_field(tmp_path: Path, net_certs: Path) -> 
     with pytest.raises(ConfigError, match=r"network\.nodes\.a.*host:port"):
         parse_network(data, file="net.yaml")
     assert json.dumps(data)  # the data stayed plain
+
+
+async def test_link_states_pool_levels_and_relays_reach_mqtt_as_documented(
+    net: Net, tmp_path: Path
+) -> None:
+    from labctl.stream.mosquitto import Mosquitto
+    from labctl.stream.publisher import MqttPublisher
+    from labctl.stream.recorder import recording
+    from labctl.stream.settings import MqttSettings
+    from tests.stream.test_asyncapi_payloads import link_messages, load
+
+    status, body = await ask(net, "sae-a", "a", "/api/v1/keys/sae-c/enc_keys?number=3")
+    assert status == 200
+    doc = load()
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    try:
+        settings = MqttSettings.from_url(broker.url)
+        async with recording(settings, "labctl/v1/net/#", client_id="kme-net-check") as rec:
+            for name in "abc":
+                async with MqttPublisher(
+                    settings,
+                    lab="net",
+                    node=name,
+                    outbox_dir=tmp_path / f"outbox-{name}",
+                    owns_state=False,
+                ) as pub:
+                    net.nodes[name].publish_metrics(pub)
+                    assert await pub.flush(10)
+            # a: ab x3; b: ab x3, bc x3; c: bc x3 (status, key_pool, relay)
+            assert await rec.wait_for(lambda: len(rec.messages) >= 12, 10), rec.messages
+    finally:
+        broker.stop()
+    schemas = link_messages(doc)
+    seen = {}
+    for topic, payload in rec.messages:
+        _, _, _, node, _, link_id, metric = topic.split("/")
+        data = json.loads(payload)
+        import jsonschema
+
+        jsonschema.validate(data, schemas[metric]["payload"])
+        seen[(node, link_id, metric)] = data
+        for key in body["keys"]:  # no key, no key_ID on the control plane
+            assert key["key"].encode() not in payload and key["key_ID"].encode() not in payload
+    assert seen[("a", "ab", "relay")]["origin_keys_count"] == 3
+    assert seen[("b", "ab", "relay")]["hop_keys_count"] == 3
+    assert seen[("c", "bc", "relay")]["end_keys_count"] == 3
+    assert seen[("c", "bc", "relay")]["relayed_bits"] == 768
+    assert seen[("b", "bc", "status")]["status"] == "ACTIVE"
+    pool_a = seen[("a", "ab", "key_pool")]
+    assert pool_a["stored_key_count"] == net.nodes["a"].ends[0].kme.stored_key_count()
