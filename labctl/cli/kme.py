@@ -1,4 +1,4 @@
-"""``labctl kme certs|serve|network``: key delivery to applications (ETSI GS QKD 014 over mutual TLS).
+"""``labctl kme certs|serve|network``: key delivery to applications (ETSI GS QKD 014, mTLS).
 
 ``labctl kme certs DIR --sae alice-sae --sae bob-sae`` writes a test CA, a certificate per
 KME (``--kme``, default kme-alice and kme-bob; server and client use, valid for ``--host``
