@@ -1,7 +1,7 @@
 """KME key delivery: enc_keys at Alice + dec_keys at Bob per second, 256-bit keys, mutual TLS.
 
     python benchmarks/kme.py [--pairs 3000] [--concurrency 8] [--synchronous FULL|NORMAL]
-                             [--relays 600]
+                             [--relays 600] [--loop uvloop|asyncio]
 
 Alice's and Bob's KMEs (labctl.kme, aiohttp) run in two server processes, both pinned to
 one core; the SAE clients (aiohttp, one kept-open TLS connection per SAE and worker) run in
@@ -15,7 +15,9 @@ Each server process reports its CPU time: ``kme_cpu_ms_per_pair`` per KME,
 ``pairs_per_kme_core_s`` = pairs a second with one core per KME (as deployed, one KME per
 node; the busier KME sets it), ``pairs_per_core_s_both_kmes_on_one`` with both KMEs sharing
 one core. CPU figures do not depend much on what else the machine runs; wall-clock rates
-do.
+do. The KMEs run on ``--loop`` (uvloop, as ``labctl kme serve`` when it is installed); the
+mutual TLS run is repeated on asyncio's own loop in the same invocation
+(``uvloop_vs_asyncio_kme_cpu``: the ratio of CPU per pair).
 
 ``relay``: a trusted-node network a - b - c (labctl.kme.network), one KME process per node,
 all three pinned to one core. A *relayed pair* is enc_keys at a for sae-c (a picks the key
@@ -53,7 +55,7 @@ from labctl.kme.network import parse_network  # noqa: E402
 from labctl.kme.peer import HttpPeer  # noqa: E402
 from labctl.kme.pool import KeyPool  # noqa: E402
 from labctl.kme.server import RunningServer, build_app, start_server  # noqa: E402
-from labctl.kme.service import NetworkKmeService  # noqa: E402
+from labctl.kme.service import NetworkKmeService, run_event_loop  # noqa: E402
 from labctl.kme.tls import client_context, server_context  # noqa: E402
 from labctl.qkd.secret import SecretBits  # noqa: E402
 from labctl.store.keystore import KeyStore  # noqa: E402
@@ -228,7 +230,7 @@ def run_relay(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     servers = {
         node: subprocess.Popen(
             [sys.executable, __file__, "--serve", "relay", "--node", node, "--folder",
-             str(folder), "--synchronous", args.synchronous],
+             str(folder), "--synchronous", args.synchronous, "--loop", args.loop],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -288,7 +290,9 @@ def run_relay(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_mode(folder: Path, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_mode(
+    folder: Path, mode: str, args: argparse.Namespace, loop: str | None = None
+) -> dict[str, Any]:
     servers = {
         node: subprocess.Popen(
             [
@@ -302,6 +306,8 @@ def run_mode(folder: Path, mode: str, args: argparse.Namespace) -> dict[str, Any
                 str(folder),
                 "--synchronous",
                 args.synchronous,
+                "--loop",
+                loop or args.loop,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -357,6 +363,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     parser.add_argument("--relays", type=int, default=600, help="relayed pairs a -> c (0: none)")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--serve", choices=["tls", "plain", "relay"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--node", help=argparse.SUPPRESS)
@@ -365,10 +372,12 @@ def main() -> None:
     if args.serve:
         if len(cpus) > 1:
             os.sched_setaffinity(0, {cpus[0]})  # the KMEs: one core
+        fast = args.loop == "uvloop"
         if args.serve == "relay":
-            asyncio.run(serve_network(Path(args.folder), args.synchronous, args.node))
+            coro = serve_network(Path(args.folder), args.synchronous, args.node)
         else:
-            asyncio.run(serve(Path(args.folder), args.serve, args.synchronous, args.node))
+            coro = serve(Path(args.folder), args.serve, args.synchronous, args.node)
+        run_event_loop(coro, uvloop_if_installed=fast)
         return
     if len(cpus) > 1:
         os.sched_setaffinity(0, set(cpus[1:]))  # the SAE clients: the other core(s)
@@ -376,7 +385,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         # enough key for warm-ups and both runs of both modes
-        prepare(folder, 32 * (3 * (args.pairs + args.pairs // 3 + 100)))
+        prepare(folder, 32 * (4 * (args.pairs + args.pairs // 3 + 100)))
         if args.relays:
             # each relayed key: 32 bytes of a-b, 32 + 32 (tag key) of b-c, + warm-up
             for name, ends in (("ab", "ab"), ("bc", "bc")):
@@ -395,7 +404,10 @@ def main() -> None:
         # baseline first, then mutual TLS, then the baseline again: the machine is shared
         # and its load drifts, the two baseline runs show by how much
         plain = run_mode(folder, "plain", args)
+        out["kme_event_loop"] = args.loop
         out["mtls"] = run_mode(folder, "tls", args)
+        other = "asyncio" if args.loop == "uvloop" else "uvloop"
+        out[f"mtls_{other}"] = run_mode(folder, "tls", args, loop=other)
         plain_after = run_mode(folder, "plain", args)
         out["plain_http_baseline"] = {"before": plain, "after": plain_after}
         if args.relays:
@@ -406,6 +418,9 @@ def main() -> None:
     cpu = "both_kmes_cpu_ms_per_pair"
     plain_cpu = (plain[key][cpu] + plain_after[key][cpu]) / 2
     out["tls_vs_plain_kme_cpu"] = round(out["mtls"][key][cpu] / plain_cpu, 3)
+    uv, aio = (out["mtls"], out["mtls_asyncio"]) if other == "asyncio" else (
+        out["mtls_uvloop"], out["mtls"])  # fmt: skip
+    out["uvloop_vs_asyncio_kme_cpu"] = round(uv[key][cpu] / aio[key][cpu], 3)
     out["load_average_before"] = [round(x, 2) for x in load_before]
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=2))

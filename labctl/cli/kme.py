@@ -99,6 +99,7 @@ def run_certs(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """Entry point of ``labctl kme serve``."""
     from labctl.kme.config import load_kme_config, split_address
+    from labctl.kme.service import run_event_loop
     from labctl.store.keystore import KeyStoreError, node_store_path
 
     station = load_station_config(args, args.config)
@@ -120,7 +121,7 @@ def run_serve(args: argparse.Namespace) -> int:
             field="storage.key_store",
         )
     try:
-        asyncio.run(_serve(config, args.node, store, args.listen))
+        run_event_loop(_serve(config, args.node, store, args.listen))
     except (KeyStoreError, OSError) as exc:
         print(f"labctl: failed: {exc}", file=sys.stderr)
         return 1
@@ -131,6 +132,7 @@ def run_network(args: argparse.Namespace) -> int:
     """Entry point of ``labctl kme network``."""
     from labctl.kme.config import split_address
     from labctl.kme.network import load_network
+    from labctl.kme.service import run_event_loop
     from labctl.store.keystore import KeyStoreError
 
     config = load_network(args.config)
@@ -154,7 +156,7 @@ def run_network(args: argparse.Namespace) -> int:
     for gap in config.relay_gaps():
         print(f"kme network: no relay for {gap}", file=sys.stderr)
     try:
-        asyncio.run(_serve_network(config, args.node, args.listen, args.mqtt))
+        run_event_loop(_serve_network(config, args.node, args.listen, args.mqtt))
     except (KeyStoreError, OSError) as exc:
         print(f"labctl: failed: {exc}", file=sys.stderr)
         return 1

@@ -340,12 +340,11 @@ class Ledger:
         with self._lock:
             self._sync("NORMAL")  # made durable by sync() before the key leaves
             self._db.execute("BEGIN IMMEDIATE")
-            deleted = 0
-            for key_id in key_ids:
-                deleted += self._db.execute(
-                    "DELETE FROM reservations WHERE key_id = ?", (key_id,)
-                ).rowcount
-            if deleted != len(key_ids):
+            marks = ",".join("?" * len(key_ids))
+            deleted = self._db.execute(
+                f"DELETE FROM reservations WHERE key_id IN ({marks})", list(key_ids)
+            ).rowcount
+            if deleted != len(set(key_ids)):
                 self._db.execute("ROLLBACK")
                 raise LedgerError("a reservation was taken meanwhile")
             self._db.executemany("INSERT INTO delivered VALUES (?, ?)", [(k, now) for k in key_ids])

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from labctl.interfaces.errors import ConfigError
 from labctl.kme.config import KmeConfig, node_ledger_path, split_address
@@ -33,6 +33,7 @@ from labctl.kme.tls import client_context, server_context
 from labctl.store.keystore import KeyStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class KmeService:
@@ -319,3 +320,19 @@ class NetworkKmeService:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def run_event_loop(main: Coroutine[Any, Any, T], *, uvloop_if_installed: bool = True) -> T:
+    """``asyncio.run(main)``, on uvloop when it is installed (the ``kme`` extra).
+
+    A KME spends most of its CPU in the event loop and the socket and TLS calls around each
+    request; uvloop's loop (libuv) does that part in C (benchmarks/README.md "kme").
+    """
+    if uvloop_if_installed:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
