@@ -30,6 +30,7 @@ from labctl.kme.tls import client_context
 from labctl.qkd.secret import SecretBits
 from labctl.store.keystore import KeyStore
 
+REPO = Path(__file__).resolve().parents[2]
 SAES = ("sae-a", "sae-b", "sae-c", "sae-c2", "eve-sae")
 KMES = ("kme-a", "kme-b", "kme-c")
 
@@ -379,3 +380,29 @@ async def test_link_states_pool_levels_and_relays_reach_mqtt_as_documented(
     assert seen[("b", "bc", "status")]["status"] == "ACTIVE"
     pool_a = seen[("a", "ab", "key_pool")]
     assert pool_a["stored_key_count"] == net.nodes["a"].ends[0].kme.stored_key_count()
+
+
+def test_network_file_error_names_file_and_line(tmp_path: Path) -> None:
+    from labctl.kme.network import load_network
+
+    path = tmp_path / "net.yaml"
+    path.write_text(
+        "network:\n"
+        "  nodes:\n"
+        '    a: {kme_id: kme-a, listen: "127.0.0.1:8551"}\n'
+        '    b: {kme_id: kme-b, listen: "127.0.0.1:8552"}\n'
+        "  links:\n"
+        "    - id: ab\n"
+        "      nodes: [a, b]\n"
+        "      allocator: c\n"
+        "      stores: {a: x.sqlite, b: y.sqlite}\n"
+        "  saes:\n"
+        "    - {sae_id: sae-a, node: a}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_network(path)
+    assert str(err.value).startswith(f"{path}:8: network.links.0.allocator: 'c' is not one of")
+    config = load_network(REPO / "configs" / "network-abc.yaml")
+    assert [link.id for link in config.links] == ["ab", "bc"]
+    assert config.route("a", "c") == ["a", "b", "c"]
+    assert config.relay_gaps() == ["sae-c -> sae-a: c does not allocate on link bc"]
