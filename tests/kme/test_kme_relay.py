@@ -406,3 +406,29 @@ def test_network_file_error_names_file_and_line(tmp_path: Path) -> None:
     assert [link.id for link in config.links] == ["ab", "bc"]
     assert config.route("a", "c") == ["a", "b", "c"]
     assert config.relay_gaps() == ["sae-c -> sae-a: c does not allocate on link bc"]
+
+
+def test_relay_message_round_trip_and_tag() -> None:
+    from labctl.kme.ledger import Segment
+    from labctl.kme.relay import RelayError, RelayKey, sign, verify
+
+    key = RelayKey("k-1", 256, (Segment("s", 0, 32, 0),), os.urandom(32))
+    tag_key = os.urandom(32)
+    message = sign(RelayMessage("sae-a", "sae-c", (key,), (Segment("s", 32, 32, 32),)), tag_key)
+    again = RelayMessage.from_json(json.loads(json.dumps(message.to_json())))
+    assert again == message
+    verify(again, tag_key)
+    assert key.pad is not None
+    flipped = RelayKey("k-1", 256, key.segments, bytes([key.pad[0] ^ 0x80]) + key.pad[1:])
+    forged = RelayMessage("sae-a", "sae-c", (flipped,), message.tag_segments, message.tag)
+    with pytest.raises(RelayError, match="fails authentication"):
+        verify(forged, tag_key)
+    with pytest.raises(RelayError, match="fails authentication"):
+        verify(message, os.urandom(32))  # another tag key
+    with pytest.raises(RelayError, match="degenerate"):
+        verify(message, bytes(16) + tag_key[16:])  # hash key 0
+    untagged = dict(message.to_json())
+    del untagged["tag"]
+    with pytest.raises(RelayError, match="need tag"):
+        RelayMessage.from_json(untagged)
+    assert str(key.pad) not in repr(message) and str(message.tag) not in repr(message)
