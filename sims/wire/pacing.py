@@ -8,8 +8,9 @@ would see more drift than it would in the lab). A real controller streams in rea
 sends its timestamps in buffers of some milliseconds, not one message per event.
 
 ``StreamPacer`` does both for a pump: ``pace`` sleeps while the stream's time is ahead of
-the wall clock since the stream started (a jump of the world's clock is not slept off), and ``add``/``flush`` gather consecutive batches
-into frames of at least ``min_frame_s`` of stream time.
+the wall clock since the stream started (a jump of the world's clock is not slept off),
+and ``add``/``flush`` gather consecutive batches into frames of at least ``min_frame_s``
+of stream time.
 """
 
 from __future__ import annotations
