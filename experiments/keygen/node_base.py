@@ -186,7 +186,7 @@ class NodeBase:
         self.sequencer = sequencer
         """Shared by the nodes of one party when several blocks are in flight (workers)."""
         self.messages = 0
-        transcript = channel.transcript
+        transcript = getattr(channel, "transcript", None)
         self.pool: AuthPool | None = (
             transcript.pool if isinstance(transcript, TranscriptAuthenticator) else None
         )

@@ -69,6 +69,27 @@ def read_psk(path: str) -> bytes:
     return key
 
 
+def link_auth(
+    settings: Any, psk: bytes, store_path: Path, role: str, psk_file: str
+) -> tuple[bytes, Any]:
+    """(per-message HMAC key, Wegman-Carter pool or None) under ``qkd.auth``.
+
+    Wegman-Carter: the pre-shared key's first 32 bytes key the HMAC layer, the rest seeds
+    the pool beside the key store on first use (``labctl.qkd.transcript_auth``).
+    """
+    from labctl.qkd.transcript_auth import AuthPool, psk_parts, pool_path
+
+    if settings.auth == "hmac":
+        return psk, None
+    try:
+        hmac_key, _ = psk_parts(psk)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{exc} (or set qkd.auth: hmac)", file=psk_file, field="--psk-file"
+        ) from None
+    return hmac_key, AuthPool.open(pool_path(store_path), role, psk)  # type: ignore[arg-type]
+
+
 def _keygen() -> Any:
     # experiments is a sibling of labctl (never imported by name at module level).
     return importlib.import_module("experiments.keygen.plan")
@@ -184,17 +205,24 @@ async def _serve_alice(
             print(f"labctl node alice: {exc}", file=sys.stderr)
             return 2
         alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
+        alice_path, _ = keygen.store_paths(config)
+        try:
+            link_key, pool = link_auth(settings, psk, alice_path, "alice", args.psk_file)
+        except QkdError as exc:
+            print(f"alice: {exc}", file=sys.stderr)
+            return 2
         try:
             channels = await _links().accept_channels(
                 host,
                 port,
                 args.workers,
-                psk,
+                link_key,
                 args.timeout_s,
                 lambda h, p: print(f"listening on {h}:{p}", flush=True),
                 channel_timeout_s=settings.channel_timeout_s,
                 on_rejected=_print_rejected,
                 control=True,
+                pool=pool,
             )
         except (TimeoutError, ChannelTimeout):
             print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
@@ -205,7 +233,6 @@ async def _serve_alice(
         workers, control_channel = channels[:-1], channels[-1]
         control = control_mod.AliceControl(control_channel, alice, laser)
         source = nodes.TransmitterSource(alice, lambda: control.power_mw)
-        alice_path, _ = keygen.store_paths(config)
         controlling = asyncio.create_task(control.serve(stop), name="alice-control")
         with KeyStore(alice_path, encryption_key=store_key_from_config(config)) as store:
             serving[0] = True
@@ -237,6 +264,12 @@ async def _serve_alice(
         print(f"block {r.block}: {r.status} ({r.reason}) secret bits {r.secret_bits}")
     total = sum(r.secret_bits for r in results)
     print(f"alice: {total} secret bits from {len(results)} blocks, {args.workers} workers")
+    if pool is not None:
+        used = sum(r.auth_key_bits for r in results)
+        print(
+            f"alice: wegman-carter: {used} bits of key to the authentication pool, "
+            f"{pool.checks_sent + pool.checks_verified} checkpoints, eps_auth {pool.eps_auth:.3g}"
+        )
     print(f"alice: key store {alice_path}")
     return 0
 
@@ -260,14 +293,22 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     _warn_idle_workers(settings, args.workers, "bob")
     channels: list[AuthenticatedChannel]
     try:
+        link_key, pool = link_auth(
+            settings, psk, keygen.store_paths(config)[1], "bob", args.psk_file
+        )
+    except QkdError as exc:
+        print(f"bob: {exc}", file=sys.stderr)
+        return 2
+    try:
         channels = await _links().connect_channels(
             host,
             port,
             args.workers,
-            psk,
+            link_key,
             args.timeout_s,
             channel_timeout_s=settings.channel_timeout_s,
             control=True,
+            pool=pool,
         )
         workers, control_channel = channels[:-1], channels[-1]
         remote = await control_mod.RemoteAlice.connect(control_channel)
