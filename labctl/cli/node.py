@@ -77,7 +77,7 @@ def link_auth(
     Wegman-Carter: the pre-shared key's first 32 bytes key the HMAC layer, the rest seeds
     the pool beside the key store on first use (``labctl.qkd.transcript_auth``).
     """
-    from labctl.qkd.transcript_auth import AuthPool, psk_parts, pool_path
+    from labctl.qkd.transcript_auth import AuthPool, pool_path, psk_parts
 
     if settings.auth == "hmac":
         return psk, None
@@ -262,7 +262,7 @@ async def _serve_alice(
                     await channel.close()
     for r in results:
         print(f"block {r.block}: {r.status} ({r.reason}) secret bits {r.secret_bits}")
-    total = sum(r.secret_bits for r in results)
+    total = sum(r.secret_bits - r.auth_key_bits for r in results)  # as stored
     print(f"alice: {total} secret bits from {len(results)} blocks, {args.workers} workers")
     if pool is not None:
         used = sum(r.auth_key_bits for r in results)

@@ -182,9 +182,7 @@ class DirectionKeys:
     @classmethod
     def from_bytes(cls, data: bytes) -> DirectionKeys:
         """From DIRECTION_KEY_BYTES uniform bytes (a degenerate key is refused)."""
-        lanes = tuple(
-            int.from_bytes(data[8 * j : 8 * j + 8], "big") & P61 for j in range(LANES)
-        )
+        lanes = tuple(int.from_bytes(data[8 * j : 8 * j + 8], "big") & P61 for j in range(LANES))
         outer = int.from_bytes(data[8 * LANES : 8 * LANES + 16], "big") & PRIME
         if any(k in (0, P61) for k in lanes) or outer in (0, PRIME):
             raise ValueError("Wegman-Carter: degenerate hash key in the seed")
@@ -492,7 +490,8 @@ class AuthPool:
         self.refills += 1
         record: dict[str, Any] = {"n": self.refills, "key_id": key_id, "slots": {}}
         offset = 0
-        for d, n in (("ab", n_ab), ("ba", n_ba)):
+        counts: tuple[tuple[Direction, int], ...] = (("ab", n_ab), ("ba", n_ba))
+        for d, n in counts:
             s = self.streams[d]
             at = max(s.end, s.start)
             s.append(at, material[offset : offset + n * SLOT_BYTES])
@@ -569,8 +568,7 @@ class TranscriptAuthenticator:
         expected = ((digest + _element(pad)) % PRIME).to_bytes(16, "big")
         if not hmac.compare_digest(expected, payload[8:]):
             raise AuthenticationError(
-                "Wegman-Carter checkpoint failed: the transcript received differs from the "
-                "one sent"
+                "Wegman-Carter checkpoint failed: the transcript received differs from the one sent"
             )
 
 

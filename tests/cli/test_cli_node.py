@@ -7,6 +7,7 @@ Keys identical at both ends are checked in test_cli_hil.py; here: stopping and r
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -42,8 +43,9 @@ def store_rows(path: Path) -> list[tuple[str, int, bytes]]:
     return [(str(k), int(n), bytes(b)) for k, n, b in rows]
 
 
-def _psk(path: Path, fill: int = 7) -> Path:
-    path.write_bytes(bytes([fill]) * 32)
+def _psk(path: Path) -> Path:
+    """A fresh pre-shared key large enough to seed the Wegman-Carter pool (the default)."""
+    path.write_bytes(os.urandom(4096))
     path.chmod(0o600)
     return path
 
@@ -117,8 +119,8 @@ def test_mismatched_psk_stops_both_nodes_at_the_handshake(
     alice, bob = _pair(
         bench,
         tmp_path,
-        _psk(tmp_path / "a.psk", 1),
-        _psk(tmp_path / "b.psk", 2),
+        _psk(tmp_path / "a.psk"),
+        _psk(tmp_path / "b.psk"),
         alice_args=("--timeout-s", "20"),
     )
     b_rc, b_out, b_err = _finish(bob)

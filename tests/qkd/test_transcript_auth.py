@@ -268,7 +268,7 @@ def test_pools_of_different_keys_or_out_of_step_are_refused(tmp_path: Path) -> N
     b = AuthPool.open(tmp_path / "b.authpool", "bob", os.urandom(MIN_PSK_BYTES))
     with pytest.raises(PoolStateError, match="different pre-shared keys"):
         a.begin_session(a.state(), b.state())
-    with pytest.raises(PoolStateError, match="qkd.auth"):
+    with pytest.raises(PoolStateError, match=r"qkd\.auth"):
         a.begin_session(a.state(), {"mode": "hmac"})
     with pytest.raises(ValueError, match=f">= {MIN_PSK_BYTES}"):
         psk_parts(os.urandom(MIN_PSK_BYTES - 1))
@@ -290,4 +290,3 @@ def test_a_pool_file_open_to_others_or_of_another_key_is_refused(tmp_path: Path)
     path.chmod(0o600)
     with pytest.raises(PoolStateError, match="missing while its peer's exists"):
         open_local_pair(tmp_path / "keys-alice.sqlite", tmp_path / "keys-bob.sqlite")
-

@@ -8,9 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from keygen_helpers import run_keygen, store_rows, write_config
-
 import pytest
+from keygen_helpers import run_keygen, store_rows, write_config
 
 from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport
 from labctl.qkd.transcript_auth import EPS_PER_CHECK, TranscriptAuthenticator, open_local_pair
