@@ -2,7 +2,9 @@
 
 Every message is a frame: 4-byte big-endian length, then ``seq`` (8 bytes), ``kind``
 (1-byte length + ASCII), payload, and a tag over everything before it, made by the channel's
-:class:`ChannelAuthenticator`. Default: :class:`HmacAuthenticator`, a 32-byte HMAC-SHA256
+:class:`ChannelAuthenticator`. A :class:`TranscriptHook` adds information-theoretic
+checkpoints over the transcript (``labctl.qkd.transcript_auth``, what key generation uses by
+default). Per message the default is :class:`HmacAuthenticator`, a 32-byte HMAC-SHA256
 under a key derived per direction from the pre-shared key (stdlib, fast, no key consumption;
 computationally secure). Option: :class:`labctl.qkd.wegman_carter.WegmanCarterAuthenticator`,
 a 16-byte information-theoretic Wegman-Carter tag that consumes 16 bytes of one-time pad per

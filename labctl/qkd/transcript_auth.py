@@ -21,14 +21,14 @@ The tag (one construction, keys reused across checkpoints, pads never):
 h1 is eps1-almost-universal with eps1 = (L/(p1 - 1))^4 for transcripts of at most L chunks
 (four independent keys must all collide; a degree-L polynomial has at most L roots), h2 is
 eps2-almost-Delta-universal with eps2 = 3/(p2 - 1), so h2 o h1 is (eps1 + eps2)-almost-
-Delta-universal (D. R. Stinson, Des. Codes Cryptogr. 4, 369 (1994), Theorem 5.6 for the
-composition). Adding a one-time pad makes the family almost strongly universal and lets the
-hash keys be reused for every checkpoint while each pad is used once (M. N. Wegman and
-J. L. Carter, J. Comput. Syst. Sci. 22, 265 (1981), Section 3; composable with key
-recycling: C. Portmann, IEEE Trans. Inf. Theory 60, 4383 (2014)). A pad slot's 127 bits
-equal p2 with probability 2^-127; that value is used as is, and its distance from uniform
-is added. Per checked tag, an adversary who saw every earlier tag substitutes a transcript
-with probability at most
+Delta-universal (an almost-universal family followed by an almost-Delta-universal one:
+D. R. Stinson, Des. Codes Cryptogr. 4, 369 (1994); in Z_p as with XOR). Adding a one-time pad
+makes the family almost strongly universal and lets the hash keys be reused for every
+checkpoint while each pad is used once (M. N. Wegman and J. L. Carter, J. Comput. Syst.
+Sci. 22, 265 (1981); composable with key recycling: C. Portmann, IEEE Trans. Inf. Theory
+60, 4383 (2014)). A pad slot's 127 bits equal p2 with probability 2^-127; that value is used
+as is (it acts as 0), and its distance from uniform is added. Per checked tag, an adversary
+who saw every earlier tag substitutes a transcript with probability at most
 
     EPS_PER_CHECK = (L_cap/(p1 - 1))^4 + 3/(p2 - 1) + 2^-127,
 

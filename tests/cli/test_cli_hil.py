@@ -79,7 +79,8 @@ def test_two_nodes_each_with_its_own_instruments_store_identical_keys(
     bench: ServedBench, tmp_path: Path
 ) -> None:
     # A pool target above what the pre-shared key seeds: every stored block refills it.
-    qkd = {**QKD, "auth_pool_slots": 200}
+    # Alice's first wait covers Bob's calibration, minutes on a loaded 2-core machine.
+    qkd = {**QKD, "auth_pool_slots": 200, "channel_timeout_s": 400.0}
     alice_config = bench.config("hil-alice", tmp_path, qkd=qkd)
     bob_config = bench.config("hil-bob", tmp_path, qkd=qkd)
     psk = tmp_path / "link.psk"
@@ -119,7 +120,9 @@ def test_two_nodes_each_with_its_own_instruments_store_identical_keys(
         if alice.poll() is None:
             alice.kill()
             alice.wait(10)
-    assert ended_by_itself(bob.returncode, bob.stdout), bob.stdout[-3000:] + bob.stderr[-3000:]
+    assert ended_by_itself(bob.returncode, bob.stdout), (
+        bob.stdout[-3000:] + bob.stderr[-3000:] + a_out[-2000:] + a_err[-2000:]
+    )
     assert alice.returncode == 0, a_out + a_err
     stored = keys(tmp_path / "runs" / "keys-alice.sqlite")
     assert stored and stored == keys(tmp_path / "runs" / "keys-bob.sqlite")
