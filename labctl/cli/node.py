@@ -7,8 +7,10 @@ generation plan (calibrate, synchronize, acquire, post-process) against the remo
 ``--skip-calibration`` leaves out the calibration step (station already calibrated).
 Both write their own key store (``storage.key_store`` with ``-alice``/``-bob``); the keys
 match bit for bit under the same ids and Alice files them under Bob's run id. The
-pre-shared key file holds at least 16 bytes (raw, or hex text); it authenticates every
-message and is never printed.
+pre-shared key file (raw, or hex text) authenticates every message and is never printed.
+Under ``qkd.auth: wegman-carter`` (the default) it holds at least 640 random bytes: the
+first 32 key the per-message HMAC, the rest seeds each node's Wegman-Carter pool beside its
+key store on first use (``labctl.qkd.transcript_auth``); ``qkd.auth: hmac`` needs 16.
 
 ``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
 own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
