@@ -21,7 +21,9 @@ from hil_bench import ServedBench, env
 
 from labctl.cli.main import main as labctl_main
 
-QKD = {"block_interval_s": 1.0}
+# A worker channel's first wait covers Bob's synchronization and first blocks: minutes on a
+# loaded 2-core machine.
+QKD = {"block_interval_s": 1.0, "channel_timeout_s": 400.0}
 RUN_WAIT_S = 600.0
 
 
