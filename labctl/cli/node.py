@@ -72,14 +72,23 @@ def read_psk(path: str) -> bytes:
 
 
 def link_auth(
-    settings: Any, psk: bytes, store_path: Path, role: str, psk_file: str
+    settings: Any, psk: bytes, store_path: Path, role: str, psk_file: str, store_key: bytes | None
 ) -> tuple[bytes, Any]:
     """(per-message HMAC key, Wegman-Carter pool or None) under ``qkd.auth``.
 
     Wegman-Carter: the pre-shared key's first 32 bytes key the HMAC layer, the rest seeds
-    the pool beside the key store on first use (``labctl.qkd.transcript_auth``).
+    the pool beside the key store on first use (``labctl.qkd.transcript_auth``). The key
+    store records which key seeded its pool: a pool file deleted while its pre-shared key is
+    kept is refused (seeding it again would reuse pads).
     """
-    from labctl.qkd.transcript_auth import AuthPool, pool_path, psk_parts
+    from labctl.qkd.transcript_auth import (
+        AuthPool,
+        PoolStateError,
+        pool_path,
+        psk_parts,
+        seed_id_of,
+    )
+    from labctl.store.keystore import KeyStore
 
     if settings.auth == "hmac":
         return psk, None
@@ -89,7 +98,17 @@ def link_auth(
         raise ConfigError(
             f"{exc} (or set qkd.auth: hmac)", file=psk_file, field="--psk-file"
         ) from None
-    return hmac_key, AuthPool.open(pool_path(store_path), role, psk)  # type: ignore[arg-type]
+    path = pool_path(store_path)
+    seed_id = seed_id_of(psk).encode()
+    if not path.exists():
+        with KeyStore(store_path, encryption_key=store_key) as store:
+            if store.note("auth_pool_seed") == seed_id:
+                raise PoolStateError(
+                    f"authentication pool {path} is gone but its pre-shared key seeded it "
+                    "before: seeding again would reuse pads; use a new pre-shared key"
+                )
+            store.set_note("auth_pool_seed", seed_id)
+    return hmac_key, AuthPool.open(path, role, psk)  # type: ignore[arg-type]
 
 
 def _keygen() -> Any:
@@ -209,7 +228,9 @@ async def _serve_alice(
         alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
         alice_path, _ = keygen.store_paths(config)
         try:
-            link_key, pool = link_auth(settings, psk, alice_path, "alice", args.psk_file)
+            link_key, pool = link_auth(
+                settings, psk, alice_path, "alice", args.psk_file, store_key_from_config(config)
+            )
         except QkdError as exc:
             print(f"alice: {exc}", file=sys.stderr)
             return 2
@@ -284,6 +305,7 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     from labctl.runner.engine import RunEngine
     from labctl.runner.signals import abort_on_signals
     from labctl.station import Station
+    from labctl.store.keystore import store_key_from_config
 
     keygen = _keygen()
     settings_mod = importlib.import_module("experiments.keygen.settings")
@@ -296,7 +318,12 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     channels: list[AuthenticatedChannel]
     try:
         link_key, pool = link_auth(
-            settings, psk, keygen.store_paths(config)[1], "bob", args.psk_file
+            settings,
+            psk,
+            keygen.store_paths(config)[1],
+            "bob",
+            args.psk_file,
+            store_key_from_config(config),
         )
     except QkdError as exc:
         print(f"bob: {exc}", file=sys.stderr)

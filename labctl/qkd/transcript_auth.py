@@ -509,6 +509,11 @@ class AuthPool:
         return (self.checks_sent + self.checks_verified) * EPS_PER_CHECK
 
 
+def seed_id_of(psk: bytes) -> str:
+    """The public name of the pool a pre-shared key seeds (see :meth:`AuthPool.state`)."""
+    return _seed_id(psk_parts(psk)[0])
+
+
 def _seed_id(hmac_key: bytes) -> str:
     """A public name of the pre-shared key, from its HMAC part only: the pool's bytes must
     not feed anything an unbounded adversary sees."""
