@@ -57,6 +57,7 @@ that the common refills are the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -71,7 +72,6 @@ import numpy as np
 from labctl.qkd._poly61_jit import horner
 from labctl.qkd.errors import AuthenticationError
 from labctl.qkd.wegman_carter import PRIME, KeyPoolExhausted, poly_hash
-from labctl.store.atomic import fsync_dir
 
 __all__ = [
     "EPS_PER_CHECK",
@@ -319,7 +319,7 @@ class AuthPool:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
+        _sync_directory(self.path.parent)
 
     def _load(self) -> None:
         mode = self.path.stat().st_mode & 0o777
@@ -507,6 +507,18 @@ class AuthPool:
     def eps_auth(self) -> float:
         """Union bound over the checkpoints tagged and checked by this end this session."""
         return (self.checks_sent + self.checks_verified) * EPS_PER_CHECK
+
+
+def _sync_directory(directory: Path) -> None:
+    """The rename of the pool file reaches the disk too (a new floor must survive a power
+    loss; best effort where directories cannot be opened). labctl.store imports
+    labctl.qkd, so its atomic-write helper is not used here."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def seed_id_of(psk: bytes) -> str:
