@@ -41,6 +41,7 @@ from experiments.keygen.node_base import (
     decoy_protocol,
     pack_bits,
     parse_json,
+    split_for_pool,
     to_json,
     unpack_bits,
 )
@@ -158,6 +159,9 @@ class BobNode(NodeBase):
                 "disclosed_bits": stats.disclosed_bits,
             }
             await self.send("verify/result", to_json(verdict))
+            # Everything Bob sent so far (his detections' bases, test bits, parities, the
+            # verdict) is checked by Alice before she decides on privacy amplification.
+            await self.channel.send_checkpoint()
         self.qber_estimate = qber_z
         h = binary_entropy(qber_z) if 0.0 < qber_z < 0.5 else 0.0
         base.update(
@@ -179,11 +183,24 @@ class BobNode(NodeBase):
             if decision is None:
                 return self._no_key(base, str(self._last_reason), start_messages)
             key_id, secret_bits, pa_seed, phi_x = decision
+            # Everything Alice sent (her replies, Cascade parities, the seed) is checked
+            # before a key depends on it.
+            await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
             final = await asyncio.to_thread(privacy_amplify, outcome.key, secret_bits, pa_seed)
         await self.commit_turn(seq)
+        slots: dict[str, int] = {}
+        material = b""
+        if self.pool is not None:
+            slots = self.pool.refill_request(self.settings.auth_pool_slots, len(final))
+            material, final = split_for_pool(final, slots)
         with stage("key store"):
             self.store.add(final, key_id=key_id, run_id=self.run_id, block=raw.block)
-        await self.send("key/stored", to_json({"key_id": key_id}))
+        await self.send("key/stored", to_json({"key_id": key_id, "auth_slots": slots}))
+        if self.pool is not None:
+            # key/stored is checked by Alice before she stores; the refill comes after this
+            # checkpoint's slot is taken, at both ends at the same point of the stream.
+            await self.channel.send_checkpoint()
+            self.pool.refill(key_id, slots, material)
         return BlockResult(
             **base,
             status="key",
@@ -192,6 +209,7 @@ class BobNode(NodeBase):
             secret_bits=secret_bits,
             key_id=key_id,
             phi_x=phi_x,
+            auth_key_bits=8 * len(material),
         )
 
     _last_reason: str = ""

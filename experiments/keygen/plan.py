@@ -39,8 +39,14 @@ from experiments.sync.model import SyncError
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
-from labctl.qkd.auth import AuthenticatedChannel, memory_pair
+from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, memory_pair
 from labctl.qkd.errors import AuthenticationError
+from labctl.qkd.transcript_auth import (
+    EPS_PER_CHECK,
+    AuthPool,
+    TranscriptAuthenticator,
+    open_local_pair,
+)
 from labctl.runner.plan_context import PlanContext
 from labctl.runner.status import StopPlan
 from labctl.store.keystore import KeyStore, node_store_path, store_key_from_config
@@ -160,7 +166,7 @@ async def generate_key(
                 power_mw = await run.instrument(settings_laser(run)).get_power_mw()
                 source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
-                channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
+                channels = _local_channels(settings, alice_path, bob_path)
             alice_store = stack.enter_context(KeyStore(alice_path, encryption_key=store_key))
             summary.extra["key_store_alice"] = str(alice_path)
             alice_node = AliceNode(channels[0], alice_store, settings, source, run.run_id)
@@ -216,6 +222,7 @@ async def generate_key(
             raise
         finally:
             await _wind_down(run, pipeline, bobs, alice_task, summary, settings)
+            _account_authentication(summary, settings, bobs[0].pool)
             summary.backlog = vars(pipeline.stats).copy()
             summary.write(run.folder.path)
             run.log.info("%s", summary.text())
@@ -223,6 +230,59 @@ async def generate_key(
     if summary.status != "ok":
         raise StopPlan("aborted", summary.reason)
     return {k: totals[k] for k in ("secret_bits", "qber_z", "key_rate_per_pulse")}
+
+
+def _local_channels(
+    settings: KeygenSettings, alice_store: Path, bob_store: Path
+) -> tuple[AuthenticatedChannel, AuthenticatedChannel]:
+    """Alice's and Bob's ends of the in-process link, under ``qkd.auth``."""
+    if settings.auth == "hmac":
+        return memory_pair(os.urandom(32), settings.channel_timeout_s)
+    alice_pool, bob_pool = open_local_pair(alice_store, bob_store)
+    ta, tb = MemoryTransport.pair()
+    hmac_key = os.urandom(32)  # the per-message layer; the pools carry the proof
+    return (
+        AuthenticatedChannel(
+            ta,
+            hmac_key,
+            "alice",
+            settings.channel_timeout_s,
+            transcript=TranscriptAuthenticator(alice_pool),
+        ),
+        AuthenticatedChannel(
+            tb,
+            hmac_key,
+            "bob",
+            settings.channel_timeout_s,
+            transcript=TranscriptAuthenticator(bob_pool),
+        ),
+    )
+
+
+def _account_authentication(
+    summary: KeySummary, settings: KeygenSettings, pool: AuthPool | None
+) -> None:
+    """summary.json: what authentication cost and the run's total security parameter."""
+    eps_auth = 0.0 if pool is None else pool.eps_auth
+    if pool is not None:
+        summary.extra["authentication"] = {
+            "mode": "wegman-carter",
+            "checkpoints": pool.checks_sent + pool.checks_verified,
+            "eps_per_checkpoint": EPS_PER_CHECK,
+            "eps_auth": eps_auth,
+            "pad_bits_used": pool.slots_used * 128,
+            "refill_bits": pool.refill_bits,
+            "pool_bits_left": {d: 128 * pool.available(d) for d in ("ab", "ba")},
+        }
+    else:
+        summary.extra["authentication"] = {"mode": settings.auth, "eps_auth": None}
+    # Composable security: each stored block's eps_sec + eps_cor, plus the union bound over
+    # every authentication check (HMAC has no information-theoretic bound: null).
+    per_block = settings.eps_sec + settings.eps_cor
+    summary.extra["eps_auth"] = eps_auth if pool is not None else None
+    summary.extra["eps_total"] = (
+        summary.sums.blocks_with_key * per_block + eps_auth if pool is not None else None
+    )
 
 
 async def _acquire_loop(

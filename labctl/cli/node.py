@@ -7,8 +7,10 @@ generation plan (calibrate, synchronize, acquire, post-process) against the remo
 ``--skip-calibration`` leaves out the calibration step (station already calibrated).
 Both write their own key store (``storage.key_store`` with ``-alice``/``-bob``); the keys
 match bit for bit under the same ids and Alice files them under Bob's run id. The
-pre-shared key file holds at least 16 bytes (raw, or hex text); it authenticates every
-message and is never printed.
+pre-shared key file (raw, or hex text) authenticates every message and is never printed.
+Under ``qkd.auth: wegman-carter`` (the default) it holds at least 640 random bytes: the
+first 32 key the per-message HMAC, the rest seeds each node's Wegman-Carter pool beside its
+key store on first use (``labctl.qkd.transcript_auth``); ``qkd.auth: hmac`` needs 16.
 
 ``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
 own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
@@ -67,6 +69,46 @@ def read_psk(path: str) -> bytes:
             f"pre-shared key has {len(key)} bytes, need at least 16", file=path, field="--psk-file"
         )
     return key
+
+
+def link_auth(
+    settings: Any, psk: bytes, store_path: Path, role: str, psk_file: str, store_key: bytes | None
+) -> tuple[bytes, Any]:
+    """(per-message HMAC key, Wegman-Carter pool or None) under ``qkd.auth``.
+
+    Wegman-Carter: the pre-shared key's first 32 bytes key the HMAC layer, the rest seeds
+    the pool beside the key store on first use (``labctl.qkd.transcript_auth``). The key
+    store records which key seeded its pool: a pool file deleted while its pre-shared key is
+    kept is refused (seeding it again would reuse pads).
+    """
+    from labctl.qkd.transcript_auth import (
+        AuthPool,
+        PoolStateError,
+        pool_path,
+        psk_parts,
+        seed_id_of,
+    )
+    from labctl.store.keystore import KeyStore
+
+    if settings.auth == "hmac":
+        return psk, None
+    try:
+        hmac_key, _ = psk_parts(psk)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{exc} (or set qkd.auth: hmac)", file=psk_file, field="--psk-file"
+        ) from None
+    path = pool_path(store_path)
+    seed_id = seed_id_of(psk).encode()
+    if not path.exists():
+        with KeyStore(store_path, encryption_key=store_key) as store:
+            if store.note("auth_pool_seed") == seed_id:
+                raise PoolStateError(
+                    f"authentication pool {path} is gone but its pre-shared key seeded it "
+                    "before: seeding again would reuse pads; use a new pre-shared key"
+                )
+            store.set_note("auth_pool_seed", seed_id)
+    return hmac_key, AuthPool.open(path, role, psk)  # type: ignore[arg-type]
 
 
 def _keygen() -> Any:
@@ -184,17 +226,26 @@ async def _serve_alice(
             print(f"labctl node alice: {exc}", file=sys.stderr)
             return 2
         alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
+        alice_path, _ = keygen.store_paths(config)
+        try:
+            link_key, pool = link_auth(
+                settings, psk, alice_path, "alice", args.psk_file, store_key_from_config(config)
+            )
+        except QkdError as exc:
+            print(f"alice: {exc}", file=sys.stderr)
+            return 2
         try:
             channels = await _links().accept_channels(
                 host,
                 port,
                 args.workers,
-                psk,
+                link_key,
                 args.timeout_s,
                 lambda h, p: print(f"listening on {h}:{p}", flush=True),
                 channel_timeout_s=settings.channel_timeout_s,
                 on_rejected=_print_rejected,
                 control=True,
+                pool=pool,
             )
         except (TimeoutError, ChannelTimeout):
             print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
@@ -205,7 +256,6 @@ async def _serve_alice(
         workers, control_channel = channels[:-1], channels[-1]
         control = control_mod.AliceControl(control_channel, alice, laser)
         source = nodes.TransmitterSource(alice, lambda: control.power_mw)
-        alice_path, _ = keygen.store_paths(config)
         controlling = asyncio.create_task(control.serve(stop), name="alice-control")
         with KeyStore(alice_path, encryption_key=store_key_from_config(config)) as store:
             serving[0] = True
@@ -235,8 +285,14 @@ async def _serve_alice(
                     await channel.close()
     for r in results:
         print(f"block {r.block}: {r.status} ({r.reason}) secret bits {r.secret_bits}")
-    total = sum(r.secret_bits for r in results)
+    total = sum(r.secret_bits - r.auth_key_bits for r in results)  # as stored
     print(f"alice: {total} secret bits from {len(results)} blocks, {args.workers} workers")
+    if pool is not None:
+        used = sum(r.auth_key_bits for r in results)
+        print(
+            f"alice: wegman-carter: {used} bits of key to the authentication pool, "
+            f"{pool.checks_sent + pool.checks_verified} checkpoints, eps_auth {pool.eps_auth:.3g}"
+        )
     print(f"alice: key store {alice_path}")
     return 0
 
@@ -249,6 +305,7 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     from labctl.runner.engine import RunEngine
     from labctl.runner.signals import abort_on_signals
     from labctl.station import Station
+    from labctl.store.keystore import store_key_from_config
 
     keygen = _keygen()
     settings_mod = importlib.import_module("experiments.keygen.settings")
@@ -260,14 +317,27 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     _warn_idle_workers(settings, args.workers, "bob")
     channels: list[AuthenticatedChannel]
     try:
+        link_key, pool = link_auth(
+            settings,
+            psk,
+            keygen.store_paths(config)[1],
+            "bob",
+            args.psk_file,
+            store_key_from_config(config),
+        )
+    except QkdError as exc:
+        print(f"bob: {exc}", file=sys.stderr)
+        return 2
+    try:
         channels = await _links().connect_channels(
             host,
             port,
             args.workers,
-            psk,
+            link_key,
             args.timeout_s,
             channel_timeout_s=settings.channel_timeout_s,
             control=True,
+            pool=pool,
         )
         workers, control_channel = channels[:-1], channels[-1]
         remote = await control_mod.RemoteAlice.connect(control_channel)
