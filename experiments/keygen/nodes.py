@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from experiments.keygen.acquisition import RawBlock
 from experiments.keygen.alice import AliceNode
@@ -66,6 +66,14 @@ __all__ = [
 ]
 
 
+class KeyGate(Protocol):
+    """Decides, just before a block's key would be stored, whether it may be."""
+
+    def verdict(self, block: int) -> str | None:
+        """Why block ``block``'s key must not be stored, or None to store it."""
+        ...
+
+
 class BobNode(NodeBase):
     """Bob: drives each block from his detections."""
 
@@ -79,6 +87,8 @@ class BobNode(NodeBase):
     ) -> None:
         super().__init__(channel, store, settings, run_id, sequencer)
         self.qber_estimate: float | None = None
+        self.key_gate: KeyGate | None = None
+        """Asked before each key is stored; a reason means neither party stores it."""
 
     async def process(self, raw: RawBlock, seq: int | None = None) -> BlockResult:
         """Post-process one block with Alice; stores the key when there is one.
@@ -179,6 +189,12 @@ class BobNode(NodeBase):
             if decision is None:
                 return self._no_key(base, str(self._last_reason), start_messages)
             key_id, secret_bits, pa_seed, phi_x = decision
+            held = None if self.key_gate is None else self.key_gate.verdict(raw.block)
+            if held is not None:
+                # Alice waits for key/stored or key/dropped: dropped, she keeps nothing either.
+                await self.send("key/dropped", to_json({"seq": seq}))
+                base["phi_x"] = phi_x
+                return self._no_key(base, f"key output stopped: {held}", start_messages)
             final = await asyncio.to_thread(privacy_amplify, outcome.key, secret_bits, pa_seed)
         await self.commit_turn(seq)
         with stage("key store"):
