@@ -229,12 +229,13 @@ class LinkMonitor:
                 )
         return out
 
-    def observe(self, result: BlockResult) -> None:
-        """A block's result: raise or clear the QBER alarms."""
+    def observe(self, result: BlockResult) -> float | None:
+        """A block's result: raise or clear the QBER alarms; the block's start (run clock)."""
         now = self.run.clock.now_s()
-        self.gate.spans.pop(result.block, None)  # blocks that ended before the key store
+        span = self.gate.spans.pop(result.block, None)
         for source, message in self.qber_problems(result).items():
             self.gate.set(source, message, now)
+        return None if span is None else span.start_s
 
 
 def _roles(config: Any) -> dict[str, str]:

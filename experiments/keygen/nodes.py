@@ -26,6 +26,7 @@ output for good (the channel refuses all further traffic).
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import uuid
 from typing import Any, Protocol
@@ -145,9 +146,13 @@ class BobNode(NodeBase):
         )
         if not estimate["proceed"]:
             return self._no_key(base, str(estimate["reason"]), start_messages)
-        qber_guess = (
-            self.qber_estimate if self.qber_estimate is not None else float(estimate["qber_x"])
-        )
+        qber_x = float(estimate["qber_x"])
+        qber_guess = self.qber_estimate if self.qber_estimate is not None else qber_x
+        # The last block's estimate is the sharper guess, unless this block's test bits say
+        # the link changed (an attack ended, a drift): Cascade then costs round trips.
+        spread = 3.0 * math.sqrt(max(qber_x * (1.0 - qber_x), 1e-6) / max(len(test), 1))
+        if abs(qber_guess - qber_x) > max(spread, 0.005):
+            qber_guess = qber_x
         seed = secrets.randbelow(2**63)
         qber_guess = min(max(qber_guess, 0.0), 0.25)
         with stage("cascade"):

@@ -184,9 +184,10 @@ async def generate_key(
         def on_result(result: BlockResult) -> None:
             summary.add(result)
             watch.observe(result)
-            link_monitor.observe(result)
+            started_s = link_monitor.observe(result)
             event = result.event()
             event.pop("key_id")
+            event["started_s"] = started_s  # run clock: the block spans started_s + acquired_s
             run.emit("qkd", event)
             _publish_link(run, settings.link_id, result)
             run.log.info(

@@ -196,7 +196,7 @@ class TrustGate:
         for kind in self.settings.require:
             entry = latest.get(kind)
             failed = self.failed_in_run.get(kind)
-            if failed is not None and (entry is None or entry.time_s < failed[0]):
+            if failed is not None and (entry is None or entry.time_s <= failed[0]):
                 problems.append(f"{kind} failed: {failed[1]}")
             elif entry is None:
                 problems.append(f"{kind} never passed")
@@ -217,7 +217,7 @@ class TrustGate:
 
     def verdict(self, block: int) -> str | None:
         """Why block ``block``'s key must not be stored, or None (store it)."""
-        span = self.spans.pop(block, None)
+        span = self.spans.get(block)
         if span is None or span.checked_s is None:
             return "no monitor check after the block"
         reasons = [
