@@ -44,6 +44,9 @@ from labctl.interfaces.devices import OpticalSwitch, SinglePhotonDetector
 from labctl.runner.plan_context import PlanContext
 from labctl.store.calibration import Calibration, CalibrationStore
 
+QBER_SOURCES = frozenset({"qber-high", "qber-low"})
+"""Alarms judged on each block's own statistics: a block is held by them on its own QBER."""
+
 
 def kl_bernoulli(p: float, q: float) -> float:
     """Kullback-Leibler divergence D(p || q) of two Bernoulli distributions (nats)."""
@@ -217,7 +220,7 @@ class LinkMonitor:
         if qber > high_q and binomial_tail_bound(errors, bits, high_q) < alpha:
             out["qber-high"] = (
                 f"QBER {100 * qber:.2f} % over {bits} bits, significantly above "
-                f"{100 * high_q:.2f} % (calibrated + margin): intercept-resend?"
+                f"{100 * high_q:.2f} % (calibrated + margin): intercept-resend or misalignment"
             )
         if ref is not None:
             low_q = ref * self.settings.qber_floor_fraction
@@ -228,6 +231,14 @@ class LinkMonitor:
                     f"{100 * ref:.2f} %): faked states (blinding?)"
                 )
         return out
+
+    def verdict(self, result: BlockResult) -> str | None:
+        """The key gate: judge the block's own QBER first (raising or clearing the QBER
+        alarms), then ask the trust gate."""
+        now = self.run.clock.now_s()
+        for source, message in self.qber_problems(result).items():
+            self.gate.set(source, message, now)
+        return self.gate.verdict(result.block, QBER_SOURCES)
 
     def observe(self, result: BlockResult) -> float | None:
         """A block's result: raise or clear the QBER alarms; the block's start (run clock)."""

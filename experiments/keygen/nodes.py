@@ -70,8 +70,9 @@ __all__ = [
 class KeyGate(Protocol):
     """Decides, just before a block's key would be stored, whether it may be."""
 
-    def verdict(self, block: int) -> str | None:
-        """Why block ``block``'s key must not be stored, or None to store it."""
+    def verdict(self, result: BlockResult) -> str | None:
+        """Why the key of ``result``'s block (its statistics so far) must not be stored,
+        or None to store it."""
         ...
 
 
@@ -194,12 +195,14 @@ class BobNode(NodeBase):
             if decision is None:
                 return self._no_key(base, str(self._last_reason), start_messages)
             key_id, secret_bits, pa_seed, phi_x = decision
-            held = None if self.key_gate is None else self.key_gate.verdict(raw.block)
+            judged = {**base, "phi_x": phi_x}
+            held = None
+            if self.key_gate is not None:
+                held = self.key_gate.verdict(self._no_key(judged, "", start_messages))
             if held is not None:
                 # Alice waits for key/stored or key/dropped: dropped, she keeps nothing either.
                 await self.send("key/dropped", to_json({"seq": seq}))
-                base["phi_x"] = phi_x
-                return self._no_key(base, f"key output stopped: {held}", start_messages)
+                return self._no_key(judged, f"key output stopped: {held}", start_messages)
             final = await asyncio.to_thread(privacy_amplify, outcome.key, secret_bits, pa_seed)
         await self.commit_turn(seq)
         with stage("key store"):

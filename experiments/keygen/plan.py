@@ -179,7 +179,7 @@ async def generate_key(
         bobs = [BobNode(ch, bob_store, settings, run.run_id, sequencer) for ch in bob_channels]
         link_monitor = guard.install(run, config, calibration)
         for bob in bobs:
-            bob.key_gate = link_monitor.gate
+            bob.key_gate = link_monitor
 
         def on_result(result: BlockResult) -> None:
             summary.add(result)

@@ -215,15 +215,22 @@ class TrustGate:
         if span is not None:
             span.checked_s = now_s
 
-    def verdict(self, block: int) -> str | None:
-        """Why block ``block``'s key must not be stored, or None (store it)."""
+    def verdict(self, block: int, per_block: frozenset[str] = frozenset()) -> str | None:
+        """Why block ``block``'s key must not be stored, or None (store it).
+
+        A standing alarm holds every block; an alarm that stood at some time during the
+        block's acquisition or up to the check after it holds that block too, except the
+        ``per_block`` ones, whose evidence is each block's own statistics (already judged
+        on this block when the verdict is asked).
+        """
         span = self.spans.get(block)
         if span is None or span.checked_s is None:
             return "no monitor check after the block"
         reasons = [
             f"{a.source}: {a.message}"
             for a in self.alarms
-            if a.cleared_s is None or a.overlaps(span.start_s, span.checked_s)
+            if a.cleared_s is None
+            or (a.source not in per_block and a.overlaps(span.start_s, span.checked_s))
         ]
         if reasons:
             self.held_blocks += 1

@@ -83,9 +83,12 @@ def test_verdict_holds_blocks_that_overlap_an_alarm_or_lack_a_check() -> None:
     assert gate.verdict(3) is None
     assert gate.verdict(4) == "no monitor check after the block"
     gate.set("qber-high", "25 %", now_s=3.5)
-    assert gate.verdict(3) is not None  # an unknown span is never trusted
+    assert gate.verdict(3) == "qber-high: 25 %"  # a standing alarm holds every block
+    gate.set("qber-high", None, now_s=3.6)
+    assert gate.verdict(3) is None  # a per-block alarm cleared on the block's own QBER
+    assert gate.verdict(2, frozenset({"dark-counts"})) is None
     summary = gate.summary()
-    assert summary["key_output"] == "stopped" and summary["held_blocks"] == 2
+    assert summary["key_output"] == "open" and summary["held_blocks"] == 3
     assert summary["alarms"][0] == {
         "source": "dark-counts",
         "message": "too many",
