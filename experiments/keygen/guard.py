@@ -115,11 +115,11 @@ class LinkMonitor:
         if entry is None:
             return None
         rates = [
-            v.get("dark_count_rate_hz")
+            float(v["dark_count_rate_hz"])
             for v in entry.values.values()
             if isinstance(v, Mapping) and isinstance(v.get("dark_count_rate_hz"), int | float)
         ]
-        return float(sum(rates)) if rates else None
+        return sum(rates) if rates else None
 
     def _leak_fraction(self, port: int) -> float:
         """Calibrated crosstalk of ``port`` as a power ratio (darks-level when unseen)."""

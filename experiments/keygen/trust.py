@@ -189,9 +189,9 @@ class TrustGate:
         """Raise (or clear) the ``calibration`` alarm from the store and this run's failures."""
         latest: dict[str, Calibration] = {}
         entries = [] if store is None else store.all()
-        for entry in entries:
-            if entry.kind not in latest or entry.time_s > latest[entry.kind].time_s:
-                latest[entry.kind] = entry
+        for stored in entries:
+            if stored.kind not in latest or stored.time_s > latest[stored.kind].time_s:
+                latest[stored.kind] = stored
         problems = []
         for kind in self.settings.require:
             entry = latest.get(kind)
