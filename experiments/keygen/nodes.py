@@ -26,9 +26,10 @@ output for good (the channel refuses all further traffic).
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from experiments.keygen.acquisition import RawBlock
 from experiments.keygen.alice import AliceNode
@@ -67,6 +68,15 @@ __all__ = [
 ]
 
 
+class KeyGate(Protocol):
+    """Decides, just before a block's key would be stored, whether it may be."""
+
+    def verdict(self, result: BlockResult) -> str | None:
+        """Why the key of ``result``'s block (its statistics so far) must not be stored,
+        or None to store it."""
+        ...
+
+
 class BobNode(NodeBase):
     """Bob: drives each block from his detections."""
 
@@ -80,6 +90,8 @@ class BobNode(NodeBase):
     ) -> None:
         super().__init__(channel, store, settings, run_id, sequencer)
         self.qber_estimate: float | None = None
+        self.key_gate: KeyGate | None = None
+        """Asked before each key is stored; a reason means neither party stores it."""
 
     async def process(self, raw: RawBlock, seq: int | None = None) -> BlockResult:
         """Post-process one block with Alice; stores the key when there is one.
@@ -136,9 +148,13 @@ class BobNode(NodeBase):
         )
         if not estimate["proceed"]:
             return self._no_key(base, str(estimate["reason"]), start_messages)
-        qber_guess = (
-            self.qber_estimate if self.qber_estimate is not None else float(estimate["qber_x"])
-        )
+        qber_x = float(estimate["qber_x"])
+        qber_guess = self.qber_estimate if self.qber_estimate is not None else qber_x
+        # The last block's estimate is the sharper guess, unless this block's test bits say
+        # the link changed (an attack ended, a drift): Cascade then costs round trips.
+        spread = 3.0 * math.sqrt(max(qber_x * (1.0 - qber_x), 1e-6) / max(len(test), 1))
+        if abs(qber_guess - qber_x) > max(spread, 0.005):
+            qber_guess = qber_x
         seed = secrets.randbelow(2**63)
         qber_guess = min(max(qber_guess, 0.0), 0.25)
         with stage("cascade"):
@@ -186,6 +202,14 @@ class BobNode(NodeBase):
             # Everything Alice sent (her replies, Cascade parities, the seed) is checked
             # before a key depends on it.
             await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
+            judged = {**base, "phi_x": phi_x}
+            held = None
+            if self.key_gate is not None:
+                held = self.key_gate.verdict(self._no_key(judged, "", start_messages))
+            if held is not None:
+                # Alice waits for key/stored or key/dropped: dropped, she keeps nothing either.
+                await self.send("key/dropped", to_json({"seq": seq}))
+                return self._no_key(judged, f"key output stopped: {held}", start_messages)
             final = await asyncio.to_thread(privacy_amplify, outcome.key, secret_bits, pa_seed)
         await self.commit_turn(seq)
         slots: dict[str, int] = {}

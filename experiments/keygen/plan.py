@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.keygen import monitor, steps
+from experiments.keygen import guard, monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
 from experiments.keygen.nodes import (
     AliceNode,
@@ -123,7 +123,7 @@ async def main(run: PlanContext) -> dict[str, Any]:
     with run.progress.task("synchronize", total=1) as task:
         clock_map = await steps.synchronize(run)
         task.advance()
-    return await generate_key(run, clock_map)
+    return await generate_key(run, clock_map, calibration=report)
 
 
 async def generate_key(
@@ -133,6 +133,7 @@ async def generate_key(
     source: AliceSource | None = None,
     channels: tuple[AuthenticatedChannel, AuthenticatedChannel] | None = None,
     remote_alice: AuthenticatedChannel | Sequence[AuthenticatedChannel] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Key generation on a synchronized station.
 
@@ -140,6 +141,9 @@ async def generate_key(
     with ``remote_alice`` (Bob's end of a TCP channel), in another process (``labctl node``).
     Several remote channels: one worker per channel, that many blocks in flight at once
     (:class:`~experiments.keygen.workers.ParallelPipeline`), keys committed in block order.
+    Keys are stored only on trust (:mod:`experiments.keygen.trust`): every calibration
+    passed (``calibration``: this run's summary, failures in it count) and unexpired, and
+    no alarm of the link monitors (:mod:`experiments.keygen.guard`) around the block.
     """
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
@@ -179,12 +183,17 @@ async def generate_key(
         summary.extra["workers"] = len(bob_channels)
         sequencer = CommitSequencer() if len(bob_channels) > 1 else None
         bobs = [BobNode(ch, bob_store, settings, run.run_id, sequencer) for ch in bob_channels]
+        link_monitor = guard.install(run, config, calibration)
+        for bob in bobs:
+            bob.key_gate = link_monitor
 
         def on_result(result: BlockResult) -> None:
             summary.add(result)
             watch.observe(result)
+            started_s = link_monitor.observe(result)
             event = result.event()
             event.pop("key_id")
+            event["started_s"] = started_s  # run clock: the block spans started_s + acquired_s
             run.emit("qkd", event)
             _publish_link(run, settings.link_id, result)
             run.log.info(
@@ -215,7 +224,7 @@ async def generate_key(
         try:
             block_clock = steps.BlockClock(clock_map)
             await _acquire_loop(
-                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring
+                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring, link_monitor
             )
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
@@ -224,6 +233,7 @@ async def generate_key(
             await _wind_down(run, pipeline, bobs, alice_task, summary, settings)
             _account_authentication(summary, settings, bobs[0].pool)
             summary.backlog = vars(pipeline.stats).copy()
+            summary.extra["trust"] = link_monitor.gate.summary()
             summary.write(run.folder.path)
             run.log.info("%s", summary.text())
     totals = summary.totals()
@@ -294,6 +304,7 @@ async def _acquire_loop(
     watch: monitor.QberWatch,
     alice: AliceSide,
     detector_channels: list[int],
+    link_monitor: guard.LinkMonitor,
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
 
@@ -321,6 +332,7 @@ async def _acquire_loop(
                 return
             await alice.ensure_light()
             clock_map = await block_clock.for_block(run, tagger)
+            link_monitor.gate.block_started(block, run.clock.now_s())
             # Bob reads while Alice plays: a tagger buffers only so long.
             playing = asyncio.ensure_future(alice.play_key_block(settings.block_pulses))
             try:
@@ -345,6 +357,8 @@ async def _acquire_loop(
                 await alice.ensure_light()
             if raw is None:  # the lock was lost and is found again: this block is dropped
                 continue
+            # The monitors look at the link after the block, before its key can be stored.
+            await link_monitor.after_block(block, raw)
             pipeline.submit(raw)
             watch.acquired(block)
             block += 1

@@ -349,10 +349,9 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
         await run.checkpoint()
         from experiments.keygen import steps
 
-        if not args.skip_calibration:
-            await steps.calibrate(run)
+        report = None if args.skip_calibration else await steps.calibrate(run)
         clock_map = await steps.synchronize(run)
-        return await keygen.generate_key(run, clock_map, remote_alice=workers)
+        return await keygen.generate_key(run, clock_map, remote_alice=workers, calibration=report)
 
     station = Station.from_config(config)
     # Alice's laser is hers: Bob's plans reach it through her node, like her transmitter.

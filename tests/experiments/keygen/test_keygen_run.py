@@ -80,6 +80,12 @@ async def test_full_intercept_resend_attack_stores_no_key(tmp_path: Path) -> Non
     assert 0.22 < summary["qber_x"] < 0.29
     assert store_rows(tmp_path / "runs" / "keys-alice.sqlite") == []
     assert store_rows(tmp_path / "runs" / "keys-bob.sqlite") == []
+    # The link monitor raised the intercept-resend alarm (run record; MQTT carries the same).
+    alarms = [
+        e["data"] for e in read_events(result.path / "events.jsonl") if e["stream"] == "alarm"
+    ]
+    assert [(a["source"], a["action"]) for a in alarms] == [("qber-high", "raised")]
+    assert summary["trust"]["key_output"] == "stopped"
 
 
 class TamperingTransport:
