@@ -16,7 +16,12 @@ keys committed in block order so both stores stay identical. Every channel, W = 
 opens with Alice's challenge and Bob's authenticated hello, so different W at the two ends
 is refused at connect time with an error naming ``--workers``. Alice's listener closes any
 connection that does not authenticate (garbage, silence, a wrong pre-shared key, a port
-scan), says so on stderr and keeps waiting for Bob until ``--timeout-s``.
+scan), says so on stderr and keeps waiting for Bob until ``--timeout`` (default 60s).
+
+The grammar is ``labctl run``'s: the station file is the positional CONFIG, ``--duration``
+and ``--timeout`` read ``90s``, ``2m`` or ``1h30m`` (``labctl.cli.grammar``) and ``--set
+KEY=VALUE`` changes the station file's sections (``qkd.block_pulses=1e7``) with the same
+validation and suggestions.
 
 Ctrl-C/SIGTERM on Alice: she takes no new block, finishes the ones in flight (each message
 within ``qkd.channel_timeout_s``) and closes her channels; Bob's next block fails, blocks
@@ -30,15 +35,21 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from labctl.cli.grammar import add_duration, add_timeout, duration_of, parse_duration_s
+from labctl.cli.runsetup import quiet_console
 from labctl.interfaces.errors import ConfigError
 
-DEFAULT_TIMEOUT_S = 60.0
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = "60s"
+DEFAULT_DURATION = "30s"
 
 
 def parse_address(text: str, where: str) -> tuple[str, int]:
@@ -197,7 +208,7 @@ async def _serve_alice(
                 control=True,
             )
         except (TimeoutError, ChannelTimeout):
-            print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
+            print(f"no Bob within {args.timeout_s:g} s (--timeout)", file=sys.stderr)
             return 1
         except QkdError as exc:
             print(f"alice: no link: {exc}", file=sys.stderr)
@@ -242,7 +253,7 @@ async def _serve_alice(
 
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
-    from labctl.cli.run import engine_options, parse_duration_s, report
+    from labctl.cli.run import engine_options, report
     from labctl.qkd.auth import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
     from labctl.runner.control import RunControl
@@ -256,7 +267,7 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     alice_mod = importlib.import_module("experiments.sync.alice")
     settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.connect, "--connect")
-    duration_s = parse_duration_s(args.duration)
+    duration_s = args.duration_s
     _warn_idle_workers(settings, args.workers, "bob")
     channels: list[AuthenticatedChannel]
     try:
@@ -326,12 +337,29 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from labctl.cli.common import load_station_config
+    from labctl.cli.common import apply_config_logging
+    from labctl.cli.overrides import load_with_overrides
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}", field="--workers")
+    args.timeout_s = duration_of(args, "timeout")
+    args.duration_s = duration_of(args) if args.duration is not None else None
     psk = read_psk(args.psk_file)  # first: a badly protected key is refused before anything
-    config = load_station_config(args, args.config)
+    loaded = load_with_overrides(args.config, args.set)
+    config = loaded.config
+    apply_config_logging(args, config)
+    quiet_console()
+    for change in loaded.overrides.applied:
+        log.info("--set %s", change)
+    if loaded.overrides.args:
+        names = ", ".join(sorted(loaded.overrides.args))
+        raise ConfigError(
+            f"{names}: not a key of any section of the station file (the node plans take "
+            "no plan arguments); use SECTION.KEY=VALUE",
+            field="--set",
+        )
+    if args.role == "bob" and args.duration_s is None:
+        args.duration_s = parse_duration_s(DEFAULT_DURATION)
     runner: Callable[[argparse.Namespace, Any, bytes], Awaitable[int]]
     if args.role == "alice":
         if not args.listen:
@@ -354,7 +382,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--listen", help="alice: HOST:PORT to accept Bob on (port 0 = any)")
     parser.add_argument("--connect", help="bob: HOST:PORT of Alice")
     parser.add_argument("--psk-file", required=True, help="pre-shared authentication key file")
-    parser.add_argument("--duration", default="30s", help="bob: run-clock time to generate key")
+    add_duration(parser, f"bob: run-clock time to generate key, default {DEFAULT_DURATION}")
     parser.add_argument(
         "--skip-calibration",
         action="store_true",
@@ -366,10 +394,13 @@ def register(subparsers: Any) -> None:
         default=1,
         help="blocks post-processed at once, one TCP channel each (the same on both nodes)",
     )
+    add_timeout(parser, "how long to wait for the peer to connect", DEFAULT_TIMEOUT)
     parser.add_argument(
-        "--timeout-s",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        help="seconds to wait for the peer to connect",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a station file key (qkd.block_pulses=1e7, or block_pulses=1e7 when one section "
+        "has it); repeatable",
     )
     parser.set_defaults(func=_main)

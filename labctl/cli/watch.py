@@ -21,7 +21,7 @@ import aiomqtt
 from rich.console import Console, Group
 from rich.live import Live
 
-from labctl.cli.grammar import add_duration, duration_of
+from labctl.cli.grammar import add_duration, add_timeout, duration_of
 from labctl.interfaces.errors import ConfigError
 from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.dashboard import DashboardModel
@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--password-file", type=Path)
     p.add_argument("--ca-file", type=Path, help="CA certificate for mqtts://")
     add_duration(p, "stop after this long")
+    add_timeout(p, "how long to collect the nodes' retained $meta", f"{DISCOVER_S:g}s")
     p.set_defaults(func=run_watch)
 
 
@@ -182,7 +183,9 @@ async def _find_and_watch(args: argparse.Namespace, settings: MqttSettings) -> i
         nodes = [Topics(args.lab, args.node)]
         await discover(settings, args.lab, args.node, wait_s=0.0)  # the broker is reachable
     else:
-        nodes = await discover(settings, args.lab, args.node)
+        nodes = await discover(
+            settings, args.lab, args.node, wait_s=duration_of(args, "timeout") or DISCOVER_S
+        )
         if not nodes:
             print(
                 f"labctl watch: no labctl node on {settings.url} (no retained $meta"
@@ -206,6 +209,7 @@ def run_watch(args: argparse.Namespace) -> int:
         if args.node is not None:
             Topics(args.lab or "x", args.node)
         duration_of(args)
+        duration_of(args, "timeout")
     except ConfigError as exc:
         print(f"labctl watch: {exc}", file=sys.stderr)
         return 2
