@@ -37,7 +37,6 @@ import contextlib
 import importlib
 import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -89,11 +88,14 @@ def _warn_idle_workers(settings: Any, workers: int, who: str) -> None:
     """Workers take blocks in turn: one waits ~W block intervals for its next block."""
     idle_s = workers * settings.block_interval_s
     if workers > 1 and idle_s >= settings.channel_timeout_s:
-        print(
-            f"{who}: warning: with --workers {workers} a channel may wait {idle_s:g} s between "
-            f"blocks (W x qkd.block_interval_s), not under qkd.channel_timeout_s = "
-            f"{settings.channel_timeout_s:g} s: raise the timeout or use fewer workers",
-            file=sys.stderr,
+        log.warning(
+            "%s: with --workers %d a channel may wait %g s between blocks (W x "
+            "qkd.block_interval_s), not under qkd.channel_timeout_s = %g s: raise the timeout "
+            "or use fewer workers",
+            who,
+            workers,
+            idle_s,
+            settings.channel_timeout_s,
         )
 
 
@@ -110,11 +112,10 @@ def _stop_on_signals(stop: asyncio.Event, serving: list[bool]) -> Any:
     def on_signal(sig: signal.Signals) -> None:
         received.append(sig.name)
         if serving[0] and len(received) == 1:
-            print(
-                f"alice: {sig.name} received: no new blocks, finishing those in flight "
+            log.warning(
+                "alice: %s received: no new blocks, finishing those in flight "
                 "(again to stop at once)",
-                file=sys.stderr,
-                flush=True,
+                sig.name,
             )
             stop.set()
         elif task is not None:
@@ -150,7 +151,7 @@ def _first_qkd_error(exc: BaseException) -> BaseException | None:
 
 def _print_rejected(peer: str, reason: str) -> None:
     """Alice's listener closed a connection that did not authenticate; she waits on."""
-    print(f"alice: refused connection from {peer}: {reason}", file=sys.stderr, flush=True)
+    log.warning("alice: refused connection from %s: %s", peer, reason)
 
 
 async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
@@ -162,10 +163,10 @@ async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
         except asyncio.CancelledError:
             if not received:
                 raise
-            print(f"alice: stopped at once ({received[-1]} received)", file=sys.stderr)
+            log.warning("alice: stopped at once (%s received)", received[-1])
             return 1
     if received:
-        print(f"alice: stopped ({received[0]} received)", file=sys.stderr)
+        log.warning("alice: stopped (%s received)", received[0])
         return max(code, 1)
     return code
 
@@ -192,7 +193,7 @@ async def _serve_alice(
             alice = alice_mod.alice_of(station)
             laser = station.instruments[keygen.settings_laser_of(config)]
         except (LookupError, KeyError) as exc:
-            print(f"labctl node alice: {exc}", file=sys.stderr)
+            log.error("labctl node alice: %s", exc)
             return 2
         alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
         try:
@@ -208,10 +209,10 @@ async def _serve_alice(
                 control=True,
             )
         except (TimeoutError, ChannelTimeout):
-            print(f"no Bob within {args.timeout_s:g} s (--timeout)", file=sys.stderr)
+            log.error("alice: no Bob within %g s (--timeout)", args.timeout_s)
             return 1
         except QkdError as exc:
-            print(f"alice: no link: {exc}", file=sys.stderr)
+            log.error("alice: no link: %s", exc)
             return 1
         workers, control_channel = channels[:-1], channels[-1]
         control = control_mod.AliceControl(control_channel, alice, laser)
@@ -236,7 +237,7 @@ async def _serve_alice(
                 kind = (
                     "authentication failure" if isinstance(error, AuthenticationError) else "error"
                 )
-                print(f"alice: key output stopped: {kind}: {error}", file=sys.stderr)
+                log.error("alice: key output stopped: %s: %s", kind, error)
                 return 1
             finally:
                 controlling.cancel()
@@ -283,7 +284,7 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
         workers, control_channel = channels[:-1], channels[-1]
         remote = await control_mod.RemoteAlice.connect(control_channel)
     except QkdError as exc:
-        print(f"bob: no link to Alice: {exc}", file=sys.stderr)
+        log.error("bob: no link to Alice: %s", exc)
         return 1
 
     async def plan(run: Any) -> Any:
@@ -299,9 +300,7 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     # Alice's laser is hers: Bob's plans reach it through her node, like her transmitter.
     laser_name = keygen.settings_laser_of(config)
     if laser_name in station.instruments:
-        print(
-            f"bob: {laser_name!r} is Alice's laser: remove it from Bob's station", file=sys.stderr
-        )
+        log.error("bob: %r is Alice's laser: remove it from Bob's station", laser_name)
         return 2
     station.instruments[laser_name] = control_mod.RemoteLaser(
         laser_name, control_channel, remote.lock
