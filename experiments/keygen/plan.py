@@ -23,6 +23,7 @@ import numpy as np
 
 from experiments.keygen import monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
+from experiments.keygen.block_dataset import block_dataset, block_row
 from experiments.keygen.nodes import (
     AliceNode,
     AliceSource,
@@ -173,6 +174,7 @@ async def generate_key(
         summary.extra["workers"] = len(bob_channels)
         sequencer = CommitSequencer() if len(bob_channels) > 1 else None
         bobs = [BobNode(ch, bob_store, settings, run.run_id, sequencer) for ch in bob_channels]
+        blocks_data = block_dataset(run)
 
         def on_result(result: BlockResult) -> None:
             summary.add(result)
@@ -180,6 +182,7 @@ async def generate_key(
             event = result.event()
             event.pop("key_id")
             run.emit("qkd", event)
+            blocks_data.add(**block_row(event))
             _publish_link(run, settings.link_id, result)
             run.log.info(
                 "block %d: %s (%s), QBER Z %s, secret bits %d",
