@@ -21,7 +21,11 @@ SYNC_COLUMNS = (
     Column("jitter_ps", label="timing jitter of the detections"),
     Column("data_s", label="acquisition time used"),
     Column("detections", label="detections used"),
-    Column("index_score", unit="1", label="pulse-index match score (qubits agreeing with Alice's)"),
+    Column(
+        "index_score",
+        unit="1",
+        label="pulse-index margin: correlation score of the chosen offset over the next best",
+    ),
 )
 """One row per synchronization of the run (the first, then every resynchronization)."""
 

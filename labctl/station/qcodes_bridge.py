@@ -136,7 +136,10 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
             self._add_switch(instrument)
 
     def _run(self, what: str) -> Callable[[Callable[[], Coroutine[Any, Any, T]]], T]:
-        return lambda make: self._caller.call(make, f"{self.name}.{what}")
+        # Bound now: qcodes strips an instrument's attributes on close(), and a parameter
+        # kept past it must still say that the loop is gone rather than AttributeError.
+        caller, where = self._caller, f"{self.name}.{what}"
+        return lambda make: caller.call(make, where)
 
     def _setting(
         self,
