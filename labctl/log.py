@@ -299,15 +299,31 @@ class PlainLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+_terminal_console: Console | None = None
+
+
+def terminal_console() -> Console | None:
+    """The rich Console the terminal log handler writes to (None when logs are plain lines).
+
+    Progress bars must draw on this same Console: rich keeps log lines above its live bars
+    only for output that goes through the Console that draws them (a second Console on the
+    same terminal writes straight past the bars, onto their line).
+    """
+    return _terminal_console
+
+
 def terminal_handler(stream: TextIO | None = None) -> logging.Handler:
     """The terminal's handler: rich on a terminal or in Jupyter, plain lines otherwise.
 
     Both print ``[YYYY-MM-DD HH:MM:SS] LEVEL message``, every line with its time, so the
     logs of two processes (Alice's and Bob's nodes) read and sort the same way.
     """
+    global _terminal_console
     console = Console(file=stream, stderr=stream is None, soft_wrap=True)
     if not (console.is_terminal or console.is_jupyter):
+        _terminal_console = None
         return PlainLineHandler(stream)
+    _terminal_console = console if stream is None else None
     return RichHandler(
         console=console,
         show_path=False,
