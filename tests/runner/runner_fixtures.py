@@ -138,3 +138,10 @@ async def chatty_plan(run: Any) -> int:
             bar.advance()
             await run.checkpoint()
     return n
+
+
+async def settings_plan(run: Any) -> dict[str, Any]:
+    """Emits the ``qkd`` section as the plan sees it (what ``--set qkd.KEY=V`` changed)."""
+    section = dict(run.station.config.raw_section("qkd") or {})
+    run.emit("primary", {"qkd": section, "args": dict(run.args)})
+    return section
