@@ -11,12 +11,18 @@ import select
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 from labctl.runner.documents import Document
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.settings import MqttSettings
 
+REPO = Path(__file__).resolve().parents[2]
+SIM = REPO / "configs" / "sim.yaml"
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r")
 
 
@@ -189,3 +195,63 @@ async def test_watch_of_an_empty_broker_says_so(tmp_path: Path) -> None:
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert b"no labctl node" in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_watch_with_only_the_broker_fills_every_panel_of_a_real_run(tmp_path: Path) -> None:
+    """``labctl watch --broker URL`` alone, on a real ``labctl run`` of the sim station."""
+    data: dict[str, Any] = yaml.safe_load(SIM.read_text())
+    data["qkd"] = {"block_interval_s": 1.0}
+    data["mqtt"] = {"telemetry_interval_s": 0.5}
+    data["storage"] = {
+        "runs_dir": str(tmp_path / "runs"),
+        "calibration_store": str(tmp_path / "runs" / "calibration.json"),
+        "key_store": str(tmp_path / "runs" / "keys.sqlite"),
+    }
+    config = tmp_path / "sim.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "140", "TERM": "xterm-256color"}
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "labctl", "run", str(config), "--duration", "40s",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    master = -1
+    watch = None
+    try:
+        assert run.stderr is not None
+        url = None
+        while url is None:
+            line = await asyncio.wait_for(run.stderr.readline(), 120)
+            assert line, "the run ended before it streamed"
+            found = re.search(rb"mqtt://127\.0\.0\.1:\d+", line)
+            url = found.group(0).decode() if found else None
+        drain = asyncio.ensure_future(run.communicate())
+        master, slave = pty.openpty()
+        watch = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "labctl", "watch", "--broker", url, "--duration", "5m",
+            stdin=slave, stdout=slave, stderr=slave, env={**env, "LINES": "60"},
+        )  # fmt: skip
+        os.close(slave)
+        needles = [b"sim-lab/alice-bob", b"state: running", b"tagger-bob ch1", b" %"]
+        screen = await asyncio.to_thread(read_until, master, needles, 240)
+        missing = [n for n in needles if n not in screen]
+        assert not missing, f"not on screen: {missing}\n{screen[-4000:].decode(errors='replace')}"
+        tail = screen[-6000:]
+        assert re.search(rb"\d+\.\d\d %", tail), tail.decode(errors="replace")  # QBER
+        assert re.search(rb"tagger-bob ch1\W+[1-9][\d,]*", tail)  # a count rate
+        assert re.search(rb"pc-bob\W+\d+", tail), tail.decode(errors="replace")  # a cal. age
+        await asyncio.wait_for(drain, 300)
+        assert run.returncode == 0
+        # The run ended and its embedded broker with it: the watcher says so, no traceback.
+        after = await asyncio.to_thread(read_until, master, [b"broker:"], 30)
+        for stray in (b"Traceback", b"never retrieved"):
+            at = after.find(stray)
+            assert at < 0, after[max(0, at - 2000) : at + 2000].decode(errors="replace")
+    finally:
+        for proc in (run, watch):
+            if proc is not None and proc.returncode is None:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 20)
+        if master >= 0:
+            os.close(master)
