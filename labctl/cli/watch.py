@@ -222,7 +222,29 @@ async def _watch(
             live.stop()
 
 
+def _quiet_abandoned_connections(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop asyncio's "Future exception was never retrieved" for aiomqtt errors.
+
+    A connection attempt given up on (timed out, then retried) can still have its error
+    set later by aiomqtt, on a future nobody holds any more; that error was already
+    reported (or retried) here, and a traceback at exit would only alarm the operator.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        unretrieved = "never retrieved" in str(context.get("message", ""))
+        if unretrieved and isinstance(context.get("exception"), aiomqtt.MqttError):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 async def _find_and_watch(args: argparse.Namespace, settings: MqttSettings) -> int:
+    _quiet_abandoned_connections(asyncio.get_running_loop())
     duration_s = duration_of(args)
     connect_wait_s = duration_of(args, "timeout") or CONNECT_WAIT_S
     if args.lab is not None and args.node is not None:

@@ -255,3 +255,32 @@ async def test_watch_with_only_the_broker_fills_every_panel_of_a_real_run(tmp_pa
                 await asyncio.wait_for(proc.wait(), 20)
         if master >= 0:
             os.close(master)
+
+
+async def test_watch_retries_a_broker_that_does_not_answer_until_its_timeout() -> None:
+    """A listener that accepts and stays silent: retried until --timeout, then exit 1."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accept, never answer CONNECT
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "labctl.cli", "watch", "--broker", f"mqtt://127.0.0.1:{port}",
+            "--timeout", "7s",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 240)
+        elapsed_s = time.monotonic() - started
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+    assert proc.returncode == 1, err
+    assert f"cannot reach broker mqtt://127.0.0.1:{port}".encode() in err
+    assert len(held) >= 2  # connected again after the first attempt timed out
+    assert elapsed_s >= 7.0
+    assert b"Traceback" not in err and b"never retrieved" not in err
