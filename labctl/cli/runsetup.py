@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import labctl
+from labctl.documents import Document
 from labctl.interfaces.errors import ConfigError
 from labctl.interfaces.instrument import Health
 from labctl.runner.control import RunControl
-from labctl.runner.documents import Document
 from labctl.runner.status import RunState
 from labctl.store.calibration import CalibrationStore
 from labctl.store.keystore import node_store_path

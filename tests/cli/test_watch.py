@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.settings import MqttSettings
