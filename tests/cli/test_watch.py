@@ -104,20 +104,24 @@ async def test_watch_json_prints_one_message_per_line(tmp_path: Path) -> None:
     with Mosquitto(tmp_path / "broker") as broker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "labctl.cli", "watch", "--broker", broker.url,
-            "--lab", "lab", "--node", "alice", "--json", "--duration-s", "30",
+            "--lab", "lab", "--node", "alice", "--json", "--duration-s", "60",
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            await asyncio.sleep(1.5)  # let it subscribe
+            assert proc.stdout is not None
             async with MqttPublisher(
                 MqttSettings.from_url(broker.url), lab="lab", node="alice",
                 outbox_dir=tmp_path / "outbox",
             ) as pub:  # fmt: skip
+                # The retained $state/$meta reach the watcher once it subscribed: only then
+                # are run documents (not retained) sent.
+                pub.set_state("running")
+                line = await asyncio.wait_for(proc.stdout.readline(), 60)
+                assert json.loads(line)["topic"].startswith("labctl/v1/lab/alice/$")
                 for document in run_documents("r-json"):
                     pub.emit(document)
                 assert await pub.flush(10)
             seqs: list[int] = []
-            assert proc.stdout is not None
             while len(seqs) < 5:
                 line = await asyncio.wait_for(proc.stdout.readline(), 20)
                 record = json.loads(line)
