@@ -23,6 +23,7 @@ import numpy as np
 
 from experiments.keygen import guard, monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
+from experiments.keygen.block_dataset import block_dataset, block_row
 from experiments.keygen.nodes import (
     AliceNode,
     AliceSource,
@@ -186,6 +187,7 @@ async def generate_key(
         link_monitor = guard.install(run, config, calibration)
         for bob in bobs:
             bob.key_gate = link_monitor
+        blocks_data = block_dataset(run)
 
         def on_result(result: BlockResult) -> None:
             summary.add(result)
@@ -195,6 +197,7 @@ async def generate_key(
             event.pop("key_id")
             event["started_s"] = started_s  # run clock: the block spans started_s + acquired_s
             run.emit("qkd", event)
+            blocks_data.add(**block_row(event))
             _publish_link(run, settings.link_id, result)
             run.log.info(
                 "block %d: %s (%s), QBER Z %s, secret bits %d",
