@@ -244,7 +244,7 @@ async def _serve_alice(
                 settings, psk, alice_path, "alice", args.psk_file, store_key_from_config(config)
             )
         except QkdError as exc:
-            print(f"alice: {exc}", file=sys.stderr)
+            log.error("alice: %s", exc)
             return 2
         try:
             channels = await _links().accept_channels(
@@ -338,7 +338,7 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
             store_key_from_config(config),
         )
     except QkdError as exc:
-        print(f"bob: {exc}", file=sys.stderr)
+        log.error("bob: %s", exc)
         return 2
     try:
         channels = await _links().connect_channels(
