@@ -192,6 +192,16 @@ def reconcile(stores: list[KeyStore], run_id: str, state: KeygenState) -> Reconc
     return Reconciled(deleted, completed, ids)
 
 
+def calibrated_state(state: KeygenState | None, ages: Ages) -> dict[str, Any]:
+    """The checkpoint state right after a calibration: ``state`` (or a fresh one) with the
+    calibration's age and the run time updated; committed blocks and sums unchanged."""
+    state = state or KeygenState()
+    state.calibrated_age_s = ages.calibration_age_s()
+    state.run_time_s = ages.run_time_s()
+    state.wall_ts = time.time()
+    return {STATE_KEY: state.to_json()}
+
+
 class Committer:
     """Commits blocks in order: when a block's key is at both ends, or it gave none.
 
@@ -307,5 +317,6 @@ __all__ = [
     "KeygenState",
     "Reconciled",
     "WatchedKeyStore",
+    "calibrated_state",
     "reconcile",
 ]

@@ -31,6 +31,7 @@ from experiments.keygen.checkpoint import (
     FreshKeyAuth,
     KeygenState,
     WatchedKeyStore,
+    calibrated_state,
     reconcile,
 )
 from experiments.keygen.nodes import (
@@ -138,6 +139,8 @@ async def main(run: PlanContext) -> dict[str, Any]:
         run.emit("calibration", {"report": report})
         if report["passed"]:
             ages.calibrated()
+            # A crash from here on resumes without recalibrating (while it stays valid).
+            run.commit(calibrated_state(state, ages))
     with run.progress.task("synchronize", total=1) as task:
         clock_map = await steps.synchronize(run)
         task.advance()

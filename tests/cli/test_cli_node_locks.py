@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from sim_station import write_sim_config
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0
@@ -21,16 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _config(tmp_path: Path) -> Path:
-    data = yaml.safe_load((REPO / "configs" / "sim.yaml").read_text(encoding="utf-8"))
-    data["storage"] = {
-        "runs_dir": "runs",
-        "calibration_store": "runs/calibration.json",
-        "key_store": "runs/keys.sqlite",
-    }
-    data.pop("kme", None)
-    path = tmp_path / "sim.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
+    return write_sim_config(tmp_path)
 
 
 def _psk(tmp_path: Path) -> Path:
