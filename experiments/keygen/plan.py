@@ -190,8 +190,6 @@ async def generate_key(
     auth = auth or FreshKeyAuth()
     auth.resume_from(state.auth if resumed else None)
     summary.sums = dataclasses.replace(state.sums)
-    if resumed:
-        summary.run_time_s = None
     committer = Committer(
         state,
         summary,

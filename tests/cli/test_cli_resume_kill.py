@@ -3,7 +3,8 @@
 Real subprocesses of ``labctl run`` / ``labctl resume`` on the simulated station: kill -9
 at five seeded random moments, one in each phase (calibration, synchronization,
 acquisition, post-processing, the key-store commit), then SIGTERM and SIGINT once each,
-then a resume that runs to its end. After every kill the part of the stores the
+then, its calibration expired, a resume that recalibrates and runs to its end. Resumes
+reuse a valid calibration. After every kill the part of the stores the
 checkpoint calls committed is identical at both ends and counts what the checkpoint
 counts; after every graceful end the stores are identical, hold exactly the keys the
 summary lists (ids, bits, blocks) and the recorded key events, and no block number repeats.
@@ -229,10 +230,21 @@ def test_kill_and_signals_at_random_moments_then_resume_keep_stores_and_summary_
         code = job.wait()
         assert code == 1, job.out.read_text()
         ended.append((sig.name, code, _ended_consistent(run, stores)))
-    # The last resume runs to its end.
-    job, _, _ = resume("3s")
+    # Every resume since the calibration passed reused it: only the first resume (its run
+    # killed while calibrating) calibrated again.
+    log = _text(run / "run.log")
+    assert log.count("calibration reused") == jobs - 2
+    assert "recalibrating on resume" not in log
+    # The last resume runs to its end, after the calibration expired: it recalibrates.
+    calibrations = runs / "calibration.json"
+    entries = json.loads(calibrations.read_text(encoding="utf-8"))
+    for entry in entries.values():
+        entry["expires_s"] = entry["time_s"] + 1.0
+    calibrations.write_text(json.dumps(entries), encoding="utf-8")
+    job, _, log_at = resume("3s")
     code = job.wait()
     assert code in (0, 3), job.out.read_text()  # ok, or degraded (a no-key block)
+    assert "recalibrating on resume: calibration expired" in _text(run / "run.log", log_at)
     final = _ended_consistent(run, stores)
     metadata = json.loads((run / "metadata.json").read_text(encoding="utf-8"))
     assert len(metadata["resumes"]) == jobs - 1
