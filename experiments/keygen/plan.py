@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,16 @@ import numpy as np
 from experiments.keygen import guard, monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
 from experiments.keygen.block_dataset import block_dataset, block_row
+from experiments.keygen.checkpoint import (
+    AuthResume,
+    CheckpointError,
+    Committer,
+    FreshKeyAuth,
+    KeygenState,
+    WatchedKeyStore,
+    calibrated_state,
+    reconcile,
+)
 from experiments.keygen.nodes import (
     AliceNode,
     AliceSource,
@@ -32,6 +43,7 @@ from experiments.keygen.nodes import (
     TransmitterSource,
 )
 from experiments.keygen.pipeline import BlockPipeline, CommitSequencer
+from experiments.keygen.resume import RunAges, reuse_calibration
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.summary import KeySummary
 from experiments.keygen.workers import ParallelPipeline, bob_workers
@@ -115,16 +127,32 @@ def _publish_link(run: PlanContext, link_id: str, result: BlockResult) -> None:
 
 
 async def main(run: PlanContext) -> dict[str, Any]:
-    """The main job: calibrate, synchronize, generate key; returns the summary."""
+    """The main job: calibrate, synchronize, generate key; returns the summary.
+
+    Resumed (``labctl resume``), it continues the key plan from its last committed block
+    (``experiments.keygen.checkpoint``), reusing the calibration while it is valid
+    (``experiments.keygen.resume``).
+    """
     await run.checkpoint()
-    with run.progress.task("calibrate", total=1) as task:
-        report = await steps.calibrate(run)
-        task.advance()
-    run.emit("calibration", {"report": report})
+    state = KeygenState.from_checkpoint(run.resume_state)
+    ages = RunAges.start(run.clock, state)
+    reused = None if state is None else await reuse_calibration(run, state)
+    report: dict[str, Any] | None = None  # this run's calibrations (None: reused from the store)
+    if reused is not None:
+        ages.calibrated(reused)
+    else:
+        with run.progress.task("calibrate", total=1) as task:
+            report = await steps.calibrate(run)
+            task.advance()
+        run.emit("calibration", {"report": report})
+        if report["passed"]:
+            ages.calibrated()
+            # A crash from here on resumes without recalibrating (while it stays valid).
+            run.commit(calibrated_state(state, ages))
     with run.progress.task("synchronize", total=1) as task:
         clock_map = await steps.synchronize(run)
         task.advance()
-    return await generate_key(run, clock_map, calibration=report)
+    return await generate_key(run, clock_map, calibration=report, state=state, ages=ages)
 
 
 async def generate_key(
@@ -135,6 +163,9 @@ async def generate_key(
     channels: tuple[AuthenticatedChannel, AuthenticatedChannel] | None = None,
     remote_alice: AuthenticatedChannel | Sequence[AuthenticatedChannel] | None = None,
     calibration: dict[str, Any] | None = None,
+    state: KeygenState | None = None,
+    ages: RunAges | None = None,
+    auth: AuthResume | None = None,
 ) -> dict[str, Any]:
     """Key generation on a synchronized station.
 
@@ -145,6 +176,11 @@ async def generate_key(
     Keys are stored only on trust (:mod:`experiments.keygen.trust`): every calibration
     passed (``calibration``: this run's summary, failures in it count) and unexpired, and
     no alarm of the link monitors (:mod:`experiments.keygen.guard`) around the block.
+
+    Every committed block rewrites the run's checkpoint; with ``state`` (a resumed run) the
+    stores are reconciled to it first and block numbers and sums continue from it.
+    ``auth`` carries the channel authentication's state over resumes (default: the HMAC
+    channel under a fresh key, which has none).
     """
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
@@ -160,9 +196,25 @@ async def generate_key(
     summary = KeySummary(run.run_id, 1e12 / period_ps)
     summary.sync_offset_ps, summary.sync_drift_ppb = steps.sync_figures(clock_map)
     run.emit("sync", {"offset_ps": summary.sync_offset_ps, "drift_ppb": summary.sync_drift_ppb})
+    resumed = state is not None
+    state = state or KeygenState()
+    ages = ages or RunAges.start(run.clock, None)
+    auth = auth or FreshKeyAuth()
+    auth.resume_from(state.auth if resumed else None)
+    summary.sums = dataclasses.replace(state.sums)
+    committer = Committer(
+        state,
+        summary,
+        lambda result: on_commit(result),
+        run.commit,
+        ages,
+        alice_local=remote_alice is None,
+        auth=auth,
+    )
     async with contextlib.AsyncExitStack() as stack:
         bob_store = stack.enter_context(KeyStore(bob_path, encryption_key=store_key))
         summary.extra["key_store_bob"] = str(bob_path)
+        stores = [bob_store]
         alice_task: asyncio.Task[list[BlockResult]] | None = None
         if remote_alice is None:
             if source is None:
@@ -172,7 +224,12 @@ async def generate_key(
                 source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
                 channels = _local_channels(settings, alice_path, bob_path)
-            alice_store = stack.enter_context(KeyStore(alice_path, encryption_key=store_key))
+            alice_store = stack.enter_context(
+                WatchedKeyStore(
+                    alice_path, on_add=committer.stored_at_alice, encryption_key=store_key
+                )
+            )
+            stores.append(alice_store)
             summary.extra["key_store_alice"] = str(alice_path)
             alice_node = AliceNode(channels[0], alice_store, settings, source, run.run_id)
             alice_task = asyncio.create_task(alice_node.serve(), name="alice-node")
@@ -182,20 +239,27 @@ async def generate_key(
         else:
             bob_channels = list(remote_alice)
         summary.extra["workers"] = len(bob_channels)
+        if resumed:
+            _reconcile_resumed(run, stores, state, summary)
         sequencer = CommitSequencer() if len(bob_channels) > 1 else None
         bobs = [BobNode(ch, bob_store, settings, run.run_id, sequencer) for ch in bob_channels]
         link_monitor = guard.install(run, config, calibration)
         for bob in bobs:
             bob.key_gate = link_monitor
         blocks_data = block_dataset(run)
+        started_s: dict[int, float | None] = {}
 
         def on_result(result: BlockResult) -> None:
-            summary.add(result)
             watch.observe(result)
-            started_s = link_monitor.observe(result)
+            # The monitors judge a block when its result is in; its event goes out on commit.
+            started_s[result.block] = link_monitor.observe(result)
+            committer.result(result)
+
+        def on_commit(result: BlockResult) -> None:
             event = result.event()
             event.pop("key_id")
-            event["started_s"] = started_s  # run clock: the block spans started_s + acquired_s
+            # Run clock: the block spans started_s + acquired_s.
+            event["started_s"] = started_s.pop(result.block, None)
             run.emit("qkd", event)
             blocks_data.add(**block_row(event))
             _publish_link(run, settings.link_id, result)
@@ -227,7 +291,16 @@ async def generate_key(
         try:
             block_clock = steps.BlockClock(clock_map)
             await _acquire_loop(
-                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring, link_monitor
+                run,
+                settings,
+                pipeline,
+                tagger,
+                block_clock,
+                watch,
+                alice,
+                bob_wiring,
+                link_monitor,
+                committer,
             )
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
@@ -235,6 +308,11 @@ async def generate_key(
         finally:
             await _wind_down(run, pipeline, bobs, alice_task, summary, settings)
             _account_authentication(summary, settings, bobs[0].pool)
+            if alice_task is not None:
+                _drop_uncommitted(run, stores, committer, summary)
+            if resumed:
+                summary.run_time_s = ages.run_time_s()
+                summary.clock = "simulated" if run.clock.is_virtual else "wall"
             summary.backlog = vars(pipeline.stats).copy()
             summary.extra["trust"] = link_monitor.gate.summary()
             summary.write(run.folder.path)
@@ -308,12 +386,14 @@ async def _acquire_loop(
     alice: AliceSide,
     detector_channels: list[int],
     link_monitor: guard.LinkMonitor,
+    committer: Committer,
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
 
     Per block: the clock map is refreshed on Alice's calibration frame (Bob's stream is
     left running), Alice plays fresh states once and learns the first pulse's index from
-    her frame marker, Bob reads that window, and the calibration frame plays again.
+    her frame marker, Bob reads that window, and the calibration frame plays again. Block
+    numbers continue from ``committer``'s state; each pause point persists that state.
     """
     period_ps = alice.period_ps
     block_s = settings.block_pulses * period_ps * 1e-12
@@ -324,10 +404,10 @@ async def _acquire_loop(
         else max(int((deadline - run.clock.now_s()) // settings.block_interval_s), 1)
     )
     rng = np.random.default_rng()
-    block = 0
     with run.progress.task("key blocks", total=total) as progress:
         while True:
-            await run.checkpoint()
+            await run.checkpoint(committer.snapshot())
+            block = committer.state.next_block
             if pipeline.failed:
                 return
             start_s = run.clock.now_s()
@@ -362,9 +442,9 @@ async def _acquire_loop(
                 continue
             # The monitors look at the link after the block, before its key can be stored.
             await link_monitor.after_block(block, raw)
+            committer.acquired(block)
             pipeline.submit(raw)
             watch.acquired(block)
-            block += 1
             progress.advance()
             if run.clock.is_virtual:
                 # Simulated time costs no wall time, so without this the clock would race
@@ -392,6 +472,53 @@ async def _acquire_or_resync(
         run.emit("sync", {"action": "resynchronize", "reason": str(exc)})
         await block_clock.resynchronize(run)
         return None
+
+
+def _reconcile_resumed(
+    run: PlanContext, stores: list[KeyStore], state: KeygenState, summary: KeySummary
+) -> None:
+    """A resumed run: the stores hold exactly its committed keys before any new block."""
+    try:
+        done = reconcile(stores, run.run_id, state)
+    except CheckpointError as exc:
+        raise StopPlan("failed", str(exc)) from None
+    summary.key_ids = list(done.key_ids)
+    run.log.info(
+        "resumed at block %d (committed through %d): %d key(s) of %d bits; uncommitted "
+        "key(s) deleted %s, completed %s",
+        state.next_block,
+        state.committed_block,
+        len(done.key_ids),
+        state.sums.secret_bits,
+        done.deleted,
+        done.completed,
+    )
+    run.emit(
+        "qkd",
+        {
+            "action": "resumed",
+            "next_block": state.next_block,
+            "committed_block": state.committed_block,
+            "keys": len(done.key_ids),
+            "deleted": done.deleted,
+            "completed": done.completed,
+        },
+    )
+
+
+def _drop_uncommitted(
+    run: PlanContext, stores: list[KeyStore], committer: Committer, summary: KeySummary
+) -> None:
+    """After the link closed: a key Bob stored that never reached Alice is deleted at Bob."""
+    if committer.uncommitted == 0:
+        return
+    try:
+        done = reconcile(stores, run.run_id, committer.state)
+    except CheckpointError as exc:
+        summary.status, summary.reason = "failed", str(exc)
+        run.log.error("%s", exc)
+        return
+    run.log.warning("uncommitted key(s) deleted at the end: %s", done.deleted)
 
 
 async def _wind_down(

@@ -197,9 +197,15 @@ def _print_rejected(peer: str, reason: str) -> None:
 
 
 async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
+    from labctl.cli.runsetup import store_locks
+
     stop = asyncio.Event()
     serving = [False]
-    with _stop_on_signals(stop, serving) as received:
+    # Her key store is hers alone: a second Alice, or a main job, on it is refused by name.
+    with (
+        store_locks(config, nodes=("alice",), calibration=False),
+        _stop_on_signals(stop, serving) as received,
+    ):
         try:
             code = await _serve_alice(args, config, psk, stop, serving)
         except asyncio.CancelledError:
@@ -310,6 +316,28 @@ async def _serve_alice(
 
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
+    from labctl.cli.runsetup import store_locks
+
+    settings_mod = importlib.import_module("experiments.keygen.settings")
+    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
+    host, port = parse_address(args.connect, "--connect")
+    duration_s = args.duration_s
+    _warn_idle_workers(settings, args.workers, "bob")
+    # Bob calibrates and writes his key store: locked before the link to Alice opens, so a
+    # second Bob or a main job on the same stores is refused, naming the holder.
+    with store_locks(config, nodes=("bob",)):
+        return await _bob_locked(args, config, psk, settings, host, port, duration_s)
+
+
+async def _bob_locked(
+    args: argparse.Namespace,
+    config: Any,
+    psk: bytes,
+    settings: Any,
+    host: str,
+    port: int,
+    duration_s: float | None,
+) -> int:
     from labctl.cli.run import engine_options, report
     from labctl.qkd.auth import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
@@ -320,13 +348,8 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
     from labctl.store.keystore import store_key_from_config
 
     keygen = _keygen()
-    settings_mod = importlib.import_module("experiments.keygen.settings")
     control_mod = importlib.import_module("experiments.keygen.control")
     alice_mod = importlib.import_module("experiments.sync.alice")
-    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
-    host, port = parse_address(args.connect, "--connect")
-    duration_s = args.duration_s
-    _warn_idle_workers(settings, args.workers, "bob")
     channels: list[AuthenticatedChannel]
     try:
         link_key, pool = link_auth(

@@ -61,19 +61,26 @@ KEY_NODES = ("alice", "bob")
 
 
 def store_locks(
-    config: Any, *, keys: bool = True
+    config: Any,
+    *,
+    keys: bool = True,
+    nodes: tuple[str, ...] = KEY_NODES,
+    calibration: bool = True,
 ) -> contextlib.AbstractContextManager[list[StoreLock]]:
-    """Lock the calibration store and (``keys``) both key stores of ``config``'s storage.
+    """Lock the calibration store and (``keys``) the key stores of ``nodes`` of ``config``.
 
     Taken before the station or the MQTT stream opens, so that a second main job on the
     same stores is refused (StoreLockedError naming the holder) before it touches an
-    instrument or the node's ``$state``.
+    instrument or the node's ``$state``. ``labctl node`` locks only its own node's key
+    store (and Bob, who calibrates, the calibration store).
     """
     storage = config.storage
-    stores: list[tuple[Path, str]] = [(Path(storage.calibration_store), "calibration store")]
+    stores: list[tuple[Path, str]] = []
+    if calibration:
+        stores.append((Path(storage.calibration_store), "calibration store"))
     if keys:
         base = Path(storage.key_store)
-        stores += [(node_store_path(base, node), f"key store ({node})") for node in KEY_NODES]
+        stores += [(node_store_path(base, node), f"key store ({node})") for node in nodes]
     return hold_all(stores)
 
 
