@@ -14,7 +14,8 @@ samples). Descendants (e.g. an embedded broker) are listed by their command line
 JSON object with the figures in MiB, the targets, each run's exit code and outcome (blocks,
 secret bits), and the load average before and after.
 
-    python benchmarks/rss.py [--duration 2m] [--node-duration 60s] [--only main|nodes]
+    python benchmarks/rss.py [--duration 2m] [--node-duration 240s] [--only main|nodes]
+                             [--code CHECKOUT]
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ from hil_main_job import REPO, _env, _hil_config, _serve
 
 MAIN_TARGET_MIB = 500.0
 NODE_TARGET_MIB = 400.0
+
+
+CODE = [REPO]
+"""The checkout whose labctl runs the main job and the nodes (``--code``; the configs and
+the served bench always come from this one)."""
+
+
+def _code_env() -> dict[str, str]:
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(CODE[0]), env["PYTHONPATH"]])
+    return env
 
 
 def _hwm_kib(pid: int) -> int | None:
@@ -149,7 +161,7 @@ def main_job(folder: Path, duration: str, period_s: float) -> dict[str, Any]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "labctl", "run", str(config), "--duration", duration],
         cwd=folder,
-        env=_env(),
+        env=_code_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -168,7 +180,7 @@ def main_job(folder: Path, duration: str, period_s: float) -> dict[str, Any]:
         "ratio_to_target": round(maxrss / MAIN_TARGET_MIB, 3),
         "sampled_peaks_mib": sampled,
         "outcome": _summary(runs),
-        "output_tail": lines[-3:] if code else [],
+        "output_tail": lines[-15:] if code else [],
     }
 
 
@@ -190,7 +202,7 @@ def _node(role: str, config: Path, folder: Path, *args: str) -> subprocess.Popen
     return subprocess.Popen(
         [sys.executable, "-m", "labctl", "node", role, str(config), *args],
         cwd=folder,
-        env=_env(),
+        env=_code_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -254,15 +266,17 @@ def node_pair(folder: Path, duration: str, period_s: float) -> dict[str, Any]:
             "bob": _summary(folder / "runs" / "hil-bob"),
         },
         "output_tail": {
-            "alice": alice_lines[-3:] if alice_code else [],
-            "bob": bob_lines[-3:] if bob_code else [],
+            "alice": alice_lines[-15:] if alice_code else [],
+            "bob": bob_lines[-15:] if bob_code else [],
         },
     }
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    CODE[0] = Path(args.code).resolve()
     result: dict[str, Any] = {
         "benchmark": "rss",
+        "code": str(CODE[0]),
         "load_average_1m_before": round(os.getloadavg()[0], 2),
     }
     with tempfile.TemporaryDirectory(prefix="labctl-bench-rss-") as tmp:
@@ -285,7 +299,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", default="2m", help="main job run-clock time")
-    parser.add_argument("--node-duration", default="60s", help="Bob's run-clock time")
+    parser.add_argument("--node-duration", default="240s", help="Bob's run-clock time")
     parser.add_argument("--only", choices=("main", "nodes"), default=None)
+    parser.add_argument(
+        "--code", default=str(REPO), help="checkout to measure (e.g. a baseline worktree)"
+    )
     parser.add_argument("--sample-s", type=float, default=0.2, help="VmHWM sampling period")
     print(json.dumps(main(parser.parse_args()), indent=2))

@@ -23,7 +23,8 @@ INTP = npt.NDArray[np.intp]
 
 def pattern_codes(pattern: PulsePattern) -> U8:
     """Per pulse: intensity class * 4 + basis * 2 + bit (the world's state code)."""
-    code = pattern.intensity.astype(np.uint8) << np.uint8(2)
+    # The arrays are uint8 already: converting first would cost another byte a pulse.
+    code = pattern.intensity << np.uint8(2)
     code |= pattern.basis << np.uint8(1)
     code |= pattern.bit
     return code
