@@ -35,7 +35,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.mosquitto import Mosquitto, free_port
 from labctl.stream.payloads import document_payload
 from labctl.stream.publisher import MqttPublisher
