@@ -192,7 +192,9 @@ def _node_config(which: str, folder: Path, endpoints: dict[tuple[str, str], str]
         "calibration_store": str(runs / "calibration.json"),
         "key_store": str(folder / "runs" / "keys.sqlite"),
     }
-    data.setdefault("qkd", {})["block_interval_s"] = 1.0
+    # As the HIL tests run it; a long link timeout so a loaded machine does not end the
+    # pair while Bob calibrates (Alice waits on the link meanwhile).
+    data.setdefault("qkd", {}).update(block_interval_s=1.0, channel_timeout_s=300.0)
     path = folder / f"{which}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
