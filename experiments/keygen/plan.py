@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments.keygen import monitor, steps
+from experiments.keygen import guard, monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
+from experiments.keygen.block_dataset import block_dataset, block_row
 from experiments.keygen.nodes import (
     AliceNode,
     AliceSource,
@@ -39,8 +40,14 @@ from experiments.sync.model import SyncError
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
-from labctl.qkd.auth import AuthenticatedChannel, memory_pair
+from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, memory_pair
 from labctl.qkd.errors import AuthenticationError
+from labctl.qkd.transcript_auth import (
+    EPS_PER_CHECK,
+    AuthPool,
+    TranscriptAuthenticator,
+    open_local_pair,
+)
 from labctl.runner.plan_context import PlanContext
 from labctl.runner.status import StopPlan
 from labctl.store.keystore import KeyStore, node_store_path, store_key_from_config
@@ -117,7 +124,7 @@ async def main(run: PlanContext) -> dict[str, Any]:
     with run.progress.task("synchronize", total=1) as task:
         clock_map = await steps.synchronize(run)
         task.advance()
-    return await generate_key(run, clock_map)
+    return await generate_key(run, clock_map, calibration=report)
 
 
 async def generate_key(
@@ -127,6 +134,7 @@ async def generate_key(
     source: AliceSource | None = None,
     channels: tuple[AuthenticatedChannel, AuthenticatedChannel] | None = None,
     remote_alice: AuthenticatedChannel | Sequence[AuthenticatedChannel] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Key generation on a synchronized station.
 
@@ -134,6 +142,9 @@ async def generate_key(
     with ``remote_alice`` (Bob's end of a TCP channel), in another process (``labctl node``).
     Several remote channels: one worker per channel, that many blocks in flight at once
     (:class:`~experiments.keygen.workers.ParallelPipeline`), keys committed in block order.
+    Keys are stored only on trust (:mod:`experiments.keygen.trust`): every calibration
+    passed (``calibration``: this run's summary, failures in it count) and unexpired, and
+    no alarm of the link monitors (:mod:`experiments.keygen.guard`) around the block.
     """
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
@@ -160,7 +171,7 @@ async def generate_key(
                 power_mw = await run.instrument(settings_laser(run)).get_power_mw()
                 source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
-                channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
+                channels = _local_channels(settings, alice_path, bob_path)
             alice_store = stack.enter_context(KeyStore(alice_path, encryption_key=store_key))
             summary.extra["key_store_alice"] = str(alice_path)
             alice_node = AliceNode(channels[0], alice_store, settings, source, run.run_id)
@@ -173,13 +184,20 @@ async def generate_key(
         summary.extra["workers"] = len(bob_channels)
         sequencer = CommitSequencer() if len(bob_channels) > 1 else None
         bobs = [BobNode(ch, bob_store, settings, run.run_id, sequencer) for ch in bob_channels]
+        link_monitor = guard.install(run, config, calibration)
+        for bob in bobs:
+            bob.key_gate = link_monitor
+        blocks_data = block_dataset(run)
 
         def on_result(result: BlockResult) -> None:
             summary.add(result)
             watch.observe(result)
+            started_s = link_monitor.observe(result)
             event = result.event()
             event.pop("key_id")
+            event["started_s"] = started_s  # run clock: the block spans started_s + acquired_s
             run.emit("qkd", event)
+            blocks_data.add(**block_row(event))
             _publish_link(run, settings.link_id, result)
             run.log.info(
                 "block %d: %s (%s), QBER Z %s, secret bits %d",
@@ -209,20 +227,75 @@ async def generate_key(
         try:
             block_clock = steps.BlockClock(clock_map)
             await _acquire_loop(
-                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring
+                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring, link_monitor
             )
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
             raise
         finally:
             await _wind_down(run, pipeline, bobs, alice_task, summary, settings)
+            _account_authentication(summary, settings, bobs[0].pool)
             summary.backlog = vars(pipeline.stats).copy()
+            summary.extra["trust"] = link_monitor.gate.summary()
             summary.write(run.folder.path)
             run.log.info("%s", summary.text())
     totals = summary.totals()
     if summary.status != "ok":
         raise StopPlan("aborted", summary.reason)
     return {k: totals[k] for k in ("secret_bits", "qber_z", "key_rate_per_pulse")}
+
+
+def _local_channels(
+    settings: KeygenSettings, alice_store: Path, bob_store: Path
+) -> tuple[AuthenticatedChannel, AuthenticatedChannel]:
+    """Alice's and Bob's ends of the in-process link, under ``qkd.auth``."""
+    if settings.auth == "hmac":
+        return memory_pair(os.urandom(32), settings.channel_timeout_s)
+    alice_pool, bob_pool = open_local_pair(alice_store, bob_store)
+    ta, tb = MemoryTransport.pair()
+    hmac_key = os.urandom(32)  # the per-message layer; the pools carry the proof
+    return (
+        AuthenticatedChannel(
+            ta,
+            hmac_key,
+            "alice",
+            settings.channel_timeout_s,
+            transcript=TranscriptAuthenticator(alice_pool),
+        ),
+        AuthenticatedChannel(
+            tb,
+            hmac_key,
+            "bob",
+            settings.channel_timeout_s,
+            transcript=TranscriptAuthenticator(bob_pool),
+        ),
+    )
+
+
+def _account_authentication(
+    summary: KeySummary, settings: KeygenSettings, pool: AuthPool | None
+) -> None:
+    """summary.json: what authentication cost and the run's total security parameter."""
+    eps_auth = 0.0 if pool is None else pool.eps_auth
+    if pool is not None:
+        summary.extra["authentication"] = {
+            "mode": "wegman-carter",
+            "checkpoints": pool.checks_sent + pool.checks_verified,
+            "eps_per_checkpoint": EPS_PER_CHECK,
+            "eps_auth": eps_auth,
+            "pad_bits_used": pool.slots_used * 128,
+            "refill_bits": pool.refill_bits,
+            "pool_bits_left": {d: 128 * pool.available(d) for d in ("ab", "ba")},
+        }
+    else:
+        summary.extra["authentication"] = {"mode": settings.auth, "eps_auth": None}
+    # Composable security: each stored block's eps_sec + eps_cor, plus the union bound over
+    # every authentication check (HMAC has no information-theoretic bound: null).
+    per_block = settings.eps_sec + settings.eps_cor
+    summary.extra["eps_auth"] = eps_auth if pool is not None else None
+    summary.extra["eps_total"] = (
+        summary.sums.blocks_with_key * per_block + eps_auth if pool is not None else None
+    )
 
 
 async def _acquire_loop(
@@ -234,6 +307,7 @@ async def _acquire_loop(
     watch: monitor.QberWatch,
     alice: AliceSide,
     detector_channels: list[int],
+    link_monitor: guard.LinkMonitor,
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
 
@@ -261,6 +335,7 @@ async def _acquire_loop(
                 return
             await alice.ensure_light()
             clock_map = await block_clock.for_block(run, tagger)
+            link_monitor.gate.block_started(block, run.clock.now_s())
             # Bob reads while Alice plays: a tagger buffers only so long.
             playing = asyncio.ensure_future(alice.play_key_block(settings.block_pulses))
             try:
@@ -285,6 +360,8 @@ async def _acquire_loop(
                 await alice.ensure_light()
             if raw is None:  # the lock was lost and is found again: this block is dropped
                 continue
+            # The monitors look at the link after the block, before its key can be stored.
+            await link_monitor.after_block(block, raw)
             pipeline.submit(raw)
             watch.acquired(block)
             block += 1

@@ -17,8 +17,10 @@ from typing import Any
 import labctl
 from labctl.documents import Document
 from labctl.interfaces.errors import ConfigError
+from labctl.interfaces.instrument import Health
 from labctl.runner.control import RunControl
 from labctl.runner.status import RunState
+from labctl.store.calibration import CalibrationStore
 from labctl.store.keystore import node_store_path
 from labctl.store.lock import StoreLock, hold_all
 
@@ -96,6 +98,30 @@ def quiet_console(prefixes: tuple[str, ...] = QUIET_LOGGERS) -> None:
             continue
         if not any(isinstance(f, _QuietBelowWarning) for f in handler.filters):
             handler.addFilter(_QuietBelowWarning(prefixes))
+
+
+@dataclass
+class CalibrationAged:
+    """An instrument's health readings plus ``calibration_age_s``: the age, on the station's
+    clock, of its newest calibration in the store (absent when it has none), so that the
+    calibration panel of ``labctl watch`` fills from telemetry as the run goes."""
+
+    name: str
+    instrument: Any
+    store: CalibrationStore
+    clock: Any
+
+    async def health(self) -> Health:
+        """The instrument's health, with the calibration age added to its readings."""
+        health: Health = await self.instrument.health()
+        try:
+            times = [c.time_s for c in self.store.all() if c.instrument == self.name]
+        except (OSError, ValueError):  # a store being rewritten: no age this tick
+            times = []
+        if not times:
+            return health
+        age_s = max(0.0, float(self.clock.now_s()) - max(times))
+        return Health(health.ok, health.detail, {**health.readings, "calibration_age_s": age_s})
 
 
 @dataclass
@@ -233,5 +259,10 @@ async def run_stream(
         stream.attach(control)
         logging.getLogger(__name__).info("streaming on %s", session.broker_url)
         interval_s = session.settings.telemetry_interval_s
-        async with periodic_telemetry(station.instruments, session.publisher, interval_s):
+        store = CalibrationStore(Path(config.storage.calibration_store))
+        aged = {
+            name: CalibrationAged(name, inst, store, station.clock)
+            for name, inst in station.instruments.items()
+        }
+        async with periodic_telemetry(aged, session.publisher, interval_s):
             yield stream

@@ -276,6 +276,21 @@ class KeyStore:
             plain = self._plain(str(kid), bytes(data), int(n_bits))
             yield StoredKey(str(kid), SecretBits.from_bytes(plain, int(n_bits)), ts, run_id, block)
 
+    def note(self, name: str) -> bytes | None:
+        """A value the node recorded in the store's ``meta`` table (None when absent)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_note(self, name: str, value: bytes) -> None:
+        """Record ``value`` under ``name`` (durably; the store's own records are refused)."""
+        if name in ("cipher", "check"):
+            raise KeyStoreError(f"key store {self.path}: {name!r} is the store's own record")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+            )
+
     def total_bits(self, run_id: str | None = None) -> int:
         """Key bits held (only those of ``run_id`` when given)."""
         query = "SELECT COALESCE(SUM(n_bits), 0) FROM keys"
