@@ -123,6 +123,10 @@ class AliceNode(NodeBase):
                     "sift/announce: a pulse index lies outside the block window"
                 )
             basis, bit, intensity = await asyncio.to_thread(self.source.choices, idx)
+            # Her states of the block (1 byte a pulse) answer this message only: let them go
+            # now, not after reconciliation, while the next block is being acquired.
+            one_shot = self.source.one_shot(first, pulses)
+            self.source.release(first, pulses)
             reply = answer(announcement, basis, intensity)
             sent = intensity != NOT_SENT
             if not sent.all():  # pulses that carried no state: their detections are darks
@@ -140,7 +144,7 @@ class AliceNode(NodeBase):
             protocol, order = decoy_protocol(self.source.intensities())
             key_counts, test_counts, qber_x = intensity_counts(key, test, bob_test, order)
             proceed, reason = True, "ok"
-            if not self.source.one_shot(first, pulses):
+            if not one_shot:
                 proceed, reason = (
                     False,
                     "demonstration: the transmitter repeated states within the block",
