@@ -26,7 +26,7 @@ def _config(tmp_path: Path) -> Path:
 
 def _psk(tmp_path: Path) -> Path:
     path = tmp_path / "link.psk"
-    path.write_bytes(bytes([5]) * 32)
+    path.write_bytes(os.urandom(4096))  # enough for the Wegman-Carter pool's seed
     path.chmod(0o600)
     return path
 
