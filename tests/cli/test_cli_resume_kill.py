@@ -121,7 +121,9 @@ def _crash_consistent(run: Path, stores: tuple[Path, Path]) -> dict[str, int]:
     committed_b = [r for r in bob if r[3] <= last]
     assert committed_a == committed_b
     assert len(committed_b) == state["sums"]["blocks_with_key"]
-    assert sum(r[1] for r in committed_b) == state["sums"]["secret_bits"]
+    sums = state["sums"]
+    # The stores hold the net key: what the authentication pool took is not stored.
+    assert sum(r[1] for r in committed_b) == sums["secret_bits"] - sums.get("auth_key_bits", 0)
     late_a = {r[0] for r in alice if r[3] > last}
     late_b = {r[0] for r in bob if r[3] > last}
     assert late_a <= late_b  # Bob stores first: Alice never holds a key Bob lacks
@@ -146,7 +148,7 @@ def _ended_consistent(run: Path, stores: tuple[Path, Path]) -> dict[str, int]:
     assert alice == bob and bob  # same ids, bits and blocks, in the same order
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["key_ids"] == [r[0] for r in bob]
-    assert summary["secret_bits"] == sum(r[1] for r in bob)
+    assert summary["net_key_bits"] == sum(r[1] for r in bob)
     assert summary["blocks_with_key"] == len(bob) == len({r[3] for r in bob})
     events = _key_events(run)
     blocks = [e["block"] for e in events]
@@ -155,7 +157,7 @@ def _ended_consistent(run: Path, stores: tuple[Path, Path]) -> dict[str, int]:
     keyed = [e for e in events if e["status"] == "key"]
     assert sorted(e["block"] for e in keyed) == sorted(r[3] for r in bob)
     assert sum(e["secret_bits"] for e in keyed) == summary["secret_bits"]
-    return {"keys": len(bob), "bits": summary["secret_bits"], "blocks": summary["blocks"]}
+    return {"keys": len(bob), "bits": summary["net_key_bits"], "blocks": summary["blocks"]}
 
 
 def test_kill_and_signals_at_random_moments_then_resume_keep_stores_and_summary_exact(
