@@ -9,6 +9,7 @@ not the block that tripped it; blocks acquired before the remedy no longer count
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from experiments.calibration import calibrate
 from experiments.keygen.nodes import BlockResult
@@ -25,6 +26,10 @@ class QberWatch:
         self.next_block = 0
         """Index of the next block to be acquired."""
         self._first_counted = 0
+        self.after_calibration: list[Callable[[], Awaitable[None]]] = []
+        """Run after every polarization recalibration, passed or not (it moved the controller)."""
+        self.remedy: Callable[[Any], Awaitable[None]] | None = None
+        """The recalibration remedy :func:`install` added (for other suspenders to share)."""
 
     def acquired(self, block: int) -> None:
         """Acquisition handed block ``block`` to post-processing."""
@@ -50,7 +55,11 @@ class QberWatch:
 
 async def recalibrate_polarization(run: PlanContext, watch: QberWatch) -> None:
     """The remedy: polarization calibration; RuntimeError (remedy failed) when it fails."""
-    report = await calibrate(run, ["polarization"])
+    try:
+        report = await calibrate(run, ["polarization"])
+    finally:
+        for hook in watch.after_calibration:
+            await hook()
     result = report.get("polarization")
     if not result.passed:
         raise RuntimeError(f"polarization recalibration failed: {result.reason}")
@@ -85,4 +94,5 @@ def install(
         )
     )
     run.add_remedy("recalibrate", remedy)
+    watch.remedy = remedy
     return watch

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments.keygen import monitor, steps
+from experiments.calibration.common import CalibrationFailed
+from experiments.keygen import drift, monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
 from experiments.keygen.nodes import (
     AliceNode,
@@ -177,6 +178,8 @@ async def generate_key(
         def on_result(result: BlockResult) -> None:
             summary.add(result)
             watch.observe(result)
+            if tracking is not None:
+                tracking.observe(result)
             event = result.event()
             event.pop("key_id")
             run.emit("qkd", event)
@@ -199,6 +202,7 @@ async def generate_key(
             )
         pipeline.start()
         watch = monitor.install(run, settings, lambda: pipeline.wait_pending_at_most(0))
+        tracking = _install_tracking(run, settings, watch, pipeline)
         if alice_task is not None:
 
             def alice_done(task: asyncio.Task[list[BlockResult]]) -> None:
@@ -209,7 +213,7 @@ async def generate_key(
         try:
             block_clock = steps.BlockClock(clock_map)
             await _acquire_loop(
-                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring
+                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring, tracking
             )
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
@@ -234,6 +238,7 @@ async def _acquire_loop(
     watch: monitor.QberWatch,
     alice: AliceSide,
     detector_channels: list[int],
+    tracking: drift.Tracking | None = None,
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
 
@@ -260,6 +265,8 @@ async def _acquire_loop(
             if deadline is not None and start_s + block_s > deadline:
                 return
             await alice.ensure_light()
+            if tracking is not None:
+                await tracking.before_block(block)
             clock_map = await block_clock.for_block(run, tagger)
             # Bob reads while Alice plays: a tagger buffers only so long.
             playing = asyncio.ensure_future(alice.play_key_block(settings.block_pulses))
@@ -287,6 +294,8 @@ async def _acquire_loop(
                 continue
             pipeline.submit(raw)
             watch.acquired(block)
+            if tracking is not None:
+                tracking.acquired(block)
             block += 1
             progress.advance()
             if run.clock.is_virtual:
@@ -301,6 +310,43 @@ async def _acquire_loop(
             if deadline is not None and max(next_s, run.clock.now_s()) + block_s > deadline:
                 return
             await run.sleep(max(next_s - run.clock.now_s(), 0.0))
+
+
+def _install_tracking(
+    run: PlanContext, settings: KeygenSettings, watch: monitor.QberWatch, pipeline: Pipeline
+) -> drift.Tracking | None:
+    """Polarization drift tracking and the key-stall suspender (``qkd.drift_dither_rad``)."""
+    if settings.drift_dither_rad == 0.0 or watch.remedy is None:
+        return None
+    try:
+        chosen = drift.tracking_settings(
+            run,
+            dither_rad=settings.drift_dither_rad,
+            no_key_blocks=settings.stall_blocks,
+            margin_qber=settings.stall_margin_qber,
+        )
+        pc = drift.controller(run)
+    except CalibrationFailed as exc:  # no polarization controller: nothing to track with
+        run.log.warning("polarization drift not tracked: %s", exc)
+        return None
+    wait = None
+    if run.clock.is_virtual:  # post-processing takes no simulated time: wait for its results
+
+        async def wait() -> None:
+            await drift.wait_at_most(
+                lambda: pipeline.wait_pending_at_most(0), settings.channel_timeout_s
+            )
+
+    tracking = drift.install(
+        run,
+        pc,
+        watch.remedy,
+        settings=chosen,
+        wait_results=wait,
+        settle_s=settings.suspend_settle_s,
+    )
+    watch.after_calibration.append(tracking.recalibrated)
+    return tracking
 
 
 async def _acquire_or_resync(
