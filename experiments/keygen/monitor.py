@@ -15,7 +15,12 @@ from experiments.calibration import calibrate
 from experiments.keygen.nodes import BlockResult
 from experiments.keygen.settings import KeygenSettings
 from labctl.runner.plan_context import PlanContext
-from labctl.runner.suspenders import Suspender
+from labctl.runner.suspenders import Backoff, Suspender
+
+LASTING_QBER = Backoff(first_s=30.0, max_s=600.0, give_up_s=6 * 3600.0)
+"""Past three failed recalibrations (e.g. intercept-resend: no calibration can pass) the run
+stays suspended and recalibrates again after 30 s, 60 s, ... up to every 10 minutes; it
+ends only after 6 hours of run clock."""
 
 
 class QberWatch:
@@ -91,6 +96,7 @@ def install(
             quantity="QBER",
             remedy=remedy,
             settle_s=settings.suspend_settle_s,
+            backoff=LASTING_QBER,
         )
     )
     run.add_remedy("recalibrate", remedy)

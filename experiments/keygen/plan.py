@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from experiments.calibration.common import CalibrationFailed
-from experiments.keygen import drift, monitor, steps
+from experiments.keygen import drift, latch, monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
 from experiments.keygen.nodes import (
     AliceNode,
@@ -203,6 +203,7 @@ async def generate_key(
         pipeline.start()
         watch = monitor.install(run, settings, lambda: pipeline.wait_pending_at_most(0))
         tracking = _install_tracking(run, settings, watch, pipeline)
+        latch.install(run)
         if alice_task is not None:
 
             def alice_done(task: asyncio.Task[list[BlockResult]]) -> None:

@@ -22,6 +22,7 @@ from experiments.keygen.drift import DriftTracker, StallWatch, TrackingSettings,
 from experiments.keygen.node_base import BlockResult
 from sims.twins import SimPolarizationController
 from sims.world import World
+from sims.world.receiver import basis_error_rates
 
 ROOT = Path(__file__).resolve().parents[3]
 BLOCK_INTERVAL_S = 2.0
@@ -31,7 +32,7 @@ simulation's default 10 s duty cycle a pair spans 20 s of drift and the mean exc
 CALIBRATED_MV = [300.0, 1000.0, -700.0, 400.0]
 """Where a calibration left the squeezers (a generic point: at all-zero retardances the four
 squeezers only turn about s1 and s2, and no small step corrects a drift about s3)."""
-SIFTED_PER_BASIS = 1_500_000  # a 1e8-pulse block on sim.yaml (about 3e6 sifted bits)
+SIFTED_PER_BASIS = 930_000  # a 1e8-pulse block on sim.yaml: 1.86e6 sifted bits (measured)
 
 
 def sim_world(seed: int) -> World:
@@ -42,16 +43,9 @@ def sim_world(seed: int) -> World:
 
 def block_qber(world: World, rng: np.random.Generator) -> tuple[float, float]:
     """(Q_Z, Q_X) a block would estimate now: sampled from the receiver's click weights."""
-    weights = world.optics.weights(np.ones(4))
-    out = []
-    for basis in (0, 1):
-        errors = 0.0
-        for bit in (0, 1):
-            state = 2 * basis + bit
-            right, wrong = weights[state, state], weights[state, state ^ 1]
-            errors += wrong / (right + wrong)
-        out.append(rng.binomial(SIFTED_PER_BASIS, errors / 2) / SIFTED_PER_BASIS)
-    return out[0], out[1]
+    truth = basis_error_rates(world.settings.receiver, world.optics.rotation)
+    q_z, q_x = (rng.binomial(SIFTED_PER_BASIS, q) / SIFTED_PER_BASIS for q in truth)
+    return q_z, q_x
 
 
 def result(block: int, qber: tuple[float, float], status: str = "key") -> BlockResult:
