@@ -120,35 +120,25 @@ async def trial(
     load_before = os.getloadavg()
     duration_s = hours * 3600.0
     rss: list[tuple[float, float]] = []
-    restarts = 0
     t0 = time.monotonic()
+    err_path = workdir / "stderr.txt"
     try:
         async with recording(MqttSettings.from_url(broker.url), topic) as rec:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "labctl", "run", str(config),
-                "--duration", f"{duration_s:g}s", cwd=workdir, env=env,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            child = psutil.Process(proc.pid)
-            runs = workdir / "runs"
-            while proc.returncode is None:
-                try:
-                    await asyncio.wait_for(proc.wait(), 1.0)
-                except TimeoutError:
-                    pass
-                try:
-                    rss.append((time.monotonic() - t0, child.memory_info().rss / 2**20))
-                except psutil.NoSuchProcess:
-                    break
-                folders = sorted(runs.glob("*-main"))
-                now_s = last_ts(folders[-1] / "events.jsonl") if folders else 0.0
-                due = [f for f in restarts_at if now_s >= f * duration_s]
-                if len(due) > restarts:
-                    broker.kill()  # the broker dies and comes back 2 s later
-                    await asyncio.sleep(2.0)
-                    broker.start()
-                    restarts += 1
-            stderr = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
+            with err_path.open("wb") as err:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "labctl", "run", str(config),
+                    "--duration", f"{duration_s:g}s", cwd=workdir, env=env,
+                    stdout=asyncio.subprocess.DEVNULL, stderr=err,
+                )  # fmt: skip
+            try:
+                restarts = await _watch(
+                    proc, workdir / "runs", broker, duration_s, restarts_at, rss
+                )
+            finally:
+                if proc.returncode is None:  # interrupted: the run must not outlive us
+                    proc.kill()
+                    await proc.wait()
+            stderr = err_path.read_text(errors="replace")
             wall_s = time.monotonic() - t0
             folder = sorted((workdir / "runs").glob("*-main"))[-1]
             run_id = folder.name
@@ -164,6 +154,42 @@ async def trial(
         hours, wall_s, proc.returncode, stderr, stop, blocks, events, faults, restarts,
         seqs, folder, rss, load_before, duration_s,
     )  # fmt: skip
+
+
+async def _watch(
+    proc: asyncio.subprocess.Process,
+    runs: Path,
+    broker: Mosquitto,
+    duration_s: float,
+    restarts_at: tuple[float, ...],
+    rss: list[tuple[float, float]],
+) -> int:
+    """Sample the run's RSS every second and restart the broker on schedule; restarts done."""
+    child = psutil.Process(proc.pid)
+    t0 = time.monotonic()
+    restarts = 0
+    while proc.returncode is None:
+        try:
+            await asyncio.wait_for(proc.wait(), 1.0)
+        except TimeoutError:
+            pass
+        try:
+            rss.append((time.monotonic() - t0, child.memory_info().rss / 2**20))
+        except psutil.NoSuchProcess:
+            break
+        now_s = await asyncio.to_thread(_run_clock_s, runs)
+        if sum(1 for f in restarts_at if now_s >= f * duration_s) > restarts:
+            broker.kill()  # the broker dies and comes back 2 s later
+            await asyncio.sleep(2.0)
+            broker.start()
+            restarts += 1
+    return restarts
+
+
+def _run_clock_s(runs: Path) -> float:
+    """How far the run's clock is (0 before its folder exists)."""
+    folders = sorted(runs.glob("*-main"))
+    return last_ts(folders[-1] / "events.jsonl") if folders else 0.0
 
 
 def _complete(rec: Any, run_id: str, folder: Path) -> bool:
