@@ -259,7 +259,12 @@ def _figures(
         "mean_qber_outside_attacks": float(np.mean(cost)) if cost else None,
         "mean_qber_excess_pp": round(100 * (float(np.mean(cost)) - floor), 3) if floor else None,
         "recalibrations": sum(
-            1 for e in events if e["stream"] == "calibration" and "routine" in e.get("data", {})
+            1
+            for e in events
+            if e["stream"] == "calibration"
+            and e.get("data", {}).get("routine") == "polarization"
+            and blocks
+            and e["ts"] > blocks[0]["ts"]
         ),
         "drift_steps": sum(1 for e in events if e["stream"] == "drift"),
         "suspensions": [
