@@ -16,21 +16,30 @@ from labctl.runner.plan_context import PlanContext
 from labctl.runner.suspenders import Suspender
 
 
-def install(run: PlanContext, *, settle_s: float = 0.5) -> Suspender | None:
-    """Add the latch suspender for Bob's detectors (None when the station has none)."""
+async def reset_latched(run: PlanContext, detector: SinglePhotonDetector) -> None:
+    """Cycle the bias of every latched channel of ``detector``."""
+    for channel in range(detector.n_channels):
+        if await detector.is_latched(channel):
+            run.log.warning("%s channel %d latched: cycling its bias", detector.name, channel)
+            await detector.reset_latch(channel)
+
+
+def install(run: PlanContext, *, settle_s: float = 0.5) -> SinglePhotonDetector | None:
+    """Add the latch suspender for Bob's detectors; the detectors (None when there are none).
+
+    Another suspender's remedy that needs counting detectors (the polarization calibration)
+    should call :func:`reset_latched` first: suspenders are checked one after the other, so
+    this one cannot run while another holds the run suspended.
+    """
     try:
         detector: SinglePhotonDetector = Session.of(run).get("detectors")
     except CalibrationFailed as exc:
         run.log.warning("latched detectors not watched: %s", exc)
         return None
-    channels = range(detector.n_channels)
 
-    async def reset_latched(run: PlanContext) -> None:
-        for channel in channels:
-            if await detector.is_latched(channel):
-                run.log.warning("%s channel %d latched: cycling its bias", detector.name, channel)
-                await detector.reset_latch(channel)
+    async def remedy(run: PlanContext) -> None:
+        await reset_latched(run, detector)
 
-    suspender = Suspender.latched(detector, list(channels), remedy=reset_latched, settle_s=settle_s)
-    run.add_suspender(suspender)
-    return suspender
+    channels = list(range(detector.n_channels))
+    run.add_suspender(Suspender.latched(detector, channels, remedy=remedy, settle_s=settle_s))
+    return detector

@@ -31,6 +31,8 @@ class QberWatch:
         self.next_block = 0
         """Index of the next block to be acquired."""
         self._first_counted = 0
+        self.before_calibration: list[Callable[[], Awaitable[None]]] = []
+        """Run before every polarization recalibration (e.g. resetting latched detectors)."""
         self.after_calibration: list[Callable[[], Awaitable[None]]] = []
         """Run after every polarization recalibration, passed or not (it moved the controller)."""
         self.remedy: Callable[[Any], Awaitable[None]] | None = None
@@ -60,6 +62,8 @@ class QberWatch:
 
 async def recalibrate_polarization(run: PlanContext, watch: QberWatch) -> None:
     """The remedy: polarization calibration; RuntimeError (remedy failed) when it fails."""
+    for hook in watch.before_calibration:
+        await hook()
     try:
         report = await calibrate(run, ["polarization"])
     finally:

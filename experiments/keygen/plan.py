@@ -203,7 +203,9 @@ async def generate_key(
         pipeline.start()
         watch = monitor.install(run, settings, lambda: pipeline.wait_pending_at_most(0))
         tracking = _install_tracking(run, settings, watch, pipeline)
-        latch.install(run)
+        detectors = latch.install(run)
+        if detectors is not None:
+            watch.before_calibration.append(lambda: latch.reset_latched(run, detectors))
         if alice_task is not None:
 
             def alice_done(task: asyncio.Task[list[BlockResult]]) -> None:
