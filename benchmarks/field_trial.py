@@ -273,7 +273,8 @@ def _figures(
             if e["stream"] == "runner" and e["data"].get("action") == "suspended"
         ],
         "faults_injected": len(injected) + restarts,
-        "faults_survived": len(survived) + (restarts if code == 0 else 0),
+        "faults_survived": len(survived)
+        + (restarts if (stop or {}).get("data", {}).get("exit_status") != "aborted" else 0),
         "faults_not_survived": [
             f"{f['instrument']}:{f['kind']}@{f['at_s']}" for f in injected if f not in survived
         ],
