@@ -216,11 +216,14 @@ def _figures(
     windows = [(float(f["at_s"]), float(f["until_s"])) for f in faults if f["kind"] == "attack"]
     interval = max(np.diff([b["ts"] for b in blocks]).min(), 0.0) if len(blocks) > 1 else 0.0
 
-    def attacked(ts: float) -> bool:
-        # a block's result is emitted after its acquisition: within one interval before ts
-        return any(a - interval <= ts <= u + interval for a, u in windows)
+    def attacked(block: dict[str, Any]) -> bool:
+        # the run clock at which the block's acquisition started (0.1 s of pulses)
+        start = block["data"].get("started_s")
+        if start is None:  # results come after acquisition, within one interval
+            return any(a - interval <= block["ts"] <= u + interval for a, u in windows)
+        return any(a - 1.0 <= start <= u for a, u in windows)
 
-    honest = [b for b in blocks if not attacked(b["ts"])]
+    honest = [b for b in blocks if not attacked(b)]
     cost = [
         0.5 * (b["data"]["qber_z"] + b["data"]["qber_x"])
         for b in honest
@@ -283,7 +286,7 @@ def _figures(
         "key_mismatches": len(set(alice) ^ set(bob)),
         "keys_alice": len(alice),
         "key_bits_in_attack_windows": sum(
-            int(b["data"]["secret_bits"]) for b in blocks if attacked(b["ts"])
+            int(b["data"]["secret_bits"]) for b in blocks if attacked(b)
         ),
         "rss_peak_mib": round(float(samples[:, 1].max()), 1) if len(samples) else None,
         "rss_slope_mib_per_wall_h": round(slope, 2) if slope is not None else None,

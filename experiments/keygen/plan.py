@@ -182,6 +182,7 @@ async def generate_key(
                 tracking.observe(result)
             event = result.event()
             event.pop("key_id")
+            event["started_s"] = watch.started_s.pop(result.block, None)
             run.emit("qkd", event)
             _publish_link(run, settings.link_id, result)
             run.log.info(
@@ -296,7 +297,7 @@ async def _acquire_loop(
             if raw is None:  # the lock was lost and is found again: this block is dropped
                 continue
             pipeline.submit(raw)
-            watch.acquired(block)
+            watch.acquired(block, start_s)
             if tracking is not None:
                 tracking.acquired(block)
             block += 1
