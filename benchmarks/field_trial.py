@@ -213,7 +213,11 @@ def _figures(
     load_before: tuple[float, float, float],
     duration_s: float,
 ) -> dict[str, Any]:
-    windows = [(float(f["at_s"]), float(f["until_s"])) for f in faults if f["kind"] == "attack"]
+    windows = [
+        (float(f["at_s"]), float(f["until_s"]))
+        for f in faults
+        if f["kind"] in ("attack", "blinding")
+    ]
     interval = max(np.diff([b["ts"] for b in blocks]).min(), 0.0) if len(blocks) > 1 else 0.0
 
     def attacked(block: dict[str, Any]) -> bool:

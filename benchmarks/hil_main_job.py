@@ -162,8 +162,11 @@ def _serve(folder: Path) -> tuple[subprocess.Popen[str], dict[tuple[str, str], s
     raise SystemExit("twin serve did not get ready")
 
 
-def _hil_config(folder: Path, endpoints: dict[tuple[str, str], str]) -> Path:
-    data = yaml.safe_load((REPO / "configs" / "hil.yaml").read_text())
+def _hil_config(
+    folder: Path, endpoints: dict[tuple[str, str], str], which: str = "hil"
+) -> dict[str, Any]:
+    """configs/<which>.yaml with every instrument pointed at the served bench."""
+    data: dict[str, Any] = yaml.safe_load((REPO / "configs" / f"{which}.yaml").read_text())
     for name, spec in data["instruments"].items():
         transport = spec["transport"]
         if name == "laser":
@@ -181,6 +184,11 @@ def _hil_config(folder: Path, endpoints: dict[tuple[str, str], str]) -> Path:
             transport["address"] = endpoints[(name, "control")]
             upload = endpoints[(name, "upload")].rsplit(":", 1)[1]
             transport["options"]["upload_port"] = int(upload)
+    return data
+
+
+def _write_hil_config(folder: Path, endpoints: dict[tuple[str, str], str]) -> Path:
+    data = _hil_config(folder, endpoints)
     data["storage"] = {"runs_dir": str(folder / "runs-hil")}
     path = folder / "hil.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -204,7 +212,9 @@ def main() -> None:
         bench = psutil.Process(served.pid)
         bench_before = bench.cpu_times()
         try:
-            hil_result = _run_main_job(_hil_config(folder, endpoints), args.hil_duration, folder)
+            hil_result = _run_main_job(
+                _write_hil_config(folder, endpoints), args.hil_duration, folder
+            )
             bench_after = bench.cpu_times()
         finally:
             served.send_signal(signal.SIGINT)

@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -273,6 +274,65 @@ class QuietBelowWarning(logging.Filter):
         return not any(record.name == p or record.name.startswith(p + ".") for p in self.prefixes)
 
 
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+"""Every terminal log line starts with its local time in this format, ``[...]``."""
+
+
+class PlainLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """One unwrapped line per record, ``[time] LEVEL    message``, for output that is no
+    terminal (a pipe, a service's log, a test): rich would wrap it at 80 columns and pad it.
+
+    With no fixed stream it writes to the ``sys.stderr`` of the moment (a redirect made
+    after setup, as rich's live display or pytest do, is honoured).
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream or sys.stderr)
+        self._fixed = stream
+        self.setFormatter(
+            logging.Formatter("[%(asctime)s] %(levelname)-8s %(message)s", datefmt=TIME_FORMAT)
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record to the fixed stream, else to the current ``sys.stderr``."""
+        self.stream = self._fixed or sys.stderr
+        super().emit(record)
+
+
+_terminal_console: Console | None = None
+
+
+def terminal_console() -> Console | None:
+    """The rich Console the terminal log handler writes to (None when logs are plain lines).
+
+    Progress bars must draw on this same Console: rich keeps log lines above its live bars
+    only for output that goes through the Console that draws them (a second Console on the
+    same terminal writes straight past the bars, onto their line).
+    """
+    return _terminal_console
+
+
+def terminal_handler(stream: TextIO | None = None) -> logging.Handler:
+    """The terminal's handler: rich on a terminal or in Jupyter, plain lines otherwise.
+
+    Both print ``[YYYY-MM-DD HH:MM:SS] LEVEL message``, every line with its time, so the
+    logs of two processes (Alice's and Bob's nodes) read and sort the same way.
+    """
+    global _terminal_console
+    console = Console(file=stream, stderr=stream is None, soft_wrap=True)
+    if not (console.is_terminal or console.is_jupyter):
+        _terminal_console = None
+        return PlainLineHandler(stream)
+    _terminal_console = console if stream is None else None
+    return RichHandler(
+        console=console,
+        show_path=False,
+        markup=False,
+        log_time_format=f"[{TIME_FORMAT}]",
+        omit_repeated_times=False,
+    )
+
+
 def setup_logging(
     level: str | int = "INFO",
     json_file: str | Path | None = None,
@@ -289,8 +349,7 @@ def setup_logging(
         if getattr(handler, _MARK, False):
             root.removeHandler(handler)
             handler.close()
-    console = Console(file=stream, stderr=stream is None, soft_wrap=True)
-    terminal = RichHandler(console=console, show_path=False, markup=False)
+    terminal = terminal_handler(stream)
     terminal.addFilter(QuietBelowWarning())
     _install(terminal, number)
     root.setLevel(number)

@@ -1,8 +1,16 @@
-"""Running plans from notebooks and scripts.
+"""Running plans and instruments from notebooks and scripts.
 
-In Jupyter, ``await engine.run(plan)`` works directly: the RunEngine runs on whatever loop
-is running (IPython's), never calling ``asyncio.run`` itself. Scripts without a loop use
-``SyncRunner``: it owns an event loop in a background thread and blocks on each call.
+``open_station(CONFIG)`` is the notebook entry point: it opens the station on an event loop
+of its own, in a background thread owned by the returned ``NotebookStation``, and gives
+every instrument as a qcodes Instrument with Parameters and units
+(``lab["laser"].power_mw(1.0)``, ``lab.qcodes.snapshot()``). Parameter calls and
+``lab.run(plan)`` work the same from a notebook cell (whose own loop is running), a script
+or a thread: the work is done on the station's loop, never on the caller's.
+``lab.close()`` (or leaving ``with open_station(...) as lab:``) puts every instrument in its
+safe state, closes it and stops the loop.
+
+For lower-level use, ``await engine.run(plan)`` also works directly in Jupyter (the
+RunEngine never calls ``asyncio.run``), and ``SyncRunner`` blocks on each call in scripts.
 """
 
 from __future__ import annotations
@@ -110,3 +118,150 @@ class SyncRunner:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class NotebookStation:
+    """A station opened on its own background loop, with its instruments as qcodes ones.
+
+    ``lab["laser"]`` is the qcodes instrument of labctl instrument ``laser`` (the names of
+    the station file; ``lab.qcodes`` is the qcodes Station holding them all, for
+    ``Measurement(station=lab.qcodes)`` and snapshots). ``lab.station`` is the labctl
+    Station itself: its instruments live on ``lab.loop``; reach their async API with
+    ``lab.call(instrument.get_output())``.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        runs_dir: str | Path | None = None,
+        timeout_s: float = 60.0,
+        **engine_options: Any,
+    ) -> None:
+        from qcodes.station import Station as QcodesStation
+
+        from labctl.station import Station, load_config
+        from labctl.station.qcodes_bridge import LabctlQcodesInstrument, LoopCaller
+
+        self.config = config if not isinstance(config, str | Path) else load_config(config)
+        self.timeout_s = timeout_s
+        self._background = BackgroundLoop()
+        self.loop = self._background.loop
+        self.qcodes = QcodesStation()
+        self.instruments: dict[str, LabctlQcodesInstrument] = {}
+        self.control: RunControl | None = None
+        self._open = False
+        try:
+
+            async def open_() -> Any:
+                station = Station.from_config(self.config, timeout_s=timeout_s)
+                await station.__aenter__()
+                return station
+
+            self.station = self._background.call(open_(), timeout_s)
+            self._open = True
+            caller = LoopCaller(self.loop, timeout_s=timeout_s)
+            for name, instrument in self.station.instruments.items():
+                wrapped = LabctlQcodesInstrument(instrument, caller)
+                self.instruments[name] = wrapped
+                self.qcodes.add_component(wrapped)
+            if not engine_options:
+                from labctl.cli.runsetup import engine_options as from_config
+
+                engine_options = from_config(self.config)
+            self.engine = RunEngine(
+                self.station,
+                runs_dir=Path(runs_dir if runs_dir is not None else self.config.storage.runs_dir),
+                config=self.config.model_dump(mode="json"),
+                **engine_options,
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def __getitem__(self, name: str) -> Any:
+        """The qcodes instrument of labctl instrument ``name`` (KeyError lists the names)."""
+        try:
+            return self.instruments[name]
+        except KeyError:
+            known = sorted(self.instruments)
+            raise KeyError(f"no instrument {name!r}; this station has {known}") from None
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
+        """Run a coroutine of the labctl API on the station's loop and return its result."""
+        return self._background.call(coro, self.timeout_s if timeout_s is None else timeout_s)
+
+    def run(self, plan: Plan, *, timeout_s: float | None = None, **run_options: Any) -> RunResult:
+        """Run ``plan`` to its end on the station's loop (options as ``RunEngine.run``).
+
+        ``timeout_s`` is the run's wall-clock limit: it ends ``timeout`` after that long.
+        """
+        self.control = RunControl()
+        future = asyncio.run_coroutine_threadsafe(
+            self.engine.run(plan, control=self.control, timeout_s=timeout_s, **run_options),
+            self.loop,
+        )
+        return future.result()
+
+    async def run_async(
+        self, plan: Plan, *, timeout_s: float | None = None, **run_options: Any
+    ) -> RunResult:
+        """``await lab.run_async(plan)``: as ``run``, leaving the notebook's loop free."""
+        self.control = RunControl()
+        future = asyncio.run_coroutine_threadsafe(
+            self.engine.run(plan, control=self.control, timeout_s=timeout_s, **run_options),
+            self.loop,
+        )
+        return await asyncio.wrap_future(future)
+
+    def abort(self, reason: str = "aborted from notebook") -> None:
+        """Abort the current run at its next checkpoint (callable from any thread)."""
+        if self.control is not None:
+            self.control.threadsafe(self.control.abort, reason)
+
+    def close(self) -> None:
+        """Close the qcodes instruments, leave the station (safe state, close), stop the loop.
+
+        Idempotent; a second ``open_station`` of the same file can follow in the same kernel.
+        """
+        for wrapped in self.instruments.values():
+            wrapped.close()
+        self.instruments.clear()
+        try:
+            if self._open:
+                self._open = False
+                self._background.call(self.station.__aexit__(None, None, None), self.timeout_s)
+        finally:
+            self._background.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self._open else "closed"
+        where = f"{self.config.lab}/{self.config.node}"
+        return f"<NotebookStation {where} {state}: {sorted(self.instruments)}>"
+
+
+def open_station(
+    config: str | Path | Any,
+    *,
+    runs_dir: str | Path | None = None,
+    timeout_s: float = 60.0,
+    **engine_options: Any,
+) -> NotebookStation:
+    """Open a station file (or a loaded StationConfig) for a notebook or a script.
+
+    Connects every instrument on a background loop owned by the returned NotebookStation
+    and bridges each one to qcodes; ``timeout_s`` bounds connecting, closing and every
+    parameter call. Runs go to ``runs_dir`` (default: the file's ``storage.runs_dir``).
+    """
+    return NotebookStation(config, runs_dir=runs_dir, timeout_s=timeout_s, **engine_options)

@@ -25,6 +25,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from labctl.log import terminal_console
+
 
 @dataclass(slots=True)
 class ProgressTask:
@@ -61,7 +63,10 @@ class RunProgress:
         enabled: bool | None = None,
         on_activity: Callable[[], None] | None = None,
     ) -> None:
-        self.console = Console(file=file, stderr=file is None)
+        # On stderr, share the terminal log handler's Console: log lines then print above
+        # the live bars instead of onto the bar's line.
+        shared = terminal_console() if file is None else None
+        self.console = shared or Console(file=file, stderr=file is None)
         # rich reports Jupyter separately from terminals; draw in either, never in CI logs.
         # LABCTL_PROGRESS=0 turns drawing off (headless notebook execution, where live
         # widgets only race with the executor).

@@ -5,7 +5,8 @@ Two families of faults:
 * instrument faults (``Disconnect``, ``Timeout``, ``GarbledReply``) hit the link to one named
   twin during a window of sim time; the twin raises the typed error a real driver would
   (ConnectionLost, InstrumentTimeout, ProtocolError);
-* world faults (``DetectorLatch``, ``DriftJump``, ``AttackWindow``, ``TaggerOverflow``)
+* world faults (``DetectorLatch``, ``DriftJump``, ``AttackWindow``, ``BlindingWindow``,
+  ``TaggerOverflow``)
   change the shared optical world at their sim time, through a timer on the world's
   virtual clock, so every twin sees them at once.
 
@@ -157,6 +158,25 @@ class AttackWindow(Fault):
 
 
 @dataclass(frozen=True, slots=True)
+class BlindingWindow(Fault):
+    """Eve blinds Bob's detectors and resends faked states from at_s to until_s.
+
+    The physics (CW power, trigger margin, thresholds) is the world's
+    (``world.settings.eve``, ``sims/world/blinding.py``); the window only switches it.
+    """
+
+    until_s: float = math.inf
+    kind: ClassVar[str] = "blinding"
+
+    def __post_init__(self) -> None:
+        Fault.__post_init__(self)
+        if not self.until_s > self.at_s:
+            raise ValueError(
+                f"BlindingWindow.until_s: must be after at_s={self.at_s}, got {self.until_s!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class TaggerOverflow(Fault):
     """The ``side`` tagger ('alice' or 'bob') drops every tag for ``duration_s``, flagged."""
 
@@ -180,6 +200,7 @@ FAULT_KINDS: dict[str, type[Fault]] = {
         DetectorLatch,
         DriftJump,
         AttackWindow,
+        BlindingWindow,
         TaggerOverflow,
     )
 }
@@ -243,6 +264,10 @@ class FaultSchedule:
             self._at(clock, fault.at_s, fault, lambda: self.world.set_eve_fraction(fault.fraction))
             if math.isfinite(fault.until_s):
                 self._at(clock, fault.until_s, fault, lambda: self.world.set_eve_fraction(0.0))
+        elif isinstance(fault, BlindingWindow):
+            self._at(clock, fault.at_s, fault, lambda: self.world.set_blinding(True))
+            if math.isfinite(fault.until_s):
+                self._at(clock, fault.until_s, fault, lambda: self.world.set_blinding(False))
         elif isinstance(fault, DetectorLatch):
             self._at(clock, fault.at_s, fault, lambda: self.world.latch_detector(fault.detector))
         elif isinstance(fault, DriftJump):

@@ -119,6 +119,9 @@ async def calibrate_detectors(session: Session) -> RoutineResult:
             await det.set_enabled(channel, True)
         dark = await det.get_count_rates_hz(cfg["dark_integration_s"])
         dark_by_name = dict(zip(names, dark, strict=True))
+        light_problems = light_with_laser_off(
+            (await det.health()).readings, names, cfg["max_current_excess_ua"]
+        )
         darks = run.dataset("cal_detectors_dark", setpoints=["channel"], measured=["dark_rate_hz"])
         darks.add_many([{"channel": i, "dark_rate_hz": r} for i, r in enumerate(dark)])
         bar.advance()
@@ -183,11 +186,31 @@ async def calibrate_detectors(session: Session) -> RoutineResult:
         problems += _judge(name, entry, cfg)
     session.dark_rates_hz = {n: values[n]["dark_count_rate_hz"] for n in names}
     session.dead_time_ps = {n: dead[channel_of[n]] for n in names}
+    problems += light_problems
     passed = not problems
     reason = "all detectors within limits" if passed else "; ".join(problems)
     return RoutineResult(
         "detectors", session.name_of("detectors"), passed, reason, values, "cal_detectors_dark"
     )
+
+
+def light_with_laser_off(
+    readings: dict[str, float | int | str | bool], names: list[str], max_excess_ua: float
+) -> list[str]:
+    """Channels whose bias-line current exceeds their bias with Alice's laser off: light
+    reaches them that is not Alice's (e.g. blinding). Channels that report no current are
+    not judged."""
+    problems = []
+    for i, name in enumerate(names):
+        current, bias = readings.get(f"ch{i}_current_ua"), readings.get(f"ch{i}_bias_ua")
+        if isinstance(current, int | float) and isinstance(bias, int | float):
+            excess = float(current) - float(bias)
+            if excess > max_excess_ua:
+                problems.append(
+                    f"{name} draws {excess:.3f} uA above its bias with the laser off "
+                    f"(> {max_excess_ua:g} uA): foreign light on the detector"
+                )
+    return problems
 
 
 def capture_period(session: Session) -> float:
@@ -201,6 +224,11 @@ def _judge(name: str, entry: dict[str, float], cfg: dict[str, Any]) -> list[str]
     after, jitter = entry["afterpulse_probability"], entry["jitter_fwhm_ps"]
     if dark > cfg["max_dark_rate_hz"]:
         problems.append(f"{name} dark count rate {dark:.0f} Hz > {cfg['max_dark_rate_hz']:g} Hz")
+    if dark < cfg["min_dark_rate_hz"]:
+        problems.append(
+            f"{name} dark count rate {dark:.1f} Hz < {cfg['min_dark_rate_hz']:g} Hz with bias "
+            "on: not counting photons (blinded?)"
+        )
     if eff < cfg["min_relative_efficiency"]:
         problems.append(
             f"{name} relative efficiency {eff:.2f} < {cfg['min_relative_efficiency']:g}"

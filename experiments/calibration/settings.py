@@ -39,6 +39,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "afterpulse_power_mw": 0.04,
         "afterpulse_capture_s": 0.2,
         "max_dark_rate_hz": 1000.0,
+        # A biased detector has dark counts: far fewer is a detector not counting photons
+        # (blinded by bright light); set it from the detector's test sheet.
+        "min_dark_rate_hz": 1.0,
+        "max_current_excess_ua": 0.05,  # bias-line current above bias with the laser off
         "min_relative_efficiency": 0.8,
         "max_afterpulse_probability": 0.1,
         "max_jitter_fwhm_ps": 100.0,

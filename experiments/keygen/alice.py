@@ -18,6 +18,8 @@ from experiments.keygen.node_base import (
     intensity_counts,
     pack_bits,
     parse_json,
+    parse_slots,
+    split_for_pool,
     to_json,
     unpack_bits,
 )
@@ -121,6 +123,10 @@ class AliceNode(NodeBase):
                     "sift/announce: a pulse index lies outside the block window"
                 )
             basis, bit, intensity = await asyncio.to_thread(self.source.choices, idx)
+            # Her states of the block (1 byte a pulse) answer this message only: let them go
+            # now, not after reconciliation, while the next block is being acquired.
+            one_shot = self.source.one_shot(first, pulses)
+            self.source.release(first, pulses)
             reply = answer(announcement, basis, intensity)
             sent = intensity != NOT_SENT
             if not sent.all():  # pulses that carried no state: their detections are darks
@@ -138,7 +144,7 @@ class AliceNode(NodeBase):
             protocol, order = decoy_protocol(self.source.intensities())
             key_counts, test_counts, qber_x = intensity_counts(key, test, bob_test, order)
             proceed, reason = True, "ok"
-            if not self.source.one_shot(first, pulses):
+            if not one_shot:
                 proceed, reason = (
                     False,
                     "demonstration: the transmitter repeated states within the block",
@@ -180,6 +186,7 @@ class AliceNode(NodeBase):
             tag = make_tag(key.bits, self.settings.eps_cor)
             await self.send("verify/tag", tag.to_bytes())
             verdict = parse_json(await self.recv("verify/result"), "verify/result")
+            await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
         corrected = int(verdict["corrected_bits"])
         qber_z = corrected / len(key)
         base.update(qber_z=qber_z, round_trips=served)
@@ -225,6 +232,7 @@ class AliceNode(NodeBase):
                 )
                 seed_msg = len(head).to_bytes(4, "big") + head + pack_bits(pa_seed)
             await self.send("pa/seed", seed_msg)
+            await self.channel.send_checkpoint()
             final = await asyncio.to_thread(privacy_amplify, key.bits, result.secret_bits, pa_seed)
         # Bob's answer: key/stored (he holds the key: Alice stores it, whatever happens
         # next) or key/dropped (an earlier block failed: neither side keeps this key).
@@ -236,9 +244,16 @@ class AliceNode(NodeBase):
             raise AuthenticationError(
                 f"unexpected message kind {ack.kind!r}, expected 'key/stored' or 'key/dropped'"
             )
+        await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
         stored = parse_json(ack.payload, "key/stored")
         if stored.get("key_id") != key_id:
             raise MessageFormatError("key/stored: Bob acknowledged a different key id")
+        slots = parse_slots(stored)
+        material = b""
+        if self.pool is not None:
+            material, final = split_for_pool(final, slots)
+        elif any(slots.values()):
+            raise MessageFormatError("key/stored: Bob refills a Wegman-Carter pool, Alice has none")
         # A remote Alice (labctl node alice) has no run of her own: she files keys under Bob's.
         run_id = self.run_id if self.run_id is not None else start.get("run_id")
         await self.commit_turn(seq)
@@ -249,8 +264,17 @@ class AliceNode(NodeBase):
                 run_id=None if run_id is None else str(run_id),
                 block=int(start["block"]),
             )
+        if self.pool is not None:
+            self.pool.refill(key_id, slots, material)
         out = self._result(base, "key", "stored", start_messages)
-        return BlockResult(**{**asdict(out), "secret_bits": result.secret_bits, "key_id": key_id})
+        return BlockResult(
+            **{
+                **asdict(out),
+                "secret_bits": result.secret_bits,
+                "key_id": key_id,
+                "auth_key_bits": 8 * len(material),
+            }
+        )
 
     async def _refuse(self, base: dict[str, Any], reason: str, start_messages: int) -> BlockResult:
         await self.send("pa/none", to_json({"reason": reason}))

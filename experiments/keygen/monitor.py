@@ -31,8 +31,6 @@ class QberWatch:
         self.next_block = 0
         """Index of the next block to be acquired."""
         self._first_counted = 0
-        self.started_s: dict[int, float] = {}
-        """Run clock at which each block in post-processing started (for its event)."""
         self.before_calibration: list[Callable[[], Awaitable[None]]] = []
         """Run before every polarization recalibration (e.g. resetting latched detectors)."""
         self.after_calibration: list[Callable[[], Awaitable[None]]] = []
@@ -40,11 +38,9 @@ class QberWatch:
         self.remedy: Callable[[Any], Awaitable[None]] | None = None
         """The recalibration remedy :func:`install` added (for other suspenders to share)."""
 
-    def acquired(self, block: int, started_s: float | None = None) -> None:
-        """Acquisition handed block ``block`` (started at run clock ``started_s``) over."""
+    def acquired(self, block: int) -> None:
+        """Acquisition handed block ``block`` to post-processing."""
         self.next_block = block + 1
-        if started_s is not None:
-            self.started_s[block] = started_s
 
     def observe(self, result: BlockResult) -> None:
         """Take a block's QBER, unless the block was acquired before the last remedy."""

@@ -20,7 +20,9 @@ from experiments.sync.alice import TransmitterAlice
 from labctl.qkd.auth import AuthenticatedChannel
 from labctl.qkd.errors import MessageFormatError
 from labctl.qkd.finite_key import DecoyProtocol
+from labctl.qkd.secret import SecretBits
 from labctl.qkd.sifting import SiftedKey
+from labctl.qkd.transcript_auth import SLOT_BYTES, AuthPool, TranscriptAuthenticator
 from labctl.runner.heap import HeapTrimmer
 from labctl.store.keystore import KeyStore
 
@@ -117,6 +119,8 @@ class BlockResult:
     key_id: str | None
     acquired_s: float
     phi_x: float | None = None
+    auth_key_bits: int = 0
+    """Bits of this block's key moved to the authentication pool (not stored as key)."""
 
     def event(self) -> dict[str, Any]:
         """The JSON-able per-block event (rates included)."""
@@ -182,6 +186,11 @@ class NodeBase:
         self.sequencer = sequencer
         """Shared by the nodes of one party when several blocks are in flight (workers)."""
         self.messages = 0
+        transcript = getattr(channel, "transcript", None)
+        self.pool: AuthPool | None = (
+            transcript.pool if isinstance(transcript, TranscriptAuthenticator) else None
+        )
+        """The Wegman-Carter key pool (None: HMAC only)."""
 
     async def send(self, kind: str, payload: bytes) -> None:
         await self.channel.send(kind, payload)
@@ -203,6 +212,34 @@ class NodeBase:
             self.sequencer.done(seq)
         self.profile.end_block()
         HEAP.maybe_trim()
+
+
+def split_for_pool(final: SecretBits, slots: dict[str, int]) -> tuple[bytes, SecretBits]:
+    """(pool material, key to store): the first slots["ab"] + slots["ba"] pad slots of a
+    block's final key go to the authentication pool, the rest is key."""
+    n_bits = 8 * SLOT_BYTES * (int(slots.get("ab", 0)) + int(slots.get("ba", 0)))
+    if not 0 <= n_bits < len(final):
+        raise MessageFormatError(
+            f"key/stored: {n_bits} bits for the authentication pool leave no key of "
+            f"{len(final)} bits"
+        )
+    bits = final.bits
+    material = bytes(np.packbits(bits[:n_bits]).tobytes())
+    return material, SecretBits.adopt(bits[n_bits:].copy())
+
+
+def parse_slots(data: dict[str, Any]) -> dict[str, int]:
+    """The ``auth_slots`` of a key/stored message ({} when absent)."""
+    raw = data.get("auth_slots") or {}
+    if not isinstance(raw, dict):
+        raise MessageFormatError("key/stored: auth_slots must be an object")
+    out: dict[str, int] = {}
+    for d in ("ab", "ba"):
+        n = raw.get(d, 0)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise MessageFormatError(f"key/stored: auth_slots.{d} must be an integer >= 0")
+        out[d] = n
+    return out
 
 
 def intensity_counts(

@@ -26,9 +26,10 @@ output for good (the channel refuses all further traffic).
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from experiments.keygen.acquisition import RawBlock
 from experiments.keygen.alice import AliceNode
@@ -41,6 +42,7 @@ from experiments.keygen.node_base import (
     decoy_protocol,
     pack_bits,
     parse_json,
+    split_for_pool,
     to_json,
     unpack_bits,
 )
@@ -66,6 +68,15 @@ __all__ = [
 ]
 
 
+class KeyGate(Protocol):
+    """Decides, just before a block's key would be stored, whether it may be."""
+
+    def verdict(self, result: BlockResult) -> str | None:
+        """Why the key of ``result``'s block (its statistics so far) must not be stored,
+        or None to store it."""
+        ...
+
+
 class BobNode(NodeBase):
     """Bob: drives each block from his detections."""
 
@@ -79,6 +90,8 @@ class BobNode(NodeBase):
     ) -> None:
         super().__init__(channel, store, settings, run_id, sequencer)
         self.qber_estimate: float | None = None
+        self.key_gate: KeyGate | None = None
+        """Asked before each key is stored; a reason means neither party stores it."""
 
     async def process(self, raw: RawBlock, seq: int | None = None) -> BlockResult:
         """Post-process one block with Alice; stores the key when there is one.
@@ -135,9 +148,13 @@ class BobNode(NodeBase):
         )
         if not estimate["proceed"]:
             return self._no_key(base, str(estimate["reason"]), start_messages)
-        qber_guess = (
-            self.qber_estimate if self.qber_estimate is not None else float(estimate["qber_x"])
-        )
+        qber_x = float(estimate["qber_x"])
+        qber_guess = self.qber_estimate if self.qber_estimate is not None else qber_x
+        # The last block's estimate is the sharper guess, unless this block's test bits say
+        # the link changed (an attack ended, a drift): Cascade then costs round trips.
+        spread = 3.0 * math.sqrt(max(qber_x * (1.0 - qber_x), 1e-6) / max(len(test), 1))
+        if abs(qber_guess - qber_x) > max(spread, 0.005):
+            qber_guess = qber_x
         seed = secrets.randbelow(2**63)
         qber_guess = min(max(qber_guess, 0.0), 0.25)
         with stage("cascade"):
@@ -158,6 +175,9 @@ class BobNode(NodeBase):
                 "disclosed_bits": stats.disclosed_bits,
             }
             await self.send("verify/result", to_json(verdict))
+            # Everything Bob sent so far (his detections' bases, test bits, parities, the
+            # verdict) is checked by Alice before she decides on privacy amplification.
+            await self.channel.send_checkpoint()
         self.qber_estimate = qber_z
         h = binary_entropy(qber_z) if 0.0 < qber_z < 0.5 else 0.0
         base.update(
@@ -179,11 +199,32 @@ class BobNode(NodeBase):
             if decision is None:
                 return self._no_key(base, str(self._last_reason), start_messages)
             key_id, secret_bits, pa_seed, phi_x = decision
+            # Everything Alice sent (her replies, Cascade parities, the seed) is checked
+            # before a key depends on it.
+            await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
+            judged = {**base, "phi_x": phi_x}
+            held = None
+            if self.key_gate is not None:
+                held = self.key_gate.verdict(self._no_key(judged, "", start_messages))
+            if held is not None:
+                # Alice waits for key/stored or key/dropped: dropped, she keeps nothing either.
+                await self.send("key/dropped", to_json({"seq": seq}))
+                return self._no_key(judged, f"key output stopped: {held}", start_messages)
             final = await asyncio.to_thread(privacy_amplify, outcome.key, secret_bits, pa_seed)
         await self.commit_turn(seq)
+        slots: dict[str, int] = {}
+        material = b""
+        if self.pool is not None:
+            slots = self.pool.refill_request(self.settings.auth_pool_slots, len(final))
+            material, final = split_for_pool(final, slots)
         with stage("key store"):
             self.store.add(final, key_id=key_id, run_id=self.run_id, block=raw.block)
-        await self.send("key/stored", to_json({"key_id": key_id}))
+        await self.send("key/stored", to_json({"key_id": key_id, "auth_slots": slots}))
+        if self.pool is not None:
+            # key/stored is checked by Alice before she stores; the refill comes after this
+            # checkpoint's slot is taken, at both ends at the same point of the stream.
+            await self.channel.send_checkpoint()
+            self.pool.refill(key_id, slots, material)
         return BlockResult(
             **base,
             status="key",
@@ -192,6 +233,7 @@ class BobNode(NodeBase):
             secret_bits=secret_bits,
             key_id=key_id,
             phi_x=phi_x,
+            auth_key_bits=8 * len(material),
         )
 
     _last_reason: str = ""

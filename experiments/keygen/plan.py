@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +23,19 @@ from typing import Any
 import numpy as np
 
 from experiments.calibration.common import CalibrationFailed
-from experiments.keygen import drift, latch, monitor, steps
+from experiments.keygen import drift, guard, latch, monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
+from experiments.keygen.block_dataset import block_dataset, block_row
+from experiments.keygen.checkpoint import (
+    AuthResume,
+    CheckpointError,
+    Committer,
+    FreshKeyAuth,
+    KeygenState,
+    WatchedKeyStore,
+    calibrated_state,
+    reconcile,
+)
 from experiments.keygen.nodes import (
     AliceNode,
     AliceSource,
@@ -32,6 +44,7 @@ from experiments.keygen.nodes import (
     TransmitterSource,
 )
 from experiments.keygen.pipeline import BlockPipeline, CommitSequencer
+from experiments.keygen.resume import RunAges, reuse_calibration
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.summary import KeySummary
 from experiments.keygen.workers import ParallelPipeline, bob_workers
@@ -40,8 +53,14 @@ from experiments.sync.model import SyncError
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
-from labctl.qkd.auth import AuthenticatedChannel, memory_pair
+from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, memory_pair
 from labctl.qkd.errors import AuthenticationError
+from labctl.qkd.transcript_auth import (
+    EPS_PER_CHECK,
+    AuthPool,
+    TranscriptAuthenticator,
+    open_local_pair,
+)
 from labctl.runner.plan_context import PlanContext
 from labctl.runner.status import StopPlan
 from labctl.store.keystore import KeyStore, node_store_path, store_key_from_config
@@ -109,16 +128,32 @@ def _publish_link(run: PlanContext, link_id: str, result: BlockResult) -> None:
 
 
 async def main(run: PlanContext) -> dict[str, Any]:
-    """The main job: calibrate, synchronize, generate key; returns the summary."""
+    """The main job: calibrate, synchronize, generate key; returns the summary.
+
+    Resumed (``labctl resume``), it continues the key plan from its last committed block
+    (``experiments.keygen.checkpoint``), reusing the calibration while it is valid
+    (``experiments.keygen.resume``).
+    """
     await run.checkpoint()
-    with run.progress.task("calibrate", total=1) as task:
-        report = await steps.calibrate(run)
-        task.advance()
-    run.emit("calibration", {"report": report})
+    state = KeygenState.from_checkpoint(run.resume_state)
+    ages = RunAges.start(run.clock, state)
+    reused = None if state is None else await reuse_calibration(run, state)
+    report: dict[str, Any] | None = None  # this run's calibrations (None: reused from the store)
+    if reused is not None:
+        ages.calibrated(reused)
+    else:
+        with run.progress.task("calibrate", total=1) as task:
+            report = await steps.calibrate(run)
+            task.advance()
+        run.emit("calibration", {"report": report})
+        if report["passed"]:
+            ages.calibrated()
+            # A crash from here on resumes without recalibrating (while it stays valid).
+            run.commit(calibrated_state(state, ages))
     with run.progress.task("synchronize", total=1) as task:
         clock_map = await steps.synchronize(run)
         task.advance()
-    return await generate_key(run, clock_map)
+    return await generate_key(run, clock_map, calibration=report, state=state, ages=ages)
 
 
 async def generate_key(
@@ -128,6 +163,10 @@ async def generate_key(
     source: AliceSource | None = None,
     channels: tuple[AuthenticatedChannel, AuthenticatedChannel] | None = None,
     remote_alice: AuthenticatedChannel | Sequence[AuthenticatedChannel] | None = None,
+    calibration: dict[str, Any] | None = None,
+    state: KeygenState | None = None,
+    ages: RunAges | None = None,
+    auth: AuthResume | None = None,
 ) -> dict[str, Any]:
     """Key generation on a synchronized station.
 
@@ -135,6 +174,14 @@ async def generate_key(
     with ``remote_alice`` (Bob's end of a TCP channel), in another process (``labctl node``).
     Several remote channels: one worker per channel, that many blocks in flight at once
     (:class:`~experiments.keygen.workers.ParallelPipeline`), keys committed in block order.
+    Keys are stored only on trust (:mod:`experiments.keygen.trust`): every calibration
+    passed (``calibration``: this run's summary, failures in it count) and unexpired, and
+    no alarm of the link monitors (:mod:`experiments.keygen.guard`) around the block.
+
+    Every committed block rewrites the run's checkpoint; with ``state`` (a resumed run) the
+    stores are reconciled to it first and block numbers and sums continue from it.
+    ``auth`` carries the channel authentication's state over resumes (default: the HMAC
+    channel under a fresh key, which has none).
     """
     config = _config(run)
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
@@ -150,9 +197,25 @@ async def generate_key(
     summary = KeySummary(run.run_id, 1e12 / period_ps)
     summary.sync_offset_ps, summary.sync_drift_ppb = steps.sync_figures(clock_map)
     run.emit("sync", {"offset_ps": summary.sync_offset_ps, "drift_ppb": summary.sync_drift_ppb})
+    resumed = state is not None
+    state = state or KeygenState()
+    ages = ages or RunAges.start(run.clock, None)
+    auth = auth or FreshKeyAuth()
+    auth.resume_from(state.auth if resumed else None)
+    summary.sums = dataclasses.replace(state.sums)
+    committer = Committer(
+        state,
+        summary,
+        lambda result: on_commit(result),
+        run.commit,
+        ages,
+        alice_local=remote_alice is None,
+        auth=auth,
+    )
     async with contextlib.AsyncExitStack() as stack:
         bob_store = stack.enter_context(KeyStore(bob_path, encryption_key=store_key))
         summary.extra["key_store_bob"] = str(bob_path)
+        stores = [bob_store]
         alice_task: asyncio.Task[list[BlockResult]] | None = None
         if remote_alice is None:
             if source is None:
@@ -161,8 +224,13 @@ async def generate_key(
                 power_mw = await run.instrument(settings_laser(run)).get_power_mw()
                 source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
-                channels = memory_pair(os.urandom(32), settings.channel_timeout_s)
-            alice_store = stack.enter_context(KeyStore(alice_path, encryption_key=store_key))
+                channels = _local_channels(settings, alice_path, bob_path)
+            alice_store = stack.enter_context(
+                WatchedKeyStore(
+                    alice_path, on_add=committer.stored_at_alice, encryption_key=store_key
+                )
+            )
+            stores.append(alice_store)
             summary.extra["key_store_alice"] = str(alice_path)
             alice_node = AliceNode(channels[0], alice_store, settings, source, run.run_id)
             alice_task = asyncio.create_task(alice_node.serve(), name="alice-node")
@@ -172,18 +240,31 @@ async def generate_key(
         else:
             bob_channels = list(remote_alice)
         summary.extra["workers"] = len(bob_channels)
+        if resumed:
+            _reconcile_resumed(run, stores, state, summary)
         sequencer = CommitSequencer() if len(bob_channels) > 1 else None
         bobs = [BobNode(ch, bob_store, settings, run.run_id, sequencer) for ch in bob_channels]
+        link_monitor = guard.install(run, config, calibration)
+        for bob in bobs:
+            bob.key_gate = link_monitor
+        blocks_data = block_dataset(run)
+        started_s: dict[int, float | None] = {}
 
         def on_result(result: BlockResult) -> None:
-            summary.add(result)
             watch.observe(result)
             if tracking is not None:
                 tracking.observe(result)
+            # The monitors judge a block when its result is in; its event goes out on commit.
+            started_s[result.block] = link_monitor.observe(result)
+            committer.result(result)
+
+        def on_commit(result: BlockResult) -> None:
             event = result.event()
             event.pop("key_id")
-            event["started_s"] = watch.started_s.pop(result.block, None)
+            # Run clock: the block spans started_s + acquired_s.
+            event["started_s"] = started_s.pop(result.block, None)
             run.emit("qkd", event)
+            blocks_data.add(**block_row(event))
             _publish_link(run, settings.link_id, result)
             run.log.info(
                 "block %d: %s (%s), QBER Z %s, secret bits %d",
@@ -217,20 +298,90 @@ async def generate_key(
         try:
             block_clock = steps.BlockClock(clock_map)
             await _acquire_loop(
-                run, settings, pipeline, tagger, block_clock, watch, alice, bob_wiring, tracking
+                run,
+                settings,
+                pipeline,
+                tagger,
+                block_clock,
+                watch,
+                alice,
+                bob_wiring,
+                link_monitor,
+                committer,
+                tracking,
             )
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
             raise
         finally:
             await _wind_down(run, pipeline, bobs, alice_task, summary, settings)
+            _account_authentication(summary, settings, bobs[0].pool)
+            if alice_task is not None:
+                _drop_uncommitted(run, stores, committer, summary)
+            if resumed:
+                summary.run_time_s = ages.run_time_s()
+                summary.clock = "simulated" if run.clock.is_virtual else "wall"
             summary.backlog = vars(pipeline.stats).copy()
+            summary.extra["trust"] = link_monitor.gate.summary()
             summary.write(run.folder.path)
             run.log.info("%s", summary.text())
     totals = summary.totals()
     if summary.status != "ok":
         raise StopPlan("aborted", summary.reason)
     return {k: totals[k] for k in ("secret_bits", "qber_z", "key_rate_per_pulse")}
+
+
+def _local_channels(
+    settings: KeygenSettings, alice_store: Path, bob_store: Path
+) -> tuple[AuthenticatedChannel, AuthenticatedChannel]:
+    """Alice's and Bob's ends of the in-process link, under ``qkd.auth``."""
+    if settings.auth == "hmac":
+        return memory_pair(os.urandom(32), settings.channel_timeout_s)
+    alice_pool, bob_pool = open_local_pair(alice_store, bob_store)
+    ta, tb = MemoryTransport.pair()
+    hmac_key = os.urandom(32)  # the per-message layer; the pools carry the proof
+    return (
+        AuthenticatedChannel(
+            ta,
+            hmac_key,
+            "alice",
+            settings.channel_timeout_s,
+            transcript=TranscriptAuthenticator(alice_pool),
+        ),
+        AuthenticatedChannel(
+            tb,
+            hmac_key,
+            "bob",
+            settings.channel_timeout_s,
+            transcript=TranscriptAuthenticator(bob_pool),
+        ),
+    )
+
+
+def _account_authentication(
+    summary: KeySummary, settings: KeygenSettings, pool: AuthPool | None
+) -> None:
+    """summary.json: what authentication cost and the run's total security parameter."""
+    eps_auth = 0.0 if pool is None else pool.eps_auth
+    if pool is not None:
+        summary.extra["authentication"] = {
+            "mode": "wegman-carter",
+            "checkpoints": pool.checks_sent + pool.checks_verified,
+            "eps_per_checkpoint": EPS_PER_CHECK,
+            "eps_auth": eps_auth,
+            "pad_bits_used": pool.slots_used * 128,
+            "refill_bits": pool.refill_bits,
+            "pool_bits_left": {d: 128 * pool.available(d) for d in ("ab", "ba")},
+        }
+    else:
+        summary.extra["authentication"] = {"mode": settings.auth, "eps_auth": None}
+    # Composable security: each stored block's eps_sec + eps_cor, plus the union bound over
+    # every authentication check (HMAC has no information-theoretic bound: null).
+    per_block = settings.eps_sec + settings.eps_cor
+    summary.extra["eps_auth"] = eps_auth if pool is not None else None
+    summary.extra["eps_total"] = (
+        summary.sums.blocks_with_key * per_block + eps_auth if pool is not None else None
+    )
 
 
 async def _acquire_loop(
@@ -242,13 +393,16 @@ async def _acquire_loop(
     watch: monitor.QberWatch,
     alice: AliceSide,
     detector_channels: list[int],
+    link_monitor: guard.LinkMonitor,
+    committer: Committer,
     tracking: drift.Tracking | None = None,
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
 
     Per block: the clock map is refreshed on Alice's calibration frame (Bob's stream is
     left running), Alice plays fresh states once and learns the first pulse's index from
-    her frame marker, Bob reads that window, and the calibration frame plays again.
+    her frame marker, Bob reads that window, and the calibration frame plays again. Block
+    numbers continue from ``committer``'s state; each pause point persists that state.
     """
     period_ps = alice.period_ps
     block_s = settings.block_pulses * period_ps * 1e-12
@@ -259,10 +413,10 @@ async def _acquire_loop(
         else max(int((deadline - run.clock.now_s()) // settings.block_interval_s), 1)
     )
     rng = np.random.default_rng()
-    block = 0
     with run.progress.task("key blocks", total=total) as progress:
         while True:
-            await run.checkpoint()
+            await run.checkpoint(committer.snapshot())
+            block = committer.state.next_block
             if pipeline.failed:
                 return
             start_s = run.clock.now_s()
@@ -272,6 +426,7 @@ async def _acquire_loop(
             if tracking is not None:
                 await tracking.before_block(block)
             clock_map = await block_clock.for_block(run, tagger)
+            link_monitor.gate.block_started(block, run.clock.now_s())
             # Bob reads while Alice plays: a tagger buffers only so long.
             playing = asyncio.ensure_future(alice.play_key_block(settings.block_pulses))
             try:
@@ -296,11 +451,13 @@ async def _acquire_loop(
                 await alice.ensure_light()
             if raw is None:  # the lock was lost and is found again: this block is dropped
                 continue
+            # The monitors look at the link after the block, before its key can be stored.
+            await link_monitor.after_block(block, raw)
+            committer.acquired(block)
             pipeline.submit(raw)
-            watch.acquired(block, start_s)
+            watch.acquired(block)
             if tracking is not None:
                 tracking.acquired(block)
-            block += 1
             progress.advance()
             if run.clock.is_virtual:
                 # Simulated time costs no wall time, so without this the clock would race
@@ -365,6 +522,53 @@ async def _acquire_or_resync(
         run.emit("sync", {"action": "resynchronize", "reason": str(exc)})
         await block_clock.resynchronize(run)
         return None
+
+
+def _reconcile_resumed(
+    run: PlanContext, stores: list[KeyStore], state: KeygenState, summary: KeySummary
+) -> None:
+    """A resumed run: the stores hold exactly its committed keys before any new block."""
+    try:
+        done = reconcile(stores, run.run_id, state)
+    except CheckpointError as exc:
+        raise StopPlan("failed", str(exc)) from None
+    summary.key_ids = list(done.key_ids)
+    run.log.info(
+        "resumed at block %d (committed through %d): %d key(s) of %d bits; uncommitted "
+        "key(s) deleted %s, completed %s",
+        state.next_block,
+        state.committed_block,
+        len(done.key_ids),
+        state.sums.secret_bits,
+        done.deleted,
+        done.completed,
+    )
+    run.emit(
+        "qkd",
+        {
+            "action": "resumed",
+            "next_block": state.next_block,
+            "committed_block": state.committed_block,
+            "keys": len(done.key_ids),
+            "deleted": done.deleted,
+            "completed": done.completed,
+        },
+    )
+
+
+def _drop_uncommitted(
+    run: PlanContext, stores: list[KeyStore], committer: Committer, summary: KeySummary
+) -> None:
+    """After the link closed: a key Bob stored that never reached Alice is deleted at Bob."""
+    if committer.uncommitted == 0:
+        return
+    try:
+        done = reconcile(stores, run.run_id, committer.state)
+    except CheckpointError as exc:
+        summary.status, summary.reason = "failed", str(exc)
+        run.log.error("%s", exc)
+        return
+    run.log.warning("uncommitted key(s) deleted at the end: %s", done.deleted)
 
 
 async def _wind_down(

@@ -43,6 +43,13 @@ class KeygenSettings:
     """Blocks in a row without key that recalibrate polarization."""
     stall_margin_qber: float = 0.01
     """Mean QBER of recent blocks above the post-calibration floor that recalibrates."""
+    auth: str = "wegman-carter"
+    """Classical channel authentication: ``wegman-carter`` (information-theoretic, consumes
+    key from a pool; labctl.qkd.transcript_auth) or ``hmac`` (HMAC-SHA256 only:
+    computational security, no key consumed)."""
+    auth_pool_slots: int = 64
+    """Wegman-Carter: pad slots (16 bytes) per direction the pool is topped up to from each
+    stored key block (a block uses 3)."""
 
     @classmethod
     def from_section(
@@ -69,15 +76,17 @@ def _check(name: str, value: Any, file: str | None) -> Any:
     def bad(why: str) -> ConfigError:
         return ConfigError(f"{why}, got {value!r}", file=file, field=where)
 
-    if name in ("cascade", "link_id"):
+    if name in ("cascade", "link_id", "auth"):
         if not isinstance(value, str) or not value:
             raise bad("must be a non-empty string")
         if name == "cascade" and value not in ("optimized", "original"):
             raise bad("must be 'optimized' or 'original'")
+        if name == "auth" and value not in ("wegman-carter", "hmac"):
+            raise bad("must be 'wegman-carter' or 'hmac'")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise bad("must be a finite number")
-    if name in ("block_pulses", "queue_blocks", "key_basis", "stall_blocks"):
+    if name in ("block_pulses", "queue_blocks", "key_basis", "stall_blocks", "auth_pool_slots"):
         if float(value) != int(value):
             raise bad("must be a whole number")
         number = int(value)
@@ -87,6 +96,8 @@ def _check(name: str, value: Any, file: str | None) -> Any:
             raise bad("must be >= 1000")
         if name in ("queue_blocks", "stall_blocks") and number < 1:
             raise bad("must be >= 1")
+        if name == "auth_pool_slots" and number < 8:
+            raise bad("must be >= 8")
         return number
     number_f = float(value)
     if name in ("eps_sec", "eps_cor") and not 0.0 < number_f < 1.0:

@@ -52,6 +52,8 @@ class BlockTotals:
     secret_bits: int = 0
     channel_uses: int = 0
     round_trips: int = 0
+    auth_key_bits: int = 0
+    """Generated key moved to the Wegman-Carter pool (not stored as key)."""
 
     def add(self, r: BlockResult) -> None:
         """Count one block."""
@@ -71,6 +73,7 @@ class BlockTotals:
         self.secret_bits += r.secret_bits
         self.channel_uses += r.channel_uses
         self.round_trips += r.round_trips
+        self.auth_key_bits += r.auth_key_bits
 
 
 @dataclass
@@ -146,6 +149,8 @@ class KeySummary:
             "qber_z": qber_z,
             "qber_x": t.test_errors / t.test_bits if t.test_bits else None,
             "secret_bits": t.secret_bits,
+            "auth_key_bits": t.auth_key_bits,
+            "net_key_bits": t.secret_bits - t.auth_key_bits,
             "key_rate_per_pulse": t.secret_bits / t.pulses if t.pulses else 0.0,
             "run_time_s": run_s,
             "clock": self.clock,

@@ -40,6 +40,7 @@ import json
 import os
 import struct
 from collections.abc import Callable
+from typing import Any
 
 from labctl.qkd.auth import MAX_FRAME_BYTES, AuthenticatedChannel, FrameTransport
 from labctl.qkd.errors import (
@@ -49,6 +50,7 @@ from labctl.qkd.errors import (
     MessageFormatError,
     QkdError,
 )
+from labctl.qkd.transcript_auth import AuthPool, TranscriptAuthenticator
 
 _LENGTH = struct.Struct(">I")
 
@@ -85,15 +87,21 @@ async def connect_channels(
     *,
     channel_timeout_s: float | None = None,
     control: bool = False,
+    pool: AuthPool | None = None,
 ) -> list[AuthenticatedChannel]:
     """Bob's side: ``workers`` channels to Alice, in worker order (then, with ``control``,
     one more for the control link, under its own derived key).
+
+    With a Wegman-Carter ``pool``, the hellos carry its state, the first answer starts the
+    session (:meth:`AuthPool.begin_session`) and every worker channel (not the control
+    link) gets a transcript authenticator on it.
 
     ``timeout_s`` bounds each connect and handshake; ``channel_timeout_s`` (default
     ``timeout_s``) is the channels' receive timeout afterwards. A WorkerCountMismatch when
     Alice runs a different number of workers (she hangs up or answers another count).
     """
     channels: list[AuthenticatedChannel] = []
+    mine = _auth_state(pool)
     try:
         for w in range(workers + int(control)):
             transport = await FrameStream.connect(host, port, timeout_s)
@@ -104,7 +112,7 @@ async def connect_channels(
             )
             channels.append(channel)
             challenge = await _read_challenge(transport, timeout_s, w, workers)
-            await channel.send(f"{_HELLO_PREFIX}{w}", _count(workers, challenge))
+            await channel.send(f"{_HELLO_PREFIX}{w}", _count(workers, challenge, mine))
             # Wait for Alice's answer before the next connection: a mismatch is found on
             # worker 0, before Bob spends anything on calibration.
             try:
@@ -119,6 +127,11 @@ async def connect_channels(
                 raise WorkerCountMismatch(
                     f"Alice runs --workers {theirs}, this Bob --workers {workers}"
                 )
+            if pool is not None:
+                if w == 0:
+                    pool.begin_session(_auth_of(answer.payload, "link/ok"), mine)
+                if w < workers:
+                    channel.transcript = TranscriptAuthenticator(pool)
     except BaseException:
         for ch in channels:
             await ch.close()
@@ -159,6 +172,7 @@ async def accept_channels(
     max_pending: int = MAX_PENDING_CONNECTIONS,
     on_rejected: Callable[[str, str], None] | None = None,
     control: bool = False,
+    pool: AuthPool | None = None,
 ) -> list[AuthenticatedChannel]:
     """Alice's side: accept ``workers`` channels (and, with ``control``, the control
     link's, last); returned in Bob's worker order.
@@ -166,7 +180,9 @@ async def accept_channels(
     Waits up to ``timeout_s`` for all of them (ChannelTimeout naming what arrived). Any
     connection that fails the handshake is closed and reported as ``on_rejected(peer,
     reason)``; the wait goes on (see the module docstring). A WorkerCountMismatch (after
-    hanging up) when an authenticated Bob runs another number of workers.
+    hanging up) when an authenticated Bob runs another number of workers. With a
+    Wegman-Carter ``pool``: as :func:`connect_channels`, the first authenticated hello
+    starts the session.
     """
     if max_pending < 1:
         raise ValueError(f"accept_channels: max_pending must be >= 1, got {max_pending}")
@@ -175,6 +191,8 @@ async def accept_channels(
     pending: dict[FrameStream, asyncio.Task[None]] = {}  # insertion order: oldest first
     outcome: asyncio.Future[None] = loop.create_future()
     total = workers + int(control)
+    mine = _auth_state(pool)
+    session: list[bool] = []
 
     def reject(stream: FrameStream, reason: str) -> None:
         if on_rejected is not None:
@@ -182,7 +200,7 @@ async def accept_channels(
 
     async def handshake(stream: FrameStream) -> None:
         try:
-            worker, channel = await _authenticate(
+            worker, channel, theirs = await _authenticate(
                 stream, workers, total, psk, handshake_timeout_s, channel_timeout_s or timeout_s
             )
         except _Rejected as exc:
@@ -201,7 +219,17 @@ async def accept_channels(
             if worker in by_worker:
                 raise MessageFormatError(f"link/worker: worker {worker} connected twice")
             stream.max_frame_bytes = MAX_FRAME_BYTES
-            await channel.send("link/ok", _count(workers))
+            if pool is None and theirs.get("mode") != "hmac":
+                raise MessageFormatError(
+                    f"Bob authenticates with {theirs.get('mode')!r}, this Alice with hmac: set "
+                    "the same qkd.auth at both ends"
+                )
+            if pool is not None and not session:
+                session.append(True)
+                pool.begin_session(mine, theirs)
+            await channel.send("link/ok", _count(workers, None, mine))
+            if pool is not None and worker < workers:
+                channel.transcript = TranscriptAuthenticator(pool)
         except BaseException as exc:
             await channel.close()  # Bob, waiting for link/ok, finds the link closed
             if not outcome.done():
@@ -257,8 +285,9 @@ async def _authenticate(
     psk: bytes,
     handshake_timeout_s: float,
     timeout_s: float,
-) -> tuple[int, AuthenticatedChannel]:
-    """Challenge, then the worker hello: (worker, channel), or _Rejected saying why."""
+) -> tuple[int, AuthenticatedChannel, dict[str, Any]]:
+    """Challenge, then the worker hello: (worker, channel, Bob's authentication state), or
+    _Rejected saying why."""
     challenge = os.urandom(CHALLENGE_BYTES)
     try:
         await stream.send_frame(_CHALLENGE_PREFIX + challenge)
@@ -278,7 +307,7 @@ async def _authenticate(
     if theirs != workers:
         await channel.close()
         raise WorkerCountMismatch(f"Bob runs --workers {theirs}, this Alice --workers {workers}")
-    return worker, channel
+    return worker, channel, _auth_of(hello.payload, "link/worker")
 
 
 def _worker_of(frame: bytes, total: int) -> int:
@@ -300,11 +329,30 @@ def _kind_of(frame: bytes) -> str:
     return frame[9 : 9 + n].decode("ascii", errors="replace")
 
 
-def _count(workers: int, challenge: bytes | None = None) -> bytes:
-    fields: dict[str, object] = {"workers": workers}
+def _count(
+    workers: int, challenge: bytes | None = None, auth: dict[str, Any] | None = None
+) -> bytes:
+    fields: dict[str, object] = {"workers": workers, "auth": auth or {"mode": "hmac"}}
     if challenge is not None:
         fields["challenge"] = challenge.hex()
     return json.dumps(fields).encode()
+
+
+def _auth_state(pool: AuthPool | None) -> dict[str, Any]:
+    """This end's authentication state for the handshake (no secrets)."""
+    return {"mode": "hmac"} if pool is None else pool.state()
+
+
+def _auth_of(payload: bytes, what: str) -> dict[str, Any]:
+    """The peer's authentication state in a hello or link/ok (an error naming qkd.auth when
+    the two ends differ in mode)."""
+    try:
+        auth = json.loads(payload).get("auth", {"mode": "hmac"})
+    except (ValueError, AttributeError, RecursionError):
+        raise MessageFormatError(f"{what}: not JSON") from None
+    if not isinstance(auth, dict):
+        raise MessageFormatError(f"{what}: auth must be an object")
+    return auth
 
 
 def _hello_of(payload: bytes) -> tuple[int, bytes]:

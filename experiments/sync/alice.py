@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,7 +22,13 @@ import numpy.typing as npt
 from experiments.sync.record import NOT_SENT, Played, PlayRecord, to_codes
 from labctl.interfaces.devices import TimeTagger, Transmitter
 from labctl.interfaces.errors import ConfigError
-from labctl.interfaces.pattern import PatternMode, PulsePattern, secret_pattern, seeded_pattern
+from labctl.interfaces.pattern import (
+    PatternMode,
+    PulsePattern,
+    secret_chunks,
+    secret_pattern,
+    seeded_pattern,
+)
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -311,24 +317,44 @@ class TransmitterAlice:
             await self.transmitter.set_period_ps(self.design.period_ps)
         self._configured = True
 
-    async def _play(self, chunks: list[PulsePattern], repeat: bool) -> list[int]:
-        """Load and start ``chunks`` back to back; the first pulse index of each.
+    async def _play(
+        self, chunks: Iterable[PulsePattern], count: int, repeat: bool
+    ) -> tuple[list[int], list[U8]]:
+        """Load and start ``count`` chunks back to back; the first pulse index and the state
+        codes of each.
 
         Loading stops what played before, so her tagger's stream, restarted after it, holds
         only this pattern's frame markers. They are read while later chunks are appended:
-        a tagger buffers only so long.
+        a tagger buffers only so long. Chunks are taken from ``chunks`` one at a time (the
+        next one drawn in a thread while one uploads) and let go once handed over, so a key
+        block drawn chunk by chunk never exists whole: Alice keeps its codes, 1 byte a pulse.
         """
         await self._configure()
-        await self.transmitter.load_pattern(chunks[0], repeat=repeat)
+        source = iter(chunks)
+        head = next(source)
+        codes = [to_codes(head)]
+        await self.transmitter.load_pattern(head, repeat=repeat)
+        del head  # the transmitter has it; the codes are all Alice keeps
         await self.tagger.stop_stream()
         await self.tagger.start_stream()
-        reader = asyncio.create_task(self._frame_markers(len(chunks)))
+        reader = asyncio.create_task(self._frame_markers(count))
+        upcoming: asyncio.Future[PulsePattern] | None = None
         try:
             await self.transmitter.start()
-            for chunk in chunks[1:]:
+            for i in range(1, count):
+                if upcoming is None:
+                    upcoming = asyncio.ensure_future(asyncio.to_thread(next, source))
+                chunk = await upcoming
+                upcoming = None
+                if i + 1 < count:
+                    upcoming = asyncio.ensure_future(asyncio.to_thread(next, source))
+                codes.append(to_codes(chunk))
                 await self.transmitter.append_pattern(chunk)
+                del chunk
             starts = await reader
         finally:
+            if upcoming is not None:
+                await asyncio.gather(upcoming, return_exceptions=True)
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -340,7 +366,7 @@ class TransmitterAlice:
             # anew, and every state recorded before is void.
             self.record.clear()
             self.calibration_anchor = None
-        return starts
+        return starts, codes
 
     async def _frame_markers(self, count: int) -> list[int]:
         """Pulse indices of the next ``count`` frame markers on her tagger."""
@@ -365,8 +391,8 @@ class TransmitterAlice:
         """Cycle the public calibration frame; the index of its first pulse."""
         async with self._lock:
             frame = self.calibration_frame
-            (first,) = await self._play([frame], repeat=True)
-            self.record.add(Played(first, to_codes(frame), repeat=True))
+            (first,), (codes,) = await self._play([frame], 1, repeat=True)
+            self.record.add(Played(first, codes, repeat=True))
             self.calibration_anchor = first
             return first
 
@@ -381,28 +407,31 @@ class TransmitterAlice:
 
     async def play_once(self, pattern: PulsePattern) -> int:
         """Play ``pattern`` once (dark after it); the index of its first pulse."""
-        first, _ = await self._play_chunks(pattern)
+        chunks = self._chunks(pattern)
+        first, _ = await self._play_chunks(chunks, [len(c) for c in chunks])
         return first
 
-    async def _play_chunks(self, pattern: PulsePattern) -> tuple[int, int]:
-        """Play ``pattern`` once, chunked to the transmitter's memory; (first pulse, span).
+    async def _play_chunks(
+        self, chunks: Iterable[PulsePattern], sizes: Sequence[int]
+    ) -> tuple[int, int]:
+        """Play chunks of the given sizes (each at most the transmitter's memory) once, back
+        to back; (first pulse, span).
 
         The span runs to the end of the last chunk: a chunk that reached the transmitter
         late follows a dark gap (an underrun), which Alice sees in her frame markers. On a
         REPEATING device a pattern longer than its memory cannot be played once.
         """
-        chunks = self._chunks(pattern)
-        if len(chunks) > 1 and not self.may_store_key:
+        if len(sizes) > 1 and not self.may_store_key:
             raise ValueError(
-                f"{len(pattern)} pulses exceed {self.transmitter.name}'s memory of "
+                f"{sum(sizes)} pulses exceed {self.transmitter.name}'s memory of "
                 f"{self.transmitter.memory_pulses} and it cannot stream chunks back to back"
             )
         async with self._lock:
-            starts = await self._play(chunks, repeat=False)
+            starts, codes = await self._play(chunks, len(sizes), repeat=False)
             self.calibration_anchor = None
-            for start, chunk in zip(starts, chunks, strict=True):
-                self.record.add(Played(start, to_codes(chunk), repeat=False))
-            return starts[0], starts[-1] + len(chunks[-1]) - starts[0]
+            for start, chunk_codes in zip(starts, codes, strict=True):
+                self.record.add(Played(start, chunk_codes, repeat=False))
+            return starts[0], starts[-1] + sizes[-1] - starts[0]
 
     async def play_marker_frame(
         self, frame: PulsePattern, gaps: int, gap_pulses: int, seed: int
@@ -421,17 +450,23 @@ class TransmitterAlice:
         whose pulses carry no state). On a REPEATING device whose memory is shorter than
         the block, the frame cycles: the caller must treat the block as a demonstration.
         """
-        pattern = secret_pattern(
-            n_pulses, self.design.intensity_probability, self.design.basis_z_probability
-        )
-        if n_pulses > self.transmitter.memory_pulses and not self.may_store_key:
-            frame = pattern.slice(0, self.transmitter.memory_pulses)
+        memory = self.transmitter.memory_pulses
+        if n_pulses > memory and not self.may_store_key:
+            frame = secret_pattern(
+                memory, self.design.intensity_probability, self.design.basis_z_probability
+            )
             async with self._lock:
-                (first,) = await self._play([frame], repeat=True)
-                self.record.add(Played(first, to_codes(frame), repeat=True))
+                (first,), (codes,) = await self._play([frame], 1, repeat=True)
+                self.record.add(Played(first, codes, repeat=True))
                 self.calibration_anchor = None
             return first, n_pulses
-        return await self._play_chunks(pattern)
+        # Drawn chunk by chunk as the transmitter takes them: a 1e8-pulse block is 300 MB
+        # as one pattern, against the 100 MB of codes Alice keeps of it.
+        sizes = [min(memory, n_pulses - i) for i in range(0, n_pulses, memory)]
+        chunks = secret_chunks(
+            n_pulses, memory, self.design.intensity_probability, self.design.basis_z_probability
+        )
+        return await self._play_chunks(chunks, sizes)
 
 
 _NODES: weakref.WeakKeyDictionary[Any, AliceSide] = weakref.WeakKeyDictionary()

@@ -10,6 +10,24 @@ from experiments.sync.model import SyncError, SyncResult
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
 from labctl.runner.plan_context import PlanContext
+from labctl.store.datasets import Column
+
+SYNC_DATASET = "sync"
+SYNC_SETPOINT = Column("attempt", label="synchronization of the run (0 = the first)")
+SYNC_COLUMNS = (
+    Column("offset_ps", label="Bob's clock offset onto Alice's pulses"),
+    Column("drift_ppb", label="Bob's clock drift against Alice's"),
+    Column("period_ps", label="Alice's pulse period"),
+    Column("jitter_ps", label="timing jitter of the detections"),
+    Column("data_s", label="acquisition time used"),
+    Column("detections", label="detections used"),
+    Column(
+        "index_score",
+        unit="1",
+        label="pulse-index margin: correlation score of the chosen offset over the next best",
+    ),
+)
+"""One row per synchronization of the run (the first, then every resynchronization)."""
 
 
 def sync_settings(station: Any) -> SyncSettings:
@@ -42,5 +60,12 @@ async def synchronize(run: PlanContext, settings: SyncSettings | None = None) ->
     with run.progress.task("sync", total=1) as bar:
         result = await acquire_sync(tagger, alice, run.clock, settings)
         bar.advance()
-    run.emit("sync", result.summary())
+    figures = result.summary()
+    run.emit("sync", figures)
+    data = run.dataset(
+        SYNC_DATASET,
+        setpoints=[Column("attempt", label="synchronization of the run (0 = the first)")],
+        measured=SYNC_COLUMNS,
+    )
+    data.add(attempt=data.last_row_id(), **{c.name: figures[c.name] for c in SYNC_COLUMNS})
     return result

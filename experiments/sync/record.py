@@ -24,8 +24,11 @@ NOT_SENT = 0xFF
 
 def to_codes(pattern: PulsePattern) -> U8:
     """One state code per pulse."""
-    code = pattern.intensity << np.uint8(2)
-    code |= pattern.basis << np.uint8(1)
+    # ((intensity << 1 | basis) << 1) | bit, in place: a shifted copy of basis would be
+    # another byte a pulse (100 MB for a 1e8-pulse block).
+    code = pattern.intensity << np.uint8(1)
+    code |= pattern.basis
+    code <<= np.uint8(1)
     code |= pattern.bit
     return code
 

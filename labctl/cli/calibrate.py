@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from labctl.cli.grammar import add_run_limits, duration_of, timeout_of
 from labctl.cli.runsetup import engine_options, quiet_console, store_locks
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
@@ -75,7 +76,12 @@ async def _run(
                 **engine_options(config),
             )
             result = await engine.run(
-                plan, name=f"calibrate-{args.routine}", plan_name=spec, control=control
+                plan,
+                name=f"calibrate-{args.routine}",
+                plan_name=spec,
+                control=control,
+                duration_s=duration_of(args),
+                timeout_s=timeout_of(args),
             )
     console = Console()
     console.print(summary_table(result))
@@ -90,6 +96,8 @@ def _main(args: argparse.Namespace) -> int:
 
     args.routine, args.config = name_and_config(args)
     spec = plan_spec(args.routine)
+    duration_of(args)  # bad limits fail before any instrument is touched
+    timeout_of(args)
     config = load_station_config(args, args.config)
     quiet_console()
     registry = importlib.import_module(REGISTRY)
@@ -108,6 +116,7 @@ def register(subparsers: Any) -> None:
         "words", nargs="+", metavar="NAME CONFIG", help=f"NAME is one of: {', '.join(NAMES)}"
     )
     parser.add_argument("--config", dest="config_flag", help=argparse.SUPPRESS)
+    add_run_limits(parser, "stop after this much run-clock time")
     parser.set_defaults(func=_main)
 
 

@@ -2,7 +2,10 @@
 
 ``--duration`` and ``--timeout`` read ``90``, ``90s``, ``2m``, ``1.5h``, ``1h30m`` or
 ``500ms`` with one parser (a bare number is seconds); the older ``--duration-s`` and
-``--timeout-s`` spellings stay as aliases. This module adds no command of its own.
+``--timeout-s`` spellings stay as aliases. Commands that run a plan (run, resume,
+calibrate, schedule, node bob) read ``--duration`` as the run-clock time of the run and
+``--timeout`` as its wall-clock limit (``add_run_limits``); commands that wait on a peer
+or a broker read ``--timeout`` as that wait. This module adds no command of its own.
 """
 
 from __future__ import annotations
@@ -99,3 +102,14 @@ def duration_of(args: argparse.Namespace, name: str = "duration") -> float | Non
     if isinstance(value, int | float):
         return float(value)
     return parse_duration_s(str(value), f"--{name}")
+
+
+def add_run_limits(parser: argparse.ArgumentParser, duration_help: str) -> None:
+    """``--duration`` (run-clock time) and ``--timeout`` (wall-clock limit) of a plan's run."""
+    add_duration(parser, duration_help)
+    add_timeout(parser, "wall-clock limit of the run, whatever its clock; it ends 'timeout'", None)
+
+
+def timeout_of(args: argparse.Namespace) -> float | None:
+    """``args.timeout`` in seconds (None when not given); ConfigError names ``--timeout``."""
+    return duration_of(args, "timeout")

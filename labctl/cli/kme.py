@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.cli.common import load_station_config
+from labctl.cli.grammar import add_duration, duration_of
 from labctl.interfaces.errors import ConfigError
 
 # labctl.kme pulls in aiohttp and the key store (numpy, the qkd package): imported by the
@@ -61,6 +62,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument("config", metavar="CONFIG", help="station YAML file with a kme: section")
     serve.add_argument("--node", required=True, help="which node's KME (a key of kme.nodes)")
     serve.add_argument("--listen", default=None, help="HOST:PORT (default: kme.nodes.NODE.listen)")
+    add_duration(serve, "serve this long, then stop as on Ctrl-C (default: until Ctrl-C)")
     serve.set_defaults(func=run_serve)
     network = actions.add_parser(
         "network", help="serve one node's KME of a trusted-node network until Ctrl-C"
@@ -102,6 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from labctl.kme.service import run_event_loop
     from labctl.store.keystore import KeyStoreError, node_store_path
 
+    duration_s = duration_of(args)  # a bad --duration fails before anything is opened
     station = load_station_config(args, args.config)
     config = load_kme_config(station)
     if args.node not in config.nodes:
@@ -121,7 +124,7 @@ def run_serve(args: argparse.Namespace) -> int:
             field="storage.key_store",
         )
     try:
-        run_event_loop(_serve(config, args.node, store, args.listen))
+        run_event_loop(_serve(config, args.node, store, args.listen, duration_s))
     except (KeyStoreError, OSError) as exc:
         print(f"labctl: failed: {exc}", file=sys.stderr)
         return 1
@@ -200,7 +203,9 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _serve(config: Any, node: str, store: Path, listen: str | None) -> None:
+async def _serve(
+    config: Any, node: str, store: Path, listen: str | None, duration_s: float | None = None
+) -> None:
     from labctl.kme.service import KmeService
 
     stop = asyncio.Event()
@@ -213,7 +218,8 @@ async def _serve(config: Any, node: str, store: Path, listen: str | None) -> Non
     try:
         async with await KmeService.open(config, node, store, listen=listen) as service:
             print(f"{LISTENING} {service.url}", flush=True)
-            await stop.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration_s)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)

@@ -7,8 +7,10 @@ generation plan (calibrate, synchronize, acquire, post-process) against the remo
 ``--skip-calibration`` leaves out the calibration step (station already calibrated).
 Both write their own key store (``storage.key_store`` with ``-alice``/``-bob``); the keys
 match bit for bit under the same ids and Alice files them under Bob's run id. The
-pre-shared key file holds at least 16 bytes (raw, or hex text); it authenticates every
-message and is never printed.
+pre-shared key file (raw, or hex text) authenticates every message and is never printed.
+Under ``qkd.auth: wegman-carter`` (the default) it holds at least 640 random bytes: the
+first 32 key the per-message HMAC, the rest seeds each node's Wegman-Carter pool beside its
+key store on first use (``labctl.qkd.transcript_auth``); ``qkd.auth: hmac`` needs 16.
 
 ``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
 own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
@@ -16,7 +18,12 @@ keys committed in block order so both stores stay identical. Every channel, W = 
 opens with Alice's challenge and Bob's authenticated hello, so different W at the two ends
 is refused at connect time with an error naming ``--workers``. Alice's listener closes any
 connection that does not authenticate (garbage, silence, a wrong pre-shared key, a port
-scan), says so on stderr and keeps waiting for Bob until ``--timeout-s``.
+scan), says so on stderr and keeps waiting for Bob until ``--timeout`` (default 60s).
+
+The grammar is ``labctl run``'s: the station file is the positional CONFIG, ``--duration``
+and ``--timeout`` read ``90s``, ``2m`` or ``1h30m`` (``labctl.cli.grammar``) and ``--set
+KEY=VALUE`` changes the station file's sections (``qkd.block_pulses=1e7``) with the same
+validation and suggestions.
 
 Ctrl-C/SIGTERM on Alice: she takes no new block, finishes the ones in flight (each message
 within ``qkd.channel_timeout_s``) and closes her channels; Bob's next block fails, blocks
@@ -30,15 +37,20 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import logging
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from labctl.cli.grammar import add_duration, add_timeout, duration_of, parse_duration_s
+from labctl.cli.runsetup import quiet_console
 from labctl.interfaces.errors import ConfigError
 
-DEFAULT_TIMEOUT_S = 60.0
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = "60s"
+DEFAULT_DURATION = "30s"
 
 
 def parse_address(text: str, where: str) -> tuple[str, int]:
@@ -69,6 +81,46 @@ def read_psk(path: str) -> bytes:
     return key
 
 
+def link_auth(
+    settings: Any, psk: bytes, store_path: Path, role: str, psk_file: str, store_key: bytes | None
+) -> tuple[bytes, Any]:
+    """(per-message HMAC key, Wegman-Carter pool or None) under ``qkd.auth``.
+
+    Wegman-Carter: the pre-shared key's first 32 bytes key the HMAC layer, the rest seeds
+    the pool beside the key store on first use (``labctl.qkd.transcript_auth``). The key
+    store records which key seeded its pool: a pool file deleted while its pre-shared key is
+    kept is refused (seeding it again would reuse pads).
+    """
+    from labctl.qkd.transcript_auth import (
+        AuthPool,
+        PoolStateError,
+        pool_path,
+        psk_parts,
+        seed_id_of,
+    )
+    from labctl.store.keystore import KeyStore
+
+    if settings.auth == "hmac":
+        return psk, None
+    try:
+        hmac_key, _ = psk_parts(psk)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{exc} (or set qkd.auth: hmac)", file=psk_file, field="--psk-file"
+        ) from None
+    path = pool_path(store_path)
+    seed_id = seed_id_of(psk).encode()
+    if not path.exists():
+        with KeyStore(store_path, encryption_key=store_key) as store:
+            if store.note("auth_pool_seed") == seed_id:
+                raise PoolStateError(
+                    f"authentication pool {path} is gone but its pre-shared key seeded it "
+                    "before: seeding again would reuse pads; use a new pre-shared key"
+                )
+            store.set_note("auth_pool_seed", seed_id)
+    return hmac_key, AuthPool.open(path, role, psk)  # type: ignore[arg-type]
+
+
 def _keygen() -> Any:
     # experiments is a sibling of labctl (never imported by name at module level).
     return importlib.import_module("experiments.keygen.plan")
@@ -78,11 +130,14 @@ def _warn_idle_workers(settings: Any, workers: int, who: str) -> None:
     """Workers take blocks in turn: one waits ~W block intervals for its next block."""
     idle_s = workers * settings.block_interval_s
     if workers > 1 and idle_s >= settings.channel_timeout_s:
-        print(
-            f"{who}: warning: with --workers {workers} a channel may wait {idle_s:g} s between "
-            f"blocks (W x qkd.block_interval_s), not under qkd.channel_timeout_s = "
-            f"{settings.channel_timeout_s:g} s: raise the timeout or use fewer workers",
-            file=sys.stderr,
+        log.warning(
+            "%s: with --workers %d a channel may wait %g s between blocks (W x "
+            "qkd.block_interval_s), not under qkd.channel_timeout_s = %g s: raise the timeout "
+            "or use fewer workers",
+            who,
+            workers,
+            idle_s,
+            settings.channel_timeout_s,
         )
 
 
@@ -99,11 +154,10 @@ def _stop_on_signals(stop: asyncio.Event, serving: list[bool]) -> Any:
     def on_signal(sig: signal.Signals) -> None:
         received.append(sig.name)
         if serving[0] and len(received) == 1:
-            print(
-                f"alice: {sig.name} received: no new blocks, finishing those in flight "
+            log.warning(
+                "alice: %s received: no new blocks, finishing those in flight "
                 "(again to stop at once)",
-                file=sys.stderr,
-                flush=True,
+                sig.name,
             )
             stop.set()
         elif task is not None:
@@ -139,22 +193,28 @@ def _first_qkd_error(exc: BaseException) -> BaseException | None:
 
 def _print_rejected(peer: str, reason: str) -> None:
     """Alice's listener closed a connection that did not authenticate; she waits on."""
-    print(f"alice: refused connection from {peer}: {reason}", file=sys.stderr, flush=True)
+    log.warning("alice: refused connection from %s: %s", peer, reason)
 
 
 async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
+    from labctl.cli.runsetup import store_locks
+
     stop = asyncio.Event()
     serving = [False]
-    with _stop_on_signals(stop, serving) as received:
+    # Her key store is hers alone: a second Alice, or a main job, on it is refused by name.
+    with (
+        store_locks(config, nodes=("alice",), calibration=False),
+        _stop_on_signals(stop, serving) as received,
+    ):
         try:
             code = await _serve_alice(args, config, psk, stop, serving)
         except asyncio.CancelledError:
             if not received:
                 raise
-            print(f"alice: stopped at once ({received[-1]} received)", file=sys.stderr)
+            log.warning("alice: stopped at once (%s received)", received[-1])
             return 1
     if received:
-        print(f"alice: stopped ({received[0]} received)", file=sys.stderr)
+        log.warning("alice: stopped (%s received)", received[0])
         return max(code, 1)
     return code
 
@@ -181,31 +241,39 @@ async def _serve_alice(
             alice = alice_mod.alice_of(station)
             laser = station.instruments[keygen.settings_laser_of(config)]
         except (LookupError, KeyError) as exc:
-            print(f"labctl node alice: {exc}", file=sys.stderr)
+            log.error("labctl node alice: %s", exc)
             return 2
         alice.reserve(settings.block_pulses, settings.queue_blocks + 2)
+        alice_path, _ = keygen.store_paths(config)
+        try:
+            link_key, pool = link_auth(
+                settings, psk, alice_path, "alice", args.psk_file, store_key_from_config(config)
+            )
+        except QkdError as exc:
+            log.error("alice: %s", exc)
+            return 2
         try:
             channels = await _links().accept_channels(
                 host,
                 port,
                 args.workers,
-                psk,
+                link_key,
                 args.timeout_s,
                 lambda h, p: print(f"listening on {h}:{p}", flush=True),
                 channel_timeout_s=settings.channel_timeout_s,
                 on_rejected=_print_rejected,
                 control=True,
+                pool=pool,
             )
         except (TimeoutError, ChannelTimeout):
-            print(f"no Bob within {args.timeout_s} s", file=sys.stderr)
+            log.error("alice: no Bob within %g s (--timeout)", args.timeout_s)
             return 1
         except QkdError as exc:
-            print(f"alice: no link: {exc}", file=sys.stderr)
+            log.error("alice: no link: %s", exc)
             return 1
         workers, control_channel = channels[:-1], channels[-1]
         control = control_mod.AliceControl(control_channel, alice, laser)
         source = nodes.TransmitterSource(alice, lambda: control.power_mw)
-        alice_path, _ = keygen.store_paths(config)
         controlling = asyncio.create_task(control.serve(stop), name="alice-control")
         with KeyStore(alice_path, encryption_key=store_key_from_config(config)) as store:
             serving[0] = True
@@ -225,7 +293,7 @@ async def _serve_alice(
                 kind = (
                     "authentication failure" if isinstance(error, AuthenticationError) else "error"
                 )
-                print(f"alice: key output stopped: {kind}: {error}", file=sys.stderr)
+                log.error("alice: key output stopped: %s: %s", kind, error)
                 return 1
             finally:
                 controlling.cancel()
@@ -235,62 +303,96 @@ async def _serve_alice(
                     await channel.close()
     for r in results:
         print(f"block {r.block}: {r.status} ({r.reason}) secret bits {r.secret_bits}")
-    total = sum(r.secret_bits for r in results)
+    total = sum(r.secret_bits - r.auth_key_bits for r in results)  # as stored
     print(f"alice: {total} secret bits from {len(results)} blocks, {args.workers} workers")
+    if pool is not None:
+        used = sum(r.auth_key_bits for r in results)
+        print(
+            f"alice: wegman-carter: {used} bits of key to the authentication pool, "
+            f"{pool.checks_sent + pool.checks_verified} checkpoints, eps_auth {pool.eps_auth:.3g}"
+        )
     print(f"alice: key store {alice_path}")
     return 0
 
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
-    from labctl.cli.run import engine_options, parse_duration_s, report
+    from labctl.cli.runsetup import store_locks
+
+    settings_mod = importlib.import_module("experiments.keygen.settings")
+    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
+    host, port = parse_address(args.connect, "--connect")
+    duration_s = args.duration_s
+    _warn_idle_workers(settings, args.workers, "bob")
+    # Bob calibrates and writes his key store: locked before the link to Alice opens, so a
+    # second Bob or a main job on the same stores is refused, naming the holder.
+    with store_locks(config, nodes=("bob",)):
+        return await _bob_locked(args, config, psk, settings, host, port, duration_s)
+
+
+async def _bob_locked(
+    args: argparse.Namespace,
+    config: Any,
+    psk: bytes,
+    settings: Any,
+    host: str,
+    port: int,
+    duration_s: float | None,
+) -> int:
+    from labctl.cli.run import engine_options, report
     from labctl.qkd.auth import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
     from labctl.runner.control import RunControl
     from labctl.runner.engine import RunEngine
     from labctl.runner.signals import abort_on_signals
     from labctl.station import Station
+    from labctl.store.keystore import store_key_from_config
 
     keygen = _keygen()
-    settings_mod = importlib.import_module("experiments.keygen.settings")
     control_mod = importlib.import_module("experiments.keygen.control")
     alice_mod = importlib.import_module("experiments.sync.alice")
-    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
-    host, port = parse_address(args.connect, "--connect")
-    duration_s = parse_duration_s(args.duration)
-    _warn_idle_workers(settings, args.workers, "bob")
     channels: list[AuthenticatedChannel]
+    try:
+        link_key, pool = link_auth(
+            settings,
+            psk,
+            keygen.store_paths(config)[1],
+            "bob",
+            args.psk_file,
+            store_key_from_config(config),
+        )
+    except QkdError as exc:
+        log.error("bob: %s", exc)
+        return 2
     try:
         channels = await _links().connect_channels(
             host,
             port,
             args.workers,
-            psk,
+            link_key,
             args.timeout_s,
             channel_timeout_s=settings.channel_timeout_s,
             control=True,
+            pool=pool,
         )
         workers, control_channel = channels[:-1], channels[-1]
         remote = await control_mod.RemoteAlice.connect(control_channel)
     except QkdError as exc:
-        print(f"bob: no link to Alice: {exc}", file=sys.stderr)
+        log.error("bob: no link to Alice: %s", exc)
         return 1
 
     async def plan(run: Any) -> Any:
         await run.checkpoint()
         from experiments.keygen import steps
 
-        if not args.skip_calibration:
-            await steps.calibrate(run)
+        report = None if args.skip_calibration else await steps.calibrate(run)
         clock_map = await steps.synchronize(run)
-        return await keygen.generate_key(run, clock_map, remote_alice=workers)
+        return await keygen.generate_key(run, clock_map, remote_alice=workers, calibration=report)
 
     station = Station.from_config(config)
     # Alice's laser is hers: Bob's plans reach it through her node, like her transmitter.
     laser_name = keygen.settings_laser_of(config)
     if laser_name in station.instruments:
-        print(
-            f"bob: {laser_name!r} is Alice's laser: remove it from Bob's station", file=sys.stderr
-        )
+        log.error("bob: %r is Alice's laser: remove it from Bob's station", laser_name)
         return 2
     station.instruments[laser_name] = control_mod.RemoteLaser(
         laser_name, control_channel, remote.lock
@@ -326,12 +428,29 @@ async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from labctl.cli.common import load_station_config
+    from labctl.cli.common import apply_config_logging
+    from labctl.cli.overrides import load_with_overrides
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}", field="--workers")
+    args.timeout_s = duration_of(args, "timeout")
+    args.duration_s = duration_of(args) if args.duration is not None else None
     psk = read_psk(args.psk_file)  # first: a badly protected key is refused before anything
-    config = load_station_config(args, args.config)
+    loaded = load_with_overrides(args.config, args.set)
+    config = loaded.config
+    apply_config_logging(args, config)
+    quiet_console()
+    for change in loaded.overrides.applied:
+        log.info("--set %s", change)
+    if loaded.overrides.args:
+        names = ", ".join(sorted(loaded.overrides.args))
+        raise ConfigError(
+            f"{names}: not a key of any section of the station file (the node plans take "
+            "no plan arguments); use SECTION.KEY=VALUE",
+            field="--set",
+        )
+    if args.role == "bob" and args.duration_s is None:
+        args.duration_s = parse_duration_s(DEFAULT_DURATION)
     runner: Callable[[argparse.Namespace, Any, bytes], Awaitable[int]]
     if args.role == "alice":
         if not args.listen:
@@ -354,7 +473,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--listen", help="alice: HOST:PORT to accept Bob on (port 0 = any)")
     parser.add_argument("--connect", help="bob: HOST:PORT of Alice")
     parser.add_argument("--psk-file", required=True, help="pre-shared authentication key file")
-    parser.add_argument("--duration", default="30s", help="bob: run-clock time to generate key")
+    add_duration(parser, f"bob: run-clock time to generate key, default {DEFAULT_DURATION}")
     parser.add_argument(
         "--skip-calibration",
         action="store_true",
@@ -366,10 +485,13 @@ def register(subparsers: Any) -> None:
         default=1,
         help="blocks post-processed at once, one TCP channel each (the same on both nodes)",
     )
+    add_timeout(parser, "how long to wait for the peer to connect", DEFAULT_TIMEOUT)
     parser.add_argument(
-        "--timeout-s",
-        type=float,
-        default=DEFAULT_TIMEOUT_S,
-        help="seconds to wait for the peer to connect",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a station file key (qkd.block_pulses=1e7, or block_pulses=1e7 when one section "
+        "has it); repeatable",
     )
     parser.set_defaults(func=_main)

@@ -15,7 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
-from labctl.cli.grammar import add_duration, duration_of
+from labctl.cli.grammar import add_run_limits, duration_of, timeout_of
 from labctl.cli.runsetup import quiet_console, run_stream, store_locks
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
@@ -86,6 +86,7 @@ async def _resume(args: argparse.Namespace, folder: RunFolder, config: Any) -> i
                     with_publisher(plan, stream),
                     duration_s=duration_of(args),
                     control=control,
+                    timeout_s=timeout_of(args),
                 )
             except ValueError as exc:
                 raise ConfigError(str(exc), field="RUN_DIR") from exc
@@ -105,6 +106,8 @@ def _main(args: argparse.Namespace) -> int:
     except ValueError as exc:  # RunFolderError names the file and the field
         raise ConfigError(str(exc), field="RUN_DIR") from None
     config = load_station_config(args, path)
+    duration_of(args)  # bad limits fail before any instrument is touched
+    timeout_of(args)
     quiet_console()
     return asyncio.run(_resume(args, folder, config))
 
@@ -114,5 +117,5 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("resume", help="continue a crashed run from its checkpoint")
     parser.add_argument("run_dir", help="the run folder (runs/{timestamp}-{name})")
     parser.add_argument("--plan", help="module:function overriding the recorded plan")
-    add_duration(parser, "time limit for the resumed part")
+    add_run_limits(parser, "run-clock time limit for the resumed part")
     parser.set_defaults(func=_main)

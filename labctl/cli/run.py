@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from labctl.cli.grammar import add_duration, duration_of
+from labctl.cli.grammar import add_run_limits, duration_of, timeout_of
 from labctl.cli.grammar import parse_duration_s as parse_duration_s  # re-exported
 from labctl.cli.overrides import LoadedConfig, load_with_overrides, parse_overrides
 from labctl.cli.runsetup import RunStream, quiet_console, run_stream, store_locks
@@ -153,6 +153,7 @@ async def _run(
                 args=loaded.overrides.args,
                 duration_s=duration_of(args),
                 control=control,
+                timeout_s=timeout_of(args),
             )
     table = summary_table(result.path)
     if table is not None:
@@ -177,7 +178,8 @@ def _main(args: argparse.Namespace) -> int:
             field="runner.plan",
         )
     plan = resolve_plan(str(spec), "--plan" if args.plan else "runner.plan")
-    duration_of(args)  # a bad --duration fails before any instrument is touched
+    duration_of(args)  # a bad --duration or --timeout fails before any instrument is touched
+    timeout_of(args)
     return asyncio.run(_run(args, loaded, plan, str(spec), str(Path(args.config).resolve())))
 
 
@@ -186,7 +188,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("run", help="run a plan on a station, writing a run folder")
     parser.add_argument("config", help="station file (YAML)")
     parser.add_argument("--plan", help="module:function of the plan (default: runner.plan)")
-    add_duration(parser, "stop after this much run-clock time")
+    add_run_limits(parser, "stop after this much run-clock time")
     parser.add_argument("--name", help="run name (folder runs/{timestamp}-{name})")
     parser.add_argument(
         "--set",

@@ -17,8 +17,10 @@ from typing import Any
 import labctl
 from labctl.documents import Document
 from labctl.interfaces.errors import ConfigError
+from labctl.interfaces.instrument import Health
 from labctl.runner.control import RunControl
 from labctl.runner.status import RunState
+from labctl.store.calibration import CalibrationStore
 from labctl.store.keystore import node_store_path
 from labctl.store.lock import StoreLock, hold_all
 
@@ -59,19 +61,26 @@ KEY_NODES = ("alice", "bob")
 
 
 def store_locks(
-    config: Any, *, keys: bool = True
+    config: Any,
+    *,
+    keys: bool = True,
+    nodes: tuple[str, ...] = KEY_NODES,
+    calibration: bool = True,
 ) -> contextlib.AbstractContextManager[list[StoreLock]]:
-    """Lock the calibration store and (``keys``) both key stores of ``config``'s storage.
+    """Lock the calibration store and (``keys``) the key stores of ``nodes`` of ``config``.
 
     Taken before the station or the MQTT stream opens, so that a second main job on the
     same stores is refused (StoreLockedError naming the holder) before it touches an
-    instrument or the node's ``$state``.
+    instrument or the node's ``$state``. ``labctl node`` locks only its own node's key
+    store (and Bob, who calibrates, the calibration store).
     """
     storage = config.storage
-    stores: list[tuple[Path, str]] = [(Path(storage.calibration_store), "calibration store")]
+    stores: list[tuple[Path, str]] = []
+    if calibration:
+        stores.append((Path(storage.calibration_store), "calibration store"))
     if keys:
         base = Path(storage.key_store)
-        stores += [(node_store_path(base, node), f"key store ({node})") for node in KEY_NODES]
+        stores += [(node_store_path(base, node), f"key store ({node})") for node in nodes]
     return hold_all(stores)
 
 
@@ -96,6 +105,30 @@ def quiet_console(prefixes: tuple[str, ...] = QUIET_LOGGERS) -> None:
             continue
         if not any(isinstance(f, _QuietBelowWarning) for f in handler.filters):
             handler.addFilter(_QuietBelowWarning(prefixes))
+
+
+@dataclass
+class CalibrationAged:
+    """An instrument's health readings plus ``calibration_age_s``: the age, on the station's
+    clock, of its newest calibration in the store (absent when it has none), so that the
+    calibration panel of ``labctl watch`` fills from telemetry as the run goes."""
+
+    name: str
+    instrument: Any
+    store: CalibrationStore
+    clock: Any
+
+    async def health(self) -> Health:
+        """The instrument's health, with the calibration age added to its readings."""
+        health: Health = await self.instrument.health()
+        try:
+            times = [c.time_s for c in self.store.all() if c.instrument == self.name]
+        except (OSError, ValueError):  # a store being rewritten: no age this tick
+            times = []
+        if not times:
+            return health
+        age_s = max(0.0, float(self.clock.now_s()) - max(times))
+        return Health(health.ok, health.detail, {**health.readings, "calibration_age_s": age_s})
 
 
 @dataclass
@@ -233,5 +266,10 @@ async def run_stream(
         stream.attach(control)
         logging.getLogger(__name__).info("streaming on %s", session.broker_url)
         interval_s = session.settings.telemetry_interval_s
-        async with periodic_telemetry(station.instruments, session.publisher, interval_s):
+        store = CalibrationStore(Path(config.storage.calibration_store))
+        aged = {
+            name: CalibrationAged(name, inst, store, station.clock)
+            for name, inst in station.instruments.items()
+        }
+        async with periodic_telemetry(aged, session.publisher, interval_s):
             yield stream

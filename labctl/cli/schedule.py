@@ -36,8 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labctl.cli.grammar import add_duration, add_timeout, timeout_of
 from labctl.cli.main import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK
-from labctl.cli.run import exit_code, parse_duration_s, parse_sets, resolve_plan, with_publisher
+from labctl.cli.overrides import load_with_overrides
+from labctl.cli.run import exit_code, parse_duration_s, resolve_plan, with_publisher
 from labctl.cli.runsetup import engine_options, quiet_console, run_stream, store_locks
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
@@ -247,7 +249,9 @@ def stop_on_signals(scheduler: Scheduler) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
-async def _run(config: Any, schedule: Schedule, files: tuple[str, str]) -> int:
+async def _run(
+    config: Any, schedule: Schedule, files: tuple[str, str], timeout_s: float | None
+) -> int:
     from labctl.station import Station
 
     spec = str(config.runner.get("plan") or schedule.runs[0].plan_spec)
@@ -264,7 +268,11 @@ async def _run(config: Any, schedule: Schedule, files: tuple[str, str]) -> int:
                 config_file=files[1],
                 **engine_options(config),
             )
-            scheduler = Scheduler(engine, control_factory=lambda: stream.attach(RunControl()))
+            scheduler = Scheduler(
+                engine,
+                control_factory=lambda: stream.attach(RunControl()),
+                run_timeout_s=timeout_s,
+            )
             store = CalibrationStore(Path(config.storage.calibration_store))
             for name, first_s in install(
                 scheduler, schedule, store, lambda p: with_publisher(p, stream)
@@ -281,7 +289,7 @@ async def _run(config: Any, schedule: Schedule, files: tuple[str, str]) -> int:
     return final_code(scheduler)
 
 
-def _cli_entry(args: argparse.Namespace) -> dict[str, Any] | None:
+def _cli_entry(args: argparse.Namespace, plan_args: dict[str, Any]) -> dict[str, Any] | None:
     given = {
         "plan": args.plan,
         "name": args.name,
@@ -289,22 +297,25 @@ def _cli_entry(args: argparse.Namespace) -> dict[str, Any] | None:
         "every": args.every,
         "count": args.count,
         "duration": args.duration,
-        "args": parse_sets(args.set) or None,
+        "args": plan_args or None,
     }
     entry = {k: v for k, v in given.items() if v is not None}
     return entry or None
 
 
 def _main(args: argparse.Namespace) -> int:
-    from labctl.cli.common import load_station_config
+    from labctl.cli.common import apply_config_logging
 
-    config = load_station_config(args, args.config)
+    loaded = load_with_overrides(args.config, args.set)  # bad --set fails before any run
+    config = loaded.config
+    apply_config_logging(args, config)
     quiet_console()
+    timeout_s = timeout_of(args)
     try:
         schedule = parse_schedule(
             config.schedule,
             default_plan=config.runner.get("plan"),
-            cli=_cli_entry(args),
+            cli=_cli_entry(args, loaded.overrides.args),
             cli_recalibrate=args.recalibrate,
             cli_zone=args.timezone,
         )
@@ -314,8 +325,8 @@ def _main(args: argparse.Namespace) -> int:
         raise
     if args.until is not None:
         schedule = Schedule(schedule.runs, schedule.recalibrate, _duration(args.until, "--for"))
-    files = (Path(args.config).read_text(encoding="utf-8"), str(Path(args.config).resolve()))
-    return asyncio.run(_run(config, schedule, files))
+    files = (loaded.text, str(Path(args.config).resolve()))
+    return asyncio.run(_run(config, schedule, files, timeout_s))
 
 
 def register(subparsers: Any) -> None:
@@ -329,8 +340,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--at", help="first start at this time of day (HH:MM)")
     parser.add_argument("--every", help="then again every (12h, 30m)")
     parser.add_argument("--count", type=int, help="at most this many runs")
-    parser.add_argument("--duration", help="each run's run-clock limit (2h)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_duration(parser, "each run's run-clock limit")
+    add_timeout(parser, "each run's wall-clock limit, whatever its clock", None)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config key (qkd.block_pulses=1e7) or a plan argument, as for labctl run",
+    )
     parser.add_argument(
         "--recalibrate",
         action="store_true",

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from labctl.cli.common import load_station_config
+from labctl.cli.grammar import add_duration, duration_of
 from labctl.interfaces.errors import ConfigError, LabctlError
 from labctl.station.station import Station
 
@@ -49,12 +50,14 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("config", metavar="CONFIG", help="station YAML file with a world")
+    add_duration(serve, "serve this long, then stop as on Ctrl-C (default: until Ctrl-C)")
     serve.set_defaults(func=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Entry point of ``labctl twin serve``."""
     try:
+        duration_s = duration_of(args)
         config = load_station_config(args, args.config)
         if config.world_spec() is None:
             raise ConfigError(
@@ -70,14 +73,14 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(station, wire))
+        asyncio.run(_serve(station, wire, duration_s))
     except (LabctlError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(station: Station, wire: Any) -> None:
+async def _serve(station: Station, wire: Any, duration_s: float | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -97,7 +100,8 @@ async def _serve(station: Station, wire: Any) -> None:
                     for role, address in endpoints.items():
                         print(f"{name} {role} {address}", flush=True)
                 print(READY_LINE, flush=True)
-                await stop.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), duration_s)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)

@@ -1,8 +1,11 @@
 """``labctl watch``: a live terminal dashboard of a broker's labctl nodes (or JSON lines).
 
 Without ``--lab``/``--node`` it finds the nodes from their retained ``$meta``: one node is
-watched, several are listed and all watched (one panel each). A broker that cannot be
-reached is an error exit (1) with the reason, not a retry loop with nothing on screen.
+watched, several are listed and all watched (one panel each). A broker that refuses the
+connection (nothing listens there) is an error exit (1) with the reason at once; one that
+accepts but is slow to answer (the embedded broker of a run shares the run's event loop,
+which computation can hold for seconds) is tried again until ``--timeout``, then the same
+error exit.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import aiomqtt
 from rich.console import Console, Group
 from rich.live import Live
 
-from labctl.cli.grammar import add_duration, duration_of
+from labctl.cli.grammar import add_duration, add_timeout, duration_of
 from labctl.interfaces.errors import ConfigError
 from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.dashboard import DashboardModel
@@ -44,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--password-file", type=Path)
     p.add_argument("--ca-file", type=Path, help="CA certificate for mqtts://")
     add_duration(p, "stop after this long")
+    add_timeout(p, "how long to wait for a broker slow to answer", f"{CONNECT_WAIT_S:g}s")
     p.set_defaults(func=run_watch)
 
 
@@ -74,6 +78,8 @@ def _json_line(topic: str, payload: bytes) -> str:
 
 DISCOVER_S = 1.5
 """How long retained ``$meta`` messages are collected when lab or node is not given."""
+CONNECT_WAIT_S = 30.0
+"""Default ``--timeout``: how long a broker that accepts but does not answer is retried."""
 
 
 class BrokerUnreachable(Exception):
@@ -89,10 +95,41 @@ def _reap(client: aiomqtt.Client) -> None:
             future.exception()
 
 
+def _refused(exc: BaseException) -> bool:
+    """True when nothing listens at the address (retrying cannot help)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "connection refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 async def discover(
-    settings: MqttSettings, lab: str | None, node: str | None, wait_s: float = DISCOVER_S
+    settings: MqttSettings,
+    lab: str | None,
+    node: str | None,
+    wait_s: float = DISCOVER_S,
+    connect_wait_s: float = CONNECT_WAIT_S,
 ) -> list[Topics]:
-    """Nodes announced by a retained ``$meta`` (filtered by lab/node when given)."""
+    """Nodes announced by a retained ``$meta`` (filtered by lab/node when given).
+
+    A refused connection raises BrokerUnreachable at once; a broker that does not answer
+    is tried again until ``connect_wait_s`` has passed.
+    """
+    give_up = time.monotonic() + connect_wait_s
+    while True:
+        try:
+            return await _discover_once(settings, lab, node, wait_s)
+        except BrokerUnreachable as exc:
+            if _refused(exc) or time.monotonic() >= give_up:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def _discover_once(
+    settings: MqttSettings, lab: str | None, node: str | None, wait_s: float
+) -> list[Topics]:
     pattern = f"{ROOT}/{lab or '+'}/{node or '+'}/$meta"
     found: dict[tuple[str, str], Topics] = {}
     client = make_client(settings, unique_client_id("labctl-watch-find"))
@@ -112,7 +149,7 @@ async def discover(
                         found[(parts[2], parts[3])] = Topics(parts[2], parts[3])
     except aiomqtt.MqttError as exc:
         _reap(client)
-        raise BrokerUnreachable(f"cannot reach broker {settings.url}: {exc}") from None
+        raise BrokerUnreachable(f"cannot reach broker {settings.url}: {exc}") from exc
     return [found[k] for k in sorted(found)]
 
 
@@ -138,9 +175,13 @@ async def _watch(
                 return model
         return None
 
+    clients: list[aiomqtt.Client] = []
+
     async def receive() -> None:
         while True:
             client = make_client(settings, unique_client_id("labctl-watch"))
+            clients.append(client)
+            del clients[:-2]  # the ones before were reaped when they failed
             try:
                 async with client:
                     for topics in nodes:
@@ -172,17 +213,46 @@ async def _watch(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # A broker that went away as the run ended (the embedded one stops with its run)
+        # leaves its error on the client's futures: read it so none is logged at exit.
+        await asyncio.sleep(0)
+        for client in clients:
+            _reap(client)
         if live is not None:
             live.stop()
 
 
+def _quiet_abandoned_connections(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop asyncio's "Future exception was never retrieved" for aiomqtt errors.
+
+    A connection attempt given up on (timed out, then retried) can still have its error
+    set later by aiomqtt, on a future nobody holds any more; that error was already
+    reported (or retried) here, and a traceback at exit would only alarm the operator.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        unretrieved = "never retrieved" in str(context.get("message", ""))
+        if unretrieved and isinstance(context.get("exception"), aiomqtt.MqttError):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 async def _find_and_watch(args: argparse.Namespace, settings: MqttSettings) -> int:
+    _quiet_abandoned_connections(asyncio.get_running_loop())
     duration_s = duration_of(args)
+    connect_wait_s = duration_of(args, "timeout") or CONNECT_WAIT_S
     if args.lab is not None and args.node is not None:
         nodes = [Topics(args.lab, args.node)]
-        await discover(settings, args.lab, args.node, wait_s=0.0)  # the broker is reachable
+        # The broker is reachable (wait_s=0: nothing to collect).
+        await discover(settings, args.lab, args.node, 0.0, connect_wait_s)
     else:
-        nodes = await discover(settings, args.lab, args.node)
+        nodes = await discover(settings, args.lab, args.node, DISCOVER_S, connect_wait_s)
         if not nodes:
             print(
                 f"labctl watch: no labctl node on {settings.url} (no retained $meta"
@@ -206,6 +276,7 @@ def run_watch(args: argparse.Namespace) -> int:
         if args.node is not None:
             Topics(args.lab or "x", args.node)
         duration_of(args)
+        duration_of(args, "timeout")
     except ConfigError as exc:
         print(f"labctl watch: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ Patterns for key generation come from a cryptographic random source
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -177,6 +177,81 @@ def secret_pattern(
 ) -> PulsePattern:
     """A pattern from a cryptographic random source (for key generation)."""
     return draw_pattern(n_pulses, intensity_probability, basis_z_probability, _KeyStream())
+
+
+def secret_chunks(
+    n_pulses: int,
+    chunk_pulses: int,
+    intensity_probability: Sequence[float],
+    basis_z_probability: float,
+) -> Iterator[PulsePattern]:
+    """:func:`secret_pattern` of ``n_pulses`` in chunks of ``chunk_pulses`` (the last one
+    shorter), each drawn when it is taken: the whole pattern (3 bytes a pulse) never exists
+    at once unless it is one chunk."""
+    return draw_chunks(
+        n_pulses, chunk_pulses, intensity_probability, basis_z_probability, _KeyStream()
+    )
+
+
+def draw_chunks(
+    n_pulses: int,
+    chunk_pulses: int,
+    intensity_probability: Sequence[float],
+    basis_z_probability: float,
+    random_bytes: Callable[[int], U8],
+) -> Iterator[PulsePattern]:
+    """The states :func:`draw_pattern` makes from the same bytes, cut into chunks of
+    ``chunk_pulses`` and drawn as they are taken (one draw of at most 4 Mi pulses held)."""
+    if chunk_pulses < 1:
+        raise ValueError(f"chunk_pulses must be >= 1, got {chunk_pulses}")
+    if n_pulses < 0:
+        raise ValueError(f"n_pulses must be >= 0, got {n_pulses}")
+    if chunk_pulses >= n_pulses:
+        if n_pulses:
+            yield draw_pattern(n_pulses, intensity_probability, basis_z_probability, random_bytes)
+        return
+    draws = (
+        draw_pattern(
+            min(_CHUNK_PULSES, n_pulses - offset),
+            intensity_probability,
+            basis_z_probability,
+            random_bytes,
+        )
+        for offset in range(0, n_pulses, _CHUNK_PULSES)
+    )
+    state = _DrawCursor(draws)
+    for offset in range(0, n_pulses, chunk_pulses):
+        # Built by a call, so this frame holds no reference to a chunk once it is taken.
+        yield state.take(min(chunk_pulses, n_pulses - offset))
+
+
+class _DrawCursor:
+    """Consecutive pulses of a sequence of draws, copied out chunk by chunk."""
+
+    def __init__(self, draws: Iterator[PulsePattern]) -> None:
+        self._draws = draws
+        self._drawn = PulsePattern.empty()
+        self._at = 0
+
+    def take(self, n: int) -> PulsePattern:
+        if self._at == 0 and len(self._drawn) == n:
+            chunk, self._drawn = self._drawn, PulsePattern.empty()  # no copy needed
+            return chunk
+        out = PulsePattern(*(np.zeros(n, dtype=np.uint8) for _ in range(3)))  # calloc: lazy
+        filled = 0
+        while filled < n:
+            if self._at == len(self._drawn):
+                self._drawn, self._at = next(self._draws), 0
+                if filled == 0 and len(self._drawn) == n:
+                    chunk, self._drawn = self._drawn, PulsePattern.empty()
+                    return chunk
+            k = min(n - filled, len(self._drawn) - self._at)
+            for name in ("intensity", "basis", "bit"):
+                src = getattr(self._drawn, name)[self._at : self._at + k]
+                getattr(out, name)[filled : filled + k] = src
+            filled += k
+            self._at += k
+        return out
 
 
 def seeded_pattern(

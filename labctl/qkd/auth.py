@@ -2,7 +2,9 @@
 
 Every message is a frame: 4-byte big-endian length, then ``seq`` (8 bytes), ``kind``
 (1-byte length + ASCII), payload, and a tag over everything before it, made by the channel's
-:class:`ChannelAuthenticator`. Default: :class:`HmacAuthenticator`, a 32-byte HMAC-SHA256
+:class:`ChannelAuthenticator`. A :class:`TranscriptHook` adds information-theoretic
+checkpoints over the transcript (``labctl.qkd.transcript_auth``, what key generation uses by
+default). Per message the default is :class:`HmacAuthenticator`, a 32-byte HMAC-SHA256
 under a key derived per direction from the pre-shared key (stdlib, fast, no key consumption;
 computationally secure). Option: :class:`labctl.qkd.wegman_carter.WegmanCarterAuthenticator`,
 a 16-byte information-theoretic Wegman-Carter tag that consumes 16 bytes of one-time pad per
@@ -27,6 +29,8 @@ from labctl.qkd.errors import AuthenticationError, ChannelClosed, ChannelError, 
 from labctl.qkd.secret import fingerprint
 
 Role = Literal["alice", "bob"]
+CHECKPOINT_KIND = "auth/checkpoint"
+"""Kind of a transcript checkpoint (see :class:`TranscriptHook`)."""
 MAC_BYTES = 32
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
@@ -188,8 +192,34 @@ class HmacAuthenticator:
         return hmac.compare_digest(mine, tag)
 
 
+class TranscriptHook(Protocol):
+    """Sees every frame body sent and received; tags and checks transcript checkpoints
+    (:class:`labctl.qkd.transcript_auth.TranscriptAuthenticator`)."""
+
+    def on_send(self, body: bytes) -> None:
+        """A body about to be sent."""
+        ...
+
+    def on_receive(self, body: bytes) -> None:
+        """A body received, its MAC checked."""
+        ...
+
+    def checkpoint(self) -> bytes:
+        """The payload authenticating everything sent since the last checkpoint."""
+        ...
+
+    async def check(self, payload: bytes, timeout_s: float) -> None:
+        """Check the peer's checkpoint against everything received since the last one."""
+        ...
+
+
 class AuthenticatedChannel:
-    """MAC + sequence numbers on top of a FrameTransport; fails closed."""
+    """MAC + sequence numbers on top of a FrameTransport; fails closed.
+
+    With a ``transcript`` hook, :meth:`send_checkpoint` and :meth:`recv_checkpoint`
+    authenticate everything sent and received since the previous checkpoint
+    (information-theoretically, under Wegman-Carter); without one they do nothing.
+    """
 
     def __init__(
         self,
@@ -199,6 +229,7 @@ class AuthenticatedChannel:
         timeout_s: float = 30.0,
         *,
         authenticator: ChannelAuthenticator | None = None,
+        transcript: TranscriptHook | None = None,
     ) -> None:
         if len(psk) < 16:
             raise ValueError("AuthenticatedChannel: pre-shared key must have >= 16 bytes")
@@ -215,6 +246,7 @@ class AuthenticatedChannel:
         self._send_seq = 0
         self._recv_seq = 0
         self._failed: str | None = None
+        self.transcript = transcript
 
     def __repr__(self) -> str:
         return (
@@ -239,6 +271,8 @@ class AuthenticatedChannel:
         if not 0 < len(label) < 256:
             raise ValueError(f"AuthenticatedChannel.send: kind must be 1-255 ASCII chars: {kind!r}")
         body = _SEQ.pack(self._send_seq) + bytes([len(label)]) + label + payload
+        if self.transcript is not None and kind != CHECKPOINT_KIND:
+            self.transcript.on_send(body)
         tag = self._auth.tag(body)
         await self._transport.send_frame(body + tag)
         self._send_seq += 1
@@ -268,9 +302,34 @@ class AuthenticatedChannel:
         label_end = _SEQ.size + 1 + label_len
         kind = body[_SEQ.size + 1 : label_end].decode("ascii", errors="replace")
         self._recv_seq += 1
+        if self.transcript is not None and kind != CHECKPOINT_KIND:
+            self.transcript.on_receive(body)
         if expect is not None and kind != expect:
             raise AuthenticationError(f"unexpected message kind {kind!r}, expected {expect!r}")
         return Message(kind, body[label_end:])
+
+    async def send_checkpoint(self) -> None:
+        """Authenticate everything sent since the last checkpoint (no-op without a hook)."""
+        if self.transcript is None:
+            return
+        self._check_open()
+        await self.send(CHECKPOINT_KIND, self.transcript.checkpoint())
+
+    async def recv_checkpoint(self, timeout_s: float | None = None) -> None:
+        """Check the peer's checkpoint over everything received since the last one.
+
+        A failure (AuthenticationError, KeyPoolExhausted) closes the channel for good.
+        """
+        if self.transcript is None:
+            return
+        message = await self.recv(expect=CHECKPOINT_KIND, timeout_s=timeout_s)
+        try:
+            await self.transcript.check(
+                message.payload, self.timeout_s if timeout_s is None else timeout_s
+            )
+        except AuthenticationError as exc:
+            self._failed = str(exc)
+            raise
 
     async def close(self) -> None:
         """Close the underlying transport."""

@@ -237,6 +237,16 @@ class RunContext:
         for suspender in self._hooks.suspenders:
             await self._check_suspender(suspender)
 
+    def commit(self, state: Any) -> None:
+        """Persist ``state`` (JSON-able) as the point a resume continues from, at once.
+
+        Unlike :meth:`checkpoint` it neither pauses nor aborts, so a callback can record a
+        commit the moment it happens (e.g. a key block stored at both ends): the checkpoint
+        then names every document emitted so far, and a resume keeps them all. It persists
+        inside a remedy too: the state is the plan's own, whoever runs when it commits.
+        """
+        self._persist(state)
+
     def _persist(self, state: Any) -> None:
         try:
             json.dumps(state, allow_nan=False)

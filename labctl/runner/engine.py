@@ -122,8 +122,13 @@ class RunEngine:
         args: dict[str, Any] | None = None,
         duration_s: float | None = None,
         control: RunControl | None = None,
+        timeout_s: float | None = None,
     ) -> RunResult:
-        """Run ``plan`` as a new run; ``duration_s`` limits it on the run's clock."""
+        """Run ``plan`` as a new run; ``duration_s`` limits it on the run's clock.
+
+        ``timeout_s`` limits it in wall-clock seconds whatever the clock (a simulated run
+        on a virtual clock included): the run ends ``timeout`` like at its duration.
+        """
         plan_name = plan_name or f"{plan.__module__}:{plan.__qualname__}"
         folder = RunFolder.create(
             self.runs_dir,
@@ -146,7 +151,7 @@ class RunEngine:
         )
         prepared = _Prepared(folder, plan_name, args, lock=lock)
         try:
-            return await self._execute(plan, prepared, duration_s, control)
+            return await self._execute(plan, prepared, duration_s, control, timeout_s)
         finally:
             lock.release()  # idempotent: _execute releases it before the DONE state
 
@@ -157,6 +162,7 @@ class RunEngine:
         *,
         duration_s: float | None = None,
         control: RunControl | None = None,
+        timeout_s: float | None = None,
     ) -> RunResult:
         """Continue a crashed/stopped run from its last checkpoint (rolling back later data)."""
         folder = RunFolder.open(run_dir)
@@ -170,7 +176,7 @@ class RunEngine:
             raise
         prepared.lock = lock
         try:
-            return await self._execute(prepared.plan, prepared, duration_s, control)
+            return await self._execute(prepared.plan, prepared, duration_s, control, timeout_s)
         finally:
             lock.release()
 
@@ -219,7 +225,12 @@ class RunEngine:
         )
 
     async def _execute(
-        self, plan: Plan, prep: _Prepared, duration_s: float | None, control: RunControl | None
+        self,
+        plan: Plan,
+        prep: _Prepared,
+        duration_s: float | None,
+        control: RunControl | None,
+        timeout_s: float | None = None,
     ) -> RunResult:
         loop = asyncio.get_running_loop()
         control = control or RunControl()
@@ -299,6 +310,10 @@ class RunEngine:
                 watchers.append(asyncio.create_task(watchdog.run()))
             if duration_s is not None and not clock.is_virtual:
                 watchers.append(asyncio.create_task(self._deadline(control, duration_s)))
+            if timeout_s is not None:
+                watchers.append(
+                    asyncio.create_task(self._deadline(control, timeout_s, "run timeout"))
+                )
             try:
                 result = await plan_task
                 status, reason = "ok", "plan finished"
@@ -350,13 +365,15 @@ class RunEngine:
             control.set_state(RunState.DONE)
         return RunResult(folder.run_id, folder.path, status, reason, result, duration, safe_errors)
 
-    async def _deadline(self, control: RunControl, duration_s: float) -> None:
-        """Wall-clock runs: abort at the deadline, halt if no checkpoint comes in the grace."""
-        await asyncio.sleep(duration_s)
-        control.abort(f"run duration {duration_s} s reached", status="timeout")
+    async def _deadline(
+        self, control: RunControl, limit_s: float, what: str = "run duration"
+    ) -> None:
+        """Wall-clock limit: abort at the deadline, halt if no checkpoint comes in the grace."""
+        await asyncio.sleep(limit_s)
+        control.abort(f"{what} {limit_s:g} s reached", status="timeout")
         await asyncio.sleep(self.halt_grace_s)
         control.halt(
-            f"run duration {duration_s} s reached; no checkpoint within {self.halt_grace_s} s",
+            f"{what} {limit_s:g} s reached; no checkpoint within {self.halt_grace_s} s",
             status="timeout",
         )
 

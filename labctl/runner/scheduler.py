@@ -100,9 +100,15 @@ class Scheduler:
     """Runs queued and periodic plans in priority order on one engine."""
 
     def __init__(
-        self, engine: RunEngine, *, control_factory: Callable[[], RunControl] | None = None
+        self,
+        engine: RunEngine,
+        *,
+        control_factory: Callable[[], RunControl] | None = None,
+        run_timeout_s: float | None = None,
     ) -> None:
         self.engine = engine
+        self.run_timeout_s = run_timeout_s
+        """Wall-clock limit of every run (None: none beyond each run's duration)."""
         self._new_control = control_factory or RunControl
         self.clock = engine.station.clock
         self._queue: list[tuple[int, int, ScheduledTask]] = []
@@ -289,6 +295,7 @@ class Scheduler:
                     args=task.args,
                     duration_s=task.duration_s,
                     control=self.current,
+                    timeout_s=self.run_timeout_s,
                 )
             finally:
                 self.current = None

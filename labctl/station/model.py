@@ -2,7 +2,7 @@
 
 Every model forbids unknown fields so that a typo is an error (with a suggestion), never a
 silently ignored setting. Sections owned by other packages (runner, calibration, sync, qkd,
-twin_serve) stay free-form dicts here; their owners validate them.
+trust, twin_serve) stay free-form dicts here; their owners validate them.
 """
 
 from __future__ import annotations
@@ -257,6 +257,7 @@ class StationConfig(_Strict):
     calibration: dict[str, Any] = Field(default_factory=dict)
     sync: dict[str, Any] = Field(default_factory=dict)
     qkd: dict[str, Any] = Field(default_factory=dict)
+    trust: dict[str, Any] = Field(default_factory=dict)
     alice: dict[str, Any] = Field(default_factory=dict)
     twin_serve: dict[str, Any] = Field(default_factory=dict)
     kme: dict[str, Any] = Field(default_factory=dict)

@@ -11,7 +11,8 @@ one that connected it) and every parameter call runs its coroutine there from th
 thread (``asyncio.run_coroutine_threadsafe``) and waits at most ``timeout_s``. Calling a
 parameter from that loop's own thread would block the loop the coroutine needs, so it
 raises LoopThreadError at once instead of deadlocking: use ``await`` on the labctl
-instrument there, or run the instrument on a ``labctl.notebook.BackgroundLoop``.
+instrument there, or open the station with ``labctl.notebook.open_station``, which runs it on
+a loop of its own so that parameters work from any thread and any running loop.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class LoopCaller:
         if running is self.loop or (running is None and _loop_thread_is_current(self.loop)):
             raise LoopThreadError(
                 f"{what}: a qcodes parameter was called on the event loop's own thread, which "
-                "would deadlock; await the labctl instrument there instead, or run the "
-                "instrument on labctl.notebook.BackgroundLoop"
+                "would deadlock; await the labctl instrument there instead, or open the "
+                "station with labctl.notebook.open_station (its own loop thread)"
             )
         if self.loop.is_closed() or not self.loop.is_running():
             raise LoopThreadError(f"{what}: the instrument's event loop is not running")
@@ -135,7 +136,10 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
             self._add_switch(instrument)
 
     def _run(self, what: str) -> Callable[[Callable[[], Coroutine[Any, Any, T]]], T]:
-        return lambda make: self._caller.call(make, f"{self.name}.{what}")
+        # Bound now: qcodes strips an instrument's attributes on close(), and a parameter
+        # kept past it must still say that the loop is gone rather than AttributeError.
+        caller, where = self._caller, f"{self.name}.{what}"
+        return lambda make: caller.call(make, where)
 
     def _setting(
         self,

@@ -26,10 +26,31 @@ LABELS = {
     "mu": "mean photon number",
     "mu_design": "design mean photon number",
     "counts": "counts",
+    "qber": "quantum bit error rate",
+    "qber_z": "QBER, Z basis",
+    "qber_x": "QBER, X basis",
+    "evaluation": "optimiser evaluation",
     "channel": "detector channel",
     "port": "switch port",
 }
 """Labels of common unitless columns (others get their name, spaced)."""
+
+UNIT_OF_NAME = {
+    "counts": "count",
+    "detections": "count",
+    "qber": "1",
+    "qber_z": "1",
+    "qber_x": "1",
+    "mu": "photon/pulse",
+    "mu_design": "photon/pulse",
+}
+"""Units of common columns whose name carries no unit suffix (``1``: a fraction). Indices
+(channel, port, block, step, evaluation, intensity_class) stay without a unit."""
+
+INDEX_COLUMNS = frozenset(
+    {"channel", "port", "block", "step", "evaluation", "attempt", "intensity_class", "idx"}
+)
+"""Columns that number things rather than measure them: no unit, by design."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +87,8 @@ def label_of(name: str) -> str:
 def _as_column(value: str | Column) -> Column:
     """A Column with the unit read from the name's suffix (``v0_mv`` -> mV) unless given."""
     column = value if isinstance(value, Column) else Column(value)
-    return Column(
-        column.name, column.unit or unit_of(column.name), column.label or label_of(column.name)
-    )
+    unit = column.unit or unit_of(column.name) or UNIT_OF_NAME.get(column.name, "")
+    return Column(column.name, unit, column.label or label_of(column.name))
 
 
 class RunDataset:

@@ -22,6 +22,9 @@ the key and the bits in memory); does not hide metadata (key ids, lengths, times
 block numbers stay in clear); does not detect whole rows being deleted or an older copy of
 the store put back. Keep the key file off the disk that holds the store (removable medium,
 secrets mount) for the first case to hold.
+
+Keys are only ever deleted by :meth:`KeyStore.discard`, which a resumed run calls for the
+keys of its own blocks that were stored but never committed at both ends.
 """
 
 from __future__ import annotations
@@ -228,9 +231,13 @@ class KeyStore:
         stored = data if self._sealer is None else self._sealer.seal(data, _aad(kid, len(key)))
         with self._lock:
             try:
+                # The row number is past every row ever held (discarded ones included), so a
+                # reader following the store by row (sizes_after) never misses a new key.
                 self._db.execute(
-                    "INSERT INTO keys (key_id, n_bits, key, created_ts, run_id, block) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO keys (rowid, key_id, n_bits, key, created_ts, run_id, block) "
+                    "VALUES (MAX(COALESCE((SELECT MAX(rowid) FROM keys), 0), COALESCE("
+                    "(SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'rowid_floor'), 0)"
+                    ") + 1, ?, ?, ?, ?, ?, ?)",
                     (kid, len(key), stored, time.time(), run_id, block),
                 )
             except sqlite3.IntegrityError:
@@ -257,14 +264,65 @@ class KeyStore:
     def sizes_after(self, rowid: int) -> list[tuple[int, str, int]]:
         """(row, key id, n_bits) of every key stored after row ``rowid``, oldest first.
 
-        Rows only grow (keys are never deleted), so a reader can follow the store by asking
-        for what came after the last row it saw; no key bits are read.
+        Row numbers only grow (a row number freed by :meth:`discard` is never given again),
+        so a reader can follow the store by asking for what came after the last row it saw;
+        no key bits are read.
         """
         with self._lock:
             rows = self._db.execute(
                 "SELECT rowid, key_id, n_bits FROM keys WHERE rowid > ? ORDER BY rowid", (rowid,)
             ).fetchall()
         return [(int(r), str(k), int(n)) for r, k, n in rows]
+
+    def run_keys(self, run_id: str) -> list[tuple[str, int, int | None]]:
+        """(key id, n_bits, block) of every key of run ``run_id``, oldest first (no bits)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key_id, n_bits, block FROM keys WHERE run_id = ? ORDER BY rowid",
+                (run_id,),
+            ).fetchall()
+        return [(str(k), int(n), None if b is None else int(b)) for k, n, b in rows]
+
+    def get_stored(self, key_id: str) -> StoredKey:
+        """The key ``key_id`` with where it came from (KeyStoreError when unknown)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key, n_bits, created_ts, run_id, block FROM keys WHERE key_id = ?",
+                (key_id,),
+            ).fetchone()
+        if row is None:
+            raise KeyStoreError(f"key store {self.path}: no key {key_id}")
+        data, n_bits, ts, run_id, block = row
+        plain = self._plain(key_id, bytes(data), int(n_bits))
+        return StoredKey(key_id, SecretBits.from_bytes(plain, int(n_bits)), ts, run_id, block)
+
+    def discard(self, key_ids: list[str]) -> int:
+        """Delete keys that were never committed (a resumed run's uncommitted remainder).
+
+        Only for keys no application can have been handed: the caller decides that. Returns
+        how many rows went; their row numbers are not reused (see :meth:`sizes_after`).
+        """
+        if not key_ids:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                top = self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM keys").fetchone()[0]
+                floor = self._db.execute(
+                    "SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'rowid_floor'"
+                ).fetchone()
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('rowid_floor', ?)",
+                    (max(int(top), 0 if floor is None else int(floor[0])),),
+                )
+                gone = 0
+                for kid in key_ids:
+                    gone += self._db.execute("DELETE FROM keys WHERE key_id = ?", (kid,)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return gone
 
     def keys(self) -> Iterator[StoredKey]:
         """Every stored key, oldest first."""
@@ -275,6 +333,21 @@ class KeyStore:
         for kid, data, n_bits, ts, run_id, block in rows:
             plain = self._plain(str(kid), bytes(data), int(n_bits))
             yield StoredKey(str(kid), SecretBits.from_bytes(plain, int(n_bits)), ts, run_id, block)
+
+    def note(self, name: str) -> bytes | None:
+        """A value the node recorded in the store's ``meta`` table (None when absent)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_note(self, name: str, value: bytes) -> None:
+        """Record ``value`` under ``name`` (durably; the store's own records are refused)."""
+        if name in ("cipher", "check"):
+            raise KeyStoreError(f"key store {self.path}: {name!r} is the store's own record")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+            )
 
     def total_bits(self, run_id: str | None = None) -> int:
         """Key bits held (only those of ``run_id`` when given)."""

@@ -115,12 +115,17 @@ CHECKPOINT_FILE = "checkpoint.json"
 DATABASE_FILE = "data.db"
 SUMMARY_FILE = "summary.json"
 
-_SLUG = re.compile(r"[^a-z0-9]+")
+_SLUG = re.compile(r"[^A-Za-z0-9]+")
 
 
 def slugify(name: str) -> str:
-    """Run names become ids made of ``[a-z0-9-]`` (MQTT topic segments and folder names)."""
-    slug = _SLUG.sub("-", name.lower()).strip("-")
+    """Run names become ids made of ``[A-Za-z0-9-]`` (MQTT topic segments and folder names).
+
+    The case is kept as typed (``--name NightRun`` -> ``...-NightRun``): MQTT topics and
+    folder names are case-sensitive text, and a lowercased id no longer matches what the
+    operator searches for.
+    """
+    slug = _SLUG.sub("-", name).strip("-")
     if not slug:
         raise ValueError(f"run name {name!r}: needs at least one letter or digit")
     return slug[:60]

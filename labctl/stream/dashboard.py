@@ -5,12 +5,15 @@ Sources (see docs/asyncapi.yaml): ``$state``/``$meta``; run documents (``seq`` a
 ``data``, any of ``qber_z``, ``qber_x``, ``qber``, ``sifted_rate_bps``, ``skr_bps``,
 ``detector_counts`` {detector: counts}, ``calibrated_ts``; documents on the ``alarm`` stream
 carry ``message`` and ``severity``); link metrics ``link/{id}/{qber|sifted|skr}``; telemetry
-``tele/{detector}/count_rate_hz`` or ``counts`` and ``tele/{instrument}/calibration_age_s``.
+``tele/{detector}/count_rate_hz`` or ``counts``, a tagger's or detector's per-channel
+``tele/{instrument}/ch{i}_count_rate_hz`` (one row per channel) and
+``tele/{instrument}/calibration_age_s``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from rich.text import Text
 from labctl.stream.recorder import RunLog
 from labctl.stream.topics import Topics
 
+_CHANNEL_RATE = re.compile(r"ch(\d+)_count_rate_hz")
 _RATE_KEYS = ("qber_z", "qber_x", "qber", "sifted_rate_bps", "skr_bps")
 
 
@@ -91,6 +95,8 @@ class DashboardModel:
     def _telemetry(self, instrument: str, quantity: str, body: dict[str, Any], now: float) -> None:
         if quantity in ("count_rate_hz", "counts"):
             self.detectors[instrument] = float(body[quantity])
+        elif (channel := _CHANNEL_RATE.fullmatch(quantity)) is not None:
+            self.detectors[f"{instrument} ch{channel.group(1)}"] = float(body[quantity])
         elif quantity == "calibration_age_s":
             self.calibrated_ts[instrument] = now - float(body[quantity])
 

@@ -58,6 +58,8 @@ from labctl.stream.topics import STATES, Topics
 
 log = logging.getLogger(__name__)
 
+_RUN_TOPIC_CACHE = 256
+
 
 class MqttPublisher:
     """Publishes one node's documents and measurements; use as ``async with``."""
@@ -82,6 +84,9 @@ class MqttPublisher:
         self.owns_state = owns_state
         """Whether this process publishes the node's ``$state``/``$meta`` and last will."""
         self.topics = Topics(lab, node)
+        # (run_id, stream) -> topic: validating both names costs more than the rest of
+        # emit's bookkeeping, and a run reuses a handful of streams for all its documents.
+        self._run_topics: dict[tuple[str, str], str] = {}
         self.outbox = Outbox(
             outbox_dir, memory_capacity=memory_capacity, fsync_interval_s=fsync_interval_s
         )
@@ -130,7 +135,7 @@ class MqttPublisher:
     def emit(self, document: Document) -> None:
         """DocumentSink: queue a run document for ``run/{run_id}/{stream}`` (QoS 1)."""
         try:
-            topic = self.topics.run(document.run_id, document.stream)
+            topic = self._run_topic(document.run_id, document.stream)
             payload = document_payload(document)
             self._guard(topic, payload)
             self.outbox.put(Message(topic, payload, 1, False))
@@ -144,6 +149,15 @@ class MqttPublisher:
             )
             return
         self._wake.set()
+
+    def _run_topic(self, run_id: str, stream: str) -> str:
+        topic = self._run_topics.get((run_id, stream))
+        if topic is None:
+            topic = self.topics.run(run_id, stream)  # raises ConfigError on a bad name
+            if len(self._run_topics) >= _RUN_TOPIC_CACHE:
+                self._run_topics.clear()  # a long-lived node goes through many runs
+            self._run_topics[(run_id, stream)] = topic
+        return topic
 
     def publish_telemetry(
         self,

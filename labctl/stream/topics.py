@@ -1,7 +1,8 @@
 """The MQTT topic tree ``labctl/v1/{lab}/{node}/...`` and the validation of its levels.
 
-Identifiers (lab, node, run, instrument, link) are ``[a-z0-9-]`` so that every topic is
-safe in any MQTT client, dashboard or URL. Stream, quantity and metric names are field-like
+Identifiers (lab, node, instrument, link) are ``[a-z0-9-]`` so that every topic is
+safe in any MQTT client, dashboard or URL; run ids may also hold capitals, because they keep
+the run name as the operator typed it. Stream, quantity and metric names are field-like
 (``[a-z0-9_]``) because they carry units (``power_mw``, ``count_rate_hz``).
 """
 
@@ -14,6 +15,7 @@ from labctl.interfaces.errors import ConfigError
 
 ROOT = "labctl/v1"
 _ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 STATES = ("init", "ready", "running", "suspended", "error", "degraded", "lost")
@@ -40,6 +42,17 @@ def check_id(value: str, what: str) -> str:
             f"{what} {value!r} is not a valid MQTT topic id: use 1-64 of [a-z0-9-], "
             "not starting or ending with '-'",
             field=what,
+        )
+    return value
+
+
+def check_run_id(value: str) -> str:
+    """Return ``value`` if it is a valid run id (``[A-Za-z0-9-]``), else raise ConfigError."""
+    if not isinstance(value, str) or not _RUN_ID_RE.match(value):
+        raise ConfigError(
+            f"run_id {value!r} is not a valid MQTT topic id: use 1-64 of [A-Za-z0-9-], "
+            "not starting or ending with '-'",
+            field="run_id",
         )
     return value
 
@@ -87,7 +100,7 @@ class Topics:
 
     def run(self, run_id: str, stream: str) -> str:
         """Topic of one run document stream."""
-        return f"{self.base}/run/{check_id(run_id, 'run_id')}/{check_name(stream, 'stream')}"
+        return f"{self.base}/run/{check_run_id(run_id)}/{check_name(stream, 'stream')}"
 
     def tele(self, instrument: str, quantity: str) -> str:
         """Topic of one telemetry quantity of one instrument."""

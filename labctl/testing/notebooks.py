@@ -60,3 +60,14 @@ def execute_notebook(
                     f"{path.name} cell {number}: {output.get('ename')}: {output.get('evalue')}"
                 )
     return notebook
+
+
+def inline_images(notebook: Any) -> int:
+    """How many PNG images the executed ``notebook`` shows inline (plots in its outputs)."""
+    return sum(
+        1
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {})
+    )

@@ -164,8 +164,15 @@ class SimDetector(SimTwin):
         await self._link("health")
         readings: dict[str, float | int | str | bool] = {}
         latched = []
+        light_w = self.world.detector_light_power_w()
         for i, d in enumerate(self._detectors):
             readings[f"ch{i}_enabled"] = self._enabled[i]
+            # The bias line's measured current: the set bias plus any photocurrent (light on
+            # the detector, e.g. blinding); a disarmed channel carries no bias.
+            per_w = self.world.settings.detectors[d].photocurrent_a_per_w
+            bias_ua = self._bias_ua[i] if self._enabled[i] else 0.0
+            readings[f"ch{i}_bias_ua"] = bias_ua
+            readings[f"ch{i}_current_ua"] = bias_ua + per_w * light_w[d] * 1e6
             readings[f"ch{i}_latched"] = bool(self.world.is_latched(d))
             if readings[f"ch{i}_latched"]:
                 latched.append(f"channel {i} ({DETECTOR_NAMES[d]})")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from labctl.interfaces.errors import InstrumentTimeout
 from labctl.interfaces.instrument import Health
 from labctl.interfaces.tags import TagBatch
@@ -38,6 +40,10 @@ class SimTimeTagger(SimTwin):
         self._streaming = False
         self._batches = 0
         self._missed_events = 0
+        # Tags per channel and the tagger time they span, since the last health reading:
+        # the input count rates a real tagger's counters report.
+        self._tags = np.zeros(self._n_channels, dtype=np.int64)
+        self._span_ps = 0
 
     @property
     def side(self) -> str:
@@ -105,6 +111,8 @@ class SimTimeTagger(SimTwin):
         batch: TagBatch = self.world.read_batch(self._side)
         self._batches += 1
         self._missed_events += batch.missed_events
+        self._tags += np.bincount(batch.channel, minlength=self._n_channels)[: self._n_channels]
+        self._span_ps += batch.stop_ps - batch.start_ps
         return batch
 
     async def get_count_rates_hz(self, integration_s: float) -> list[float]:
@@ -136,14 +144,17 @@ class SimTimeTagger(SimTwin):
         await self.stop_stream()
 
     async def health(self) -> Health:
-        """Healthy when it answers; readings count batches and events missed to overflow."""
+        """Healthy when it answers; readings count batches and events missed to overflow,
+        and give each channel's count rate over the tags streamed since the last reading."""
         await self._link("health")
-        return Health(
-            ok=True,
-            detail="ok",
-            readings={
-                "streaming": self._streaming,
-                "batches_read": self._batches,
-                "missed_events": self._missed_events,
-            },
-        )
+        readings: dict[str, float | int | str | bool] = {
+            "streaming": self._streaming,
+            "batches_read": self._batches,
+            "missed_events": self._missed_events,
+        }
+        if self._span_ps > 0:
+            for channel, tags in enumerate(self._tags.tolist()):
+                readings[f"ch{channel}_count_rate_hz"] = tags / (self._span_ps * 1e-12)
+            self._tags[:] = 0
+            self._span_ps = 0
+        return Health(ok=True, detail="ok", readings=readings)

@@ -128,6 +128,13 @@ class DetectorState:
     enabled: bool = True
     latched: bool = False
     last_kept_ps: int = _NEVER
+    light_rate_hz: float = 0.0
+    """Clicks from CW light on the detector (Poisson, like darks, before dead time)."""
+
+    @property
+    def background_hz(self) -> float:
+        """Dark counts plus CW-light clicks: the detector's Poisson background."""
+        return self.dark_rate_hz + self.light_rate_hz
 
     @property
     def counting(self) -> bool:
@@ -291,7 +298,7 @@ class DetectorBank:
     def _darks_compiled(self, rng: np.random.Generator, t0_ps: int, t1_ps: int) -> tuple[I64, U8]:
         """Dark counts of every counting detector as one Poisson process split by rate."""
         assert self.jit is not None
-        rates = [s.dark_rate_hz if s.counting else 0.0 for s in self.states]
+        rates = [s.background_hz if s.counting else 0.0 for s in self.states]
         total_hz = sum(rates)
         n_dark = int(rng.poisson(total_hz * (t1_ps - t0_ps) * 1e-12)) if total_hz > 0.0 else 0
         if n_dark == 0:
@@ -306,8 +313,8 @@ class DetectorBank:
     ) -> tuple[I64, U8]:
         parts_t, parts_d = [], []
         for index, state in enumerate(self.states):
-            if state.counting and state.dark_rate_hz > 0.0:
-                n_dark = rng.poisson(state.dark_rate_hz * (t1_ps - t0_ps) * 1e-12)
+            if state.counting and state.background_hz > 0.0:
+                n_dark = rng.poisson(state.background_hz * (t1_ps - t0_ps) * 1e-12)
                 parts_t.append(rng.integers(t0_ps, t1_ps, size=n_dark, dtype=np.int64))
                 parts_d.append(np.full(n_dark, index, dtype=np.uint8))
         if not parts_t:

@@ -240,27 +240,23 @@ class PhotonSampler:
         return index, detector
 
     def blinding_triggers(
-        self,
-        rng: np.random.Generator,
-        n0: int,
-        n1: int,
-        eve_efficiency: float,
-        bob_basis_z_probability: float,
-    ) -> Clicks:
-        """Pulses for which Eve's bright trigger makes a blinded detector of Bob click."""
+        self, rng: np.random.Generator, n0: int, n1: int, eve_efficiency: float
+    ) -> tuple[I64, npt.NDArray[np.uint8]]:
+        """Pulses in [n0, n1) Eve detects, with the state (H, V, D, A) she resends bright.
+
+        Eve intercepts every pulse: she detects 1 - exp(-mu eta_E) of them and measures in a
+        random basis (same-basis: Alice's bit; otherwise a random bit).
+        """
         mu = self.source.mu
         p_detect = -np.expm1(-mu * eve_efficiency)
         p_max = float(p_detect.max()) if p_detect.size else 0.0
         if p_max <= 0.0 or n1 <= n0:
             return _no_clicks()
         index = n0 + bernoulli_positions(rng, n1 - n0, p_max)
-        pattern = self.source.pattern(index)
-        keep = rng.random(index.size) * p_max < p_detect[pattern.intensity]
-        index, pattern_basis, pattern_bit = index[keep], pattern.basis[keep], pattern.bit[keep]
-        state = ((pattern_basis << 1) | pattern_bit).astype(np.uint8)
+        code = self.source.codes(index, self.jit)
+        intensity = code >> 2
+        keep = rng.random(index.size) * p_max < p_detect[intensity]
+        index = index[keep]
+        state = (code[keep] & 3).astype(np.uint8)
         _eve_states(self.seed, 1.0, index, state)
-        eve_basis = state >> 1
-        # The faked state only exceeds the threshold when Bob's passive choice matches.
-        bob_basis = (rng.random(index.size) >= bob_basis_z_probability).astype(np.uint8)
-        fires = bob_basis == eve_basis
-        return index[fires], state[fires]
+        return index, state

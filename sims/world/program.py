@@ -23,8 +23,11 @@ INTP = npt.NDArray[np.intp]
 
 def pattern_codes(pattern: PulsePattern) -> U8:
     """Per pulse: intensity class * 4 + basis * 2 + bit (the world's state code)."""
-    code = pattern.intensity.astype(np.uint8) << np.uint8(2)
-    code |= pattern.basis << np.uint8(1)
+    # ((intensity << 1 | basis) << 1) | bit, in place: a converted or shifted copy of an
+    # input would be another byte a pulse.
+    code = pattern.intensity << np.uint8(1)
+    code |= pattern.basis
+    code <<= np.uint8(1)
     code |= pattern.bit
     return code
 

@@ -67,6 +67,10 @@ class EveSettings:
     intercept_resend_fraction: float = field(default=0.0, metadata=bounds(0.0, 1.0))
     blinding: bool = False
     blinding_detection_efficiency: float = field(default=1.0, metadata=bounds(0.0, 1.0))
+    blinding_power_uw: float = field(default=1.0, metadata=bounds(0.0, 1.0e6))
+    """Eve's CW blinding light entering Bob's switch (sims/world/blinding.py)."""
+    blinding_trigger_margin: float = field(default=1.5, metadata=bounds(0.0, 100.0, lo_open=True))
+    """Trigger energy at the matched detector over its threshold, through Bob's nominal path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,10 @@ class DetectorSettings:
     afterpulse_decay_ns: float = field(default=100.0, metadata=bounds(0.0, 1.0e9, lo_open=True))
     jitter_fwhm_ps: float = field(default=30.0, metadata=bounds(0.0, 1.0e6))
     delay_ps: int = field(default=0, metadata=bounds(0, 1_000_000_000))
+    blinding_threshold_nw: float = field(default=10.0, metadata=bounds(0.0, 1.0e9, lo_open=True))
+    """CW power above which the detector stops counting photons (linear mode)."""
+    photocurrent_a_per_w: float = field(default=1.0, metadata=bounds(0.0, 100.0))
+    """Bias-line current per watt of light on the detector (the current reading)."""
 
     def dark_rate_hz(self, pulse_rate_hz: float) -> float:
         """Free-running dark count rate, from whichever of the two settings was given."""

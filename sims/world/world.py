@@ -19,6 +19,7 @@ from labctl.interfaces.tags import TagBatch
 from sims.clock import VirtualClock
 from sims.world import kernels
 from sims.world.allocator import keep_freed_memory
+from sims.world.blinding import BlindingState, blinding_state, trigger_clicks
 from sims.world.detectors import I64, DetectorBank
 from sims.world.events import F64, ClickTable, PhotonSampler
 from sims.world.optics import OpticalPath
@@ -349,7 +350,8 @@ class World:
             if mean.size
             else 0.0
         )
-        darks = sum(s.dark_rate_hz for s in self.detectors.states)
+        self._blinding()
+        darks = sum(s.background_hz for s in self.detectors.states)
         return self.settings.source.rate_hz * peak + darks + 1.0
 
     def _next_slice_end(self) -> int:
@@ -408,6 +410,17 @@ class World:
         if end_s > self.clock.now_s():
             self.clock.advance_to(end_s)
 
+    def _blinding(self) -> BlindingState:
+        """Eve's blinding light on the detectors now; sets their CW-light click rates."""
+        state = blinding_state(self.settings, self.optics, self.detectors.efficiencies())
+        for detector, rate_hz in zip(self.detectors.states, state.cw_click_rate_hz, strict=True):
+            detector.light_rate_hz = float(rate_hz)
+        return state
+
+    def detector_light_power_w(self) -> list[float]:
+        """Optical CW power on each detector (Eve's blinding light; 0 without it)."""
+        return [float(p) for p in self._blinding().cw_power_w]
+
     def _click_table(self) -> ClickTable:
         """The click-pattern table for the current optics, rebuilt only when they change."""
         mean = self.optics.mean_photons_at_bob()
@@ -425,14 +438,13 @@ class World:
         optics.fiber.advance_to(t0_ps / _PS_PER_S)
         n0, n1 = t0_ps // period, t1_ps // period
         delay = optics.fiber_delay_ps
+        blind = self._blinding()
         if optics.blinding:
-            index, detector = self._sampler.blinding_triggers(
-                self._rng,
-                n0,
-                n1,
-                self.settings.eve.blinding_detection_efficiency,
-                self.settings.receiver.basis_z_probability,
+            index, state = self._sampler.blinding_triggers(
+                self._rng, n0, n1, self.settings.eve.blinding_detection_efficiency
             )
+            # Eve took every pulse: Bob gets her triggers only (clicks when blinded).
+            index, detector = trigger_clicks(index, state, blind.fires)
             arrival_ps = index * period + delay
         else:
             table = self._click_table()
@@ -459,7 +471,7 @@ class World:
             detector,
             t0_ps + delay,
             t1_ps + delay,
-            blinded=optics.blinding,
+            blinded=blind.blinded,
         )
         self._detector_counts += self.detectors.output_counts
         guard = self._guard_ps()

@@ -7,6 +7,7 @@ One process (configs/hil.yaml) and two nodes each with only its own instruments
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -77,10 +78,13 @@ def test_hil_main_job_stores_identical_keys_through_real_drivers(
 def test_two_nodes_each_with_its_own_instruments_store_identical_keys(
     bench: ServedBench, tmp_path: Path
 ) -> None:
-    alice_config = bench.config("hil-alice", tmp_path, qkd=QKD)
-    bob_config = bench.config("hil-bob", tmp_path, qkd=QKD)
+    # A pool target above what the pre-shared key seeds: every stored block refills it.
+    # Alice's first wait covers Bob's calibration, minutes on a loaded 2-core machine.
+    qkd = {**QKD, "auth_pool_slots": 200, "channel_timeout_s": 400.0}
+    alice_config = bench.config("hil-alice", tmp_path, qkd=qkd)
+    bob_config = bench.config("hil-bob", tmp_path, qkd=qkd)
     psk = tmp_path / "link.psk"
-    psk.write_bytes(bytes(range(32)))
+    psk.write_bytes(os.urandom(4096))  # Wegman-Carter (the default) seeds its pool from it
     psk.chmod(0o600)
     command = [sys.executable, "-m", "labctl", "node", "alice", str(alice_config)]
     alice = subprocess.Popen(
@@ -116,10 +120,19 @@ def test_two_nodes_each_with_its_own_instruments_store_identical_keys(
         if alice.poll() is None:
             alice.kill()
             alice.wait(10)
-    assert ended_by_itself(bob.returncode, bob.stdout), bob.stdout[-3000:] + bob.stderr[-3000:]
+    assert ended_by_itself(bob.returncode, bob.stdout), (
+        bob.stdout[-3000:] + bob.stderr[-3000:] + a_out[-2000:] + a_err[-2000:]
+    )
     assert alice.returncode == 0, a_out + a_err
     stored = keys(tmp_path / "runs" / "keys-alice.sqlite")
     assert stored and stored == keys(tmp_path / "runs" / "keys-bob.sqlite")
     assert f"alice: {sum(n for _, n, _ in stored)} secret bits" in a_out
+    # Bob's summary accounts the key the checkpoints took: stored = generated - consumed.
+    folder = next((tmp_path / "runs" / "hil-bob").glob("*-node-bob"))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["authentication"]["mode"] == "wegman-carter"
+    assert summary["auth_key_bits"] > 0 and 0 < summary["eps_auth"] < 1e-30
+    assert sum(n for _, n, _ in stored) == summary["net_key_bits"]
+    assert "alice: wegman-carter:" in a_out
     # Bob's station drove Alice's laser only through her node: it lists no laser driver.
     assert "tsl570" not in bob_config.read_text()

@@ -7,6 +7,7 @@ Keys identical at both ends are checked in test_cli_hil.py; here: stopping and r
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -18,9 +19,15 @@ from pathlib import Path
 import pytest
 from hil_bench import ServedBench, env
 
+from experiments.keygen.settings import KeygenSettings
 from labctl.cli.main import main as labctl_main
+from labctl.cli.node import link_auth
+from labctl.interfaces.errors import ConfigError
+from labctl.qkd.transcript_auth import PoolStateError
 
-QKD = {"block_interval_s": 1.0}
+# A worker channel's first wait covers Bob's synchronization and first blocks: minutes on a
+# loaded 2-core machine.
+QKD = {"block_interval_s": 1.0, "channel_timeout_s": 400.0}
 RUN_WAIT_S = 600.0
 
 
@@ -42,8 +49,9 @@ def store_rows(path: Path) -> list[tuple[str, int, bytes]]:
     return [(str(k), int(n), bytes(b)) for k, n, b in rows]
 
 
-def _psk(path: Path, fill: int = 7) -> Path:
-    path.write_bytes(bytes([fill]) * 32)
+def _psk(path: Path) -> Path:
+    """A fresh pre-shared key large enough to seed the Wegman-Carter pool (the default)."""
+    path.write_bytes(os.urandom(4096))
     path.chmod(0o600)
     return path
 
@@ -117,8 +125,8 @@ def test_mismatched_psk_stops_both_nodes_at_the_handshake(
     alice, bob = _pair(
         bench,
         tmp_path,
-        _psk(tmp_path / "a.psk", 1),
-        _psk(tmp_path / "b.psk", 2),
+        _psk(tmp_path / "a.psk"),
+        _psk(tmp_path / "b.psk"),
         alice_args=("--timeout-s", "20"),
     )
     b_rc, b_out, b_err = _finish(bob)
@@ -206,3 +214,21 @@ def test_workers_below_one_is_refused_before_anything_starts(
     argv = ["node", role, "missing.yaml", *address, "--psk-file", str(psk), "--workers", "0"]
     assert labctl_main(argv) == 2  # bad input: no station built, no socket opened
     assert "--workers must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_deleted_pool_is_not_seeded_again_from_the_same_key(tmp_path: Path) -> None:
+    settings = KeygenSettings()
+    psk = os.urandom(4096)
+    store = tmp_path / "keys-bob.sqlite"
+    key, pool = link_auth(settings, psk, store, "bob", "link.psk", None)
+    assert key == psk[:32] and pool.path == tmp_path / "keys-bob.authpool"
+    assert link_auth(settings, psk, store, "bob", "link.psk", None)[1].seed_id == pool.seed_id
+    pool.path.unlink()  # the pool's pads are gone; the same key would hand them out again
+    with pytest.raises(PoolStateError, match="use a new pre-shared key"):
+        link_auth(settings, psk, store, "bob", "link.psk", None)
+    fresh = os.urandom(4096)
+    assert link_auth(settings, fresh, store, "bob", "link.psk", None)[1].path.exists()
+    with pytest.raises(ConfigError, match=r"qkd\.auth: hmac"):
+        link_auth(settings, os.urandom(100), tmp_path / "k.sqlite", "bob", "link.psk", None)
+    short = os.urandom(16)
+    assert link_auth(KeygenSettings(auth="hmac"), short, store, "bob", "x", None) == (short, None)

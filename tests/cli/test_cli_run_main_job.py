@@ -109,6 +109,16 @@ async def test_labctl_run_generates_identical_keys_and_streams_the_run(
     assert summary["sync_drift_ppb"] == pytest.approx(200.0, abs=0.1)  # 0.2 ppm in sim.yaml
     alice = _keys(tmp_path / "runs" / "keys-alice.sqlite")
     assert alice and alice == _keys(tmp_path / "runs" / "keys-bob.sqlite")
+    # Wegman-Carter by default: 3 checkpoints per block, their bound in the run's epsilon.
+    auth = summary["authentication"]
+    assert auth["mode"] == "wegman-carter" and auth["checkpoints"] >= 3 * summary["blocks_with_key"]
+    assert summary["eps_total"] == pytest.approx(
+        summary["blocks_with_key"] * (1e-10 + 1e-15) + summary["eps_auth"]
+    )
+    assert summary["net_key_bits"] == summary["secret_bits"] - summary["auth_key_bits"]
+    for party in ("alice", "bob"):
+        pool = tmp_path / "runs" / f"keys-{party}.authpool"
+        assert pool.stat().st_mode & 0o777 == 0o600
     # The stream: $meta, $state running -> ready, the start doc, a qkd doc and link
     # metrics per block, the stop doc; calibration events are plain JSON.
     run_id = summary["run_id"]

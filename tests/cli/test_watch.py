@@ -11,12 +11,18 @@ import select
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 from labctl.documents import Document
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.settings import MqttSettings
 
+REPO = Path(__file__).resolve().parents[2]
+SIM = REPO / "configs" / "sim.yaml"
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r")
 
 
@@ -98,20 +104,24 @@ async def test_watch_json_prints_one_message_per_line(tmp_path: Path) -> None:
     with Mosquitto(tmp_path / "broker") as broker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "labctl.cli", "watch", "--broker", broker.url,
-            "--lab", "lab", "--node", "alice", "--json", "--duration-s", "30",
+            "--lab", "lab", "--node", "alice", "--json", "--duration-s", "60",
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
-            await asyncio.sleep(1.5)  # let it subscribe
+            assert proc.stdout is not None
             async with MqttPublisher(
                 MqttSettings.from_url(broker.url), lab="lab", node="alice",
                 outbox_dir=tmp_path / "outbox",
             ) as pub:  # fmt: skip
+                # The retained $state/$meta reach the watcher once it subscribed: only then
+                # are run documents (not retained) sent.
+                pub.set_state("running")
+                line = await asyncio.wait_for(proc.stdout.readline(), 60)
+                assert json.loads(line)["topic"].startswith("labctl/v1/lab/alice/$")
                 for document in run_documents("r-json"):
                     pub.emit(document)
                 assert await pub.flush(10)
             seqs: list[int] = []
-            assert proc.stdout is not None
             while len(seqs) < 5:
                 line = await asyncio.wait_for(proc.stdout.readline(), 20)
                 record = json.loads(line)
@@ -189,3 +199,92 @@ async def test_watch_of_an_empty_broker_says_so(tmp_path: Path) -> None:
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert b"no labctl node" in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_watch_with_only_the_broker_fills_every_panel_of_a_real_run(tmp_path: Path) -> None:
+    """``labctl watch --broker URL`` alone, on a real ``labctl run`` of the sim station."""
+    data: dict[str, Any] = yaml.safe_load(SIM.read_text())
+    data["qkd"] = {"block_interval_s": 1.0}
+    data["mqtt"] = {"telemetry_interval_s": 0.5}
+    data["storage"] = {
+        "runs_dir": str(tmp_path / "runs"),
+        "calibration_store": str(tmp_path / "runs" / "calibration.json"),
+        "key_store": str(tmp_path / "runs" / "keys.sqlite"),
+    }
+    config = tmp_path / "sim.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "140", "TERM": "xterm-256color"}
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "labctl", "run", str(config), "--duration", "40s",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    master = -1
+    watch = None
+    try:
+        assert run.stderr is not None
+        url = None
+        while url is None:
+            line = await asyncio.wait_for(run.stderr.readline(), 120)
+            assert line, "the run ended before it streamed"
+            found = re.search(rb"mqtt://127\.0\.0\.1:\d+", line)
+            url = found.group(0).decode() if found else None
+        drain = asyncio.ensure_future(run.communicate())
+        master, slave = pty.openpty()
+        watch = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "labctl", "watch", "--broker", url, "--duration", "5m",
+            stdin=slave, stdout=slave, stderr=slave, env={**env, "LINES": "60"},
+        )  # fmt: skip
+        os.close(slave)
+        needles = [b"sim-lab/alice-bob", b"state: running", b"tagger-bob ch1", b" %"]
+        screen = await asyncio.to_thread(read_until, master, needles, 240)
+        missing = [n for n in needles if n not in screen]
+        assert not missing, f"not on screen: {missing}\n{screen[-4000:].decode(errors='replace')}"
+        tail = screen[-6000:]
+        assert re.search(rb"\d+\.\d\d %", tail), tail.decode(errors="replace")  # QBER
+        assert re.search(rb"tagger-bob ch1\W+[1-9][\d,]*", tail)  # a count rate
+        assert re.search(rb"pc-bob\W+\d+", tail), tail.decode(errors="replace")  # a cal. age
+        await asyncio.wait_for(drain, 300)
+        assert run.returncode == 0
+        # The run ended and its embedded broker with it: the watcher says so, no traceback.
+        after = await asyncio.to_thread(read_until, master, [b"broker:"], 30)
+        for stray in (b"Traceback", b"never retrieved"):
+            at = after.find(stray)
+            assert at < 0, after[max(0, at - 2000) : at + 2000].decode(errors="replace")
+    finally:
+        for proc in (run, watch):
+            if proc is not None and proc.returncode is None:
+                proc.terminate()
+                await asyncio.wait_for(proc.wait(), 20)
+        if master >= 0:
+            os.close(master)
+
+
+async def test_watch_retries_a_broker_that_does_not_answer_until_its_timeout() -> None:
+    """A listener that accepts and stays silent: retried until --timeout, then exit 1."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accept, never answer CONNECT
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "labctl.cli", "watch", "--broker", f"mqtt://127.0.0.1:{port}",
+            "--timeout", "7s",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 240)
+        elapsed_s = time.monotonic() - started
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+    assert proc.returncode == 1, err
+    assert f"cannot reach broker mqtt://127.0.0.1:{port}".encode() in err
+    assert len(held) >= 2  # connected again after the first attempt timed out
+    assert elapsed_s >= 7.0
+    assert b"Traceback" not in err and b"never retrieved" not in err

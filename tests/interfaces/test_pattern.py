@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from labctl.interfaces.pattern import PulsePattern, secret_pattern, seeded_pattern
+from labctl.interfaces import pattern as pattern_module
+from labctl.interfaces.pattern import (
+    U8,
+    PulsePattern,
+    draw_chunks,
+    draw_pattern,
+    secret_chunks,
+    secret_pattern,
+    seeded_pattern,
+)
 
 PROBS = (0.8, 0.15, 0.05)
 
@@ -49,3 +59,32 @@ def test_secret_patterns_differ_and_seeded_ones_repeat() -> None:
     assert seeded_pattern(100, PROBS, 1.0, 1).basis.max() == 0  # always Z
     with pytest.raises(ValueError, match="sum to 1"):
         secret_pattern(10, (0.5, 0.4), 0.5)
+
+
+def _seeded_bytes(seed: int) -> Callable[[int], U8]:
+    rng = np.random.default_rng(seed)
+    return lambda n: np.frombuffer(rng.bytes(n), dtype=np.uint8)
+
+
+UNIT = pattern_module._CHUNK_PULSES  # pulses per draw of random bytes
+
+
+@pytest.mark.parametrize("chunk", [1_000_003, UNIT, UNIT + 7, 3 * UNIT, 10**9])
+def test_chunks_drawn_one_at_a_time_are_the_whole_pattern_cut(chunk: int) -> None:
+    n = 2 * UNIT + 12_345  # three draws, the last one partial
+    whole = draw_pattern(n, PROBS, 0.6, _seeded_bytes(3))
+    chunks = list(draw_chunks(n, chunk, PROBS, 0.6, _seeded_bytes(3)))
+    assert [len(c) for c in chunks] == [min(chunk, n - i) for i in range(0, n, chunk)]
+    joined = PulsePattern.concatenate(chunks)
+    for name in ("intensity", "basis", "bit"):
+        assert np.array_equal(getattr(joined, name), getattr(whole, name)), name
+
+
+def test_secret_chunks_are_drawn_lazily_from_one_fresh_stream() -> None:
+    taken = secret_chunks(3 * UNIT, UNIT // 2, PROBS, 0.5)
+    first, second = next(taken), next(taken)
+    assert len(first) == len(second) == UNIT // 2
+    assert not np.array_equal(first.bit, second.bit)
+    assert list(draw_chunks(0, 5, PROBS, 0.5, _seeded_bytes(1))) == []
+    with pytest.raises(ValueError, match="chunk_pulses"):
+        next(draw_chunks(10, 0, PROBS, 0.5, _seeded_bytes(1)))

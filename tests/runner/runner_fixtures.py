@@ -118,3 +118,30 @@ async def degraded_plan(run: Any) -> dict[str, int]:
     else:
         run.degrade("only 1 of 10 blocks gave key")
     return {"blocks": 10}
+
+
+async def chatty_plan(run: Any) -> int:
+    """Logs a line per step under two progress bars; the first undercounts its steps.
+
+    ``args``: n (default 6), step_s (wall seconds per step, default 0.1).
+    """
+    n = int(run.args.get("n", 6))
+    step_s = float(run.args.get("step_s", 0.1))
+    with run.progress.task("setup", total=2) as setup:
+        for _ in range(2):
+            await asyncio.sleep(step_s)
+            setup.advance()
+    with run.progress.task("blocks", total=n - 2) as bar:  # an estimate that falls short
+        for i in range(n):
+            await asyncio.sleep(step_s)
+            run.log.info("chatty step %d of %d", i + 1, n)
+            bar.advance()
+            await run.checkpoint()
+    return n
+
+
+async def settings_plan(run: Any) -> dict[str, Any]:
+    """Emits the ``qkd`` section as the plan sees it (what ``--set qkd.KEY=V`` changed)."""
+    section = dict(run.station.config.raw_section("qkd") or {})
+    run.emit("primary", {"qkd": section, "args": dict(run.args)})
+    return section

@@ -32,7 +32,7 @@ async def test_ok_run_writes_folder_documents_and_dataset(marker_station, tmp_pa
     result = await engine.run(counting_plan, name="Count Test", args={"n": 5, "step_s": 0.0})
     assert result.status == "ok" and result.result == {"recorded": 5}
     folder = result.path
-    assert folder.name.endswith("-count-test") and folder.parent == tmp_path / "runs"
+    assert folder.name.endswith("-Count-Test") and folder.parent == tmp_path / "runs"
     assert (folder / "config.yaml").read_text() == "lab: l\n"
     events = read_events(folder / "events.jsonl")
     assert [e["seq"] for e in events] == list(range(len(events)))

@@ -22,6 +22,7 @@ from labctl.interfaces import (
 )
 from sims.faults import (
     AttackWindow,
+    BlindingWindow,
     DetectorLatch,
     Disconnect,
     DriftJump,
@@ -190,6 +191,29 @@ async def test_attack_window_gives_intercept_resend_qber_inside_only() -> None:
         errors, sifted = _qber_between(world, batches, t0, t1)
         assert abs(errors / sifted - expected) < binomial_band(expected, sifted), (t0, t1)
     assert world.snapshot()["eve"]["fraction"] == 0.0
+
+
+async def test_blinding_window_blinds_the_detectors_inside_only() -> None:
+    world = quiet_world()
+    detector = build(SimDetector, "det", world)
+    window = BlindingWindow(at_s=0.01, until_s=0.02)
+    FaultSchedule.for_world(world).schedule(window)
+    async with detector:
+        before = await detector.health()
+        world.clock.advance_to(0.015)
+        inside = await detector.health()
+        world.clock.advance_to(0.025)
+        after = await detector.health()
+    rise = [
+        h.readings["ch0_current_ua"] - h.readings["ch0_bias_ua"] for h in (before, inside, after)
+    ]
+    assert rise[0] == 0.0 and rise[1] > 0.05 and rise[2] == 0.0
+    assert FaultSchedule.for_world(world).fired == [(0.01, window), (0.02, window)]
+    assert parse_faults([{"kind": "blinding", "at_s": 1, "until_s": 2}], where="faults") == [
+        BlindingWindow(at_s=1.0, until_s=2.0)
+    ]
+    with pytest.raises(ConfigError, match="until_s"):
+        parse_faults([{"kind": "blinding", "at_s": 2, "until_s": 1}], where="faults")
 
 
 async def test_tagger_overflow_drops_tags_and_flags_the_batch() -> None:

@@ -34,7 +34,7 @@ def test_units_labels_metadata_and_snapshot_reach_qcodes(tmp_path: Path) -> None
     assert specs["rate_hz"].unit == "Hz" and specs["delay_ps"].unit == "ps"
     assert specs["delay_ps"].label == "delay"
     assert "signal" in specs["intensity_class"].label
-    assert specs["mu"].label == "mean photon number"
+    assert specs["mu"].label == "mean photon number" and specs["mu"].unit == "photon/pulse"
     assert loaded.metadata["labctl_run_id"] == "r1"
     assert loaded.metadata["labctl_plan"].endswith(":plan_photons")
     assert json.loads(loaded.metadata["labctl_args"]) == {"n": 3}

@@ -28,8 +28,8 @@ from labctl.store import (
 def test_run_folder_names_and_clashes(tmp_path: Path) -> None:
     first = RunFolder.create(tmp_path, "Key Gen #1", config_text="lab: x\n", now_s=0.0)
     second = RunFolder.create(tmp_path, "Key Gen #1", now_s=0.0)
-    assert first.path.name == "19700101-000000-key-gen-1"
-    assert second.path.name == "19700101-000000-key-gen-1-2"
+    assert first.path.name == "19700101-000000-Key-Gen-1"
+    assert second.path.name == "19700101-000000-Key-Gen-1-2"
     assert first.config_path.read_text() == "lab: x\n"
     with pytest.raises(ValueError, match="needs at least one letter"):
         slugify("***")

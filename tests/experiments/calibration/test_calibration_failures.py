@@ -61,3 +61,16 @@ def test_calibration_section_errors_name_the_field() -> None:
         SyncSettings.from_section({"channels": {0: "Q"}})
     with pytest.raises(ConfigError, match=r"sync\.max_ppm: must be a number > 0"):
         SyncSettings.from_section({"max_ppm": -1})
+
+
+async def test_blinded_detectors_fail_calibration_on_darks_and_current(tmp_path: Path) -> None:
+    # Eve blinds during calibration: with the laser off the detectors count nothing at all.
+    eve = {"blinding": True, "blinding_detection_efficiency": 0.2}
+    path = station_file(tmp_path, {"world": {"settings": {"eve": eve}}})
+    result, _ = await run_on_station(path, plan_detectors)
+    (routine,) = result.result.results
+    assert not routine.passed
+    for name in ("Z0", "Z1", "X0", "X1"):
+        assert f"{name} dark count rate 0.0 Hz < 1 Hz with bias on" in routine.reason
+        assert f"{name} draws 0.169 uA above its bias with the laser off" in routine.reason
+    assert not (tmp_path / "calibration.json").exists()

@@ -14,23 +14,79 @@ from experiments.keygen.plan import generate_key
 from labctl.qkd.sifting import Detections
 from labctl.runner.engine import RunEngine, RunResult
 from labctl.station import Station, load_config
+from labctl.store.calibration import Calibration, CalibrationStore
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def write_config(
-    tmp_path: Path, qkd: dict[str, Any] | None = None, faults: list[dict[str, Any]] | None = None
+    tmp_path: Path,
+    qkd: dict[str, Any] | None = None,
+    faults: list[dict[str, Any]] | None = None,
+    *,
+    calibrated: bool = True,
+    world: dict[str, Any] | None = None,
+    trust: dict[str, Any] | None = None,
 ) -> Path:
-    """configs/sim.yaml copied under tmp_path/configs (so runs and key stores land in tmp)."""
+    """configs/sim.yaml copied under tmp_path/configs (so runs and key stores land in tmp).
+
+    ``calibrated``: the calibration store holds every routine key depends on, with the
+    world's true values (as ``truth_clock_map`` stands in for synchronization); ``world``
+    is merged into the world's settings section by section.
+    """
     data = yaml.safe_load((ROOT / "configs" / "sim.yaml").read_text(encoding="utf-8"))
     data["qkd"] = {"block_pulses": 100_000_000, "block_interval_s": 1.0, **(qkd or {})}
     if faults:
         data["instruments"]["laser"].setdefault("settings", {})["faults"] = faults
+    for section, values in (world or {}).items():
+        data["world"]["settings"].setdefault(section, {}).update(values)
+    if trust is not None:
+        data["trust"] = trust
     folder = tmp_path / "configs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "sim.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    if calibrated:
+        calibrate_from_truth(path)
     return path
+
+
+def calibrate_from_truth(config_path: Path, valid_s: float = 86400.0) -> None:
+    """Store a passed calibration of every routine key depends on, from the world's truth.
+
+    Tests that run key generation without the (slow) calibration routines stand on this;
+    the values are what the routines would find on this world.
+    """
+    config = load_config(config_path)
+    station = Station.from_config(config)
+    world = station.world
+    truth = world.truth
+    settings = world.settings
+    store = CalibrationStore(Path(config.storage.calibration_store))
+    detectors = {
+        name: {"dark_count_rate_hz": rate}
+        for name, rate in zip(("Z0", "Z1", "X0", "X1"), truth.dark_count_rate_hz, strict=True)
+    }
+    ports = range(1, settings.switch.n_ports + 1)
+    values: dict[str, tuple[str, dict[str, Any]]] = {
+        "delays": ("tagger-bob", {}),
+        "detectors": ("detectors", detectors),
+        "polarization": ("pc-bob", {"qber": settings.receiver.misalignment}),
+        "mean_photon_number": ("laser", {}),
+        "switch": (
+            "switch",
+            {
+                "bob_port": settings.switch.bob_port,
+                "crosstalk_db": {
+                    str(p): settings.switch.crosstalk_db
+                    for p in ports
+                    if p != settings.switch.bob_port
+                },
+            },
+        ),
+    }
+    for kind, (instrument, entry) in values.items():
+        store.save(Calibration(instrument, kind, entry, 0.0, valid_s, {"source": "world truth"}))
 
 
 def truth_clock_map(world: Any) -> LinearClockMap:

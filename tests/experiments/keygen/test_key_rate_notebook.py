@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 from keygen_helpers import ROOT
 
-from labctl.testing.notebooks import execute_notebook
+from labctl.testing.notebooks import execute_notebook, inline_images
 
 pytestmark = pytest.mark.slow
 
 
 def test_key_rate_notebook_executes(tmp_path: Path) -> None:
-    env = {"LABCTL_REPO": str(ROOT), "LABCTL_RUNS_DIR": str(tmp_path), "MPLBACKEND": "Agg"}
-    execute_notebook(ROOT / "notebooks" / "key_rate_vs_distance.ipynb", env=env)
+    env = {"LABCTL_REPO": str(ROOT), "LABCTL_RUNS_DIR": str(tmp_path)}
+    notebook = execute_notebook(ROOT / "notebooks" / "key_rate_vs_distance.ipynb", env=env)
+    assert inline_images(notebook) == 1  # the figure is shown inline and saved
     figure = tmp_path / "key_rate_vs_distance.png"
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
     points = json.loads((tmp_path / "key_rate_vs_distance.json").read_text())

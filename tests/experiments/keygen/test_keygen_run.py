@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
 
+import pytest
 from keygen_helpers import run_keygen, store_rows, write_config
 
 from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport
+from labctl.qkd.transcript_auth import EPS_PER_CHECK, TranscriptAuthenticator, open_local_pair
 from labctl.store.events import read_events
 
 
 async def test_two_blocks_give_identical_keys_at_alice_and_bob(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    # A pool target above the seed's 124 slots per direction: every block refills it.
+    config = write_config(tmp_path, qkd={"auth_pool_slots": 200})
     result = await run_keygen(config, duration_s=1.5)
     assert result.status == "ok", result.reason
     summary = json.loads((result.path / "summary.json").read_text())
@@ -41,7 +46,16 @@ async def test_two_blocks_give_identical_keys_at_alice_and_bob(tmp_path: Path) -
     alice = store_rows(tmp_path / "runs" / "keys-alice.sqlite")
     bob = store_rows(tmp_path / "runs" / "keys-bob.sqlite")
     assert len(alice) == 2 and alice == bob
-    assert sum(n for _, n, _ in alice) == summary["secret_bits"]
+    # Wegman-Carter (the default): 3 checkpoints a block, the pool topped up from the key.
+    auth = summary["authentication"]
+    assert auth["mode"] == "wegman-carter" and auth["checkpoints"] == 6
+    assert auth["pad_bits_used"] == 6 * 128
+    assert summary["eps_auth"] == pytest.approx(6 * EPS_PER_CHECK)
+    assert summary["eps_total"] == pytest.approx(2 * (1e-10 + 1e-15) + summary["eps_auth"])
+    assert summary["auth_key_bits"] == auth["refill_bits"] > 0
+    assert summary["auth_key_bits"] % 128 == 0
+    assert summary["net_key_bits"] == summary["secret_bits"] - summary["auth_key_bits"]
+    assert sum(n for _, n, _ in alice) == summary["net_key_bits"]
     assert sorted(summary["key_ids"]) == [k for k, _, _ in alice]
     # Per-block events reach the run's sinks, without key ids or bits.
     events = [e for e in read_events(result.path / "events.jsonl") if e.get("stream") == "qkd"]
@@ -66,6 +80,12 @@ async def test_full_intercept_resend_attack_stores_no_key(tmp_path: Path) -> Non
     assert 0.22 < summary["qber_x"] < 0.29
     assert store_rows(tmp_path / "runs" / "keys-alice.sqlite") == []
     assert store_rows(tmp_path / "runs" / "keys-bob.sqlite") == []
+    # The link monitor raised the intercept-resend alarm (run record; MQTT carries the same).
+    alarms = [
+        e["data"] for e in read_events(result.path / "events.jsonl") if e["stream"] == "alarm"
+    ]
+    assert [(a["source"], a["action"]) for a in alarms] == [("qber-high", "raised")]
+    assert summary["trust"]["key_output"] == "stopped"
 
 
 class TamperingTransport:
@@ -128,3 +148,54 @@ async def test_tampered_message_from_alice_stops_key_output(tmp_path: Path) -> N
 async def test_replayed_message_from_bob_stops_key_output(tmp_path: Path) -> None:
     await _run_tampered(tmp_path, 2, replay=True, tamper_alice=False)
     assert store_rows(tmp_path / "runs" / "keys-alice.sqlite") == []
+
+
+class ForgingTransport:
+    """Alice's transport run by an adversary who also holds the per-message HMAC key (the
+    unbounded adversary of the Wegman-Carter bound): flips a bit of her first frame and
+    MACs it again, so only the checkpoints can notice."""
+
+    def __init__(self, inner: MemoryTransport, hmac_key: bytes) -> None:
+        self.inner = inner
+        self.key = hmac.new(hmac_key, b"labctl-qkd-auth/alice", hashlib.sha256).digest()
+        self.forged = False
+
+    async def send_frame(self, frame: bytes) -> None:
+        if not self.forged:
+            self.forged = True
+            body = bytearray(frame[:-32])
+            body[-1] ^= 0x01
+            frame = bytes(body) + hmac.new(self.key, bytes(body), hashlib.sha256).digest()
+        await self.inner.send_frame(frame)
+
+    async def recv_frame(self, timeout_s: float) -> bytes:
+        return await self.inner.recv_frame(timeout_s)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_message_forged_under_the_hmac_key_is_caught_by_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path)
+    runs = tmp_path / "runs"
+    alice_pool, bob_pool = open_local_pair(runs / "keys-alice.sqlite", runs / "keys-bob.sqlite")
+    hmac_key = os.urandom(32)
+    ta, tb = MemoryTransport.pair()
+    channels = (
+        AuthenticatedChannel(
+            ForgingTransport(ta, hmac_key),
+            hmac_key,
+            "alice",
+            10.0,
+            transcript=TranscriptAuthenticator(alice_pool),
+        ),
+        AuthenticatedChannel(
+            tb, hmac_key, "bob", 10.0, transcript=TranscriptAuthenticator(bob_pool)
+        ),
+    )
+    result = await run_keygen(config, duration_s=1.5, channels=channels)
+    assert result.status == "aborted"
+    assert "Wegman-Carter checkpoint failed" in result.reason
+    assert store_rows(runs / "keys-alice.sqlite") == store_rows(runs / "keys-bob.sqlite") == []

@@ -12,6 +12,7 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,8 @@ from experiments.keygen.tcp_links import (
     worker_psk,
 )
 from labctl.qkd.auth import AuthenticatedChannel
-from labctl.qkd.errors import ChannelTimeout
+from labctl.qkd.errors import ChannelTimeout, QkdError
+from labctl.qkd.transcript_auth import MIN_PSK_BYTES, AuthPool, PoolStateError, psk_parts
 
 Attack = Callable[[int], Awaitable[None]]
 
@@ -187,3 +189,63 @@ async def test_no_bob_at_all_times_out_naming_the_channels() -> None:
     # The port is released.
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", await port)) != 0
+
+
+@pytest.mark.parametrize("name", ["garbage", "wrong pre-shared key", "truncated frame"])
+async def test_with_wegman_carter_an_attack_leaves_the_pool_alone(
+    name: str, tmp_path: Path
+) -> None:
+    """A stranger never starts Alice's pool session nor uses a pad; Bob then pairs up, and
+    checkpoints pass both ways on every worker channel over TCP."""
+    psk = os.urandom(MIN_PSK_BYTES)
+    link_key, _ = psk_parts(psk)
+    alice_pool = AuthPool.open(tmp_path / "keys-alice.authpool", "alice", psk)
+    bob_pool = AuthPool.open(tmp_path / "keys-bob.authpool", "bob", psk)
+    rejected = asyncio.Event()
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        accept_channels(
+            "127.0.0.1",
+            0,
+            2,
+            link_key,
+            10.0,
+            lambda h, p: port.set_result(p),
+            on_rejected=lambda peer, why: rejected.set(),
+            pool=alice_pool,
+        )
+    )
+    attack, _ = ATTACKS[name]
+    await attack(await port)
+    await asyncio.wait_for(rejected.wait(), 5.0)
+    assert not task.done() and alice_pool.slots_used == 0
+    with pytest.raises(PoolStateError, match="before a session"):
+        alice_pool.take("ab")
+    bobs = await connect_channels("127.0.0.1", await port, 2, link_key, 5.0, pool=bob_pool)
+    alices = await asyncio.wait_for(task, 5.0)
+    for alice, bob in zip(alices, bobs, strict=True):
+        await bob.send("ping", os.urandom(1000))
+        await alice.recv(expect="ping", timeout_s=5.0)
+        await bob.send_checkpoint()
+        await alice.recv_checkpoint(5.0)
+        await alice.send_checkpoint()
+        await bob.recv_checkpoint(5.0)
+    assert alice_pool.slots_used == bob_pool.slots_used == 4
+    for ch in (*alices, *bobs):
+        await ch.close()
+
+
+async def test_a_bob_without_a_pool_is_refused_naming_qkd_auth(tmp_path: Path) -> None:
+    psk = os.urandom(MIN_PSK_BYTES)
+    link_key, _ = psk_parts(psk)
+    alice_pool = AuthPool.open(tmp_path / "keys-alice.authpool", "alice", psk)
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        accept_channels(
+            "127.0.0.1", 0, 1, link_key, 10.0, lambda h, p: port.set_result(p), pool=alice_pool
+        )
+    )
+    with pytest.raises(QkdError):
+        await connect_channels("127.0.0.1", await port, 1, link_key, 5.0)
+    with pytest.raises(PoolStateError, match=r"qkd\.auth"):
+        await asyncio.wait_for(task, 5.0)

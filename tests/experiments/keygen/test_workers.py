@@ -17,8 +17,9 @@ from experiments.keygen.nodes import BlockResult, BobNode
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.workers import ParallelPipeline, bob_workers, serve_alice
-from labctl.qkd.auth import AuthenticatedChannel, Message, memory_pair
+from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, Message, memory_pair
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, QkdError
+from labctl.qkd.transcript_auth import AuthPool, TranscriptAuthenticator, open_local_pair
 from labctl.store.keystore import KeyStore
 
 # ---------------------------------------------------------------- CommitSequencer
@@ -211,11 +212,40 @@ async def _process(bob: BobNode, seq: int, raw: RawBlock) -> BlockResult:
     return await bob.process(raw, seq)
 
 
+def _wegman_carter_pairs(
+    tmp_path: Path, n: int
+) -> tuple[list[tuple[AuthenticatedChannel, AuthenticatedChannel]], tuple[AuthPool, AuthPool]]:
+    """n channel pairs whose ends share one pool per party (slots taken across channels)."""
+    pools = open_local_pair(tmp_path / "a.sqlite", tmp_path / "b.sqlite")
+    pairs = []
+    for _ in range(n):
+        ta, tb = MemoryTransport.pair()
+        key = os.urandom(32)
+        pairs.append(
+            (
+                AuthenticatedChannel(
+                    ta, key, "alice", 60.0, transcript=TranscriptAuthenticator(pools[0])
+                ),
+                AuthenticatedChannel(
+                    tb, key, "bob", 60.0, transcript=TranscriptAuthenticator(pools[1])
+                ),
+            )
+        )
+    return pairs, pools
+
+
+@pytest.mark.parametrize("auth", ["hmac", "wegman-carter"])
 async def test_two_workers_store_identical_keys_in_block_order_on_both_sides(
-    tmp_path: Path,
+    tmp_path: Path, auth: str
 ) -> None:
-    settings = KeygenSettings(block_pulses=20_000_000)
-    pairs = [memory_pair(os.urandom(32), 60.0) for _ in range(2)]
+    # Wegman-Carter: a pool target above the seed's, so every block refills both pools
+    # while the other worker's block is taking slots.
+    settings = KeygenSettings(block_pulses=20_000_000, auth=auth, auth_pool_slots=200)
+    pools: tuple[AuthPool, AuthPool] | None = None
+    if auth == "hmac":
+        pairs = [memory_pair(os.urandom(32), 60.0) for _ in range(2)]
+    else:
+        pairs, pools = _wegman_carter_pairs(tmp_path, 2)
     # Block 0 is larger than the others, so block 1 tends to finish first and wait its turn.
     blocks = [
         make_block(0, 30_000_000, 10),
@@ -253,6 +283,16 @@ async def test_two_workers_store_identical_keys_in_block_order_on_both_sides(
     for ka, kb in zip(stored_a, stored_b, strict=True):
         assert ka.key.to_bytes() == kb.key.to_bytes()
     assert sequencer.committed_through == 3
+    if pools is not None:
+        alice_pool, bob_pool = pools
+        assert bob_pool.checks_sent + bob_pool.checks_verified == 9  # 3 per block
+        assert sum(r.auth_key_bits for r in delivered) == bob_pool.refill_bits > 0
+        assert alice_pool.refill_bits == bob_pool.refill_bits
+        for d in ("ab", "ba"):
+            assert alice_pool.streams[d].end == bob_pool.streams[d].end
+        assert sum(len(k.key) for k in stored_b) == sum(
+            r.secret_bits - r.auth_key_bits for r in delivered
+        )
     # Every block was profiled on both sides: the stages saw CPU.
     assert sum(b.profile.blocks for b in bobs) == 3
     assert sum(n.profile.blocks for n in alice_nodes) == 3

@@ -107,9 +107,10 @@ def test_blinding_attack_gives_faked_clicks_without_errors() -> None:
     channel, time_ps, _, stop_ps = collect(world, "bob", 0.004)
     errors, sifted = sifted_errors(world, channel, time_ps, stop_ps)
     assert errors == 0 and sifted > 10_000  # blinded detectors see no darks, Eve's result only
-    # Eve detects 1 - exp(-mu eta_E); the trigger fires only when Bob's basis matches (1/2).
+    # Eve detects 1 - exp(-mu eta_E); her bright trigger splits over both of Bob's bases and
+    # exceeds the threshold only at the detector matching her state: one click per trigger.
     n = 1.0e8 * (stop_ps // world.period_ps) * 1e-8
-    expected = n * (1.0 - math.exp(-mu * eve_eff)) * 0.5
+    expected = n * (1.0 - math.exp(-mu * eve_eff))
     assert abs(len(time_ps) - expected) <= 5.0 * math.sqrt(expected)
     world.set_blinding(False)
     world.stop_stream("bob")

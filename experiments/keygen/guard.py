@@ -1,0 +1,288 @@
+"""Attack monitors: detector blinding and intercept-resend, with the instruments a lab has.
+
+After every block (before it goes to post-processing) and on every block result:
+
+* ``detector-current``: each detector's measured bias-line current (``health()`` readings
+  ``ch{i}_current_ua`` and ``ch{i}_bias_ua``) above its bias by more than
+  ``trust.current_tolerance_ua``: light on the detector, as under blinding CW light
+  (photocurrent monitoring: Yuan, Dynes, Shields, Nat. Photonics 4, 800 (2010));
+* ``dark-counts``: at random times (``trust.check_probability`` per block, every block while
+  the alarm stands) the switch turns to its parking port for ``trust.dark_integration_s``;
+  the detectors must then count their calibrated dark counts plus the calibrated
+  crosstalk leak. Blinded detectors count nothing (no darks) or, released from blinding by
+  the attenuation, count the CW light far above it: both fail a Poisson test. This is the
+  random-attenuation check of Lim et al., IEEE JSTQE 21, 6601305 (2015): a photon counter
+  follows a known attenuation, a blinded detector does not;
+* ``qber-high``: the block's QBER (test basis, and key basis after Cascade) significantly
+  above the calibrated QBER plus ``trust.qber_margin``: intercept-resend (QBER p/4);
+* ``qber-low``: the QBER significantly below ``trust.qber_floor_fraction`` of the calibrated
+  QBER, which the receiver's misalignment does not allow: faked states (blinding).
+
+Significance: Chernoff bounds, exact tail bounds needing no distribution tables —
+binomial P(E >= k) <= exp(-n D(k/n || q)) for k/n > q (and the mirror for k/n < q),
+Poisson P(N >= k) <= e^-lam (e lam / k)^k for k > lam (mirror for k < lam, and e^-lam at
+k = 0); an alarm needs the bound below ``trust.alpha``.
+
+Each alarm goes through the :class:`~experiments.keygen.trust.TrustGate`: raised, it stops
+key output; its condition gone (the next check passes), it clears.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.calibration.settings import DEFAULTS as CALIBRATION_DEFAULTS
+from experiments.keygen.acquisition import RawBlock
+from experiments.keygen.node_base import BlockResult
+from experiments.keygen.trust import TrustGate, TrustSettings
+from labctl.interfaces.devices import OpticalSwitch, SinglePhotonDetector
+from labctl.runner.plan_context import PlanContext
+from labctl.store.calibration import Calibration, CalibrationStore
+
+QBER_SOURCES = frozenset({"qber-high", "qber-low"})
+"""Alarms judged on each block's own statistics: a block is held by them on its own QBER."""
+
+
+def kl_bernoulli(p: float, q: float) -> float:
+    """Kullback-Leibler divergence D(p || q) of two Bernoulli distributions (nats)."""
+    total = 0.0
+    if p > 0.0:
+        total += p * math.log(p / q)
+    if p < 1.0:
+        total += (1.0 - p) * math.log((1.0 - p) / (1.0 - q))
+    return total
+
+
+def binomial_tail_bound(errors: float, n: float, q: float) -> float:
+    """Chernoff bound on P(E >= errors) when errors/n > q, P(E <= errors) when below; 1 else."""
+    if n <= 0 or not 0.0 < q < 1.0:
+        return 1.0
+    p = min(max(errors / n, 0.0), 1.0)
+    if p == q:
+        return 1.0
+    return math.exp(-n * kl_bernoulli(p, q))
+
+
+def poisson_tail_bound(count: float, lam: float) -> float:
+    """Chernoff bound on P(N >= count) for count > lam, P(N <= count) for count < lam."""
+    if lam <= 0.0:
+        return 1.0 if count <= 0 else 0.0
+    if count <= 0:
+        return math.exp(-lam)
+    if count == lam:
+        return 1.0
+    return math.exp(-lam + count - count * math.log(count / lam))
+
+
+def _latest(store: CalibrationStore | None, kind: str) -> Calibration | None:
+    if store is None:
+        return None
+    found = [c for c in store.all() if c.kind == kind]
+    return max(found, key=lambda c: c.time_s) if found else None
+
+
+class LinkMonitor:
+    """Runs the checks and feeds their verdicts to the trust gate."""
+
+    def __init__(
+        self,
+        run: PlanContext,
+        gate: TrustGate,
+        *,
+        detectors: SinglePhotonDetector | None,
+        switch: OpticalSwitch | None,
+        store: CalibrationStore | None,
+        seed: int | None = None,
+    ) -> None:
+        self.run = run
+        self.gate = gate
+        self.settings: TrustSettings = gate.settings
+        self.detectors = detectors
+        self.switch = switch
+        self.store = store
+        self.rng = np.random.default_rng(seed)
+        self.dark_checks = 0
+
+    # -- calibrated references -----------------------------------------------------------
+    def _dark_hz(self) -> float | None:
+        """Sum of the calibrated dark count rates (None: no detector calibration)."""
+        entry = _latest(self.store, "detectors")
+        if entry is None:
+            return None
+        rates = [
+            float(v["dark_count_rate_hz"])
+            for v in entry.values.values()
+            if isinstance(v, Mapping) and isinstance(v.get("dark_count_rate_hz"), int | float)
+        ]
+        return sum(rates) if rates else None
+
+    def _leak_fraction(self, port: int) -> float:
+        """Calibrated crosstalk of ``port`` as a power ratio (darks-level when unseen)."""
+        entry = _latest(self.store, "switch")
+        table = {} if entry is None else entry.values.get("crosstalk_db") or {}
+        value = table.get(str(port)) if isinstance(table, Mapping) else None
+        return 10.0 ** (float(value) / 10.0) if isinstance(value, int | float) else 0.0
+
+    def _qber_ref(self) -> float | None:
+        entry = _latest(self.store, "polarization")
+        value = None if entry is None else entry.values.get("qber")
+        return float(value) if isinstance(value, int | float) else None
+
+    # -- checks --------------------------------------------------------------------------
+    async def after_block(self, block: int, raw: RawBlock) -> None:
+        """Every check that runs between blocks; then the block counts as checked."""
+        now = self.run.clock.now_s
+        self.gate.check_calibrations(self.store, now())
+        await self.check_current()
+        due = bool(self.gate.standing("dark-counts"))
+        if due or self.rng.random() < self.settings.check_probability:
+            rate_hz = raw.tags / raw.acquired_s if raw.acquired_s > 0 else 0.0
+            await self.check_dark(rate_hz)
+        self.gate.block_checked(block, now())
+
+    async def check_current(self) -> None:
+        """``detector-current``: measured current above bias by more than the tolerance."""
+        if self.detectors is None:
+            return
+        try:
+            health = await self.detectors.health()
+        except Exception as exc:  # an unreadable monitor is no evidence of safety
+            message: str | None = f"detector health unreadable: {type(exc).__name__}"
+            self.gate.set("detector-current", message, self.run.clock.now_s())
+            return
+        readings = health.readings
+        problems = []
+        for i in range(self.detectors.n_channels):
+            current, bias = readings.get(f"ch{i}_current_ua"), readings.get(f"ch{i}_bias_ua")
+            if not isinstance(current, int | float) or not isinstance(bias, int | float):
+                continue  # this detector reports no current: the check cannot run
+            excess = float(current) - float(bias)
+            if excess > self.settings.current_tolerance_ua:
+                problems.append(f"channel {i} draws {excess:.3f} uA above its bias")
+        message = None
+        if problems:
+            message = "light on the detectors (blinding?): " + "; ".join(problems)
+        self.gate.set("detector-current", message, self.run.clock.now_s())
+
+    async def check_dark(self, bob_rate_hz: float) -> None:
+        """``dark-counts``: the switch's parking port must show darks plus the leak only."""
+        dark_hz = self._dark_hz()
+        if self.detectors is None or self.switch is None or dark_hz is None:
+            return
+        t_s = self.settings.dark_integration_s
+        port = await self.switch.get_port()
+        parking = self.switch.parking_port
+        await self.switch.set_port(parking)
+        try:
+            rates = await self.detectors.get_count_rates_hz(t_s)
+        finally:
+            await self.switch.set_port(port)
+        self.dark_checks += 1
+        counts = sum(rates) * t_s
+        leak_hz = bob_rate_hz * self._leak_fraction(parking) * self.settings.crosstalk_margin
+        low, high = dark_hz * t_s, (dark_hz + max(leak_hz, dark_hz)) * t_s
+        alpha = self.settings.alpha
+        message = None
+        if counts < low and poisson_tail_bound(counts, low) < alpha:
+            message = (
+                f"{counts:.0f} counts in {t_s:g} s with the switch parked, calibrated darks "
+                f"give {low:.0f}: detectors not counting photons (blinded?)"
+            )
+        elif counts > high and poisson_tail_bound(counts, high) < alpha:
+            message = (
+                f"{counts:.0f} counts in {t_s:g} s with the switch parked, at most {high:.0f} "
+                "expected from darks and crosstalk: light bypasses the switch (blinding?)"
+            )
+        self.gate.set("dark-counts", message, self.run.clock.now_s())
+
+    def qber_problems(self, result: BlockResult) -> dict[str, str | None]:
+        """The QBER verdicts of one block: {'qber-high': why or None, 'qber-low': ...}."""
+        errors = 0.0
+        bits = 0
+        if result.qber_x is not None and result.test_basis_bits:
+            errors += result.qber_x * result.test_basis_bits
+            bits += result.test_basis_bits
+        if result.qber_z is not None and result.key_basis_bits:
+            errors += result.qber_z * result.key_basis_bits
+            bits += result.key_basis_bits
+        if bits == 0:
+            return {}
+        qber = errors / bits
+        ref = self._qber_ref()
+        alpha = self.settings.alpha
+        high_q = (ref or 0.0) + self.settings.qber_margin
+        out: dict[str, str | None] = {"qber-high": None, "qber-low": None}
+        if qber > high_q and binomial_tail_bound(errors, bits, high_q) < alpha:
+            out["qber-high"] = (
+                f"QBER {100 * qber:.2f} % over {bits} bits, significantly above "
+                f"{100 * high_q:.2f} % (calibrated + margin): intercept-resend or misalignment"
+            )
+        if ref is not None:
+            low_q = ref * self.settings.qber_floor_fraction
+            if qber < low_q and binomial_tail_bound(errors, bits, low_q) < alpha:
+                out["qber-low"] = (
+                    f"QBER {100 * qber:.3f} % over {bits} bits, significantly below "
+                    f"{100 * low_q:.3f} % ({self.settings.qber_floor_fraction:g} x calibrated "
+                    f"{100 * ref:.2f} %): faked states (blinding?)"
+                )
+        return out
+
+    def verdict(self, result: BlockResult) -> str | None:
+        """The key gate: judge the block's own QBER first (raising or clearing the QBER
+        alarms), then ask the trust gate."""
+        now = self.run.clock.now_s()
+        for source, message in self.qber_problems(result).items():
+            self.gate.set(source, message, now)
+        return self.gate.verdict(result.block, QBER_SOURCES)
+
+    def observe(self, result: BlockResult) -> float | None:
+        """A block's result: raise or clear the QBER alarms; the block's start (run clock)."""
+        now = self.run.clock.now_s()
+        span = self.gate.spans.pop(result.block, None)
+        for source, message in self.qber_problems(result).items():
+            self.gate.set(source, message, now)
+        return None if span is None else span.start_s
+
+
+def _roles(config: Any) -> dict[str, str]:
+    roles = dict(CALIBRATION_DEFAULTS["instruments"])
+    section = (config.raw_section("calibration") or {}).get("instruments") or {}
+    roles.update({str(k): str(v) for k, v in section.items()})
+    return roles
+
+
+def install(
+    run: PlanContext, config: Any, calibration: Mapping[str, Any] | None = None
+) -> LinkMonitor:
+    """The run's trust gate and link monitor, from the station's ``trust:`` section.
+
+    ``calibration`` is this run's calibration summary (``steps.calibrate``): a routine that
+    failed in it stops key output until a later pass of the same routine.
+    """
+    settings = TrustSettings.from_section(config.raw_section("trust"), file=config.file)
+    gate = TrustGate(run, settings)
+    now_s = run.clock.now_s()
+    for name, entry in ((calibration or {}).get("routines") or {}).items():
+        if isinstance(entry, Mapping) and not entry.get("passed", False):
+            gate.calibration_failed(str(name), str(entry.get("reason", "")), now_s)
+    storage = getattr(config, "storage", None)
+    path = getattr(storage, "calibration_store", None)
+    store = None if path is None else CalibrationStore(Path(path))
+    roles = _roles(config)
+    instruments = run.station.instruments
+    detectors = instruments.get(roles["detectors"])
+    switch = instruments.get(roles["switch"])
+    monitor = LinkMonitor(
+        run,
+        gate,
+        detectors=detectors if isinstance(detectors, SinglePhotonDetector) else None,
+        switch=switch if isinstance(switch, OpticalSwitch) else None,
+        store=store,
+    )
+    gate.check_calibrations(store, now_s)
+    return monitor
