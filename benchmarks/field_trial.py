@@ -225,7 +225,8 @@ def _figures(
         start = block["data"].get("started_s")
         if start is None:  # results come after acquisition, within one interval
             return any(a - interval <= block["ts"] <= u + interval for a, u in windows)
-        return any(a - 1.0 <= start <= u for a, u in windows)
+        end = start + float(block["data"].get("acquired_s") or 0.0)
+        return any(start < u and end > a for a, u in windows)
 
     honest = [b for b in blocks if not attacked(b)]
     cost = [
