@@ -9,12 +9,18 @@ not the block that tripped it; blocks acquired before the remedy no longer count
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from experiments.calibration import calibrate
 from experiments.keygen.nodes import BlockResult
 from experiments.keygen.settings import KeygenSettings
 from labctl.runner.plan_context import PlanContext
-from labctl.runner.suspenders import Suspender
+from labctl.runner.suspenders import Backoff, Suspender
+
+LASTING_QBER = Backoff(first_s=30.0, max_s=600.0, give_up_s=6 * 3600.0)
+"""Past three failed recalibrations (e.g. intercept-resend: no calibration can pass) the run
+stays suspended and recalibrates again after 30 s, 60 s, ... up to every 10 minutes; it
+ends only after 6 hours of run clock."""
 
 
 class QberWatch:
@@ -25,6 +31,12 @@ class QberWatch:
         self.next_block = 0
         """Index of the next block to be acquired."""
         self._first_counted = 0
+        self.before_calibration: list[Callable[[], Awaitable[None]]] = []
+        """Run before every polarization recalibration (e.g. resetting latched detectors)."""
+        self.after_calibration: list[Callable[[], Awaitable[None]]] = []
+        """Run after every polarization recalibration, passed or not (it moved the controller)."""
+        self.remedy: Callable[[Any], Awaitable[None]] | None = None
+        """The recalibration remedy :func:`install` added (for other suspenders to share)."""
 
     def acquired(self, block: int) -> None:
         """Acquisition handed block ``block`` to post-processing."""
@@ -50,7 +62,13 @@ class QberWatch:
 
 async def recalibrate_polarization(run: PlanContext, watch: QberWatch) -> None:
     """The remedy: polarization calibration; RuntimeError (remedy failed) when it fails."""
-    report = await calibrate(run, ["polarization"])
+    for hook in watch.before_calibration:
+        await hook()
+    try:
+        report = await calibrate(run, ["polarization"])
+    finally:
+        for hook in watch.after_calibration:
+            await hook()
     result = report.get("polarization")
     if not result.passed:
         raise RuntimeError(f"polarization recalibration failed: {result.reason}")
@@ -82,7 +100,9 @@ def install(
             quantity="QBER",
             remedy=remedy,
             settle_s=settings.suspend_settle_s,
+            backoff=LASTING_QBER,
         )
     )
     run.add_remedy("recalibrate", remedy)
+    watch.remedy = remedy
     return watch

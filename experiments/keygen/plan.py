@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments.keygen import guard, monitor, steps
+from experiments.calibration.common import CalibrationFailed
+from experiments.keygen import drift, guard, latch, monitor, steps
 from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
 from experiments.keygen.block_dataset import block_dataset, block_row
 from experiments.keygen.checkpoint import (
@@ -251,6 +252,8 @@ async def generate_key(
 
         def on_result(result: BlockResult) -> None:
             watch.observe(result)
+            if tracking is not None:
+                tracking.observe(result)
             # The monitors judge a block when its result is in; its event goes out on commit.
             started_s[result.block] = link_monitor.observe(result)
             committer.result(result)
@@ -281,6 +284,10 @@ async def generate_key(
             )
         pipeline.start()
         watch = monitor.install(run, settings, lambda: pipeline.wait_pending_at_most(0))
+        tracking = _install_tracking(run, settings, watch, pipeline)
+        detectors = latch.install(run)
+        if detectors is not None:
+            watch.before_calibration.append(lambda: latch.reset_latched(run, detectors))
         if alice_task is not None:
 
             def alice_done(task: asyncio.Task[list[BlockResult]]) -> None:
@@ -301,6 +308,7 @@ async def generate_key(
                 bob_wiring,
                 link_monitor,
                 committer,
+                tracking,
             )
         except StopPlan as stop:
             summary.status, summary.reason = stop.status, stop.reason
@@ -387,6 +395,7 @@ async def _acquire_loop(
     detector_channels: list[int],
     link_monitor: guard.LinkMonitor,
     committer: Committer,
+    tracking: drift.Tracking | None = None,
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
 
@@ -414,6 +423,8 @@ async def _acquire_loop(
             if deadline is not None and start_s + block_s > deadline:
                 return
             await alice.ensure_light()
+            if tracking is not None:
+                await tracking.before_block(block)
             clock_map = await block_clock.for_block(run, tagger)
             link_monitor.gate.block_started(block, run.clock.now_s())
             # Bob reads while Alice plays: a tagger buffers only so long.
@@ -445,6 +456,8 @@ async def _acquire_loop(
             committer.acquired(block)
             pipeline.submit(raw)
             watch.acquired(block)
+            if tracking is not None:
+                tracking.acquired(block)
             progress.advance()
             if run.clock.is_virtual:
                 # Simulated time costs no wall time, so without this the clock would race
@@ -458,6 +471,43 @@ async def _acquire_loop(
             if deadline is not None and max(next_s, run.clock.now_s()) + block_s > deadline:
                 return
             await run.sleep(max(next_s - run.clock.now_s(), 0.0))
+
+
+def _install_tracking(
+    run: PlanContext, settings: KeygenSettings, watch: monitor.QberWatch, pipeline: Pipeline
+) -> drift.Tracking | None:
+    """Polarization drift tracking and the key-stall suspender (``qkd.drift_dither_rad``)."""
+    if settings.drift_dither_rad == 0.0 or watch.remedy is None:
+        return None
+    try:
+        chosen = drift.tracking_settings(
+            run,
+            dither_rad=settings.drift_dither_rad,
+            no_key_blocks=settings.stall_blocks,
+            margin_qber=settings.stall_margin_qber,
+        )
+        pc = drift.controller(run)
+    except CalibrationFailed as exc:  # no polarization controller: nothing to track with
+        run.log.warning("polarization drift not tracked: %s", exc)
+        return None
+    wait = None
+    if run.clock.is_virtual:  # post-processing takes no simulated time: wait for its results
+
+        async def wait() -> None:
+            await drift.wait_at_most(
+                lambda: pipeline.wait_pending_at_most(0), settings.channel_timeout_s
+            )
+
+    tracking = drift.install(
+        run,
+        pc,
+        watch.remedy,
+        settings=chosen,
+        wait_results=wait,
+        settle_s=settings.suspend_settle_s,
+    )
+    watch.after_calibration.append(tracking.recalibrated)
+    return tracking
 
 
 async def _acquire_or_resync(

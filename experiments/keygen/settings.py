@@ -37,6 +37,12 @@ class KeygenSettings:
     """A block QBER (either basis) above this suspends the run and recalibrates polarization."""
     suspend_settle_s: float = 1.0
     """Run-clock wait after the recalibration before the QBER is checked again."""
+    drift_dither_rad: float = 0.06
+    """Retardance dither of the drift tracker (experiments/keygen/drift.py); 0 = off."""
+    stall_blocks: int = 3
+    """Blocks in a row without key that recalibrate polarization."""
+    stall_margin_qber: float = 0.01
+    """Mean QBER of recent blocks above the post-calibration floor that recalibrates."""
     auth: str = "wegman-carter"
     """Classical channel authentication: ``wegman-carter`` (information-theoretic, consumes
     key from a pool; labctl.qkd.transcript_auth) or ``hmac`` (HMAC-SHA256 only:
@@ -80,7 +86,7 @@ def _check(name: str, value: Any, file: str | None) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise bad("must be a finite number")
-    if name in ("block_pulses", "queue_blocks", "key_basis", "auth_pool_slots"):
+    if name in ("block_pulses", "queue_blocks", "key_basis", "stall_blocks", "auth_pool_slots"):
         if float(value) != int(value):
             raise bad("must be a whole number")
         number = int(value)
@@ -88,7 +94,7 @@ def _check(name: str, value: Any, file: str | None) -> Any:
             raise bad("must be 0 (Z) or 1 (X)")
         if name == "block_pulses" and number < 1000:
             raise bad("must be >= 1000")
-        if name == "queue_blocks" and number < 1:
+        if name in ("queue_blocks", "stall_blocks") and number < 1:
             raise bad("must be >= 1")
         if name == "auth_pool_slots" and number < 8:
             raise bad("must be >= 8")
@@ -100,6 +106,10 @@ def _check(name: str, value: Any, file: str | None) -> Any:
         raise bad("must be in (0, 0.5]")
     if name in ("block_interval_s", "channel_timeout_s") and number_f <= 0.0:
         raise bad("must be > 0")
+    if name == "stall_margin_qber" and not 0.0 < number_f <= 0.5:
+        raise bad("must be in (0, 0.5]")
+    if name == "drift_dither_rad" and not 0.0 <= number_f <= 0.5:
+        raise bad("must be in [0, 0.5] (0 turns drift tracking off)")
     if name == "suspend_settle_s" and number_f < 0.0:
         raise bad("must be >= 0")
     return number_f

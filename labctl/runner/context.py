@@ -308,6 +308,31 @@ class RunContext:
         self._bus.emit("event", "runner", {"action": "remedy-done", "remedy": name})
         return True
 
+    async def _back_off(
+        self, suspender: Suspender, attempts: int, first_s: float, reason: str
+    ) -> None:
+        """Past the failure budget: abort, or (with a backoff) wait before the next remedy."""
+        backoff = suspender.backoff
+        lasted_s = self.clock.now_s() - first_s
+        if backoff is None or (backoff.give_up_s is not None and lasted_s >= backoff.give_up_s):
+            why = (
+                f"suspender {suspender.name!r}: {attempts} remedies did not clear "
+                f"the condition; last: {reason}"
+            )
+            self.log.error(why)
+            raise StopPlan("aborted", why)
+        delay_s = backoff.delay_s(attempts - suspender.max_failures)
+        if backoff.give_up_s is not None:
+            delay_s = min(delay_s, backoff.give_up_s - lasted_s)
+        self._bus.emit(
+            "event",
+            "runner",
+            {"action": "remedy-backoff", "suspender": suspender.name, "delay_s": delay_s},
+        )
+        await self.clock.sleep(delay_s)
+        await self._honour_control()
+        self._watchdog.kick()
+
     async def _check_suspender(self, suspender: Suspender) -> None:
         if not suspender.due(self.clock.now_s()):
             return
@@ -318,14 +343,10 @@ class RunContext:
         previous = self.control.state
         self.control.set_state(RunState.SUSPENDED)
         attempts = 0
+        first_s = self.clock.now_s()
         while reason is not None:
             if attempts >= suspender.max_failures:
-                why = (
-                    f"suspender {suspender.name!r}: {attempts} remedies did not clear "
-                    f"the condition; last: {reason}"
-                )
-                self.log.error(why)
-                raise StopPlan("aborted", why)
+                await self._back_off(suspender, attempts, first_s, reason)
             attempts += 1
             self.log.warning("suspended by %r: %s (remedy %d)", suspender.name, reason, attempts)
             self._bus.emit(

@@ -4,7 +4,10 @@ A suspender's condition is an async callable returning None when all is well or 
 reason when the plan must not go on (QBER above a limit, a detector latched, sync lost,
 an instrument unhealthy). The runner then runs the remedy plan, waits the settle delay on
 the run's clock and checks again; after ``max_failures`` remedies that did not clear the
-condition it aborts the run, naming the suspender and the last reason.
+condition it aborts the run, naming the suspender and the last reason — unless the
+suspender has a ``backoff``: then it keeps running the remedy, waiting twice as long each
+time up to a bound (a condition that lasts, e.g. an hour of intercept-resend, keeps the run
+suspended rather than ending it), and aborts only after ``give_up_s`` of run clock.
 """
 
 from __future__ import annotations
@@ -20,6 +23,26 @@ Condition = Callable[[], Awaitable[str | None]]
 Plan = Callable[[Any], Awaitable[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Waits between remedies past a suspender's failure budget: first_s, doubling to max_s."""
+
+    first_s: float = 10.0
+    max_s: float = 600.0
+    give_up_s: float | None = None
+    """Run-clock time from the first trip after which the run aborts (None: never)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.first_s <= self.max_s:
+            raise ValueError(f"Backoff: need 0 < first_s <= max_s, got {self}")
+        if self.give_up_s is not None and not self.give_up_s > 0.0:
+            raise ValueError(f"Backoff: give_up_s must be > 0 or None, got {self.give_up_s}")
+
+    def delay_s(self, extra_attempt: int) -> float:
+        """Wait before remedy ``max_failures + extra_attempt`` (counted from 0)."""
+        return min(self.first_s * 2.0 ** min(extra_attempt, 60), self.max_s)
+
+
 @dataclass(slots=True)
 class Suspender:
     """A named condition with its remedy plan, settle delay and failure budget."""
@@ -30,6 +53,8 @@ class Suspender:
     settle_s: float = 0.0
     max_failures: int = 3
     check_interval_s: float = 0.0
+    backoff: Backoff | None = None
+    """After ``max_failures``: keep remedying with these waits instead of aborting."""
     last_check_s: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +79,7 @@ class Suspender:
         settle_s: float = 0.0,
         max_failures: int = 3,
         check_interval_s: float = 0.0,
+        backoff: Backoff | None = None,
     ) -> Suspender:
         """Trip when ``await read()`` exceeds ``limit`` (None = no reading yet: not tripped)."""
 
@@ -63,7 +89,7 @@ class Suspender:
                 return f"{quantity} {value:.6g} above limit {limit:.6g}"
             return None
 
-        return cls(name, condition, remedy, settle_s, max_failures, check_interval_s)
+        return cls(name, condition, remedy, settle_s, max_failures, check_interval_s, backoff)
 
     @classmethod
     def unhealthy(

@@ -36,3 +36,20 @@ def click_weights(
     basis_split = np.array([p_z, p_z, 1.0 - p_z, 1.0 - p_z])
     weights: npt.NDArray[np.float64] = projection * basis_split[None, :] * efficiency[None, :]
     return weights
+
+
+def basis_error_rates(settings: ReceiverSettings, rotation: Matrix3) -> tuple[float, float]:
+    """(Q_Z, Q_X) of single photons through ``rotation`` (no background): the world's truth.
+
+    For tests and benchmarks that need the QBER an alignment gives without sampling events.
+    """
+    weights = click_weights(settings, rotation, np.ones(len(STATE_STOKES)))
+    rates = []
+    for basis in (0, 1):
+        error = 0.0
+        for bit in (0, 1):
+            state = 2 * basis + bit
+            right, wrong = weights[state, state], weights[state, state ^ 1]
+            error += 0.5 * wrong / (right + wrong)
+        rates.append(float(error))
+    return rates[0], rates[1]

@@ -9,6 +9,7 @@ needs the qkd side's live QBER estimate and the calibration plan (see the runner
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from conftest import MiniStation
 
 from labctl.interfaces import Health, LifecycleMixin
 from labctl.runner.engine import RunEngine
-from labctl.runner.suspenders import Suspender
+from labctl.runner.suspenders import Backoff, Suspender
 from labctl.store.events import read_events
 from sims.clock import VirtualClock
 
@@ -133,3 +134,65 @@ async def test_remedy_that_fails_n_times_aborts_with_reason(tmp_path: Path) -> N
     ]
     assert failed == ["RuntimeError: polarization scan found no minimum"] * 2
     assert link.safe_states == 1
+
+
+async def test_backoff_keeps_remedying_a_lasting_condition_until_it_clears(tmp_path: Path) -> None:
+    # An hour-long outage of the remedy's precondition (e.g. intercept-resend: calibration
+    # cannot pass): past the failure budget the remedy runs again after 10, 20, 40, 80, 80 s
+    # (bounded), and the run resumes once a remedy succeeds.
+    clock = VirtualClock()
+    link = DriftingLinkTestInstrument(clock)
+    clock.call_at(JUMP_AT_S + 0.5, lambda: setattr(link, "drift_rad", 0.6))
+    clears_at_s = JUMP_AT_S + 200.0
+    remedies: list[float] = []
+
+    async def recalibrate(run: Any) -> None:
+        remedies.append(run.clock.now_s())
+        if run.clock.now_s() < clears_at_s:
+            raise RuntimeError("calibration QBER above its limit")
+        link.compensation_rad = link.drift_rad
+
+    suspender = Suspender.above(
+        "qber",
+        link.qber,
+        QBER_LIMIT,
+        quantity="QBER",
+        remedy=recalibrate,
+        settle_s=1.0,
+        max_failures=2,
+        backoff=Backoff(first_s=10.0, max_s=80.0),
+    )
+    station = MiniStation({"link": link}, clock)
+    result = await RunEngine(station, runs_dir=tmp_path, suspenders=[suspender]).run(measuring_plan)
+    assert result.status == "ok", result.reason
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(remedies)]
+    assert gaps == [1.0, 11.0, 21.0, 41.0, 81.0, 81.0], gaps
+    events = read_events(result.path / "events.jsonl")
+    delays = [e["data"]["delay_s"] for e in events if e["data"].get("action") == "remedy-backoff"]
+    assert delays == [10.0, 20.0, 40.0, 80.0, 80.0]
+    assert [e["data"]["action"] for e in events if e["stream"] == "runner"][-1] == "unsuspended"
+
+
+async def test_backoff_gives_up_after_its_time(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    link = DriftingLinkTestInstrument(clock)
+    link.drift_rad = 0.6
+
+    async def broken(run: Any) -> None:
+        raise RuntimeError("no minimum")
+
+    suspender = Suspender.above(
+        "qber",
+        link.qber,
+        QBER_LIMIT,
+        quantity="QBER",
+        remedy=broken,
+        max_failures=1,
+        backoff=Backoff(first_s=10.0, max_s=20.0, give_up_s=50.0),
+    )
+    station = MiniStation({"link": link}, clock)
+    result = await RunEngine(station, runs_dir=tmp_path, suspenders=[suspender]).run(measuring_plan)
+    assert result.status == "aborted"
+    assert "remedies did not clear the condition" in result.reason
+    # trip at 1 s; remedies at 1, 11, 31, 51 (the last wait cut to the give-up time)
+    assert clock.now_s() - 1.0 >= 50.0

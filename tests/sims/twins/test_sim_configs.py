@@ -111,3 +111,34 @@ def test_labctl_check_connect_reports_all_twins_healthy() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all 7 instrument(s) connected and healthy" in result.stdout
+
+
+def test_field_trial_schedule_covers_the_trial_and_parses() -> None:
+    import collections
+
+    import yaml
+
+    from sims.faults import AttackWindow, parse_faults
+
+    path = ROOT / "configs" / "scenarios" / "field-trial.yaml"
+    load_config(path)  # validates like `labctl check`
+    raw = yaml.safe_load(path.read_text())
+    sim = yaml.safe_load(SIM.read_text())
+    assert (
+        raw["world"]["settings"]["fiber"]["drift_rad_per_sqrt_s"]
+        == (sim["world"]["settings"]["fiber"]["drift_rad_per_sqrt_s"])
+    )
+    faults = [
+        fault
+        for name, spec in raw["instruments"].items()
+        for fault in parse_faults(
+            (spec.get("settings") or {}).get("faults", []), where=name, instrument=name
+        )
+    ]
+    kinds = collections.Counter(f.kind for f in faults)
+    assert kinds["disconnect"] >= 5 and kinds["latch"] == 2 and kinds["garbled"] >= 1
+    assert kinds["drift_jump"] >= 1
+    attacks = [f for f in faults if isinstance(f, AttackWindow)]
+    assert [a.until_s - a.at_s for a in attacks] == [3600.0]
+    assert all(0.0 < f.at_s < 12 * 3600.0 for f in faults)
+    assert kinds["blinding"] == 1
