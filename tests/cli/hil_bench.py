@@ -50,9 +50,14 @@ class ServedBench:
 
     @classmethod
     def start(
-        cls, folder: Path, world: dict[str, Any] | None = None, station: str = "sim"
+        cls,
+        folder: Path,
+        world: dict[str, Any] | None = None,
+        station: str = "sim",
+        driven_by: Path | None = None,
     ) -> ServedBench:
-        """Serve configs/<station>.yaml (world settings updated by ``world``) on free ports."""
+        """Serve configs/<station>.yaml (world settings updated by ``world``) on free ports;
+        ``driven_by``: serve each twin as the model that station's driver speaks to."""
         path = REPO / "configs" / f"{station}.yaml"
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         for key, value in (world or {}).items():
@@ -68,8 +73,9 @@ class ServedBench:
         data["storage"] = {"runs_dir": str(folder / "served")}
         config = folder / "served.yaml"
         config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        command = [sys.executable, "-m", "labctl", "twin", "serve", str(config)]
         process = subprocess.Popen(
-            [sys.executable, "-m", "labctl", "twin", "serve", str(config)],
+            command + ([] if driven_by is None else ["--for", str(driven_by)]),
             cwd=REPO,
             env=env(),
             stdout=subprocess.PIPE,
@@ -117,14 +123,16 @@ class ServedBench:
 
     def config(
         self,
-        which: str,
+        which: str | Path,
         folder: Path,
         qkd: dict[str, Any] | None = None,
         calibration: dict[str, dict[str, Any]] | None = None,
     ) -> Path:
-        """configs/<which>.yaml pointed at this bench; runs and key stores under ``folder``;
-        ``qkd`` and ``calibration`` (per routine) settings updated."""
-        data = yaml.safe_load((REPO / "configs" / f"{which}.yaml").read_text(encoding="utf-8"))
+        """configs/<which>.yaml (or the station file ``which``) pointed at this bench; runs
+        and key stores under ``folder``; ``qkd`` and ``calibration`` settings updated."""
+        source = which if isinstance(which, Path) else REPO / "configs" / f"{which}.yaml"
+        which = source.stem
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
         for name, spec in data["instruments"].items():
             transport = spec["transport"]
             if name == "laser":
