@@ -16,9 +16,14 @@ from test_cli_hil import QUIET_FIBER, keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a served bench, real drivers
 
-# Short blocks keep the run test-sized: every block is still played by the Pulse Streamer
-# and detected, synchronized and post-processed end to end.
-QKD = {"block_interval_s": 1.0}
+# One block of 1e8 pulses (the fewest that leave key after the finite-key bound at 25 km):
+# the next would start 120 s after it, past the run's duration, so the run ends when that
+# block is stored; the duration only bounds a slow machine (calibration, synchronization
+# and the block take about 60 s on an idle one, twice that under load).
+QKD = {"block_interval_s": 120.0}
+DURATION = "120s"
+# Dark counts over 1 s instead of 10 (100 Hz darks against a 1000 Hz limit: ~100 counts
+# decide it), dark switch ports over 0.5 s instead of 2: the same checks, sooner.
 CALIBRATION = {"detectors": {"dark_integration_s": 1.0}, "switch": {"integration_s": 0.5}}
 
 
@@ -27,7 +32,7 @@ def test_mixed_vendor_main_job_stores_identical_keys(tmp_path: Path) -> None:
     try:
         config = bench.config("hil-mixed", tmp_path, qkd=QKD, calibration=CALIBRATION)
         done = subprocess.run(
-            [sys.executable, "-m", "labctl", "run", str(config), "--duration", "90s"],
+            [sys.executable, "-m", "labctl", "run", str(config), "--duration", DURATION],
             cwd=tmp_path,
             env=env(),
             capture_output=True,
