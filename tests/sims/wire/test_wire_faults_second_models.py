@@ -41,7 +41,11 @@ async def test_mpc320_and_dicon_garbled_replies_are_protocol_errors() -> None:
         _schedule(setup.world, GarbledReply(at_s=now, instrument="pc-bob"))
         with pytest.raises(ProtocolError, match="not an APT message"):
             await setup.drivers["pc-bob"].get_voltages_mv()
+        # The DiCon driver asks a garbled query again (it only reads): one garble is absorbed,
+        # three in a row (the first try and both re-sends) are a ProtocolError.
         _schedule(setup.world, GarbledReply(at_s=now, instrument="switch"))
+        assert await setup.drivers["switch"].get_port() == setup.world.switch_port()
+        _schedule(setup.world, GarbledReply(at_s=now, instrument="switch", count=3))
         with pytest.raises(ProtocolError):
             await setup.drivers["switch"].get_port()
         # The next call is clean.
