@@ -32,7 +32,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.mosquitto import Mosquitto, free_port
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.secrets import SecretRegistry

@@ -18,7 +18,7 @@ def test_readme_opens_with_two_commands() -> None:
     assert len(commands) >= 2, "README must give the main-job and the test command"
     main_job, tests = commands[0], commands[1]
     assert "labctl" in main_job
-    assert "pytest" in tests and "ruff" in tests and "mypy" in tests
+    assert "pytest" in tests and "ruff" in tests and "mypy" in tests and "lint-imports" in tests
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

@@ -23,7 +23,9 @@ Inputs are counted from 0 in labctl and from 1 on the wire (``INPU1`` = channel 
 
 Recording: the RECord generator gates acquisition. ``start_stream`` stops any record, sets
 it enabled, endless (``NUM INF``) and manually armed, turns ``RAW<n>:SEND ON`` for every
-input in use, then ``REC:PLAY``; ``stop_stream`` sends ``REC:STOP`` and ``RAW<n>:SEND OFF``.
+streamed input (setting ``stream_inputs``, default all: a channel whose timestamps nobody
+reads, such as a 1 MHz clock marker, is better left off the wire), then ``REC:PLAY``;
+``stop_stream`` sends ``REC:STOP`` and ``RAW<n>:SEND OFF``.
 
 The tag stream is an assumption, because the controller's own timestamp transport is not
 public: with ``RAW<n>:SEND ON`` the controller pushes timestamps to IDQ's
@@ -104,12 +106,20 @@ class ID1000(DriverBase):
     model = "ID Quantique ID1000"
 
     def __init__(
-        self, name: str, transport: Transport, stream: FrameSource, *, n_channels: int = 4
+        self,
+        name: str,
+        transport: Transport,
+        stream: FrameSource,
+        *,
+        n_channels: int = 4,
+        stream_inputs: list[int] | None = None,
     ) -> None:
         super().__init__(name, transport)
         self._scpi = ScpiLink(transport, terminator=b"")
         self._stream = stream
         self._n_channels = check_int(name, "n_channels", n_channels, 1, 4)
+        inputs = range(self._n_channels) if stream_inputs is None else stream_inputs
+        self._stream_inputs = sorted({check_channel(name, ch, self._n_channels) for ch in inputs})
         self._resolution_ps = 1
         self._next_seq: int | None = None
         self._overflow_seen = False
@@ -117,7 +127,8 @@ class ID1000(DriverBase):
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
-        """Build from a station entry; settings: n_channels, delays_ps, thresholds_mv."""
+        """Build from a station entry; settings: n_channels, delays_ps, thresholds_mv,
+        stream_inputs."""
         from labctl.transport.zmq_sub import ZmqSubscriber
 
         transport_spec = require_transport(spec, ("zmq",))
@@ -131,6 +142,7 @@ class ID1000(DriverBase):
                 "thresholds_mv": lambda v: _per_channel(
                     name, "thresholds_mv", v, n_channels, _threshold
                 ),
+                "stream_inputs": lambda v: _channel_list(name, "stream_inputs", v, n_channels),
             },
         )
         stream_address = transport_spec.options.get("stream_address")
@@ -166,7 +178,9 @@ class ID1000(DriverBase):
             transport_spec,
             driver_options=("stream_address", "stream_pattern", "stream_hwm"),
         )
-        driver = cls(name, scpi, stream, n_channels=n_channels)
+        driver = cls(
+            name, scpi, stream, n_channels=n_channels, stream_inputs=validated.get("stream_inputs")
+        )
         for channel, delay_ps in enumerate(validated.get("delays_ps", [])):
             driver._plan_delay(channel, delay_ps)
         for channel, level_mv in enumerate(validated.get("thresholds_mv", [])):
@@ -271,7 +285,7 @@ class ID1000(DriverBase):
         """Open the tag socket, then ask the controller to send raw timestamps."""
         await self._stream.open()
         self._next_seq = None
-        raw_on = "".join(f";:RAW{n}:SEND ON" for n in range(1, self._n_channels + 1))
+        raw_on = "".join(f";:RAW{ch + 1}:SEND ON" for ch in self._stream_inputs)
         await self._write(f"REC:STOP;ENAB ON;NUM INF;TRIG:ARM:MODE MANU{raw_on}")
         await self._write("REC:PLAY")
         self._remember("streaming", True, self._restart_stream, order=ORDER_STREAM)
@@ -417,3 +431,11 @@ def _per_channel(
     if not isinstance(values, list) or len(values) != n_channels:
         raise ValueError(f"{instrument}: {setting} needs {n_channels} values, got {values!r}")
     return [check(instrument, v) for v in values]
+
+
+def _channel_list(instrument: str, setting: str, values: Any, n_channels: int) -> list[int]:
+    if not isinstance(values, list) or not values:
+        raise ValueError(
+            f"{instrument}: {setting} needs a non-empty list of inputs, got {values!r}"
+        )
+    return [check_int(instrument, setting, v, 0, n_channels - 1) for v in values]

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import labctl
+from labctl.documents import Document
 from labctl.interfaces.errors import ConfigError
 from labctl.runner.control import RunControl
-from labctl.runner.documents import Document
 from labctl.runner.status import RunState
 from labctl.store.keystore import node_store_path
 from labctl.store.lock import StoreLock, hold_all

@@ -8,8 +8,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from labctl.documents import Document, DocumentKind, DocumentSink
 from labctl.interfaces.clock import Clock
-from labctl.runner.documents import Document, DocumentKind, DocumentSink
 from labctl.store.events import EventLog
 
 _STREAM = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from labctl.documents import Document
 from labctl.interfaces.clock import Clock
 from labctl.interfaces.instrument import Instrument
 from labctl.progress import RunProgress
 from labctl.runner.bus import DocumentBus
 from labctl.runner.control import RunControl
-from labctl.runner.documents import Document
 from labctl.runner.link_guard import GuardedStation, InstrumentGuard, LinkRecoveryPolicy
 from labctl.runner.status import RunState, StopPlan
 from labctl.runner.supervision import RetryPolicy, supervised_call

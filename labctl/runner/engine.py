@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labctl.documents import DocumentSink
 from labctl.progress import RunProgress
 from labctl.runner.bus import DocumentBus
 from labctl.runner.context import RunContext, RunHooks, StationLike
 from labctl.runner.control import RunControl
-from labctl.runner.documents import DocumentSink
 from labctl.runner.event_model import FILE_NAME as EVENT_MODEL_FILE
 from labctl.runner.event_model import EventModelFile
 from labctl.runner.link_guard import LinkRecoveryPolicy

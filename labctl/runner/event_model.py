@@ -24,8 +24,8 @@ from typing import Any
 
 import event_model
 
+from labctl.documents import Document
 from labctl.interfaces.units import unit_of
-from labctl.runner.documents import Document
 
 Handler = Callable[[str, Mapping[str, Any]], None]
 """Receives ``(name, document)``: name is start, descriptor, event or stop."""

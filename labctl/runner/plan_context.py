@@ -11,10 +11,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from labctl.documents import Document
 from labctl.interfaces.clock import Clock
 from labctl.interfaces.instrument import Instrument
 from labctl.progress import RunProgress
-from labctl.runner.documents import Document
 from labctl.runner.suspenders import Plan, Suspender
 from labctl.store.datasets import Column, RunDataset
 from labctl.store.run_folder import RunFolder

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.store.atomic import write_bytes_atomic
 
 

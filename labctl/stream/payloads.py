@@ -29,8 +29,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from labctl.documents import Document
 from labctl.interfaces.errors import ConfigError
-from labctl.runner.documents import Document
 
 # metric -> the fields its payload may carry (units in names; QBER is a fraction 0..1).
 LINK_METRICS: dict[str, frozenset[str]] = {

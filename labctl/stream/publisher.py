@@ -46,9 +46,9 @@ from typing import Any
 
 import aiomqtt
 
+from labctl.documents import Document
 from labctl.interfaces.clock import Clock, WallClock
 from labctl.interfaces.errors import ConfigError
-from labctl.runner.documents import Document
 from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.outbox import Message, Outbox, Position
 from labctl.stream.payloads import document_payload, link_payload, meta_payload, telemetry_payload

@@ -98,9 +98,10 @@ class Flushable(Protocol):
 
 def policy_of(transport: object) -> ReconnectPolicy:
     """The transport's policy, or the defaults for transports without one."""
-    if isinstance(transport, HasReconnectPolicy):
-        return transport.reconnect_policy
-    return DEFAULT_POLICY
+    # An attribute lookup, not isinstance(HasReconnectPolicy): a runtime Protocol check
+    # costs microseconds, and stream readers ask once per frame.
+    policy = getattr(transport, "reconnect_policy", None)
+    return policy if isinstance(policy, ReconnectPolicy) else DEFAULT_POLICY
 
 
 async def discard_input(transport: object, quiet_s: float = FLUSH_QUIET_S) -> int:

@@ -20,6 +20,7 @@ from typing import Any, Self
 
 import numpy as np
 
+from labctl.formats.ptu import PtuError, PtuTags, read_ptu
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import (
     ConfigError,
@@ -29,7 +30,6 @@ from labctl.interfaces.errors import (
 )
 from labctl.interfaces.instrument import Health, LifecycleMixin
 from labctl.interfaces.tags import TagBatch
-from labctl.store.ptu import PtuError, PtuTags, read_ptu
 
 DEFAULT_BATCH_PS = 1_000_000_000  # 1 ms
 MAX_DELAY_PS = 1_000_000_000  # 1 ms, as the world's taggers

@@ -1,182 +1,20 @@
-"""Compiled (numba) per-event loops of the world.
+"""The world's compiled kernels in one namespace, as ``sims.world.kernels.load()`` hands them out.
 
-Imported only through ``sims.world.kernels.load()``, so the world works without numba. The
-loops here take numpy's bulk draws (the intercept-resend path) and replace chains of
-whole-array passes with one pass each; the hot path (signal clicks, dead time, afterpulses,
-jitter) lives in ``jit_stream`` and draws its own counter-based randomness. uint64 constants
-stay uint64 (mixing them with Python ints would promote to float64 in numba).
+``jit_core`` holds the loops over numpy's bulk draws and the shared helpers; ``jit_stream``
+the hot path that draws its own counter-based randomness.
 """
 
-from __future__ import annotations
+from sims.world.jit_core import alice_codes, expand_clicks, gap_positions, tag_stream, tagger_clock
+from sims.world.jit_stream import dark_clicks, detector_walk, jitter_stream, signal_stream
 
-import numpy as np
-from numba import njit
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_ONE = np.uint64(1)
-_LOW32 = np.uint64(0xFFFFFFFF)
-_COIN_MASK = np.uint64((1 << 60) - 1)
-_S1, _S27, _S30, _S31, _S32, _S60 = (np.uint64(s) for s in (1, 27, 30, 31, 32, 60))
-
-
-@njit(cache=True, nogil=True)
-def gap_positions(draws, scale, last):  # type: ignore[no-untyped-def]
-    """Running sum of floor(draw * scale) + 1 after ``last`` (geometric gaps -> positions)."""
-    out = np.empty(draws.size, dtype=np.int64)
-    position = last
-    for i in range(draws.size):
-        position += np.int64(draws[i] * scale) + 1
-        out[i] = position
-    return out
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _splitmix(z):  # type: ignore[no-untyped-def]
-    z = z ^ (z >> _S30)
-    z = z * _MIX1
-    z = z ^ (z >> _S27)
-    z = z * _MIX2
-    return z ^ (z >> _S31)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _alice_code(index, key, z_threshold, class_edges):  # type: ignore[no-untyped-def]
-    bits = _splitmix(np.uint64(index) * _GOLDEN + key)
-    code = np.intp(bits & _ONE)
-    if (bits >> _S32) >= z_threshold:
-        code += 2
-    draw = (bits & _LOW32) >> _S1
-    for edge in class_edges:
-        code += 4 * np.intp(draw >= edge)
-    return code
-
-
-@njit(cache=True, nogil=True)
-def alice_codes(index, key, z_threshold, class_edges):  # type: ignore[no-untyped-def]
-    """Intensity class * 4 + basis * 2 + bit per pulse, as ``AliceSource.codes``."""
-    out = np.empty(index.size, dtype=np.intp)
-    for i in range(index.size):
-        out[i] = _alice_code(index[i], key, z_threshold, class_edges)
-    return out
-
-
-# Per click pattern k (bit d = detector d clicks): number of clicks and 1st..4th detector.
-_N_CLICKS = np.array([bin(k).count("1") for k in range(16)], dtype=np.int64)
-_NTH = np.array(
-    [[d for d in range(4) if k >> d & 1] + [0] * (4 - bin(k).count("1")) for k in range(16)],
-    dtype=np.uint8,
-)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _pattern(code, raw, threshold, alias):  # type: ignore[no-untyped-def]
-    column = np.intp(raw >> _S60)
-    slot = code * 16 + column
-    keep = np.intp((raw & _COIN_MASK) < threshold[slot])
-    return alias[slot] + keep * (column - alias[slot])  # select without a branch
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _expand(index, pattern, total, period_ps, offset_ps):  # type: ignore[no-untyped-def]
-    """One (index * period + offset, detector) per click, branch-free for single clicks."""
-    out_t = np.empty(total + 1, dtype=np.int64)
-    out_d = np.empty(total + 1, dtype=np.uint8)
-    m = 0
-    for i in range(index.size):
-        k = pattern[i]
-        t = index[i] * period_ps + offset_ps
-        out_t[m] = t
-        out_d[m] = _NTH[k, 0]
-        count = _N_CLICKS[k]
-        if count > 1:  # rare: several detectors click on one pulse
-            for r in range(1, count):
-                out_t[m + r] = t
-                out_d[m + r] = _NTH[k, r]
-        m += count
-    return out_t[:total], out_d[:total]
-
-
-@njit(cache=True, nogil=True)
-def expand_clicks(index, code, raw, threshold, alias, period_ps, offset_ps):  # type: ignore[no-untyped-def]
-    """Walker-alias click pattern per candidate, one (index * period + offset, detector) per
-    click, in pulse order; pattern 0 (no click) drops out."""
-    pattern = np.empty(index.size, dtype=np.uint8)
-    total = 0
-    for i in range(index.size):
-        k = _pattern(code[i], raw[i], threshold, alias)
-        pattern[i] = k
-        total += _N_CLICKS[k]
-    return _expand(index, pattern, total, period_ps, offset_ps)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _clock(t, offset_ps, ppm_factor, t_lo_f, w_lo, slope, wander_mode, wander_i):  # type: ignore[no-untyped-def]
-    value = t + offset_ps
-    if ppm_factor != 0.0:
-        value += np.int64(np.rint(np.float64(t) * ppm_factor))
-    if wander_mode == 1:
-        value += np.int64(np.rint((np.float64(t) - t_lo_f) * slope + w_lo))
-    elif wander_mode == 2:
-        value += np.int64(np.rint(wander_i))
-    return value
-
-
-@njit(cache=True, nogil=True)
-def tagger_clock(true_ps, offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode, wander):  # type: ignore[no-untyped-def]
-    """True ps -> tagger ps: offset + rint(t * ppm) + rint(wander), as ``TaggerModel.map_times``.
-
-    wander_mode 0: none; 1: chord w_lo + (t - t_lo) * slope; 2: precomputed ``wander`` array.
-    """
-    out = np.empty(true_ps.size, dtype=np.int64)
-    t_lo_f = np.float64(t_lo)
-    for i in range(true_ps.size):
-        w = wander[i] if wander_mode == 2 else 0.0
-        out[i] = _clock(true_ps[i], offset_ps, ppm_factor, t_lo_f, w_lo, slope, wander_mode, w)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def tag_stream(true_ps, channel, carry_t, carry_c, clock, wander, delays, resolution):  # type: ignore[no-untyped-def]
-    """Carried tags, then new clicks stamped (``tagger_clock`` + channel delay, floored to the
-    resolution), sorted by time: what ``TaggerModel.record`` does with several
-    numpy passes and a sort. Jitter and delays only swap near neighbours, so an insertion
-    step per tag costs O(1) on average. ``clock`` = (offset, ppm factor, t_lo, w_lo, slope,
-    wander mode) as for ``tagger_clock``.
-    """
-    offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode = clock
-    t_lo_f = np.float64(t_lo)
-    n = carry_t.size + true_ps.size
-    out_t = np.empty(n, dtype=np.int64)
-    out_c = np.empty(n, dtype=np.uint8)
-    out_t[: carry_t.size] = carry_t
-    out_c[: carry_t.size] = carry_c
-    m = carry_t.size
-    for i in range(true_ps.size):
-        c = channel[i]
-        w = wander[i] if wander_mode == 2 else 0.0
-        value = _clock(true_ps[i], offset_ps, ppm_factor, t_lo_f, w_lo, slope, wander_mode, w)
-        value += delays[c]
-        if resolution > 1:
-            value = (value // resolution) * resolution
-        j = m
-        while j > 0 and out_t[j - 1] > value:  # stable: equal times keep their order
-            out_t[j] = out_t[j - 1]
-            out_c[j] = out_c[j - 1]
-            j -= 1
-        out_t[j] = value
-        out_c[j] = c
-        m += 1
-    return out_t, out_c
-
-
-# Kernels that draw their own counter-based randomness (they use the helpers above).
-from sims.world.jit_stream import (  # noqa: E402
-    dark_clicks,
-    detector_walk,
-    jitter_stream,
-    signal_stream,
-)
-
-__all__ = ["dark_clicks", "detector_walk", "jitter_stream", "signal_stream"]
+__all__ = [
+    "alice_codes",
+    "dark_clicks",
+    "detector_walk",
+    "expand_clicks",
+    "gap_positions",
+    "jitter_stream",
+    "signal_stream",
+    "tag_stream",
+    "tagger_clock",
+]

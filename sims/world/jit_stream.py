@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit
 
-from sims.world.jit import _N_CLICKS, _NTH, _alice_code, _pattern, _splitmix
+from sims.world.jit_core import _N_CLICKS, _NTH, _alice_code, _pattern, _splitmix
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S11, _S16 = np.uint64(11), np.uint64(16)

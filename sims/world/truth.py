@@ -7,11 +7,32 @@ reads them is cheating.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from sims.world.world import World
+from labctl.interfaces.clock import Clock
+from sims.world.detectors import DetectorBank
+from sims.world.optics import OpticalPath
+from sims.world.settings import WorldSettings
+from sims.world.tagger import TaggerModel
+
+
+class WorldParts(Protocol):
+    """What the truth is read from: the world's parts (the World itself, in practice)."""
+
+    @property
+    def settings(self) -> WorldSettings: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def optics(self) -> OpticalPath: ...
+    @property
+    def detectors(self) -> DetectorBank: ...
+    @property
+    def taggers(self) -> Mapping[str, TaggerModel]: ...
+    @property
+    def period_ps(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +55,7 @@ class WorldTruth:
     blinding: bool
 
     @classmethod
-    def of(cls, world: World) -> WorldTruth:
+    def of(cls, world: WorldParts) -> WorldTruth:
         """Read the truth off a world."""
         optics, states = world.optics, world.detectors.states
         alice, bob = world.taggers["alice"], world.taggers["bob"]
@@ -56,7 +77,7 @@ class WorldTruth:
         )
 
 
-def snapshot_of(world: World) -> dict[str, Any]:
+def snapshot_of(world: WorldParts) -> dict[str, Any]:
     """Current settings and live state as JSON-able values (no hidden truth)."""
     optics = world.optics
     return {

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.settings import MqttSettings

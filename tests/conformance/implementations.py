@@ -85,8 +85,8 @@ def replay_factory() -> Factory:
 
         import numpy as np
 
+        from labctl.formats.ptu import write_ptu
         from labctl.interfaces.tags import TagBatch
-        from labctl.store.ptu import write_ptu
         from sims.twins.replay import ReplayTimeTagger
 
         rng = np.random.default_rng(13)

@@ -256,3 +256,36 @@ def test_from_config_builds_scpi_and_stream_links() -> None:
     )
     with pytest.raises(ConfigError, match="needs 4 values"):
         ID1000.from_config(bad, BuildContext(lab="lab", node="bob"))
+
+
+async def test_stream_inputs_limit_the_raw_timestamps_sent() -> None:
+    transport = ScriptedTransport(
+        [
+            *CONNECT,
+            (b"REC:STOP;ENAB ON;NUM INF;TRIG:ARM:MODE MANU;:RAW2:SEND ON", b""),
+            (b"REC:PLAY", b""),
+        ],
+        instrument="tagger",
+        message_based=True,
+    )
+    stream = ScriptedFrames([], instrument="tagger")
+    tagger = ID1000("tagger", transport, stream, stream_inputs=[1])
+    await tagger.connect()
+    await tagger.start_stream()
+    transport.assert_complete()
+
+
+def test_stream_inputs_from_config_are_checked() -> None:
+    def spec(stream_inputs: object) -> InstrumentSpec:
+        return InstrumentSpec(
+            name="tagger",
+            class_path="drivers.idq.id1000:ID1000",
+            settings={"n_channels": 2, "stream_inputs": stream_inputs},
+            transport=TransportSpec(kind="zmq", address="tcp://127.0.0.1:5555"),
+        )
+
+    ID1000.from_config(spec([1]), BuildContext(lab="lab", node="alice"))
+    with pytest.raises(ConfigError, match="stream_inputs"):
+        ID1000.from_config(spec([2]), BuildContext(lab="lab", node="alice"))
+    with pytest.raises(ConfigError, match="non-empty list"):
+        ID1000.from_config(spec([]), BuildContext(lab="lab", node="alice"))

@@ -8,7 +8,7 @@ from typing import Any
 import event_model
 from runner_fixtures import counting_plan
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.runner.engine import RunEngine
 from labctl.runner.event_model import FILE_NAME, EventModelConverter, read_documents
 

@@ -12,7 +12,7 @@ import pytest
 from qcodes.dataset import load_by_guid, load_by_run_spec
 from qcodes.dataset.sqlite.database import connect
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.store import (
     Calibration,
     CalibrationStore,

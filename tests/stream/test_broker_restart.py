@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.outbox import Outbox
 from labctl.stream.publisher import MqttPublisher
@@ -87,7 +87,7 @@ async def test_outage_longer_than_memory_queue_spills_to_disk(
 
 CHILD = """
 import asyncio, sys, time
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.recorder import recording
 from labctl.stream.settings import MqttSettings

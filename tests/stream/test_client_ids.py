@@ -20,7 +20,7 @@ NODE = "labctl/v1/lab/alice-bob"
 
 CHILD = """
 import asyncio, json, sys, time
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.settings import MqttSettings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.recorder import recording
 from labctl.stream.session import open_stream
 

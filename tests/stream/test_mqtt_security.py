@@ -10,7 +10,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from labctl.runner.documents import Document
+from labctl.documents import Document
 from labctl.stream.client import make_client
 from labctl.stream.mosquitto import Mosquitto, TlsFiles
 from labctl.stream.publisher import MqttPublisher

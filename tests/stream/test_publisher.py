@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from labctl.documents import Document
 from labctl.interfaces.errors import ConfigError
-from labctl.runner.documents import Document
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.recorder import find_leaks, recording

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from labctl.formats.ptu import read_ptu, write_ptu
 from labctl.interfaces import (
     BuildContext,
     ConfigError,
@@ -18,7 +19,6 @@ from labctl.interfaces import (
     TagBatch,
     TimeTagger,
 )
-from labctl.store.ptu import read_ptu, write_ptu
 from sims.twins.replay import ReplayTimeTagger
 
 

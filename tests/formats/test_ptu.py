@@ -9,14 +9,14 @@ import numpy as np
 import ptufile
 import pytest
 
-from labctl.interfaces import BuildContext, InstrumentSpec, InstrumentTimeout, TagBatch
-from labctl.store.ptu import (
+from labctl.formats.ptu import (
     RECTYPE_HYDRAHARP_V2_T2,
     PtuError,
     PtuWriter,
     read_ptu,
     write_ptu,
 )
+from labctl.interfaces import BuildContext, InstrumentSpec, InstrumentTimeout, TagBatch
 from sims.twins import SimTimeTagger
 from sims.world import World
 
@@ -136,7 +136,7 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
 
 
 async def test_record_then_replay_gives_the_recorded_tags(tmp_path: Path) -> None:
-    from labctl.store.ptu import record_ptu
+    from labctl.formats.ptu import record_ptu
     from sims.twins.replay import ReplayTimeTagger
 
     world = World.from_settings(WORLD)
