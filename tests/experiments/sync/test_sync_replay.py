@@ -18,9 +18,9 @@ from sync_helpers import link, world_alice
 from experiments.sync.acquire import acquire_sync
 from experiments.sync.alice import AlicePattern, AliceSide
 from experiments.sync.settings import SyncSettings
+from labctl.formats.ptu import PtuWriter, read_ptu
 from labctl.interfaces.pattern import PulsePattern
 from labctl.interfaces.tags import TagBatch
-from labctl.store.ptu import PtuWriter, read_ptu
 from sims.twins import SimTimeTagger
 from sims.twins.replay import ReplayTimeTagger
 
