@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from labctl.kme.commit import GroupCommit
 from labctl.kme.config import KmeConfig
 from labctl.kme.errors import KmeError, bad_request, server_error, unauthorized
-from labctl.kme.ledger import Ledger, LedgerError, Reservation
+from labctl.kme.ledger import Ledger, LedgerError, Reservation, Segment
 from labctl.kme.messages import KeyRequest, Limits
 from labctl.kme.pool import KeyPool, PoolError, key_id_for
+from labctl.kme.relay import TAG_KEY_BITS, RelayError, RelayKey, RelayMessage, sign, verify, xor
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,16 @@ class PeerLink(Protocol):
     ) -> list[Reservation]:
         """Have the allocator pick and reserve keys for slaves on its side."""
 
+    async def relay(self, message: RelayMessage) -> None:
+        """Hand the peer a relay message (see :mod:`labctl.kme.relay`); KmeError if refused."""
+
+
+class RelayEvents(Protocol):
+    """Told of each relay this KME takes part in (counts and IDs, never key bytes)."""
+
+    def relayed(self, role: str, message: RelayMessage) -> None:
+        """``role``: 'origin', 'hop' or 'end' of the route."""
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -64,7 +76,21 @@ class Caller:
 class Kme:
     """One node's KME over its key pool and ledger."""
 
-    def __init__(self, config: KmeConfig, node: str, pool: KeyPool, peer: PeerLink) -> None:
+    def __init__(
+        self,
+        config: KmeConfig,
+        node: str,
+        pool: KeyPool,
+        peer: PeerLink,
+        *,
+        remote_saes: Mapping[str, str] | None = None,
+        kme_ids: Mapping[str, str] | None = None,
+        forward: Callable[[str], Kme | None] | None = None,
+        events: RelayEvents | None = None,
+    ) -> None:
+        """``remote_saes`` (sae_id -> node): SAEs reached over this link, the peer node's own
+        unless a network routes more through it; ``kme_ids``: KME ID of every such node;
+        ``forward(sae_id)``: this node's KME of the next link towards that SAE (relays)."""
         if node not in config.nodes:
             raise ValueError(f"node '{node}' is not one of kme.nodes {sorted(config.nodes)}")
         self.config = config
@@ -83,6 +109,15 @@ class Kme:
             max_key_per_request=config.max_key_per_request,
         )
         self._by_cn = {s.common_name: s.sae_id for s in config.saes if s.node == node}
+        self._remote: dict[str, str] = (
+            dict(remote_saes)
+            if remote_saes is not None
+            else {s.sae_id: s.node for s in config.saes if s.node == self.peer_node}
+        )
+        self._kme_ids = dict(kme_ids) if kme_ids is not None else {self.peer_node: self.peer_kme_id}
+        self._forward = forward
+        self._events = events
+        self.relays = 0  # relay messages handled here (origin, hop or end)
         self._low = False
         self._commit = GroupCommit(pool.ledger)
 
@@ -105,13 +140,16 @@ class Kme:
         return caller.name
 
     def _peer_sae(self, sae_id: str, role: str) -> str:
-        binding = self.config.sae(sae_id)
-        if binding is None or binding.node != self.peer_node:
+        if sae_id not in self._remote:
             raise unauthorized(
-                f"{role} '{sae_id}' is not an SAE of the peer KME {self.peer_kme_id}",
+                f"{role} '{sae_id}' is not an SAE reached through the peer KME {self.peer_kme_id}",
                 **{role: sae_id},
             )
         return sae_id
+
+    def _local_sae(self, sae_id: str) -> bool:
+        binding = self.config.sae(sae_id)
+        return binding is not None and binding.node == self.node
 
     # --- the spec's three calls ------------------------------------------------------
 
@@ -121,7 +159,7 @@ class Kme:
         self._peer_sae(slave, "slave_SAE_ID")
         return {
             "source_KME_ID": self.kme_id,
-            "target_KME_ID": self.peer_kme_id,
+            "target_KME_ID": self._kme_ids.get(self._remote[slave], self.peer_kme_id),
             "master_SAE_ID": master,
             "slave_SAE_ID": slave,
             "key_size": self.limits.key_size_bits,
@@ -150,6 +188,8 @@ class Kme:
             raise bad_request(
                 f"number {request.number} exceeds max_key_count {self.config.max_key_count}"
             )
+        if self._remote[slave] != self.peer_node:
+            return await self._relay_enc_keys(master, slave, request)
         if self.is_allocator:
             reservations = self._allocate(master, slaves, request, reserve_here=False)
             await self.peer.reserve(reservations)
@@ -236,6 +276,127 @@ class Kme:
         self._check_low_water()
         return reservations
 
+    # --- trusted-node relay (labctl.kme.relay) -----------------------------------------
+
+    async def _relay_enc_keys(self, master: str, slave: str, request: KeyRequest) -> dict[str, Any]:
+        """enc_keys for a slave beyond the peer: the first hop of a relay."""
+        if request.additional_slaves:
+            raise bad_request("additional_slave_SAE_IDs are not offered for relayed keys")
+        if not self.is_allocator:
+            raise bad_request(
+                f"keys for {slave} are relayed over the link to {self.peer_kme_id}, whose "
+                f"allocator ({self.config.allocator}) alone can start a relay"
+            )
+        reservations = self._allocate(master, [slave], request, reserve_here=False)
+        message = RelayMessage(
+            master,
+            slave,
+            tuple(RelayKey(r.key_id, r.size_bits, r.segments) for r in reservations),
+        )
+        await self.peer.relay(message)
+        self.relays += 1
+        if self._events is not None:
+            self._events.relayed("origin", message)
+        keys = [self._key_json(r) for r in reservations]
+        self._check_low_water()
+        log.debug("enc_keys: %d relayed key(s) for %s -> %s", len(keys), master, slave)
+        return {"keys": keys}
+
+    async def peer_relay(self, caller: Caller, message: RelayMessage) -> None:
+        """A relay message from the peer KME: end it here or pass it on (all or nothing)."""
+        self.require_peer(caller)
+        self._peer_sae(message.master, "master_SAE_ID")
+        final = self._local_sae(message.slave)
+        onward = None
+        if not final:
+            onward = None if self._forward is None else self._forward(message.slave)
+            if onward is None or onward is self:
+                raise bad_request(f"slave '{message.slave}' is not reached through {self.kme_id}")
+        # Where each key and the tag key lie in this node's store of the link.
+        located = []
+        for key in message.keys:
+            try:
+                segs = self.pool.localize(key.segments)
+            except PoolError as exc:
+                raise server_error(f"key material unknown here: {exc}") from None
+            if key.pad is None and key_id_for(segs, key.size_bits) != key.key_id:
+                raise server_error(f"key_ID {key.key_id} does not match its key material")
+            located.append(
+                Reservation(key.key_id, message.master, (message.slave,), key.size_bits, segs)
+            )
+        if message.padded:
+            self._check_tag(message)
+        elif final:
+            raise bad_request("a relay message ending at its first hop is a reservation")
+        if final:
+            pads = {k.key_id: k.pad for k in message.keys}
+            ends = [
+                Reservation(r.key_id, r.master, r.slaves, r.size_bits, r.segments, pads[r.key_id])
+                for r in located
+            ]
+            self._consume(ends, reserve_here=True)
+            role = "end"
+        else:
+            assert onward is not None
+            # Consumed before the key moves on: a failure further on wastes it, never reuses.
+            self._consume(located, reserve_here=False)
+            plain = []
+            for key, res in zip(message.keys, located, strict=True):
+                data = self._read(res.segments)
+                plain.append(data if key.pad is None else xor(data, key.pad))
+            await onward.relay_onward(message.master, message.slave, message.keys, plain)
+            role = "hop"
+        self.relays += 1
+        if self._events is not None:
+            self._events.relayed(role, message)
+
+    def _check_tag(self, message: RelayMessage) -> None:
+        """Consume the message's tag key here and check the tag (401 when it fails)."""
+        assert message.tag_segments is not None
+        try:
+            tag_segs = self.pool.localize(message.tag_segments)
+        except PoolError as exc:
+            raise server_error(f"tag key unknown here: {exc}") from None
+        tag_key = Reservation(
+            key_id_for(tag_segs, TAG_KEY_BITS),
+            message.master,
+            (message.slave,),
+            TAG_KEY_BITS,
+            tag_segs,
+        )
+        self._consume([tag_key], reserve_here=False)
+        try:
+            verify(message, self._read(tag_segs))
+        except RelayError as exc:
+            log.warning("%s: relay message refused: %s", self.kme_id, exc)
+            raise unauthorized(str(exc)) from None
+
+    async def relay_onward(
+        self, master: str, slave: str, keys: tuple[RelayKey, ...], plain: list[bytes]
+    ) -> None:
+        """Pad ``plain`` (the end-to-end keys) with key of this link and send it on, signed."""
+        if not self.is_allocator:
+            raise server_error(
+                f"cannot relay over the link to {self.peer_kme_id}: "
+                f"its allocator is {self.config.allocator}"
+            )
+        size_bits = keys[0].size_bits
+        if any(k.size_bits != size_bits for k in keys):
+            raise bad_request("relayed keys of one message must have one size")
+        hop = self._allocate(master, [slave], KeyRequest(len(keys), size_bits), reserve_here=False)
+        tag_key = self._allocate(master, [slave], KeyRequest(1, TAG_KEY_BITS), reserve_here=False)
+        padded = tuple(
+            RelayKey(key.key_id, size_bits, res.segments, xor(data, self._read(res.segments)))
+            for key, res, data in zip(keys, hop, plain, strict=True)
+        )
+        message = RelayMessage(master, slave, padded, tag_key[0].segments)
+        try:
+            message = sign(message, self._read(tag_key[0].segments))
+        except ValueError as exc:
+            raise server_error(f"relay not signed: {exc}") from None
+        await self.peer.relay(message)
+        self._check_low_water()
+
     def require_peer(self, caller: Caller) -> None:
         if not caller.is_peer_kme:
             raise unauthorized(f"only the peer KME {self.peer_kme_id} may call this")
@@ -288,11 +449,22 @@ class Kme:
             raise server_error(f"key material refused: {exc}") from None
         return local
 
-    def _key_json(self, res: Reservation) -> dict[str, str]:
+    def _consume(self, reservations: list[Reservation], *, reserve_here: bool) -> None:
         try:
-            data = self.pool.read(res.segments)
+            self.ledger.consume(reservations, reserve_here=reserve_here)
+        except LedgerError as exc:
+            raise server_error(f"key material refused: {exc}") from None
+
+    def _read(self, segments: tuple[Segment, ...]) -> bytes:
+        try:
+            return self.pool.read(segments)
         except PoolError as exc:
             raise server_error(f"key material unreadable: {exc}") from None
+
+    def _key_json(self, res: Reservation) -> dict[str, str]:
+        data = self._read(res.segments)
+        if res.pad is not None:  # a relayed key: pad XOR this link's key (labctl.kme.relay)
+            data = xor(data, res.pad)
         return {"key_ID": res.key_id, "key": base64.b64encode(data).decode("ascii")}
 
     def _check_low_water(self) -> None:

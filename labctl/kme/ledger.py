@@ -14,6 +14,10 @@ SQLite (WAL), one file per node (``kme-ledger-alice.sqlite``), never holding key
   its key leaves the KME, so it is served at most once.
 - ``delivered``: key_IDs already handed out, so a repeated dec_keys says so.
 
+A key relayed by a trusted node (:mod:`labctl.kme.relay`) is reserved at its last node as
+the location of that hop's key plus ``pad``, the relayed one-time-padded key: the key is
+``pad XOR`` those store bytes, so the ledger alone never holds it (the file is 0600).
+
 What must survive a power loss is made durable before the call returns: the lease (a
 ``synchronous=FULL`` commit) and the erasure of a reservation before its key is served (a
 commit followed by :meth:`Ledger.sync`, an fsync of the WAL that
@@ -35,7 +39,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -45,7 +49,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS consumed (start_byte INTEGER PRIMARY KEY, end_byte INTEGER)",
     "CREATE TABLE IF NOT EXISTS reservations (key_id TEXT PRIMARY KEY, master TEXT NOT NULL, "
     "slaves TEXT NOT NULL, segments TEXT NOT NULL, size_bits INTEGER NOT NULL, "
-    "created_ts REAL NOT NULL)",
+    "created_ts REAL NOT NULL, pad BLOB)",
     "CREATE TABLE IF NOT EXISTS delivered (key_id TEXT PRIMARY KEY, ts REAL NOT NULL)",
 )
 
@@ -84,13 +88,18 @@ class Segment:
 
 @dataclass(frozen=True)
 class Reservation:
-    """A key reserved for slave SAEs: its key_ID, master SAE, size and store location."""
+    """A key reserved for slave SAEs: its key_ID, master SAE, size and store location.
+
+    ``pad`` (relayed keys only): the key is ``pad XOR`` the bytes of ``segments``. It never
+    travels in :meth:`to_json` (the relay message carries it, authenticated).
+    """
 
     key_id: str
     master: str
     slaves: tuple[str, ...]
     size_bits: int
     segments: tuple[Segment, ...]
+    pad: bytes | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, object]:
         """Form sent between KMEs (locations only, never bytes)."""
@@ -184,6 +193,10 @@ class Ledger:
             self._synchronous: Synchronous = synchronous
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(reservations)")}
+            if "pad" not in columns:  # a ledger written before relayed keys existed
+                self._db.execute("ALTER TABLE reservations ADD COLUMN pad BLOB")
+            self.path.chmod(0o600)
         except sqlite3.Error as exc:
             raise LedgerError(f"KME ledger {self.path}: cannot open ({exc})") from None
         self._consumed = _Intervals()
@@ -261,7 +274,8 @@ class Ledger:
                 )
                 if reserve_here:
                     self._db.executemany(
-                        "INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO reservations (key_id, master, slaves, segments, "
+                        "size_bits, created_ts, pad) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [
                             (
                                 r.key_id,
@@ -270,6 +284,7 @@ class Ledger:
                                 json.dumps([s.to_json() for s in r.segments]),
                                 r.size_bits,
                                 now,
+                                r.pad,
                             )
                             for r in reservations
                         ],
@@ -292,18 +307,19 @@ class Ledger:
         marks = ",".join("?" * len(key_ids))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT key_id, master, slaves, segments, size_bits FROM reservations "
+                f"SELECT key_id, master, slaves, segments, size_bits, pad FROM reservations "
                 f"WHERE key_id IN ({marks})",
                 list(key_ids),
             ).fetchall()
         out = {}
-        for key_id, master, slaves, segments, size_bits in rows:
+        for key_id, master, slaves, segments, size_bits, pad in rows:
             out[str(key_id)] = Reservation(
                 str(key_id),
                 str(master),
                 tuple(json.loads(slaves)),
                 int(size_bits),
                 tuple(Segment.from_json(s) for s in json.loads(segments)),
+                None if pad is None else bytes(pad),
             )
         return out
 
@@ -324,12 +340,11 @@ class Ledger:
         with self._lock:
             self._sync("NORMAL")  # made durable by sync() before the key leaves
             self._db.execute("BEGIN IMMEDIATE")
-            deleted = 0
-            for key_id in key_ids:
-                deleted += self._db.execute(
-                    "DELETE FROM reservations WHERE key_id = ?", (key_id,)
-                ).rowcount
-            if deleted != len(key_ids):
+            marks = ",".join("?" * len(key_ids))
+            deleted = self._db.execute(
+                f"DELETE FROM reservations WHERE key_id IN ({marks})", list(key_ids)
+            ).rowcount
+            if deleted != len(set(key_ids)):
                 self._db.execute("ROLLBACK")
                 raise LedgerError("a reservation was taken meanwhile")
             self._db.executemany("INSERT INTO delivered VALUES (?, ?)", [(k, now) for k in key_ids])

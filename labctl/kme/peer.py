@@ -2,8 +2,10 @@
 
 ``POST {peer}/peer/v1/reserve`` hands the peer the allocator's reservations for its slave
 SAEs; ``POST {peer}/peer/v1/allocate`` asks the allocator for keys for a master SAE of this
-KME. Only locations in the stores travel (store key ids, offsets, lengths), never key bytes.
-The connection is kept open between calls. Any failure is a 503 for the SAE that asked.
+KME; ``POST {peer}/peer/v1/relay`` carries a relayed key one hop on (labctl.kme.relay,
+one-time-padded and authenticated past the first hop). Otherwise only locations in the
+stores travel (store key ids, offsets, lengths), never key bytes. The connection
+is kept open between calls. Any failure is a 503 for the SAE that asked.
 
 Reservations made while one is on its way travel together in the next call (one round trip
 for many enc_keys under load, none delayed when the link is idle); the peer records a call
@@ -20,6 +22,7 @@ import aiohttp
 
 from labctl.kme.errors import server_error
 from labctl.kme.ledger import Reservation
+from labctl.kme.relay import RELAY_PATH, RelayMessage
 
 RESERVE_PATH = "/peer/v1/reserve"
 ALLOCATE_PATH = "/peer/v1/allocate"
@@ -117,6 +120,10 @@ class HttpPeer:
             return [Reservation.from_json(item) for item in items]
         except (KeyError, TypeError, ValueError) as exc:
             raise server_error(f"peer KME {self.peer_kme_id} answered badly: {exc}") from None
+
+    async def relay(self, message: RelayMessage) -> None:
+        """Hand the peer a relay message; returns once the route's last KME holds the keys."""
+        await self._post(RELAY_PATH, message.to_json())
 
     async def close(self) -> None:
         """Close the kept-open connection."""

@@ -15,20 +15,67 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from labctl.kme import messages
-from labctl.kme.engine import Caller, Kme
+from labctl.kme.engine import Caller
 from labctl.kme.errors import KmeError, bad_request, server_error
 from labctl.kme.ledger import Reservation
+from labctl.kme.messages import KeyRequest, Limits
 from labctl.kme.peer import ALLOCATE_PATH, RESERVE_PATH
+from labctl.kme.relay import RELAY_PATH, RelayError, RelayMessage
 from labctl.kme.tls import common_name
 
 log = logging.getLogger(__name__)
 
-KME_KEY = web.AppKey("kme", Kme)
+
+class KmeApi(Protocol):
+    """What the server asks of a KME: one link's (labctl.kme.engine.Kme) or a node's of a
+    network (labctl.kme.network.NodeKme)."""
+
+    @property
+    def limits(self) -> Limits:
+        """Sizes and counts the KME offers."""
+        ...
+
+    def identify(self, common_name: str | None) -> Caller:
+        """The caller named by its certificate's CN (401 when unknown)."""
+        ...
+
+    def require_peer(self, caller: Caller) -> None:
+        """401 unless the caller is a peer KME."""
+        ...
+
+    def status(self, caller: Caller, slave: str) -> dict[str, Any]:
+        """The Status object."""
+        ...
+
+    async def enc_keys(self, caller: Caller, slave: str, request: KeyRequest) -> dict[str, Any]:
+        """The Key container for a master SAE."""
+        ...
+
+    async def dec_keys(self, caller: Caller, master: str, key_ids: list[str]) -> dict[str, Any]:
+        """The Key container for a slave SAE."""
+        ...
+
+    def peer_reserve(self, caller: Caller, reservations: list[Reservation]) -> None:
+        """Reservations from the allocator KME."""
+        ...
+
+    def peer_allocate(
+        self, caller: Caller, master: str, slaves: list[str], number: int, size_bits: int
+    ) -> list[Reservation]:
+        """Keys picked for a master SAE of the peer KME."""
+        ...
+
+    async def peer_relay(self, caller: Caller, message: RelayMessage) -> None:
+        """A relayed key from the peer KME."""
+        ...
+
+
+KME_KEY = web.AppKey("kme", KmeApi)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CallerName = Callable[[web.Request], str | None]
 NAME_KEY: web.AppKey[CallerName] = web.AppKey("caller_name")
@@ -139,7 +186,19 @@ async def peer_allocate(request: web.Request) -> web.Response:
     return _json({"reservations": [r.to_json() for r in reservations]})
 
 
-def build_app(kme: Kme, caller_name: CallerName = certificate_cn) -> web.Application:
+async def peer_relay(request: web.Request) -> web.Response:
+    kme = request.app[KME_KEY]
+    caller = _caller(request)
+    kme.require_peer(caller)
+    try:
+        message = RelayMessage.from_json(await _body(request))
+    except RelayError as exc:
+        raise bad_request(str(exc)) from None
+    await kme.peer_relay(caller, message)
+    return _json({"relayed": len(message.keys)})
+
+
+def build_app(kme: KmeApi, caller_name: CallerName = certificate_cn) -> web.Application:
     """The aiohttp application of one KME.
 
     ``caller_name`` tells who asks; the KME uses the client certificate's CN. Another
@@ -155,6 +214,7 @@ def build_app(kme: Kme, caller_name: CallerName = certificate_cn) -> web.Applica
     app.router.add_route("POST", "/api/v1/keys/{sae_id}/dec_keys", dec_keys)
     app.router.add_post(RESERVE_PATH, peer_reserve)
     app.router.add_post(ALLOCATE_PATH, peer_allocate)
+    app.router.add_post(RELAY_PATH, peer_relay)
     return app
 
 

@@ -90,6 +90,23 @@ def _element(data: bytes) -> int:
     return int.from_bytes(data, "big") & _MASK_127
 
 
+def one_time_tag(hash_key: bytes, pad: bytes, message: bytes) -> tuple[bytes, int]:
+    """(16-byte tag, chunk count L) of ``message`` under a fresh hash key and pad.
+
+    For a channel whose every message gets its own 16-byte hash key and 16-byte pad (both
+    uniform, used once): the forgery bound per message is L/(p-1) as above. A hash key of 0
+    or p, or a pad of p (probability ~2^-126), raises ValueError: the caller takes fresh
+    material rather than use a non-uniform key.
+    """
+    if len(hash_key) != HASH_KEY_BYTES or len(pad) != PAD_BYTES:
+        raise ValueError(f"one_time_tag: needs {HASH_KEY_BYTES}+{PAD_BYTES} bytes of key")
+    key, pad_value = _element(hash_key), _element(pad)
+    if key in (0, PRIME) or pad_value == PRIME:
+        raise ValueError("one_time_tag: degenerate key material (0 or p)")
+    digest, chunks = poly_hash(key, message)
+    return ((digest + pad_value) % PRIME).to_bytes(TAG_BYTES, "big"), chunks
+
+
 @dataclass
 class KeyPool:
     """One direction's one-time-pad bytes, consumed front to back, refillable."""

@@ -16,6 +16,11 @@ qber           qber, qber_z, qber_x (fractions 0..1)       phys_perf, type QBER
 attenuation    channel_att_db                              phys_channel_att
 sifted         sifted_rate_bps                             (labctl: sifted key rate)
 key_stored     key_stored_bits                             (labctl: key stored per block)
+key_pool       stored_key_count, max_key_count,            (GS QKD 014 Status names: the
+               key_size_bits                               KME's pool of the link)
+relay          relayed_keys_count, relayed_bits,           (labctl: trusted-node relay,
+               origin_keys_count, hop_keys_count,          cumulative since the KME started;
+               end_keys_count                              internal consumption in 015)
 =============  ==========================================  =================================
 
 docs/asyncapi.yaml documents each one field for field (a test compares it with what is
@@ -40,6 +45,16 @@ LINK_METRICS: dict[str, frozenset[str]] = {
     "attenuation": frozenset({"channel_att_db"}),
     "sifted": frozenset({"sifted_rate_bps"}),
     "key_stored": frozenset({"key_stored_bits"}),
+    "key_pool": frozenset({"stored_key_count", "max_key_count", "key_size_bits"}),
+    "relay": frozenset(
+        {
+            "relayed_keys_count",
+            "relayed_bits",
+            "origin_keys_count",
+            "hop_keys_count",
+            "end_keys_count",
+        }
+    ),
 }
 # GS QKD 015 link-status types: key being generated, link up without key, being set up, off.
 LINK_STATUSES = ("ACTIVE", "PASSIVE", "PENDING", "OFF")

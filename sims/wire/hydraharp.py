@@ -32,6 +32,7 @@ import zmq.asyncio
 
 from labctl.interfaces.tags import TagBatch
 from sims.wire.base import GARBAGE, Fate, TcpEndpoint, attempt, ensure_link, log
+from sims.wire.pacing import StreamPacer
 
 WRAP = 1 << 25
 OFFSET_RANGE_PS = (-99_999, 99_999)
@@ -341,6 +342,7 @@ class HydraHarpWire:
         sock = self._stream
         assert sock is not None
         encoder: RecordEncoder | None = None
+        pacer = StreamPacer()
         loop = asyncio.get_running_loop()
         while loop.time() < self._deadline_s:
             outcome = await attempt(self.twin.read_batch(READ_TIMEOUT_S))
@@ -358,7 +360,10 @@ class HydraHarpWire:
             shown = TagBatch(
                 batch.channel[keep], batch.time_ps[keep], batch.start_ps, batch.stop_ps
             )
-            await sock.send(encoder.encode(shown), copy=False)
+            gathered = pacer.add(shown)
+            if gathered is not None:
+                await sock.send(encoder.encode(gathered), copy=False)
+            await pacer.pace(batch.stop_ps)
             await asyncio.sleep(0)
         with contextlib.suppress(Exception):
             await self.twin.stop_stream()

@@ -59,6 +59,7 @@ import zmq.asyncio
 
 from labctl.interfaces.tags import TagBatch
 from sims.wire.base import GARBAGE, Fate, Outcome, attempt, ensure_link, log
+from sims.wire.pacing import StreamPacer
 from sims.wire.scpi_commands import (
     INVALID_CMD,
     INVALID_VALUE,
@@ -560,6 +561,7 @@ class Id1000Wire:
     async def _pump(self) -> None:
         sock = self._stream
         assert sock is not None
+        pacer = StreamPacer()
         while self.record.running():
             outcome = await attempt(self.twin.read_batch(READ_TIMEOUT_S))
             if outcome.fate is Fate.LOST:
@@ -569,10 +571,15 @@ class Id1000Wire:
                 await sock.send(GARBAGE)
                 continue
             if outcome.fate is not Fate.OK:
+                pacer.flush()  # what was gathered before it is lost with it
                 self.encoder.skip()  # a window the device could not deliver: a seq gap
                 continue
-            for frame in self.encoder.encode(_only(outcome.value, self._streamed_channels())):
-                await sock.send(frame, copy=False)
+            batch: TagBatch = outcome.value
+            gathered = pacer.add(_only(batch, self._streamed_channels()))
+            if gathered is not None:
+                for frame in self.encoder.encode(gathered):
+                    await sock.send(frame, copy=False)
+            await pacer.pace(batch.stop_ps)
             # A send that did not block returns at once: let control requests in.
             await asyncio.sleep(0)
         self.record.playing = False

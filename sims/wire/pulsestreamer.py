@@ -183,7 +183,7 @@ class PulseStreamerWire:
             "reset": ((), self._reset),
             "reboot": ((), self._reset),
             "constant": ((_Param(list),), self._constant),
-            "stream": ((_Param(str), _Param(int), _Param(list)), self._stream),
+            "stream": ((_Param(str), _Param(int), _Param(list)), self._stream_base64),
             "startNow": ((), self._start_now),
             "start": ((_Param(int), _Param(int)), self._start_slot),
             "forceFinal": ((), self._force_final),
@@ -346,21 +346,20 @@ class PulseStreamerWire:
         data = payload[STREAM_HEADER.size : STREAM_HEADER.size + n_steps * STEP_DTYPE.itemsize]
         if len(data) != n_steps * STEP_DTYPE.itemsize:
             return Outcome(Fate.REFUSED, message="payload shorter than its step count")
-        encoded = base64.b64encode(data).decode("ascii")
         final = [0, digi, ao0, ao1]
         try:
             if command == COMMAND_STREAM:
-                return await self._stream(encoded, n_runs, final)
-            return await self._upload(encoded, n_runs, final)
+                return await self._stream(data, n_runs, final)
+            return await self._upload(data, n_runs, final)
         except RpcFault as fault:
             return Outcome(Fate.REFUSED, message=fault.message)
 
-    async def _upload(self, encoded: str, n_runs: int, final: list[Any]) -> Outcome:
+    async def _upload(self, raw: bytes, n_runs: int, final: list[Any]) -> Outcome:
         """A continuous-streaming chunk: the first after a reset loads, the rest append."""
         if not self._fresh and self.state.has_sequence and self.state.decoded:
             if n_runs == 0 or n_runs < -1:
                 raise RpcFault(INVALID_PARAMS, f"n_runs must be -1 or >= 1, got {n_runs}")
-            pattern, _, _ = self._decode(_steps(encoded))
+            pattern, _, _ = self._decode(_steps(raw))
             if pattern is None:
                 return Outcome(Fate.REFUSED, message="chunk is not a frame-marked pattern")
             if n_runs > 1:
@@ -369,7 +368,7 @@ class PulseStreamerWire:
         trigger = self.state.trigger_start
         self.state.trigger_start = 1  # an upload waits for start(slot, ...)
         try:
-            outcome = await self._stream(encoded, n_runs, final)
+            outcome = await self._stream(raw, n_runs, final)
         finally:
             self.state.trigger_start = trigger
         self._fresh = False
@@ -468,11 +467,19 @@ class PulseStreamerWire:
         self._fresh = True
         return Outcome(Fate.OK, 0)
 
-    async def _stream(self, encoded: str, n_runs: int, final: list[Any]) -> Outcome:
+    async def _stream_base64(self, encoded: str, n_runs: int, final: list[Any]) -> Outcome:
+        """JSON-RPC ``stream``: the steps come base64 encoded."""
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise RpcFault(INVALID_PARAMS, "Invalid params: sequence is not base64") from None
+        return await self._stream(raw, n_runs, final)
+
+    async def _stream(self, raw: bytes, n_runs: int, final: list[Any]) -> Outcome:
         final_state = _output_state(final)
         if n_runs == 0 or n_runs < -1:
             raise RpcFault(INVALID_PARAMS, f"n_runs must be -1 (forever) or >= 1, got {n_runs}")
-        steps = _steps(encoded)
+        steps = _steps(raw)
         pattern, period_ns, divider = self._decode(steps)
         if pattern is not None and n_runs > 1:
             if len(pattern) * n_runs > MAX_DECODED_PULSES:
@@ -710,14 +717,14 @@ class PulseStreamerWire:
         if total > MAX_DECODED_PULSES:
             raise RpcFault(DEVICE_ERROR, f"sequence of {total} pulses is too long to simulate")
         codes = steps["ao0"]
-        lookup = self._codes
-        unknown = {int(c) for c in np.unique(codes)} - set(lookup)
-        if unknown:
+        table = np.zeros(1 << 16, dtype=np.uint8)
+        known = np.zeros(1 << 16, dtype=bool)
+        for code, klass in self._codes.items():
+            table[code & 0xFFFF] = klass
+            known[code & 0xFFFF] = True
+        if not known[codes.view(np.uint16)].all():
             log.warning("%s: analog-0 levels match no intensity class: plays nothing", self.name)
             return None, None, None
-        table = np.zeros(1 << 16, dtype=np.uint8)
-        for code, klass in lookup.items():
-            table[code & 0xFFFF] = klass
         mask = np.repeat(digi, counts)
         intensity = table[np.repeat(codes.view(np.uint16), counts)]
         basis = ((mask >> np.uint8(channels.basis_channel)) & 1).astype(np.uint8)
@@ -780,11 +787,7 @@ def _output_state(state: list[Any]) -> list[int]:
     return [int(v) for v in state]
 
 
-def _steps(encoded: str) -> npt.NDArray[np.void]:
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise RpcFault(INVALID_PARAMS, "Invalid params: sequence is not base64") from None
+def _steps(raw: bytes) -> npt.NDArray[np.void]:
     if not raw or len(raw) % STEP_DTYPE.itemsize:
         raise RpcFault(
             INVALID_PARAMS,

@@ -108,3 +108,26 @@ def test_refusals() -> None:
             frame_channel=3,
             intensity_levels_v=(0.8,),
         )
+
+
+def _steps_oracle(p: PulsePattern, period_ns: int, divider: int, before: int) -> bytes:
+    """Whole-array numpy encoding (no long runs): the oracle of the compiled encoder."""
+    mask = (p.basis << 0) | (p.bit << 1)
+    mask[(-before) % divider :: divider] |= 1 << 2
+    mask[0] |= 1 << 3
+    level = np.asarray(CHANNELS.intensity_codes, dtype=np.int16)[p.intensity]
+    key = (mask.astype(np.int32) << 16) | level.view(np.uint16).astype(np.int32)
+    starts = np.concatenate(([0, 1], np.flatnonzero(key[2:] != key[1:-1]) + 2))
+    starts = starts[starts < len(p)]
+    runs = np.diff(np.append(starts, len(p)))
+    return b"".join(
+        struct.pack("<IBhh", int(r) * period_ns, int(mask[s]), int(level[s]), 0)
+        for s, r in zip(starts, runs, strict=True)
+    )
+
+
+@pytest.mark.parametrize("before", [0, 5, 999])
+def test_compiled_encoder_matches_the_numpy_oracle(before: int) -> None:
+    p = seeded_pattern(20_000, [0.97, 0.02, 0.01], 0.98, seed=before)
+    steps = encode_steps(p, CHANNELS, period_ns=3, marker_divider=1000, pulses_before=before)
+    assert steps.tobytes() == _steps_oracle(p, 3, 1000, before)

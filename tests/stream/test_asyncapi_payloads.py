@@ -122,8 +122,25 @@ async def test_published_payloads_match_the_asyncapi_file(
                 {"skr_bps": 900.0, "eskr_bps": 850.0, "expected_consumption_bps": 256.0},
                 ts=2.0,
             )
+            # The KME of a network node (tests/kme/test_kme_relay.py checks its own payloads).
+            pub.publish_link_metric(
+                "alice-bob",
+                "key_pool",
+                {"stored_key_count": 12, "max_key_count": 100000, "key_size_bits": 256},
+            )
+            pub.publish_link_metric(
+                "alice-bob",
+                "relay",
+                {
+                    "relayed_keys_count": 3,
+                    "relayed_bits": 768,
+                    "origin_keys_count": 3,
+                    "hop_keys_count": 0,
+                    "end_keys_count": 0,
+                },
+            )
             assert await pub.flush(10)
-        assert await rec.wait_for(lambda: len(rec.messages) >= 16, 10), rec.messages
+        assert await rec.wait_for(lambda: len(rec.messages) >= 18, 10), rec.messages
     seen_channels: set[str] = set()
     seen_metrics: set[str] = set()
     for topic, payload in rec.messages:
