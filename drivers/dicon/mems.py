@@ -24,6 +24,7 @@ from drivers.common.base import (
     validate_config_settings,
     with_default_options,
 )
+from drivers.common.recovery import resend_garbled
 from drivers.common.scpi import ScpiLink
 from drivers.common.validate import check_int, parse_int
 from labctl.interfaces.build import BuildContext, InstrumentSpec
@@ -144,7 +145,13 @@ class DiconMems(DriverBase):
     async def get_port(self) -> int:
         """The routed channel, as the switch reports it."""
         command = f"ROUT{self._module}:SCAN?"
-        port = parse_int(await self._scpi.ask(command), instrument=self.name, command=command)
+
+        async def exchange() -> int:
+            return parse_int(await self._scpi.ask(command), instrument=self.name, command=command)
+
+        # A query only reads: one whose reply does not parse (garbled, or the late reply of
+        # a command whose caller gave up) is flushed and asked again.
+        port = await resend_garbled(self._transport, exchange, repeatable=True)
         if not 1 <= port <= self._n_ports:
             raise InstrumentFault(
                 f"switch reports channel {port}, outside 1..{self._n_ports}",

@@ -14,7 +14,8 @@ negative SCPI code and text, raised as InstrumentFault naming the command).
 
 from __future__ import annotations
 
-from typing import Any, Self
+from collections.abc import Callable
+from typing import Any, Self, TypeVar
 
 from drivers.common.base import (
     DriverBase,
@@ -23,12 +24,15 @@ from drivers.common.base import (
     validate_config_settings,
     with_default_options,
 )
+from drivers.common.recovery import resend_garbled
 from drivers.common.scpi import ScpiLink
 from drivers.common.validate import check_bool, check_number, parse_float, parse_on_off
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
 from labctl.transport.base import Transport
+
+T = TypeVar("T")
 
 VENDORS = ("KEYSIGHT TECHNOLOGIES", "AGILENT TECHNOLOGIES")
 ORDER_TUNING = 0
@@ -136,8 +140,7 @@ class N7776C(DriverBase):
 
     async def get_output(self) -> bool:
         """True when the output is on."""
-        command = ":SOUR0:POW:STAT?"
-        return parse_on_off(await self._scpi.ask(command), instrument=self.name, command=command)
+        return await self._query(":SOUR0:POW:STAT?", parse_on_off)
 
     async def set_power_mw(self, power_mw: float) -> None:
         """Set the output power setpoint in milliwatts."""
@@ -162,7 +165,7 @@ class N7776C(DriverBase):
     # -- internals ----------------------------------------------------------------------
 
     async def _locked(self) -> bool:
-        return parse_on_off(await self._scpi.ask(":LOCK?"), instrument=self.name, command=":LOCK?")
+        return await self._query(":LOCK?", parse_on_off)
 
     def _plan(self, key: str, value: Any) -> None:
         """Remember a setting so connect() (re-)applies it."""
@@ -196,7 +199,18 @@ class N7776C(DriverBase):
             ) from None
 
     async def _ask_float(self, command: str) -> float:
-        return parse_float(await self._scpi.ask(command), instrument=self.name, command=command)
+        return await self._query(command, parse_float)
+
+    async def _query(self, command: str, parse: Callable[..., T]) -> T:
+        """Ask ``command`` and parse the reply. These queries only read: one whose reply does
+        not parse (garbled, or the late reply of a command whose caller gave up) is flushed
+        and asked again; ``:SYST:ERR?`` pops the queue and is never re-sent."""
+
+        async def exchange() -> T:
+            reply = await self._scpi.ask(command)
+            return parse(reply, instrument=self.name, command=command)
+
+        return await resend_garbled(self._transport, exchange, repeatable=True)
 
 
 def _power_command(power_mw: float) -> str:

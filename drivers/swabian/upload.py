@@ -23,7 +23,12 @@ import itertools
 import logging
 import struct
 
-from labctl.interfaces.errors import InstrumentFault, InstrumentTimeout, ProtocolError
+from labctl.interfaces.errors import (
+    ConnectionLost,
+    InstrumentFault,
+    InstrumentTimeout,
+    ProtocolError,
+)
 from labctl.transport.tcp import TcpTransport
 
 log = logging.getLogger("labctl.transport")
@@ -91,26 +96,19 @@ class UploadTransport(TcpTransport):
                 await self.open()
             self._require_open(command)
             log.debug("%s: -> upload slot %d (%d steps)", self.instrument, slot, n_steps)
-            for piece in (head + sub, steps, pad):
-                if not piece:
-                    continue
-                try:
-                    await asyncio.wait_for(self._send(piece), timeout_s)
-                except TimeoutError:
-                    raise InstrumentTimeout(
-                        f"upload not accepted by {self.resource} within {timeout_s:g} s",
-                        instrument=self.instrument,
-                        command=command,
-                    ) from None
-                except (OSError, EOFError) as exc:
-                    raise await self._lost(command, exc) from exc
-                self.bytes_sent += len(piece)
             try:
+                for piece in (head + sub, steps, pad):
+                    if piece:
+                        await self._send_piece(piece, command, timeout_s)
                 error, data = await self._read_reply(command_id, command, timeout_s)
-            except (InstrumentTimeout, ProtocolError):
-                # A late or foreign reply would be taken for the next one: start afresh.
-                await super().close()
+            except ConnectionLost:
+                raise  # closed already; the driver reconnects
+            except BaseException:
+                # A late, half-read or never-read reply would be taken for the next upload's:
+                # after a timeout, a foreign reply, an upload half sent or one cancelled by its
+                # caller (a supervisor's deadline), the next upload starts on a fresh link.
                 self._reopen = True
+                await super().close()
                 raise
         if error:
             raise InstrumentFault(
@@ -123,6 +121,19 @@ class UploadTransport(TcpTransport):
             raise InstrumentFault(
                 f"upload returned {value}", instrument=self.instrument, command=command
             )
+
+    async def _send_piece(self, piece: bytes, command: str, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._send(piece), timeout_s)
+        except TimeoutError:
+            raise InstrumentTimeout(
+                f"upload not accepted by {self.resource} within {timeout_s:g} s",
+                instrument=self.instrument,
+                command=command,
+            ) from None
+        except (OSError, EOFError) as exc:
+            raise await self._lost(command, exc) from exc
+        self.bytes_sent += len(piece)
 
     async def _read_reply(
         self, command_id: int, command: str, timeout_s: float

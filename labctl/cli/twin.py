@@ -18,6 +18,7 @@ from typing import Any
 from labctl.cli.common import load_station_config
 from labctl.cli.grammar import add_duration, duration_of
 from labctl.interfaces.errors import ConfigError, LabctlError
+from labctl.station.loader import load_config
 from labctl.station.station import Station
 
 SERVER_MODULE = "sims.wire.serve"
@@ -31,6 +32,10 @@ Single Quantum Eos (JSON over TCP + counts stream), time tagger = ID Quantique I
 Prints every endpoint, then serves until Ctrl-C or SIGTERM and stops cleanly (sockets and
 pseudo-terminals closed, the symlinks it created removed). Ports and the symlink folder come
 from the config's `twin_serve` section; the defaults are the ones configs/hil.yaml uses.
+A twin is served as a second model (Keysight N7776C, Thorlabs MPC320, DiCon MEMS, Tektronix
+AWG5208, ID Quantique ID120, PicoQuant HydraHarp 400) when `twin_serve.instruments.NAME.wire`
+names it, or with `--for STATION` when the station that drives the twins names that model's
+driver as the instrument's `class:`.
 Exit codes: 0 stopped cleanly, 1 serving failed, 2 bad config.
 """
 
@@ -51,6 +56,12 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument("config", metavar="CONFIG", help="station YAML file with a world")
     add_duration(serve, "serve this long, then stop as on Ctrl-C (default: until Ctrl-C)")
+    serve.add_argument(
+        "--for",
+        dest="driven_by",
+        metavar="STATION",
+        help="serve each twin as the model whose driver STATION names for it (class:)",
+    )
     serve.set_defaults(func=run_serve)
 
 
@@ -67,6 +78,11 @@ def run_serve(args: argparse.Namespace) -> int:
         settings = serve.ServeSettings.from_section(
             config.raw_section("twin_serve"), base_dir=config.config_dir
         )
+        if args.driven_by is not None:
+            driven = load_config(args.driven_by)
+            classes = {name: spec.class_path for name, spec in driven.instruments.items()}
+            models = serve.station_models(classes, file=driven.file)
+            settings = settings.with_models(models, file=driven.file)
         station = Station.from_config(config)
         wire = serve.WireTwins(station.instruments, settings)
     except ConfigError as exc:

@@ -19,7 +19,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from labctl.interfaces.errors import InstrumentFault, InstrumentTimeout, ProtocolError
+from labctl.interfaces.errors import (
+    ConnectionLost,
+    InstrumentFault,
+    InstrumentTimeout,
+    ProtocolError,
+)
 from labctl.transport.core import DEFAULT_MAX_REPLY_BYTES
 from labctl.transport.tcp import TcpTransport
 
@@ -112,18 +117,27 @@ class JsonRpcHttpTransport(TcpTransport):
                 {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)},
                 separators=(",", ":"),
             ).encode("utf-8")
-            await self._send_request(body, method)
             try:
-                status, headers, payload = await self._read_response(method, timeout_s)
-            except (InstrumentTimeout, ProtocolError):
-                # A late or half-read reply would be taken for the next one: start afresh.
-                await super().close()
+                await self._send_request(body, method)
+                while True:
+                    status, headers, payload = await self._read_response(method, timeout_s)
+                    if not _stale(payload, request_id):
+                        break
+                    # The reply to an earlier call its caller gave up on: not this one's.
+                    log.debug("%s: skipped a late reply before %s's", self.instrument, method)
+                if headers.get("connection", "").lower() == "close":
+                    await super().close()
+                    self._reopen = True
+                return self._result(status, payload, request_id, method)
+            except (ConnectionLost, JsonRpcError):
+                raise  # closed already, or a clean answer (an error object) on a good link
+            except BaseException:
+                # A late, half-read or never-read reply would be taken for the next call's:
+                # after a timeout, a bad reply, a request half sent or a call cancelled by
+                # its caller (a supervisor's deadline), the next call starts afresh.
                 self._reopen = True
+                await super().close()
                 raise
-            if headers.get("connection", "").lower() == "close":
-                await super().close()
-                self._reopen = True
-        return self._result(status, payload, request_id, method)
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -246,6 +260,16 @@ class JsonRpcHttpTransport(TcpTransport):
 
     def _protocol(self, method: str, message: str) -> ProtocolError:
         return ProtocolError(message, instrument=self.instrument, command=method)
+
+
+def _stale(payload: bytes, request_id: int) -> bool:
+    """True when ``payload`` is a JSON-RPC reply to an earlier request than ``request_id``."""
+    try:
+        reply = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    reply_id = reply.get("id") if isinstance(reply, dict) else None
+    return isinstance(reply_id, int) and not isinstance(reply_id, bool) and reply_id < request_id
 
 
 def _slices(body: bytes) -> list[bytes]:

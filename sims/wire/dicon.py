@@ -14,10 +14,24 @@ the error queue are the same documented assumptions as in drivers/dicon/mems.py)
 - commands answer nothing; a refused command queues an SCPI error read with
   ``SYSTem:ERRor?`` as ``<code>,"<text>"`` (``0,"No error"``): -113 unknown header or
   module, -222 channel out of range, -109/-108 missing or extra parameter.
+
+The module's short command set, as the published Python clients of DiCon MEMS 1xN
+modules use it (Instrumental's and photonmover's ``DiConOpticalSwitch``: 115200 baud,
+CR-terminated commands, one byte read and dropped before each reply line):
+
+- ``I1 <ch>`` routes module 1 to channel ``ch`` (0 parks it, as ``PK`` does: the
+  twin's parking port), ``I1?`` answers the routed channel, ``PK`` parks;
+- ``ID?`` answers the identity above, ``CF?`` the configuration ``<inputs>,<outputs>``
+  (``1,<N>``: the clients read the channel count from its second field).
+
+Assumed from those clients, where no manual is at hand: a reply to a short query is an LF,
+the text, then CR LF; a refused short command (another module, a channel beyond N) changes
+nothing, answers nothing and queues -113/-222 as the SCPI commands do.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +51,7 @@ TERMINATOR = b"\r"
 SERIAL_NUMBER = "LCTWIN0003"
 FIRMWARE = "1.08"
 MODULE = 1
+SHORT = re.compile(r"(ID\?|CF\?|PK|I(\d+)\?|I(\d+) +(\d+))", re.IGNORECASE)
 
 ERRORS = {
     0: "No error",
@@ -80,12 +95,42 @@ class DiconMemsWire(SerialDevice):
         """Run one command line; its query replies, CR-terminated, or nothing."""
         if not await ensure_link(self.twin):
             return b""
-        outcome = await self._scpi.message(request.decode("ascii", errors="replace"))
+        text = request.decode("ascii", errors="replace").strip()
+        short = SHORT.fullmatch(text)
+        if short is not None:
+            outcome = await self._short(short)
+            if outcome.fate is Fate.OK and outcome.value is not None:
+                return b"\n" + str(outcome.value).encode("ascii") + b"\r\n"
+            return GARBAGE + TERMINATOR if outcome.fate is Fate.GARBLED else b""
+        outcome = await self._scpi.message(text)
         if outcome.fate is Fate.OK:
             return str(outcome.value).encode("ascii") + TERMINATOR
         if outcome.fate is Fate.GARBLED:
             return GARBAGE + TERMINATOR
         return b""
+
+    async def _short(self, match: re.Match[str]) -> Outcome:
+        """One command of the short set: ID?, CF?, PK, I<m>?, I<m> <ch>."""
+        command = match.group(1).upper()
+        if command == "ID?":
+            return Outcome(Fate.OK, self._identity())
+        if command == "CF?":
+            return Outcome(Fate.OK, f"1,{int(self.twin.n_ports)}")
+        if command == "PK":
+            return await attempt(self.twin.set_port(int(self.twin.parking_port)))
+        module = int(match.group(2) or match.group(3))
+        if module != MODULE:
+            self._scpi.push_error(-113, f"no switch module {module}")
+            return Outcome(Fate.REFUSED)
+        if match.group(2) is not None:  # I<m>?
+            outcome = await attempt(self.twin.get_port())
+            return Outcome(Fate.OK, str(int(outcome.value))) if outcome.fate is Fate.OK else outcome
+        channel = int(match.group(4))
+        if channel > int(self.twin.n_ports):
+            self._scpi.push_error(-222, match.group(4))
+            return Outcome(Fate.REFUSED)
+        port = channel or int(self.twin.parking_port)
+        return await attempt(self.twin.set_port(port))
 
     def _commands(self) -> list[ScpiCommand]:
         return [

@@ -35,7 +35,8 @@ from typing import Any
 
 from sims.wire.base import GARBAGE, Fate, TcpEndpoint, attempt, ensure_link
 
-IDENTITY = "IDQuantique,ID120,LCTWIN0004-{channel},2.1.0"
+SERIAL = "LCTWIN0004-{channel}"  # one module per channel, each with its own serial
+IDENTITY = "IDQuantique,ID120," + SERIAL + ",2.1.0"
 THRESHOLD_UV = (0, 1_047_000, 500)
 BIAS_UV = (0, 250_000_000, 80_000)
 DEADTIME = (40, 1_000_000, 40)
@@ -152,6 +153,8 @@ class Id120Channel:
         path = header.rstrip("?")
         handler = self._handlers().get((path, query))
         if handler is None:
+            if query and path in ("INFO:PRODUCT_SERIAL_NUMBER", "INFO:BOARD_SERIAL_NUMBER"):
+                return SERIAL.format(channel=self.channel)
             if query and path.startswith("INFO:") and path[5:] in INFO:
                 return INFO[path[5:]]
             if path.startswith("OUTPUT") and path.endswith(":POLARITY"):

@@ -34,13 +34,15 @@ numbering); polarization controller: ``ozoptics-epc400`` (default), ``thorlabs-m
 SCPI port per channel from ``port``); time tagger: ``idq-id1000`` (default),
 ``picoquant-hydraharp`` (HHLib bridge: ``control_port``, ``stream_port``). A model that
 does not serve the twin's interface is a ConfigError naming
-``twin_serve.instruments.<name>.wire``.
+``twin_serve.instruments.<name>.wire``. ``labctl twin serve SIM --for STATION`` takes the
+models from the driver classes STATION names (``models.station_models``), so a station
+swaps a model by its ``class:`` (and transport) alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ from sims.wire.eos import EosWire
 from sims.wire.epc400 import Epc400Wire
 from sims.wire.ffswitch import FfSwitchWire
 from sims.wire.id1000 import Id1000Wire
+from sims.wire.models import station_models as station_models
 from sims.wire.models import wire_class
 from sims.wire.pulsestreamer import PulseStreamerWire
 from sims.wire.tsl570 import Tsl570Wire
@@ -110,6 +113,20 @@ class ServeSettings:
             raise ConfigError("must be push or pub", field="twin_serve.stream_pattern")
         instruments = section.get("instruments", {})
         return cls(host, link_dir, pattern, _ports(instruments), wires=_wires(instruments))
+
+    def with_models(self, wires: Mapping[str, str], *, file: str | None = None) -> ServeSettings:
+        """These settings with ``wires`` (instrument -> model, e.g. ``station_models`` of the
+        station that drives the twins) added; a different model already named under
+        ``twin_serve`` is a ConfigError naming both."""
+        merged = dict(self.wires)
+        for name, wire in wires.items():
+            if merged.setdefault(name, wire) != wire:
+                raise ConfigError(
+                    f"twin_serve names model {merged[name]!r} but {file or 'the station'} "
+                    f"drives {name!r} as {wire!r}",
+                    field=f"twin_serve.instruments.{name}.wire",
+                )
+        return replace(self, wires=merged)
 
 
 def _wires(section: Any) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """A served bench for hardware-in-the-loop tests: ``labctl twin serve`` on free ports.
 
 ``ServedBench.start(tmp)`` serves configs/sim.yaml (every port picked free, serial links in
-``tmp``); ``bench.config("hil", tmp)`` writes configs/hil.yaml (or hil-alice / hil-bob)
+``tmp``; ``station="sim-mixed"`` serves that file, its second models kept);
+``bench.config("hil", tmp)`` writes configs/hil.yaml (or hil-alice / hil-bob / hil-mixed)
 pointed at those endpoints, with its run folder and key stores in ``tmp``.
 """
 
@@ -48,19 +49,33 @@ class ServedBench:
     lines: Queue[str] = field(default_factory=Queue)
 
     @classmethod
-    def start(cls, folder: Path, world: dict[str, Any] | None = None) -> ServedBench:
-        """Serve configs/sim.yaml (world settings updated by ``world``) on free ports."""
-        data = yaml.safe_load((REPO / "configs" / "sim.yaml").read_text(encoding="utf-8"))
+    def start(
+        cls,
+        folder: Path,
+        world: dict[str, Any] | None = None,
+        station: str = "sim",
+        driven_by: Path | None = None,
+    ) -> ServedBench:
+        """Serve configs/<station>.yaml (world settings updated by ``world``) on free ports;
+        ``driven_by``: serve each twin as the model that station's driver speaks to."""
+        path = REPO / "configs" / f"{station}.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
         for key, value in (world or {}).items():
             data["world"]["settings"].setdefault(key, {}).update(value)
         links = folder / "links"
         links.mkdir(parents=True, exist_ok=True)
-        data["twin_serve"] = {"link_dir": str(links), "instruments": FREE_PORTS}
+        # The models the station file names (``wire:``) stay; only the ports become free.
+        named = (data.get("twin_serve") or {}).get("instruments") or {}
+        instruments = {name: dict(named.get(name, {})) for name in data["instruments"]}
+        for name, ports in FREE_PORTS.items():
+            instruments.setdefault(name, {}).update(ports)
+        data["twin_serve"] = {"link_dir": str(links), "instruments": instruments}
         data["storage"] = {"runs_dir": str(folder / "served")}
         config = folder / "served.yaml"
         config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        command = [sys.executable, "-m", "labctl", "twin", "serve", str(config)]
         process = subprocess.Popen(
-            [sys.executable, "-m", "labctl", "twin", "serve", str(config)],
+            command + ([] if driven_by is None else ["--for", str(driven_by)]),
             cwd=REPO,
             env=env(),
             stdout=subprocess.PIPE,
@@ -106,9 +121,18 @@ class ServedBench:
     def _port(self, name: str, role: str) -> str:
         return self.endpoints[(name, role)].rsplit(":", 1)[1]
 
-    def config(self, which: str, folder: Path, qkd: dict[str, Any] | None = None) -> Path:
-        """configs/<which>.yaml pointed at this bench; runs and key stores under ``folder``."""
-        data = yaml.safe_load((REPO / "configs" / f"{which}.yaml").read_text(encoding="utf-8"))
+    def config(
+        self,
+        which: str | Path,
+        folder: Path,
+        qkd: dict[str, Any] | None = None,
+        calibration: dict[str, dict[str, Any]] | None = None,
+    ) -> Path:
+        """configs/<which>.yaml (or the station file ``which``) pointed at this bench; runs
+        and key stores under ``folder``; ``qkd`` and ``calibration`` settings updated."""
+        source = which if isinstance(which, Path) else REPO / "configs" / f"{which}.yaml"
+        which = source.stem
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
         for name, spec in data["instruments"].items():
             transport = spec["transport"]
             if name == "laser":
@@ -132,6 +156,8 @@ class ServedBench:
         }
         if qkd:
             data.setdefault("qkd", {}).update(qkd)
+        for routine, values in (calibration or {}).items():
+            data.setdefault("calibration", {}).setdefault(routine, {}).update(values)
         path = folder / f"{which}.yaml"
         path.write_text(yaml.safe_dump(data), encoding="utf-8")
         return path

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from hil_bench import ServedBench
 from test_cli_twin import start_serve, stop_serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,3 +74,47 @@ def test_mixed_station_is_healthy_against_served_second_models(tmp_path: Path) -
     finally:
         rest = stop_serve(process, signal.SIGINT)
     assert "twin serve: stopped" in rest
+
+
+# configs/hil.yaml's station with three models swapped, as a lab would edit it: each entry's
+# `class:`; transports stay (the same VISA socket and serial links). The settings below are
+# what the other model has: the TSL-570's coherence control and the EPC-400's scrambling
+# and fourth squeezer have no counterpart on an N7776C or a three-paddle MPC320.
+SWAPS = {
+    "laser": ("drivers.keysight.n7776c:N7776C", {"power_mw": 1.0, "wavelength_nm": 1550.0}),
+    "pc-bob": ("drivers.thorlabs.mpc320:MPC320", {"voltages_mv": [0.0, 0.0, 0.0]}),
+    "switch": ("drivers.dicon.mems:DiconMems", None),  # settings unchanged
+}
+
+
+@pytest.mark.slow
+def test_twin_serve_for_a_station_serves_the_models_it_names(tmp_path: Path) -> None:
+    station = yaml.safe_load((REPO / "configs" / "hil.yaml").read_text())
+    for name, (class_path, settings) in SWAPS.items():
+        station["instruments"][name]["class"] = class_path
+        if settings is not None:
+            station["instruments"][name]["settings"] = settings
+    path = tmp_path / "swapped.yaml"
+    path.write_text(yaml.safe_dump(station))
+    bench = ServedBench.start(tmp_path / "bench", driven_by=path)  # configs/sim.yaml
+    try:
+        check = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "labctl",
+                "check",
+                str(bench.config(path, tmp_path)),
+                "--connect",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        bench.stop()
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "all 7 instrument(s) connected and healthy" in check.stdout
+    for driver in ("N7776C", "MPC320", "DiconMems", "EosSNSPD", "ID1000", "PulseStreamer"):
+        assert driver in check.stdout

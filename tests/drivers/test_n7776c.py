@@ -128,9 +128,15 @@ async def test_bad_identity_garbage_and_silence() -> None:
     with pytest.raises(ProtocolError, match="not a Keysight"):
         await N7776C("laser", transport).connect()
     laser, transport = await connected(
-        [(b":SOUR0:POW?\n", b"watts\n"), (b":SOUR0:WAV?\n", SILENCE)]
+        [
+            (b":SOUR0:POW?\n", b'+0,"No error"\n'),  # a late reply to an abandoned query
+            (b":SOUR0:POW?\n", b"+1.00000000E-03\n"),  # asked again after a flush
+            *[(b":SOUR0:POW?\n", b"watts\n")] * 3,  # garbled every time: given up
+            (b":SOUR0:WAV?\n", SILENCE),
+        ]
     )
-    with pytest.raises(ProtocolError):
+    assert await laser.get_power_mw() == pytest.approx(1.0)
+    with pytest.raises(ProtocolError, match="did not parse 3 times"):
         await laser.get_power_mw()
     with pytest.raises(InstrumentTimeout) as info:
         await laser.get_wavelength_nm()

@@ -12,7 +12,7 @@ import pytest
 from labctl.interfaces.errors import ConnectionLost, InstrumentTimeout, ProtocolError
 from labctl.transport.jsonrpc_http import JsonRpcError, JsonRpcHttpTransport
 
-Reply = Callable[[dict[str, object]], bytes | None]
+Reply = Callable[[dict[str, object]], bytes | tuple[float, bytes] | None]
 
 
 class Scripted:
@@ -33,6 +33,9 @@ class Scripted:
                 body = await reader.readexactly(length)
                 self.requests.append(head + body)
                 answer = self.reply(json.loads(body))
+                if isinstance(answer, tuple):  # (delay, reply): a slow device
+                    await asyncio.sleep(answer[0])
+                    answer = answer[1]
                 if answer is None:
                     await reader.read()  # silent until the client gives up and closes
                     return
@@ -202,3 +205,28 @@ async def test_large_bodies_go_out_in_slices() -> None:
     assert link.bytes_sent > 3 << 20
     await link.close()
     server.close()
+
+
+def late_then_right(req: dict[str, object]) -> bytes | tuple[float, bytes]:
+    request_id = int(str(req["id"]))
+    if req["method"] == "slow":
+        return 0.3, result("slow")(req)
+    if req["method"] == "afterLate":  # a late reply to the call before, then this one's
+        late = {"jsonrpc": "2.0", "id": request_id - 1, "result": "late"}
+        return http(json.dumps(late).encode()) + result("right")(req)
+    return result("fine")(req)
+
+
+@pytest.mark.parametrize("peer", [late_then_right], indirect=True)
+async def test_a_call_given_up_on_does_not_answer_the_next(peer: Scripted) -> None:
+    link = await opened(peer, timeout_s=2.0)
+    # A supervisor's deadline cancels the call while the device is still working on it.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(link.call("slow"), 0.05)
+    assert await link.call("fine") == "fine"  # not "slow": a fresh connection
+    await asyncio.sleep(0.4)  # the old connection's late reply went nowhere
+    assert await link.call("fine") == "fine"
+    # A late reply that does arrive on the link before this call's is skipped.
+    assert await link.call("afterLate") == "right"
+    assert await link.call("fine") == "fine"
+    await link.close()

@@ -117,3 +117,56 @@ def test_sim_mixed_is_sim_yaml_plus_the_wire_choices() -> None:
     assert mixed == yaml.safe_load((configs / "sim.yaml").read_text()), (
         "configs/sim-mixed.yaml drifted from configs/sim.yaml"
     )
+
+
+def test_every_wire_model_has_its_driver_and_the_driver_exists() -> None:
+    import importlib
+
+    from labctl.interfaces import devices
+    from sims.wire.models import DRIVER_MODELS, WIRE_MODELS
+
+    interfaces = {
+        "laser": devices.Laser,
+        "polarization_controller": devices.PolarizationController,
+        "optical_switch": devices.OpticalSwitch,
+        "transmitter": devices.Transmitter,
+        "detector": devices.SinglePhotonDetector,
+        "time_tagger": devices.TimeTagger,
+    }
+    served = sorted((i, w) for i, models in WIRE_MODELS.items() for w in models)
+    assert sorted(DRIVER_MODELS.values()) == served  # one driver per model, both ways
+    for class_path, (interface, _wire) in DRIVER_MODELS.items():
+        module, name = class_path.split(":")
+        driver = getattr(importlib.import_module(module), name)
+        for member in ("connect", "close", "health", "safe_state"):
+            assert callable(getattr(driver, member)), (class_path, member)
+        protocol_methods = [m for m in vars(interfaces[interface]) if not m.startswith("_")]
+        missing = [m for m in protocol_methods if not hasattr(driver, m)]
+        assert not missing, (class_path, missing)
+
+
+def test_a_station_names_the_models_by_its_driver_classes() -> None:
+    from sims.wire.models import station_models
+
+    classes = {
+        "laser": "drivers.keysight.n7776c:N7776C",
+        "pc-bob": "drivers.ozoptics.epc400:EPC400",
+        "detectors": "sims.twins:SimDetector",  # a twin, or a lab's own class: no model
+        "tagger-bob": "drivers.picoquant.hydraharp:HydraHarp400",
+    }
+    assert station_models(classes) == {
+        "laser": "keysight-n7776c",
+        "pc-bob": "ozoptics-epc400",
+        "tagger-bob": "picoquant-hydraharp",
+    }
+    with pytest.raises(ConfigError, match=r"instruments\.switch\.class.*no wire model"):
+        station_models({"switch": "drivers.common.base:DriverBase"}, file="hil.yaml")
+    assert served_classes({}) == {"laser": Tsl570Wire, "pc-bob": Epc400Wire, "switch": FfSwitchWire}
+    settings = ServeSettings(link_dir=None).with_models(station_models(classes))
+    built = {s.name: type(s) for s in build_servers(twins(), settings)}
+    assert built == {"laser": N7776cWire, "pc-bob": Epc400Wire, "switch": FfSwitchWire}
+    # A model named under twin_serve must agree with the station's driver.
+    named = ServeSettings.from_section({"instruments": {"pc-bob": {"wire": "thorlabs-mpc320"}}})
+    assert named.with_models({"pc-bob": "thorlabs-mpc320"}).wires == {"pc-bob": "thorlabs-mpc320"}
+    with pytest.raises(ConfigError, match=r"twin_serve\.instruments\.pc-bob\.wire.*hil\.yaml"):
+        named.with_models({"pc-bob": "ozoptics-epc400"}, file="hil.yaml")

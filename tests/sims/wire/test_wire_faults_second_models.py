@@ -21,7 +21,10 @@ async def test_n7776c_timeout_garbled_and_disconnect_reach_the_driver() -> None:
         with pytest.raises(InstrumentTimeout) as info:
             await laser.get_power_mw()
         assert info.value.command == ":SOUR0:POW?"
+        # Queries only read: one garbled reply is asked again, three in a row give up.
         _schedule(setup.world, GarbledReply(at_s=now, instrument="laser"))
+        assert await laser.get_wavelength_nm() == pytest.approx(1550.0)
+        _schedule(setup.world, GarbledReply(at_s=now, instrument="laser", count=3))
         with pytest.raises(ProtocolError):
             await laser.get_wavelength_nm()
         _schedule(setup.world, Disconnect(at_s=now, duration_s=5.0, instrument="laser"))
@@ -41,7 +44,11 @@ async def test_mpc320_and_dicon_garbled_replies_are_protocol_errors() -> None:
         _schedule(setup.world, GarbledReply(at_s=now, instrument="pc-bob"))
         with pytest.raises(ProtocolError, match="not an APT message"):
             await setup.drivers["pc-bob"].get_voltages_mv()
+        # The DiCon driver asks a garbled query again (it only reads): one garble is absorbed,
+        # three in a row (the first try and both re-sends) are a ProtocolError.
         _schedule(setup.world, GarbledReply(at_s=now, instrument="switch"))
+        assert await setup.drivers["switch"].get_port() == setup.world.switch_port()
+        _schedule(setup.world, GarbledReply(at_s=now, instrument="switch", count=3))
         with pytest.raises(ProtocolError):
             await setup.drivers["switch"].get_port()
         # The next call is clean.
