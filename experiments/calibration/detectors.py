@@ -224,7 +224,7 @@ def _judge(name: str, entry: dict[str, float], cfg: dict[str, Any]) -> list[str]
     after, jitter = entry["afterpulse_probability"], entry["jitter_fwhm_ps"]
     if dark > cfg["max_dark_rate_hz"]:
         problems.append(f"{name} dark count rate {dark:.0f} Hz > {cfg['max_dark_rate_hz']:g} Hz")
-    if dark < cfg["min_dark_rate_hz"]:
+    if _implausibly_dark(dark, cfg["min_dark_rate_hz"], cfg["dark_integration_s"]):
         problems.append(
             f"{name} dark count rate {dark:.1f} Hz < {cfg['min_dark_rate_hz']:g} Hz with bias "
             "on: not counting photons (blinded?)"
@@ -243,3 +243,26 @@ def _judge(name: str, entry: dict[str, float], cfg: dict[str, Any]) -> list[str]
             f"{name} dead time {entry['dead_time_ns']:.1f} ns outside {low:g}..{high:g} ns"
         )
     return problems
+
+
+DARK_ALPHA = 1e-3
+"""How unlikely a count this low must be, at the lowest plausible dark rate, to fail."""
+
+
+def _implausibly_dark(rate_hz: float, min_rate_hz: float, integration_s: float) -> bool:
+    """True when the dark counts seen are significantly below ``min_rate_hz``.
+
+    A detector with its bias on counts at least ``min_rate_hz`` in the dark; fewer counts
+    than that fail only where a Poisson count at ``min_rate_hz`` over the integration would
+    be this low with probability under ``DARK_ALPHA`` (a short integration proves nothing).
+    """
+    if rate_hz >= min_rate_hz:
+        return False
+    expected = min_rate_hz * integration_s
+    seen = max(0, round(rate_hz * integration_s))
+    term = math.exp(-expected)
+    cdf = term
+    for k in range(1, seen + 1):
+        term *= expected / k
+        cdf += term
+    return cdf < DARK_ALPHA
