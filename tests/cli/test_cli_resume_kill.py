@@ -214,6 +214,7 @@ def test_kill_and_signals_at_random_moments_then_resume_keep_stores_and_summary_
         "the calibration report or its reuse",
         lambda: report() or "calibration reused" in _text(run / "run.log", log_at),
     )
+    recalibrated = report()
     time.sleep(rng.uniform(0.0, 0.2))
     kill("synchronization")
     # 3. acquisition and 4. post-processing: at random after a block's commit.
@@ -240,9 +241,9 @@ def test_kill_and_signals_at_random_moments_then_resume_keep_stores_and_summary_
         assert code == 1, job.out.read_text()
         ended.append((sig.name, code, _ended_consistent(run, stores)))
     # Every resume since the calibration passed reused it: only the first resume (its run
-    # killed while calibrating) calibrated again.
+    # killed while calibrating) may have calibrated again.
     log = _text(run / "run.log")
-    assert log.count("calibration reused") == jobs - 2
+    assert log.count("calibration reused") == jobs - 1 - int(recalibrated)
     assert "recalibrating on resume" not in log
     # The last resume runs to its end, after the calibration expired: it recalibrates.
     calibrations = runs / "calibration.json"
