@@ -183,11 +183,13 @@ def reconcile(stores: list[KeyStore], run_id: str, state: KeygenState) -> Reconc
     bits = sum(n for n, _ in by_id.values())
     blocks = {b for _, b in by_id.values()}
     sums = state.sums
-    if len(by_id) != sums.blocks_with_key or bits != sums.secret_bits or len(blocks) != len(by_id):
+    # What a block fed into the Wegman-Carter pool is part of its secret bits, not of its key.
+    stored_bits = sums.secret_bits - sums.auth_key_bits
+    if len(by_id) != sums.blocks_with_key or bits != stored_bits or len(blocks) != len(by_id):
         raise CheckpointError(
             f"key stores {', '.join(rows)} hold {len(by_id)} committed key(s) of run {run_id} "
             f"({bits} bits) but its checkpoint counts {sums.blocks_with_key} "
-            f"({sums.secret_bits} bits): the stores were changed since; not resuming"
+            f"({stored_bits} bits): the stores were changed since; not resuming"
         )
     return Reconciled(deleted, completed, ids)
 

@@ -146,6 +146,22 @@ def test_reconcile_completes_a_committed_key_missing_at_one_end(tmp_path: Path) 
     assert alice.get(kid) == key
 
 
+def test_reconcile_counts_the_bits_a_block_gave_to_the_authentication_pool(
+    tmp_path: Path,
+) -> None:
+    # A block's secret bits are its stored key plus what refilled the Wegman-Carter pool.
+    bob, alice = _pair(tmp_path)
+    key = _bits(40)
+    kid = bob.add(key, run_id=RUN, block=0)
+    alice.add(key, key_id=kid, run_id=RUN, block=0)
+    state = KeygenState(next_block=1, committed_block=0)
+    state.sums.blocks_with_key, state.sums.secret_bits, state.sums.auth_key_bits = 1, 168, 128
+    assert reconcile([bob, alice], RUN, state).key_ids == [kid]
+    state.sums.auth_key_bits = 0
+    with pytest.raises(CheckpointError, match=r"\(40 bits\) but its checkpoint counts 1 \(168"):
+        reconcile([bob, alice], RUN, state)
+
+
 def test_reconcile_refuses_stores_that_do_not_hold_what_the_checkpoint_counts(
     tmp_path: Path,
 ) -> None:
