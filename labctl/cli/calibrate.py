@@ -3,14 +3,14 @@
 
 Prints a summary table (routine, instrument, PASS/FAIL, reason). Exit code 0 when every
 routine passed, 1 when any failed (or the run itself failed), 2 for bad input. The
-routines are plans in ``experiments.calibration`` found by name, like ``labctl run --plan``.
+routines are the plans installed under the ``labctl.calibrations`` entry points
+(``labctl.extensions``); ``labctl.config_checks`` check the station file first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from labctl import extensions
 from labctl.cli.grammar import add_run_limits, duration_of, timeout_of
 from labctl.cli.runsetup import engine_options, quiet_console, store_locks
 from labctl.interfaces.errors import ConfigError
@@ -25,18 +26,31 @@ from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine, RunResult
 from labctl.runner.plans import Plan, load_plan
 from labctl.runner.signals import abort_on_signals
+from labctl.station.model import StationConfig
 
-REGISTRY = "experiments.calibration.registry"
-NAMES = ("all", "delays", "detectors", "polarization", "mean_photon_number", "switch")
-_PLAN_OF = {"all": "calibrate_all"} | {n: f"plan_{n}" for n in NAMES if n != "all"}
+
+def names() -> list[str]:
+    """The calibrations installed (``all`` first)."""
+    found = list(extensions.declared(extensions.CALIBRATIONS))
+    return sorted(found, key=lambda n: (n != "all", n))
 
 
 def plan_spec(name: str) -> str:
     """``module:function`` of the plan behind calibration ``name`` (ConfigError if unknown)."""
     key = name.replace("-", "_")
-    if key not in _PLAN_OF:
-        raise ConfigError(f"unknown calibration {name!r}; known: {', '.join(NAMES)}", field="NAME")
-    return f"{REGISTRY}:{_PLAN_OF[key]}"
+    if key not in names():
+        raise ConfigError(
+            f"unknown calibration {name!r}; known: {', '.join(names())}", field="NAME"
+        )
+    return extensions.spec(extensions.CALIBRATIONS, key)
+
+
+def check_config(config: StationConfig) -> None:
+    """Every installed config check (bad calibration/sync sections fail before any run)."""
+    for name in extensions.declared(extensions.CONFIG_CHECKS):
+        check = extensions.load(extensions.CONFIG_CHECKS, name)
+        if callable(check):
+            check(config)
 
 
 def summary_table(result: RunResult) -> Table:
@@ -100,8 +114,7 @@ def _main(args: argparse.Namespace) -> int:
     timeout_of(args)
     config = load_station_config(args, args.config)
     quiet_console()
-    registry = importlib.import_module(REGISTRY)
-    registry.validate_config(config)  # bad calibration/sync sections fail before any run
+    check_config(config)
     plan = load_plan(spec)
     files = (Path(args.config).read_text(encoding="utf-8"), str(Path(args.config).resolve()))
     return asyncio.run(_run(args, config, plan, spec, files))
@@ -113,7 +126,7 @@ def register(subparsers: Any) -> None:
         "calibrate", help="run a calibration routine (or all) and print pass/fail with reasons"
     )
     parser.add_argument(
-        "words", nargs="+", metavar="NAME CONFIG", help=f"NAME is one of: {', '.join(NAMES)}"
+        "words", nargs="+", metavar="NAME CONFIG", help=f"NAME is one of: {', '.join(names())}"
     )
     parser.add_argument("--config", dest="config_flag", help=argparse.SUPPRESS)
     add_run_limits(parser, "stop after this much run-clock time")
@@ -134,8 +147,8 @@ def name_and_config(args: argparse.Namespace) -> tuple[str, str]:
             f"expected NAME and CONFIG, got {' '.join(words)!r}", field="labctl calibrate"
         )
     first, second = words
-    if first.replace("-", "_") in _PLAN_OF:
+    if first.replace("-", "_") in names():
         return first, second
-    if second.replace("-", "_") in _PLAN_OF:
+    if second.replace("-", "_") in names():
         return second, first
     return first, second  # plan_spec names the unknown routine

@@ -2,7 +2,8 @@
 
 A module of this package that defines ``register(subparsers) -> None`` adds its own
 sub-command (and sets ``func``); nothing here names the commands, so adding one is adding
-a module.
+a module. Installed packages add theirs through the ``labctl.commands`` entry points
+(``labctl.extensions``), as the key-generation plans add ``labctl node``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import ModuleType
 
 import labctl
 import labctl.cli
+from labctl import extensions
 from labctl.interfaces.errors import ConfigError, LabctlError
 from labctl.log import setup_logging
 
@@ -44,6 +46,14 @@ def command_modules() -> tuple[list[ModuleType], list[str]]:
             module = importlib.import_module(name)
         except Exception as exc:  # one broken command must not take the others down
             broken.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        if callable(getattr(module, "register", None)):
+            found.append(module)
+    for entry in extensions.declared(extensions.COMMANDS).values():
+        try:
+            module = extensions.load_module(extensions.COMMANDS, entry.name)
+        except Exception as exc:  # as above: the built-in commands still work
+            broken.append(f"{entry.value}: {type(exc).__name__}: {exc}")
             continue
         if callable(getattr(module, "register", None)):
             found.append(module)

@@ -2,7 +2,8 @@
 
 ``qkd.block_pulses=1e7`` changes the ``qkd`` section; a bare ``block_pulses=1e7`` is resolved
 against the sections that know that key (the keys written in the file and, for sections
-whose settings class labctl can import, every field of it). A dotted key whose first part
+with a settings class installed under the ``labctl.settings`` entry points, every field of
+it). A dotted key whose first part
 is a section, or a bare key close to a section key, must name a known key: a misspelling
 is an error with "did you mean" suggestions, never a silent no-op. Other bare keys stay plan
 arguments (``run.args``), as before. The changed file is validated like the file itself.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +22,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from labctl import extensions
 from labctl.interfaces.errors import ConfigError
 from labctl.station.loader import validate_config
 from labctl.station.model import StationConfig
 from labctl.station.yaml_lines import read_yaml
 
-SECTION_SETTINGS = {"qkd": "experiments.keygen.settings:KeygenSettings"}
-"""Sections whose every key is a field of a settings dataclass (imported only when needed)."""
-
 OPEN_SECTIONS = ("qkd", "calibration", "sync", "alice", "runner", "twin_serve", "kme")
-"""Free-form sections: their keys are those in the file (plus SECTION_SETTINGS' fields)."""
+"""Free-form sections: their keys are those in the file (plus their settings class's fields)."""
 
 
 @dataclass
@@ -64,14 +62,23 @@ def parse_value(raw: str) -> Any:
     return value
 
 
+def settings_class(section: str) -> type | None:
+    """The settings dataclass an installed package declares for ``section`` (``labctl.settings``
+    entry points), or None: the section's keys are then those written in the file."""
+    if section not in extensions.declared(extensions.SETTINGS):
+        return None
+    cls = extensions.load(extensions.SETTINGS, section)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise ConfigError(
+            f"labctl.settings entry point {section!r} is not a settings dataclass",
+            field=extensions.SETTINGS,
+        )
+    return cls
+
+
 def _settings_fields(section: str) -> set[str]:
-    spec = SECTION_SETTINGS.get(section)
-    if spec is None:
-        return set()
-    module, _, name = spec.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
+    cls = settings_class(section)
+    if cls is None:
         return set()
     return {f.name for f in dataclasses.fields(cls)}
 
@@ -134,13 +141,8 @@ def _resolve(key: str, known: Mapping[str, set[str]]) -> list[str] | None:
 def _check_sections(changed: Mapping[str, Any], sections: Iterable[str], file: str | None) -> None:
     """Validate changed sections with their settings class (its file-style errors)."""
     for section in sections:
-        spec = SECTION_SETTINGS.get(section)
-        if spec is None:
-            continue
-        module, _, name = spec.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
+        cls = settings_class(section)
+        if cls is None:
             continue
         check = getattr(cls, "from_section", None)
         if callable(check):

@@ -12,7 +12,7 @@ From the command line (one entry) and/or the station file's ``schedule:`` sectio
         - {name: night, at: "22:00", every: 12h, duration: 2h}
         - {plan: "mymodule:sweep", args: {n: 10}, count: 1}
       recalibrate:                  # a calibration plan whenever a calibration expires
-        plan: experiments.calibration.registry:calibrate_all   # the default
+        plan: mymodule:recalibrate  # default: the installed calibration "all"
         margin: 10m                 # that much before the expiry (default 0)
         retry: 10m                  # again after this long if it did not renew (default 10m)
 
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labctl import extensions
 from labctl.cli.grammar import add_duration, add_timeout, timeout_of
 from labctl.cli.main import EXIT_DEGRADED, EXIT_FAILED, EXIT_OK
 from labctl.cli.overrides import load_with_overrides
@@ -49,7 +50,12 @@ from labctl.runner.scheduler import Scheduler, TaskStatus
 from labctl.runner.triggers import Trigger, parse_time_of_day, parse_zone
 from labctl.store.calibration import CalibrationStore
 
-DEFAULT_CALIBRATION_PLAN = "experiments.calibration.registry:calibrate_all"
+
+def default_calibration_plan() -> str:
+    """The recalibration plan of a schedule that names none: the calibration ``all``."""
+    return extensions.spec(extensions.CALIBRATIONS, "all")
+
+
 _RUN_KEYS = {"plan", "name", "at", "every", "count", "duration", "priority", "args"}
 _SECTION_KEYS = {"timezone", "until", "runs", "recalibrate"}
 _RECAL_KEYS = {"plan", "margin", "retry"}
@@ -166,7 +172,7 @@ def parse_schedule(
         raw = _mapping(recal_raw or {}, "schedule.recalibrate", _RECAL_KEYS)
         margin, retry = raw.get("margin"), raw.get("retry")
         recalibrate = Recalibration(
-            plan_spec=str(raw.get("plan") or DEFAULT_CALIBRATION_PLAN),
+            plan_spec=str(raw.get("plan") or default_calibration_plan()),
             margin_s=0.0 if margin is None else _duration(margin, "schedule.recalibrate.margin"),
             retry_s=600.0 if retry is None else _duration(retry, "schedule.recalibrate.retry"),
         )
@@ -352,7 +358,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--recalibrate",
         action="store_true",
-        help=f"run a calibration plan when a calibration expires ({DEFAULT_CALIBRATION_PLAN})",
+        help="run a calibration plan when a calibration expires (the installed calibration all)",
     )
     parser.add_argument("--timezone", help="zone of --at (default: schedule.timezone, local)")
     parser.add_argument("--for", dest="until", help="stop scheduling after this long (3d)")

@@ -1,8 +1,8 @@
 """``labctl twin serve CONFIG``: serve every twin of a sim station behind its real protocol.
 
-labctl never imports sims by name in code paths it needs itself; this command is the one
-place that reaches for the wire servers, and it does so by module path (``SERVER_MODULE``)
-like the station does for class paths, so a labctl install without sims still imports.
+labctl never imports sims: the wire server is the module installed under the
+``labctl.wire_servers`` entry point ``twins`` (``labctl.extensions``), so a labctl install
+without sims still imports and this command then says what is missing.
 """
 
 from __future__ import annotations
@@ -10,18 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import signal
 import sys
 from typing import Any
 
+from labctl import extensions
 from labctl.cli.common import load_station_config
 from labctl.cli.grammar import add_duration, duration_of
 from labctl.interfaces.errors import ConfigError, LabctlError
 from labctl.station.loader import load_config
 from labctl.station.station import Station
 
-SERVER_MODULE = "sims.wire.serve"
+SERVER = "twins"
+"""The ``labctl.wire_servers`` entry point this command serves with."""
 READY_LINE = "twin serve: ready (Ctrl-C or SIGTERM stops)"
 HELP = """\
 Build the simulated station of CONFIG (world + twins), connect every twin, and serve each
@@ -74,7 +75,7 @@ def run_serve(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "twin serve needs a simulated station (a `world:` section)", file=config.file
             )
-        serve = importlib.import_module(SERVER_MODULE)
+        serve = extensions.load_module(extensions.WIRE_SERVERS, SERVER)
         settings = serve.ServeSettings.from_section(
             config.raw_section("twin_serve"), base_dir=config.config_dir
         )

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from hil_bench import ServedBench, env
 
+from experiments.keygen.node_command import link_auth
 from experiments.keygen.settings import KeygenSettings
 from labctl.cli.main import main as labctl_main
-from labctl.cli.node import link_auth
 from labctl.interfaces.errors import ConfigError
 from labctl.qkd.transcript_auth import PoolStateError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labctl.cli.schedule import DEFAULT_CALIBRATION_PLAN, parse_schedule
+from labctl.cli.schedule import default_calibration_plan, parse_schedule
 from labctl.interfaces.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def test_section_and_command_line_entries() -> None:
     assert sweep.trigger.count == 1 and sweep.trigger.at is None  # queued once, at once
     assert cli.trigger.at == dt.time(6, 30)
     assert schedule.recalibrate is not None
-    assert schedule.recalibrate.plan_spec == DEFAULT_CALIBRATION_PLAN
+    assert schedule.recalibrate.plan_spec == default_calibration_plan()
     assert schedule.recalibrate.margin_s == 600.0 and schedule.until_s == 3 * 86400.0
 
 

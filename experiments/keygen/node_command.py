@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -45,6 +44,7 @@ from typing import Any
 
 from labctl.cli.grammar import add_duration, add_timeout, duration_of, parse_duration_s
 from labctl.cli.runsetup import quiet_console
+from labctl.interfaces import Laser
 from labctl.interfaces.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,6 @@ def link_auth(
     return hmac_key, AuthPool.open(path, role, psk)  # type: ignore[arg-type]
 
 
-def _keygen() -> Any:
-    # experiments is a sibling of labctl (never imported by name at module level).
-    return importlib.import_module("experiments.keygen.plan")
-
-
 def _warn_idle_workers(settings: Any, workers: int, who: str) -> None:
     """Workers take blocks in turn: one waits ~W block intervals for its next block."""
     idle_s = workers * settings.block_interval_s
@@ -173,10 +168,6 @@ def _stop_on_signals(stop: asyncio.Event, serving: list[bool]) -> Any:
             loop.remove_signal_handler(sig)
 
 
-def _links() -> Any:
-    return importlib.import_module("experiments.keygen.tcp_links")
-
-
 def _first_qkd_error(exc: BaseException) -> BaseException | None:
     """The QkdError behind ``exc`` (serve_alice's task group wraps its first failure)."""
     from labctl.qkd.errors import QkdError
@@ -222,16 +213,17 @@ async def _alice(args: argparse.Namespace, config: Any, psk: bytes) -> int:
 async def _serve_alice(
     args: argparse.Namespace, config: Any, psk: bytes, stop: asyncio.Event, serving: list[bool]
 ) -> int:
+    # The plan's modules load with the command, not with every ``labctl`` start.
+    from experiments.keygen import control as control_mod
+    from experiments.keygen import nodes, tcp_links
+    from experiments.keygen import plan as keygen
+    from experiments.keygen import settings as settings_mod
+    from experiments.keygen import workers as workers_mod
+    from experiments.sync import alice as alice_mod
     from labctl.qkd.errors import AuthenticationError, ChannelTimeout, QkdError
     from labctl.station import Station
     from labctl.store.keystore import KeyStore, store_key_from_config
 
-    keygen = _keygen()
-    settings_mod = importlib.import_module("experiments.keygen.settings")
-    nodes = importlib.import_module("experiments.keygen.nodes")
-    workers_mod = importlib.import_module("experiments.keygen.workers")
-    control_mod = importlib.import_module("experiments.keygen.control")
-    alice_mod = importlib.import_module("experiments.sync.alice")
     settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.listen, "--listen")
     _warn_idle_workers(settings, args.workers, "alice")
@@ -239,7 +231,12 @@ async def _serve_alice(
     async with station:
         try:
             alice = alice_mod.alice_of(station)
-            laser = station.instruments[keygen.settings_laser_of(config)]
+            laser_name = keygen.settings_laser_of(config)
+            laser = station.instruments[laser_name]
+            if not isinstance(alice, alice_mod.TransmitterAlice):
+                raise LookupError("Alice prepares her states through no Transmitter instrument")
+            if not isinstance(laser, Laser):
+                raise LookupError(f"{laser_name!r} is not a Laser instrument of this station")
         except (LookupError, KeyError) as exc:
             log.error("labctl node alice: %s", exc)
             return 2
@@ -253,7 +250,7 @@ async def _serve_alice(
             log.error("alice: %s", exc)
             return 2
         try:
-            channels = await _links().accept_channels(
+            channels = await tcp_links.accept_channels(
                 host,
                 port,
                 args.workers,
@@ -316,10 +313,10 @@ async def _serve_alice(
 
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
+    from experiments.keygen.settings import KeygenSettings
     from labctl.cli.runsetup import store_locks
 
-    settings_mod = importlib.import_module("experiments.keygen.settings")
-    settings = settings_mod.KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
+    settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.connect, "--connect")
     duration_s = args.duration_s
     _warn_idle_workers(settings, args.workers, "bob")
@@ -338,6 +335,10 @@ async def _bob_locked(
     port: int,
     duration_s: float | None,
 ) -> int:
+    from experiments.keygen import control as control_mod
+    from experiments.keygen import plan as keygen
+    from experiments.keygen import steps, tcp_links
+    from experiments.sync import alice as alice_mod
     from labctl.cli.run import engine_options, report
     from labctl.qkd.auth import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
@@ -347,9 +348,6 @@ async def _bob_locked(
     from labctl.station import Station
     from labctl.store.keystore import store_key_from_config
 
-    keygen = _keygen()
-    control_mod = importlib.import_module("experiments.keygen.control")
-    alice_mod = importlib.import_module("experiments.sync.alice")
     channels: list[AuthenticatedChannel]
     try:
         link_key, pool = link_auth(
@@ -364,7 +362,7 @@ async def _bob_locked(
         log.error("bob: %s", exc)
         return 2
     try:
-        channels = await _links().connect_channels(
+        channels = await tcp_links.connect_channels(
             host,
             port,
             args.workers,
@@ -382,8 +380,6 @@ async def _bob_locked(
 
     async def plan(run: Any) -> Any:
         await run.checkpoint()
-        from experiments.keygen import steps
-
         report = None if args.skip_calibration else await steps.calibrate(run)
         clock_map = await steps.synchronize(run)
         return await keygen.generate_key(run, clock_map, remote_alice=workers, calibration=report)
