@@ -118,7 +118,7 @@ def link_auth(
                     "before: seeding again would reuse pads; use a new pre-shared key"
                 )
             store.set_note("auth_pool_seed", seed_id)
-    return hmac_key, AuthPool.open(path, role, psk)  # type: ignore[arg-type]
+    return hmac_key, AuthPool.open(path, role, psk, store_key)  # type: ignore[arg-type]
 
 
 def _warn_idle_workers(settings: Any, workers: int, who: str) -> None:

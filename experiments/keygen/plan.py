@@ -224,7 +224,7 @@ async def generate_key(
                 power_mw = await run.instrument(settings_laser(run)).get_power_mw()
                 source = TransmitterSource(alice, lambda: power_mw)
             if channels is None:
-                channels = _local_channels(settings, alice_path, bob_path)
+                channels = _local_channels(settings, alice_path, bob_path, store_key)
             alice_store = stack.enter_context(
                 WatchedKeyStore(
                     alice_path, on_add=committer.stored_at_alice, encryption_key=store_key
@@ -332,12 +332,12 @@ async def generate_key(
 
 
 def _local_channels(
-    settings: KeygenSettings, alice_store: Path, bob_store: Path
+    settings: KeygenSettings, alice_store: Path, bob_store: Path, store_key: bytes | None
 ) -> tuple[AuthenticatedChannel, AuthenticatedChannel]:
     """Alice's and Bob's ends of the in-process link, under ``qkd.auth``."""
     if settings.auth == "hmac":
         return memory_pair(os.urandom(32), settings.channel_timeout_s)
-    alice_pool, bob_pool = open_local_pair(alice_store, bob_store)
+    alice_pool, bob_pool = open_local_pair(alice_store, bob_store, store_key)
     ta, tb = MemoryTransport.pair()
     hmac_key = os.urandom(32)  # the per-message layer; the pools carry the proof
     return (

@@ -46,12 +46,13 @@ bits (Bob names how many in ``key/stored``), which then never count as key. A se
 no slot left raises KeyPoolExhausted before anything is sent.
 
 At rest. The pool is a 0600 file beside the node's key store (``keys-alice.authpool``),
-rewritten atomically. Before a slot above the stored *floor* is used the floor is moved
-``RESERVE_SLOTS`` ahead and written first, so a node killed at any point restarts above
-every slot it may have used. A new session (:meth:`AuthPool.begin_session`) starts both ends
-at the larger of their floors and cuts the end that refilled more (Bob, when a
-``key/stored`` was lost with the link) back to the other's refills, after checking by key id
-that the common refills are the same.
+rewritten atomically; with a key store key (``storage.key_store_key_file``) it is sealed
+with AES-256-GCM under that key (``labctl.sealing``), bound to the node's role. Before a
+slot above the stored *floor* is used the floor is moved ``RESERVE_SLOTS`` ahead and written
+first, so a node killed at any point restarts above every slot it may have used. A new
+session (:meth:`AuthPool.begin_session`) starts both ends at the larger of their floors and
+cuts the end that refilled more (Bob, when a ``key/stored`` was lost with the link) back to
+the other's refills, after checking by key id that the common refills are the same.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ import numpy as np
 from labctl.qkd._poly61_jit import horner
 from labctl.qkd.errors import AuthenticationError
 from labctl.qkd.wegman_carter import PRIME, KeyPoolExhausted, poly_hash
+from labctl.sealing import Sealer, SealError
 
 __all__ = [
     "EPS_PER_CHECK",
@@ -105,6 +107,8 @@ MAX_AHEAD_SLOTS = 1 << 16
 _BUFFER_BYTES = 1 << 16
 _RECENT_REFILLS = 64
 _FORMAT = "labctl-wegman-carter-pool/1"
+_SEALED = b"labctl-sealed-authpool/1\n"
+"""How a sealed pool file starts (the rest: nonce, ciphertext and tag)."""
 Direction = Literal["ab", "ba"]
 
 
@@ -238,9 +242,12 @@ class PadStream:
 class AuthPool:
     """A node's Wegman-Carter key pool (both directions), persisted in a 0600 file."""
 
-    def __init__(self, path: Path, role: Literal["alice", "bob"]) -> None:
+    def __init__(
+        self, path: Path, role: Literal["alice", "bob"], encryption_key: bytes | None = None
+    ) -> None:
         self.path = Path(path)
         self.role = role
+        self._sealer = None if encryption_key is None else Sealer(encryption_key)
         self.keys: dict[Direction, DirectionKeys] = {}
         self.streams: dict[Direction, PadStream] = {"ab": PadStream(), "ba": PadStream()}
         self.seed_id = ""
@@ -260,10 +267,17 @@ class AuthPool:
 
     # ----- creation and persistence
     @classmethod
-    def open(cls, path: Path, role: Literal["alice", "bob"], psk: bytes | None) -> AuthPool:
+    def open(
+        cls,
+        path: Path,
+        role: Literal["alice", "bob"],
+        psk: bytes | None,
+        encryption_key: bytes | None = None,
+    ) -> AuthPool:
         """The pool at ``path``; a missing file is seeded from the pre-shared key (its bytes
-        after the HMAC key; refused when None)."""
-        pool = cls(path, role)
+        after the HMAC key; refused when None). With ``encryption_key`` the file is sealed
+        (a pool written in clear is then refused, as a sealed one is without the key)."""
+        pool = cls(path, role, encryption_key)
         if pool.path.exists():
             pool._load()
             if psk is not None and pool.seed_id != _seed_id(psk_parts(psk)[0]):
@@ -309,6 +323,8 @@ class AuthPool:
             },
         }
         data = json.dumps(state).encode()
+        if self._sealer is not None:
+            data = _SEALED + self._sealer.seal(data, self._aad())
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -328,8 +344,25 @@ class AuthPool:
                 f"authentication pool {self.path} is open to group or others "
                 f"(mode {mode:o}): chmod 600 it"
             )
+        raw = self.path.read_bytes()
+        if raw.startswith(_SEALED) != (self._sealer is not None):
+            raise PoolStateError(
+                f"authentication pool {self.path} is sealed; set storage.key_store_key_file "
+                "to its key file"
+                if raw.startswith(_SEALED)
+                else f"authentication pool {self.path} is in clear while a key store key is "
+                "set: it cannot be sealed afterwards (start a new store and pool)"
+            )
+        if self._sealer is not None:
+            try:
+                raw = self._sealer.open(raw[len(_SEALED) :], self._aad())
+            except SealError:
+                raise PoolStateError(
+                    f"authentication pool {self.path}: the key file does not open it "
+                    "(another key, or the file was altered)"
+                ) from None
         try:
-            state = json.loads(self.path.read_bytes())
+            state = json.loads(raw)
             if state.get("format") != _FORMAT or state.get("role") != self.role:
                 raise ValueError(f"not a {self.role} pool of format {_FORMAT}")
             self.seed_id = str(state["seed_id"])
@@ -345,6 +378,9 @@ class AuthPool:
                 self.streams[d] = s
         except (ValueError, KeyError, TypeError) as exc:
             raise PoolStateError(f"authentication pool {self.path}: unreadable ({exc})") from None
+
+    def _aad(self) -> bytes:
+        return f"labctl authpool {self.role}".encode()
 
     def _first_usable(self, d: Direction) -> int:
         s = self.streams[d]
@@ -594,7 +630,9 @@ def pool_path(key_store: Path) -> Path:
     return Path(key_store).with_suffix(".authpool")
 
 
-def open_local_pair(alice_store: Path, bob_store: Path) -> tuple[AuthPool, AuthPool]:
+def open_local_pair(
+    alice_store: Path, bob_store: Path, encryption_key: bytes | None = None
+) -> tuple[AuthPool, AuthPool]:
     """Both ends' pools in one process (the main job), a session begun.
 
     The first run seeds both from one fresh random pre-shared key (the two ends share this
@@ -610,8 +648,8 @@ def open_local_pair(alice_store: Path, bob_store: Path) -> tuple[AuthPool, AuthP
             "to start over with a new pre-shared key"
         )
     psk = None if all(present) else os.urandom(4096)
-    alice = AuthPool.open(paths[0], "alice", psk)
-    bob = AuthPool.open(paths[1], "bob", psk)
+    alice = AuthPool.open(paths[0], "alice", psk, encryption_key)
+    bob = AuthPool.open(paths[1], "bob", psk, encryption_key)
     a_state, b_state = alice.state(), bob.state()
     alice.begin_session(a_state, b_state)
     bob.begin_session(a_state, b_state)

@@ -29,7 +29,6 @@ keys of its own blocks that were stored but never committed at both ends.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -39,12 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from labctl import log as labctl_log
 from labctl.interfaces.errors import ConfigError
 from labctl.qkd.secret import SecretBits
+from labctl.sealing import KEY_BYTES, Sealer, SealError
 from labctl.store.secret_files import create_private, read_secret_file
 from labctl.stream.secrets import SecretRegistry, default_registry
 
@@ -62,8 +59,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value BLOB NOT NULL
 )
 """
-STORE_KEY_BYTES = 32
-_NONCE_BYTES = 12
+STORE_KEY_BYTES = KEY_BYTES
 _CIPHER = b"aes-256-gcm"
 _CHECK_PLAINTEXT = b"labctl key store check"
 
@@ -87,20 +83,6 @@ def read_store_key(path: str | Path, *, field: str = "storage.key_store_key_file
         )
     labctl_log.register_secret(key)
     return key
-
-
-class _Sealer:
-    """AES-256-GCM of key bits; the associated data binds them to their row."""
-
-    def __init__(self, key: bytes) -> None:
-        self._aead = AESGCM(key)
-
-    def seal(self, plain: bytes, aad: bytes) -> bytes:
-        nonce = os.urandom(_NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, plain, aad)
-
-    def open(self, sealed: bytes, aad: bytes) -> bytes:
-        return self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad)
 
 
 def _aad(key_id: str, n_bits: int) -> bytes:
@@ -163,7 +145,7 @@ class KeyStore:
         """True when the key bits are sealed with AES-256-GCM in the file."""
         return self._sealer is not None
 
-    def _setup_encryption(self, key: bytes | None) -> _Sealer | None:
+    def _setup_encryption(self, key: bytes | None) -> Sealer | None:
         """Check ``key`` against the store's record (and make the record for a new store)."""
         if key is not None and len(key) != STORE_KEY_BYTES:
             raise KeyStoreError(
@@ -179,7 +161,7 @@ class KeyStore:
                     f"key store {self.path}: holds keys in clear; a key file "
                     "(storage.key_store_key_file) cannot be added to it (start a new store)"
                 )
-            sealer = _Sealer(key)
+            sealer = Sealer(key)
             check = sealer.seal(_CHECK_PLAINTEXT, _CIPHER)
             self._db.executemany(
                 "INSERT INTO meta (name, value) VALUES (?, ?)",
@@ -191,10 +173,10 @@ class KeyStore:
                 f"key store {self.path}: is encrypted; set storage.key_store_key_file to its "
                 "key file"
             )
-        sealer = _Sealer(key)
+        sealer = Sealer(key)
         try:
             sealer.open(bytes(meta["check"]), _CIPHER)
-        except (InvalidTag, KeyError):
+        except (SealError, KeyError):
             raise KeyStoreError(
                 f"key store {self.path}: the key file does not open this store (another key?)"
             ) from None
@@ -205,7 +187,7 @@ class KeyStore:
             return data
         try:
             return self._sealer.open(data, _aad(key_id, n_bits))
-        except InvalidTag:
+        except SealError:
             raise KeyStoreError(
                 f"key store {self.path}: key {key_id} fails its authentication tag "
                 "(altered, or moved from another row)"

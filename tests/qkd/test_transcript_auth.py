@@ -290,3 +290,39 @@ def test_a_pool_file_open_to_others_or_of_another_key_is_refused(tmp_path: Path)
     path.chmod(0o600)
     with pytest.raises(PoolStateError, match="missing while its peer's exists"):
         open_local_pair(tmp_path / "keys-alice.sqlite", tmp_path / "keys-bob.sqlite")
+
+
+def test_a_pool_sealed_with_the_key_store_key_opens_only_with_it(tmp_path: Path) -> None:
+    psk, key = os.urandom(MIN_PSK_BYTES), os.urandom(32)
+    path = tmp_path / "keys-bob.authpool"
+    sealed = AuthPool.open(path, "bob", psk, key)
+    raw = path.read_bytes()
+    assert raw.startswith(b"labctl-sealed-authpool/1\n")
+    assert psk[32:] not in raw and psk[64:96].hex().encode() not in raw  # no seed in clear
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = AuthPool.open(path, "bob", psk, key)
+    assert again.keys["ab"].to_bytes() == sealed.keys["ab"].to_bytes()
+    assert bytes(again.streams["ba"].data) == bytes(sealed.streams["ba"].data)
+    with pytest.raises(PoolStateError, match=r"is sealed; set storage\.key_store_key_file"):
+        AuthPool.open(path, "bob", psk)
+    with pytest.raises(PoolStateError, match="does not open it"):
+        AuthPool.open(path, "bob", psk, os.urandom(32))
+    moved = tmp_path / "keys-alice.authpool"  # bound to its role: not Alice's pool
+    moved.write_bytes(raw)
+    moved.chmod(0o600)
+    with pytest.raises(PoolStateError, match="does not open it"):
+        AuthPool.open(moved, "alice", psk, key)
+    clear = tmp_path / "clear.authpool"
+    AuthPool.open(clear, "alice", psk)
+    with pytest.raises(PoolStateError, match="in clear while a key store key is set"):
+        AuthPool.open(clear, "alice", psk, key)
+
+
+def test_the_main_job_seals_both_pools_with_the_store_key(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    stores = (tmp_path / "keys-alice.sqlite", tmp_path / "keys-bob.sqlite")
+    open_local_pair(*stores, key)
+    for store in stores:
+        assert pool_path(store).read_bytes().startswith(b"labctl-sealed-authpool/1\n")
+    alice, bob = open_local_pair(*stores, key)  # the next run continues from the files
+    assert alice.seed_id == bob.seed_id

@@ -9,11 +9,18 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from keygen_helpers import run_keygen, store_rows, write_config
 
 from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport
-from labctl.qkd.transcript_auth import EPS_PER_CHECK, TranscriptAuthenticator, open_local_pair
+from labctl.qkd.transcript_auth import (
+    EPS_PER_CHECK,
+    TranscriptAuthenticator,
+    open_local_pair,
+    pool_path,
+)
 from labctl.store.events import read_events
+from labctl.store.keystore import KeyStore
 
 
 async def test_two_blocks_give_identical_keys_at_alice_and_bob(tmp_path: Path) -> None:
@@ -64,6 +71,27 @@ async def test_two_blocks_give_identical_keys_at_alice_and_bob(tmp_path: Path) -
     for key_id, _, key in alice:
         assert key_id.encode() not in text
         assert key.hex().encode() not in text and key[:16] not in text
+
+
+async def test_a_key_store_key_seals_both_stores_and_both_pools(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    key_file = tmp_path / "store.key"
+    key = os.urandom(32)
+    key_file.write_bytes(key)
+    key_file.chmod(0o600)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["storage"]["key_store_key_file"] = str(key_file)
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = await run_keygen(config, duration_s=1.0)
+    assert result.status == "ok", result.reason
+    stores = [tmp_path / "runs" / f"keys-{node}.sqlite" for node in ("alice", "bob")]
+    keys = []
+    for path in stores:
+        assert pool_path(path).read_bytes().startswith(b"labctl-sealed-authpool/1\n")
+        with KeyStore(path, encryption_key=key) as store:
+            assert store.encrypted
+            keys.append([(s.key_id, s.key.to_bytes()) for s in store.keys()])
+    assert keys[0] and keys[0] == keys[1]
 
 
 async def test_full_intercept_resend_attack_stores_no_key(tmp_path: Path) -> None:
