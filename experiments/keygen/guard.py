@@ -16,7 +16,15 @@ After every block (before it goes to post-processing) and on every block result:
 * ``qber-high``: the block's QBER (test basis, and key basis after Cascade) significantly
   above the calibrated QBER plus ``trust.qber_margin``: intercept-resend (QBER p/4);
 * ``qber-low``: the QBER significantly below ``trust.qber_floor_fraction`` of the calibrated
-  QBER, which the receiver's misalignment does not allow: faked states (blinding).
+  QBER, which the receiver's misalignment does not allow: faked states (blinding);
+* ``decoy-gains``: the decoy statistics. Through a passive lossy channel an intensity class
+  of mean photon number mu is detected with probability Q(mu) = 1 - (1 - Y0) exp(-eta mu)
+  (Hwang, PRL 91, 057901 (2003); Lo, Ma, Chen, PRL 94, 230504 (2005)). The two extreme
+  classes fix Y0 and eta; every other class must then be detected as predicted, within
+  ``trust.decoy_gain_margin``. An attack that treats pulses by photon number (photon-number
+  splitting) or resends after its own detection (blinding: Q ~ 1 - exp(-mu eta_E)) bends
+  Q(mu) off that curve. Only the design's ratios of mu enter: the laser power scales all
+  classes alike and is absorbed in eta.
 
 Significance: Chernoff bounds, exact tail bounds needing no distribution tables —
 binomial P(E >= k) <= exp(-n D(k/n || q)) for k/n > q (and the mirror for k/n < q),
@@ -30,7 +38,7 @@ key output; its condition gone (the next check passes), it clears.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +48,14 @@ from experiments.calibration.settings import DEFAULTS as CALIBRATION_DEFAULTS
 from experiments.keygen.acquisition import RawBlock
 from experiments.keygen.node_base import BlockResult
 from experiments.keygen.trust import TrustGate, TrustSettings
+from experiments.sync.alice import AlicePublic, alice_of
 from labctl.interfaces.devices import OpticalSwitch, SinglePhotonDetector
 from labctl.runner.plan_context import PlanContext
 from labctl.store.calibration import Calibration, CalibrationStore
 
-QBER_SOURCES = frozenset({"qber-high", "qber-low"})
-"""Alarms judged on each block's own statistics: a block is held by them on its own QBER."""
+QBER_SOURCES = frozenset({"qber-high", "qber-low", "decoy-gains"})
+"""Alarms judged on each block's own statistics: a block is held by them on its own
+QBER and decoy gains."""
 
 
 def kl_bernoulli(p: float, q: float) -> float:
@@ -79,6 +89,58 @@ def poisson_tail_bound(count: float, lam: float) -> float:
     return math.exp(-lam + count - count * math.log(count / lam))
 
 
+def decoy_gain_problem(
+    detections: Sequence[int],
+    pulses: int,
+    mu: Sequence[float],
+    probability: Sequence[float],
+    margin: float,
+    alpha: float,
+) -> str | None:
+    """Why the detections per intensity class do not fit a passive lossy channel, or None.
+
+    ``detections[k]`` of about ``pulses * probability[k]`` pulses of class k (mean photon
+    number ``mu[k]``, the design's: only their ratios matter). The classes of largest and
+    smallest mu give Y0 and eta; each other class's count must lie within ``margin`` of the
+    prediction, or deviate from it with a Chernoff bound below ``alpha``.
+    """
+    n = len(mu)
+    if n < 3 or len(probability) != n or pulses <= 0:
+        return None
+    counts = [int(detections[k]) if k < len(detections) else 0 for k in range(n)]
+    sent = [pulses * p for p in probability]
+    hi = max(range(n), key=lambda k: mu[k])
+    lo = min(range(n), key=lambda k: mu[k])
+    if mu[hi] <= mu[lo] or sent[hi] <= 0 or sent[lo] <= 0:
+        return None
+    q_hi, q_lo = counts[hi] / sent[hi], counts[lo] / sent[lo]
+    if not 0.0 <= q_lo <= q_hi < 1.0 or counts[hi] == 0:
+        return None  # no fit (saturated or empty): the QBER and dark checks judge this block
+    eta = -math.log((1.0 - q_hi) / (1.0 - q_lo)) / (mu[hi] - mu[lo])
+    survive = (1.0 - q_lo) * math.exp(eta * mu[lo])  # 1 - Y0
+    problems = []
+    for k in range(n):
+        if k in (hi, lo) or sent[k] < 1.0:
+            continue
+        predicted = 1.0 - survive * math.exp(-eta * mu[k])
+        low_q, high_q = predicted * (1.0 - margin), min(predicted * (1.0 + margin), 1.0)
+        trials, seen = round(sent[k]), counts[k]
+        if seen > trials * high_q and binomial_tail_bound(seen, trials, high_q) < alpha:
+            side = "more"
+        elif seen < trials * low_q and binomial_tail_bound(seen, trials, low_q) < alpha:
+            side = "fewer"
+        else:
+            continue
+        problems.append(
+            f"class {k} (mu {mu[k]:g}) detected {seen / sent[k]:.4g} per pulse, significantly "
+            f"{side} than the {predicted:.4g} a lossy channel through mu {mu[lo]:g} and "
+            f"{mu[hi]:g} gives"
+        )
+    if not problems:
+        return None
+    return "decoy statistics off a passive channel (photon-number attack?): " + "; ".join(problems)
+
+
 def _latest(store: CalibrationStore | None, kind: str) -> Calibration | None:
     if store is None:
         return None
@@ -97,6 +159,7 @@ class LinkMonitor:
         detectors: SinglePhotonDetector | None,
         switch: OpticalSwitch | None,
         store: CalibrationStore | None,
+        source: AlicePublic | None = None,
         seed: int | None = None,
     ) -> None:
         self.run = run
@@ -105,6 +168,8 @@ class LinkMonitor:
         self.detectors = detectors
         self.switch = switch
         self.store = store
+        self.source = source
+        """Alice's design (intensity classes) for the decoy check; None: no check."""
         self.rng = np.random.default_rng(seed)
         self.dark_checks = 0
 
@@ -201,7 +266,7 @@ class LinkMonitor:
         self.gate.set("dark-counts", message, self.run.clock.now_s())
 
     def qber_problems(self, result: BlockResult) -> dict[str, str | None]:
-        """The QBER verdicts of one block: {'qber-high': why or None, 'qber-low': ...}."""
+        """The verdicts on one block's own statistics: {'qber-high': why or None, ...}."""
         errors = 0.0
         bits = 0
         if result.qber_x is not None and result.test_basis_bits:
@@ -210,13 +275,23 @@ class LinkMonitor:
         if result.qber_z is not None and result.key_basis_bits:
             errors += result.qber_z * result.key_basis_bits
             bits += result.key_basis_bits
+        out: dict[str, str | None] = {}
+        if self.source is not None and result.detections_by_class:
+            out["decoy-gains"] = decoy_gain_problem(
+                result.detections_by_class,
+                result.pulses,
+                self.source.intensity_mu,
+                self.source.intensity_probability,
+                self.settings.decoy_gain_margin,
+                self.settings.alpha,
+            )
         if bits == 0:
-            return {}
+            return out
         qber = errors / bits
         ref = self._qber_ref()
         alpha = self.settings.alpha
         high_q = (ref or 0.0) + self.settings.qber_margin
-        out: dict[str, str | None] = {"qber-high": None, "qber-low": None}
+        out.update({"qber-high": None, "qber-low": None})
         if qber > high_q and binomial_tail_bound(errors, bits, high_q) < alpha:
             out["qber-high"] = (
                 f"QBER {100 * qber:.2f} % over {bits} bits, significantly above "
@@ -277,12 +352,17 @@ def install(
     instruments = run.station.instruments
     detectors = instruments.get(roles["detectors"])
     switch = instruments.get(roles["switch"])
+    try:
+        source: AlicePublic | None = alice_of(run.station)
+    except LookupError:
+        source = None  # no Alice design to check the decoy statistics against
     monitor = LinkMonitor(
         run,
         gate,
         detectors=detectors if isinstance(detectors, SinglePhotonDetector) else None,
         switch=switch if isinstance(switch, OpticalSwitch) else None,
         store=store,
+        source=source,
     )
     gate.check_calibrations(store, now_s)
     return monitor

@@ -121,6 +121,8 @@ class BlockResult:
     phi_x: float | None = None
     auth_key_bits: int = 0
     """Bits of this block's key moved to the authentication pool (not stored as key)."""
+    detections_by_class: tuple[int, ...] = ()
+    """Bob's detections per intensity class code (from Alice's sift reply; () if unknown)."""
 
     def event(self) -> dict[str, Any]:
         """The JSON-able per-block event (rates included)."""

@@ -31,6 +31,8 @@ import secrets
 import uuid
 from typing import Any, Protocol
 
+import numpy as np
+
 from experiments.keygen.acquisition import RawBlock
 from experiments.keygen.alice import AliceNode
 from experiments.keygen.node_base import (
@@ -48,6 +50,7 @@ from experiments.keygen.node_base import (
 )
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
+from experiments.sync.record import NOT_SENT
 from labctl.qkd import cascade_link
 from labctl.qkd.auth import AuthenticatedChannel
 from labctl.qkd.cascade_schedule import CascadeSchedule
@@ -127,6 +130,8 @@ class BobNode(NodeBase):
             with stage("serialization"):
                 reply = SiftReply.from_bytes(reply_bytes)
             sifted = await asyncio.to_thread(sift_bob, det, reply)
+            by_class = reply.intensity[reply.intensity != NOT_SENT]
+            detections_by_class = tuple(int(n) for n in np.bincount(by_class))
             key_mask = sifted.basis == self.settings.key_basis
             key, test = sifted.select(key_mask), sifted.select(~key_mask)
         with stage("estimation"):
@@ -145,6 +150,7 @@ class BobNode(NodeBase):
             test_basis_bits=len(test),
             qber_x=estimate.get("qber_x"),
             acquired_s=raw.acquired_s,
+            detections_by_class=detections_by_class,
         )
         if not estimate["proceed"]:
             return self._no_key(base, str(estimate["reason"]), start_messages)

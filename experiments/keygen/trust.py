@@ -51,6 +51,9 @@ class TrustSettings:
     """QBER significantly below this share of the calibrated QBER: faked states."""
     crosstalk_margin: float = 10.0
     """The dark check's upper bound allows this many times the calibrated crosstalk leak."""
+    decoy_gain_margin: float = 0.05
+    """A middle intensity class may detect this share more or less than a passive lossy
+    channel through the extreme classes predicts (intensity settings, detector dead time)."""
 
     @classmethod
     def from_section(

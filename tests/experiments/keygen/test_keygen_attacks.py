@@ -55,6 +55,20 @@ async def test_blinding_stores_no_key_and_raises_every_blinding_alarm(tmp_path: 
     assert trust["key_output"] == "stopped" and "detector-current" in trust["reason"]
 
 
+async def test_blinding_by_an_eve_who_detects_every_photon_bends_the_decoy_statistics(
+    tmp_path: Path,
+) -> None:
+    # Resent after her own detections, Bob's clicks follow 1 - exp(-mu), not a lossy line.
+    config = write_config(
+        tmp_path, qkd={"block_pulses": 30_000_000}, faults=[{"kind": "blinding", "at_s": 0.0}]
+    )
+    result = await run_keygen(config, duration_s=0.6)
+    assert _stored(tmp_path) == []
+    alarms = [e["data"] for e in _events(result.path, "alarm") if e["data"]["action"] == "raised"]
+    (decoy,) = [a for a in alarms if a["source"] == "decoy-gains"]
+    assert "significantly more than" in decoy["message"]
+
+
 async def test_failed_calibrations_stop_key_output_with_an_alarm_on_mqtt(tmp_path: Path) -> None:
     config_path = write_config(tmp_path, qkd={"block_pulses": 100_000_000})
     report = {
