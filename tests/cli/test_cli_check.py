@@ -63,7 +63,7 @@ def _free_port() -> int:
 
 def _probe(port: int) -> str:
     return (
-        "    class: fake_instruments:LineProbe\n"
+        "    class: tests.station.fake_instruments:LineProbe\n"
         f"    transport: {{kind: tcp, address: '127.0.0.1:{port}', timeout_s: 2}}\n"
     )
 
@@ -81,9 +81,12 @@ def test_valid_file_prints_what_it_found() -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"station test-lab/alice: {DATA / 'good.yaml'} is valid" in out
-    assert "world: fake_instruments:FakeWorld" in out
+    assert "world: tests.station.fake_instruments:FakeWorld" in out
     assert "2 instrument(s)" in out
-    assert "fake_instruments:FakeLaser" in out and "fake_instruments:FakeSwitch" in out
+    assert (
+        "tests.station.fake_instruments:FakeLaser" in out
+        and "tests.station.fake_instruments:FakeSwitch" in out
+    )
     assert "mqtt: mqtts://broker.example.org" in out
 
 
@@ -96,7 +99,7 @@ def test_valid_file_prints_what_it_found() -> None:
         ),
         (
             "unknown_class.yaml",
-            ":5: instruments.laser.class: module 'fake_instruments' has no attribute",
+            ":5: instruments.laser.class: module 'tests.station.fake_instruments' has no attribute",
         ),
         ("missing_field.yaml", ":6: instruments.switch.class: required field is missing"),
         ("bad_yaml.yaml", ":7: YAML syntax error"),
@@ -112,8 +115,8 @@ def test_check_without_connect_builds_nothing(tmp_path: Path) -> None:
     # An instrument whose connect would hang: plain check must not even build it.
     config = tmp_path / "s.yaml"
     config.write_text(
-        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
-        "instruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
+        "lab: l\nnode: n\nallowed_packages: [tests]\n"
+        "instruments:\n  laser:\n    class: tests.station.fake_instruments:FakeLaser\n"
         "    settings: {fail: hang, not_a_setting: 1}\n"
     )
     result = labctl("check", config, timeout_s=30)
@@ -127,11 +130,12 @@ def test_connect_reports_every_failure_and_releases_what_it_opened(
     dead_port = _free_port()
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "lab: l\nnode: n\nallowed_packages: [tests]\n"
         "instruments:\n"
         f"  alive:\n{_probe(port)}"
         f"  dead:\n{_probe(dead_port)}"
-        "  stuck:\n    class: fake_instruments:FakeLaser\n    settings: {fail: hang}\n"
+        "  stuck:\n    class: tests.station.fake_instruments:FakeLaser\n"
+        "    settings: {fail: hang}\n"
     )
     result = labctl("check", config, "--connect", "--timeout", "1")
     assert result.returncode == 1
@@ -147,10 +151,10 @@ def test_connect_all_healthy_exits_0(tmp_path: Path, line_server: tuple[int, lis
     port, _ = line_server
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "lab: l\nnode: n\nallowed_packages: [tests]\n"
         "instruments:\n"
         f"  alive:\n{_probe(port)}"
-        "  laser:\n    class: fake_instruments:FakeLaser\n"
+        "  laser:\n    class: tests.station.fake_instruments:FakeLaser\n"
     )
     result = labctl("check", config, "--connect")
     assert result.returncode == 0, result.stderr
@@ -160,8 +164,8 @@ def test_connect_all_healthy_exits_0(tmp_path: Path, line_server: tuple[int, lis
 def test_bad_factory_settings_exit_2_only_with_connect(tmp_path: Path) -> None:
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
-        "instruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
+        "lab: l\nnode: n\nallowed_packages: [tests]\n"
+        "instruments:\n  laser:\n    class: tests.station.fake_instruments:FakeLaser\n"
         "    settings: {powr_mw: 1}\n"
     )
     result = labctl("check", config, "--connect")
@@ -173,8 +177,8 @@ def test_failures_are_logged_as_json_lines(tmp_path: Path) -> None:
     config = tmp_path / "station.yaml"
     log_file = tmp_path / "logs" / "labctl.jsonl"
     config.write_text(
-        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
-        "instruments:\n  laser:\n    class: fake_instruments:FakeLaser\n"
+        "lab: l\nnode: n\nallowed_packages: [tests]\n"
+        "instruments:\n  laser:\n    class: tests.station.fake_instruments:FakeLaser\n"
         "    settings: {fail: lost}\n"
     )
     result = labctl("--log-json", log_file, "check", config, "--connect")
@@ -192,9 +196,10 @@ def test_failures_are_logged_as_json_lines(tmp_path: Path) -> None:
 def test_config_logging_json_file_is_used_when_no_option_given(tmp_path: Path) -> None:
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: l\nnode: n\nallowed_packages: [fake_instruments]\n"
+        "lab: l\nnode: n\nallowed_packages: [tests]\n"
         "logging: {json_file: out/log.jsonl}\ninstruments:\n"
-        "  laser:\n    class: fake_instruments:FakeLaser\n    settings: {fail: lost}\n"
+        "  laser:\n    class: tests.station.fake_instruments:FakeLaser\n"
+        "    settings: {fail: lost}\n"
     )
     result = labctl("check", config, "--connect")
     assert result.returncode == 1

@@ -105,11 +105,10 @@ def test_every_command_takes_its_path_positional_and_limits_as_1h30m(command: st
 
 
 def _labctl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    fixtures = REPO / "tests" / "runner"
     return subprocess.run(
         [sys.executable, "-m", "labctl", *args],
         cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=f"{fixtures}{os.pathsep}{REPO}", COLUMNS="200"),
+        env=dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -119,13 +118,13 @@ def _labctl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _fixture_config(tmp_path: Path) -> Path:
     path = tmp_path / "station.yaml"
     path.write_text(
-        "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
+        "lab: testlab\nnode: alice\nallowed_packages: [tests]\n"
         "instruments:\n"
         "  laser:\n"
-        "    class: runner_fixtures:MarkerInstrument\n"
+        "    class: tests.runner.runner_fixtures:MarkerInstrument\n"
         f"    settings: {{marker_file: {tmp_path / 'marks.jsonl'}}}\n"
         "storage:\n  runs_dir: runs\n"
-        "runner:\n  plan: runner_fixtures:counting_plan\n  halt_grace_s: 0.5\n"
+        "runner:\n  plan: tests.runner.runner_fixtures:counting_plan\n  halt_grace_s: 0.5\n"
     )
     return path
 
@@ -149,7 +148,7 @@ def test_run_timeout_ends_the_run_and_the_name_keeps_its_case(tmp_path: Path) ->
 def test_set_reaches_the_plan_and_misspellings_fail_before_any_run(tmp_path: Path) -> None:
     config = _fixture_config(tmp_path)
     done = _labctl(
-        tmp_path, "run", str(config), "--plan", "runner_fixtures:settings_plan",
+        tmp_path, "run", str(config), "--plan", "tests.runner.runner_fixtures:settings_plan",
         "--set", "qkd.block_pulses=2e6", "--set", "steps=3",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

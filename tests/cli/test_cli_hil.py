@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hil_bench import ServedBench, env
+
+from tests.cli.hil_bench import ServedBench, env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a served bench, real drivers
 

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sim_station import write_sim_config
+
+from tests.cli.sim_station import write_sim_config
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 120.0

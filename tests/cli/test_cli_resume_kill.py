@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim_station import write_sim_config
 
 from labctl.store.events import read_events
+from tests.cli.sim_station import write_sim_config
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = 20261207

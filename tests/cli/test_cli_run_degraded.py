@@ -12,28 +12,27 @@ from labctl.stream.recorder import recording
 from labctl.stream.settings import MqttSettings
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "runner"
 
 
 async def test_degraded_run_exits_3_and_publishes_degraded(tmp_path: Path) -> None:
     with Mosquitto(tmp_path / "broker") as broker:
         config = tmp_path / "station.yaml"
         config.write_text(
-            "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
+            "lab: testlab\nnode: alice\nallowed_packages: [tests]\n"
             "instruments:\n"
             "  laser:\n"
-            "    class: runner_fixtures:MarkerInstrument\n"
+            "    class: tests.runner.runner_fixtures:MarkerInstrument\n"
             f"    settings: {{marker_file: {tmp_path / 'marks.jsonl'}}}\n"
             f"mqtt:\n  url: {broker.url}\n"
             "storage:\n  runs_dir: runs\n"
-            "runner:\n  plan: runner_fixtures:degraded_plan\n"
+            "runner:\n  plan: tests.runner.runner_fixtures:degraded_plan\n"
         )
         settings = MqttSettings.from_url(broker.url)
         topic = "labctl/v1/testlab/alice/$state"
         async with recording(settings, topic, client_id="observer") as rec:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "labctl.cli", "run", str(config),
-                cwd=tmp_path, env=dict(os.environ, PYTHONPATH=f"{FIXTURES}{os.pathsep}{REPO}"),
+                cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             out, err = await asyncio.wait_for(proc.communicate(), 120)

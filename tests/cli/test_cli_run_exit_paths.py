@@ -15,11 +15,9 @@ from qcodes.dataset import load_by_guid
 from qcodes.dataset.sqlite.database import connect
 
 from labctl.store.events import read_events
+from tests.runner.runner_fixtures import read_marks
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "runner"
-sys.path.insert(0, str(FIXTURES))
-from runner_fixtures import read_marks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +25,19 @@ pytestmark = pytest.mark.slow
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "station.yaml"
     path.write_text(
-        "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
+        "lab: testlab\nnode: alice\nallowed_packages: [tests]\n"
         "instruments:\n"
         "  laser:\n"
-        "    class: runner_fixtures:MarkerInstrument\n"
+        "    class: tests.runner.runner_fixtures:MarkerInstrument\n"
         f"    settings: {{marker_file: {tmp_path / 'marks.jsonl'}}}\n"
         "storage:\n  runs_dir: runs\n"
-        "runner:\n  plan: runner_fixtures:counting_plan\n  halt_grace_s: 0.5\n"
+        "runner:\n  plan: tests.runner.runner_fixtures:counting_plan\n  halt_grace_s: 0.5\n"
     )
     return path
 
 
 def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=f"{FIXTURES}{os.pathsep}{REPO}")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.Popen(
         [sys.executable, "-m", "labctl.cli", *args],
         cwd=tmp_path,
@@ -103,7 +101,9 @@ def test_sigterm_aborts_gracefully(tmp_path: Path) -> None:
 
 
 def test_two_ctrl_c_halt_a_plan_without_checkpoints(tmp_path: Path) -> None:
-    proc = _start(tmp_path, "run", str(_config(tmp_path)), "--plan", "runner_fixtures:stuck_plan")
+    proc = _start(
+        tmp_path, "run", str(_config(tmp_path)), "--plan", "tests.runner.runner_fixtures:stuck_plan"
+    )
     _wait_for_index(tmp_path, 0)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)

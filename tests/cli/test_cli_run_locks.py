@@ -14,7 +14,6 @@ import pytest
 from labctl.store.events import read_events
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "runner"
 
 pytestmark = pytest.mark.slow
 
@@ -22,19 +21,19 @@ pytestmark = pytest.mark.slow
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "station.yaml"
     path.write_text(
-        "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
+        "lab: testlab\nnode: alice\nallowed_packages: [tests]\n"
         "instruments:\n"
         "  laser:\n"
-        "    class: runner_fixtures:MarkerInstrument\n"
+        "    class: tests.runner.runner_fixtures:MarkerInstrument\n"
         f"    settings: {{marker_file: {tmp_path / 'marks.jsonl'}}}\n"
         "storage:\n  runs_dir: runs\n"
-        "runner:\n  plan: runner_fixtures:counting_plan\n  halt_grace_s: 0.5\n"
+        "runner:\n  plan: tests.runner.runner_fixtures:counting_plan\n  halt_grace_s: 0.5\n"
     )
     return path
 
 
 def _start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=f"{FIXTURES}{os.pathsep}{REPO}")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.Popen(
         [sys.executable, "-m", "labctl.cli", *args],
         cwd=tmp_path,

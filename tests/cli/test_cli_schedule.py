@@ -16,7 +16,6 @@ from labctl.cli.schedule import default_calibration_plan, parse_schedule
 from labctl.interfaces.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "runner"
 
 
 def test_section_and_command_line_entries() -> None:
@@ -73,19 +72,19 @@ def test_bad_schedule_names_the_field(section: dict, field: str, text: str) -> N
 def test_schedule_runs_a_plan_repeatedly(tmp_path: Path) -> None:
     config = tmp_path / "station.yaml"
     config.write_text(
-        "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
+        "lab: testlab\nnode: alice\nallowed_packages: [tests]\n"
         "instruments:\n"
         "  laser:\n"
-        "    class: runner_fixtures:MarkerInstrument\n"
+        "    class: tests.runner.runner_fixtures:MarkerInstrument\n"
         f"    settings: {{marker_file: {tmp_path / 'marks.jsonl'}}}\n"
         "storage:\n  runs_dir: runs\n"
-        "runner:\n  plan: runner_fixtures:counting_plan\n"
+        "runner:\n  plan: tests.runner.runner_fixtures:counting_plan\n"
         "schedule:\n  runs:\n    - {name: again, every: 1s, count: 2, args: {n: 2, step_s: 0.01}}\n"
     )
     proc = subprocess.run(
         [sys.executable, "-m", "labctl.cli", "schedule", str(config)],
         cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=f"{FIXTURES}{os.pathsep}{REPO}"),
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
         capture_output=True,
         text=True,
         timeout=120,

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = REPO / "tests" / "runner"
 SIM = REPO / "configs" / "sim.yaml"
 COLUMNS = 120
 STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
@@ -33,7 +32,7 @@ pytestmark = pytest.mark.slow
 def _env() -> dict[str, str]:
     return dict(
         os.environ,
-        PYTHONPATH=f"{FIXTURES}{os.pathsep}{REPO}",
+        PYTHONPATH=str(REPO),
         COLUMNS=str(COLUMNS),
         TERM="xterm-256color",
     )
@@ -42,13 +41,13 @@ def _env() -> dict[str, str]:
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "station.yaml"
     path.write_text(
-        "lab: testlab\nnode: alice\nallowed_packages: [runner_fixtures]\n"
+        "lab: testlab\nnode: alice\nallowed_packages: [tests]\n"
         "instruments:\n"
         "  laser:\n"
-        "    class: runner_fixtures:MarkerInstrument\n"
+        "    class: tests.runner.runner_fixtures:MarkerInstrument\n"
         f"    settings: {{marker_file: {tmp_path / 'marks.jsonl'}}}\n"
         "storage:\n  runs_dir: runs\n"
-        "runner:\n  plan: runner_fixtures:chatty_plan\n  halt_grace_s: 0.5\n"
+        "runner:\n  plan: tests.runner.runner_fixtures:chatty_plan\n  halt_grace_s: 0.5\n"
     )
     return path
 
@@ -176,7 +175,7 @@ def test_piped_logs_are_single_timestamped_lines(tmp_path: Path) -> None:
         done.stderr
     )
     # Long lines stay whole (a 60-column pipe does not wrap them).
-    assert any("plan runner_fixtures:chatty_plan started" in line for line in logged)
+    assert any("plan tests.runner.runner_fixtures:chatty_plan started" in line for line in logged)
     assert "━" not in done.stderr  # no bars where nobody watches
 
 

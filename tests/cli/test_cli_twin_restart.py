@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,7 @@ from labctl.runner.engine import RunEngine
 from labctl.runner.link_guard import LinkRecoveryPolicy
 from labctl.runner.status import RunState
 from labctl.store.events import read_events
-
-_WIRE_HELPERS = str(REPO / "tests" / "sims" / "wire")
-if _WIRE_HELPERS not in sys.path:
-    sys.path.insert(0, _WIRE_HELPERS)
-
-from wired import make_driver  # noqa: E402
+from tests.sims.wire.wired import make_driver
 
 KINDS = {
     "laser": "laser",

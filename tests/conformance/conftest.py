@@ -1,19 +1,13 @@
-"""Make the implementation registry importable as ``implementations``; parametrize over it."""
+"""Parametrize the conformance suites over the implementation registry."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from implementations import REGISTRY, Implementation  # noqa: E402
+from tests.conformance.implementations import REGISTRY, Implementation
 
 
 def _params(interface: str) -> list[Any]:

@@ -122,13 +122,7 @@ REGISTRY: dict[str, list[Implementation]] = {
 
 # -- driver -> wire -> twin (sims/wire): the real drivers over loopback against wire twins.
 # Helper in tests/sims/wire/wired.py (real driver against its wire twin).
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-_WIRE_HELPERS = str(Path(__file__).resolve().parents[1] / "sims" / "wire")
-if _WIRE_HELPERS not in sys.path:
-    sys.path.insert(0, _WIRE_HELPERS)
-from wired import wire_factory  # noqa: E402
+from tests.sims.wire.wired import wire_factory  # noqa: E402
 
 for _interface, _impls in REGISTRY.items():
     _impls.append(Implementation("driver-wire-twin", wire_factory(_interface)))
@@ -141,7 +135,7 @@ POLARIZATION_CONTROLLERS.append(
 OPTICAL_SWITCHES.append(Implementation("dicon-mems", wire_factory("optical_switch", "dicon-mems")))
 
 # -- second wire models (sims.wire.models): driver -> wire -> twin with ``wire:`` set.
-from wired_models import model_factory  # noqa: E402
+from tests.sims.wire.wired_models import model_factory  # noqa: E402
 
 TRANSMITTERS.append(Implementation("awg5208-wire-twin", model_factory("awg5208")))
 DETECTORS.append(Implementation("id120-wire-twin", model_factory("id120")))

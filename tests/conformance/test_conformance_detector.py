@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from conformance_checks import contains_number, expect_refusal
+from tests.conformance.conformance_checks import contains_number, expect_refusal
 
 
 async def test_enable_round_trip(detector: Any) -> None:

@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 import pytest
-from conformance_checks import contains_number, expect_refusal
+
+from tests.conformance.conformance_checks import contains_number, expect_refusal
 
 
 async def test_output_round_trip(laser: Any) -> None:

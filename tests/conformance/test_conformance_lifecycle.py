@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 import pytest
-from conformance_checks import assert_json_plain, assert_names
 
 from labctl.interfaces import (
     ConnectionLost,
@@ -23,6 +22,7 @@ from labctl.interfaces import (
     TimeTagger,
     Transmitter,
 )
+from tests.conformance.conformance_checks import assert_json_plain, assert_names
 
 PROTOCOLS = (
     Laser,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance_checks import contains_number, expect_refusal
+from tests.conformance.conformance_checks import contains_number, expect_refusal
 
 # Controllers set voltages in whole millivolts (EPC-400); 1 mV is the resolution we allow.
 TOLERANCE_MV = 1.0

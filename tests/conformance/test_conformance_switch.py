@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance_checks import expect_refusal
+from tests.conformance.conformance_checks import expect_refusal
 
 
 async def test_every_port_round_trips(optical_switch: Any) -> None:

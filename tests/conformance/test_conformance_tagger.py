@@ -7,9 +7,9 @@ import math
 from typing import Any
 
 import numpy as np
-from conformance_checks import contains_number, expect_refusal
 
 from labctl.interfaces import TagBatch
+from tests.conformance.conformance_checks import contains_number, expect_refusal
 
 MAX_BATCHES = 50  # enough for some tags at any sane rate; bounds the test
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from conformance_checks import assert_json_plain, contains_number, expect_refusal
 
 from labctl.interfaces.pattern import PatternMode, PulsePattern, seeded_pattern
+from tests.conformance.conformance_checks import assert_json_plain, contains_number, expect_refusal
 
 DESIGN = ([0.7, 0.2, 0.1], 0.5)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_helpers import external_references, png_sizes
 
 from labctl.cli.main import main
 from labctl.interfaces import Clock, WallClock
 from labctl.report import REPORT_FILE, build_report, read_run, write_report_logged
 from labctl.report.series import run_series
 from labctl.runner.engine import RunEngine, RunResult
+from tests.report.report_helpers import external_references, png_sizes
 
 FAULTS = [{"kind": "disconnect", "at_s": 0.0, "duration_s": 5.0}]
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from report_helpers import external_references, png_sizes
 
 from labctl.cli.main import main
+from tests.report.report_helpers import external_references, png_sizes
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from labctl.interfaces import Clock, WallClock
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:  # runner_fixtures is imported by class path in station files
-    sys.path.insert(0, _HERE)
-
-from runner_fixtures import MarkerInstrument  # noqa: E402
-
-
-@dataclass
-class MiniStation:
-    """The part of labctl.station.Station the runner uses: instruments and a clock."""
-
-    instruments: Mapping[str, Any] = field(default_factory=dict)
-    clock: Clock = field(default_factory=WallClock)
+from labctl.interfaces import WallClock
+from tests.runner.runner_fixtures import MarkerInstrument, MiniStation
 
 
 @pytest.fixture

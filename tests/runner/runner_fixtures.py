@@ -9,10 +9,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labctl.interfaces import BuildContext, Clock, Health, InstrumentSpec, LifecycleMixin
+from labctl.interfaces import (
+    BuildContext,
+    Clock,
+    Health,
+    InstrumentSpec,
+    LifecycleMixin,
+    WallClock,
+)
+
+
+@dataclass
+class MiniStation:
+    """The part of labctl.station.Station the runner uses: instruments and a clock."""
+
+    instruments: Mapping[str, Any] = field(default_factory=dict)
+    clock: Clock = field(default_factory=WallClock)
 
 
 class MarkerInstrument(LifecycleMixin):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from runner_fixtures import counting_plan
 
 from labctl.cli.resume import station_file
 from labctl.interfaces.errors import ConfigError
@@ -14,6 +13,7 @@ from labctl.runner.context import StationLike
 from labctl.runner.engine import RunEngine
 from labctl.runner.metadata import REDACTED, redact_station_text
 from labctl.store.run_folder import RunFolder
+from tests.runner.runner_fixtures import counting_plan
 
 SECRET_TEXT = """\
 lab: l

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from runner_fixtures import degraded_plan
 
 from labctl.runner.engine import RunEngine
 from labctl.runner.scheduler import Scheduler, TaskStatus
 from labctl.store.events import read_events
+from tests.runner.runner_fixtures import degraded_plan
 
 
 @pytest.mark.parametrize("via", ["call", "summary"])

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from qcodes.dataset import load_by_guid
 from qcodes.dataset.sqlite.database import connect
-from runner_fixtures import counting_plan, read_marks, stuck_plan
 
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine
 from labctl.runner.suspenders import Suspender
 from labctl.store.events import read_events
+from tests.runner.runner_fixtures import counting_plan, read_marks, stuck_plan
 
 
 def _stop(events: list[dict]) -> dict:

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import event_model
-from runner_fixtures import counting_plan
 
 from labctl.documents import Document
 from labctl.runner.engine import RunEngine
 from labctl.runner.event_model import FILE_NAME, EventModelConverter, read_documents
+from tests.runner.runner_fixtures import counting_plan
 
 
 class TableBuilder(event_model.DocumentRouter):

@@ -9,12 +9,10 @@ resumes by itself, and ends ok with the laser's settings back on the new device.
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MiniStation
 
 from labctl.interfaces import Health, LifecycleMixin
 from labctl.interfaces.errors import ConnectionLost, InstrumentFault
@@ -22,15 +20,10 @@ from labctl.runner.engine import RunEngine
 from labctl.runner.link_guard import GuardedInstrument, LinkRecoveryPolicy
 from labctl.runner.status import RunState
 from labctl.store.events import read_events
-
-_WIRE_HELPERS = str(Path(__file__).resolve().parents[1] / "sims" / "wire")
-if _WIRE_HELPERS not in sys.path:
-    sys.path.insert(0, _WIRE_HELPERS)
-
-from wired import WIRE_WORLD, make_twin, wired_station  # noqa: E402
-
-from sims.wire.tsl570 import Tsl570Wire  # noqa: E402
-from sims.world import World  # noqa: E402
+from sims.wire.tsl570 import Tsl570Wire
+from sims.world import World
+from tests.runner.runner_fixtures import MiniStation
+from tests.sims.wire.wired import WIRE_WORLD, make_twin, wired_station
 
 FAST = LinkRecoveryPolicy(give_up_s=20.0, first_delay_s=0.2, factor=1.5, max_delay_s=0.5)
 

@@ -6,11 +6,10 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from conftest import MiniStation
-
 from labctl.runner.engine import RunEngine
 from labctl.runner.scheduler import Scheduler, TaskStatus
 from sims.clock import VirtualClock
+from tests.runner.runner_fixtures import MiniStation
 
 
 async def test_priorities_and_periodic_recalibration(tmp_path: Path) -> None:

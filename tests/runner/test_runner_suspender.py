@@ -14,13 +14,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from conftest import MiniStation
-
 from labctl.interfaces import Health, LifecycleMixin
 from labctl.runner.engine import RunEngine
 from labctl.runner.suspenders import Backoff, Suspender
 from labctl.store.events import read_events
 from sims.clock import VirtualClock
+from tests.runner.runner_fixtures import MiniStation
 
 E_DET = 0.01
 QBER_LIMIT = 0.05

@@ -6,11 +6,9 @@ import asyncio
 import threading
 from pathlib import Path
 
-from conftest import MiniStation
-from runner_fixtures import MarkerInstrument, counting_plan
-
 from labctl.interfaces import WallClock
 from labctl.notebook import SyncRunner
+from tests.runner.runner_fixtures import MarkerInstrument, MiniStation, counting_plan
 
 
 def test_sync_runner_runs_and_aborts_from_another_thread(tmp_path: Path) -> None:

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "twins"))
-from twin_helpers import binomial_band, build, quiet_world, sifted_errors
 
 from labctl.interfaces import (
     ConfigError,
@@ -33,6 +28,7 @@ from sims.faults import (
     parse_faults,
 )
 from sims.twins import SimDetector, SimLaser, SimTimeTagger
+from tests.sims.twins.twin_helpers import binomial_band, build, quiet_world, sifted_errors
 
 
 async def _read_until(tagger: SimTimeTagger, t_s: float) -> list[TagBatch]:

@@ -2,7 +2,7 @@
 
 They implement the Instrument/Laser protocols with just enough behaviour to observe what the
 station does (parallel connects, timeouts, close/safe_state on every instrument).
-Config files name them as ``fake_instruments:FakeLaser`` etc.
+Config files name them as ``tests.station.fake_instruments:FakeLaser`` etc.
 """
 
 from __future__ import annotations

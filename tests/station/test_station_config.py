@@ -47,7 +47,7 @@ def test_good_file_loads_with_paths_relative_to_the_file() -> None:
 def test_instrument_spec_carries_settings_and_the_line_it_came_from() -> None:
     config = load_config(DATA / "good.yaml")
     spec = config.instrument_spec("laser")
-    assert spec.class_path == "fake_instruments:FakeLaser"
+    assert spec.class_path == "tests.station.fake_instruments:FakeLaser"
     assert spec.settings == {"power_mw": 2.5}
     assert spec.transport is None
     assert spec.source.file == str(DATA / "good.yaml")
@@ -100,8 +100,8 @@ def test_unknown_module_is_named() -> None:
 def test_unknown_class_in_existing_module_suggests_the_closest_name() -> None:
     error = _import_error("unknown_class.yaml")
     assert error.line == 5
-    assert "module 'fake_instruments' has no attribute 'FakeLazer'" in str(error)
-    assert error.suggestion == "fake_instruments:FakeLaser"
+    assert "module 'tests.station.fake_instruments' has no attribute 'FakeLazer'" in str(error)
+    assert error.suggestion == "tests.station.fake_instruments:FakeLaser"
 
 
 def test_class_without_factory_is_rejected() -> None:

@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import fake_instruments
 import pytest
-from fake_instruments import JOURNAL, Concurrency, FakeLaser, FakeWorld
 
+import tests.station.fake_instruments as fake_instruments
 from labctl.interfaces import (
     ConfigError,
     ConnectionLost,
@@ -22,6 +21,7 @@ from labctl.interfaces import (
     WallClock,
 )
 from labctl.station import Station, StationConfig, StationError, load_config
+from tests.station.fake_instruments import JOURNAL, Concurrency, FakeLaser, FakeWorld
 
 DATA = Path(__file__).parent / "data"
 
@@ -40,14 +40,14 @@ def _config(instruments: dict[str, Any], **extra: Any) -> StationConfig:
             "lab": "lab",
             "node": "node",
             "instruments": instruments,
-            "allowed_packages": ["fake_instruments"],
+            "allowed_packages": ["tests"],
             **extra,
         }
     )
 
 
 def _fake(kind: str = "FakeLaser", **settings: Any) -> dict[str, Any]:
-    return {"class": f"fake_instruments:{kind}", "settings": settings}
+    return {"class": f"tests.station.fake_instruments:{kind}", "settings": settings}
 
 
 def _free_port() -> int:
@@ -91,9 +91,10 @@ def test_typed_lookup_and_find() -> None:
 def test_factory_errors_point_at_the_config_entry(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(
-        "lab: l\nnode: n\ninstruments:\n  a:\n    class: fake_instruments:FakeLaser\n"
-        "    settings: {powr_mw: 1}\n  b:\n    class: fake_instruments:NotAnInstrument\n"
-        "allowed_packages: [fake_instruments]\n"
+        "lab: l\nnode: n\ninstruments:\n"
+        "  a:\n    class: tests.station.fake_instruments:FakeLaser\n    settings: {powr_mw: 1}\n"
+        "  b:\n    class: tests.station.fake_instruments:NotAnInstrument\n"
+        "allowed_packages: [tests]\n"
     )
     with pytest.raises(ConfigError) as info:
         Station.from_config(load_config(path))
@@ -126,7 +127,7 @@ async def test_every_connect_failure_is_reported_together() -> None:
                 "hangs": _fake(fail="hang"),
                 "weird": _fake(fail="value"),
                 "probe": {
-                    "class": "fake_instruments:LineProbe",
+                    "class": "tests.station.fake_instruments:LineProbe",
                     "transport": {"kind": "tcp", "address": f"127.0.0.1:{port}"},
                 },
             }
@@ -231,7 +232,7 @@ async def line_server() -> AsyncIterator[tuple[int, list[str]]]:
 async def test_probe_over_real_tcp(line_server: tuple[int, list[str]]) -> None:
     port, received = line_server
     probe = {
-        "class": "fake_instruments:LineProbe",
+        "class": "tests.station.fake_instruments:LineProbe",
         "transport": {"kind": "tcp", "address": f"127.0.0.1:{port}"},
     }
     station = Station.from_config(_config({"probe": probe}))

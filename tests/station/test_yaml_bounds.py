@@ -81,7 +81,7 @@ def test_an_oversized_file_is_refused_without_reading_it_all(tmp_path: Path) -> 
 
 
 def test_class_paths_outside_the_allowed_packages_are_refused_before_import(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A module that would leave a mark if it were ever imported.
     module = tmp_path / "sideeffect_mod.py"
@@ -93,12 +93,9 @@ def test_class_paths_outside_the_allowed_packages_are_refused_before_import(
         "  shell:\n    class: os:system\n",
         encoding="utf-8",
     )
-    sys.path.insert(0, str(tmp_path))
-    try:
-        with pytest.raises(ConfigErrorGroup) as info:
-            import_classes(load_config(config))
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(tmp_path)  # where a lab's own module would be installed
+    with pytest.raises(ConfigErrorGroup) as info:
+        import_classes(load_config(config))
     text = str(info.value)
     assert f"{config}:5: instruments.evil.class: module 'sideeffect_mod' is outside" in text
     assert f"{config}:7: instruments.shell.class: module 'os' is outside" in text
@@ -106,7 +103,9 @@ def test_class_paths_outside_the_allowed_packages_are_refused_before_import(
     assert not marker.exists() and "sideeffect_mod" not in sys.modules
 
 
-def test_a_lab_package_listed_in_the_file_is_allowed(tmp_path: Path) -> None:
+def test_a_lab_package_listed_in_the_file_is_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     package = tmp_path / "mylab"
     package.mkdir()
     (package / "__init__.py").write_text("", encoding="utf-8")
@@ -121,11 +120,8 @@ def test_a_lab_package_listed_in_the_file_is_allowed(tmp_path: Path) -> None:
         "  laser:\n    class: mylab.lasers:L\n",
         encoding="utf-8",
     )
-    sys.path.insert(0, str(tmp_path))
-    try:
-        classes = import_classes(load_config(config))
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(tmp_path)
+    classes = import_classes(load_config(config))
     assert classes["laser"].__name__ == "L"
 
 

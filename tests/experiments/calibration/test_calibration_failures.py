@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cal_helpers import run_on_station, station_file
 
 from experiments.calibration.registry import calibrate, plan_detectors, plan_switch
 from experiments.calibration.settings import CalibrationSettings
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.errors import ConfigError
 from labctl.station import Station
+from tests.experiments.calibration.cal_helpers import run_on_station, station_file
 
 
 async def test_no_light_fails_with_reason(tmp_path: Path) -> None:

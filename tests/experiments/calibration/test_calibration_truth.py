@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 
 import pytest
-from cal_helpers import run_on_station, station_file
 
 from experiments.calibration.registry import calibrate_all
+from tests.experiments.calibration.cal_helpers import run_on_station, station_file
 
 WORLD = {
     "world": {

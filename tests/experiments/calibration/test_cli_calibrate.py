@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cal_helpers import REPO, station_file
+from tests.experiments.calibration.cal_helpers import REPO, station_file
 
 
 def _labctl(*args: str) -> subprocess.CompletedProcess[str]:

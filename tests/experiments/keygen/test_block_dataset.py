@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import pytest
-from keygen_helpers import run_keygen, store_rows, write_config
 from qcodes.dataset import load_by_guid
 from qcodes.dataset.sqlite.database import connect
 
@@ -20,6 +19,7 @@ from experiments.sync import synchronize
 from labctl.runner.engine import RunEngine
 from labctl.station import Station, load_config
 from labctl.store.datasets import INDEX_COLUMNS
+from tests.experiments.keygen.keygen_helpers import run_keygen, store_rows, write_config
 
 
 def _datasets(run_dir: Path) -> dict[str, object]:

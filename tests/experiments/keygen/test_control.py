@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from keygen_helpers import write_config
 
 from experiments.keygen.control import AliceControl, RemoteAlice, RemoteError, RemoteLaser
 from experiments.sync.acquire import marker_frame
@@ -16,6 +15,7 @@ from experiments.sync.alice import TransmitterAlice, alice_of
 from labctl.qkd.auth import memory_pair
 from labctl.station import Station
 from labctl.station.loader import load_config
+from tests.experiments.keygen.keygen_helpers import write_config
 
 
 async def test_bob_drives_alice_frames_blocks_and_laser_through_her_node(tmp_path: Path) -> None:

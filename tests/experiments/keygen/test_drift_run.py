@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from keygen_helpers import run_keygen, store_rows, write_config
 
 from labctl.store.events import read_events
+from tests.experiments.keygen.keygen_helpers import run_keygen, store_rows, write_config
 
 
 @pytest.mark.timeout(900)  # eleven 1e8-pulse blocks and a calibration: minutes when loaded

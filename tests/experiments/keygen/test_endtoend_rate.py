@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from keygen_helpers import ROOT
-
 from experiments.keygen.endtoend_benchmark import (
     ClassCounts,
     asymptotic_estimate,
@@ -23,6 +21,7 @@ from experiments.keygen.endtoend_benchmark import (
 )
 from labctl.qkd.model import GYS
 from sims.scenarios import scenario_world
+from tests.experiments.keygen.keygen_helpers import ROOT
 
 SCENARIO = ROOT / "configs" / "scenarios" / "gys.yaml"
 DISTANCE_KM = 25.0

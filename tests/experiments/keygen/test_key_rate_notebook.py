@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from keygen_helpers import ROOT
 
 from labctl.testing.notebooks import execute_notebook, inline_images
+from tests.experiments.keygen.keygen_helpers import ROOT
 
 pytestmark = pytest.mark.slow
 

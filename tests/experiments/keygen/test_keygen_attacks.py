@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from keygen_helpers import run_keygen, store_rows, truth_clock_map, write_config
-
 from experiments.keygen.plan import generate_key
 from labctl.runner.engine import RunEngine
 from labctl.station import Station, load_config
@@ -17,6 +15,12 @@ from labctl.stream.publisher import MqttPublisher
 from labctl.stream.recorder import recording
 from labctl.stream.secrets import SecretRegistry
 from labctl.stream.settings import MqttSettings
+from tests.experiments.keygen.keygen_helpers import (
+    run_keygen,
+    store_rows,
+    truth_clock_map,
+    write_config,
+)
 
 # Eve detects a fifth of Alice's photons: Bob's click rate stays near its normal value.
 STEALTHY_EVE = {"eve": {"blinding_detection_efficiency": 0.2}}

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from keygen_helpers import run_keygen, store_rows, write_config
 
 from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport
 from labctl.qkd.transcript_auth import (
@@ -21,6 +20,7 @@ from labctl.qkd.transcript_auth import (
 )
 from labctl.store.events import read_events
 from labctl.store.keystore import KeyStore
+from tests.experiments.keygen.keygen_helpers import run_keygen, store_rows, write_config
 
 
 async def test_two_blocks_give_identical_keys_at_alice_and_bob(tmp_path: Path) -> None:

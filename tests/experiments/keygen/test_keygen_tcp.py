@@ -7,11 +7,10 @@ import json
 import os
 from pathlib import Path
 
-from keygen_helpers import run_keygen, store_rows, write_config
-
 from experiments.keygen.tcp_links import accept_channels, connect_channels
 from labctl.qkd.auth import tcp_pair
 from labctl.qkd.transcript_auth import AuthPool, pool_path, psk_parts
+from tests.experiments.keygen.keygen_helpers import run_keygen, store_rows, write_config
 
 
 async def test_nodes_over_tcp_store_identical_keys(tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from keygen_helpers import store_rows, write_config
-
 from experiments.keygen import main
 from labctl.interfaces.clock import Clock
 from labctl.interfaces.instrument import Instrument
@@ -15,6 +13,7 @@ from labctl.runner.engine import RunEngine
 from labctl.station import Station
 from labctl.station.loader import load_config
 from labctl.station.model import StationConfig
+from tests.experiments.keygen.keygen_helpers import store_rows, write_config
 
 
 class WorldlessStation:

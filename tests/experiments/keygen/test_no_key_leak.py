@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from keygen_helpers import store_rows, truth_clock_map, write_config
 
 from experiments.keygen.plan import generate_key
 from labctl.runner.engine import RunEngine
@@ -24,6 +23,7 @@ from labctl.stream.publisher import MqttPublisher
 from labctl.stream.recorder import find_leaks, recording
 from labctl.stream.secrets import SecretRegistry
 from labctl.stream.settings import MqttSettings
+from tests.experiments.keygen.keygen_helpers import store_rows, truth_clock_map, write_config
 
 LAB, NODE = "sim-lab", "alice-bob"
 

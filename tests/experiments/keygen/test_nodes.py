@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from keygen_helpers import HashSource, make_block
 
 from experiments.keygen import nodes
 from experiments.keygen.nodes import AliceNode, BobNode
@@ -15,6 +14,7 @@ from experiments.keygen.profile import STAGES
 from experiments.keygen.settings import KeygenSettings
 from labctl.qkd.auth import memory_pair
 from labctl.store.keystore import KeyStore
+from tests.experiments.keygen.keygen_helpers import HashSource, make_block
 
 
 async def test_a_failed_verification_leaves_the_channel_ready_for_the_next_block(

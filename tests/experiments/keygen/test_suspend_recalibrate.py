@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from keygen_helpers import run_keygen, store_rows, write_config
-
 from labctl.store.events import read_events
+from tests.experiments.keygen.keygen_helpers import run_keygen, store_rows, write_config
 
 LIMIT = 0.05
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from keygen_helpers import HashSource, make_block
 
 from experiments.keygen.acquisition import RawBlock
 from experiments.keygen.nodes import BlockResult, BobNode
@@ -21,6 +20,7 @@ from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, Message, memo
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, QkdError
 from labctl.qkd.transcript_auth import AuthPool, TranscriptAuthenticator, open_local_pair
 from labctl.store.keystore import KeyStore
+from tests.experiments.keygen.keygen_helpers import HashSource, make_block
 
 # ---------------------------------------------------------------- CommitSequencer
 

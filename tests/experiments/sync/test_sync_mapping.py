@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sync_helpers import link, true_bob_time_ps, world_alice
 
 from experiments.sync import SyncSettings, SyncTracker, acquire_sync
 from experiments.sync.mapping import (
@@ -15,6 +14,7 @@ from experiments.sync.mapping import (
     peak_stats_numpy,
 )
 from labctl.interfaces.tags import TagBatch
+from tests.experiments.sync.sync_helpers import link, true_bob_time_ps, world_alice
 
 SEED = 3  # the marker frame's public states: fixed, so the test is repeatable
 SETTINGS = SyncSettings(marker_seed=SEED)

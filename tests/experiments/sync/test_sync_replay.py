@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sync_helpers import link, world_alice
 
 from experiments.sync.acquire import acquire_sync
 from experiments.sync.alice import AlicePattern, AliceSide
@@ -23,6 +22,7 @@ from labctl.interfaces.pattern import PulsePattern
 from labctl.interfaces.tags import TagBatch
 from sims.twins import SimTimeTagger
 from sims.twins.replay import ReplayTimeTagger
+from tests.experiments.sync.sync_helpers import link, world_alice
 
 SETTINGS = SyncSettings(marker_seed=5)  # the marker frame's public states, fixed for both
 WORLD = {"seed": 21, "taggers": {"bob": {"offset_ps": 987_654_321, "frequency_offset_ppm": 1.3}}}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sync_helpers import link, true_bob_time_ps, world_alice
 
 from experiments.sync import SyncError, SyncSettings, SyncTracker, acquire_sync, relock
+from tests.experiments.sync.sync_helpers import link, true_bob_time_ps, world_alice
 
 SEED = 3  # the marker frame's public states: fixed, so the test is repeatable
 SETTINGS = SyncSettings(marker_seed=SEED)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sync_helpers import link, true_bob_time_ps, world_alice
 
 from experiments.sync.acquire import acquire_sync
 from experiments.sync.settings import SyncSettings
 from experiments.sync.tracker import SyncTracker
+from tests.experiments.sync.sync_helpers import link, true_bob_time_ps, world_alice
 
 SEED = 3  # the marker frame's public states: fixed, so the test is repeatable
 SETTINGS = SyncSettings(marker_seed=SEED)

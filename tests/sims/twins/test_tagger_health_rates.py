@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from twin_helpers import build, quiet_world
 
 from sims.twins import SimDetector, SimLaser, SimTimeTagger
+from tests.sims.twins.twin_helpers import build, quiet_world
 
 
 async def test_health_rates_are_the_streamed_tags_over_their_span() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from twin_helpers import build, quiet_world
 
 from labctl.interfaces import BuildContext, ConfigError, InstrumentSpec, Source
 from sims.twins import (
@@ -13,6 +12,7 @@ from sims.twins import (
     SimPolarizationController,
     SimTimeTagger,
 )
+from tests.sims.twins.twin_helpers import build, quiet_world
 
 
 def test_a_twin_without_a_world_names_the_instrument() -> None:

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from twin_helpers import binomial_band, build, quiet_world, sifted_errors
 
 from labctl.interfaces import InstrumentTimeout
 from sims.twins import (
@@ -16,6 +15,7 @@ from sims.twins import (
     SimPolarizationController,
     SimTimeTagger,
 )
+from tests.sims.twins.twin_helpers import binomial_band, build, quiet_world, sifted_errors
 
 DARK_RATE_HZ = 100.0  # the world default per detector
 

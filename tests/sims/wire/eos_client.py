@@ -9,10 +9,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from wired import WIRE_WORLD, make_twin
-
 from sims.wire.eos import EosWire
 from sims.world import World
+from tests.sims.wire.wired import WIRE_WORLD, make_twin
 
 ETB = b"\x17"
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from wired import WIRE_WORLD, make_twin
 
 from sims.wire.id1000 import Id1000Wire
 from sims.world import World
+from tests.sims.wire.wired import WIRE_WORLD, make_twin
 
 
 @dataclass

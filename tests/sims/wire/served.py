@@ -12,13 +12,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from wired import NAMES, WIRE_WORLD, make_twin
-
 from sims.wire.epc400 import Epc400Wire
 from sims.wire.ffswitch import FfSwitchWire
 from sims.wire.models import WIRE_MODELS
 from sims.wire.tsl570 import Tsl570Wire
 from sims.world import World
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 
 SERVERS: dict[str, Any] = {
     "laser": Tsl570Wire,

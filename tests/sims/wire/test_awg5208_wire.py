@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
-from wired import NAMES, WIRE_WORLD, make_twin
-from wired_models import wired_model
 
 from labctl.interfaces.pattern import seeded_pattern
 from sims.wire.awg5208 import Awg5208Wire, take_program
 from sims.world import World
 from sims.world.program import pattern_codes
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
+from tests.sims.wire.wired_models import wired_model
 
 
 class Raw:

@@ -3,7 +3,7 @@ pseudo-terminal, every reply checked (routing, stepping, module numbers, error q
 
 from __future__ import annotations
 
-from served import pty_exchange, served
+from tests.sims.wire.served import pty_exchange, served
 
 CR = b"\r"
 

@@ -4,8 +4,9 @@ a TSL-570 ending its replies in CR LF, an EPC-400 that echoes each command first
 from __future__ import annotations
 
 import pytest
-from served import served
-from wired import make_driver
+
+from tests.sims.wire.served import served
+from tests.sims.wire.wired import make_driver
 
 
 async def test_tsl570_driver_reads_crlf_replies() -> None:

@@ -6,9 +6,9 @@ import asyncio
 import json
 
 import pytest
-from eos_client import ETB, ServedEos, served_eos
 
 from sims.wire.eos import LABEL_PROPS
+from tests.sims.wire.eos_client import ETB, ServedEos, served_eos
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ requests on the pseudo-terminal, every reply line checked."""
 from __future__ import annotations
 
 import pytest
-from served import pty_exchange, served
+
+from tests.sims.wire.served import pty_exchange, served
 
 ENDS = (b"Done\r\n", b"Error!\r\n")
 

@@ -3,7 +3,7 @@ the pseudo-terminal, every reply checked."""
 
 from __future__ import annotations
 
-from served import pty_exchange, served
+from tests.sims.wire.served import pty_exchange, served
 
 GET = bytes([0x01, 0x11, 0x00, 0x00])
 

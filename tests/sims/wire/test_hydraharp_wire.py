@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
-from wired import NAMES, WIRE_WORLD, make_twin
 
 from sims.wire.hydraharp import HydraHarpWire
 from sims.world import World
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 
 
 class Bridge:

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 import zmq
-from id1000_client import Served, served_id1000
 
 from drivers.idq.tagframe import decode_frame
+from tests.sims.wire.id1000_client import Served, served_id1000
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from wired import NAMES, WIRE_WORLD, make_twin
 
 from sims.wire.id120 import Id120Wire
 from sims.world import World
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 
 
 class Module:

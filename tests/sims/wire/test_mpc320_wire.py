@@ -9,7 +9,8 @@ import os
 import struct
 
 import pytest
-from served import served
+
+from tests.sims.wire.served import served
 
 MV_PER_COUNT = 10_000 / 1370  # the twin's -5000..+5000 mV over 0..1370 counts
 

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from served import Served, served
+
+from tests.sims.wire.served import Served, served
 
 LF = b"\n"
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from memory_transmitter import MemoryTransmitter
 
 from drivers.swabian.pulsestreamer import PulseStreamer
 from labctl.interfaces import (
@@ -26,6 +25,7 @@ from labctl.interfaces.devices import Transmitter
 from labctl.interfaces.pattern import PatternMode, PulsePattern, seeded_pattern
 from labctl.transport.jsonrpc_http import JsonRpcError
 from sims.wire.pulsestreamer import PulseStreamerWire
+from tests.sims.wire.memory_transmitter import MemoryTransmitter
 
 DESIGN = ([0.7, 0.2, 0.1], 0.5)
 

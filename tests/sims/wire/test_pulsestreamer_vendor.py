@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from memory_transmitter import MemoryTransmitter
 
 from labctl.interfaces.pattern import PulsePattern, seeded_pattern
 from sims.wire.pulsestreamer import PulseStreamerWire
+from tests.sims.wire.memory_transmitter import MemoryTransmitter
 
 pulsestreamer = pytest.importorskip("pulsestreamer")
 from pulsestreamer import (  # noqa: E402

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from wired import NAMES, WIRE_WORLD, make_twin, wired_station
 
 from labctl.interfaces.errors import ConfigError
 from sims.wire.dicon import DiconMemsWire
@@ -19,6 +18,7 @@ from sims.wire.n7776c import N7776cWire
 from sims.wire.serve import ServeSettings, build_servers
 from sims.wire.tsl570 import Tsl570Wire
 from sims.world import World
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin, wired_station
 
 KINDS = ["laser", "polarization_controller", "optical_switch"]
 

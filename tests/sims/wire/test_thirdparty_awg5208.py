@@ -8,12 +8,12 @@ import asyncio
 from typing import Any
 
 import numpy as np
-from wired import NAMES, WIRE_WORLD, make_twin
 
 from labctl.interfaces.pattern import seeded_pattern
 from sims.wire.awg5208 import Awg5208Wire
 from sims.world import World
 from sims.world.program import pattern_codes
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 
 AMPLITUDE_V = 0.5  # peak to peak: full scale is +-0.25 V
 

@@ -17,7 +17,8 @@ import asyncio
 import re
 
 import serial
-from served import served
+
+from tests.sims.wire.served import served
 
 call = asyncio.to_thread
 

@@ -11,10 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from wired import WIRE_WORLD, make_twin
-
 from sims.wire.eos import EosWire
 from sims.world import World
+from tests.sims.wire.wired import WIRE_WORLD, make_twin
 
 SESSION = Path(__file__).with_name("qcodes_eos_session.py")
 

@@ -17,7 +17,8 @@ import pytest
 from pylablib.devices.OZOptics import EPC04, OZOpticsError
 from qmi.core.context import QMI_Context
 from qmi.instruments.ozoptics.epc_driver import OzOptics_EpcDriver
-from served import served
+
+from tests.sims.wire.served import served
 
 call = asyncio.to_thread
 

@@ -13,7 +13,8 @@ import asyncio
 import pytest
 from qmi.core.context import QMI_Context
 from qmi.instruments.agiltron import Agiltron_Ff1x4
-from served import served
+
+from tests.sims.wire.served import served
 
 call = asyncio.to_thread
 

@@ -14,14 +14,14 @@ import asyncio
 import time
 
 import numpy as np
-from hhlib_bridge import BridgeHHLib
 from qmi.core.context import QMI_Context
 from qmi.instruments.picoquant import PicoQuant_HydraHarp400
 from qmi.instruments.picoquant.support._library_wrapper import _LibWrapper
-from wired import NAMES, WIRE_WORLD, make_twin
 
 from sims.wire.hydraharp import HydraHarpWire
 from sims.world import World
+from tests.sims.wire.hhlib_bridge import BridgeHHLib
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 
 call = asyncio.to_thread
 

@@ -17,7 +17,7 @@ import ast
 import asyncio
 import time
 
-from id1000_client import served_id1000
+from tests.sims.wire.id1000_client import served_id1000
 
 
 def is_error(answer: str) -> bool:

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import pyvisa
-from wired import NAMES, WIRE_WORLD, make_twin
 
 from sims.wire.id120 import Id120Wire
 from sims.world import World
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 
 call = asyncio.to_thread
 INFO_QUERIES = [  # ID120.info(), in its order

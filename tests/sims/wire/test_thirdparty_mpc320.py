@@ -15,7 +15,8 @@ import pytest
 from qmi.core.context import QMI_Context
 from qmi.instruments.thorlabs.apt_protocol import AptChannelState
 from qmi.instruments.thorlabs.mpc320 import Thorlabs_Mpc320
-from served import served
+
+from tests.sims.wire.served import served
 
 call = asyncio.to_thread
 

@@ -12,7 +12,8 @@ import asyncio
 
 import pytest
 from pymeasure.instruments.keysight import KeysightN7776C
-from served import served
+
+from tests.sims.wire.served import served
 
 call = asyncio.to_thread
 

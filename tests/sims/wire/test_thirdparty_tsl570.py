@@ -17,7 +17,8 @@ from pymeasure.instruments.santec import TSL570
 from qmi.core.context import QMI_Context
 from qmi.core.exceptions import QMI_InstrumentException
 from qmi.instruments.santec.tsl_570 import Santec_Tsl570
-from served import served
+
+from tests.sims.wire.served import served
 
 call = asyncio.to_thread
 

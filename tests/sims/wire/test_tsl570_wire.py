@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from served import Served, served
+
+from tests.sims.wire.served import Served, served
 
 CR = b"\r"
 

@@ -6,7 +6,6 @@ import asyncio
 import os
 
 import pytest
-from wired import wired_station
 
 from labctl.interfaces.errors import (
     ConnectionLost,
@@ -15,6 +14,7 @@ from labctl.interfaces.errors import (
     ProtocolError,
 )
 from sims.faults import Disconnect, FaultSchedule, GarbledReply, Timeout
+from tests.sims.wire.wired import wired_station
 
 
 def _schedule(world: object, fault: object) -> None:

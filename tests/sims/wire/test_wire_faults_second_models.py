@@ -4,10 +4,10 @@ silence, a garbled reply a ProtocolError, a dropped TCP link ConnectionLost."""
 from __future__ import annotations
 
 import pytest
-from wired import wired_station
 
 from labctl.interfaces.errors import ConnectionLost, InstrumentTimeout, ProtocolError
 from sims.faults import Disconnect, FaultSchedule, GarbledReply, Timeout
+from tests.sims.wire.wired import wired_station
 
 
 def _schedule(world: object, fault: object) -> None:

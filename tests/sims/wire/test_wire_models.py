@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from wired import WIRE_WORLD, make_twin
 
 from labctl.interfaces import ConfigError
 from sims.wire.awg5208 import Awg5208Wire
 from sims.wire.pulsestreamer import PulseStreamerWire
 from sims.wire.serve import ServeSettings, build_servers
 from sims.world import World
+from tests.sims.wire.wired import WIRE_WORLD, make_twin
 
 
 def test_the_wire_key_picks_the_model_default_otherwise() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from wired import WIRE_WORLD, make_twin, wired_station
 
 from labctl.interfaces.errors import ConnectionLost
 from sims.wire.eos import EosWire
 from sims.wire.tsl570 import Tsl570Wire
 from sims.world import World
+from tests.sims.wire.wired import WIRE_WORLD, make_twin, wired_station
 
 
 async def test_eos_restarted_mid_stream_gets_its_settings_back() -> None:

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from wired import NAMES, WIRE_WORLD, Wired, make_twin, wired_station
 
 from labctl.interfaces.errors import ConnectionLost, ProtocolError
 from sims.faults import FaultSchedule, GarbledReply
@@ -21,6 +20,7 @@ from sims.wire.id1000 import Id1000Wire
 from sims.wire.pulsestreamer import PulseStreamerWire
 from sims.wire.tsl570 import Tsl570Wire
 from sims.world import World
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, Wired, make_twin, wired_station
 
 DOWN_S = 0.2  # how long the device stays away before it is back (well inside the backoff)
 

@@ -7,9 +7,9 @@ import math
 from typing import Any
 
 import numpy as np
-from wired import wired_station
 
 from labctl.interfaces.tags import TagBatch
+from tests.sims.wire.wired import wired_station
 
 KINDS = ["laser", "polarization_controller", "detector", "time_tagger", "optical_switch"]
 SMOKE_WORLD: dict[str, Any] = {

@@ -9,12 +9,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from wired import NAMES, WIRE_WORLD, make_twin
-
 from labctl.interfaces.build import BuildContext, InstrumentSpec, TransportSpec
 from labctl.station.classpath import import_class
 from sims.wire.serve import ServeSettings, WireTwins
 from sims.world import World
+from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 
 WIRE_NAMES = {
     "awg5208": "tektronix-awg5208",

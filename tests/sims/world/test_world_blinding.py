@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from world_helpers import collect, quiet_world, sifted_errors
 
 from labctl.interfaces.units import db_to_transmission
 from sims.twins import SimDetector
 from sims.world import World
 from sims.world.blinding import photon_energy_j
+from tests.sims.world.world_helpers import collect, quiet_world, sifted_errors
 
 DARK_HZ = 1000.0
 

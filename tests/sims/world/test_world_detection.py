@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from world_helpers import collect, quiet_world
+
+from tests.sims.world.world_helpers import collect, quiet_world
 
 THREE_CLASSES = {
     "signal": {"mu": 0.6, "probability": 0.5},

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from world_helpers import collect, quiet_world
 
 from sims.world import World
 from sims.world.detectors import bernoulli_positions, nonparalyzable_keep
+from tests.sims.world.world_helpers import collect, quiet_world
 
 
 def _reference_keep(times: list[int], dead_ps: int, last_ps: int) -> list[bool]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from world_helpers import collect, quiet_world, sifted_errors
 
 from sims.world import World
+from tests.sims.world.world_helpers import collect, quiet_world, sifted_errors
 
 
 def _qber(world: World, duration_s: float) -> tuple[int, int]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from world_helpers import collect, quiet_world
 
 from sims.world import DETECTOR_NAMES, World
+from tests.sims.world.world_helpers import collect, quiet_world
 
 OFFSET_PS = 123_456_789
 PPM = 37.5

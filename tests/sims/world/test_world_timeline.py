@@ -8,13 +8,13 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from world_helpers import QUIET, collect, merged, quiet_world
 
 from labctl.interfaces import BuildContext, InstrumentSpec
 from sims.clock import VirtualClock
 from sims.world import World
 from sims.world.polarization import FiberPolarization
 from sims.world.settings import FiberSettings
+from tests.sims.world.world_helpers import QUIET, collect, merged, quiet_world
 
 NOISY = {"detectors": {"dark_count_rate_hz": 1e5, "jitter_fwhm_ps": 40.0, "dead_time_ns": 30.0}}
 

@@ -1,8 +1,0 @@
-"""Make the test instrument module importable by class path ``fake_instruments:...``."""
-
-import sys
-from pathlib import Path
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
