@@ -1,9 +1,9 @@
 """Wegman-Carter transcript hashing throughput and what authentication costs per block.
 
 Prints JSON: the best-of-3 CPU time (time.process_time) of hashing a transcript of
-``--mbytes`` MB with the four-lane polynomial hash mod 2^61 - 1 (labctl.qkd.transcript_auth,
+``--mbytes`` MB with the four-lane polynomial hash mod 2^61 - 1 (labctl.qkd.auth.transcript,
 numba), with HMAC-SHA256 of the same bytes in the same process as the baseline (ratio), the
-pure-Python polynomial mod 2^127 - 1 of labctl.qkd.wegman_carter on a 1 MB slice (what a
+pure-Python polynomial mod 2^127 - 1 of labctl.qkd.auth.wegman_carter on a 1 MB slice (what a
 one-level hash would cost), the bound per checkpoint and the pad bits a block uses (3
 checkpoints of 128 bits) against what tagging every message would use for ``--messages``
 messages per block, and the load average.
@@ -20,8 +20,8 @@ import secrets
 import time
 from collections.abc import Callable
 
-from labctl.qkd.transcript_auth import EPS_PER_CHECK, LANES, P61, StreamHash
-from labctl.qkd.wegman_carter import poly_hash
+from labctl.qkd.auth.transcript import EPS_PER_CHECK, LANES, P61, StreamHash
+from labctl.qkd.auth.wegman_carter import poly_hash
 
 
 def _best_cpu_s(run: Callable[[], object], repeats: int = 3) -> float:

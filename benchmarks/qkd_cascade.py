@@ -12,7 +12,7 @@ their inverses already computed, legitimate for frames of one length: the shuffl
 public and independent of the key), "mbit_per_s_numpy_path" for the same frames on the
 pure-numpy path with "ratio_compiled_vs_numpy" (the two paths send the same queries).
 
-"batch" rows, K frames of 1e4 reconciled in lock-step (labctl.qkd.cascade_batch: one
+"batch" rows, K frames of 1e4 reconciled in lock-step (labctl.qkd.cascade.batch: one
 message per round trip for all frames, each frame with its own shuffles and blocks):
 Mbit/s of the batch and of the same frames one at a time in the same process (ratio), with
 one seed reused by all frames and batches (shuffles cached), with a fresh seed per frame,
@@ -32,9 +32,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from labctl.qkd.cascade import reconcile
-from labctl.qkd.cascade_batch import reconcile_batch
-from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.cascade.batch import reconcile_batch
+from labctl.qkd.cascade.protocol import reconcile
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.secret import SecretBits
 from labctl.qkd.verification import make_tag, tags_match
 

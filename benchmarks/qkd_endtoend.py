@@ -33,8 +33,8 @@ from experiments.keygen.endtoend_benchmark import (  # noqa: E402
     squashed_gain_qber,
 )
 from experiments.keygen.settings import KeygenSettings  # noqa: E402
-from labctl.qkd.entropy import binary_entropy  # noqa: E402
-from labctl.qkd.finite_key import DecoyProtocol, expected_counts, secret_key_length  # noqa: E402
+from labctl.qkd.estimation.entropy import binary_entropy  # noqa: E402
+from labctl.qkd.estimation.finite_key import DecoyProtocol, expected_counts, secret_key_length  # noqa: E402
 
 SCENARIO = ROOT / "configs" / "scenarios" / "gys.yaml"
 # 0 km is the only distance where a block that fits in memory (~4 GB) clears the finite-key

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import time
 
-from labctl.qkd.keyrate import DecoySettings, max_distance_km, model_key_rate, optimal_mu
-from labctl.qkd.model import GYS
+from labctl.qkd.estimation.keyrate import DecoySettings, max_distance_km, model_key_rate, optimal_mu
+from labctl.qkd.estimation.model import GYS
 
 PUBLISHED_MU = 0.48
 PUBLISHED_MAX_KM = 142.0

@@ -51,7 +51,7 @@ from experiments.keygen.profile import STAGES  # noqa: E402
 from experiments.keygen.settings import KeygenSettings  # noqa: E402
 from experiments.keygen.tcp_links import accept_channels, connect_channels  # noqa: E402
 from experiments.keygen.workers import ParallelPipeline, serve_alice  # noqa: E402
-from labctl.qkd.auth import memory_pair  # noqa: E402
+from labctl.qkd.auth.channel import memory_pair  # noqa: E402
 from labctl.station import Station, load_config  # noqa: E402
 from labctl.store.keystore import KeyStore  # noqa: E402
 from sims.scenarios import scenario_settings  # noqa: E402

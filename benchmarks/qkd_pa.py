@@ -33,8 +33,7 @@ from functools import partial
 
 import numpy as np
 
-from labctl.qkd.fft_convolution import BACKENDS
-from labctl.qkd.privacy import (
+from labctl.qkd.privacy.amplify import (
     DEFAULT_METHOD,
     FFT_BACKEND,
     _fast_length,
@@ -42,9 +41,10 @@ from labctl.qkd.privacy import (
     toeplitz_hash,
     toeplitz_hash_direct,
 )
+from labctl.qkd.privacy.fft_convolution import BACKENDS
+from labctl.qkd.privacy.toeplitz_gf2 import AVAILABLE as GF2_AVAILABLE
+from labctl.qkd.privacy.toeplitz_gf2 import WIDE, faster_than_fft, parse_features, target_features
 from labctl.qkd.secret import SecretBits
-from labctl.qkd.toeplitz_gf2 import AVAILABLE as GF2_AVAILABLE
-from labctl.qkd.toeplitz_gf2 import WIDE, faster_than_fft, parse_features, target_features
 
 HASWELL_FEATURES = (
     "+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+lzcnt,+movbe,+pclmul,+popcnt,+sse4.2"

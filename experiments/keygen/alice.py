@@ -26,12 +26,12 @@ from experiments.keygen.node_base import (
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.sync.record import NOT_SENT
-from labctl.qkd import cascade_link
-from labctl.qkd.auth import AuthenticatedChannel, Message
-from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.auth.channel import AuthenticatedChannel, Message
+from labctl.qkd.cascade import link as cascade_link
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, MessageFormatError
-from labctl.qkd.finite_key import BasisCounts, secret_key_length
-from labctl.qkd.privacy import privacy_amplify, random_seed, seed_length
+from labctl.qkd.estimation.finite_key import BasisCounts, secret_key_length
+from labctl.qkd.privacy.amplify import privacy_amplify, random_seed, seed_length
 from labctl.qkd.sifting import BasisAnnouncement, SiftReply, answer, sift_alice
 from labctl.qkd.verification import make_tag
 from labctl.store.keystore import KeyStore

@@ -38,7 +38,7 @@ from labctl.interfaces.devices import Laser
 from labctl.interfaces.errors import LabctlError
 from labctl.interfaces.instrument import Health
 from labctl.interfaces.pattern import PulsePattern, seeded_pattern
-from labctl.qkd.auth import AuthenticatedChannel
+from labctl.qkd.auth.channel import AuthenticatedChannel
 from labctl.qkd.errors import ChannelClosed, MessageFormatError
 
 I64 = npt.NDArray[np.int64]

@@ -6,7 +6,7 @@ link of configs/scenarios/gys.yaml at any distance), then reads the same detecti
 * **asymptotic estimate** — per-intensity gains Q and sifted error rates E measured from the
   detections and Alice's pattern, vacuum + weak (or two-) decoy bounds on Y1 and e1 from those
   measured values (Ma et al. 2005), GLLP rate with the model's f_ec. This is what the formula
-  ``labctl.qkd.keyrate.model_key_rate`` predicts for the same scheme, so the two agree
+  ``labctl.qkd.estimation.keyrate.model_key_rate`` predicts for the same scheme, so the two agree
   within the statistical error (delta method on binomial counts, :func:`asymptotic_estimate`).
 * **finite-key run** — the block through the live nodes (sifting over the authenticated
   channel, Cascade, verification, Lim et al. finite-key length, Toeplitz PA, both key stores).
@@ -37,10 +37,10 @@ from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNod
 from experiments.keygen.settings import KeygenSettings
 from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.errors import ConfigError
-from labctl.qkd.auth import memory_pair
-from labctl.qkd.estimation import two_decoy_bounds, vacuum_weak_decoy_bounds
-from labctl.qkd.keyrate import DecoyScheme, DecoySettings, gllp_rate, model_key_rate
-from labctl.qkd.model import ChannelModel
+from labctl.qkd.auth.channel import memory_pair
+from labctl.qkd.estimation.decoy import two_decoy_bounds, vacuum_weak_decoy_bounds
+from labctl.qkd.estimation.keyrate import DecoyScheme, DecoySettings, gllp_rate, model_key_rate
+from labctl.qkd.estimation.model import ChannelModel
 from labctl.store.keystore import KeyStore
 
 F_EC_FORMULA = 1.22

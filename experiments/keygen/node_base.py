@@ -17,12 +17,12 @@ from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.profile import StageProfile, TimedChannel
 from experiments.keygen.settings import KeygenSettings
 from experiments.sync.alice import TransmitterAlice
-from labctl.qkd.auth import AuthenticatedChannel
+from labctl.qkd.auth.channel import AuthenticatedChannel
+from labctl.qkd.auth.transcript import SLOT_BYTES, AuthPool, TranscriptAuthenticator
 from labctl.qkd.errors import MessageFormatError
-from labctl.qkd.finite_key import DecoyProtocol
+from labctl.qkd.estimation.finite_key import DecoyProtocol
 from labctl.qkd.secret import SecretBits
 from labctl.qkd.sifting import SiftedKey
-from labctl.qkd.transcript_auth import SLOT_BYTES, AuthPool, TranscriptAuthenticator
 from labctl.runner.heap import HeapTrimmer
 from labctl.store.keystore import KeyStore
 

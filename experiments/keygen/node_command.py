@@ -10,7 +10,7 @@ match bit for bit under the same ids and Alice files them under Bob's run id. Th
 pre-shared key file (raw, or hex text) authenticates every message and is never printed.
 Under ``qkd.auth: wegman-carter`` (the default) it holds at least 640 random bytes: the
 first 32 key the per-message HMAC, the rest seeds each node's Wegman-Carter pool beside its
-key store on first use (``labctl.qkd.transcript_auth``); ``qkd.auth: hmac`` needs 16.
+key store on first use (``labctl.qkd.auth.transcript``); ``qkd.auth: hmac`` needs 16.
 
 ``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
 own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
@@ -87,11 +87,11 @@ def link_auth(
     """(per-message HMAC key, Wegman-Carter pool or None) under ``qkd.auth``.
 
     Wegman-Carter: the pre-shared key's first 32 bytes key the HMAC layer, the rest seeds
-    the pool beside the key store on first use (``labctl.qkd.transcript_auth``). The key
+    the pool beside the key store on first use (``labctl.qkd.auth.transcript``). The key
     store records which key seeded its pool: a pool file deleted while its pre-shared key is
     kept is refused (seeding it again would reuse pads).
     """
-    from labctl.qkd.transcript_auth import (
+    from labctl.qkd.auth.transcript import (
         AuthPool,
         PoolStateError,
         pool_path,
@@ -340,7 +340,7 @@ async def _bob_locked(
     from experiments.keygen import steps, tcp_links
     from experiments.sync import alice as alice_mod
     from labctl.cli.run import engine_options, report
-    from labctl.qkd.auth import AuthenticatedChannel
+    from labctl.qkd.auth.channel import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
     from labctl.runner.control import RunControl
     from labctl.runner.engine import RunEngine

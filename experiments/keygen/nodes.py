@@ -1,6 +1,6 @@
 """Alice and Bob nodes: one block of post-processing, message by message, over the channel.
 
-The two nodes share nothing but an :class:`~labctl.qkd.auth.AuthenticatedChannel`, so the
+The two nodes share nothing but an :class:`~labctl.qkd.auth.channel.AuthenticatedChannel`, so the
 same code runs in one process (memory transport) or in two (TCP). Bob drives. Per block:
 
 1. ``block/start`` (B->A) block number and window; ``sift/announce`` (B->A) indices and bases;
@@ -51,12 +51,12 @@ from experiments.keygen.node_base import (
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.sync.record import NOT_SENT
-from labctl.qkd import cascade_link
-from labctl.qkd.auth import AuthenticatedChannel
-from labctl.qkd.cascade_schedule import CascadeSchedule
-from labctl.qkd.entropy import binary_entropy
+from labctl.qkd.auth.channel import AuthenticatedChannel
+from labctl.qkd.cascade import link as cascade_link
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import MessageFormatError
-from labctl.qkd.privacy import privacy_amplify
+from labctl.qkd.estimation.entropy import binary_entropy
+from labctl.qkd.privacy.amplify import privacy_amplify
 from labctl.qkd.sifting import BasisAnnouncement, SiftReply, sift_bob
 from labctl.qkd.verification import VerificationTag, tags_match
 from labctl.store.keystore import KeyStore

@@ -53,14 +53,14 @@ from experiments.sync.model import SyncError
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
-from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, memory_pair
-from labctl.qkd.errors import AuthenticationError
-from labctl.qkd.transcript_auth import (
+from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, memory_pair
+from labctl.qkd.auth.transcript import (
     EPS_PER_CHECK,
     AuthPool,
     TranscriptAuthenticator,
     open_local_pair,
 )
+from labctl.qkd.errors import AuthenticationError
 from labctl.runner.plan_context import PlanContext
 from labctl.runner.status import StopPlan
 from labctl.store.keystore import KeyStore, node_store_path, store_key_from_config

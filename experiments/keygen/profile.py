@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from labctl.qkd.auth import AuthenticatedChannel, Message
+from labctl.qkd.auth.channel import AuthenticatedChannel, Message
 
 STAGES = (
     "sifting",

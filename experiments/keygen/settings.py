@@ -45,7 +45,7 @@ class KeygenSettings:
     """Mean QBER of recent blocks above the post-calibration floor that recalibrates."""
     auth: str = "wegman-carter"
     """Classical channel authentication: ``wegman-carter`` (information-theoretic, consumes
-    key from a pool; labctl.qkd.transcript_auth) or ``hmac`` (HMAC-SHA256 only:
+    key from a pool; labctl.qkd.auth.transcript) or ``hmac`` (HMAC-SHA256 only:
     computational security, no key consumed)."""
     auth_pool_slots: int = 64
     """Wegman-Carter: pad slots (16 bytes) per direction the pool is topped up to from each

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.keygen.nodes import BlockResult
-from labctl.qkd.entropy import binary_entropy
+from labctl.qkd.estimation.entropy import binary_entropy
 from labctl.store.atomic import write_bytes_atomic
 from labctl.store.events import first_and_last_events
 

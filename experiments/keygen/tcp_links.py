@@ -22,7 +22,7 @@ finds the connection closed during the handshake and says so, Alice waits on.
 :class:`SingleChannelGuard` names the likely cause on a plain channel without handshake.
 
 Frames travel on :class:`FrameStream`, an asyncio Protocol speaking the same wire format as
-``labctl.qkd.auth.TcpTransport`` (4-byte big-endian length, frame) with less work per
+``labctl.qkd.auth.channel.TcpTransport`` (4-byte big-endian length, frame) with less work per
 frame: frames are cut out of the receive buffer as bytes arrive, a recv whose frame is
 already there returns without suspending, the timeout is one timer instead of a
 ``wait_for`` per read, and a send only waits when the socket buffer is full. Cascade
@@ -42,7 +42,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from labctl.qkd.auth import MAX_FRAME_BYTES, AuthenticatedChannel, FrameTransport
+from labctl.qkd.auth.channel import MAX_FRAME_BYTES, AuthenticatedChannel, FrameTransport
+from labctl.qkd.auth.transcript import AuthPool, TranscriptAuthenticator
 from labctl.qkd.errors import (
     ChannelClosed,
     ChannelError,
@@ -50,7 +51,6 @@ from labctl.qkd.errors import (
     MessageFormatError,
     QkdError,
 )
-from labctl.qkd.transcript_auth import AuthPool, TranscriptAuthenticator
 
 _LENGTH = struct.Struct(">I")
 
@@ -324,7 +324,7 @@ def _worker_of(frame: bytes, total: int) -> int:
 
 
 def _kind_of(frame: bytes) -> str:
-    # Frame layout (labctl.qkd.auth): 8-byte seq, 1-byte kind length, kind, payload, MAC.
+    # Frame layout (labctl.qkd.auth.channel): 8-byte seq, 1-byte kind length, kind, payload, MAC.
     n = frame[8] if len(frame) > 8 else 0
     return frame[9 : 9 + n].decode("ascii", errors="replace")
 

@@ -39,7 +39,7 @@ from experiments.keygen.node_base import to_json
 from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode
 from experiments.keygen.pipeline import BacklogStats, BlockDropped, CommitSequencer
 from experiments.keygen.settings import KeygenSettings
-from labctl.qkd.auth import AuthenticatedChannel
+from labctl.qkd.auth.channel import AuthenticatedChannel
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, QkdError
 from labctl.store.keystore import KeyStore
 

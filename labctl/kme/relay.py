@@ -8,7 +8,7 @@ link, A-B and B-C do. The key is carried hop by hop under a one-time pad:
 2. B's KME reads ``k`` from its own A-B store, picks ``p`` of the same size from the B-C pool
    (it is the allocator of B-C) and sends C ``c = k XOR p`` with ``p``'s location and a
    Wegman-Carter tag over the whole message, keyed by 32 more bytes of the B-C pool (16
-   bytes of hash key, 16 of pad: :func:`labctl.qkd.wegman_carter.one_time_tag`).
+   bytes of hash key, 16 of pad: :func:`labctl.qkd.auth.wegman_carter.one_time_tag`).
 3. C's KME reads the tag key and ``p`` from its own B-C store, checks the tag, and reserves
    the key for the slave SAE as ``c`` plus the location of ``p`` (``k = c XOR p``, computed
    when the slave asks). Only after C's acknowledgement does B acknowledge A, and only then
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labctl.kme.ledger import Segment
-from labctl.qkd.wegman_carter import HASH_KEY_BYTES, PAD_BYTES, one_time_tag
+from labctl.qkd.auth.wegman_carter import HASH_KEY_BYTES, PAD_BYTES, one_time_tag
 
 RELAY_PATH = "/peer/v1/relay"
 TAG_KEY_BITS = 8 * (HASH_KEY_BYTES + PAD_BYTES)

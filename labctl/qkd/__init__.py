@@ -4,16 +4,21 @@ Each piece is usable on its own (e.g. from a notebook); see the module docstring
 paper and equation each one implements.
 """
 
-from labctl.qkd.auth import (
+from labctl.qkd.auth.channel import (
     AuthenticatedChannel,
     MemoryTransport,
     TcpTransport,
     memory_pair,
     tcp_pair,
 )
-from labctl.qkd.cascade import CascadeAlice, CascadeBob, CascadeOutcome, CascadeStats, reconcile
-from labctl.qkd.cascade_schedule import CascadeSchedule
-from labctl.qkd.entropy import binary_entropy
+from labctl.qkd.cascade.protocol import (
+    CascadeAlice,
+    CascadeBob,
+    CascadeOutcome,
+    CascadeStats,
+    reconcile,
+)
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import (
     AuthenticationError,
     ChannelClosed,
@@ -24,17 +29,29 @@ from labctl.qkd.errors import (
     ReconciliationError,
     VerificationError,
 )
-from labctl.qkd.estimation import (
+from labctl.qkd.estimation.decoy import (
     DecoyBounds,
     IntensityStats,
     intensity_stats,
     two_decoy_bounds,
     vacuum_weak_decoy_bounds,
 )
-from labctl.qkd.finite_key import BasisCounts, DecoyProtocol, FiniteKeyResult, secret_key_length
-from labctl.qkd.keyrate import gllp_rate, max_distance_km, model_key_rate, optimal_mu, plob_bound
-from labctl.qkd.model import GYS, ChannelModel
-from labctl.qkd.privacy import privacy_amplify, random_seed, toeplitz_hash
+from labctl.qkd.estimation.entropy import binary_entropy
+from labctl.qkd.estimation.finite_key import (
+    BasisCounts,
+    DecoyProtocol,
+    FiniteKeyResult,
+    secret_key_length,
+)
+from labctl.qkd.estimation.keyrate import (
+    gllp_rate,
+    max_distance_km,
+    model_key_rate,
+    optimal_mu,
+    plob_bound,
+)
+from labctl.qkd.estimation.model import GYS, ChannelModel
+from labctl.qkd.privacy.amplify import privacy_amplify, random_seed, toeplitz_hash
 from labctl.qkd.secret import SecretBits
 from labctl.qkd.sifting import Detections, SiftedKey, announce, answer, sift_alice, sift_bob
 from labctl.qkd.verification import make_tag, tag_length, tags_match, verify

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labctl.qkd.errors import MessageFormatError, VerificationError
-from labctl.qkd.privacy import random_seed, toeplitz_hash
+from labctl.qkd.privacy.amplify import random_seed, toeplitz_hash
 from labctl.qkd.secret import Bits, SecretBits
 
 _HEADER = struct.Struct("<2sQI")

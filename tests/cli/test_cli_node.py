@@ -22,7 +22,7 @@ from experiments.keygen.node_command import link_auth
 from experiments.keygen.settings import KeygenSettings
 from labctl.cli.main import main as labctl_main
 from labctl.interfaces.errors import ConfigError
-from labctl.qkd.transcript_auth import PoolStateError
+from labctl.qkd.auth.transcript import PoolStateError
 from tests.cli.hil_bench import ServedBench, env
 
 # A worker channel's first wait covers Bob's synchronization and first blocks: minutes on a

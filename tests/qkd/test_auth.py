@@ -5,9 +5,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, memory_pair, tcp_pair
-from labctl.qkd.cascade_link import run_bob, serve_alice
-from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, memory_pair, tcp_pair
+from labctl.qkd.cascade.link import run_bob, serve_alice
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import AuthenticationError, ChannelTimeout
 from labctl.qkd.secret import SecretBits
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from labctl.qkd.cascade import CascadeAlice, CascadeBob, CascadeRequest, reconcile
-from labctl.qkd.cascade_schedule import CascadeSchedule, public_order
+from labctl.qkd.cascade.protocol import CascadeAlice, CascadeBob, CascadeRequest, reconcile
+from labctl.qkd.cascade.schedule import CascadeSchedule, public_order
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import SecretBits
 

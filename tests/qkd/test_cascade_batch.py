@@ -6,12 +6,18 @@ from collections.abc import Generator
 import numpy as np
 import pytest
 
-from labctl.qkd.auth import memory_pair
-from labctl.qkd.cascade import CascadeAlice, CascadeBob, CascadeReply, CascadeRequest, reconcile
-from labctl.qkd.cascade_batch import CascadeBatchBob, batch_alice, reconcile_batch
-from labctl.qkd.cascade_layout import FrameLayout
-from labctl.qkd.cascade_link import run_bob_batch, serve_alice_batch
-from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.auth.channel import memory_pair
+from labctl.qkd.cascade.batch import CascadeBatchBob, batch_alice, reconcile_batch
+from labctl.qkd.cascade.layout import FrameLayout
+from labctl.qkd.cascade.link import run_bob_batch, serve_alice_batch
+from labctl.qkd.cascade.protocol import (
+    CascadeAlice,
+    CascadeBob,
+    CascadeReply,
+    CascadeRequest,
+    reconcile,
+)
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import SecretBits
 

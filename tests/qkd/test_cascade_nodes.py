@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from labctl.qkd.cascade_nodes import NodeStore
+from labctl.qkd.cascade.nodes import NodeStore
 
 
 def _walk(length: int) -> dict[int, tuple[int, int]]:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from labctl.qkd.estimation import intensity_stats, two_decoy_bounds, vacuum_weak_decoy_bounds
-from labctl.qkd.model import GYS
+from labctl.qkd.estimation.decoy import intensity_stats, two_decoy_bounds, vacuum_weak_decoy_bounds
+from labctl.qkd.estimation.model import GYS
 
 
 @pytest.mark.parametrize("distance", [0.0, 25.0, 50.0, 100.0])

@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from labctl.qkd.entropy import binary_entropy
-from labctl.qkd.estimation import two_decoy_bounds
-from labctl.qkd.finite_key import (
+from labctl.qkd.estimation.decoy import two_decoy_bounds
+from labctl.qkd.estimation.entropy import binary_entropy
+from labctl.qkd.estimation.finite_key import (
     BasisCounts,
     DecoyProtocol,
     expected_counts,
@@ -21,7 +21,7 @@ from labctl.qkd.finite_key import (
     secret_key_length,
     vacuum_and_single,
 )
-from labctl.qkd.model import GYS
+from labctl.qkd.estimation.model import GYS
 
 PROTOCOL = DecoyProtocol((0.5, 0.1, 0.0), (0.8, 0.1, 0.1))
 EPS_SEC, EPS_COR = 1e-10, 1e-15

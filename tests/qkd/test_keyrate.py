@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from labctl.qkd.entropy import binary_entropy
-from labctl.qkd.keyrate import (
+from labctl.qkd.estimation.entropy import binary_entropy
+from labctl.qkd.estimation.keyrate import (
     DecoySettings,
     gllp_rate,
     max_distance_km,
@@ -14,7 +14,7 @@ from labctl.qkd.keyrate import (
     optimal_mu,
     plob_bound,
 )
-from labctl.qkd.model import GYS
+from labctl.qkd.estimation.model import GYS
 
 
 def test_gys_optimal_mu_and_maximum_distance_match_lo_ma_chen() -> None:

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from labctl.qkd.errors import QkdError
-from labctl.qkd.fft_convolution import BACKENDS
-from labctl.qkd.privacy import (
+from labctl.qkd.privacy.amplify import (
     FFT_BACKEND,
     _parity_of_rounded,
     convolution_error_bound,
@@ -13,6 +12,7 @@ from labctl.qkd.privacy import (
     toeplitz_hash,
     toeplitz_hash_direct,
 )
+from labctl.qkd.privacy.fft_convolution import BACKENDS
 from labctl.qkd.secret import SecretBits
 
 

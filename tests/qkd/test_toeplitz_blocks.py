@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-import labctl.qkd.privacy as privacy
-import labctl.qkd.toeplitz_blocks as blocks
+import labctl.qkd.privacy.amplify as privacy
+import labctl.qkd.privacy.toeplitz_blocks as blocks
 from labctl.qkd.errors import QkdError
-from labctl.qkd.fft_convolution import BACKENDS
-from labctl.qkd.privacy import privacy_amplify, toeplitz_hash, toeplitz_hash_direct
+from labctl.qkd.privacy.amplify import privacy_amplify, toeplitz_hash, toeplitz_hash_direct
+from labctl.qkd.privacy.fft_convolution import BACKENDS
 from labctl.qkd.secret import SecretBits
 
 

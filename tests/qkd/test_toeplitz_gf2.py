@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labctl.qkd import privacy
-from labctl.qkd.privacy import privacy_amplify, toeplitz_hash, toeplitz_hash_direct
-from labctl.qkd.secret import SecretBits
-from labctl.qkd.toeplitz_gf2 import (
+from labctl.qkd.privacy import amplify as privacy
+from labctl.qkd.privacy.amplify import privacy_amplify, toeplitz_hash, toeplitz_hash_direct
+from labctl.qkd.privacy.toeplitz_gf2 import (
     AVAILABLE,
     WIDE,
     choose_family,
@@ -21,6 +20,7 @@ from labctl.qkd.toeplitz_gf2 import (
     target_features,
     toeplitz_gf2,
 )
+from labctl.qkd.secret import SecretBits
 
 needs_gf2 = pytest.mark.skipif(not AVAILABLE, reason="needs numba and a CPU with PCLMULQDQ")
 
@@ -120,7 +120,8 @@ feature map (AVX-512 included here), so a Haswell target needs the features spel
 _CHILD = """
 import json, sys
 import numpy as np
-from labctl.qkd import privacy, toeplitz_gf2
+from labctl.qkd.privacy import amplify as privacy
+from labctl.qkd.privacy import toeplitz_gf2
 rng = np.random.default_rng(3)
 same = True
 for n, m in ((3001, 2500), (64 * 130, 64 * 97 + 5), (20_000, 700), (1, 1)):
@@ -131,7 +132,7 @@ for n, m in ((3001, 2500), (64 * 130, 64 * 97 + 5), (20_000, 700), (1, 1)):
 print(json.dumps({
     "available": toeplitz_gf2.AVAILABLE, "wide": toeplitz_gf2.WIDE,
     "method": privacy.DEFAULT_METHOD, "same": same,
-    "modules": sorted(k for k in sys.modules if k.startswith("labctl.qkd._toeplitz_gf2")),
+    "modules": sorted(k for k in sys.modules if k.startswith("labctl.qkd.privacy._toeplitz_gf2")),
 }))
 """
 
@@ -164,7 +165,8 @@ def test_haswell_target_uses_the_scalar_family_without_aborting(tmp_path: Path) 
     child = _run_child(tmp_path, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=HASWELL_FEATURES)
     assert child["available"] is True and child["wide"] is False
     assert child["method"] == "gf2" and child["same"] is True
-    assert child["modules"] == ["labctl.qkd._toeplitz_gf2_jit"]  # the AVX-512 one never loads
+    # The AVX-512 family never loads.
+    assert child["modules"] == ["labctl.qkd.privacy._toeplitz_gf2_jit"]
 
 
 def test_target_without_pclmul_falls_back_to_the_exact_fft(tmp_path: Path) -> None:
@@ -177,7 +179,7 @@ def test_target_without_pclmul_falls_back_to_the_exact_fft(tmp_path: Path) -> No
 
 @needs_gf2
 def test_auto_takes_the_fft_past_the_scalar_crossover(monkeypatch: pytest.MonkeyPatch) -> None:
-    from labctl.qkd import toeplitz_gf2 as gf2
+    from labctl.qkd.privacy import toeplitz_gf2 as gf2
 
     scalar_only = (gf2._LOADED[1], gf2._LOADED[1], False)  # type: ignore[index]
     monkeypatch.setattr(gf2, "_LOADED", scalar_only)

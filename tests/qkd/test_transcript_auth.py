@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from labctl.qkd.auth import CHECKPOINT_KIND, AuthenticatedChannel, MemoryTransport
-from labctl.qkd.errors import AuthenticationError
-from labctl.qkd.transcript_auth import (
+from labctl.qkd.auth.channel import CHECKPOINT_KIND, AuthenticatedChannel, MemoryTransport
+from labctl.qkd.auth.transcript import (
     CHUNK61,
     EPS_PER_CHECK,
     LANES,
@@ -33,7 +32,8 @@ from labctl.qkd.transcript_auth import (
     pool_path,
     psk_parts,
 )
-from labctl.qkd.wegman_carter import PRIME, poly_hash_in
+from labctl.qkd.auth.wegman_carter import PRIME, poly_hash_in
+from labctl.qkd.errors import AuthenticationError
 
 HMAC_KEY = b"h" * 32
 

@@ -8,9 +8,8 @@ from collections import Counter
 
 import pytest
 
-from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, TcpTransport
-from labctl.qkd.errors import AuthenticationError
-from labctl.qkd.wegman_carter import (
+from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, TcpTransport
+from labctl.qkd.auth.wegman_carter import (
     CHUNK_BYTES,
     MIN_PSK_BYTES,
     PAD_BYTES,
@@ -21,6 +20,7 @@ from labctl.qkd.wegman_carter import (
     poly_hash,
     poly_hash_in,
 )
+from labctl.qkd.errors import AuthenticationError
 
 
 def _closed_form(key: int, message: bytes) -> int:

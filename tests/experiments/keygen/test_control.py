@@ -12,7 +12,7 @@ import pytest
 from experiments.keygen.control import AliceControl, RemoteAlice, RemoteError, RemoteLaser
 from experiments.sync.acquire import marker_frame
 from experiments.sync.alice import TransmitterAlice, alice_of
-from labctl.qkd.auth import memory_pair
+from labctl.qkd.auth.channel import memory_pair
 from labctl.station import Station
 from labctl.station.loader import load_config
 from tests.experiments.keygen.keygen_helpers import write_config

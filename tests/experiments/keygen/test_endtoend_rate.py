@@ -19,7 +19,7 @@ from experiments.keygen.endtoend_benchmark import (
     measure_link,
     squashed_gain_qber,
 )
-from labctl.qkd.model import GYS
+from labctl.qkd.estimation.model import GYS
 from sims.scenarios import scenario_world
 from tests.experiments.keygen.keygen_helpers import ROOT
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport
-from labctl.qkd.transcript_auth import (
+from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport
+from labctl.qkd.auth.transcript import (
     EPS_PER_CHECK,
     TranscriptAuthenticator,
     open_local_pair,

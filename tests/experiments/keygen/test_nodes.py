@@ -12,7 +12,7 @@ from experiments.keygen import nodes
 from experiments.keygen.nodes import AliceNode, BobNode
 from experiments.keygen.profile import STAGES
 from experiments.keygen.settings import KeygenSettings
-from labctl.qkd.auth import memory_pair
+from labctl.qkd.auth.channel import memory_pair
 from labctl.store.keystore import KeyStore
 from tests.experiments.keygen.keygen_helpers import HashSource, make_block
 

@@ -13,7 +13,7 @@ from experiments.keygen import node_base
 from experiments.keygen.node_base import BlockResult, NodeBase
 from experiments.keygen.profile import StageProfile
 from experiments.keygen.summary import BlockTotals, KeySummary
-from labctl.qkd.entropy import binary_entropy
+from labctl.qkd.estimation.entropy import binary_entropy
 
 
 def _result(i: int) -> BlockResult:

@@ -18,7 +18,7 @@ from experiments.keygen.tcp_links import (
     connect_channels,
     worker_psk,
 )
-from labctl.qkd.auth import MAX_FRAME_BYTES, AuthenticatedChannel, TcpTransport
+from labctl.qkd.auth.channel import MAX_FRAME_BYTES, AuthenticatedChannel, TcpTransport
 from labctl.qkd.errors import (
     AuthenticationError,
     ChannelClosed,

@@ -24,9 +24,9 @@ from experiments.keygen.tcp_links import (
     connect_channels,
     worker_psk,
 )
-from labctl.qkd.auth import AuthenticatedChannel
+from labctl.qkd.auth.channel import AuthenticatedChannel
+from labctl.qkd.auth.transcript import MIN_PSK_BYTES, AuthPool, PoolStateError, psk_parts
 from labctl.qkd.errors import ChannelTimeout, QkdError
-from labctl.qkd.transcript_auth import MIN_PSK_BYTES, AuthPool, PoolStateError, psk_parts
 
 Attack = Callable[[int], Awaitable[None]]
 

@@ -16,9 +16,9 @@ from experiments.keygen.nodes import BlockResult, BobNode
 from experiments.keygen.pipeline import CommitSequencer
 from experiments.keygen.settings import KeygenSettings
 from experiments.keygen.workers import ParallelPipeline, bob_workers, serve_alice
-from labctl.qkd.auth import AuthenticatedChannel, MemoryTransport, Message, memory_pair
+from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, Message, memory_pair
+from labctl.qkd.auth.transcript import AuthPool, TranscriptAuthenticator, open_local_pair
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, QkdError
-from labctl.qkd.transcript_auth import AuthPool, TranscriptAuthenticator, open_local_pair
 from labctl.store.keystore import KeyStore
 from tests.experiments.keygen.keygen_helpers import HashSource, make_block
 

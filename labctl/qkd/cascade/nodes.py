@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.cascade_kernels import load
+from labctl.qkd.cascade.kernels import load
 
 _KERNELS = load()
 
@@ -79,7 +79,7 @@ class NodeStore:
         self._n = n_bits
         self.block_size = np.array(block_sizes, dtype=np.int64)
         self.slots = np.array([_slots(k) for k in block_sizes], dtype=np.int64)
-        # Frames side by side (labctl.qkd.cascade_layout): frame f of pass j starts at
+        # Frames side by side (labctl.qkd.cascade.layout): frame f of pass j starts at
         # f S_j, S_j = n rounded up to a multiple of k_j, so blocks never cross frames.
         per_frame = -(-n_bits // self.block_size)
         self.frame_stride = per_frame * self.block_size

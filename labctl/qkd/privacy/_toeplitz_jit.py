@@ -1,4 +1,4 @@
-"""numba kernels behind :mod:`labctl.qkd.toeplitz_blocks` (imported only when numba is present)."""
+"""numba kernels behind :mod:`~labctl.qkd.privacy.toeplitz_blocks` (imported only with numba)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from labctl.qkd.entropy import binary_entropy
+from labctl.qkd.estimation.entropy import binary_entropy
 
 EPS_DIVISOR = 21.0
 """eps_sec = 21 eps in Lim et al.'s composition of the failure probabilities."""

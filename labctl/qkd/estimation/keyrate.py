@@ -3,7 +3,7 @@
 GLLP (Gottesman, Lo, Lütkenhaus, Preskill 2004) with decoy states (Lo, Ma, Chen, PRL 94,
 230504 (2005), Eq. 1): R = q {-Q_mu f h(E_mu) + Q_1 [1 - h(e_1)]} secret bits per pulse,
 q = 1/2 for standard BB84. With "infinite decoys" Q_1 and e_1 are the exact model values;
-with a practical decoy scheme they are the bounds of :mod:`labctl.qkd.estimation`.
+with a practical decoy scheme they are the bounds of :mod:`labctl.qkd.estimation.decoy`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from labctl.qkd.entropy import binary_entropy
-from labctl.qkd.estimation import two_decoy_bounds, vacuum_weak_decoy_bounds
-from labctl.qkd.model import ChannelModel
+from labctl.qkd.estimation.decoy import two_decoy_bounds, vacuum_weak_decoy_bounds
+from labctl.qkd.estimation.entropy import binary_entropy
+from labctl.qkd.estimation.model import ChannelModel
 
 DecoyScheme = Literal["infinite", "vacuum+weak", "two-decoy"]
 

@@ -4,7 +4,7 @@ A frame of 1e4 bits needs 130-230 sequential round trips whatever its length, ea
 a fixed cost (generator hand-off, message objects, kernel dispatches, and on a real link
 the network latency), so small frames are reconciled many at a time, as real systems do.
 Each frame keeps its own public shuffles and block partition
-(:mod:`labctl.qkd.cascade_layout`): every query concerns one frame, and frame f's
+(:mod:`labctl.qkd.cascade.layout`): every query concerns one frame, and frame f's
 queries in round trip r of the batch are those it sends alone in its r-th round trip of
 the same pass. A frame whose search of a pass ended waits (sends nothing) while others
 finish theirs, so per frame the corrected key, the disclosed parity bits, the
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labctl.qkd.cascade import CascadeAlice, CascadeBob, CascadeStats
-from labctl.qkd.cascade_layout import FrameLayout
-from labctl.qkd.cascade_messages import CascadeReply, CascadeRequest
-from labctl.qkd.cascade_schedule import CascadeSchedule
-from labctl.qkd.entropy import binary_entropy
+from labctl.qkd.cascade.layout import FrameLayout
+from labctl.qkd.cascade.messages import CascadeReply, CascadeRequest
+from labctl.qkd.cascade.protocol import CascadeAlice, CascadeBob, CascadeStats
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import ReconciliationError
+from labctl.qkd.estimation.entropy import binary_entropy
 from labctl.qkd.secret import SecretBits
 
 __all__ = [

@@ -1,11 +1,11 @@
-"""numba kernels behind :mod:`labctl.qkd.cascade_kernels` (imported only through ``load()``)."""
+"""numba kernels behind :mod:`labctl.qkd.cascade.kernels` (imported only through ``load()``)."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from labctl.qkd.cascade_jit_frames import (
+from labctl.qkd.cascade.jit_frames import (
     alice_ranges,
     build_row,
     fill_prefix,
@@ -15,7 +15,7 @@ from labctl.qkd.cascade_jit_frames import (
     new_array_list,
     unshuffle,
 )
-from labctl.qkd.cascade_jit_shuffle import fisher_yates, fisher_yates_many, inverse
+from labctl.qkd.cascade.jit_shuffle import fisher_yates, fisher_yates_many, inverse
 
 __all__ = [
     "alice_ranges",
@@ -36,7 +36,7 @@ __all__ = [
     "unshuffle",
 ]
 
-# Bob's known-range store (see labctl.qkd.cascade_nodes for the heap numbering). State bits:
+# Bob's known-range store (see labctl.qkd.cascade.nodes for the heap numbering). State bits:
 # 1 known, 2 odd, 4 scratch mark (set and cleared within one call).
 _KNOWN = np.uint8(1)
 _ODD = np.uint8(2)

@@ -3,7 +3,7 @@
 Block parities of a pass come from the shuffled head only (the last block's parity is
 inferred by Bob from the total parity); range parities come from per-pass prefix parity
 rows built on a pass's first range query, so a batch of queries is one gather. The same
-class serves K frames reconciled together (:mod:`labctl.qkd.cascade_layout`): block
+class serves K frames reconciled together (:mod:`labctl.qkd.cascade.layout`): block
 parities are then frame-major, and a range query must stay inside one frame.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from labctl.qkd.cascade_layout import FrameLayout
-from labctl.qkd.cascade_messages import BLOCKS, RANGES, CascadeReply, CascadeRequest
-from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.cascade.layout import FrameLayout
+from labctl.qkd.cascade.messages import BLOCKS, RANGES, CascadeReply, CascadeRequest
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import Bits, SecretBits
 
@@ -35,7 +35,7 @@ class CascadeAlice:
 
     @classmethod
     def for_frames(cls, keys: Sequence[SecretBits], layout: FrameLayout) -> CascadeAlice:
-        """Alice of K frames reconciled in lock-step (see :mod:`labctl.qkd.cascade_batch`)."""
+        """Alice of K frames reconciled in lock-step (see :mod:`labctl.qkd.cascade.batch`)."""
         alice = cls.__new__(cls)
         alice._setup(keys, layout)
         return alice

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.cascade_kernels import load, splitmix_stream_seed
-from labctl.qkd.cascade_schedule import (
+from labctl.qkd.cascade.kernels import load, splitmix_stream_seed
+from labctl.qkd.cascade.schedule import (
     CascadeSchedule,
     ShuffleArray,
     cached_shuffle,

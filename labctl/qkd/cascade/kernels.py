@@ -21,7 +21,7 @@ def load() -> ModuleType | None:
     if os.environ.get(_ENV, "").lower() == "numpy":
         return None
     try:
-        from labctl.qkd import _cascade_jit
+        from labctl.qkd.cascade import _jit as _cascade_jit
     except ImportError:  # numba is optional for the protocol: numpy is the fallback
         return None
     return _cascade_jit

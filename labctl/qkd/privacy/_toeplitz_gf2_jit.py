@@ -1,7 +1,7 @@
-"""numba kernels behind :mod:`labctl.qkd.toeplitz_gf2`: carry-less multiply over 64-bit words.
+"""numba kernels behind :mod:`~labctl.qkd.privacy.toeplitz_gf2`: carry-less multiply, 64-bit words.
 
 This module is the scalar PCLMULQDQ family plus the Karatsuba walk both families share;
-the AVX-512 VPCLMULQDQ family lives in :mod:`labctl.qkd._toeplitz_gf2_wide`. They are
+the AVX-512 VPCLMULQDQ family lives in :mod:`labctl.qkd.privacy._toeplitz_gf2_wide`. They are
 separate modules, not one kernel with a runtime flag, because numba compiles every
 function a kernel references whatever the flag says, and LLVM aborts the whole process
 (LLVM ERROR, no Python exception) when it meets an intrinsic the target CPU lacks: the

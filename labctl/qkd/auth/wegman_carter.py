@@ -202,7 +202,7 @@ class WegmanCarterKeys:
 
 
 class WegmanCarterAuthenticator:
-    """A ChannelAuthenticator (labctl.qkd.auth) for one end: tags what it sends, checks what
+    """A ChannelAuthenticator (labctl.qkd.auth.channel) for one end: tags what it sends, checks what
     it receives, each direction with its own key and pool."""
 
     tag_bytes = TAG_BYTES

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.entropy import binary_entropy
 from labctl.qkd.errors import MessageFormatError
+from labctl.qkd.estimation.entropy import binary_entropy
 from labctl.qkd.secret import SecretBits
 
 IndexArray = npt.NDArray[np.int64]

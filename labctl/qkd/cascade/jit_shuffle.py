@@ -1,7 +1,7 @@
 """numba kernels for the public Cascade shuffles (imported by ``_cascade_jit``).
 
 Fisher-Yates from counter-based splitmix64 draws keyed by (seed, pass), so that the
-pure-Python fallback in :mod:`labctl.qkd.cascade_schedule` gives the same permutation.
+pure-Python fallback in :mod:`labctl.qkd.cascade.schedule` gives the same permutation.
 """
 
 from __future__ import annotations

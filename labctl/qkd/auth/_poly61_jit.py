@@ -1,4 +1,4 @@
-"""numba kernel behind :mod:`labctl.qkd.transcript_auth`: Horner steps mod p = 2^61 - 1."""
+"""numba kernel behind :mod:`labctl.qkd.auth.transcript`: Horner steps mod p = 2^61 - 1."""
 
 from __future__ import annotations
 

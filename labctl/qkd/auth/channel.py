@@ -3,10 +3,10 @@
 Every message is a frame: 4-byte big-endian length, then ``seq`` (8 bytes), ``kind``
 (1-byte length + ASCII), payload, and a tag over everything before it, made by the channel's
 :class:`ChannelAuthenticator`. A :class:`TranscriptHook` adds information-theoretic
-checkpoints over the transcript (``labctl.qkd.transcript_auth``, what key generation uses by
+checkpoints over the transcript (``labctl.qkd.auth.transcript``, what key generation uses by
 default). Per message the default is :class:`HmacAuthenticator`, a 32-byte HMAC-SHA256
 under a key derived per direction from the pre-shared key (stdlib, fast, no key consumption;
-computationally secure). Option: :class:`labctl.qkd.wegman_carter.WegmanCarterAuthenticator`,
+computationally secure). Option: :class:`labctl.qkd.auth.wegman_carter.WegmanCarterAuthenticator`,
 a 16-byte information-theoretic Wegman-Carter tag that consumes 16 bytes of one-time pad per
 message from a pool seeded by the pre-shared key and refilled from generated key (pass it as
 ``authenticator=``; both ends must use the same kind). The two directions use keys
@@ -194,7 +194,7 @@ class HmacAuthenticator:
 
 class TranscriptHook(Protocol):
     """Sees every frame body sent and received; tags and checks transcript checkpoints
-    (:class:`labctl.qkd.transcript_auth.TranscriptAuthenticator`)."""
+    (:class:`labctl.qkd.auth.transcript.TranscriptAuthenticator`)."""
 
     def on_send(self, body: bytes) -> None:
         """A body about to be sent."""

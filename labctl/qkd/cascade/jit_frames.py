@@ -1,6 +1,6 @@
 """numba kernels for a batch of frames laid out side by side (imported by ``_cascade_jit``).
 
-Layout (see :mod:`labctl.qkd.cascade_layout`): K frames of n bits; key position of bit i
+Layout (see :mod:`labctl.qkd.cascade.layout`): K frames of n bits; key position of bit i
 of frame f is f n + i; in pass j frame f occupies shuffled positions [f S_j, f S_j + n),
 S_j = n rounded up to a multiple of the pass's block size, so blocks never cross frames
 and the padding [f S_j + n, (f + 1) S_j) is never inside a block. ``layout`` is the tuple

@@ -4,7 +4,7 @@ Decoy bounds follow Ma, Qi, Zhao and Lo, "Practical decoy state for quantum key
 distribution", PRA 72, 012326 (2005): the vacuum + weak decoy bounds (their Eqs. 34 and
 37) and the general two-decoy ("three intensities": signal mu, decoys nu1 > nu2 >= 0)
 bounds (their Eqs. 19, 21 and 23). Every bound is an asymptotic one (no statistical
-fluctuation); the finite-key counterpart is :mod:`labctl.qkd.finite_key`.
+fluctuation); the finite-key counterpart is :mod:`labctl.qkd.estimation.finite_key`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.model import E0_DARK
+from labctl.qkd.estimation.model import E0_DARK
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ T'(difference) is uniform; if only the heads differ the outputs differ) and need
 of length about n instead of n + m.
 
 The default method ("auto") computes the same product exactly over GF(2) with carry-less
-multiplication (:mod:`labctl.qkd.toeplitz_gf2`) where numba and PCLMULQDQ are present:
+multiplication (:mod:`labctl.qkd.privacy.toeplitz_gf2`) where numba and PCLMULQDQ are present:
 measured 7-10x faster than the FFT at m = n/2 and 18-34x at the keygen shape (m = 3 % of n)
 on the dev VM (AVX-512 VPCLMULQDQ), and no rounding to check. With scalar PCLMULQDQ only
 it is 1.1-2.2x faster at n = 1e6-1e7 (m = n/2), ties at 2e7 and loses beyond, where
@@ -37,11 +37,11 @@ import numpy as np
 import numpy.typing as npt
 
 from labctl.qkd.errors import QkdError
-from labctl.qkd.fft_convolution import ConvolutionBackend, backend
+from labctl.qkd.privacy.fft_convolution import ConvolutionBackend, backend
+from labctl.qkd.privacy.toeplitz_blocks import BLOCK_BITS, ROUNDING_KERNEL, block_product
+from labctl.qkd.privacy.toeplitz_gf2 import AVAILABLE as GF2_AVAILABLE
+from labctl.qkd.privacy.toeplitz_gf2 import faster_than_fft, toeplitz_gf2
 from labctl.qkd.secret import Bits, SecretBits, as_bits
-from labctl.qkd.toeplitz_blocks import BLOCK_BITS, ROUNDING_KERNEL, block_product
-from labctl.qkd.toeplitz_gf2 import AVAILABLE as GF2_AVAILABLE
-from labctl.qkd.toeplitz_gf2 import faster_than_fft, toeplitz_gf2
 
 _UNIT_ROUNDOFF = 2.0**-53
 _PERCIVAL_CONSTANT = 20.0
@@ -126,7 +126,7 @@ METHODS = ("auto", "gf2", "fft", "blocks")
 "fft", or cache-sized FFT "blocks"; "auto" is gf2 where available unless an FFT backend is
 named (naming one asks for the FFT), else fft; with the scalar PCLMULQDQ kernels (no
 AVX-512) "auto" also takes the FFT for products the cost model says it does faster
-(:func:`labctl.qkd.toeplitz_gf2.faster_than_fft`: from about n = 2e7 at m = n/2). All are
+(:func:`labctl.qkd.privacy.toeplitz_gf2.faster_than_fft`: from about n = 2e7 at m = n/2). All are
 exact and give the same bits."""
 DEFAULT_METHOD = "gf2" if GF2_AVAILABLE else "fft"
 """What "auto" runs in this process when no FFT backend is named (up to that crossover)."""
@@ -204,7 +204,7 @@ def toeplitz_hash(
     """T x mod 2 for the m x n Toeplitz matrix of ``seed`` (n + m - 1 bits), exact.
 
     ``method``: see :data:`METHODS` ("fft": one transform of ~n + m points; "blocks":
-    cache-sized Toeplitz blocks, :mod:`labctl.qkd.toeplitz_blocks`; "gf2": carry-less).
+    cache-sized Toeplitz blocks, :mod:`labctl.qkd.privacy.toeplitz_blocks`; "gf2": carry-less).
     ``max_chunk_bits`` splits the FFT product into column chunks (an FFT-only knob).
     """
     if m < 0:

@@ -3,17 +3,17 @@
 Alice holds the reference key and only answers parity queries (:class:`CascadeAlice`);
 Bob drives the protocol (:class:`CascadeBob`) as a generator that yields requests and
 receives Alice's replies, so the same code runs in one process (:func:`reconcile`) or over
-the authenticated TCP channel (:mod:`labctl.qkd.cascade_link`). Disclosed parity bits and
+the authenticated TCP channel (:mod:`labctl.qkd.cascade.link`). Disclosed parity bits and
 round trips are counted where messages cross.
 
 Per pass (Brassard-Salvail 1993, schedules from Martinez-Mateo et al. 2015, see
-:mod:`labctl.qkd.cascade_schedule`): Alice discloses the parities of all blocks of the
+:mod:`labctl.qkd.cascade.schedule`): Alice discloses the parities of all blocks of the
 shuffled key in one message (after pass 1 the last block's parity is inferred from the
 total parity, so it is not sent); all odd blocks are binary-searched in parallel, one
 round trip per halving (only the left half's parity is disclosed, the right half's is
 inferred), so a pass costs about log2(k) round trips. Each corrected bit toggles the
 parity of every known range that holds it in every earlier pass (per-pass index maps,
-:mod:`labctl.qkd.cascade_nodes`). Searches do not wait for each other: every round trip
+:mod:`labctl.qkd.cascade.nodes`). Searches do not wait for each other: every round trip
 advances all minimal odd ranges (of any pass) by one halving, and bits isolated in that
 round are flipped at once, so ranges they make odd are searched from the next round on.
 Each search still ends on a real error (it only ever follows an odd range), and the round
@@ -22,7 +22,7 @@ over waves.
 
 Each side's local work per round trip (Bob: descent through known halves, his range
 parities, recording, flips and path toggles, minimal odd ranges; Alice: validation and the
-prefix gather) runs in numba kernels (:mod:`labctl.qkd.cascade_kernels`): Python per round
+prefix gather) runs in numba kernels (:mod:`labctl.qkd.cascade.kernels`): Python per round
 trip was ~0.3 ms over 360-560 sequential rounds. ``compiled=False`` (or numba missing, or
 ``LABCTL_QKD_KERNELS=numpy``) runs the numpy path, which sends the same queries.
 """
@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.cascade_alice import CascadeAlice
-from labctl.qkd.cascade_layout import FrameLayout
-from labctl.qkd.cascade_messages import (
+from labctl.qkd.cascade.alice import CascadeAlice
+from labctl.qkd.cascade.layout import FrameLayout
+from labctl.qkd.cascade.messages import (
     RANGES,
     REPLY_HEADER,
     REQ_HEADER,
@@ -46,8 +46,8 @@ from labctl.qkd.cascade_messages import (
     CascadeRequest,
     CascadeStats,
 )
-from labctl.qkd.cascade_nodes import NodeStore
-from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.cascade.nodes import NodeStore
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import Bits, SecretBits
 
@@ -81,7 +81,7 @@ class CascadeBob:
 
     @classmethod
     def for_frames(cls, keys: Sequence[SecretBits], layout: FrameLayout) -> CascadeBob:
-        """Bob of K frames reconciled in lock-step (see :mod:`labctl.qkd.cascade_batch`)."""
+        """Bob of K frames reconciled in lock-step (see :mod:`labctl.qkd.cascade.batch`)."""
         bob = cls.__new__(cls)
         bob._setup(keys, layout)
         return bob

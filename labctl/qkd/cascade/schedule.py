@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.cascade_kernels import load, splitmix_stream_seed
+from labctl.qkd.cascade.kernels import load, splitmix_stream_seed
 
 IndexArray = npt.NDArray[np.int64]
 ShuffleArray = npt.NDArray[np.int32]

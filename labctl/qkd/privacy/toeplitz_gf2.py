@@ -4,7 +4,7 @@ T x mod 2 (T[i, j] = s[i - j + n - 1], m x n) is the window [n - 1, n - 1 + m) o
 product S(z) X(z) in GF(2)[z]. Packed 64 bits to a word, that window is a word-level
 Toeplitz product whose entries are 64 x 64-bit carry-less products (PCLMULQDQ), and a
 k x k Toeplitz product splits into three of size k/2 (the Toeplitz form of Karatsuba,
-see :mod:`labctl.qkd._toeplitz_gf2_jit`), so the cost is ~ (n / 64)^1.585 word products
+see :mod:`labctl.qkd.privacy._toeplitz_gf2_jit`), so the cost is ~ (n / 64)^1.585 word products
 with no rounding at all: no error bound, no float check, nothing to refuse.
 
 On the dev VM (Xeon with AVX-512 VPCLMULQDQ) it runs privacy amplification several times
@@ -98,11 +98,11 @@ def _load() -> tuple[Callable[..., None], Callable[..., None], bool] | None:
     family = None if target is None else choose_family(*target)
     if family is None:
         return None
-    from labctl.qkd import _toeplitz_gf2_jit as scalar
+    from labctl.qkd.privacy import _toeplitz_gf2_jit as scalar
 
     if family == "scalar":
         return scalar.tiled, scalar.tiled, False
-    from labctl.qkd import _toeplitz_gf2_wide as wide
+    from labctl.qkd.privacy import _toeplitz_gf2_wide as wide
 
     return wide.tiled, scalar.tiled, True
 

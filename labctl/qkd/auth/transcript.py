@@ -6,7 +6,7 @@ payload: an injective encoding). At a *checkpoint* the sender tags the transcrip
 its previous checkpoint and the receiver checks the tag against what it received; the key
 generation protocol places checkpoints so that every message a key depends on is checked
 before that key is stored (``experiments.keygen.nodes``). Per-message HMAC stays underneath
-(``labctl.qkd.auth``): it stops a tampered channel at the first bad frame, but the key's
+(``labctl.qkd.auth.channel``): it stops a tampered channel at the first bad frame, but the key's
 security rests on these tags, which hold against an adversary with unbounded computing
 power.
 
@@ -14,7 +14,7 @@ The tag (one construction, keys reused across checkpoints, pads never):
 
     h1(T)  = (P_{k_1}(T), ..., P_{k_4}(T))   four independent polynomial hashes mod
              p1 = 2^61 - 1 of the transcript T cut into 7-byte chunks (0x01 marker, as
-             :func:`labctl.qkd.wegman_carter.poly_hash_in`), keys k_j uniform in [1, p1)
+             :func:`labctl.qkd.auth.wegman_carter.poly_hash_in`), keys k_j uniform in [1, p1)
     h2(x)  = P_k(x) mod p2 = 2^127 - 1 on the 32-byte digest x (3 chunks of 15 bytes)
     tag    = (h2(h1(T)) + s) mod p2,   s: a fresh 16-byte pad slot of the pool
 
@@ -70,9 +70,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from labctl.qkd._poly61_jit import horner
+from labctl.qkd.auth._poly61_jit import horner
+from labctl.qkd.auth.wegman_carter import PRIME, KeyPoolExhausted, poly_hash
 from labctl.qkd.errors import AuthenticationError
-from labctl.qkd.wegman_carter import PRIME, KeyPoolExhausted, poly_hash
 from labctl.sealing import Sealer, SealError
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Cascade over an authenticated channel: Alice serves parity queries, Bob drives.
 
 The batch variants reconcile K frames of one length and schedule in lock-step (one
-message per round trip for all of them, :mod:`labctl.qkd.cascade_batch`); the wire
+message per round trip for all of them, :mod:`labctl.qkd.cascade.batch`); the wire
 messages are the same.
 """
 
@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import TypeVar
 
-from labctl.qkd.auth import AuthenticatedChannel
-from labctl.qkd.cascade import (
+from labctl.qkd.auth.channel import AuthenticatedChannel
+from labctl.qkd.cascade.batch import CascadeBatchBob, CascadeBatchOutcome, batch_alice
+from labctl.qkd.cascade.protocol import (
     CascadeAlice,
     CascadeBob,
     CascadeOutcome,
     CascadeReply,
     CascadeRequest,
 )
-from labctl.qkd.cascade_batch import CascadeBatchBob, CascadeBatchOutcome, batch_alice
-from labctl.qkd.cascade_schedule import CascadeSchedule
+from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import SecretBits
 

@@ -22,7 +22,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from labctl.qkd.fft_convolution import ConvolutionBackend, Floats
+from labctl.qkd.privacy.fft_convolution import ConvolutionBackend, Floats
 
 Bits = npt.NDArray[np.uint8]
 
@@ -34,7 +34,7 @@ _SEED_BATCH = 8
 
 def _load() -> ModuleType | None:
     try:
-        from labctl.qkd import _toeplitz_jit
+        from labctl.qkd.privacy import _toeplitz_jit
     except ImportError:  # numba is optional here: the numpy loop is the fallback
         return None
     return _toeplitz_jit

@@ -1,7 +1,7 @@
 """Windows of cyclic convolutions of 0/1 vectors with real float64 FFTs (FFTW or numpy).
 
 Privacy amplification on the FFT path (the fallback where the carry-less GF(2) product of
-:mod:`labctl.qkd.toeplitz_gf2` is unavailable) spends almost all its time in three real FFTs
+:mod:`labctl.qkd.privacy.toeplitz_gf2` is unavailable) spends almost all its time in three real FFTs
 of the key length, so the backend matters: FFTW (through pyfftw, single thread,
 FFTW_ESTIMATE plans kept per length with their aligned buffers) runs these transforms about
 1.5-2x faster than numpy's pocketfft on the dev machine; numpy is the exact fallback when

@@ -1,8 +1,8 @@
-"""The AVX-512 VPCLMULQDQ kernel family of :mod:`labctl.qkd.toeplitz_gf2`.
+"""The AVX-512 VPCLMULQDQ kernel family of :mod:`labctl.qkd.privacy.toeplitz_gf2`.
 
 Import this module only when the CPU numba compiles for has avx512f and vpclmulqdq:
 compiling :func:`rows8` anywhere else makes LLVM abort the process (see
-:mod:`labctl.qkd._toeplitz_gf2_jit`, which holds the scalar family and the Karatsuba
+:mod:`labctl.qkd.privacy._toeplitz_gf2_jit`, which holds the scalar family and the Karatsuba
 walk shared by both). VPCLMULQDQ does 8 rows at a time: measured 0.09 ns per 64x64-bit
 product on the dev VM, against 1.5 ns with the scalar PCLMULQDQ.
 """
@@ -16,7 +16,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from labctl.qkd._toeplitz_gf2_jit import FRAME_DEPTH, base_scalar, next_leaf, push_tile
+from labctl.qkd.privacy._toeplitz_gf2_jit import FRAME_DEPTH, base_scalar, next_leaf, push_tile
 
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
@@ -85,7 +85,7 @@ def rows8(typingctx: Any, s_addr: Any, v_addr: Any, cols: Any, out_addr: Any) ->
 
 @njit(cache=True, nogil=True)
 def base_wide(s, so, v, vo, out, oo, k):  # type: ignore[no-untyped-def]
-    """Same as :func:`~labctl.qkd._toeplitz_gf2_jit.base_scalar` with VPCLMULQDQ; k % 8 == 0."""
+    """:func:`~labctl.qkd.privacy._toeplitz_gf2_jit.base_scalar` with VPCLMULQDQ; k % 8 == 0."""
     s_addr = s.ctypes.data + 8 * (so + k - 1)
     v_addr = v.ctypes.data + 8 * vo
     out_addr = out.ctypes.data + 8 * oo
@@ -95,7 +95,7 @@ def base_wide(s, so, v, vo, out, oo, k):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def tiled(mem, seed_at, v_at, out_at, rows, cols, k, base, scratch_at):  # type: ignore[no-untyped-def]
-    """:func:`labctl.qkd._toeplitz_gf2_jit.tiled` with VPCLMULQDQ leaves (8 rows at once,
+    """:func:`labctl.qkd.privacy._toeplitz_gf2_jit.tiled` with VPCLMULQDQ leaves (8 rows at once,
     so a leaf whose size is not a multiple of 8 stays scalar)."""
     frames = np.empty((FRAME_DEPTH, 6), dtype=np.int64)
     for i in range(rows):

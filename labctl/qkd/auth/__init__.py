@@ -1,0 +1,1 @@
+"""Authentication of the classical channel: HMAC framing and Wegman-Carter tags."""

@@ -1,0 +1,1 @@
+"""Cascade information reconciliation: protocol, schedules, kernels, the link messages."""

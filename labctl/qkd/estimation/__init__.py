@@ -1,0 +1,1 @@
+"""Parameter estimation: decoy-state bounds, finite-key length, key-rate model."""
