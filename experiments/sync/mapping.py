@@ -1,15 +1,14 @@
 """Bob's tags -> Alice's pulse indices: the per-tag arithmetic, compiled when numba is there.
 
 ``assign_tags`` is what ``SyncResult.assign`` and the tracker call. With numba the loop in
-``experiments.sync.jit`` runs (one pass, ~1-3 ns per tag); without it, or with
-``LABCTL_SYNC_KERNELS=numpy`` in the environment, the numpy path below runs. Both do the
-same float64 operations in the same order, so they give identical pulse indices.
+``experiments.sync.jit`` runs; without numba the numpy path below runs. Both do the same
+float64 operations in the same order, so they give identical pulse indices (the numpy
+functions, ``assign_numpy`` and ``peak_stats_numpy``, are the tests' oracle).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from types import ModuleType
 
 import numpy as np
@@ -19,7 +18,6 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
 PeakStats = tuple[int, float, int, float, float]  # hits, centre_ps, count, mean_ps, var_ps2
-_ENV = "LABCTL_SYNC_KERNELS"
 
 
 @functools.cache
@@ -32,9 +30,7 @@ def _compiled() -> ModuleType | None:
 
 
 def kernels() -> ModuleType | None:
-    """The compiled loops, or None when numba is missing or the environment opts out."""
-    if os.environ.get(_ENV, "").strip().lower() == "numpy":
-        return None
+    """The compiled loops, or None when numba is missing."""
     return _compiled()
 
 

@@ -4,25 +4,21 @@ Both follow the same physics; the compiled path draws its randomness differently
 hash inside the loops), so the two agree statistically, not tag for tag (tests compare counts,
 QBER and dead-time gaps); each path alone gives identical tags for one seed. numba is a
 dependency of labctl, but the world still runs without it: ``load()`` then returns None and
-the numpy path runs.
-``LABCTL_SIM_KERNELS=numpy`` in the environment forces the numpy path for a whole process.
+the numpy path runs. A world's ``compiled_kernels: false`` setting chooses the numpy path
+for that world (the tests' oracle).
 """
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
-_ENV = "LABCTL_SIM_KERNELS"
 _loaded: ModuleType | None = None
 _failed = False
 
 
 def load() -> ModuleType | None:
-    """The compiled kernels module, or None when numba is missing or the env opts out."""
+    """The compiled kernels module, or None when numba is missing."""
     global _loaded, _failed
-    if os.environ.get(_ENV, "").strip().lower() == "numpy":
-        return None
     if _loaded is None and not _failed:
         try:
             from sims.world import jit

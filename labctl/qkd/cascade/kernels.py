@@ -1,25 +1,20 @@
 """Compiled (numba) loops for Cascade: the public shuffles and Bob's per-round local work.
 
 Imported through :func:`load`, so Cascade still runs (on the numpy path) where numba is
-missing or ``LABCTL_QKD_KERNELS=numpy`` is set. uint64 constants stay uint64 (mixing them
+missing; ``compiled=False`` on the Cascade classes runs that path on purpose (the tests'
+oracle). uint64 constants stay uint64 (mixing them
 with Python ints would promote to float64 inside numba).
 """
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
 import numpy as np
 
-_ENV = "LABCTL_QKD_KERNELS"
-"""Set to ``numpy`` to run Cascade and the shuffles without compiled kernels."""
-
 
 def load() -> ModuleType | None:
-    """The compiled kernels module, or None (numba missing or disabled by the environment)."""
-    if os.environ.get(_ENV, "").lower() == "numpy":
-        return None
+    """The compiled kernels module, or None (numba missing)."""
     try:
         from labctl.qkd.cascade import _jit as _cascade_jit
     except ImportError:  # numba is optional for the protocol: numpy is the fallback

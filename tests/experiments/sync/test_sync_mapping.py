@@ -87,8 +87,5 @@ async def test_tracker_maps_on_demand_and_an_overflowed_batch_does_not_move_the_
     assert abs(float(np.median(truth))) < 20.0
 
 
-def test_numpy_path_is_forced_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LABCTL_SYNC_KERNELS", "numpy")
-    assert kernels() is None
-    monkeypatch.delenv("LABCTL_SYNC_KERNELS")
+def test_the_compiled_loops_are_the_production_path() -> None:
     assert kernels() is not None  # numba is a project dependency
