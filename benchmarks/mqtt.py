@@ -36,10 +36,10 @@ from pathlib import Path
 import aiomqtt
 
 from labctl.documents import Document
+from labctl.secrets import SecretRegistry
 from labctl.stream.mosquitto import Mosquitto, free_port
 from labctl.stream.payloads import document_payload
 from labctl.stream.publisher import MqttPublisher
-from labctl.stream.secrets import SecretRegistry
 from labctl.stream.settings import MqttSettings
 
 

@@ -1,177 +1,31 @@
 """Logging for labctl: readable lines on the terminal, JSON lines in a file, secrets masked.
 
 Key material must never reach a log. The key store (and anything else holding a secret)
-registers the secret with ``register_secret``; every handler installed here masks every
-registered value, in its text, hex and base64 forms, before a line is written.
+registers the secret with ``register_secret`` (the process-wide registry of
+:mod:`labctl.secrets`, which the MQTT publisher checks too); every handler installed here
+masks every registered value, in its text, hex and base64 forms, before a line is written.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import functools
 import json
 import logging
 import sys
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.logging import RichHandler
 
-MASK = "[redacted]"
-MIN_SECRET_CHARS = 8
-"""Shorter values would mask ordinary text (a 2-byte key would hide every '00' in a log)."""
+from labctl.secrets import SecretRegistry, default_registry
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and goes to JSON.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _MARK = "_labctl_handler"  # tags handlers installed by setup_logging, so a rerun replaces them
 
-
-ANCHOR_CHARS = 32
-"""Forms are found by their first ANCHOR_CHARS characters (the whole form when shorter)."""
-MAX_KEY_BLOCKS = 4096
-"""Bound on registered byte secrets of KEY_BLOCK_BYTES or more (final keys): the oldest is
-forgotten first. A run registers every key it stores or reads, so an overnight run would
-otherwise grow without end; keys still in this process's hands are the recent ones, and a
-key read back from a store is registered again."""
-KEY_BLOCK_BYTES = 256
-
-
-class SecretRegistry:
-    """The set of values (str or bytes) no log line may contain; thread-safe.
-
-    Each text form of a secret is indexed by its first ANCHOR_CHARS characters, and a line
-    is scanned once with a sliding window per anchor length: the cost per line does not
-    grow with the number of secrets, and registering a key compiles nothing. (A single
-    regular expression of every form, rebuilt at each new key, grew by ~60 kB of pattern per
-    7 kB key, stayed in re's cache and made a long run's CPU quadratic in its keys.)
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str | bytes, int] = {}
-        self._key_blocks: OrderedDict[bytes, None] = OrderedDict()
-        # anchor length -> anchor -> the secrets having a form that starts with it
-        self._anchors: dict[int, dict[str, list[str | bytes]]] = {}
-
-    def register(self, value: str | bytes) -> None:
-        """Mask ``value`` (and its hex/base64 forms for bytes) in every later log line."""
-        if not isinstance(value, str | bytes):
-            raise TypeError(f"only str or bytes secrets can be registered, got {type(value)}")
-        chars = len(value) * (2 if isinstance(value, bytes) else 1)
-        if chars < MIN_SECRET_CHARS:
-            raise ValueError(
-                f"secret too short to mask safely ({len(value)} "
-                f"{'bytes' if isinstance(value, bytes) else 'chars'}; "
-                f"need >= {MIN_SECRET_CHARS} chars or {MIN_SECRET_CHARS // 2} bytes)"
-            )
-        with self._lock:
-            count = self._values.get(value, 0)
-            self._values[value] = count + 1
-            if count == 0:
-                self._index_forms(value, add=True)
-            if isinstance(value, bytes) and len(value) >= KEY_BLOCK_BYTES:
-                self._key_blocks[value] = None
-                self._key_blocks.move_to_end(value)
-                while len(self._key_blocks) > MAX_KEY_BLOCKS:
-                    oldest, _ = self._key_blocks.popitem(last=False)
-                    self._values.pop(oldest, None)
-                    self._index_forms(oldest, add=False)
-
-    def unregister(self, value: str | bytes) -> None:
-        """Stop masking ``value`` once every registration of it is undone."""
-        with self._lock:
-            count = self._values.get(value, 0)
-            if count == 0:
-                return
-            if count == 1:
-                del self._values[value]
-                self._index_forms(value, add=False)
-                if isinstance(value, bytes):
-                    self._key_blocks.pop(value, None)
-            else:
-                self._values[value] = count - 1
-
-    def clear(self) -> None:
-        """Forget every registered secret."""
-        with self._lock:
-            self._values.clear()
-            self._key_blocks.clear()
-            self._anchors.clear()
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def _index_forms(self, value: str | bytes, *, add: bool) -> None:
-        """Add or remove ``value`` under the anchor of each of its forms (lock held)."""
-        for form in _text_forms(value):
-            anchor = form[:ANCHOR_CHARS]
-            table = self._anchors.setdefault(len(anchor), {})
-            owners = table.setdefault(anchor, [])
-            if add and value not in owners:
-                owners.append(value)
-            elif not add and value in owners:
-                owners.remove(value)
-                if not owners:
-                    del table[anchor]
-                if not table:
-                    del self._anchors[len(anchor)]
-
-    def redact(self, text: str) -> str:
-        """``text`` with every registered secret replaced by ``[redacted]``."""
-        with self._lock:  # the scan reads the index: registrations wait for one line
-            spans = self._spans(text)
-        if not spans:
-            return text
-        spans.sort()
-        pieces, cursor = [], 0
-        merged_start, merged_end = spans[0]
-        for span_start, span_end in spans[1:]:
-            if span_start < merged_end:  # overlapping forms: one mask over their union
-                merged_end = max(merged_end, span_end)
-                continue
-            pieces += [text[cursor:merged_start], MASK]
-            cursor, merged_start, merged_end = merged_end, span_start, span_end
-        pieces += [text[cursor:merged_start], MASK, text[merged_end:]]
-        return "".join(pieces)
-
-    def _spans(self, text: str) -> list[tuple[int, int]]:
-        """(start, end) of the longest registered form starting at each anchor hit."""
-        spans: list[tuple[int, int]] = []
-        for size, table in self._anchors.items():
-            for start in range(len(text) - size + 1):
-                owners = table.get(text[start : start + size])
-                if owners is None:
-                    continue
-                longest = max(
-                    (
-                        len(form)
-                        for value in owners
-                        for form in _text_forms(value)
-                        if text.startswith(form, start)
-                    ),
-                    default=0,
-                )
-                if longest:
-                    spans.append((start, start + longest))
-        return spans
-
-
-@functools.lru_cache(maxsize=64)
-def _text_forms(value: str | bytes) -> frozenset[str]:
-    """The ways a secret can show up in text: itself, hex (either case), base64, repr."""
-    if isinstance(value, str):
-        return frozenset({value})
-    forms = {value.hex(), value.hex().upper(), base64.b64encode(value).decode("ascii")}
-    forms.add(repr(value)[2:-1])  # how f"{key!r}" or str(bytes) would print it
-    return frozenset(f for f in forms if len(f) >= MIN_SECRET_CHARS)
-
-
-secrets = SecretRegistry()
-"""The process-wide registry every labctl handler consults."""
+secrets: SecretRegistry = default_registry()
+"""The process-wide registry every labctl handler consults (:mod:`labctl.secrets`)."""
 
 
 def register_secret(value: str | bytes) -> None:

@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import labctl.log as log_module
+import labctl.secrets as secrets_module
 from labctl.log import (
-    KEY_BLOCK_BYTES,
-    MASK,
-    SecretRegistry,
     add_json_file,
     register_secret,
     secrets,
@@ -24,6 +21,7 @@ from labctl.log import (
     setup_logging,
     unregister_secret,
 )
+from labctl.secrets import KEY_BLOCK_BYTES, MASK, SecretRegistry
 
 KEY = bytes(range(0x10, 0x30))  # 32 bytes, as a final key block would be
 
@@ -154,7 +152,7 @@ def test_key_blocks_are_bounded_oldest_first_and_short_secrets_stay(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A run registers every key it stores: the registry must not grow without end.
-    monkeypatch.setattr(log_module, "MAX_KEY_BLOCKS", 3)
+    monkeypatch.setattr(secrets_module, "MAX_KEY_BLOCKS", 3)
     registry = SecretRegistry()
     psk = bytes(range(100, 132))  # 32 bytes: below KEY_BLOCK_BYTES, never evicted
     registry.register(psk)

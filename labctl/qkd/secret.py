@@ -2,28 +2,21 @@
 
 Everything that holds key bits (sifted keys, reconciled keys, final keys) wraps them in
 :class:`SecretBits`, so that an accidental ``print``, log line or exception shows only a
-length and a fingerprint. The fingerprint is a truncated HMAC under a per-process random
-salt: it identifies an object within one process and tells a log reader nothing about the
-bits (it is deliberately not comparable across processes; key stores compare by UUID).
+length and a fingerprint (:func:`labctl.secrets.fingerprint`: a truncated HMAC under a
+per-process random salt, deliberately not comparable across processes; key stores compare
+by UUID).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import os
 
 import numpy as np
 import numpy.typing as npt
 
-_FINGERPRINT_SALT = os.urandom(32)
+from labctl.secrets import fingerprint
 
 Bits = npt.NDArray[np.uint8]
-
-
-def fingerprint(data: bytes) -> str:
-    """Salted 8-hex-digit fingerprint of secret bytes (meaningful within this process only)."""
-    return hmac.new(_FINGERPRINT_SALT, data, hashlib.sha256).hexdigest()[:8]
 
 
 def as_bits(values: npt.ArrayLike, *, what: str) -> Bits:

@@ -2,8 +2,8 @@
 
 Alice and Bob each keep a store; after a block both hold the same bits under the same
 key id. Every key the store holds (written now or loaded from an earlier run) is
-registered with the log redaction registry (:mod:`labctl.log`) and the MQTT secret guard
-(:mod:`labctl.stream.secrets`), so a key can never reach a log line or a published payload.
+registered as a secret (:mod:`labctl.secrets`), which log handlers mask and the MQTT
+publisher refuses, so a key can never reach a log line or a published payload.
 Nothing here prints or raises with key bits: errors name the key id and the file.
 
 At rest. The store file (and SQLite's -wal/-shm, which inherit its mode) is created 0600
@@ -38,12 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from labctl import log as labctl_log
 from labctl.interfaces.errors import ConfigError
 from labctl.qkd.secret import SecretBits
 from labctl.sealing import KEY_BYTES, Sealer, SealError
+from labctl.secrets import MIN_SECRET_BYTES, SecretRegistry, default_registry
 from labctl.store.secret_files import create_private, read_secret_file
-from labctl.stream.secrets import SecretRegistry, default_registry
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -81,7 +80,7 @@ def read_store_key(path: str | Path, *, field: str = "storage.key_store_key_file
             file=str(path),
             field=field,
         )
-    labctl_log.register_secret(key)
+    default_registry().register(key)
     return key
 
 
@@ -104,10 +103,12 @@ class StoredKey:
 
 
 def _guard(data: bytes, registry: SecretRegistry) -> None:
-    """Register key bytes with both secret registries (short keys cannot be guarded)."""
-    if len(data) >= 8:
-        labctl_log.register_secret(data)
+    """Register key bytes as secrets (short keys cannot be guarded): with ``registry`` and
+    with the process-wide one the log handlers read, when that is another."""
+    if len(data) >= MIN_SECRET_BYTES:
         registry.register(data)
+        if registry is not default_registry():
+            default_registry().register(data)
 
 
 class KeyStore:

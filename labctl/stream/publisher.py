@@ -49,10 +49,10 @@ import aiomqtt
 from labctl.documents import Document
 from labctl.interfaces.clock import Clock, WallClock
 from labctl.interfaces.errors import ConfigError
+from labctl.secrets import SecretLeakError, SecretRegistry, default_registry
 from labctl.stream.client import make_client, unique_client_id
 from labctl.stream.outbox import Message, Outbox, Position
 from labctl.stream.payloads import document_payload, link_payload, meta_payload, telemetry_payload
-from labctl.stream.secrets import SecretLeakError, SecretRegistry, default_registry
 from labctl.stream.settings import MqttSettings
 from labctl.stream.topics import STATES, Topics
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import aiomqtt
 
+from labctl.secrets import SecretRegistry
 from labctl.stream.client import make_client
-from labctl.stream.secrets import SecretRegistry
 from labctl.stream.settings import MqttSettings
 
 log = logging.getLogger(__name__)

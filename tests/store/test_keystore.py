@@ -10,8 +10,8 @@ import pytest
 
 from labctl import log as labctl_log
 from labctl.qkd.secret import SecretBits
+from labctl.secrets import MASK, SecretLeakError, SecretRegistry
 from labctl.store.keystore import KeyStore, KeyStoreError, node_store_path
-from labctl.stream.secrets import SecretLeakError, SecretRegistry
 
 
 def _key(n: int, seed: int) -> SecretBits:
@@ -53,7 +53,7 @@ def test_stored_keys_are_masked_in_logs_and_refused_on_mqtt(tmp_path: Path) -> N
     raw = key.to_bytes()
     with pytest.raises(SecretLeakError, match="key material"):
         registry.check(b'{"oops": "' + raw[100:140].hex().encode() + b'"}', "test/topic")
-    assert labctl_log.redact(f"leak {raw.hex()}") == f"leak {labctl_log.MASK}"
+    assert labctl_log.redact(f"leak {raw.hex()}") == f"leak {MASK}"
     # A fresh process (new registry) re-registers every key found in the file.
     fresh = SecretRegistry()
     with KeyStore(tmp_path / "k.sqlite", secrets=fresh):

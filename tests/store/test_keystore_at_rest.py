@@ -10,8 +10,8 @@ import pytest
 
 from labctl.interfaces.errors import ConfigError
 from labctl.qkd.secret import SecretBits
+from labctl.secrets import SecretRegistry
 from labctl.store.keystore import KeyStore, KeyStoreError, read_store_key
-from labctl.stream.secrets import SecretRegistry
 
 
 def _bits(seed: int, n: int = 4096) -> SecretBits:

@@ -14,10 +14,10 @@ import pytest
 
 from labctl.documents import Document
 from labctl.interfaces.errors import ConfigError
+from labctl.secrets import SecretLeakError, SecretRegistry, fingerprint
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.recorder import find_leaks, recording
-from labctl.stream.secrets import SecretLeakError, SecretRegistry, fingerprint
 from labctl.stream.settings import MqttSettings
 
 NODE = "labctl/v1/lab/alice"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, ChannelError, ChannelTimeout
-from labctl.qkd.secret import fingerprint
+from labctl.secrets import fingerprint
 
 Role = Literal["alice", "bob"]
 CHECKPOINT_KIND = "auth/checkpoint"

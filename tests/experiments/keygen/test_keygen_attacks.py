@@ -8,12 +8,12 @@ from typing import Any
 
 from experiments.keygen.plan import generate_key
 from labctl.runner.engine import RunEngine
+from labctl.secrets import SecretRegistry
 from labctl.station import Station, load_config
 from labctl.store.events import read_events
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.recorder import recording
-from labctl.stream.secrets import SecretRegistry
 from labctl.stream.settings import MqttSettings
 from tests.experiments.keygen.keygen_helpers import (
     run_keygen,

@@ -17,11 +17,11 @@ import pytest
 
 from experiments.keygen.plan import generate_key
 from labctl.runner.engine import RunEngine
+from labctl.secrets import SecretRegistry
 from labctl.station import Station, load_config
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
 from labctl.stream.recorder import find_leaks, recording
-from labctl.stream.secrets import SecretRegistry
 from labctl.stream.settings import MqttSettings
 from tests.experiments.keygen.keygen_helpers import store_rows, truth_clock_map, write_config
 

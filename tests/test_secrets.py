@@ -1,4 +1,4 @@
-"""The secret registry finds key material in every encoding a careless caller would use."""
+"""The one secret registry: log lines masked, key material found in every encoding."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from labctl.stream.secrets import SecretLeakError, SecretRegistry, fingerprint
+from labctl.secrets import SecretLeakError, SecretRegistry, fingerprint
 
 KEY = bytes(range(7, 7 + 64))  # deterministic 64-byte key
 
@@ -64,9 +64,9 @@ def test_short_secrets_are_refused_and_unregister_works() -> None:
     r = SecretRegistry()
     with pytest.raises(ValueError, match="too short"):
         r.register(b"1234567")
-    fp = r.register(KEY)
+    r.register(KEY)
     assert len(r) == 1
-    r.unregister(fp)
+    r.unregister(KEY)
     assert r.find(KEY.hex().encode()) is None
 
 
@@ -77,6 +77,27 @@ def test_many_keys_each_found_and_forgotten() -> None:
     for key, fp in zip(keys[::50], fps[::50], strict=True):
         assert r.find(json.dumps({"x": key[20:56].hex()}).encode()) == fp
     assert r.find(json.dumps({"seq": 1, "qber_z": 0.02, "run_id": "r-1"}).encode()) is None
-    r.unregister(fps[0])
+    r.unregister(keys[0])
     assert r.find(keys[0].hex().encode()) is None
     assert r.find(keys[1].hex().encode()) == fps[1]
+
+
+def test_one_registration_masks_logs_and_guards_payloads_until_undone() -> None:
+    r = SecretRegistry()
+    fp = r.register(KEY)
+    assert fp == fingerprint(KEY)
+    assert r.redact(f"key {KEY.hex()}") == "key [redacted]"
+    with pytest.raises(SecretLeakError, match=fp):
+        r.check(json.dumps({"k": base64.b64encode(KEY).decode()}).encode(), "lab/run/x")
+    r.register(KEY)  # counted: one unregister leaves it guarded
+    r.unregister(KEY)
+    assert r.find(KEY.hex().encode()) == fp
+    r.unregister(KEY)
+    assert r.find(KEY.hex().encode()) is None and r.redact(KEY.hex()) == KEY.hex()
+
+
+def test_text_secrets_are_masked_in_logs_only() -> None:
+    r = SecretRegistry()
+    r.register("broker-password-123")
+    assert r.redact("pw broker-password-123") == "pw [redacted]"
+    assert r.find(b"pw broker-password-123") is None  # payload checks look for key bytes
