@@ -23,9 +23,10 @@ import math
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from labctl.interfaces.errors import ConfigError
+from sims.clock import VirtualClock
 
 DETECTOR_NAMES = ("Z0", "Z1", "X0", "X1")
 TAGGER_SIDES = ("alice", "bob")
@@ -230,20 +231,32 @@ class _Fired:
     applied_at_s: float
 
 
-_SCHEDULES: weakref.WeakKeyDictionary[Any, FaultSchedule] = weakref.WeakKeyDictionary()
+class FaultWorld(Protocol):
+    """What the world faults change (``sims.world.World`` implements it)."""
+
+    clock: VirtualClock
+
+    def set_eve_fraction(self, fraction: float) -> None: ...
+    def set_blinding(self, enabled: bool) -> None: ...
+    def latch_detector(self, detector: int) -> None: ...
+    def jump_polarization(self, angle_rad: float, axis: Sequence[float] | None = None) -> None: ...
+    def force_tagger_overflow(self, side: str, duration_s: float) -> None: ...
+
+
+_SCHEDULES: weakref.WeakKeyDictionary[FaultWorld, FaultSchedule] = weakref.WeakKeyDictionary()
 
 
 @dataclass(eq=False)
 class FaultSchedule:
     """Every fault planned for one simulated world, by sim time."""
 
-    world: Any
+    world: FaultWorld
     _windows: list[_Window] = field(default_factory=list)
     _fired: list[_Fired] = field(default_factory=list)
     _pending: list[_Pending] = field(default_factory=list)
 
     @classmethod
-    def for_world(cls, world: Any) -> FaultSchedule:
+    def for_world(cls, world: FaultWorld) -> FaultSchedule:
         """The schedule shared by every twin of ``world`` (created on first use)."""
         schedule = _SCHEDULES.get(world)
         if schedule is None:
@@ -288,7 +301,9 @@ class FaultSchedule:
         else:
             raise TypeError(f"unknown fault type {type(fault).__name__}")
 
-    def _at(self, clock: Any, at_s: float, fault: Fault, action: Callable[[], None]) -> None:
+    def _at(
+        self, clock: VirtualClock, at_s: float, fault: Fault, action: Callable[[], None]
+    ) -> None:
         """Run ``action`` at sim time ``at_s`` (now if that has passed), recording it."""
         entry = _Pending(at_s, fault)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import (
@@ -21,7 +21,9 @@ from labctl.interfaces.errors import (
     ProtocolError,
 )
 from labctl.interfaces.instrument import LifecycleMixin
+from sims.clock import VirtualClock
 from sims.faults import Disconnect, FaultSchedule, GarbledReply, Timeout, parse_faults
+from sims.twins.world_api import TwinWorld
 
 SettingCheck = Callable[[Any], Any]
 
@@ -59,19 +61,23 @@ def check_bool(value: Any) -> bool:
     return value
 
 
-class SimTwin(LifecycleMixin):
+W = TypeVar("W", bound=TwinWorld)
+"""The part of the world a twin uses (one Protocol per twin: ``sims.twins.world_api``)."""
+
+
+class SimTwin(LifecycleMixin, Generic[W]):
     """Base of the five twins: lifecycle, link faults and validation against the world."""
 
     model: ClassVar[str] = "labctl simulated twin"
     settings_checks: ClassVar[Mapping[str, SettingCheck]] = {}
 
-    def __init__(self, name: str, world: Any, *, timeout_s: float = 2.0) -> None:
+    def __init__(self, name: str, world: W, *, timeout_s: float = 2.0) -> None:
         if not name:
             raise ValueError("a twin needs a non-empty instrument name")
         if not (math.isfinite(timeout_s) and timeout_s > 0.0):
             raise ValueError(f"{name}: timeout_s must be > 0, got {timeout_s!r}")
         self.name = name
-        self.world = world
+        self.world: W = world
         self.timeout_s = timeout_s
         self._connected = False
         self._connected_at_s = 0.0
@@ -139,7 +145,7 @@ class SimTwin(LifecycleMixin):
     # -- lifecycle ----------------------------------------------------------------------
 
     @property
-    def clock(self) -> Any:
+    def clock(self) -> VirtualClock:
         """The world's virtual clock."""
         return self.world.clock
 

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from labctl.interfaces.instrument import Health
 from sims.twins.base import SettingCheck, SimTwin, check_number
+from sims.twins.world_api import DetectorWorld
 
 DETECTOR_NAMES = ("Z0", "Z1", "X0", "X1")
 BIAS_RANGE_UA = (0.0, 40.0)
@@ -31,7 +32,7 @@ def _check_channels(value: Any) -> list[int]:
     return out
 
 
-class SimDetector(SimTwin):
+class SimDetector(SimTwin[DetectorWorld]):
     """Twin of a multi-channel SNSPD system; channel i drives world detector ``channels[i]``."""
 
     model: ClassVar[str] = "labctl SimDetector"
@@ -44,7 +45,7 @@ class SimDetector(SimTwin):
     def __init__(
         self,
         name: str,
-        world: Any,
+        world: DetectorWorld,
         *,
         timeout_s: float = 2.0,
         channels: Sequence[int] = (0, 1, 2, 3),

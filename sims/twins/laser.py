@@ -6,12 +6,13 @@ from typing import Any, ClassVar
 
 from labctl.interfaces.instrument import Health
 from sims.twins.base import SettingCheck, SimTwin, check_number
+from sims.twins.world_api import LaserWorld
 
 POWER_RANGE_MW = (0.04, 20.0)  # a TSL-570 class tunable laser: +13 dBm at most
 WAVELENGTH_RANGE_NM = (1260.0, 1680.0)
 
 
-class SimLaser(SimTwin):
+class SimLaser(SimTwin[LaserWorld]):
     """Twin of Alice's laser; power scales every mean photon number of the world linearly."""
 
     model: ClassVar[str] = "labctl SimLaser"
@@ -23,7 +24,7 @@ class SimLaser(SimTwin):
     def __init__(
         self,
         name: str,
-        world: Any,
+        world: LaserWorld,
         *,
         timeout_s: float = 2.0,
         power_mw: float | None = None,

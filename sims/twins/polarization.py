@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from labctl.interfaces.instrument import Health
 from sims.twins.base import SettingCheck, SimTwin
+from sims.twins.world_api import PolarizationWorld
 
 
 def _check_voltages(value: Any) -> list[float]:
@@ -22,7 +23,7 @@ def _check_voltages(value: Any) -> list[float]:
     return out
 
 
-class SimPolarizationController(SimTwin):
+class SimPolarizationController(SimTwin[PolarizationWorld]):
     """Twin of Bob's polarization controller: its voltages rotate Bob's measurement frame."""
 
     model: ClassVar[str] = "labctl SimPolarizationController"
@@ -31,7 +32,7 @@ class SimPolarizationController(SimTwin):
     def __init__(
         self,
         name: str,
-        world: Any,
+        world: PolarizationWorld,
         *,
         timeout_s: float = 2.0,
         voltages_mv: Sequence[float] | None = None,

@@ -6,16 +6,17 @@ from typing import Any, ClassVar
 
 from labctl.interfaces.instrument import Health
 from sims.twins.base import SettingCheck, SimTwin, check_int
+from sims.twins.world_api import SwitchWorld
 
 
-class SimOpticalSwitch(SimTwin):
+class SimOpticalSwitch(SimTwin[SwitchWorld]):
     """Twin of the optical switch: routing away from Bob's port cuts Bob's signal."""
 
     model: ClassVar[str] = "labctl SimOpticalSwitch"
     settings_checks: ClassVar[dict[str, SettingCheck]] = {"port": check_int(1, 64)}
 
     def __init__(
-        self, name: str, world: Any, *, timeout_s: float = 2.0, port: int | None = None
+        self, name: str, world: SwitchWorld, *, timeout_s: float = 2.0, port: int | None = None
     ) -> None:
         super().__init__(name, world, timeout_s=timeout_s)
         switch = world.settings.switch

@@ -10,6 +10,7 @@ from labctl.interfaces.errors import InstrumentTimeout
 from labctl.interfaces.instrument import Health
 from labctl.interfaces.tags import TagBatch
 from sims.twins.base import SettingCheck, SimTwin
+from sims.twins.world_api import TaggerWorld
 
 DELAY_RANGE_PS = (-1_000_000_000, 1_000_000_000)  # +-1 ms of programmable delay
 MAX_INTEGRATION_S = 3600.0
@@ -23,13 +24,15 @@ def _check_side(value: Any) -> str:
     return str(value)
 
 
-class SimTimeTagger(SimTwin):
+class SimTimeTagger(SimTwin[TaggerWorld]):
     """Twin of a time tagger: each read_batch takes the next slice of sim time from the world."""
 
     model: ClassVar[str] = "labctl SimTimeTagger"
     settings_checks: ClassVar[dict[str, SettingCheck]] = {"side": _check_side}
 
-    def __init__(self, name: str, world: Any, *, timeout_s: float = 2.0, side: str = "bob") -> None:
+    def __init__(
+        self, name: str, world: TaggerWorld, *, timeout_s: float = 2.0, side: str = "bob"
+    ) -> None:
         super().__init__(name, world, timeout_s=timeout_s)
         if side not in SIDES:
             raise ValueError(f"side must be 'alice' or 'bob', got {side!r}")

@@ -13,12 +13,13 @@ from typing import Any, ClassVar
 from labctl.interfaces.instrument import Health
 from labctl.interfaces.pattern import PatternMode, PulsePattern
 from sims.twins.base import SettingCheck, SimTwin, check_int
+from sims.twins.world_api import TransmitterWorld
 
 MEMORY_PULSES = 1 << 28  # a deep-memory AWG class device: 256 Mi states per chunk
 MARKER_DIVIDER_RANGE = (1, 1 << 30)
 
 
-class SimTransmitter(SimTwin):
+class SimTransmitter(SimTwin[TransmitterWorld]):
     """Twin of Alice's transmitter; attaching it makes the world dark until it starts."""
 
     model: ClassVar[str] = "labctl SimTransmitter"
@@ -30,7 +31,7 @@ class SimTransmitter(SimTwin):
     def __init__(
         self,
         name: str,
-        world: Any,
+        world: TransmitterWorld,
         *,
         timeout_s: float = 2.0,
         period_ps: int | None = None,
