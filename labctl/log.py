@@ -132,7 +132,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 """Every terminal log line starts with its local time in this format, ``[...]``."""
 
 
-class PlainLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class PlainLineHandler(logging.StreamHandler[TextIO]):
     """One unwrapped line per record, ``[time] LEVEL    message``, for output that is no
     terminal (a pipe, a service's log, a test): rich would wrap it at 80 columns and pad it.
 

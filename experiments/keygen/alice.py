@@ -178,7 +178,7 @@ class AliceNode(NodeBase):
                 len(key),
                 float(plan["qber"]),
                 int(plan["seed"]),
-                self.settings.cascade,  # type: ignore[arg-type]
+                self.settings.cascade,
             )
             served = await cascade_link.serve_alice(self.channel, key.bits, schedule)
         self.messages += 2 * served + 1

@@ -40,7 +40,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from labctl.cli.grammar import add_duration, add_timeout, duration_of, parse_duration_s
 from labctl.cli.runsetup import quiet_console
@@ -82,7 +82,12 @@ def read_psk(path: str) -> bytes:
 
 
 def link_auth(
-    settings: Any, psk: bytes, store_path: Path, role: str, psk_file: str, store_key: bytes | None
+    settings: Any,
+    psk: bytes,
+    store_path: Path,
+    role: Literal["alice", "bob"],
+    psk_file: str,
+    store_key: bytes | None,
 ) -> tuple[bytes, Any]:
     """(per-message HMAC key, Wegman-Carter pool or None) under ``qkd.auth``.
 
@@ -118,7 +123,7 @@ def link_auth(
                     "before: seeding again would reuse pads; use a new pre-shared key"
                 )
             store.set_note("auth_pool_seed", seed_id)
-    return hmac_key, AuthPool.open(path, role, psk, store_key)  # type: ignore[arg-type]
+    return hmac_key, AuthPool.open(path, role, psk, store_key)
 
 
 def _warn_idle_workers(settings: Any, workers: int, who: str) -> None:

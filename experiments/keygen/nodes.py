@@ -165,7 +165,7 @@ class BobNode(NodeBase):
         qber_guess = min(max(qber_guess, 0.0), 0.25)
         with stage("cascade"):
             await self.send("cascade/schedule", to_json({"seed": seed, "qber": qber_guess}))
-            schedule = CascadeSchedule.create(len(key), qber_guess, seed, self.settings.cascade)  # type: ignore[arg-type]
+            schedule = CascadeSchedule.create(len(key), qber_guess, seed, self.settings.cascade)
             outcome = await cascade_link.run_bob(self.channel, key.bits, schedule)
         self.messages += 2 * outcome.stats.round_trips + 1
         stats = outcome.stats

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from labctl.interfaces.errors import ConfigError
+from labctl.qkd.cascade.schedule import ScheduleName
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class KeygenSettings:
     eps_cor: float = 1e-15
     qber_max: float = 0.11
     """Key output stops for a block whose key- or test-basis QBER exceeds this."""
-    cascade: str = "optimized"
+    cascade: ScheduleName = "optimized"
     queue_blocks: int = 4
     """Blocks waiting for post-processing; a full queue drops the new block (counted)."""
     channel_timeout_s: float = 60.0

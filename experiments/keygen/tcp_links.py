@@ -40,7 +40,7 @@ import json
 import os
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from labctl.qkd.auth.channel import MAX_FRAME_BYTES, AuthenticatedChannel, FrameTransport
 from labctl.qkd.auth.transcript import AuthPool, TranscriptAuthenticator
@@ -478,7 +478,8 @@ class FrameStream(asyncio.Protocol):
 
     # asyncio.Protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        # A stream server or connection hands its protocol a stream transport.
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
