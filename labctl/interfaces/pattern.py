@@ -154,9 +154,10 @@ def draw_pattern(
 class _KeyStream:
     """AES-256 in counter mode under a key from ``secrets``: a cryptographic byte stream.
 
-    The operating system's generator alone gives ~250 MB/s here; a 1e8-pulse block needs
-    900 MB, so its 32-byte key seeds a block cipher in counter mode (the construction of
-    NIST SP 800-90A CTR_DRBG, without its reseeding, which a single block never needs).
+    The operating system's generator alone is too slow for a 1e8-pulse block's 900 MB
+    (benchmarks/README.md, "figures behind the code"), so its 32-byte key seeds a block
+    cipher in counter mode (the construction of NIST SP 800-90A CTR_DRBG, without its
+    reseeding, which a single block never needs).
     """
 
     def __init__(self) -> None:

@@ -1,8 +1,8 @@
 """Group commit: one fsync of the ledger covers every delivery committed before it started.
 
 A delivery must be on disk before its key leaves the KME (else a power loss could bring the
-reservation back and the key be served again). An fsync costs 0.3-6 ms on the shared disks
-measured, more than the rest of a request; concurrent deliveries therefore wait for one
+reservation back and the key be served again). An fsync costs more than the rest of a
+request (benchmarks/README.md, "kme"); concurrent deliveries therefore wait for one
 shared fsync: whoever finds its commit already covered by a finished sync returns at once,
 the others queue behind one sync that runs in a worker thread, so the event loop never
 blocks on the disk.

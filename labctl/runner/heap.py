@@ -3,10 +3,10 @@
 A key block allocates ~1e6-element arrays of a slightly different size every time, from
 several threads (post-processing runs numpy in worker threads, each with its own glibc
 arena). glibc returns freed memory to the OS only from the top of the main heap, so the
-free space left between live chunks piles up: measured on ``labctl run configs/sim.yaml``,
-RSS grew 6-19 MB per block with no live object growing, and ``malloc_trim(0)`` after 26
-blocks gave back 585 MB of 1267 (``benchmarks/README.md`` "qkd live"). Trimming after
-each block costs 2-6 ms of CPU and keeps RSS at the live set plus one block's churn.
+free space left between live chunks piles up: ``labctl run configs/sim.yaml`` grew by
+megabytes per block with no live object growing, and ``malloc_trim(0)`` gave back about
+half of it (``benchmarks/README.md`` "qkd live"). Trimming after each block costs a few
+milliseconds of CPU and keeps RSS at the live set plus one block's churn.
 
 Elsewhere than glibc (macOS, musl) :func:`trim_heap` does nothing and returns False.
 """

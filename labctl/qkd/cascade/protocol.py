@@ -22,9 +22,9 @@ over waves.
 
 Each side's local work per round trip (Bob: descent through known halves, his range
 parities, recording, flips and path toggles, minimal odd ranges; Alice: validation and the
-prefix gather) runs in numba kernels (:mod:`labctl.qkd.cascade.kernels`): Python per round
-trip was ~0.3 ms over 360-560 sequential rounds. ``compiled=False`` (or numba missing)
-runs the numpy path, which sends the same queries.
+prefix gather) runs in numba kernels (:mod:`labctl.qkd.cascade.kernels`): in Python it
+dominated the hundreds of sequential rounds (benchmarks/README.md, "qkd cascade").
+``compiled=False`` (or numba missing) runs the numpy path, which sends the same queries.
 """
 
 from __future__ import annotations

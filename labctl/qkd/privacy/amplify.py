@@ -22,10 +22,9 @@ of length about n instead of n + m.
 
 The default method ("auto") computes the same product exactly over GF(2) with carry-less
 multiplication (:mod:`labctl.qkd.privacy.toeplitz_gf2`) where numba and PCLMULQDQ are present:
-measured 7-10x faster than the FFT at m = n/2 and 18-34x at the keygen shape (m = 3 % of n)
-on the dev VM (AVX-512 VPCLMULQDQ), and no rounding to check. With scalar PCLMULQDQ only
-it is 1.1-2.2x faster at n = 1e6-1e7 (m = n/2), ties at 2e7 and loses beyond, where
-"auto" takes the FFT. The FFT
+faster than the FFT (several times with AVX-512 VPCLMULQDQ; figures in benchmarks/README.md)
+and no rounding to check. With scalar PCLMULQDQ only it wins up to n ~ 2e7 (m = n/2) and
+loses beyond, where "auto" takes the FFT. The FFT
 methods stay as the portable fallback and as an independent cross-check in the tests.
 """
 

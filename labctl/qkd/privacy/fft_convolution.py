@@ -3,8 +3,8 @@
 Privacy amplification on the FFT path (the fallback where the carry-less GF(2) product of
 :mod:`labctl.qkd.privacy.toeplitz_gf2` is unavailable) spends almost all its time in three real FFTs
 of the key length, so the backend matters: FFTW (through pyfftw, single thread,
-FFTW_ESTIMATE plans kept per length with their aligned buffers) runs these transforms about
-1.5-2x faster than numpy's pocketfft on the dev machine; numpy is the exact fallback when
+FFTW_ESTIMATE plans kept per length with their aligned buffers) runs these transforms faster
+than numpy's pocketfft (benchmarks/README.md); numpy is the exact fallback when
 pyfftw is missing. Both return the same float64 values up to rounding far below 1/2, which
 the caller checks before reducing to bits.
 """

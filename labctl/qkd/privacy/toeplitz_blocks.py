@@ -7,12 +7,11 @@ Output block r is sum_c segment_e (*) x_c: the spectra are accumulated and inver
 per output block, and the window [b - 1, 2b - 1) of a 2b-point cyclic convolution is
 alias-free (the linear tail wraps only onto indices below b - 2).
 
-Measured on the dev VM (FFTW, ESTIMATE plans, CPU time) it does not beat one big FFT:
-m = n/2 at n = 1e6 takes 40-50 ms against 24-30 ms, and privacy amplification to 3 % of
-the key 27-84 ms against 24-57 ms (the small transforms run at 2-3 ns per point against
-7-10 at 2^20, but copies, seed segments and the R C (b + 1) multiply-adds eat the gain).
-So it is an opt-in method (``method="blocks"``), exact and tested, kept for machines with
-small caches or for very long keys where one transform no longer fits in memory.
+It does not beat one big FFT (benchmarks/README.md, "figures behind the code"): the small
+transforms run faster per point, but copies, seed segments and the R C (b + 1) multiply-adds
+eat the gain. So it is an opt-in method (``method="blocks"``), exact and tested, kept for
+machines with small caches or for very long keys where one transform no longer fits in
+memory.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ k x k Toeplitz product splits into three of size k/2 (the Toeplitz form of Karat
 see :mod:`labctl.qkd.privacy._toeplitz_gf2_jit`), so the cost is ~ (n / 64)^1.585 word products
 with no rounding at all: no error bound, no float check, nothing to refuse.
 
-On the dev VM (Xeon with AVX-512 VPCLMULQDQ) it runs privacy amplification several times
-faster than the three float64 FFTs (benchmarks/README.md, qkd). It needs numba and a
+With AVX-512 VPCLMULQDQ it runs privacy amplification several times faster than the three
+float64 FFTs (benchmarks/README.md, "figures behind the code"). It needs numba and a
 target CPU with PCLMULQDQ; :data:`AVAILABLE` says whether this process has both, otherwise
 callers keep the FFT path. The kernel family is chosen once, at import, from the features
 of the CPU numba compiles for (NUMBA_CPU_FEATURES when set, else the host's), and only
@@ -28,22 +28,20 @@ Bits = npt.NDArray[np.uint8]
 Words = npt.NDArray[np.uint64]
 
 _WIDE_BASES = tuple(range(96, 192, 8))
-"""Schoolbook block sizes (words) with VPCLMULQDQ: multiples of 8 rows. Measured at
-m = n/2: base 16/32/64/128 words took 6.6/4.8/3.9/3.3 ms at n = 1e6, and base 40/80/160/320
-took 157/90/85/91 ms at n = 1e7: below ~100 words the Karatsuba bookkeeping (sums,
-copies) costs more than the 0.09 ns products it saves."""
+"""Schoolbook block sizes (words) with VPCLMULQDQ: multiples of 8 rows; below ~100 words
+the Karatsuba bookkeeping (sums, copies) costs more than the products it saves
+(benchmarks/README.md, "figures behind the code")."""
 _SCALAR_BASES = tuple(range(16, 32))
-"""Block sizes with scalar PCLMULQDQ (1.5 ns per product): recursion pays off sooner."""
+"""Block sizes with scalar PCLMULQDQ (~16x slower products): recursion pays off sooner."""
 _LINEAR_WEIGHT = 6.0
 """Word operations per point per Karatsuba level (sums, copies), in units of one product."""
 _SCALAR_SECONDS_PER_COST = 1.22e-9
-"""Measured CPU seconds per unit of modelled cost with scalar PCLMULQDQ (dev VM under a
-Haswell numba target, privacy_amplify at n = 1e6 .. 4e7, m = n/2 and 3 %): 1.20-1.26 ns;
-single runs up to 1.9 ns (n = 5e6, 1e6) under the shared VM's load."""
+"""CPU seconds per unit of modelled cost with scalar PCLMULQDQ, fitted to privacy_amplify
+under a Haswell numba target (benchmarks/README.md, "figures behind the code")."""
 _FFT_SECONDS_PER_POINT_LOG = 2.56e-9
-"""Measured CPU seconds of privacy_amplify's FFT path per L log2 L (L = n + m - 1 points,
-FFTW ESTIMATE): 2.4-3.7 ns for L >= 1e7 (the spread is FFTW's speed on 2^a 3^b 5^c
-lengths), median 2.56; 1.2-2.1 ns below, where the scalar family wins by 1.1-2.2x anyway."""
+"""CPU seconds of privacy_amplify's FFT path per L log2 L (L = n + m - 1 points, FFTW
+ESTIMATE): the median fitted for L >= 1e7 (benchmarks/README.md, "figures behind the
+code"); below that the scalar family wins anyway."""
 
 
 def parse_features(text: str) -> dict[str, bool]:
@@ -155,7 +153,7 @@ def _word_shape(n: int, m: int) -> tuple[int, int, int]:
 
 
 def modelled_seconds(n: int, m: int) -> float:
-    """Modelled CPU seconds of the scalar PCLMULQDQ product (m x n bits) on the dev VM."""
+    """Modelled CPU seconds of the scalar PCLMULQDQ product (m x n bits)."""
     _, rows, cols = _word_shape(n, m)
     size, base = choose_tile(rows, cols, False)
     cost, _ = _leaf_cost(size, base)
@@ -165,10 +163,9 @@ def modelled_seconds(n: int, m: int) -> float:
 def faster_than_fft(n: int, m: int) -> bool:
     """Whether "auto" should take this product over GF(2) rather than by float64 FFT.
 
-    Always with the VPCLMULQDQ family (measured 3.4x the FFT at n = 4e7, m = n/2, and
-    7-10x at 1e6-1e7). The scalar family grows as (n/64)^1.585 against the FFT's
-    L log2 L, so it is compared with the FFT model (benchmarks/README.md, qkd: they tie
-    at n ~ 2e7 for m = n/2).
+    Always with the VPCLMULQDQ family (faster than the FFT at every size measured). The
+    scalar family grows as (n/64)^1.585 against the FFT's L log2 L, so it is compared
+    with the FFT model (they tie at n ~ 2e7 for m = n/2; benchmarks/README.md).
     """
     if _LOADED is None:
         return False
