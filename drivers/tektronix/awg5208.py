@@ -53,6 +53,7 @@ from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
 from labctl.interfaces.pattern import PatternMode, PulsePattern
+from labctl.interfaces.units import PS_PER_S
 from labctl.transport.base import Transport
 
 MAX_SAMPLES = 2_000_000_000
@@ -199,7 +200,7 @@ class AWG5208Transmitter(DriverBase):
             raise ProtocolError(
                 f"sample rate {rate:g} makes no sense", instrument=self.name, command="CLOCk:SRATe?"
             )
-        return round(self._spp * 1e12 / rate)
+        return round(self._spp * PS_PER_S / rate)
 
     async def set_marker_divider(self, divider: int) -> None:
         """Clock marker every ``divider`` pulses (written into the next pattern loaded)."""
@@ -309,7 +310,7 @@ class AWG5208Transmitter(DriverBase):
         self._remember("period_ps", period_ps, lambda: self._apply_period(period_ps))
 
     async def _apply_period(self, period_ps: int) -> None:
-        rate = self._spp * 1e12 / period_ps
+        rate = self._spp * PS_PER_S / period_ps
         if not SRATE_RANGE_HZ[0] <= rate <= SRATE_RANGE_HZ[1]:
             raise InstrumentFault(
                 f"{period_ps} ps with {self._spp} samples per pulse needs {rate:g} Sa/s, "

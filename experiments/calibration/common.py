@@ -27,6 +27,7 @@ from labctl.interfaces.devices import (
     SinglePhotonDetector,
     TimeTagger,
 )
+from labctl.interfaces.units import ps_to_seconds
 from labctl.runner.plan_context import PlanContext
 
 I64 = npt.NDArray[np.int64]
@@ -193,13 +194,13 @@ class Session:
         times, channels = [], []
         start: int | None = None
         stop = 0
-        while start is None or (stop - start) * 1e-12 < seconds:
+        while start is None or ps_to_seconds(stop - start) < seconds:
             batch = await tagger.read_batch(self.sync_settings.batch_timeout_s)
             start = batch.start_ps if start is None else start
             stop = batch.stop_ps
             times.append(batch.time_ps)
             channels.append(batch.channel)
-        return np.concatenate(times), np.concatenate(channels), (stop - (start or 0)) * 1e-12
+        return np.concatenate(times), np.concatenate(channels), ps_to_seconds(stop - (start or 0))
 
     async def capture(self, seconds: float) -> Capture:
         """``seconds`` of fresh tags (Bob's clock), each mapped to Alice's pulse index."""
@@ -218,7 +219,7 @@ class Session:
         parts: list[tuple[I64, U8, I64, F64]] = []
         start: int | None = None
         stop = 0
-        while start is None or (stop - start) * 1e-12 < seconds:
+        while start is None or ps_to_seconds(stop - start) < seconds:
             batch = await tagger.read_batch(timeout)
             start = batch.start_ps if start is None else start
             stop = batch.stop_ps
@@ -229,5 +230,5 @@ class Session:
             channel=np.concatenate([p[1] for p in parts]),
             pulse_index=np.concatenate([p[2] for p in parts]),
             residual_ps=np.concatenate([p[3] for p in parts]),
-            span_s=(stop - (start or 0)) * 1e-12,
+            span_s=ps_to_seconds(stop - (start or 0)),
         )

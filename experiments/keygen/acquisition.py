@@ -19,6 +19,7 @@ import numpy.typing as npt
 from experiments.sync.model import SyncError
 from experiments.sync.tracker import SyncTracker
 from labctl.interfaces.devices import TimeTagger
+from labctl.interfaces.units import ps_to_seconds
 from labctl.qkd.sifting import Detections
 
 I64 = npt.NDArray[np.int64]
@@ -182,7 +183,7 @@ async def acquire_block(
             channels.append(batch.channel)
             times.append(batch.time_ps)
             if tracker is not None:
-                span_s = max(batch.stop_ps - batch.start_ps, 1) * 1e-12
+                span_s = ps_to_seconds(max(batch.stop_ps - batch.start_ps, 1))
                 if len(batch) >= TRACK_MIN_TAGS and len(batch) / span_s >= TRACK_MIN_RATE_HZ:
                     indices.append(tracker.update(batch).pulse_index)
                 else:  # darks between chunks: map them, but do not steer the clock by them
@@ -224,7 +225,7 @@ async def acquire_block(
         pulses=pulses,
         detections=detections,
         started_s=now_s,
-        acquired_s=pulses * period_ps * 1e-12,
+        acquired_s=ps_to_seconds(pulses * period_ps),
         tags=int(time_ps.size),
         missed_tags=missed,
         span=span,

@@ -53,6 +53,7 @@ from experiments.sync.model import SyncError
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
+from labctl.interfaces.units import PS_PER_S, ps_to_seconds
 from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, memory_pair
 from labctl.qkd.auth.transcript import (
     EPS_PER_CHECK,
@@ -194,7 +195,7 @@ async def generate_key(
     tagger = run.instrument("tagger-bob", TimeTagger)
     alice_path, bob_path = store_paths(config)
     store_key = store_key_from_config(config)  # None: plain store (storage.key_store_key_file)
-    summary = KeySummary(run.run_id, 1e12 / period_ps)
+    summary = KeySummary(run.run_id, PS_PER_S / period_ps)
     summary.sync_offset_ps, summary.sync_drift_ppb = steps.sync_figures(clock_map)
     run.emit("sync", {"offset_ps": summary.sync_offset_ps, "drift_ppb": summary.sync_drift_ppb})
     resumed = state is not None
@@ -405,7 +406,7 @@ async def _acquire_loop(
     numbers continue from ``committer``'s state; each pause point persists that state.
     """
     period_ps = alice.period_ps
-    block_s = settings.block_pulses * period_ps * 1e-12
+    block_s = ps_to_seconds(settings.block_pulses * period_ps)
     deadline = run.deadline_s
     total = (
         None

@@ -25,6 +25,7 @@ from labctl.interfaces.clock import Clock
 from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.pattern import PulsePattern
 from labctl.interfaces.tags import TagBatch
+from labctl.interfaces.units import PS_PER_S, ps_to_seconds
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -62,7 +63,7 @@ class TagLog:
         return (
             0.0
             if self.first_start_ps is None
-            else (self.last_stop_ps - self.first_start_ps) * 1e-12
+            else ps_to_seconds(self.last_stop_ps - self.first_start_ps)
         )
 
     def arrays(self) -> tuple[I64, U8]:
@@ -131,7 +132,7 @@ class FrameWatch:
 
     def __init__(self, gaps: int, gap_ps: float, rate_hz: float, start_ps: int) -> None:
         self.bin_ps = gap_ps / 4.0
-        self.threshold = 0.2 * rate_hz * self.bin_ps * 1e-12
+        self.threshold = 0.2 * rate_hz * ps_to_seconds(self.bin_ps)
         self.gaps = gaps
         self.start_ps = start_ps
         self.counts = np.zeros(0, dtype=np.int64)
@@ -220,7 +221,7 @@ async def acquire_sync(
     compute_s = time.process_time() - started
     rate_hz = log.count / max(log.span_s, 1e-12)
     gap_s = min(0.05, max(settings.min_gap_s, 60.0 / rate_hz))
-    gap_pulses = math.ceil(gap_s * 1e12 / alice.period_ps)
+    gap_pulses = math.ceil(gap_s * PS_PER_S / alice.period_ps)
     seed = settings.marker_seed
     if seed is None:
         seed = int(np.random.default_rng().integers(0, 2**62))
@@ -232,7 +233,9 @@ async def acquire_sync(
             batch = await tagger.read_batch(settings.batch_timeout_s)
             log.add(batch)
             watch.add(batch.time_ps[log.mapped[batch.channel]], batch.stop_ps)
-            if log.span_s > settings.max_acquire_s + len(frame.pattern) * alice.period_ps * 1e-12:
+            if log.span_s > settings.max_acquire_s + ps_to_seconds(
+                len(frame.pattern) * alice.period_ps
+            ):
                 raise SyncError(
                     f"Alice's marker frame did not pass at Bob within {log.span_s:.3g} s "
                     "(light lost during synchronization?)"
@@ -261,7 +264,7 @@ async def acquire_sync(
         channel[order],
         ((time_ps >= lo_ps) & (time_ps <= hi_ps))[order],
     )
-    density = rate_hz * alice.period_ps * 1e-12
+    density = rate_hz * ps_to_seconds(alice.period_ps)
     # Only the frame bounds the index: a long dark before it (Alice loading the frame while
     # Bob's stream ran on) would pass for a marker gap. The states of the calibration frame
     # around it are known too, so they help single the offset out.

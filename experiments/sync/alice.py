@@ -29,6 +29,7 @@ from labctl.interfaces.pattern import (
     secret_pattern,
     seeded_pattern,
 )
+from labctl.interfaces.units import PS_PER_S
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -166,10 +167,10 @@ class SourceDesign:
             return float(value)
 
         rate_hz = number("rate_hz", 1.0, 1e12)
-        period_ps = round(1e12 / rate_hz)
-        if abs(period_ps * rate_hz - 1e12) > 1e-6 * 1e12:
+        period_ps = round(PS_PER_S / rate_hz)
+        if abs(period_ps * rate_hz - PS_PER_S) > 1e-6 * PS_PER_S:
             raise ConfigError(
-                f"1e12 / {rate_hz} is not a whole number of picoseconds",
+                f"1 s / {rate_hz} Hz is not a whole number of picoseconds",
                 file=file,
                 field="alice.rate_hz",
             )

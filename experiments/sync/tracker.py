@@ -29,6 +29,7 @@ from experiments.sync.mapping import assign_tags, peak_stats
 from experiments.sync.model import SyncError, SyncResult
 from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.tags import TagBatch
+from labctl.interfaces.units import PS_PER_S, ps_to_seconds
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -172,9 +173,9 @@ class SyncTracker:
                 locked=self.locked,
             )
         mid = int(batch.time_ps[n // 2])
-        dt_s = (mid - self.result.t_ref_ps) * 1e-12
+        dt_s = ps_to_seconds(mid - self.result.t_ref_ps)
         model = self.result.reanchored(mid)
-        dt_ps = abs(dt_s) * 1e12
+        dt_ps = abs(dt_s) * PS_PER_S
         transition = np.array([[1.0, dt_ps], [0.0, 1.0]])
         cov = transition @ self._cov @ transition.T
         cov += np.diag([self._q_phase * abs(dt_s), self._q_freq * abs(dt_s)])

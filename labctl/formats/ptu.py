@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from labctl.interfaces.tags import TagBatch
+from labctl.interfaces.units import ps_to_seconds, seconds_to_ps
 
 MAGIC = b"PQTTTR\0\0"
 VERSION = b"1.0.00\0\0"
@@ -184,7 +185,7 @@ class PtuWriter:
 
     def _open(self, origin_ps: int) -> BinaryIO:
         self.origin_ps = origin_ps
-        resolution_s = self.resolution_ps * 1e-12
+        resolution_s = ps_to_seconds(self.resolution_ps)
         now = time.time()
         entries: list[tuple[str, TagValue, int]] = [
             ("File_GUID", "{00000000-0000-0000-0000-000000000000}", -1),
@@ -380,7 +381,7 @@ def read_ptu(path: str | Path) -> PtuTags:
     resolution = header.get("MeasDesc_GlobalResolution")
     if not isinstance(resolution, float) or resolution <= 0:
         raise PtuError(f"{path}: MeasDesc_GlobalResolution {resolution!r} is not a time")
-    resolution_ps = round(resolution * 1e12)
+    resolution_ps = seconds_to_ps(resolution)
     if resolution_ps < 1:
         raise PtuError(f"{path}: MeasDesc_GlobalResolution {resolution!r} is below 1 ps")
     n_records = _int_tag(header, _NUMBER_OF_RECORDS, path)

@@ -30,6 +30,7 @@ from labctl.interfaces.errors import (
 )
 from labctl.interfaces.instrument import Health, LifecycleMixin
 from labctl.interfaces.tags import TagBatch
+from labctl.interfaces.units import ps_to_seconds
 
 DEFAULT_BATCH_PS = 1_000_000_000  # 1 ms
 MAX_DELAY_PS = 1_000_000_000  # 1 ms, as the world's taggers
@@ -264,6 +265,6 @@ class ReplayTimeTagger(LifecycleMixin):
                 instrument=self.name,
                 command="get_count_rates_hz",
             )
-        duration_s = max(1, tags.stop_ps - tags.start_ps) * 1e-12
+        duration_s = ps_to_seconds(max(1, tags.stop_ps - tags.start_ps))
         counts = np.bincount(tags.channel, minlength=tags.n_channels)
         return [float(c) / duration_s for c in counts]

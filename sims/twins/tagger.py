@@ -9,6 +9,7 @@ import numpy as np
 from labctl.interfaces.errors import InstrumentTimeout
 from labctl.interfaces.instrument import Health
 from labctl.interfaces.tags import TagBatch
+from labctl.interfaces.units import ps_to_seconds
 from sims.twins.base import SettingCheck, SimTwin
 from sims.twins.world_api import TaggerWorld
 
@@ -157,7 +158,7 @@ class SimTimeTagger(SimTwin[TaggerWorld]):
         }
         if self._span_ps > 0:
             for channel, tags in enumerate(self._tags.tolist()):
-                readings[f"ch{channel}_count_rate_hz"] = tags / (self._span_ps * 1e-12)
+                readings[f"ch{channel}_count_rate_hz"] = tags / ps_to_seconds(self._span_ps)
             self._tags[:] = 0
             self._span_ps = 0
         return Health(ok=True, detail="ok", readings=readings)

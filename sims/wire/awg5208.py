@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from labctl.interfaces.pattern import PulsePattern
+from labctl.interfaces.units import ps_to_seconds
 from sims.wire.base import Fate, TcpEndpoint, attempt, ensure_link, log
 from sims.wire.scpi_commands import NODE_RE, Vocabulary
 
@@ -495,7 +496,7 @@ class Awg5208Wire:
         first, second = (self.waveforms[str(n)] for n in names)
         if first.samples.size != second.samples.size:
             raise Refused(-200, '"Execution error; channel 1 and 2 waveforms differ in length"')
-        per_pulse = self.state.srate_hz * period_ps * 1e-12
+        per_pulse = self.state.srate_hz * ps_to_seconds(period_ps)
         spp = round(per_pulse)
         if spp < 1 or abs(per_pulse - spp) > 1e-6 or first.samples.size % spp:
             raise Refused(

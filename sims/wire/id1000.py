@@ -58,6 +58,7 @@ import zmq
 import zmq.asyncio
 
 from labctl.interfaces.tags import TagBatch
+from labctl.interfaces.units import ps_to_seconds
 from sims.wire.base import GARBAGE, Fate, Outcome, attempt, ensure_link, log
 from sims.wire.pacing import StreamPacer
 from sims.wire.scpi_commands import (
@@ -132,8 +133,8 @@ class RecordState:
         """True while a started record series has not run out (wall time); a series that
         has run out is over (a later ``NUM INF`` does not restart it)."""
         if self.playing and self.number is not None:
-            period_s = max(self.pper_ps, self.pwid_ps) * 1e-12
-            total_s = (self.number - 1) * period_s + self.pwid_ps * 1e-12
+            period_s = ps_to_seconds(max(self.pper_ps, self.pwid_ps))
+            total_s = (self.number - 1) * period_s + ps_to_seconds(self.pwid_ps)
             self.playing = time.monotonic() - self.started_s < total_s
         return self.playing
 
