@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from experiments.calibration.common import CalibrationFailed, Capture, RoutineResult, Session
 from experiments.sync.acquire import vacuum_code
+from labctl.interfaces.units import PS_PER_S, ps_to_seconds
 
 I64 = npt.NDArray[np.int64]
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -64,7 +65,7 @@ def state_click_probability(
     """Per tagger channel: -ln(1 - p) for each (Alice state, intensity class), p per pulse."""
     alice = session.alice
     pattern = alice.pattern(capture.pulse_index)
-    n_pulses = capture.span_s * 1e12 / alice.period_ps
+    n_pulses = capture.span_s * PS_PER_S / alice.period_ps
     p_basis = np.array([alice.basis_z_probability, 1.0 - alice.basis_z_probability])
     p_class = np.array(alice.intensity_probability)
     n_classes = p_class.size
@@ -80,7 +81,7 @@ def state_click_probability(
             # Clicks on vacuum pulses are the background (darks and afterpulses) of every pulse.
             p = p - counts[:, vacuum].sum() / (pulses[:, vacuum].sum() * max(live[ch], 1e-9))
         else:
-            p = p - dark_hz.get(ch, 0.0) * alice.period_ps * 1e-12
+            p = p - dark_hz.get(ch, 0.0) * ps_to_seconds(alice.period_ps)
         out[ch] = -np.log1p(-np.clip(p, -0.5, 0.999999))
     signal = int(np.argmax(alice.intensity_mu))
     return out, signal
@@ -100,7 +101,7 @@ def live_fractions(
         rate = float(np.count_nonzero(capture.channel == ch)) / max(capture.span_s, 1e-12)
         tau = dead.get(ch, 0.0)
         blind = 0.0 if math.isnan(tau) else max(round(tau / period_ps) - 1, 0) * period_ps
-        out[ch] = 1.0 - rate * blind * 1e-12
+        out[ch] = 1.0 - rate * ps_to_seconds(blind)
     return out
 
 

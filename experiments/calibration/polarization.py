@@ -15,6 +15,7 @@ from typing import Any
 
 from experiments.calibration.common import CalibrationFailed, RoutineResult, Session
 from experiments.calibration.qber import QberSample, measure_qber
+from labctl.interfaces.units import ps_to_seconds
 
 
 def wrap_voltage(voltage_mv: float, v_pi_mv: float, low: float, high: float) -> float:
@@ -128,7 +129,9 @@ def _floor(session: Session, cfg: dict[str, Any], sample: QberSample) -> float |
         return None
     share = sample.background_share
     if share is None:
-        dark_per_pulse = sum(session.dark_rates_hz.values()) * session.alice.period_ps * 1e-12
+        dark_per_pulse = sum(session.dark_rates_hz.values()) * ps_to_seconds(
+            session.alice.period_ps
+        )
         share = dark_per_pulse / max(sample.clicks_per_pulse, 1e-12)
     share = min(max(share, 0.0), 1.0)
     return float(misalignment) * (1.0 - share) + 0.5 * share

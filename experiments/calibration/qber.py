@@ -13,6 +13,7 @@ import numpy as np
 
 from experiments.calibration.common import Capture, Session
 from experiments.sync.acquire import bob_states, vacuum_code
+from labctl.interfaces.units import PS_PER_S
 from labctl.qkd.sifting import Detections, announce, answer, sift_alice, sift_bob
 
 
@@ -57,7 +58,7 @@ def qber_of(session: Session, capture: Capture) -> QberSample:
     usable = alice_key.intensity != vac if vac is not None else np.ones(errors.size, bool)
     z = usable & (alice_key.basis == 0)
     x = usable & (alice_key.basis == 1)
-    n_pulses = capture.span_s * 1e12 / session.alice.period_ps
+    n_pulses = capture.span_s * PS_PER_S / session.alice.period_ps
     clicks_per_pulse = len(capture) / max(n_pulses, 1.0)
     background = None
     if vac is not None:

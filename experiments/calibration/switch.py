@@ -14,6 +14,7 @@ import numpy as np
 
 from experiments.calibration.common import CalibrationFailed, RoutineResult, Session
 from experiments.calibration.photons import dead_times, link_transmittance
+from labctl.interfaces.units import PS_PER_S, ps_to_seconds
 
 
 async def calibrate_switch(session: Session) -> RoutineResult:
@@ -40,7 +41,7 @@ async def calibrate_switch(session: Session) -> RoutineResult:
         dead_by_ch = await dead_times(session, times, chans)
         period = alice.period_ps
         dead = [
-            max(round(dead_by_ch[channel_of[n]] / period) - 1, 0) * period * 1e-12
+            ps_to_seconds(max(round(dead_by_ch[channel_of[n]] / period) - 1, 0) * period)
             if not math.isnan(dead_by_ch[channel_of[n]])
             else 0.0
             for n in names
@@ -87,7 +88,7 @@ async def calibrate_switch(session: Session) -> RoutineResult:
     mu = np.array(alice.intensity_mu)
     probability = np.array(alice.intensity_probability)
     per_pulse = float(np.sum(probability * 4.0 * -np.expm1(-mu * t_line * efficiency / 4.0)))
-    expected_hz = per_pulse * 1e12 / alice.period_ps
+    expected_hz = per_pulse * PS_PER_S / alice.period_ps
     insertion_db = -10.0 * math.log10(signal[bob_port] / expected_hz)
     crosstalk: dict[str, float | None] = {}
     problems = []
