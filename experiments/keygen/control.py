@@ -14,6 +14,14 @@ goes over this authenticated channel as a request her node carries out:
 
 Every request is answered ``ctl/ok`` (JSON) or ``ctl/error`` (a message naming what failed);
 an error on Alice's side never ends her node: Bob decides.
+
+Under Wegman-Carter authentication (``qkd.auth: wegman-carter``) the control link carries a
+transcript authenticator like the key channels, and every ``ctl/key-block`` is a
+checkpoint in both directions: Alice checks everything Bob sent on the link (this request
+included) before she plays the block, Bob checks everything she answered (the block's first
+pulse and span included) before he reads it. So no key is ever stored from a block whose
+control exchange, or any earlier one, was forged: the per-message HMAC underneath is then
+not what the key's security rests on. Other requests are covered by the next checkpoint.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ from labctl.qkd.auth.channel import AuthenticatedChannel
 from labctl.qkd.errors import ChannelClosed, MessageFormatError
 
 I64 = npt.NDArray[np.int64]
+
+CHECKED_KINDS = frozenset({"ctl/key-block"})
+"""Requests that close a transcript checkpoint in both directions (see the module doc)."""
 
 LASER_OPS = (
     "set_output",
@@ -97,6 +108,9 @@ class AliceControl:
                 return
             if message is None or message.kind == "ctl/bye":
                 return
+            checked = message.kind in CHECKED_KINDS
+            if checked:  # a forged control transcript stops her node before she plays
+                await self.channel.recv_checkpoint()
             try:
                 reply = await self._handle(message.kind, message.payload)
             except MessageFormatError:
@@ -105,8 +119,10 @@ class AliceControl:
                 await self.channel.send(
                     "ctl/error", _json({"error": f"{type(exc).__name__}: {exc}"})
                 )
-                continue
-            await self.channel.send("ctl/ok", _json(reply))
+            else:
+                await self.channel.send("ctl/ok", _json(reply))
+            if checked:
+                await self.channel.send_checkpoint()
 
     async def _next(self, stop: asyncio.Event | None) -> Any:
         receiving = asyncio.ensure_future(self.channel.recv(timeout_s=24 * 3600.0))
@@ -359,7 +375,12 @@ async def _request(
     channel: AuthenticatedChannel, kind: str, data: dict[str, Any]
 ) -> dict[str, Any]:
     await channel.send(kind, _json(data))
+    checked = kind in CHECKED_KINDS
+    if checked:
+        await channel.send_checkpoint()
     reply = await channel.recv()
+    if checked:
+        await channel.recv_checkpoint()
     body = _parse(reply.payload, reply.kind)
     if reply.kind == "ctl/error":
         raise RemoteError(f"Alice's node: {kind}: {body.get('error', 'failed')}")

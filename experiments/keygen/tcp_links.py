@@ -93,8 +93,8 @@ async def connect_channels(
     one more for the control link, under its own derived key).
 
     With a Wegman-Carter ``pool``, the hellos carry its state, the first answer starts the
-    session (:meth:`AuthPool.begin_session`) and every worker channel (not the control
-    link) gets a transcript authenticator on it.
+    session (:meth:`AuthPool.begin_session`) and every channel, the control link included,
+    gets a transcript authenticator on it.
 
     ``timeout_s`` bounds each connect and handshake; ``channel_timeout_s`` (default
     ``timeout_s``) is the channels' receive timeout afterwards. A WorkerCountMismatch when
@@ -130,8 +130,7 @@ async def connect_channels(
             if pool is not None:
                 if w == 0:
                     pool.begin_session(_auth_of(answer.payload, "link/ok"), mine)
-                if w < workers:
-                    channel.transcript = TranscriptAuthenticator(pool)
+                channel.transcript = TranscriptAuthenticator(pool)
     except BaseException:
         for ch in channels:
             await ch.close()
@@ -228,7 +227,7 @@ async def accept_channels(
                 session.append(True)
                 pool.begin_session(mine, theirs)
             await channel.send("link/ok", _count(workers, None, mine))
-            if pool is not None and worker < workers:
+            if pool is not None:
                 channel.transcript = TranscriptAuthenticator(pool)
         except BaseException as exc:
             await channel.close()  # Bob, waiting for link/ok, finds the link closed
