@@ -314,7 +314,7 @@ async def closed_loop(hours: float, interval_s: float, seed: int) -> dict[str, A
     12 h take minutes). Untracked, the same drift for comparison.
     """
     from experiments.keygen.drift import DriftTracker, TrackingSettings
-    from experiments.keygen.node_base import BlockResult
+    from labctl.link.node_base import BlockResult
     from sims.twins import SimPolarizationController
     from sims.world import World
     from sims.world.receiver import basis_error_rates

@@ -32,7 +32,7 @@ from experiments.keygen.endtoend_benchmark import (  # noqa: E402
     measure_link,
     squashed_gain_qber,
 )
-from experiments.keygen.settings import KeygenSettings  # noqa: E402
+from labctl.link.settings import KeygenSettings  # noqa: E402
 from labctl.qkd.estimation.entropy import binary_entropy  # noqa: E402
 from labctl.qkd.estimation.finite_key import DecoyProtocol, expected_counts, secret_key_length  # noqa: E402
 

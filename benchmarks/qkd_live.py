@@ -9,7 +9,7 @@ time, so ``--blocks`` real blocks (plus one warm-up) are acquired from the twins
    in-memory authenticated channel, one block at a time; wall service time per block.
 2. two processes: Alice in a child process (her own station built from the same file, so
    the same source record) over loopback TCP, Bob here, one block at a time: wall service
-   time per block and each party's CPU per stage (``experiments.keygen.profile``).
+   time per block and each party's CPU per stage (``labctl.link.profile``).
 3. live, for each W in ``--workers``: Alice's child serves W channels, Bob runs a
    ParallelPipeline of W workers, and the acquired blocks (cycled, renumbered) are
    submitted at the real arrival interval for ``--live-s`` seconds; backlog sampled at
@@ -44,13 +44,14 @@ SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from experiments.keygen.acquisition import LinearClockMap, RawBlock, acquire_block  # noqa: E402
-from experiments.keygen.nodes import AliceNode, BlockResult, BobNode, WorldSource  # noqa: E402
-from experiments.keygen.pipeline import CommitSequencer  # noqa: E402
-from experiments.keygen.profile import STAGES  # noqa: E402
-from experiments.keygen.settings import KeygenSettings  # noqa: E402
-from experiments.keygen.tcp_links import accept_channels, connect_channels  # noqa: E402
-from experiments.keygen.workers import ParallelPipeline, serve_alice  # noqa: E402
+from experiments.keygen.acquisition import LinearClockMap, acquire_block  # noqa: E402
+from labctl.link.block import RawBlock  # noqa: E402
+from labctl.link.nodes import AliceNode, BlockResult, BobNode, WorldSource  # noqa: E402
+from labctl.link.pipeline import CommitSequencer  # noqa: E402
+from labctl.link.profile import STAGES  # noqa: E402
+from labctl.link.settings import KeygenSettings  # noqa: E402
+from labctl.link.tcp_links import accept_channels, connect_channels  # noqa: E402
+from labctl.link.workers import ParallelPipeline, serve_alice  # noqa: E402
 from labctl.qkd.auth.channel import memory_pair  # noqa: E402
 from labctl.station import Station, load_config  # noqa: E402
 from labctl.store.keystore import KeyStore  # noqa: E402

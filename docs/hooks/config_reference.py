@@ -122,9 +122,9 @@ def type_of(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
 
 def free_sections(open_sections: list[str]) -> str:
     """The sections the schema leaves open, from the settings classes that validate them."""
-    from experiments.keygen.settings import KeygenSettings
     from experiments.sync.settings import SyncSettings
     from labctl.kme.config import KmeConfig
+    from labctl.link.settings import KeygenSettings
 
     parts = [
         "## Sections validated by the plans\n",

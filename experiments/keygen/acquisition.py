@@ -20,6 +20,7 @@ from experiments.sync.model import SyncError
 from experiments.sync.tracker import SyncTracker
 from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.units import ps_to_seconds
+from labctl.link.block import RawBlock
 from labctl.qkd.sifting import Detections
 
 I64 = npt.NDArray[np.int64]
@@ -61,33 +62,6 @@ def _index_at(clock_map: ClockMap, time_ps: int) -> int:
     """Pulse index nearest one Bob-clock time (on channel 0)."""
     index, _ = clock_map.assign(np.zeros(1, np.uint8), np.array([time_ps], dtype=np.int64))
     return int(index[0])
-
-
-@dataclass(frozen=True, repr=False)
-class RawBlock:
-    """One block of Bob's detections over pulses [first_pulse, first_pulse + pulses)."""
-
-    block: int
-    first_pulse: int
-    pulses: int
-    """States Alice sent in the block (its key rate is per sent pulse)."""
-    detections: Detections
-    started_s: float
-    acquired_s: float
-    tags: int
-    missed_tags: int
-    span: int = 0
-    """Pulses of the window read (>= pulses: a transmitter's underrun gaps carry no state)."""
-
-    @property
-    def window(self) -> int:
-        """Pulses from first_pulse that Alice and Bob consider (span, else pulses)."""
-        return self.span or self.pulses
-
-    def __repr__(self) -> str:
-        return (
-            f"RawBlock(block={self.block}, pulses={self.pulses}, detections={len(self.detections)})"
-        )
 
 
 def detections_from_tags(

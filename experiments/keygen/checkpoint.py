@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from experiments.keygen.nodes import BlockResult
 from experiments.keygen.summary import BlockTotals, KeySummary
+from labctl.link.nodes import BlockResult
 from labctl.qkd.secret import SecretBits
 from labctl.store.keystore import KeyStore, KeyStoreError
 

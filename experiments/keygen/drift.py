@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 
 from experiments.calibration.common import Session
 from experiments.calibration.polarization import wrap_voltage
-from experiments.keygen.node_base import BlockResult
 from labctl.interfaces.devices import PolarizationController
+from labctl.link.node_base import BlockResult
 from labctl.runner.plan_context import PlanContext
 from labctl.runner.suspenders import Plan, Suspender
 

@@ -32,11 +32,12 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from experiments.keygen.acquisition import LinearClockMap, RawBlock, acquire_block
-from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode
-from experiments.keygen.settings import KeygenSettings
+from experiments.keygen.acquisition import LinearClockMap, acquire_block
 from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.errors import ConfigError
+from labctl.link.block import RawBlock
+from labctl.link.nodes import AliceNode, AliceSource, BlockResult, BobNode
+from labctl.link.settings import KeygenSettings
 from labctl.qkd.auth.channel import memory_pair
 from labctl.qkd.estimation.decoy import two_decoy_bounds, vacuum_weak_decoy_bounds
 from labctl.qkd.estimation.keyrate import DecoyScheme, DecoySettings, gllp_rate, model_key_rate

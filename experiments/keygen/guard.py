@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 
 from experiments.calibration.settings import DEFAULTS as CALIBRATION_DEFAULTS
-from experiments.keygen.acquisition import RawBlock
-from experiments.keygen.node_base import BlockResult
 from experiments.keygen.trust import TrustGate, TrustSettings
 from experiments.sync.alice import AlicePublic, alice_of
 from labctl.interfaces.devices import OpticalSwitch, SinglePhotonDetector
+from labctl.link.block import RawBlock
+from labctl.link.node_base import BlockResult
 from labctl.runner.plan_context import PlanContext
 from labctl.store.calibration import Calibration, CalibrationStore
 

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from experiments.calibration import calibrate
-from experiments.keygen.nodes import BlockResult
-from experiments.keygen.settings import KeygenSettings
+from labctl.link.nodes import BlockResult
+from labctl.link.settings import KeygenSettings
 from labctl.runner.plan_context import PlanContext
 from labctl.runner.suspenders import Backoff, Suspender
 

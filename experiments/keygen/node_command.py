@@ -13,7 +13,7 @@ first 32 key the per-message HMAC, the rest seeds each node's Wegman-Carter pool
 key store on first use (``labctl.qkd.auth.transcript``); ``qkd.auth: hmac`` needs 16.
 
 ``--workers W`` (both nodes, the same W): W blocks in post-processing at once, each on its
-own TCP channel under a key derived from the pre-shared key (``experiments.keygen.tcp_links``),
+own TCP channel under a key derived from the pre-shared key (``labctl.link.tcp_links``),
 keys committed in block order so both stores stay identical. Every channel, W = 1 included,
 opens with Alice's challenge and Bob's authenticated hello, so different W at the two ends
 is refused at connect time with an error naming ``--workers``. Alice's listener closes any
@@ -28,7 +28,7 @@ validation and suggestions.
 Ctrl-C/SIGTERM on Alice: she takes no new block, finishes the ones in flight (each message
 within ``qkd.channel_timeout_s``) and closes her channels; Bob's next block fails, blocks
 after it are dropped at both ends, his run ends "aborted" and both stores hold the same keys
-(``experiments.keygen.workers``). A second signal stops Alice at once.
+(``labctl.link.workers``). A second signal stops Alice at once.
 """
 
 from __future__ import annotations
@@ -220,11 +220,12 @@ async def _serve_alice(
 ) -> int:
     # The plan's modules load with the command, not with every ``labctl`` start.
     from experiments.keygen import control as control_mod
-    from experiments.keygen import nodes, tcp_links
     from experiments.keygen import plan as keygen
-    from experiments.keygen import settings as settings_mod
-    from experiments.keygen import workers as workers_mod
+    from experiments.keygen.source import TransmitterSource
     from experiments.sync import alice as alice_mod
+    from labctl.link import nodes, tcp_links
+    from labctl.link import settings as settings_mod
+    from labctl.link import workers as workers_mod
     from labctl.qkd.errors import AuthenticationError, ChannelTimeout, QkdError
     from labctl.station import Station
     from labctl.store.keystore import KeyStore, store_key_from_config
@@ -275,7 +276,7 @@ async def _serve_alice(
             return 1
         workers, control_channel = channels[:-1], channels[-1]
         control = control_mod.AliceControl(control_channel, alice, laser)
-        source = nodes.TransmitterSource(alice, lambda: control.power_mw)
+        source = TransmitterSource(alice, lambda: control.power_mw)
         controlling = asyncio.create_task(control.serve(stop), name="alice-control")
         with KeyStore(alice_path, encryption_key=store_key_from_config(config)) as store:
             serving[0] = True
@@ -318,8 +319,8 @@ async def _serve_alice(
 
 
 async def _bob(args: argparse.Namespace, config: Any, psk: bytes) -> int:
-    from experiments.keygen.settings import KeygenSettings
     from labctl.cli.runsetup import store_locks
+    from labctl.link.settings import KeygenSettings
 
     settings = KeygenSettings.from_section(config.raw_section("qkd"), file=config.file)
     host, port = parse_address(args.connect, "--connect")
@@ -342,9 +343,10 @@ async def _bob_locked(
 ) -> int:
     from experiments.keygen import control as control_mod
     from experiments.keygen import plan as keygen
-    from experiments.keygen import steps, tcp_links
+    from experiments.keygen import steps
     from experiments.sync import alice as alice_mod
     from labctl.cli.run import engine_options, report
+    from labctl.link import tcp_links
     from labctl.qkd.auth.channel import AuthenticatedChannel
     from labctl.qkd.errors import QkdError
     from labctl.runner.control import RunControl

@@ -24,7 +24,7 @@ import numpy as np
 
 from experiments.calibration.common import CalibrationFailed
 from experiments.keygen import drift, guard, latch, monitor, steps
-from experiments.keygen.acquisition import ClockMap, RawBlock, acquire_block
+from experiments.keygen.acquisition import ClockMap, acquire_block
 from experiments.keygen.block_dataset import block_dataset, block_row
 from experiments.keygen.checkpoint import (
     AuthResume,
@@ -36,24 +36,25 @@ from experiments.keygen.checkpoint import (
     calibrated_state,
     reconcile,
 )
-from experiments.keygen.nodes import (
-    AliceNode,
-    AliceSource,
-    BlockResult,
-    BobNode,
-    TransmitterSource,
-)
-from experiments.keygen.pipeline import BlockPipeline, CommitSequencer
 from experiments.keygen.resume import RunAges, reuse_calibration
-from experiments.keygen.settings import KeygenSettings
+from experiments.keygen.source import TransmitterSource
 from experiments.keygen.summary import KeySummary
-from experiments.keygen.workers import ParallelPipeline, bob_workers
 from experiments.sync.alice import AliceSide, TransmitterAlice, alice_of
 from experiments.sync.model import SyncError
 from experiments.sync.plan import sync_settings
 from experiments.sync.settings import SyncSettings
 from labctl.interfaces.devices import TimeTagger
 from labctl.interfaces.units import PS_PER_S, ps_to_seconds
+from labctl.link.block import RawBlock
+from labctl.link.nodes import (
+    AliceNode,
+    AliceSource,
+    BlockResult,
+    BobNode,
+)
+from labctl.link.pipeline import BlockPipeline, CommitSequencer
+from labctl.link.settings import KeygenSettings
+from labctl.link.workers import ParallelPipeline, bob_workers
 from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, memory_pair
 from labctl.qkd.auth.transcript import (
     EPS_PER_CHECK,
@@ -174,7 +175,7 @@ async def generate_key(
     Alice runs in this process on ``channels[0]`` (a fresh in-memory pair when None), or,
     with ``remote_alice`` (Bob's end of a TCP channel), in another process (``labctl node``).
     Several remote channels: one worker per channel, that many blocks in flight at once
-    (:class:`~experiments.keygen.workers.ParallelPipeline`), keys committed in block order.
+    (:class:`~labctl.link.workers.ParallelPipeline`), keys committed in block order.
     Keys are stored only on trust (:mod:`experiments.keygen.trust`): every calibration
     passed (``calibration``: this run's summary, failures in it count) and unexpired, and
     no alarm of the link monitors (:mod:`experiments.keygen.guard`) around the block.

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.keygen.nodes import BlockResult
+from labctl.link.nodes import BlockResult
 from labctl.qkd.estimation.entropy import binary_entropy
 from labctl.store.atomic import write_bytes_atomic
 from labctl.store.events import first_and_last_events

@@ -19,10 +19,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from experiments.sync.record import NOT_SENT, Played, PlayRecord, to_codes
+from experiments.sync.record import Played, PlayRecord, to_codes
 from labctl.interfaces.devices import TimeTagger, Transmitter
 from labctl.interfaces.errors import ConfigError
 from labctl.interfaces.pattern import (
+    NOT_SENT,
     PatternMode,
     PulsePattern,
     secret_chunks,

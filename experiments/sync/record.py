@@ -14,12 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from labctl.interfaces.pattern import PulsePattern
+from labctl.interfaces.pattern import NOT_SENT, PulsePattern
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
-NOT_SENT = 0xFF
-"""Code of a pulse Alice holds no record of (no light was prepared for it)."""
 
 
 def to_codes(pattern: PulsePattern) -> U8:

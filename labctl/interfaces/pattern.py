@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 U8 = npt.NDArray[np.uint8]
 
+NOT_SENT = 0xFF
+"""State code of a pulse that carried no state (no light was prepared for it)."""
+
 
 class PatternMode(StrEnum):
     """What a transmitter does with a pattern longer than its memory, or once it ends."""

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from experiments.keygen.node_command import link_auth
-from experiments.keygen.settings import KeygenSettings
 from labctl.cli.main import main as labctl_main
 from labctl.interfaces.errors import ConfigError
+from labctl.link.settings import KeygenSettings
 from labctl.qkd.auth.transcript import PoolStateError
 from tests.cli.hil_bench import ServedBench, env
 

@@ -18,10 +18,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from experiments.keygen.nodes import BlockResult
 from experiments.keygen.plan import _publish_link
 from labctl.cli.runsetup import node_meta
 from labctl.documents import Document
+from labctl.link.nodes import BlockResult
 from labctl.station.loader import load_config
 from labctl.station.station import Station
 from labctl.stream.mosquitto import Mosquitto

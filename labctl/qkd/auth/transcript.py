@@ -5,7 +5,7 @@ direction's transcript (8-byte length, then the frame body: sequence number, kin
 payload: an injective encoding). At a *checkpoint* the sender tags the transcript since
 its previous checkpoint and the receiver checks the tag against what it received; the key
 generation protocol places checkpoints so that every message a key depends on is checked
-before that key is stored (``experiments.keygen.nodes``). Per-message HMAC stays underneath
+before that key is stored (``labctl.link.nodes``). Per-message HMAC stays underneath
 (``labctl.qkd.auth.channel``): it stops a tampered channel at the first bad frame, but the key's
 security rests on these tags, which hold against an adversary with unbounded computing
 power.

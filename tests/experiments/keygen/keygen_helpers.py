@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from experiments.keygen.acquisition import LinearClockMap, RawBlock
+from experiments.keygen.acquisition import LinearClockMap
 from experiments.keygen.plan import generate_key
+from labctl.link.block import RawBlock
 from labctl.qkd.sifting import Detections
 from labctl.runner.engine import RunEngine, RunResult
 from labctl.station import Station, load_config

@@ -21,8 +21,8 @@ from experiments.keygen.checkpoint import (
     WatchedKeyStore,
     reconcile,
 )
-from experiments.keygen.nodes import BlockResult
 from experiments.keygen.summary import KeySummary
+from labctl.link.nodes import BlockResult
 from labctl.qkd.secret import SecretBits
 from labctl.store.keystore import KeyStore
 

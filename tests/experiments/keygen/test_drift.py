@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from experiments.keygen.drift import DriftTracker, StallWatch, TrackingSettings, block_cost
-from experiments.keygen.node_base import BlockResult
+from labctl.link.node_base import BlockResult
 from sims.twins import SimPolarizationController
 from sims.world import World
 from sims.world.receiver import basis_error_rates

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from experiments.keygen.tcp_links import accept_channels, connect_channels
+from labctl.link.tcp_links import accept_channels, connect_channels
 from labctl.qkd.auth.channel import tcp_pair
 from labctl.qkd.auth.transcript import AuthPool, pool_path, psk_parts
 from tests.experiments.keygen.keygen_helpers import run_keygen, store_rows, write_config

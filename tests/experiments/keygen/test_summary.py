@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from experiments.keygen import node_base
-from experiments.keygen.node_base import BlockResult, NodeBase
-from experiments.keygen.profile import StageProfile
 from experiments.keygen.summary import BlockTotals, KeySummary
+from labctl.link import node_base
+from labctl.link.node_base import BlockResult, NodeBase
+from labctl.link.profile import StageProfile
 from labctl.qkd.estimation.entropy import binary_entropy
 
 

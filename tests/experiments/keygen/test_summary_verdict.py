@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.keygen.node_base import BlockResult
 from experiments.keygen.summary import KeySummary
+from labctl.link.node_base import BlockResult
 
 
 def _block(i: int, keyed: bool) -> BlockResult:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.sync.record import NOT_SENT, Played, PlayRecord
+from experiments.sync.record import Played, PlayRecord
+from labctl.interfaces.pattern import NOT_SENT
 
 
 def _codes(n: int, value: int) -> np.ndarray:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments.keygen import nodes
-from experiments.keygen.nodes import AliceNode, BobNode
-from experiments.keygen.profile import STAGES
-from experiments.keygen.settings import KeygenSettings
+from labctl.link import nodes
+from labctl.link.nodes import AliceNode, BobNode
+from labctl.link.profile import STAGES
+from labctl.link.settings import KeygenSettings
 from labctl.qkd.auth.channel import memory_pair
 from labctl.store.keystore import KeyStore
 from tests.experiments.keygen.keygen_helpers import HashSource, make_block

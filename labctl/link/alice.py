@@ -1,6 +1,6 @@
 """Alice's node: answers Bob, block by block, from her own record of the pulses she sent.
 
-The protocol is described in :mod:`experiments.keygen.nodes` (Bob drives).
+The protocol is described in :mod:`labctl.link.nodes` (Bob drives).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-from experiments.keygen.node_base import (
+from labctl.interfaces.pattern import NOT_SENT
+from labctl.link.node_base import (
     AliceSource,
     BlockResult,
     NodeBase,
@@ -23,9 +24,8 @@ from experiments.keygen.node_base import (
     to_json,
     unpack_bits,
 )
-from experiments.keygen.pipeline import CommitSequencer
-from experiments.keygen.settings import KeygenSettings
-from experiments.sync.record import NOT_SENT
+from labctl.link.pipeline import CommitSequencer
+from labctl.link.settings import KeygenSettings
 from labctl.qkd.auth.channel import AuthenticatedChannel, Message
 from labctl.qkd.cascade import link as cascade_link
 from labctl.qkd.cascade.schedule import CascadeSchedule
@@ -58,7 +58,7 @@ class AliceNode(NodeBase):
         Once ``stop`` is set (Ctrl-C/SIGTERM on Alice) no new block is taken: the block in
         hand is finished (each message within the channel timeout), then the channel is
         closed, which Bob sees as a failure of his next block on it: that block and every
-        later one are dropped at both ends (``experiments.keygen.workers``).
+        later one are dropped at both ends (``labctl.link.workers``).
         """
         results: list[BlockResult] = []
         while True:

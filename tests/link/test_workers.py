@@ -11,11 +11,11 @@ from typing import Any, cast
 
 import pytest
 
-from experiments.keygen.acquisition import RawBlock
-from experiments.keygen.nodes import BlockResult, BobNode
-from experiments.keygen.pipeline import CommitSequencer
-from experiments.keygen.settings import KeygenSettings
-from experiments.keygen.workers import ParallelPipeline, bob_workers, serve_alice
+from labctl.link.block import RawBlock
+from labctl.link.nodes import BlockResult, BobNode
+from labctl.link.pipeline import CommitSequencer
+from labctl.link.settings import KeygenSettings
+from labctl.link.workers import ParallelPipeline, bob_workers, serve_alice
 from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, Message, memory_pair
 from labctl.qkd.auth.transcript import AuthPool, TranscriptAuthenticator, open_local_pair
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, QkdError

@@ -34,11 +34,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from experiments.keygen.acquisition import RawBlock
-from experiments.keygen.node_base import to_json
-from experiments.keygen.nodes import AliceNode, AliceSource, BlockResult, BobNode
-from experiments.keygen.pipeline import BacklogStats, BlockDropped, CommitSequencer
-from experiments.keygen.settings import KeygenSettings
+from labctl.link.block import RawBlock
+from labctl.link.node_base import to_json
+from labctl.link.nodes import AliceNode, AliceSource, BlockResult, BobNode
+from labctl.link.pipeline import BacklogStats, BlockDropped, CommitSequencer
+from labctl.link.settings import KeygenSettings
 from labctl.qkd.auth.channel import AuthenticatedChannel
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, QkdError
 from labctl.store.keystore import KeyStore

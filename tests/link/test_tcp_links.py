@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from experiments.keygen.tcp_links import (
+from labctl.link.tcp_links import (
     FrameStream,
     SingleChannelGuard,
     WorkerCountMismatch,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.keygen.tcp_links import (
+from labctl.link.tcp_links import (
     HANDSHAKE_MAX_FRAME_BYTES,
     FrameStream,
     WorkerCountMismatch,

@@ -13,10 +13,10 @@ same code runs in one process (memory transport) or in two (TCP). Bob drives. Pe
    ``pa/none`` with the reason; ``key/stored`` (B->A) once Bob's store holds the key, then
    Alice stores it: both stores hold the same bits under the same UUID.
 
-Several blocks may be in flight on separate channels (``experiments.keygen.workers``):
+Several blocks may be in flight on separate channels (``labctl.link.workers``):
 ``block/start`` then carries the block's commit sequence number and both parties store
 keys in that order. Each node charges its CPU per stage to ``node.profile``
-(``experiments.keygen.profile``).
+(``labctl.link.profile``).
 
 Safety: a block whose QBER passes ``qber_max``, or whose bounds leave no key, ends at
 step 2 or 5 with no key stored. An AuthenticationError propagates: the caller stops key
@@ -33,14 +33,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from experiments.keygen.acquisition import RawBlock
-from experiments.keygen.alice import AliceNode
-from experiments.keygen.node_base import (
+from labctl.interfaces.pattern import NOT_SENT
+from labctl.link.alice import AliceNode
+from labctl.link.block import RawBlock
+from labctl.link.node_base import (
     U8,
     AliceSource,
     BlockResult,
     NodeBase,
-    TransmitterSource,
     decoy_protocol,
     pack_bits,
     parse_json,
@@ -48,9 +48,8 @@ from experiments.keygen.node_base import (
     to_json,
     unpack_bits,
 )
-from experiments.keygen.pipeline import CommitSequencer
-from experiments.keygen.settings import KeygenSettings
-from experiments.sync.record import NOT_SENT
+from labctl.link.pipeline import CommitSequencer
+from labctl.link.settings import KeygenSettings
 from labctl.qkd.auth.channel import AuthenticatedChannel
 from labctl.qkd.cascade import link as cascade_link
 from labctl.qkd.cascade.schedule import CascadeSchedule
@@ -66,7 +65,6 @@ __all__ = [
     "AliceSource",
     "BlockResult",
     "BobNode",
-    "TransmitterSource",
     "decoy_protocol",
 ]
 

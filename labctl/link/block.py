@@ -1,0 +1,34 @@
+"""One acquired block of Bob's detections: what the key-generation nodes post-process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labctl.qkd.sifting import Detections
+
+
+@dataclass(frozen=True, repr=False)
+class RawBlock:
+    """One block of Bob's detections over pulses [first_pulse, first_pulse + pulses)."""
+
+    block: int
+    first_pulse: int
+    pulses: int
+    """States Alice sent in the block (its key rate is per sent pulse)."""
+    detections: Detections
+    started_s: float
+    acquired_s: float
+    tags: int
+    missed_tags: int
+    span: int = 0
+    """Pulses of the window read (>= pulses: a transmitter's underrun gaps carry no state)."""
+
+    @property
+    def window(self) -> int:
+        """Pulses from first_pulse that Alice and Bob consider (span, else pulses)."""
+        return self.span or self.pulses
+
+    def __repr__(self) -> str:
+        return (
+            f"RawBlock(block={self.block}, pulses={self.pulses}, detections={len(self.detections)})"
+        )
