@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from drivers.common.base import (
+from labctl.instrument.base import (
     DriverBase,
     make_transport,
     require_transport,
     validate_config_settings,
     with_default_options,
 )
-from drivers.common.recovery import operation, resend_garbled
-from drivers.common.validate import check_int
+from labctl.instrument.recovery import operation, resend_garbled
+from labctl.instrument.validate import check_int
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health

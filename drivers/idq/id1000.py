@@ -48,18 +48,18 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, Self, TypeVar
 
-from drivers.common.base import DriverBase, make_transport, require_transport
-from drivers.common.base import validate_config_settings as validate_settings
-from drivers.common.recovery import operation, resend_garbled
-from drivers.common.scpi import ScpiLink
-from drivers.common.validate import (
+from drivers.idq.tagframe import SEQ_MODULO, decode_frame
+from labctl.instrument.base import DriverBase, make_transport, require_transport
+from labctl.instrument.base import validate_config_settings as validate_settings
+from labctl.instrument.recovery import operation, resend_garbled
+from labctl.instrument.scpi import ScpiLink
+from labctl.instrument.validate import (
     check_channel,
     check_int,
     check_number,
     parse_float,
     parse_int,
 )
-from drivers.idq.tagframe import SEQ_MODULO, decode_frame
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import ConfigError, InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health

@@ -31,10 +31,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 
-from drivers.common.base import DriverBase, make_transport, require_transport
-from drivers.common.base import validate_config_settings as validate_settings
-from drivers.common.scpi import ScpiLink
-from drivers.common.validate import check_bool, check_channel, check_int, check_number, parse_float
+from labctl.instrument.base import DriverBase, make_transport, require_transport
+from labctl.instrument.base import validate_config_settings as validate_settings
+from labctl.instrument.scpi import ScpiLink
+from labctl.instrument.validate import (
+    check_bool,
+    check_channel,
+    check_int,
+    check_number,
+    parse_float,
+)
 from labctl.interfaces.build import BuildContext, InstrumentSpec, TransportSpec
 from labctl.interfaces.errors import ConfigError, InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health

@@ -17,16 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
-from drivers.common.base import (
+from labctl.instrument.base import (
     DriverBase,
     make_transport,
     require_transport,
     validate_config_settings,
     with_default_options,
 )
-from drivers.common.recovery import resend_garbled
-from drivers.common.scpi import ScpiLink
-from drivers.common.validate import check_bool, check_number, parse_float, parse_on_off
+from labctl.instrument.recovery import resend_garbled
+from labctl.instrument.scpi import ScpiLink
+from labctl.instrument.validate import check_bool, check_number, parse_float, parse_on_off
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health

@@ -20,15 +20,15 @@ import re
 from collections.abc import Sequence
 from typing import Any, Self
 
-from drivers.common.base import (
+from labctl.instrument.base import (
     DriverBase,
     make_transport,
     require_transport,
     validate_config_settings,
     with_default_options,
 )
-from drivers.common.recovery import operation, resend_garbled
-from drivers.common.validate import (
+from labctl.instrument.recovery import operation, resend_garbled
+from labctl.instrument.validate import (
     check_bool,
     check_int,
     check_length,

@@ -37,9 +37,9 @@ from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 
-from drivers.common.base import DriverBase, make_transport, require_transport
-from drivers.common.base import validate_config_settings as validate_settings
-from drivers.common.validate import check_channel, check_int, check_number, decode_ascii
+from labctl.instrument.base import DriverBase, make_transport, require_transport
+from labctl.instrument.base import validate_config_settings as validate_settings
+from labctl.instrument.validate import check_channel, check_int, check_number, decode_ascii
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import ConnectionLost, InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health

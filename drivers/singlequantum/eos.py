@@ -25,10 +25,11 @@ import math
 from collections.abc import Sequence
 from typing import Any, Self
 
-from drivers.common.base import DriverBase, make_transport, require_transport
-from drivers.common.base import validate_config_settings as validate_settings
-from drivers.common.recovery import operation
-from drivers.common.validate import (
+from drivers.singlequantum.jsonlink import JsonLink
+from labctl.instrument.base import DriverBase, make_transport, require_transport
+from labctl.instrument.base import validate_config_settings as validate_settings
+from labctl.instrument.recovery import operation
+from labctl.instrument.validate import (
     check_bool,
     check_channel,
     check_int,
@@ -36,7 +37,6 @@ from drivers.common.validate import (
     check_number,
     decode_ascii,
 )
-from drivers.singlequantum.jsonlink import JsonLink
 from labctl.interfaces.build import BuildContext, InstrumentSpec, TransportSpec
 from labctl.interfaces.errors import ProtocolError
 from labctl.interfaces.instrument import Health

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from drivers.common.recovery import resend_garbled
+from labctl.instrument.recovery import resend_garbled
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.transport.base import Transport
 

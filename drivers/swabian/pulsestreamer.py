@@ -46,14 +46,6 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from drivers.common.base import DriverBase, require_transport, validate_config_settings
-from drivers.common.recovery import operation, operation_once
-from drivers.common.validate import (
-    RefusedType,
-    RefusedValue,
-    check_int,
-    check_number,
-)
 from drivers.swabian.sequence import (
     ChannelMap,
     encode_base64,
@@ -61,6 +53,14 @@ from drivers.swabian.sequence import (
     output_state,
 )
 from drivers.swabian.upload import UploadTransport
+from labctl.instrument.base import DriverBase, require_transport, validate_config_settings
+from labctl.instrument.recovery import operation, operation_once
+from labctl.instrument.validate import (
+    RefusedType,
+    RefusedValue,
+    check_int,
+    check_number,
+)
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import (
     ConfigError,

@@ -40,15 +40,15 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from drivers.common.base import (
+from labctl.instrument.base import (
     DriverBase,
     make_transport,
     require_transport,
     with_default_options,
 )
-from drivers.common.base import validate_config_settings as validate_settings
-from drivers.common.scpi import ScpiLink
-from drivers.common.validate import check_int, parse_float
+from labctl.instrument.base import validate_config_settings as validate_settings
+from labctl.instrument.scpi import ScpiLink
+from labctl.instrument.validate import check_int, parse_float
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health

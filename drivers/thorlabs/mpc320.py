@@ -26,14 +26,14 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Self
 
-from drivers.common.base import (
+from labctl.instrument.base import (
     DriverBase,
     make_transport,
     require_transport,
     validate_config_settings,
     with_default_options,
 )
-from drivers.common.validate import check_int, check_length, check_number
+from labctl.instrument.validate import check_int, check_length, check_number
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health

@@ -15,7 +15,7 @@ Plans need no change: the RunContext hands out guarded instruments (``run.instru
 ``run.instruments``, ``run.find()`` and ``run.station.instruments``), which forward
 everything and guard every public coroutine method except the lifecycle ones. The engine
 itself (snapshots, safe state) uses the bare instruments. Every operation of the real
-drivers is safe to run again after a reconnect (see ``drivers.common.recovery``), which is
+drivers is safe to run again after a reconnect (see ``labctl.instrument.recovery``), which is
 what makes repeating the failed call sound. A call that continues device state a restart
 loses (the Pulse Streamer's ``append_pattern``) is made again too: the suspension is in the
 run's events, and the plan's own checks (frame markers, QBER, finite-key bounds) reject a

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+from labctl.instrument import validate
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import (
     ConfigError,
@@ -25,40 +26,20 @@ from sims.clock import VirtualClock
 from sims.faults import Disconnect, FaultSchedule, GarbledReply, Timeout, parse_faults
 from sims.twins.world_api import TwinWorld
 
-SettingCheck = Callable[[Any], Any]
+SettingCheck = Callable[[str, Any], Any]
+"""A settings check: (setting name, value) -> the value to use; ValueError or TypeError
+naming the setting when the value is refused."""
 
 
 def check_number(low: float, high: float) -> SettingCheck:
-    """A settings check accepting a real number in [low, high]."""
-
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number, got {value!r}")
-        if not low <= float(value) <= high:
-            raise ValueError(f"{value!r} outside {low}..{high}")
-        return float(value)
-
-    return check
+    """A settings check accepting a real number in [low, high] (``check_number`` of the
+    instrument kit, the drivers' own)."""
+    return lambda setting, value: validate.check_number("settings", setting, value, low, high)
 
 
 def check_int(low: int, high: int) -> SettingCheck:
     """A settings check accepting an integer in [low, high]."""
-
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
-        if not low <= value <= high:
-            raise ValueError(f"{value!r} outside {low}..{high}")
-        return value
-
-    return check
-
-
-def check_bool(value: Any) -> bool:
-    """A settings check accepting true/false only."""
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
+    return lambda setting, value: validate.check_int("settings", setting, value, low, high)
 
 
 W = TypeVar("W", bound=TwinWorld)
@@ -111,10 +92,11 @@ class SimTwin(LifecycleMixin, Generic[W]):
                     field=where,
                 )
             try:
-                validated[key] = check(value)
+                validated[key] = check(key, value)
             except (TypeError, ValueError) as err:
+                message = err.message if isinstance(err, InstrumentFault) else str(err)
                 raise ConfigError(
-                    str(err), file=spec.source.file, line=spec.source.line, field=where
+                    message, file=spec.source.file, line=spec.source.line, field=where
                 ) from None
         try:
             twin = cls._build(spec.name, context.world, validated)

@@ -15,10 +15,10 @@ TRIGGER_RANGE_MV = (-1000.0, 1000.0)
 MAX_INTEGRATION_S = 3600.0
 
 
-def _check_channels(value: Any) -> list[int]:
+def _check_channels(setting: str, value: Any) -> list[int]:
     """Settings check: distinct world detector indices (0..3) or names (Z0, Z1, X0, X1)."""
     if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-        raise ValueError(f"expected a non-empty list of detectors, got {value!r}")
+        raise ValueError(f"{setting}: expected a non-empty list of detectors, got {value!r}")
     out: list[int] = []
     for item in value:
         if isinstance(item, str) and item in DETECTOR_NAMES:

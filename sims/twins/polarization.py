@@ -11,14 +11,14 @@ from sims.twins.base import SettingCheck, SimTwin
 from sims.twins.world_api import PolarizationWorld
 
 
-def _check_voltages(value: Any) -> list[float]:
+def _check_voltages(setting: str, value: Any) -> list[float]:
     """Settings check: a list of numbers (the range is checked against the world)."""
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(f"expected a list of voltages in mV, got {value!r}")
+        raise ValueError(f"{setting}: expected a list of voltages in mV, got {value!r}")
     out = []
     for item in value:
         if isinstance(item, bool) or not isinstance(item, int | float):
-            raise ValueError(f"expected numbers, got {item!r}")
+            raise ValueError(f"{setting}: expected numbers, got {item!r}")
         out.append(float(item))
     return out
 

@@ -18,10 +18,10 @@ MAX_INTEGRATION_S = 3600.0
 SIDES = ("alice", "bob")
 
 
-def _check_side(value: Any) -> str:
+def _check_side(setting: str, value: Any) -> str:
     """Settings check: which of the world's taggers this twin is."""
     if value not in SIDES:
-        raise ValueError(f"expected 'alice' or 'bob', got {value!r}")
+        raise ValueError(f"{setting}: expected 'alice' or 'bob', got {value!r}")
     return str(value)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.common.validate import decode_ascii
+from labctl.instrument.validate import decode_ascii
 from labctl.transport.base import Transport
 
 

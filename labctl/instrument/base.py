@@ -4,7 +4,7 @@ A driver remembers every setting it has written (and the ones its config asked f
 ``connect()`` after a lost link re-applies them. Settings are re-applied by ``order`` (low
 first, e.g. laser power before output on), then in the order they were first written.
 
-Recovery (see ``drivers.common.recovery``): every public operation that meets a dropped
+Recovery (see ``labctl.instrument.recovery``): every public operation that meets a dropped
 link (ConnectionLost) reconnects on its own — at most ``attempts`` tries with exponential
 backoff within ``total_s`` (the transport's ReconnectPolicy) — re-applies the settings
 and runs again. The device may have restarted with factory state in between, which is
@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, ClassVar, TypeVar
 
-from drivers.common.recovery import enter_operation, inside_operation, leave_operation
+from labctl.instrument.recovery import enter_operation, inside_operation, leave_operation
 from labctl.interfaces.build import InstrumentSpec, TransportSpec
 from labctl.interfaces.errors import (
     ConfigError,
