@@ -257,15 +257,23 @@ def make_transport(
 
 
 def validate_config_settings(
-    spec: InstrumentSpec, validators: Mapping[str, Callable[[Any], Any]]
+    spec: InstrumentSpec,
+    validators: Mapping[str, Callable[[Any], Any]],
+    *,
+    handled_elsewhere: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Validated config settings by key; unknown keys and bad values -> ConfigError."""
+    """Validated config settings by key; unknown keys and bad values -> ConfigError.
+
+    Keys in ``handled_elsewhere`` (e.g. a twin's ``faults``) are known but left out.
+    """
     validated: dict[str, Any] = {}
     for key, value in spec.settings.items():
+        if key in handled_elsewhere:
+            continue
         field = f"instruments.{spec.name}.settings.{key}"
         validator = validators.get(key)
         if validator is None:
-            known = ", ".join(sorted(validators))
+            known = ", ".join(sorted([*validators, *handled_elsewhere]))
             raise ConfigError(
                 f"unknown setting for {spec.class_path} (known: {known})",
                 file=spec.source.file,

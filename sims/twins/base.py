@@ -8,11 +8,13 @@ Waiting (timeouts) happens on the world's virtual clock, never on the wall clock
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from labctl.instrument import validate
+from labctl.instrument.base import validate_config_settings
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import (
     ConfigError,
@@ -76,28 +78,10 @@ class SimTwin(LifecycleMixin, Generic[W]):
                 line=spec.source.line,
                 field=f"instruments.{spec.name}",
             )
-        settings = dict(spec.settings)
-        faults = settings.pop("faults", None)
         checks = {"timeout_s": check_number(1e-6, 3600.0), **cls.settings_checks}
-        validated: dict[str, Any] = {}
-        for key, value in settings.items():
-            where = f"instruments.{spec.name}.settings.{key}"
-            check = checks.get(key)
-            if check is None:
-                known = ", ".join(sorted([*checks, "faults"]))
-                raise ConfigError(
-                    f"unknown setting for {spec.class_path} (known: {known})",
-                    file=spec.source.file,
-                    line=spec.source.line,
-                    field=where,
-                )
-            try:
-                validated[key] = check(key, value)
-            except (TypeError, ValueError) as err:
-                message = err.message if isinstance(err, InstrumentFault) else str(err)
-                raise ConfigError(
-                    message, file=spec.source.file, line=spec.source.line, field=where
-                ) from None
+        validators = {key: functools.partial(check, key) for key, check in checks.items()}
+        validated = validate_config_settings(spec, validators, handled_elsewhere=("faults",))
+        faults = spec.settings.get("faults")
         try:
             twin = cls._build(spec.name, context.world, validated)
         except ValueError as err:
