@@ -21,28 +21,29 @@ Bob, misconfigured). A wrong pre-shared key therefore looks like a stranger to A
 finds the connection closed during the handshake and says so, Alice waits on.
 :class:`SingleChannelGuard` names the likely cause on a plain channel without handshake.
 
-Frames travel on :class:`FrameStream`, an asyncio Protocol speaking the same wire format as
-``labctl.qkd.auth.channel.TcpTransport`` (4-byte big-endian length, frame) with less work per
-frame: frames are cut out of the receive buffer as bytes arrive, a recv whose frame is
-already there returns without suspending, the timeout is one timer instead of a
-``wait_for`` per read, and a send only waits when the socket buffer is full. Cascade
-exchanges ~200-500 short messages per block, and this halves their CPU on both sides
-(benchmarks/README.md "qkd live").
+Frames travel on :class:`labctl.qkd.auth.channel.FrameStream` (4-byte big-endian length,
+frame), an asyncio Protocol: frames are cut out of the receive buffer as bytes arrive, a
+recv whose frame is already there returns without suspending, the timeout is one timer
+instead of a ``wait_for`` per read, and a send only waits when the socket buffer is full
+(Cascade exchanges hundreds of short messages per block; benchmarks/README.md "qkd live").
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import hmac
 import json
 import os
-import struct
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-from labctl.qkd.auth.channel import MAX_FRAME_BYTES, AuthenticatedChannel, FrameTransport
+from labctl.qkd.auth.channel import (
+    MAX_FRAME_BYTES,
+    AuthenticatedChannel,
+    FrameStream,
+    FrameTransport,
+)
 from labctl.qkd.auth.transcript import AuthPool, TranscriptAuthenticator
 from labctl.qkd.errors import (
     ChannelClosed,
@@ -51,8 +52,6 @@ from labctl.qkd.errors import (
     MessageFormatError,
     QkdError,
 )
-
-_LENGTH = struct.Struct(">I")
 
 _WORKER_LABEL = b"labctl keygen worker channel "
 _HELLO_PREFIX = "link/worker/"
@@ -437,135 +436,3 @@ class _Replay:
 
     async def close(self) -> None:
         await self._transport.close()
-
-
-class FrameStream(asyncio.Protocol):
-    """A FrameTransport on an asyncio Protocol (length-prefixed frames over TCP)."""
-
-    def __init__(
-        self,
-        *,
-        max_frame_bytes: int = MAX_FRAME_BYTES,
-        on_made: Callable[[FrameStream], None] | None = None,
-    ) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        """Largest frame accepted (a larger length prefix ends the connection)."""
-        self._on_made = on_made
-        self.peer = "?"
-        """The peer's address, "host:port" (for messages)."""
-        self._buffer = bytearray()
-        self._frames: collections.deque[bytes] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
-        self._transport: asyncio.Transport | None = None
-        self._error: str | None = None
-        self._closed = False
-
-    @classmethod
-    async def connect(cls, host: str, port: int, timeout_s: float) -> FrameStream:
-        """Open a connection to a listening peer."""
-        loop = asyncio.get_running_loop()
-        try:
-            _, stream = await asyncio.wait_for(loop.create_connection(cls, host, port), timeout_s)
-        except TimeoutError:
-            raise ChannelTimeout(
-                f"tcp {host}:{port}: connect timed out after {timeout_s} s"
-            ) from None
-        except OSError as exc:
-            raise ChannelError(f"tcp {host}:{port}: connect failed: {exc}") from None
-        return stream
-
-    # asyncio.Protocol callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream server or connection hands its protocol a stream transport.
-        self._transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.peer = f"{peer[0]}:{peer[1]}"
-        if self._on_made is not None:
-            self._on_made(self)
-
-    def data_received(self, data: bytes) -> None:
-        buf = self._buffer
-        buf += data
-        while len(buf) >= _LENGTH.size:
-            (length,) = _LENGTH.unpack_from(buf)
-            if length > self.max_frame_bytes:
-                self._error = (
-                    f"tcp: announced frame of {length} bytes exceeds the limit "
-                    f"({self.max_frame_bytes})"
-                )
-                self._wake()
-                if self._transport is not None:
-                    self._transport.close()
-                return
-            end = _LENGTH.size + length
-            if len(buf) < end:
-                break
-            self._frames.append(bytes(buf[_LENGTH.size : end]))
-            del buf[:end]
-        if self._frames:
-            self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._wake()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-        self._writable = None
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    # FrameTransport
-    async def send_frame(self, frame: bytes) -> None:
-        """Write length prefix and frame; waits only while the socket buffer is full."""
-        if len(frame) > MAX_FRAME_BYTES:
-            raise ChannelError(f"tcp: frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
-        if self._closed or self._transport is None or self._transport.is_closing():
-            raise ChannelClosed("tcp: send on a closed connection")
-        self._transport.writelines((_LENGTH.pack(len(frame)), frame))
-        if self._writable is not None:
-            await self._writable
-
-    async def recv_frame(self, timeout_s: float) -> bytes:
-        """The next frame (ChannelTimeout after ``timeout_s``, ChannelClosed at the end)."""
-        if not self._frames and self._error is None and not self._closed:
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout_s, _expire, waiter)
-            try:
-                await waiter
-            except TimeoutError:
-                raise ChannelTimeout(f"tcp: no frame within {timeout_s} s") from None
-            finally:
-                timer.cancel()
-                self._waiter = None
-        if self._frames:
-            return self._frames.popleft()
-        if self._error is not None:
-            raise ChannelError(self._error)
-        raise ChannelClosed("tcp: peer closed the connection")
-
-    async def close(self) -> None:
-        """Close the connection (frames already written are flushed first)."""
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
-
-    def abort(self) -> None:
-        """Drop the connection at once (unsent data is discarded)."""
-        if self._transport is not None:
-            self._transport.abort()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())

@@ -6,8 +6,8 @@ paper and equation each one implements.
 
 from labctl.qkd.auth.channel import (
     AuthenticatedChannel,
+    FrameStream,
     MemoryTransport,
-    TcpTransport,
     memory_pair,
     tcp_pair,
 )
@@ -74,6 +74,7 @@ __all__ = [
     "DecoyProtocol",
     "Detections",
     "FiniteKeyResult",
+    "FrameStream",
     "IntensityStats",
     "MemoryTransport",
     "MessageFormatError",
@@ -81,7 +82,6 @@ __all__ = [
     "ReconciliationError",
     "SecretBits",
     "SiftedKey",
-    "TcpTransport",
     "VerificationError",
     "announce",
     "answer",

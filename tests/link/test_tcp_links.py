@@ -18,7 +18,7 @@ from labctl.link.tcp_links import (
     connect_channels,
     worker_psk,
 )
-from labctl.qkd.auth.channel import MAX_FRAME_BYTES, AuthenticatedChannel, TcpTransport
+from labctl.qkd.auth.channel import MAX_FRAME_BYTES, AuthenticatedChannel
 from labctl.qkd.errors import (
     AuthenticationError,
     ChannelClosed,
@@ -125,7 +125,7 @@ async def test_recv_times_out_and_the_stream_stays_usable() -> None:
     server.close()
 
 
-async def test_wire_format_is_labctl_tcp_transport_s() -> None:
+async def test_the_wire_format_is_a_big_endian_length_then_the_frame() -> None:
     loop = asyncio.get_running_loop()
     accepted: asyncio.Future[FrameStream] = loop.create_future()
 
@@ -135,13 +135,14 @@ async def test_wire_format_is_labctl_tcp_transport_s() -> None:
         return stream
 
     server = await loop.create_server(factory, "127.0.0.1", 0)
-    plain = await TcpTransport.connect("127.0.0.1", server.sockets[0].getsockname()[1], 5.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     stream = await accepted
-    await plain.send_frame(b"from TcpTransport")
-    assert await stream.recv_frame(5.0) == b"from TcpTransport"
+    writer.write(struct.pack(">I", 10) + b"from a raw")
+    await writer.drain()
+    assert await stream.recv_frame(5.0) == b"from a raw"
     await stream.send_frame(b"from FrameStream")
-    assert await plain.recv_frame(5.0) == b"from FrameStream"
-    await plain.close()
+    assert await reader.readexactly(4 + 16) == struct.pack(">I", 16) + b"from FrameStream"
+    writer.close()
     server.close()
 
 

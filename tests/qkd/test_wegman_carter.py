@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, TcpTransport
+from labctl.qkd.auth.channel import AuthenticatedChannel, FrameStream, MemoryTransport
 from labctl.qkd.auth.wegman_carter import (
     CHUNK_BYTES,
     MIN_PSK_BYTES,
@@ -174,14 +174,13 @@ async def test_an_empty_pool_stops_sending_until_refilled_from_generated_key() -
 
 async def test_wegman_carter_over_real_tcp() -> None:
     keys = _keys()
-    accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.set_result(TcpTransport(reader, writer))
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[FrameStream] = loop.create_future()
+    server = await loop.create_server(
+        lambda: FrameStream(on_made=accepted.set_result), "127.0.0.1", 0
+    )
     port = server.sockets[0].getsockname()[1]
-    bob_t = await TcpTransport.connect("127.0.0.1", port, 5)
+    bob_t = await FrameStream.connect("127.0.0.1", port, 5)
     alice = AuthenticatedChannel(
         await accepted,
         b"k" * 32,

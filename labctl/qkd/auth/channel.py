@@ -19,11 +19,13 @@ channel refuses all further traffic: the caller stops key output.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import hmac
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, ChannelError, ChannelTimeout
 from labctl.secrets import fingerprint
@@ -86,58 +88,141 @@ class MemoryTransport:
         await self._outbox.put(None)
 
 
-class TcpTransport:
-    """Length-prefixed frames over an asyncio TCP stream."""
+class FrameStream(asyncio.Protocol):
+    """Length-prefixed frames over TCP, as an asyncio Protocol (a FrameTransport).
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    Frames are cut from the socket's data as it arrives and handed out in order; a length
+    prefix above ``max_frame_bytes`` ends the connection. Writes wait only while the socket
+    buffer is full.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        on_made: Callable[[FrameStream], None] | None = None,
+    ) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        """Largest frame accepted (a larger length prefix ends the connection)."""
+        self._on_made = on_made
+        self.peer = "?"
+        """The peer's address, "host:port" (for messages)."""
+        self._buffer = bytearray()
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._error: str | None = None
+        self._closed = False
 
     @classmethod
-    async def connect(cls, host: str, port: int, timeout_s: float = 10.0) -> TcpTransport:
+    async def connect(cls, host: str, port: int, timeout_s: float) -> FrameStream:
         """Open a connection to a listening peer."""
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+            _, stream = await asyncio.wait_for(loop.create_connection(cls, host, port), timeout_s)
         except TimeoutError:
             raise ChannelTimeout(
                 f"tcp {host}:{port}: connect timed out after {timeout_s} s"
             ) from None
         except OSError as exc:
             raise ChannelError(f"tcp {host}:{port}: connect failed: {exc}") from None
-        return cls(reader, writer)
+        return stream
 
+    # asyncio.Protocol callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream server or connection hands its protocol a stream transport.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        while len(buf) >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(buf)
+            if length > self.max_frame_bytes:
+                self._error = (
+                    f"tcp: announced frame of {length} bytes exceeds the limit "
+                    f"({self.max_frame_bytes})"
+                )
+                self._wake()
+                if self._transport is not None:
+                    self._transport.close()
+                return
+            end = _LENGTH.size + length
+            if len(buf) < end:
+                break
+            self._frames.append(bytes(buf[_LENGTH.size : end]))
+            del buf[:end]
+        if self._frames:
+            self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._wake()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # FrameTransport
     async def send_frame(self, frame: bytes) -> None:
-        """Write length prefix and frame, then drain."""
+        """Write length prefix and frame; waits only while the socket buffer is full."""
         if len(frame) > MAX_FRAME_BYTES:
             raise ChannelError(f"tcp: frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
-        try:
-            self._writer.write(_LENGTH.pack(len(frame)) + frame)
-            await self._writer.drain()
-        except (ConnectionError, OSError) as exc:
-            raise ChannelClosed(f"tcp: send failed: {exc}") from None
+        if self._closed or self._transport is None or self._transport.is_closing():
+            raise ChannelClosed("tcp: send on a closed connection")
+        self._transport.writelines((_LENGTH.pack(len(frame)), frame))
+        if self._writable is not None:
+            await self._writable
 
     async def recv_frame(self, timeout_s: float) -> bytes:
-        """Read one length-prefixed frame."""
-        try:
-            head = await asyncio.wait_for(self._reader.readexactly(_LENGTH.size), timeout_s)
-            (length,) = _LENGTH.unpack(head)
-            if length > MAX_FRAME_BYTES:
-                raise ChannelError(f"tcp: announced frame of {length} bytes exceeds the limit")
-            return await asyncio.wait_for(self._reader.readexactly(length), timeout_s)
-        except TimeoutError:
-            raise ChannelTimeout(f"tcp: no frame within {timeout_s} s") from None
-        except asyncio.IncompleteReadError:
-            raise ChannelClosed("tcp: peer closed the connection") from None
-        except (ConnectionError, OSError) as exc:
-            raise ChannelClosed(f"tcp: receive failed: {exc}") from None
+        """The next frame (ChannelTimeout after ``timeout_s``, ChannelClosed at the end)."""
+        if not self._frames and self._error is None and not self._closed:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout_s, _expire, waiter)
+            try:
+                await waiter
+            except TimeoutError:
+                raise ChannelTimeout(f"tcp: no frame within {timeout_s} s") from None
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self._frames:
+            return self._frames.popleft()
+        if self._error is not None:
+            raise ChannelError(self._error)
+        raise ChannelClosed("tcp: peer closed the connection")
 
     async def close(self) -> None:
-        """Close the stream (best effort)."""
-        self._writer.close()
-        try:
-            await asyncio.wait_for(self._writer.wait_closed(), 2.0)
-        except (TimeoutError, ConnectionError, OSError):
-            pass
+        """Close the connection (frames already written are flushed first)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (unsent data is discarded)."""
+        if self._transport is not None:
+            self._transport.abort()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 @dataclass(frozen=True)
@@ -350,15 +435,16 @@ async def tcp_pair(
     psk: bytes, host: str = "127.0.0.1", timeout_s: float = 30.0
 ) -> tuple[AuthenticatedChannel, AuthenticatedChannel, asyncio.Server]:
     """(alice, bob, server): Alice listens on an ephemeral port, Bob connects (for tests/demos)."""
-    accepted: asyncio.Future[TcpTransport] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[FrameStream] = loop.create_future()
 
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def on_made(stream: FrameStream) -> None:
         if not accepted.done():
-            accepted.set_result(TcpTransport(reader, writer))
+            accepted.set_result(stream)
 
-    server = await asyncio.start_server(on_connect, host, 0)
+    server = await loop.create_server(lambda: FrameStream(on_made=on_made), host, 0)
     port = server.sockets[0].getsockname()[1]
-    bob_t = await TcpTransport.connect(host, port, timeout_s)
+    bob_t = await FrameStream.connect(host, port, timeout_s)
     alice_t = await asyncio.wait_for(accepted, timeout_s)
     return (
         AuthenticatedChannel(alice_t, psk, "alice", timeout_s),
