@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+from labctl.counter_hash import GOLDEN as _GOLDEN
+from labctl.counter_hash import splitmix64_scalar as _splitmix
+
 _ONE = np.uint64(1)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _COIN_MASK = np.uint64((1 << 60) - 1)
@@ -31,15 +31,6 @@ def gap_positions(draws, scale, last):  # type: ignore[no-untyped-def]
         position += np.int64(draws[i] * scale) + 1
         out[i] = position
     return out
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _splitmix(z):  # type: ignore[no-untyped-def]
-    z = z ^ (z >> _S30)
-    z = z * _MIX1
-    z = z ^ (z >> _S27)
-    z = z * _MIX2
-    return z ^ (z >> _S31)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -19,9 +19,10 @@ import math
 import numpy as np
 from numba import njit
 
-from sims.world.jit_core import _N_CLICKS, _NTH, _alice_code, _pattern, _splitmix
+from labctl.counter_hash import GOLDEN as _GOLDEN
+from labctl.counter_hash import splitmix64_scalar as _splitmix
+from sims.world.jit_core import _N_CLICKS, _NTH, _alice_code, _pattern
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S11, _S16 = np.uint64(11), np.uint64(16)
 _ONE = np.uint64(1)
 _U16 = np.uint64(0xFFFF)

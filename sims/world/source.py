@@ -13,6 +13,8 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
+from labctl.counter_hash import GOLDEN as _GOLDEN
+from labctl.counter_hash import splitmix64
 from sims.world.program import PatternProgram
 from sims.world.settings import SourceSettings
 
@@ -20,9 +22,6 @@ U64 = npt.NDArray[np.uint64]
 U8 = npt.NDArray[np.uint8]
 F64 = npt.NDArray[np.float64]
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _UNIT = 1.0 / float(1 << 53)
 _CLASS_SCALE = float(1 << 31)
 _BASIS_SCALE = float(1 << 32)
@@ -30,16 +29,6 @@ _CLASS_MASK = np.uint64(0xFFFFFFFF)
 
 STREAM_ALICE = 1
 STREAM_EVE = 2
-
-
-def splitmix64(values: U64) -> U64:
-    """The splitmix64 finaliser applied element-wise (uint64 arithmetic wraps by design)."""
-    z = values ^ (values >> np.uint64(30))
-    z *= _MIX1
-    z ^= z >> np.uint64(27)
-    z *= _MIX2
-    z ^= z >> np.uint64(31)
-    return z
 
 
 def stream_key(seed: int, stream: int) -> int:

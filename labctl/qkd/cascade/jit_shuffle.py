@@ -9,19 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S27, _S30, _S31, _S32 = (np.uint64(s) for s in (27, 30, 31, 32))
+from labctl.counter_hash import GOLDEN as _GOLDEN
+from labctl.counter_hash import splitmix64_scalar as _splitmix
 
-
-@njit(cache=True, nogil=True, inline="always")
-def _splitmix(z):  # type: ignore[no-untyped-def]
-    z = z ^ (z >> _S30)
-    z = z * _MIX1
-    z = z ^ (z >> _S27)
-    z = z * _MIX2
-    return z ^ (z >> _S31)
+_S32 = np.uint64(32)
 
 
 _LOW32 = np.uint64(0xFFFFFFFF)

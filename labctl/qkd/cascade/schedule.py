@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from labctl.counter_hash import GOLDEN, splitmix64
 from labctl.qkd.cascade.kernels import load, splitmix_stream_seed
 
 IndexArray = npt.NDArray[np.int64]
@@ -110,12 +111,7 @@ def _swap_targets(n_bits: int, stream: np.uint64) -> npt.NDArray[np.int64]:
     """j_i = (r_i (i + 1)) >> 32 for every i, as the compiled ``fisher_yates`` draws them:
     r_i is the high (odd i) or low (even i) half of splitmix64((i >> 1) golden + stream)."""
     index = np.arange(n_bits, dtype=np.uint64)
-    z = (index >> np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15) + stream
-    z ^= z >> np.uint64(30)
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
+    z = splitmix64((index >> np.uint64(1)) * GOLDEN + stream)
     odd = (index & np.uint64(1)).astype(np.bool_)
     r = np.where(odd, z >> np.uint64(32), z & np.uint64(0xFFFFFFFF))
     r *= index + np.uint64(1)
