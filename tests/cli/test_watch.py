@@ -26,8 +26,11 @@ SIM = REPO / "configs" / "sim.yaml"
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r")
 
 
-def read_until(fd: int, needles: list[bytes], timeout_s: float) -> bytes:
-    """Read a pty until every needle appeared in the (ANSI-stripped) output."""
+def read_until(
+    fd: int, needles: list[bytes], timeout_s: float, patterns: tuple[bytes, ...] = ()
+) -> bytes:
+    """Read a pty until every needle appeared in the (ANSI-stripped) output and every
+    regular expression of ``patterns`` matched it (a frame may arrive in pieces)."""
     seen = b""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -38,7 +41,7 @@ def read_until(fd: int, needles: list[bytes], timeout_s: float) -> bytes:
             except OSError:
                 break
             text = ANSI.sub(b"", seen)
-            if all(n in text for n in needles):
+            if all(n in text for n in needles) and all(re.search(p, text) for p in patterns):
                 return text
     return ANSI.sub(b"", seen)
 
@@ -238,13 +241,15 @@ async def test_watch_with_only_the_broker_fills_every_panel_of_a_real_run(tmp_pa
         )  # fmt: skip
         os.close(slave)
         needles = [b"sim-lab/alice-bob", b"state: running", b"tagger-bob ch1", b" %"]
-        screen = await asyncio.to_thread(read_until, master, needles, 240)
+        panels = (
+            rb"\d+\.\d\d %",  # a QBER
+            rb"tagger-bob ch1\W+[1-9][\d,]*",  # a count rate
+            rb"pc-bob\W+\d+",  # a calibration's age
+        )
+        screen = await asyncio.to_thread(read_until, master, needles, 240, panels)
         missing = [n for n in needles if n not in screen]
+        missing += [p for p in panels if not re.search(p, screen)]
         assert not missing, f"not on screen: {missing}\n{screen[-4000:].decode(errors='replace')}"
-        tail = screen[-6000:]
-        assert re.search(rb"\d+\.\d\d %", tail), tail.decode(errors="replace")  # QBER
-        assert re.search(rb"tagger-bob ch1\W+[1-9][\d,]*", tail)  # a count rate
-        assert re.search(rb"pc-bob\W+\d+", tail), tail.decode(errors="replace")  # a cal. age
         await asyncio.wait_for(drain, 300)
         assert run.returncode == 0
         # The run ended and its embedded broker with it: the watcher says so, no traceback.

@@ -127,7 +127,11 @@ async def stuck_plan(run: Any) -> None:
 
 
 async def degraded_plan(run: Any) -> dict[str, int]:
-    """Finishes, but marks the run degraded (``args.via``: ``call`` or ``summary``)."""
+    """Finishes, but marks the run degraded (``args.via``: ``call`` or ``summary``).
+
+    It runs half a second first, so that an observer of ``$state`` sees ``running`` (the
+    publisher sends the latest state, not every one it passed through)."""
+    await asyncio.sleep(0.5)
     if run.args.get("via", "call") == "summary":
         (run.folder.path / "summary.json").write_text(
             '{"status": "degraded", "reason": "only 1 of 10 blocks gave key"}'
