@@ -26,7 +26,8 @@ from labctl.instrument.base import (
 )
 from labctl.instrument.recovery import resend_garbled
 from labctl.instrument.scpi import ScpiLink
-from labctl.instrument.validate import check_bool, check_number, parse_float, parse_on_off
+from labctl.instrument.settings import Setting
+from labctl.instrument.validate import parse_float, parse_on_off
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
@@ -45,6 +46,29 @@ class N7776C(DriverBase):
     model = "Keysight N7776C"
     nominal_power_range_mw = (0.01, 20.0)
     nominal_wavelength_range_nm = (1480.0, 1620.0)
+    settings = (
+        Setting(
+            "output",
+            "bool",
+            None,
+            lambda d, on: d._write(f":SOUR0:POW:STAT {int(on)}"),
+            ORDER_OUTPUT,
+        ),
+        Setting(
+            "power_mw",
+            "number",
+            nominal_power_range_mw,
+            lambda d, mw: d._write(_power_command(mw)),
+            ORDER_TUNING,
+        ),
+        Setting(
+            "wavelength_nm",
+            "number",
+            nominal_wavelength_range_nm,
+            lambda d, nm: d._write(_wavelength_command(nm)),
+            ORDER_TUNING,
+        ),
+    )
 
     def __init__(self, name: str, transport: Transport) -> None:
         super().__init__(name, transport)
@@ -60,20 +84,10 @@ class N7776C(DriverBase):
             transport_spec = with_default_options(
                 transport_spec, {"write_termination": "", "read_termination": "\n"}
             )
-        name = spec.name
-        p_low, p_high = cls.nominal_power_range_mw
-        wl_low, wl_high = cls.nominal_wavelength_range_nm
-        validated = validate_config_settings(
-            spec,
-            {
-                "output": lambda v: check_bool(name, "output", v),
-                "power_mw": lambda v: check_number(name, "power_mw", v, p_low, p_high),
-                "wavelength_nm": lambda v: check_number(name, "wavelength_nm", v, wl_low, wl_high),
-            },
-        )
-        driver = cls(name, make_transport(spec, transport_spec))
+        validated = validate_config_settings(spec, cls.config_validators(spec.name))
+        driver = cls(spec.name, make_transport(spec, transport_spec))
         for key, value in validated.items():
-            driver._plan(key, value)
+            driver._remember_declared(key, value)
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -134,9 +148,7 @@ class N7776C(DriverBase):
 
     async def set_output(self, enabled: bool) -> None:
         """Switch the optical output on or off."""
-        check_bool(self.name, "output", enabled)
-        await self._write(f":SOUR0:POW:STAT {int(enabled)}")
-        self._plan("output", enabled)
+        await self._set_declared("output", enabled)
 
     async def get_output(self) -> bool:
         """True when the output is on."""
@@ -144,9 +156,7 @@ class N7776C(DriverBase):
 
     async def set_power_mw(self, power_mw: float) -> None:
         """Set the output power setpoint in milliwatts."""
-        value = check_number(self.name, "power_mw", power_mw, *self._power_range_mw)
-        await self._write(_power_command(value))
-        self._plan("power_mw", value)
+        await self._set_declared("power_mw", power_mw)
 
     async def get_power_mw(self) -> float:
         """The output power setpoint in milliwatts (the laser answers in W)."""
@@ -154,9 +164,7 @@ class N7776C(DriverBase):
 
     async def set_wavelength_nm(self, wavelength_nm: float) -> None:
         """Tune to ``wavelength_nm`` (0.1 pm resolution) within the laser's band."""
-        value = check_number(self.name, "wavelength_nm", wavelength_nm, *self._wavelength_range_nm)
-        await self._write(_wavelength_command(value))
-        self._plan("wavelength_nm", value)
+        await self._set_declared("wavelength_nm", wavelength_nm)
 
     async def get_wavelength_nm(self) -> float:
         """The emission wavelength in nanometres (the laser answers in metres)."""
@@ -167,15 +175,13 @@ class N7776C(DriverBase):
     async def _locked(self) -> bool:
         return await self._query(":LOCK?", parse_on_off)
 
-    def _plan(self, key: str, value: Any) -> None:
-        """Remember a setting so connect() (re-)applies it."""
-        appliers = {
-            "output": lambda: self._write(f":SOUR0:POW:STAT {int(value)}"),
-            "power_mw": lambda: self._write(_power_command(value)),
-            "wavelength_nm": lambda: self._write(_wavelength_command(value)),
-        }
-        order = ORDER_OUTPUT if key == "output" else ORDER_TUNING
-        self._remember(key, value, appliers[key], order=order)
+    def _declared_limits(self, key: str) -> tuple[float, float] | None:
+        """Power and wavelength ranges are the connected unit's (read at connect)."""
+        if key == "power_mw":
+            return self._power_range_mw
+        if key == "wavelength_nm":
+            return self._wavelength_range_nm
+        return super()._declared_limits(key)
 
     async def _write(self, command: str) -> None:
         """Send a setting command, then read the error queue: a non-zero code faults."""

@@ -29,7 +29,8 @@ from labctl.instrument.base import (
 )
 from labctl.instrument.recovery import operation, resend_garbled
 from labctl.instrument.scpi import ScpiLink
-from labctl.instrument.validate import check_bool, check_number, parse_float, parse_on_off
+from labctl.instrument.settings import Setting
+from labctl.instrument.validate import parse_float, parse_on_off
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
@@ -51,6 +52,19 @@ class TSL570(DriverBase):
     power_range_mw = (0.04, 20.0)
     # Union of the TSL-570 variants' bands; the unit's own band is read at connect.
     nominal_wavelength_range_nm = (1260.0, 1680.0)
+    settings = (
+        Setting(
+            "output", "bool", None, lambda d, on: d._write(f":POW:STAT {int(on)}"), ORDER_OUTPUT
+        ),
+        Setting("power_mw", "number", power_range_mw, lambda d, mw: d._write(f":POW {mw:.2f}")),
+        Setting(
+            "wavelength_nm",
+            "number",
+            nominal_wavelength_range_nm,
+            lambda d, nm: d._write(f":WAV {nm:.4f}"),
+        ),
+        Setting("coherence_control", "bool", None, lambda d, on: d._write(f":COHC {int(on)}")),
+    )
 
     def __init__(
         self,
@@ -72,21 +86,10 @@ class TSL570(DriverBase):
             transport_spec = with_default_options(
                 transport_spec, {"write_termination": "", "read_termination": "\r"}
             )
-        name = spec.name
-        low, high = cls.power_range_mw
-        wl_low, wl_high = cls.nominal_wavelength_range_nm
-        validated = validate_config_settings(
-            spec,
-            {
-                "output": lambda v: check_bool(name, "output", v),
-                "power_mw": lambda v: check_number(name, "power_mw", v, low, high),
-                "wavelength_nm": lambda v: check_number(name, "wavelength_nm", v, wl_low, wl_high),
-                "coherence_control": lambda v: check_bool(name, "coherence_control", v),
-            },
-        )
-        driver = cls(name, make_transport(spec, transport_spec))
+        validated = validate_config_settings(spec, cls.config_validators(spec.name))
+        driver = cls(spec.name, make_transport(spec, transport_spec))
         for key, value in validated.items():
-            driver._plan(key, value)
+            driver._remember_declared(key, value)
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -153,9 +156,7 @@ class TSL570(DriverBase):
     @operation
     async def set_output(self, enabled: bool) -> None:
         """Switch the optical output on or off."""
-        check_bool(self.name, "output", enabled)
-        await self._write(f":POW:STAT {int(enabled)}")
-        self._plan("output", enabled)
+        await self._set_declared("output", enabled)
 
     @operation
     async def get_output(self) -> bool:
@@ -165,9 +166,7 @@ class TSL570(DriverBase):
     @operation
     async def set_power_mw(self, power_mw: float) -> None:
         """Set the output power setpoint in milliwatts."""
-        value = self._check_power(power_mw)
-        await self._write(f":POW {value:.2f}")
-        self._plan("power_mw", value)
+        await self._set_declared("power_mw", power_mw)
 
     @operation
     async def get_power_mw(self) -> float:
@@ -177,9 +176,7 @@ class TSL570(DriverBase):
     @operation
     async def set_wavelength_nm(self, wavelength_nm: float) -> None:
         """Tune to ``wavelength_nm`` (0.1 pm resolution) within the laser's range."""
-        value = self._check_wavelength(wavelength_nm)
-        await self._write(f":WAV {value:.4f}")
-        self._plan("wavelength_nm", value)
+        await self._set_declared("wavelength_nm", wavelength_nm)
 
     @operation
     async def get_wavelength_nm(self) -> float:
@@ -189,9 +186,7 @@ class TSL570(DriverBase):
     @operation
     async def set_coherence_control(self, enabled: bool) -> None:
         """Switch coherence control (linewidth broadening) on or off."""
-        check_bool(self.name, "coherence_control", enabled)
-        await self._write(f":COHC {int(enabled)}")
-        self._plan("coherence_control", enabled)
+        await self._set_declared("coherence_control", enabled)
 
     @operation
     async def get_coherence_control(self) -> bool:
@@ -200,24 +195,11 @@ class TSL570(DriverBase):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _check_power(self, power_mw: float) -> float:
-        low, high = self.power_range_mw
-        return check_number(self.name, "power_mw", power_mw, low, high)
-
-    def _check_wavelength(self, wavelength_nm: float) -> float:
-        low, high = self._wavelength_range_nm
-        return check_number(self.name, "wavelength_nm", wavelength_nm, low, high)
-
-    def _plan(self, key: str, value: Any) -> None:
-        """Remember a setting so connect() (re-)applies it."""
-        appliers = {
-            "output": lambda: self._write(f":POW:STAT {int(value)}"),
-            "power_mw": lambda: self._write(f":POW {value:.2f}"),
-            "wavelength_nm": lambda: self._write(f":WAV {value:.4f}"),
-            "coherence_control": lambda: self._write(f":COHC {int(value)}"),
-        }
-        order = ORDER_OUTPUT if key == "output" else ORDER_TUNING
-        self._remember(key, value, appliers[key], order=order)
+    def _declared_limits(self, key: str) -> tuple[float, float] | None:
+        """The wavelength band is the connected unit's (read at connect)."""
+        return (
+            self._wavelength_range_nm if key == "wavelength_nm" else super()._declared_limits(key)
+        )
 
     async def _write(self, command: str) -> None:
         """Send a setting command, then read the error queue: a non-zero code faults.

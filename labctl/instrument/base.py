@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from labctl.instrument.recovery import enter_operation, inside_operation, leave_operation
+from labctl.instrument.settings import Setting
 from labctl.interfaces.build import InstrumentSpec, TransportSpec
 from labctl.interfaces.errors import (
     ConfigError,
@@ -66,9 +68,16 @@ class SettingsMemory:
 
 
 class DriverBase(LifecycleMixin):
-    """Lifecycle of a driver over one Transport, with re-apply on (re)connect."""
+    """Lifecycle of a driver over one Transport, with re-apply on (re)connect.
+
+    A driver that declares its ``settings`` (:class:`~labctl.instrument.settings.Setting`,
+    one line each) gets their station-file validation (:meth:`config_validators`), checked
+    and remembered writes (:meth:`_set_declared`) and re-application after a reconnect
+    (:meth:`_remember_declared`) from that declaration.
+    """
 
     model: ClassVar[str] = "unknown"
+    settings: ClassVar[tuple[Setting, ...]] = ()
 
     def __init__(self, name: str, transport: Transport) -> None:
         if not name:
@@ -218,6 +227,43 @@ class DriverBase(LifecycleMixin):
 
     def _remember(self, key: str, value: Any, apply: Applier, *, order: int = 0) -> None:
         self._memory.remember(key, value, apply, order=order)
+
+    # -- declared settings --------------------------------------------------------------
+
+    @classmethod
+    def config_validators(cls, name: str) -> dict[str, Callable[[Any], Any]]:
+        """The station file's ``settings:`` checks, one per declared setting."""
+        return {s.name: functools.partial(s.check, name) for s in cls.settings}
+
+    @classmethod
+    def declared(cls, key: str) -> Setting:
+        """The declaration of setting ``key`` (KeyError names the known ones)."""
+        for setting in cls.settings:
+            if setting.name == key:
+                return setting
+        raise KeyError(f"{cls.__name__} declares no setting {key!r}")
+
+    def _declared_limits(self, key: str) -> tuple[float, float] | None:
+        """The range of ``key`` for the unit connected (the declaration's by default)."""
+        return self.declared(key).limits
+
+    async def _set_declared(self, key: str, value: Any) -> Any:
+        """Check ``value`` against the declaration, write it, remember it; the value used."""
+        setting = self.declared(key)
+        checked = setting.check(self.name, value, self._declared_limits(key))
+        if setting.apply is None:
+            raise NotImplementedError(f"{type(self).__name__}: {key} declares no apply")
+        await setting.apply(self, checked)
+        self._remember_declared(key, checked)
+        return checked
+
+    def _remember_declared(self, key: str, value: Any) -> None:
+        """Remember a declared setting so connect() (re-)applies it in its order."""
+        setting = self.declared(key)
+        apply = setting.apply
+        if apply is None:
+            raise NotImplementedError(f"{type(self).__name__}: {key} declares no apply")
+        self._remember(key, value, functools.partial(apply, self, value), order=setting.order)
 
 
 def with_default_options(spec: TransportSpec, defaults: Mapping[str, Any]) -> TransportSpec:
