@@ -45,8 +45,9 @@ ROOT = SCRIPT.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments.keygen.acquisition import LinearClockMap, acquire_block  # noqa: E402
+from experiments.keygen.endtoend_benchmark import WorldSource  # noqa: E402
 from labctl.link.block import RawBlock  # noqa: E402
-from labctl.link.nodes import AliceNode, BlockResult, BobNode, WorldSource  # noqa: E402
+from labctl.link.nodes import AliceNode, BlockResult, BobNode  # noqa: E402
 from labctl.link.pipeline import CommitSequencer  # noqa: E402
 from labctl.link.profile import STAGES  # noqa: E402
 from labctl.link.settings import KeygenSettings  # noqa: E402

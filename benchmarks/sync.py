@@ -17,13 +17,14 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from experiments.sync.acquire import acquire_sync
-from experiments.sync.alice import WorldAlice
 from experiments.sync.frequency import coarse_frequency
 from experiments.sync.mapping import assign_numpy, assign_tags, kernels
 from experiments.sync.model import SyncError
@@ -31,6 +32,9 @@ from experiments.sync.settings import SyncSettings
 from experiments.sync.tracker import SyncTracker, TrackedBatch
 from sims.twins import SimLaser, SimTimeTagger
 from sims.world import World
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test helpers' package
+from tests.experiments.sync.sync_helpers import world_alice
 
 TRACK_S = 0.5
 
@@ -99,7 +103,8 @@ async def one(settings: dict[str, Any]) -> dict[str, Any]:
     await laser.set_output(True)
     out: dict[str, Any] = {"loss_db": 0.2 * settings["fiber"]["length_km"]}
     try:
-        result = await acquire_sync(tagger, laser, WorldAlice(world), world.clock, SyncSettings())
+        alice = await world_alice(world)  # a transmitter twin and Alice's tagger on this world
+        result = await acquire_sync(tagger, alice, world.clock, SyncSettings())
     except SyncError as exc:
         return {**out, "failed": str(exc)}
     tracker = SyncTracker(result)
