@@ -160,7 +160,7 @@ def test_a_station_names_the_models_by_its_driver_classes() -> None:
         "tagger-bob": "picoquant-hydraharp",
     }
     with pytest.raises(ConfigError, match=r"instruments\.switch\.class.*no wire model"):
-        station_models({"switch": "labctl.instrument.base:DriverBase"}, file="hil.yaml")
+        station_models({"switch": "drivers.nosuchvendor.sw9000:SW9000"}, file="hil.yaml")
     assert served_classes({}) == {"laser": Tsl570Wire, "pc-bob": Epc400Wire, "switch": FfSwitchWire}
     settings = ServeSettings(link_dir=None).with_models(station_models(classes))
     built = {s.name: type(s) for s in build_servers(twins(), settings)}
