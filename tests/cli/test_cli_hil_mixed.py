@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli_hil import QUIET_FIBER, keys
 
 from tests.cli.hil_bench import ServedBench, env
+from tests.cli.test_cli_hil import QUIET_FIBER, keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a served bench, real drivers
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_twin import REPO, start_serve, stop_serve
+
+from tests.cli.test_cli_twin import REPO, start_serve, stop_serve
 
 RUN_S = 150  # calibration and sync take about a minute; a block every 40 s after that
 

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_run_exit_paths import (
+
+from labctl.store.events import read_events
+from labctl.stream.client import make_client
+from labctl.stream.commands import make_request
+from labctl.stream.mosquitto import Mosquitto
+from labctl.stream.recorder import Recorder, recording
+from labctl.stream.settings import CommandAuth, MqttSettings
+from tests.cli.test_cli_run_exit_paths import (
     _config,
     _finish,
     _run_dir,
@@ -25,13 +32,6 @@ from test_cli_run_exit_paths import (
     _stop_doc,
     _wait_for_index,
 )
-
-from labctl.store.events import read_events
-from labctl.stream.client import make_client
-from labctl.stream.commands import make_request
-from labctl.stream.mosquitto import Mosquitto
-from labctl.stream.recorder import Recorder, recording
-from labctl.stream.settings import CommandAuth, MqttSettings
 
 pytestmark = pytest.mark.slow
 

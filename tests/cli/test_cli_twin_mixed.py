@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli_twin import start_serve, stop_serve
 
 from tests.cli.hil_bench import ServedBench
+from tests.cli.test_cli_twin import start_serve, stop_serve
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PORTS = {  # hil-mixed.yaml's address -> the endpoint twin serve prints for it

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_twin import REPO, start_serve, stop_serve
 
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine
 from labctl.runner.link_guard import LinkRecoveryPolicy
 from labctl.runner.status import RunState
 from labctl.store.events import read_events
+from tests.cli.test_cli_twin import REPO, start_serve, stop_serve
 from tests.sims.wire.wired import make_driver
 
 KINDS = {

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from test_pulsestreamer_driver import build_driver, same
 
 from drivers.swabian.pulsestreamer import PulseStreamer
 from labctl.interfaces import ConfigError, InstrumentFault
 from labctl.interfaces.pattern import PatternMode, PulsePattern, seeded_pattern
 from sims.wire.pulsestreamer import PulseStreamerWire
 from tests.sims.wire.memory_transmitter import MemoryTransmitter
+from tests.sims.wire.test_pulsestreamer_driver import build_driver, same
 
 DESIGN = ([0.7, 0.2, 0.1], 0.5)
 STREAMED = {"period_ps": 8000, "marker_divider": 16}
