@@ -28,10 +28,9 @@ from labctl.instrument.base import (
     with_default_options,
 )
 from labctl.instrument.recovery import operation, resend_garbled
+from labctl.instrument.settings import Setting
 from labctl.instrument.validate import (
-    check_bool,
     check_int,
-    check_length,
     check_number,
     decode_ascii,
 )
@@ -42,6 +41,8 @@ from labctl.transport.base import Transport
 
 N_AXES = 4
 VOLTAGE_RANGE_MV = (-5000.0, 5000.0)
+FREQUENCY_RANGE_HZ = (0, 100)  # scrambling frequency per squeezer
+ORDER_MODE = -1
 MAX_REPLY_LINES = 8  # a reply longer than this is noise, not the EPC-400
 _VOLTAGE_RE = re.compile(r"CH(\d)\s*([+-]?\d+)")
 _VOLTAGE_ACK_RE = re.compile(r"Set CH(\d) DC Voltage at:\s*([+-]?\d+)\s*mV", re.IGNORECASE)
@@ -51,10 +52,36 @@ class EPC400(DriverBase):
     """Driver for the OZ Optics EPC-400 (implements labctl's PolarizationController)."""
 
     model = "OZ Optics EPC-400"
+    settings = (
+        # The mode first: a squeezer voltage is held only in DC mode.
+        Setting(
+            "scrambling",
+            "bool",
+            apply=lambda d, on: d._command("MAC" if on else "MDC"),
+            order=ORDER_MODE,
+            read=lambda d: d._scrambling(),
+        ),
+        Setting(
+            "voltages_mv",
+            "number",
+            VOLTAGE_RANGE_MV,
+            read=lambda d: d.get_voltages_mv(),
+            channels=N_AXES,
+            min_channels=N_AXES,
+            apply_channel=lambda d, axis, mv: d._set_channel(axis, round(mv)),
+        ),
+        Setting(
+            "frequencies_hz",
+            "integer",
+            FREQUENCY_RANGE_HZ,
+            channels=N_AXES,
+            apply_channel=lambda d, axis, hz: d._command(f"F{axis + 1},{hz}"),
+        ),
+    )
 
     def __init__(self, name: str, transport: Transport) -> None:
         super().__init__(name, transport)
-        self._remember("mode", "DC", lambda: self._command("MDC"), order=-1)
+        self._remember_declared("scrambling", False)
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
@@ -63,19 +90,10 @@ class EPC400(DriverBase):
         transport_spec = with_default_options(
             transport_spec, {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1}
         )
-        name = spec.name
-        validated = validate_config_settings(
-            spec,
-            {
-                "voltages_mv": lambda v: _check_voltages(name, v),
-                "scrambling": lambda v: check_bool(name, "scrambling", v),
-            },
-        )
-        driver = cls(name, make_transport(spec, transport_spec))
-        for axis, voltage in enumerate(validated.get("voltages_mv", [])):
-            driver._plan_voltage(axis, voltage)
-        if "scrambling" in validated:
-            driver._plan_mode(validated["scrambling"])
+        validated = validate_config_settings(spec, cls.config_validators(spec.name))
+        driver = cls(spec.name, make_transport(spec, transport_spec))
+        for key, value in validated.items():
+            driver._remember_declared(key, _whole_mv(value) if key == "voltages_mv" else value)
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -88,12 +106,7 @@ class EPC400(DriverBase):
     @operation
     async def snapshot(self) -> dict[str, Any]:
         """Identity, mode and the four squeezer voltages as read back."""
-        return {
-            "model": self.model,
-            **self.identity,
-            "mode": await self._mode(),
-            "voltages_mv": await self.get_voltages_mv(),
-        }
+        return {"model": self.model, **self.identity, **await self._declared_snapshot()}
 
     @operation
     async def safe_state(self) -> None:
@@ -101,7 +114,7 @@ class EPC400(DriverBase):
         await self.set_scrambling(False)
         for axis in range(N_AXES):
             await self._command(f"VZ{axis + 1}")
-            self._plan_voltage(axis, 0)
+            self._remember_declared("voltages_mv", [0] * N_AXES)
 
     @operation
     async def health(self) -> Health:
@@ -110,7 +123,7 @@ class EPC400(DriverBase):
         voltages = await self.get_voltages_mv()
         readings: dict[str, float | int | str | bool] = {"mode": mode}
         readings.update({f"voltage_{axis}_mv": v for axis, v in enumerate(voltages)})
-        expected = self.remembered_settings.get("mode", "DC")
+        expected = "AC" if self.remembered_settings.get("scrambling") else "DC"
         ok = mode == expected
         return Health(
             ok=ok, detail="ok" if ok else f"mode {mode}, expected {expected}", readings=readings
@@ -131,10 +144,9 @@ class EPC400(DriverBase):
     @operation
     async def set_voltages_mv(self, voltages_mv: Sequence[float]) -> None:
         """Drive all four squeezers, one command each (validated before the first is sent)."""
-        values = _check_voltages(self.name, voltages_mv)
+        values = _whole_mv(self.declared("voltages_mv").check(self.name, voltages_mv))
         for axis, value in enumerate(values):
-            await self._set_channel(axis, value)
-            self._plan_voltage(axis, value)
+            await self._set_declared_channel("voltages_mv", axis, value)
 
     @operation
     async def get_voltages_mv(self) -> list[float]:
@@ -152,31 +164,22 @@ class EPC400(DriverBase):
         """Drive one squeezer (axis 0..3) in millivolts (rounded to whole mV)."""
         check_int(self.name, "axis", axis, 0, N_AXES - 1)
         value = round(check_number(self.name, "voltage_mv", voltage_mv, *VOLTAGE_RANGE_MV))
-        await self._set_channel(axis, value)
-        self._plan_voltage(axis, value)
+        await self._set_declared_channel("voltages_mv", axis, value)
 
     # -- model extras -------------------------------------------------------------------
 
     @operation
     async def set_scrambling(self, enabled: bool) -> None:
         """AC (scrambling) mode when True, fixed-voltage DC mode when False."""
-        check_bool(self.name, "scrambling", enabled)
-        await self._command("MAC" if enabled else "MDC")
-        self._plan_mode(enabled)
+        await self._set_declared("scrambling", enabled)
 
     @operation
     async def set_frequency_hz(self, axis: int, frequency_hz: int) -> None:
         """Scrambling frequency of one squeezer (axis 0..3), 0..100 Hz."""
         check_int(self.name, "axis", axis, 0, N_AXES - 1)
-        value = check_int(self.name, "frequency_hz", frequency_hz, 0, 100)
-        command = f"F{axis + 1},{value}"
-        await self._command(command)
-        self._remember(f"frequency_{axis}_hz", value, lambda: self._command(command))
+        await self._set_declared_channel("frequencies_hz", axis, frequency_hz)
 
     # -- internals ----------------------------------------------------------------------
-
-    def _plan_voltage(self, axis: int, value: int) -> None:
-        self._remember(f"voltage_{axis}_mv", value, lambda: self._set_channel(axis, value))
 
     async def _set_channel(self, axis: int, value: int) -> None:
         """``V<ch>,<mV>``; the acknowledgement, when there is one, must name that value."""
@@ -188,9 +191,8 @@ class EPC400(DriverBase):
                     f"controller answered {line!r}", instrument=self.name, command=command
                 )
 
-    def _plan_mode(self, scrambling: bool) -> None:
-        command = "MAC" if scrambling else "MDC"
-        self._remember("mode", command[1:], lambda: self._command(command), order=-1)
+    async def _scrambling(self) -> bool:
+        return await self._mode() == "AC"
 
     async def _mode(self) -> str:
         lines = await self._command("M?")
@@ -239,10 +241,6 @@ class EPC400(DriverBase):
         )
 
 
-def _check_voltages(instrument: str, voltages_mv: Sequence[float]) -> list[int]:
-    """Four voltages within range, rounded to whole millivolts."""
-    check_length(instrument, "voltages_mv", voltages_mv, N_AXES)
-    return [
-        round(check_number(instrument, f"voltages_mv[{axis}]", v, *VOLTAGE_RANGE_MV))
-        for axis, v in enumerate(voltages_mv)
-    ]
+def _whole_mv(voltages_mv: list[float]) -> list[int]:
+    """The EPC-400 takes whole millivolts."""
+    return [round(mv) for mv in voltages_mv]

@@ -72,8 +72,9 @@ class DriverBase(LifecycleMixin):
 
     A driver that declares its ``settings`` (:class:`~labctl.instrument.settings.Setting`,
     one line each) gets their station-file validation (:meth:`config_validators`), checked
-    and remembered writes (:meth:`_set_declared`) and re-application after a reconnect
-    (:meth:`_remember_declared`) from that declaration.
+    and remembered writes (:meth:`_set_declared`, :meth:`_set_declared_channel`),
+    re-application after a reconnect (:meth:`_remember_declared`) and the read-back part of
+    its snapshot (:meth:`_declared_snapshot`) from that declaration.
     """
 
     model: ClassVar[str] = "unknown"
@@ -258,12 +259,43 @@ class DriverBase(LifecycleMixin):
         return checked
 
     def _remember_declared(self, key: str, value: Any) -> None:
-        """Remember a declared setting so connect() (re-)applies it in its order."""
+        """Remember a declared setting so connect() (re-)applies it in its order.
+
+        A per-channel setting with ``apply_channel`` is remembered channel by channel
+        (``voltages_mv[2]``), so a later write of one channel replaces only that one.
+        """
         setting = self.declared(key)
+        if setting.channels is not None and setting.apply_channel is not None:
+            for channel, item in enumerate(value):
+                self._remember_channel(setting, channel, item)
+            return
         apply = setting.apply
         if apply is None:
             raise NotImplementedError(f"{type(self).__name__}: {key} declares no apply")
         self._remember(key, value, functools.partial(apply, self, value), order=setting.order)
+
+    async def _set_declared_channel(self, key: str, channel: int, value: Any) -> Any:
+        """Check one channel's ``value``, write it with ``apply_channel``, remember it."""
+        setting = self.declared(key)
+        if setting.channels is None or setting.apply_channel is None:
+            raise NotImplementedError(f"{type(self).__name__}: {key} is not written per channel")
+        checked = setting.check_one(self.name, value, self._declared_limits(key), channel=channel)
+        await setting.apply_channel(self, channel, checked)
+        self._remember_channel(setting, channel, checked)
+        return checked
+
+    def _remember_channel(self, setting: Setting, channel: int, value: Any) -> None:
+        assert setting.apply_channel is not None
+        self._remember(
+            f"{setting.name}[{channel}]",
+            value,
+            functools.partial(setting.apply_channel, self, channel, value),
+            order=setting.order,
+        )
+
+    async def _declared_snapshot(self) -> dict[str, Any]:
+        """Every declared setting that has ``read``, read back, in declaration order."""
+        return {s.name: await s.read(self) for s in self.settings if s.read is not None}
 
 
 def with_default_options(spec: TransportSpec, defaults: Mapping[str, Any]) -> TransportSpec:

@@ -71,7 +71,7 @@ async def test_snapshot_health_and_scrambling() -> None:
         ]
     )
     snap = await epc.snapshot()
-    assert snap["mode"] == "DC" and snap["voltages_mv"][3] == -4000.0
+    assert snap["scrambling"] is False and snap["voltages_mv"][3] == -4000.0
     await epc.set_scrambling(True)
     await epc.set_frequency_hz(1, 37)
     health = await epc.health()
@@ -97,11 +97,11 @@ async def test_safe_state_zeroes_every_squeezer() -> None:
     )
     await epc.safe_state()
     assert epc.remembered_settings == {
-        "mode": "DC",
-        "voltage_0_mv": 0,
-        "voltage_1_mv": 0,
-        "voltage_2_mv": 0,
-        "voltage_3_mv": 0,
+        "scrambling": False,
+        "voltages_mv[0]": 0,
+        "voltages_mv[1]": 0,
+        "voltages_mv[2]": 0,
+        "voltages_mv[3]": 0,
     }
     transport.assert_complete()
 
@@ -111,7 +111,7 @@ async def test_error_reply_is_instrument_fault() -> None:
     with pytest.raises(InstrumentFault) as info:
         await epc.set_voltage_mv(0, 4000)
     assert info.value.instrument == "epc" and info.value.command == "V1,4000"
-    assert "voltage_0_mv" not in epc.remembered_settings
+    assert "voltages_mv[0]" not in epc.remembered_settings
     transport.assert_complete()
 
 
@@ -135,7 +135,7 @@ async def test_clamped_voltage_acknowledgement_is_a_fault() -> None:
     with pytest.raises(InstrumentFault, match="4000mV") as info:
         await epc.set_voltage_mv(2, 4999)
     assert info.value.command == "V3,4999"
-    assert "voltage_2_mv" not in epc.remembered_settings
+    assert "voltages_mv[2]" not in epc.remembered_settings
     transport.assert_complete()
 
 
@@ -159,7 +159,7 @@ async def test_garbled_replies_are_re_sent_twice_then_protocol_errors() -> None:
     with pytest.raises(ProtocolError, match="not ASCII"):
         await epc.get_voltages_mv()
     await epc.set_voltage_mv(0, 0)
-    assert epc.remembered_settings["voltage_0_mv"] == 0
+    assert epc.remembered_settings["voltages_mv[0]"] == 0
     transport.assert_complete()
 
 
@@ -179,7 +179,7 @@ async def test_bad_arguments_rejected_before_the_wire() -> None:
         await epc.set_voltages_mv([0, 0, 6000, 0])
     with pytest.raises(ValueError, match="axis=4"):
         await epc.set_voltage_mv(4, 0)
-    with pytest.raises(ValueError, match="frequency_hz=101"):
+    with pytest.raises(ValueError, match=r"frequencies_hz\[0\]=101"):
         await epc.set_frequency_hz(0, 101)
     transport.assert_complete()
 
