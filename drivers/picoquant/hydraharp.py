@@ -37,9 +37,14 @@ from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
 
-from labctl.instrument.base import DriverBase, make_transport, require_transport
-from labctl.instrument.base import validate_config_settings as validate_settings
-from labctl.instrument.validate import check_channel, check_int, check_number, decode_ascii
+from labctl.instrument.base import (
+    DriverBase,
+    make_transport,
+    require_transport,
+    validate_config_settings,
+)
+from labctl.instrument.settings import Setting
+from labctl.instrument.validate import check_channel, check_number, decode_ascii
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import ConnectionLost, InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
@@ -49,6 +54,8 @@ from labctl.transport.base import Transport
 DEVICE = 0
 MODE_T2 = 2
 OFFSET_RANGE_PS = (-99_999, 99_999)
+MAX_INPUTS = 8  # the largest HydraHarp 400; the unit's own count is read at connect
+ORDER_STREAM = 10  # a measurement restarts only after the offsets are back
 CFD_LEVEL_MV = 50  # HHLib demos' default discriminator level
 CFD_ZEROCROSS_MV = 10
 TACQ_MS = 360_000_000  # the longest acquisition HHLib accepts (100 h): stop ends it
@@ -80,13 +87,23 @@ class HydraHarp400(DriverBase):
     """Driver for the PicoQuant HydraHarp 400 in T2 mode (implements labctl's TimeTagger)."""
 
     model: ClassVar[str] = "PicoQuant HydraHarp 400"
+    settings = (
+        # HHLib has no getter for offsets: the one remembered is the one set.
+        Setting(
+            "delays_ps",
+            "integer",
+            OFFSET_RANGE_PS,
+            read=lambda d: d._offsets_set_ps(),
+            channels=MAX_INPUTS,
+            apply_channel=lambda d, ch, ps: d._call("HH_SetInputChannelOffset", DEVICE, ch, ps),
+        ),
+    )
 
     def __init__(self, name: str, transport: Transport, stream: FrameSource) -> None:
         super().__init__(name, transport)
         self._stream = stream
         self._n_channels = 0
         self._resolution_ps = 1
-        self._offsets_ps: dict[int, int] = {}
         self._wraps = 0
         self._origin_ps = 0  # labctl time of the running measurement's record time 0
         self._stop_ps = 0  # end of the last batch returned
@@ -98,12 +115,7 @@ class HydraHarp400(DriverBase):
 
         transport_spec = require_transport(spec, ("tcp",))
         name = spec.name
-        validated = validate_settings(
-            spec,
-            {
-                "delays_ps": lambda v: [_offset(name, d) for d in v],
-            },
-        )
+        validated = validate_config_settings(spec, cls.config_validators(name))
         address = transport_spec.options.get("stream_address")
         if address is None:
             address = f"tcp://{transport_spec.address.rsplit(':', 1)[0]}:5556"
@@ -112,8 +124,8 @@ class HydraHarp400(DriverBase):
         )
         control = make_transport(spec, transport_spec, driver_options=("stream_address",))
         driver = cls(name, control, stream)
-        for channel, delay_ps in enumerate(validated.get("delays_ps", [])):
-            driver._plan_offset(channel, delay_ps)
+        for key, value in validated.items():
+            driver._remember_declared(key, value)
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -156,7 +168,7 @@ class HydraHarp400(DriverBase):
             "model": self.model,
             **self.identity,
             "resolution_ps": self._resolution_ps,
-            "delays_ps": [self._offsets_ps.get(c, 0) for c in range(self._n_channels)],
+            **await self._declared_snapshot(),
             "streaming": self._stream.is_open,
         }
 
@@ -192,15 +204,13 @@ class HydraHarp400(DriverBase):
     async def set_channel_delay_ps(self, channel: int, delay_ps: int) -> None:
         """HH_SetInputChannelOffset (-99 999..99 999 ps)."""
         check_channel(self.name, channel, self._n_channels)
-        value = _offset(self.name, delay_ps)
-        await self._call("HH_SetInputChannelOffset", DEVICE, channel, value)
-        self._plan_offset(channel, value)
+        await self._set_declared_channel("delays_ps", channel, delay_ps)
 
     async def get_channel_delay_ps(self, channel: int) -> int:
         """The offset set on an input (HHLib cannot read it back), picoseconds."""
         self._require_link("get_channel_delay_ps")
         check_channel(self.name, channel, self._n_channels)
-        return self._offsets_ps.get(channel, 0)
+        return self._offset_set_ps(channel)
 
     async def start_stream(self) -> None:
         """Open the FiFo stream, then HH_StartMeas; times continue after the last stream."""
@@ -208,7 +218,8 @@ class HydraHarp400(DriverBase):
         self._wraps = 0
         self._origin_ps = self._stop_ps
         await self._call("HH_StartMeas", DEVICE, TACQ_MS)
-        self._remember("streaming", True, self._restart, order=10)
+        # A running measurement is no station setting, but a reconnect resumes it.
+        self._remember("streaming", True, self._restart, order=ORDER_STREAM)
 
     async def stop_stream(self) -> None:
         """HH_StopMeas and drop what was not read."""
@@ -271,13 +282,13 @@ class HydraHarp400(DriverBase):
         if not self.transport.is_open:
             raise ConnectionLost("not connected", instrument=self.name, command=command)
 
-    def _plan_offset(self, channel: int, delay_ps: int) -> None:
-        self._offsets_ps[channel] = delay_ps
+    def _offset_set_ps(self, channel: int) -> int:
+        """The offset last set on an input (0, HHLib's default, when none was)."""
+        value: int = self.remembered_settings.get(f"delays_ps[{channel}]", 0)
+        return value
 
-        async def apply() -> None:
-            await self._call("HH_SetInputChannelOffset", DEVICE, channel, delay_ps)
-
-        self._remember(f"delay_{channel}_ps", delay_ps, apply)
+    async def _offsets_set_ps(self) -> list[int]:
+        return [self._offset_set_ps(channel) for channel in range(self._n_channels)]
 
     async def _restart(self) -> None:
         await self._stream.close()
@@ -307,7 +318,3 @@ class HydraHarp400(DriverBase):
                 f"values must be a list, got {values!r}", instrument=self.name, command=function
             )
         return values
-
-
-def _offset(instrument: str, delay_ps: Any) -> int:
-    return check_int(instrument, "delay_ps", delay_ps, *OFFSET_RANGE_PS)

@@ -7,7 +7,15 @@ import struct
 import pytest
 
 from drivers.picoquant.hydraharp import HydraHarp400
-from labctl.interfaces import InstrumentFault, ProtocolError, TimeTagger
+from labctl.interfaces import (
+    BuildContext,
+    ConfigError,
+    InstrumentFault,
+    InstrumentSpec,
+    ProtocolError,
+    TimeTagger,
+    TransportSpec,
+)
 from labctl.testing.exchange import ScriptedFrames, ScriptedTransport, Step
 
 
@@ -104,3 +112,35 @@ async def test_refusals_and_foreign_devices() -> None:
     )
     with pytest.raises(ProtocolError, match="HydraHarp"):
         await HydraHarp400("hh", foreign, ScriptedFrames([], instrument="hh")).connect()
+
+
+def _spec(settings: dict[str, object]) -> InstrumentSpec:
+    return InstrumentSpec(
+        name="hh",
+        class_path="drivers.picoquant.hydraharp:HydraHarp400",
+        settings=settings,
+        transport=TransportSpec(kind="tcp", address="127.0.0.1:7001"),
+    )
+
+
+async def test_station_offsets_are_set_at_connect_and_reported() -> None:
+    built = HydraHarp400.from_config(_spec({"delays_ps": [0, 250]}), BuildContext("lab", "bob"))
+    assert built.remembered_settings == {"delays_ps[0]": 0, "delays_ps[1]": 250}
+    with pytest.raises(ConfigError, match=r"settings\.delays_ps: .*delays_ps\[1\]=100000"):
+        HydraHarp400.from_config(_spec({"delays_ps": [0, 100_000]}), BuildContext("lab", "bob"))
+    transport = ScriptedTransport(
+        [
+            *CONNECT,
+            call("HH_SetInputChannelOffset", 0, 0, 0),
+            call("HH_SetInputChannelOffset", 0, 1, 250),
+            call("HH_SetInputChannelOffset", 0, 0, -40),
+        ],
+        instrument="hh",
+    )
+    tagger = HydraHarp400("hh", transport, ScriptedFrames([], instrument="hh"))
+    tagger._remember_declared("delays_ps", [0, 250])  # as from_config does
+    await tagger.connect()
+    await tagger.set_channel_delay_ps(0, -40)
+    snapshot = await tagger.snapshot()
+    assert snapshot["delays_ps"] == [-40, 250] and snapshot["resolution_ps"] == 1
+    transport.assert_complete()
