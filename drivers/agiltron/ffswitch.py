@@ -14,6 +14,7 @@ byte) is a ProtocolError; silence is the transport's InstrumentTimeout.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Self
 
 from labctl.instrument.base import (
@@ -24,7 +25,7 @@ from labctl.instrument.base import (
     with_default_options,
 )
 from labctl.instrument.recovery import operation, resend_garbled
-from labctl.instrument.validate import check_int
+from labctl.instrument.settings import Setting
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
@@ -35,19 +36,41 @@ CMD_GET_PORT = 0x11
 CMD_SET_PORT = 0x12
 FRAME_BYTES = 4
 MAX_PORTS = 255  # one byte carries the port number
+DEFAULT_N_PORTS = 4
+PORT_KEYS = ("port", "parking_port")
+"""Settings that name a port: 1..n_ports of the unit at hand."""
 
 
 class FFSwitch(DriverBase):
     """Driver for an Agiltron FF 1xN switch (implements labctl's OpticalSwitch)."""
 
     model = "Agiltron FF 1xN"
+    settings = (
+        # The unit's size and where safe_state() routes: station-file facts, never written.
+        Setting("n_ports", "integer", (1, MAX_PORTS)),
+        Setting("parking_port", "integer", (1, MAX_PORTS)),
+        Setting(
+            "port",
+            "integer",
+            (1, MAX_PORTS),
+            apply=lambda d, port: d._send_port(port),
+            read=lambda d: d.get_port(),
+        ),
+    )
 
     def __init__(
-        self, name: str, transport: Transport, *, n_ports: int = 4, parking_port: int = 1
+        self,
+        name: str,
+        transport: Transport,
+        *,
+        n_ports: int = DEFAULT_N_PORTS,
+        parking_port: int = 1,
     ) -> None:
         super().__init__(name, transport)
-        self._n_ports = check_int(name, "n_ports", n_ports, 1, MAX_PORTS)
-        self._parking_port = check_int(name, "parking_port", parking_port, 1, self._n_ports)
+        self._n_ports: int = self.declared("n_ports").check(name, n_ports)
+        self._parking_port: int = self.declared("parking_port").check(
+            name, parking_port, self._declared_limits("parking_port")
+        )
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
@@ -56,24 +79,23 @@ class FFSwitch(DriverBase):
         transport_spec = with_default_options(
             transport_spec, {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1}
         )
-        name = spec.name
-        n_ports = spec.settings.get("n_ports", 4)
-        validated = validate_config_settings(
-            spec,
-            {
-                "n_ports": lambda v: check_int(name, "n_ports", v, 1, MAX_PORTS),
-                "parking_port": lambda v: check_int(name, "parking_port", v, 1, n_ports),
-                "port": lambda v: check_int(name, "port", v, 1, n_ports),
-            },
-        )
+        validators = cls.config_validators(spec.name)
+        validated = validate_config_settings(spec, validators)
+        n_ports = validated.get("n_ports", DEFAULT_N_PORTS)
+        # Port numbers again, now against the size this station file gives.
+        sized = {
+            key: functools.partial(cls.declared(key).check, spec.name, limits=(1, n_ports))
+            for key in PORT_KEYS
+        }
+        validate_config_settings(spec, sized, handled_elsewhere=validators.keys() - sized.keys())
         driver = cls(
-            name,
+            spec.name,
             make_transport(spec, transport_spec),
-            n_ports=validated.get("n_ports", 4),
+            n_ports=n_ports,
             parking_port=validated.get("parking_port", 1),
         )
         if "port" in validated:
-            driver._plan_port(validated["port"])
+            driver._remember_declared("port", validated["port"])
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -91,7 +113,7 @@ class FFSwitch(DriverBase):
             **self.identity,
             "n_ports": self._n_ports,
             "parking_port": self._parking_port,
-            "port": await self.get_port(),
+            **await self._declared_snapshot(),
         }
 
     @operation
@@ -123,9 +145,7 @@ class FFSwitch(DriverBase):
     @operation
     async def set_port(self, port: int) -> None:
         """Route the common fiber to ``port`` and check the echo."""
-        check_int(self.name, "port", port, 1, self._n_ports)
-        await self._send_port(port)
-        self._plan_port(port)
+        await self._set_declared("port", port)
 
     @operation
     async def get_port(self) -> int:
@@ -143,8 +163,9 @@ class FFSwitch(DriverBase):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _plan_port(self, port: int) -> None:
-        self._remember("port", port, lambda: self._send_port(port))
+    def _declared_limits(self, key: str) -> tuple[float, float] | None:
+        """Ports are numbered 1..n_ports of this unit."""
+        return (1, self._n_ports) if key in PORT_KEYS else super()._declared_limits(key)
 
     async def _send_port(self, port: int) -> None:
         request = bytes([HEADER, CMD_SET_PORT, 0x00, port])
