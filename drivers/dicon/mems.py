@@ -15,6 +15,7 @@ to 115200 baud 8N1 (the config's transport options override it).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Self
 
 from labctl.instrument.base import (
@@ -26,7 +27,8 @@ from labctl.instrument.base import (
 )
 from labctl.instrument.recovery import resend_garbled
 from labctl.instrument.scpi import ScpiLink
-from labctl.instrument.validate import check_int, parse_int
+from labctl.instrument.settings import Setting
+from labctl.instrument.validate import parse_int
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
@@ -34,27 +36,46 @@ from labctl.transport.base import Transport
 
 MAX_PORTS = 64
 MAX_MODULE = 16
+DEFAULT_N_PORTS = 4
+PORT_KEYS = ("port", "parking_port")
+"""Settings that name a channel: 1..n_ports of the unit at hand."""
 
 
 class DiconMems(DriverBase):
     """Driver for a DiCon MEMS 1xN switch (implements labctl's OpticalSwitch)."""
 
     model = "DiCon MEMS 1xN"
+    settings = (
+        # The unit's size, where safe_state() routes and which module of a rack this is:
+        # station-file facts, never written.
+        Setting("n_ports", "integer", (1, MAX_PORTS)),
+        Setting("parking_port", "integer", (1, MAX_PORTS)),
+        Setting("module", "integer", (1, MAX_MODULE)),
+        Setting(
+            "port",
+            "integer",
+            (1, MAX_PORTS),
+            apply=lambda d, port: d._write(d._route(port)),
+            read=lambda d: d.get_port(),
+        ),
+    )
 
     def __init__(
         self,
         name: str,
         transport: Transport,
         *,
-        n_ports: int = 4,
+        n_ports: int = DEFAULT_N_PORTS,
         parking_port: int = 1,
         module: int = 1,
     ) -> None:
         super().__init__(name, transport)
         self._scpi = ScpiLink(transport, terminator=b"\r")
-        self._n_ports = check_int(name, "n_ports", n_ports, 1, MAX_PORTS)
-        self._parking_port = check_int(name, "parking_port", parking_port, 1, self._n_ports)
-        self._module = check_int(name, "module", module, 1, MAX_MODULE)
+        self._n_ports: int = self.declared("n_ports").check(name, n_ports)
+        self._parking_port: int = self.declared("parking_port").check(
+            name, parking_port, self._declared_limits("parking_port")
+        )
+        self._module: int = self.declared("module").check(name, module)
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
@@ -63,26 +84,24 @@ class DiconMems(DriverBase):
         transport_spec = with_default_options(
             transport_spec, {"baudrate": 115200, "bytesize": 8, "parity": "N", "stopbits": 1}
         )
-        name = spec.name
-        n_ports = spec.settings.get("n_ports", 4)
-        validated = validate_config_settings(
-            spec,
-            {
-                "n_ports": lambda v: check_int(name, "n_ports", v, 1, MAX_PORTS),
-                "parking_port": lambda v: check_int(name, "parking_port", v, 1, n_ports),
-                "module": lambda v: check_int(name, "module", v, 1, MAX_MODULE),
-                "port": lambda v: check_int(name, "port", v, 1, n_ports),
-            },
-        )
+        validators = cls.config_validators(spec.name)
+        validated = validate_config_settings(spec, validators)
+        n_ports = validated.get("n_ports", DEFAULT_N_PORTS)
+        # Channel numbers again, now against the size this station file gives.
+        sized = {
+            key: functools.partial(cls.declared(key).check, spec.name, limits=(1, n_ports))
+            for key in PORT_KEYS
+        }
+        validate_config_settings(spec, sized, handled_elsewhere=validators.keys() - sized.keys())
         driver = cls(
-            name,
+            spec.name,
             make_transport(spec, transport_spec),
-            n_ports=validated.get("n_ports", 4),
+            n_ports=n_ports,
             parking_port=validated.get("parking_port", 1),
             module=validated.get("module", 1),
         )
         if "port" in validated:
-            driver._plan_port(validated["port"])
+            driver._remember_declared("port", validated["port"])
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -105,7 +124,7 @@ class DiconMems(DriverBase):
             "n_ports": self._n_ports,
             "module": self._module,
             "parking_port": self._parking_port,
-            "port": await self.get_port(),
+            **await self._declared_snapshot(),
         }
 
     async def safe_state(self) -> None:
@@ -138,9 +157,7 @@ class DiconMems(DriverBase):
 
     async def set_port(self, port: int) -> None:
         """Route the common fiber to ``port``, then check the error queue."""
-        check_int(self.name, "port", port, 1, self._n_ports)
-        await self._write(self._route(port))
-        self._plan_port(port)
+        await self._set_declared("port", port)
 
     async def get_port(self) -> int:
         """The routed channel, as the switch reports it."""
@@ -165,8 +182,9 @@ class DiconMems(DriverBase):
     def _route(self, port: int) -> str:
         return f"ROUT{self._module}:SCAN {port}"
 
-    def _plan_port(self, port: int) -> None:
-        self._remember("port", port, lambda: self._write(self._route(port)))
+    def _declared_limits(self, key: str) -> tuple[float, float] | None:
+        """Channels are numbered 1..n_ports of this unit."""
+        return (1, self._n_ports) if key in PORT_KEYS else super()._declared_limits(key)
 
     async def _write(self, command: str) -> None:
         """Send a command, then read the error queue: a non-zero code faults."""
