@@ -44,11 +44,12 @@ from labctl.instrument.base import (
     DriverBase,
     make_transport,
     require_transport,
+    validate_config_settings,
     with_default_options,
 )
-from labctl.instrument.base import validate_config_settings as validate_settings
 from labctl.instrument.scpi import ScpiLink
-from labctl.instrument.validate import check_int, parse_float
+from labctl.instrument.settings import Setting
+from labctl.instrument.validate import parse_float
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
@@ -62,6 +63,10 @@ MAX_CLASSES = 8
 CHUNK_SAMPLES = 1 << 22  # samples per DATA command (16 MiB blocks)
 WAVE_NAMES = ('"labctl_ch1"', '"labctl_ch2"')
 MARKER_DIVIDER_RANGE = (1, 1 << 30)
+PERIOD_RANGE_PS = (1, 10**12)
+SAMPLES_PER_PULSE_RANGE = (1, 1 << 16)
+DEFAULT_SAMPLES_PER_PULSE = 4
+DEFAULT_MARKER_DIVIDER = 1000
 
 
 def intensity_levels(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -87,19 +92,43 @@ class AWG5208Transmitter(DriverBase):
     """Driver for the Tektronix AWG5208 as labctl's Transmitter (REPEATING)."""
 
     model: ClassVar[str] = "Tektronix AWG5208"
+    settings = (
+        Setting(
+            "period_ps",
+            "integer",
+            PERIOD_RANGE_PS,
+            lambda d, ps: d._apply_period(ps),
+            read=lambda d: d.get_period_ps(),
+        ),
+        # The next two are held by the driver, not the AWG: samples_per_pulse is fixed at
+        # construction (memory and sample rate follow from it) and marker_divider is
+        # written into the next pattern loaded, so neither has anything to re-apply.
+        Setting(
+            "samples_per_pulse",
+            "integer",
+            SAMPLES_PER_PULSE_RANGE,
+            read=lambda d: d._samples_per_pulse(),
+        ),
+        Setting(
+            "marker_divider",
+            "integer",
+            MARKER_DIVIDER_RANGE,
+            read=lambda d: d.get_marker_divider(),
+        ),
+    )
 
     def __init__(
         self,
         name: str,
         transport: Transport,
         *,
-        samples_per_pulse: int = 4,
-        marker_divider: int = 1000,
+        samples_per_pulse: int = DEFAULT_SAMPLES_PER_PULSE,
+        marker_divider: int = DEFAULT_MARKER_DIVIDER,
     ) -> None:
         super().__init__(name, transport)
         self._scpi = ScpiLink(transport, terminator=b"\n")
-        self._spp = check_int(name, "samples_per_pulse", samples_per_pulse, 1, 1 << 16)
-        self._divider = check_int(name, "marker_divider", marker_divider, *MARKER_DIVIDER_RANGE)
+        self._spp: int = self.declared("samples_per_pulse").check(name, samples_per_pulse)
+        self._divider: int = self.declared("marker_divider").check(name, marker_divider)
         self._once = False
         self._loaded = 0
 
@@ -111,25 +140,15 @@ class AWG5208Transmitter(DriverBase):
             transport_spec = with_default_options(
                 transport_spec, {"write_termination": "", "read_termination": "\n"}
             )
-        name = spec.name
-        validated = validate_settings(
-            spec,
-            {
-                "samples_per_pulse": lambda v: check_int(name, "samples_per_pulse", v, 1, 1 << 16),
-                "period_ps": lambda v: check_int(name, "period_ps", v, 1, 10**12),
-                "marker_divider": lambda v: check_int(
-                    name, "marker_divider", v, *MARKER_DIVIDER_RANGE
-                ),
-            },
-        )
+        validated = validate_config_settings(spec, cls.config_validators(spec.name))
         driver = cls(
-            name,
+            spec.name,
             make_transport(spec, transport_spec),
-            samples_per_pulse=validated.get("samples_per_pulse", 4),
-            marker_divider=validated.get("marker_divider", 1000),
+            samples_per_pulse=validated.pop("samples_per_pulse", DEFAULT_SAMPLES_PER_PULSE),
+            marker_divider=validated.pop("marker_divider", DEFAULT_MARKER_DIVIDER),
         )
-        if "period_ps" in validated:
-            driver._plan_period(validated["period_ps"])
+        for key, value in validated.items():
+            driver._remember_declared(key, value)
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -150,9 +169,7 @@ class AWG5208Transmitter(DriverBase):
         return {
             "model": self.model,
             **self.identity,
-            "period_ps": await self.get_period_ps(),
-            "samples_per_pulse": self._spp,
-            "marker_divider": self._divider,
+            **await self._declared_snapshot(),
             "memory_pulses": self.memory_pulses,
             "pattern_mode": str(self.pattern_mode),
             "loaded_pulses": self._loaded,
@@ -188,9 +205,7 @@ class AWG5208Transmitter(DriverBase):
 
     async def set_period_ps(self, period_ps: int) -> None:
         """Set the sample rate to ``samples_per_pulse`` samples per ``period_ps``."""
-        value = check_int(self.name, "period_ps", period_ps, 1, 10**12)
-        await self._apply_period(value)
-        self._plan_period(value)
+        await self._set_declared("period_ps", period_ps)
 
     async def get_period_ps(self) -> int:
         """The pulse period from the sample rate, picoseconds."""
@@ -204,7 +219,7 @@ class AWG5208Transmitter(DriverBase):
 
     async def set_marker_divider(self, divider: int) -> None:
         """Clock marker every ``divider`` pulses (written into the next pattern loaded)."""
-        self._divider = check_int(self.name, "marker_divider", divider, *MARKER_DIVIDER_RANGE)
+        self._divider = self.declared("marker_divider").check(self.name, divider)
 
     async def get_marker_divider(self) -> int:
         """Pulses between two clock markers."""
@@ -306,8 +321,8 @@ class AWG5208Transmitter(DriverBase):
         if not error.startswith("0,"):
             raise InstrumentFault(error, instrument=self.name, command=command)
 
-    def _plan_period(self, period_ps: int) -> None:
-        self._remember("period_ps", period_ps, lambda: self._apply_period(period_ps))
+    async def _samples_per_pulse(self) -> int:
+        return self._spp
 
     async def _apply_period(self, period_ps: int) -> None:
         rate = self._spp * PS_PER_S / period_ps

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from drivers.tektronix.awg5208 import AWG5208Transmitter
-from labctl.interfaces import InstrumentFault, ProtocolError, Transmitter
+from labctl.interfaces import (
+    BuildContext,
+    ConfigError,
+    InstrumentFault,
+    InstrumentSpec,
+    ProtocolError,
+    Transmitter,
+    TransportSpec,
+)
 from labctl.interfaces.pattern import PatternMode, PulsePattern
 from labctl.testing.exchange import ScriptedTransport, Step
 
@@ -119,3 +127,43 @@ async def test_a_foreign_identity_is_refused() -> None:
     transport = ScriptedTransport([(b"*IDN?\n", b"KEYSIGHT,33622A,MY1,1.0\n")], instrument="x")
     with pytest.raises(ProtocolError, match="AWG5200"):
         await AWG5208Transmitter("x", transport).connect()
+
+
+def _spec(settings: dict[str, object]) -> InstrumentSpec:
+    return InstrumentSpec(
+        name="alice-awg",
+        class_path="drivers.tektronix.awg5208:AWG5208Transmitter",
+        settings=settings,
+        transport=TransportSpec(kind="tcp", address="127.0.0.1:4000"),
+    )
+
+
+async def test_station_settings_and_snapshot() -> None:
+    settings: dict[str, object] = {
+        "period_ps": 10_000,
+        "samples_per_pulse": 2,
+        "marker_divider": 50,
+    }
+    built = AWG5208Transmitter.from_config(_spec(settings), BuildContext("lab", "alice"))
+    assert built.remembered_settings == {"period_ps": 10_000}  # the others live in the driver
+    assert (built.memory_pulses, await built.get_marker_divider()) == (1_000_000_000, 50)
+    with pytest.raises(ConfigError, match=r"settings\.marker_divider: .*marker_divider=0"):
+        AWG5208Transmitter.from_config(_spec({"marker_divider": 0}), BuildContext("lab", "alice"))
+    awg, transport = await connected(
+        [(b"CLOCk:SRATe?\n", b"2.0000000000E+8\n")], samples_per_pulse=2, marker_divider=50
+    )
+    snapshot = await awg.snapshot()
+    assert list(snapshot)[4:] == [
+        "period_ps",
+        "samples_per_pulse",
+        "marker_divider",
+        "memory_pulses",
+        "pattern_mode",
+        "loaded_pulses",
+        "repeat",
+    ]
+    assert (snapshot["period_ps"], snapshot["samples_per_pulse"]) == (10_000, 2)
+    assert snapshot["marker_divider"] == 50
+    with pytest.raises(ValueError, match="marker_divider=0"):
+        await awg.set_marker_divider(0)
+    transport.assert_complete()
