@@ -33,7 +33,8 @@ from labctl.instrument.base import (
     validate_config_settings,
     with_default_options,
 )
-from labctl.instrument.validate import check_int, check_length, check_number
+from labctl.instrument.settings import Setting
+from labctl.instrument.validate import check_int, check_number
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import InstrumentFault, ProtocolError
 from labctl.interfaces.instrument import Health
@@ -60,22 +61,31 @@ class MPC320(DriverBase):
     """Driver for the Thorlabs MPC320 (implements labctl's PolarizationController)."""
 
     model = "Thorlabs MPC320"
+    settings = (
+        # One paddle position per axis, counts about mid-travel; the paddles take whole counts.
+        Setting(
+            "voltages_mv",
+            "number",
+            VALUE_RANGE,
+            read=lambda d: d.get_voltages_mv(),
+            channels=N_AXES,
+            min_channels=N_AXES,
+            apply_channel=lambda d, axis, value: d._move(axis, round(value)),
+        ),
+    )
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
-        """Build from a station entry; settings: positions (3 values, counts about mid-travel)."""
+        """Build from a station entry; settings: voltages_mv (3 paddle positions, counts)."""
         transport_spec = require_transport(spec, ("serial",))
         transport_spec = with_default_options(
             transport_spec,
             {"baudrate": 115200, "bytesize": 8, "parity": "N", "stopbits": 1, "rtscts": True},
         )
-        name = spec.name
-        validated = validate_config_settings(
-            spec, {"voltages_mv": lambda v: _check_values(name, v)}
-        )
-        driver = cls(name, make_transport(spec, transport_spec))
-        for axis, value in enumerate(validated.get("voltages_mv", [])):
-            driver._plan(axis, value)
+        validated = validate_config_settings(spec, cls.config_validators(spec.name))
+        driver = cls(spec.name, make_transport(spec, transport_spec))
+        for key, value in validated.items():
+            driver._remember_declared(key, _whole_counts(value))
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -106,12 +116,12 @@ class MPC320(DriverBase):
 
     async def snapshot(self) -> dict[str, Any]:
         """Identity, the three paddle positions (counts about mid-travel) and angles."""
-        values = await self.get_voltages_mv()
+        declared = await self._declared_snapshot()
         return {
             "model": self.model,
             **self.identity,
-            "voltages_mv": values,
-            "angles_deg": [_degrees(value) for value in values],
+            **declared,
+            "angles_deg": [_degrees(value) for value in declared["voltages_mv"]],
         }
 
     async def safe_state(self) -> None:
@@ -147,10 +157,9 @@ class MPC320(DriverBase):
 
     async def set_voltages_mv(self, voltages_mv: Sequence[float]) -> None:
         """Move all three paddles, one after the other (validated before the first move)."""
-        values = _check_values(self.name, voltages_mv)
+        values = _whole_counts(self.declared("voltages_mv").check(self.name, voltages_mv))
         for axis, value in enumerate(values):
-            await self._move(axis, value)
-            self._plan(axis, value)
+            await self._set_declared_channel("voltages_mv", axis, value)
 
     async def get_voltages_mv(self) -> list[float]:
         """The three paddle positions (counts about mid-travel)."""
@@ -160,8 +169,7 @@ class MPC320(DriverBase):
         """Move one paddle (axis 0..2) to a position in counts about mid-travel."""
         check_int(self.name, "axis", axis, 0, N_AXES - 1)
         value = round(check_number(self.name, "voltage_mv", voltage_mv, *VALUE_RANGE))
-        await self._move(axis, value)
-        self._plan(axis, value)
+        await self._set_declared_channel("voltages_mv", axis, value)
 
     # -- model extras -------------------------------------------------------------------
 
@@ -175,9 +183,6 @@ class MPC320(DriverBase):
         return [_degrees(value) for value in await self.get_voltages_mv()]
 
     # -- internals ----------------------------------------------------------------------
-
-    def _plan(self, axis: int, value: int) -> None:
-        self._remember(f"position_{axis}", value, lambda: self._move(axis, value))
 
     async def _move(self, axis: int, value: int) -> None:
         counts = value + MID_COUNTS
@@ -246,10 +251,6 @@ def _degrees(value: float) -> float:
     return round((value + MID_COUNTS) * TRAVEL_DEG / MAX_COUNTS, 3)
 
 
-def _check_values(instrument: str, values: Sequence[float]) -> list[int]:
-    """Three paddle positions within range, rounded to whole counts."""
-    check_length(instrument, "voltages_mv", values, N_AXES)
-    return [
-        round(check_number(instrument, f"voltages_mv[{axis}]", v, *VALUE_RANGE))
-        for axis, v in enumerate(values)
-    ]
+def _whole_counts(values: list[float]) -> list[int]:
+    """The paddles move to whole encoder counts."""
+    return [round(value) for value in values]

@@ -83,7 +83,11 @@ async def test_moves_and_positions_exact_bytes() -> None:
     await pc.set_voltages_mv([-100.0, 0.0, 300.4])
     assert await pc.get_voltages_mv() == [-100.0, 0.0, 300.0]
     await pc.set_angle_deg(1, 170.0)
-    assert pc.remembered_settings == {"position_0": -100, "position_1": 685, "position_2": 300}
+    assert pc.remembered_settings == {
+        "voltages_mv[0]": -100,
+        "voltages_mv[1]": 685,
+        "voltages_mv[2]": 300,
+    }
     transport.assert_complete()
 
 
@@ -115,7 +119,11 @@ async def test_snapshot_health_and_safe_state() -> None:
     assert not health.ok and health.detail == "paddles [1] disabled"
     assert health.readings["position_2_counts"] == 1370
     await pc.safe_state()
-    assert pc.remembered_settings == {"position_0": 0, "position_1": 0, "position_2": 0}
+    assert pc.remembered_settings == {
+        "voltages_mv[0]": 0,
+        "voltages_mv[1]": 0,
+        "voltages_mv[2]": 0,
+    }
     transport.assert_complete()
 
 
@@ -177,3 +185,11 @@ def test_from_config_checks_positions() -> None:
     )
     with pytest.raises(ConfigError, match=r"settings\.voltages_mv"):
         MPC320.from_config(spec, BuildContext(lab="lab", node="bob"))
+    spec.settings["voltages_mv"] = [0.4, -100.0, 685.0]
+    pc = MPC320.from_config(spec, BuildContext(lab="lab", node="bob"))
+    # Whole counts, one entry per paddle, re-applied paddle by paddle after a reconnect.
+    assert pc.remembered_settings == {
+        "voltages_mv[0]": 0,
+        "voltages_mv[1]": -100,
+        "voltages_mv[2]": 685,
+    }
