@@ -49,13 +49,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, Self, TypeVar
 
 from drivers.idq.tagframe import SEQ_MODULO, decode_frame
-from labctl.instrument.base import DriverBase, make_transport, require_transport
-from labctl.instrument.base import validate_config_settings as validate_settings
+from labctl.instrument.base import (
+    DriverBase,
+    make_transport,
+    require_transport,
+    validate_config_settings,
+)
 from labctl.instrument.recovery import operation, resend_garbled
 from labctl.instrument.scpi import ScpiLink
+from labctl.instrument.settings import Setting
 from labctl.instrument.validate import (
     check_channel,
     check_int,
+    check_length,
     check_number,
     parse_float,
     parse_int,
@@ -67,7 +73,8 @@ from labctl.interfaces.tags import TagBatch
 from labctl.transport.base import Transport
 from labctl.transport.recovery import policy_of
 
-MAX_DELAY_PS = 1_000_000_000  # 1 ms
+MAX_INPUTS = 4  # the ID1000's inputs; a station may use fewer (n_channels)
+DELAY_RANGE_PS = (0, 1_000_000_000)  # up to 1 ms
 THRESHOLD_RANGE_MV = (-2000.0, 2000.0)
 ORDER_STREAM = 10  # restart the stream only after delays and thresholds are back
 NOT_REPEATABLE = frozenset({"REC:PLAY"})
@@ -104,6 +111,25 @@ class ID1000(DriverBase):
     """Driver for the ID Quantique ID1000 (and ID900) (implements labctl's TimeTagger)."""
 
     model = "ID Quantique ID1000"
+    settings = (
+        Setting(
+            "delays_ps",
+            "integer",
+            DELAY_RANGE_PS,
+            read=lambda d: d._delays_ps(),
+            channels=MAX_INPUTS,
+            apply_channel=lambda d, ch, ps: d._write(_delay_command(ch, ps)),
+        ),
+        # The snapshot reports the thresholds as set; it asks the controller only for delays.
+        Setting(
+            "thresholds_mv",
+            "number",
+            THRESHOLD_RANGE_MV,
+            read=lambda d: d._thresholds_set_mv(),
+            channels=MAX_INPUTS,
+            apply_channel=lambda d, ch, mv: d._write(_threshold_command(ch, mv)),
+        ),
+    )
 
     def __init__(
         self,
@@ -117,7 +143,7 @@ class ID1000(DriverBase):
         super().__init__(name, transport)
         self._scpi = ScpiLink(transport, terminator=b"")
         self._stream = stream
-        self._n_channels = check_int(name, "n_channels", n_channels, 1, 4)
+        self._n_channels = check_int(name, "n_channels", n_channels, 1, MAX_INPUTS)
         inputs = range(self._n_channels) if stream_inputs is None else stream_inputs
         self._stream_inputs = sorted({check_channel(name, ch, self._n_channels) for ch in inputs})
         self._resolution_ps = 1
@@ -133,15 +159,18 @@ class ID1000(DriverBase):
 
         transport_spec = require_transport(spec, ("zmq",))
         name = spec.name
-        n_channels = spec.settings.get("n_channels", 4)
-        validated = validate_settings(
+        n_channels = spec.settings.get("n_channels", MAX_INPUTS)
+        validators = cls.config_validators(name)
+        # Per-input settings take one value for each input in use, not just up to four.
+        for key in ("delays_ps", "thresholds_mv"):
+            validators[key] = _one_per_input(name, key, n_channels, validators[key])
+        validated = validate_config_settings(
             spec,
             {
-                "n_channels": lambda v: check_int(name, "n_channels", v, 1, 4),
-                "delays_ps": lambda v: _per_channel(name, "delays_ps", v, n_channels, _delay),
-                "thresholds_mv": lambda v: _per_channel(
-                    name, "thresholds_mv", v, n_channels, _threshold
-                ),
+                **validators,
+                # How the driver is built, never written to the controller: nothing to
+                # remember or re-apply.
+                "n_channels": lambda v: check_int(name, "n_channels", v, 1, MAX_INPUTS),
                 "stream_inputs": lambda v: _channel_list(name, "stream_inputs", v, n_channels),
             },
         )
@@ -179,12 +208,15 @@ class ID1000(DriverBase):
             driver_options=("stream_address", "stream_pattern", "stream_hwm"),
         )
         driver = cls(
-            name, scpi, stream, n_channels=n_channels, stream_inputs=validated.get("stream_inputs")
+            name,
+            scpi,
+            stream,
+            n_channels=validated.get("n_channels", MAX_INPUTS),
+            stream_inputs=validated.get("stream_inputs"),
         )
-        for channel, delay_ps in enumerate(validated.get("delays_ps", [])):
-            driver._plan_delay(channel, delay_ps)
-        for channel, level_mv in enumerate(validated.get("thresholds_mv", [])):
-            driver._plan_threshold(channel, level_mv)
+        for setting in cls.settings:
+            if setting.name in validated:
+                driver._remember_declared(setting.name, validated[setting.name])
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -222,10 +254,7 @@ class ID1000(DriverBase):
             "model": self.model,
             **self.identity,
             "resolution_ps": self._resolution_ps,
-            "delays_ps": [await self.get_channel_delay_ps(ch) for ch in range(self._n_channels)],
-            "thresholds_mv": [
-                self.remembered_settings.get(f"threshold_{ch}_mv") for ch in range(self._n_channels)
-            ],
+            **await self._declared_snapshot(),
             "streaming": self._stream.is_open,
         }
 
@@ -262,9 +291,7 @@ class ID1000(DriverBase):
     async def set_channel_delay_ps(self, channel: int, delay_ps: int) -> None:
         """Delay every tag of one input by ``delay_ps`` (0..1 ms), on its delay block."""
         check_channel(self.name, channel, self._n_channels)
-        value = _delay(self.name, delay_ps)
-        await self._write(_delay_command(channel, value))
-        self._plan_delay(channel, value)
+        await self._set_declared_channel("delays_ps", channel, delay_ps)
 
     @operation
     async def get_channel_delay_ps(self, channel: int) -> int:
@@ -276,9 +303,7 @@ class ID1000(DriverBase):
     async def set_threshold_mv(self, channel: int, level_mv: float) -> None:
         """Discriminator threshold of one input, millivolts."""
         check_channel(self.name, channel, self._n_channels)
-        value = _threshold(self.name, level_mv)
-        await self._write(_threshold_command(channel, value))
-        self._plan_threshold(channel, value)
+        await self._set_declared_channel("thresholds_mv", channel, level_mv)
 
     @operation
     async def start_stream(self) -> None:
@@ -288,6 +313,7 @@ class ID1000(DriverBase):
         raw_on = "".join(f";:RAW{ch + 1}:SEND ON" for ch in self._stream_inputs)
         await self._write(f"REC:STOP;ENAB ON;NUM INF;TRIG:ARM:MODE MANU{raw_on}")
         await self._write("REC:PLAY")
+        # A running stream is no station setting, but a reconnect restarts it.
         self._remember("streaming", True, self._restart_stream, order=ORDER_STREAM)
 
     @operation
@@ -356,13 +382,15 @@ class ID1000(DriverBase):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _plan_delay(self, channel: int, delay_ps: int) -> None:
-        command = _delay_command(channel, delay_ps)
-        self._remember(f"delay_{channel}_ps", delay_ps, lambda: self._write(command))
+    async def _delays_ps(self) -> list[int]:
+        """Every input's delay as read back."""
+        return [await self.get_channel_delay_ps(ch) for ch in range(self._n_channels)]
 
-    def _plan_threshold(self, channel: int, level_mv: float) -> None:
-        command = _threshold_command(channel, level_mv)
-        self._remember(f"threshold_{channel}_mv", level_mv, lambda: self._write(command))
+    async def _thresholds_set_mv(self) -> list[float | None]:
+        """Every input's threshold as last set (None where none was)."""
+        return [
+            self.remembered_settings.get(f"thresholds_mv[{ch}]") for ch in range(self._n_channels)
+        ]
 
     async def _restart_stream(self) -> None:
         await self._stream.close()
@@ -403,14 +431,6 @@ def _headers(message: str) -> list[str]:
     return [unit.strip().lstrip(":").split(" ")[0].upper() for unit in message.split(";")]
 
 
-def _delay(instrument: str, delay_ps: int) -> int:
-    return check_int(instrument, "delay_ps", delay_ps, 0, MAX_DELAY_PS)
-
-
-def _threshold(instrument: str, level_mv: float) -> float:
-    return check_number(instrument, "threshold_mv", level_mv, *THRESHOLD_RANGE_MV)
-
-
 def _delay_command(channel: int, delay_ps: int) -> str:
     return f"DELA{channel + 1}:VALU {delay_ps};LINK INPU{channel + 1}"
 
@@ -425,12 +445,17 @@ def _threshold_command(channel: int, level_mv: float) -> str:
     return f"INPU{channel + 1}:THRE {level_mv:g}mV"
 
 
-def _per_channel(
-    instrument: str, setting: str, values: Any, n_channels: int, check: Any
-) -> list[Any]:
-    if not isinstance(values, list) or len(values) != n_channels:
-        raise ValueError(f"{instrument}: {setting} needs {n_channels} values, got {values!r}")
-    return [check(instrument, v) for v in values]
+def _one_per_input(
+    instrument: str, setting: str, n_channels: int, check: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    """``check`` (the declaration's), then exactly one value per input in use."""
+
+    def validate(values: Any) -> Any:
+        checked = check(values)
+        check_length(instrument, setting, checked, n_channels)
+        return checked
+
+    return validate
 
 
 def _channel_list(instrument: str, setting: str, values: Any, n_channels: int) -> list[int]:

@@ -203,9 +203,9 @@ async def test_bad_arguments_rejected_before_the_wire() -> None:
     tagger, transport, _ = await connected([])
     with pytest.raises(ValueError, match="channel=4"):
         await tagger.set_channel_delay_ps(4, 0)
-    with pytest.raises(ValueError, match="delay_ps=-1"):
+    with pytest.raises(ValueError, match=r"delays_ps\[0\]=-1"):
         await tagger.set_channel_delay_ps(0, -1)
-    with pytest.raises(ValueError, match="threshold_mv=2500"):
+    with pytest.raises(ValueError, match=r"thresholds_mv\[0\]=2500"):
         await tagger.set_threshold_mv(0, 2500)
     transport.assert_complete()
 
@@ -247,7 +247,7 @@ def test_from_config_builds_scpi_and_stream_links() -> None:
     )
     tagger = ID1000.from_config(spec, BuildContext(lab="lab", node="bob"))
     assert tagger.transport.resource == "tcp://127.0.0.1:5555"
-    assert tagger.remembered_settings["delay_3_ps"] == 30
+    assert tagger.remembered_settings["delays_ps[3]"] == 30
     bad = InstrumentSpec(
         name="tagger",
         class_path="drivers.idq.id1000:ID1000",
@@ -289,3 +289,35 @@ def test_stream_inputs_from_config_are_checked() -> None:
         ID1000.from_config(spec([2]), BuildContext(lab="lab", node="alice"))
     with pytest.raises(ConfigError, match="non-empty list"):
         ID1000.from_config(spec([]), BuildContext(lab="lab", node="alice"))
+
+
+async def test_station_settings_count_inputs_in_use_and_show_in_the_snapshot() -> None:
+    def spec(settings: dict[str, object]) -> InstrumentSpec:
+        return InstrumentSpec(
+            name="tagger",
+            class_path="drivers.idq.id1000:ID1000",
+            settings=settings,
+            transport=TransportSpec(kind="zmq", address="tcp://127.0.0.1:5555"),
+        )
+
+    built = ID1000.from_config(
+        spec({"n_channels": 2, "thresholds_mv": [-100.0, 50]}), BuildContext("lab", "bob")
+    )
+    assert built.remembered_settings == {"thresholds_mv[0]": -100.0, "thresholds_mv[1]": 50.0}
+    with pytest.raises(ConfigError, match="thresholds_mv needs 2 values"):
+        ID1000.from_config(
+            spec({"n_channels": 2, "thresholds_mv": [0.0] * 4}), BuildContext("lab", "bob")
+        )
+    with pytest.raises(ConfigError, match=r"settings\.delays_ps: .*delays_ps\[1\]=-5"):
+        ID1000.from_config(spec({"delays_ps": [0, -5, 0, 0]}), BuildContext("lab", "bob"))
+    tagger, transport, _ = await connected(
+        [
+            (b"INPU2:THRE -80mV", b""),
+            *[(f"DELA{n}:VALU?".encode(), f"{n}TB".encode()) for n in range(1, 5)],
+        ]
+    )
+    await tagger.set_threshold_mv(1, -80)
+    snapshot = await tagger.snapshot()
+    assert snapshot["delays_ps"] == [1, 2, 3, 4]
+    assert snapshot["thresholds_mv"] == [None, -80.0, None, None]
+    transport.assert_complete()

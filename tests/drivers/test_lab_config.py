@@ -37,4 +37,4 @@ def test_lab_yaml_builds_every_real_driver_unconnected() -> None:
     }
     tagger = station.instruments["tagger-bob"]
     assert isinstance(tagger, ID1000)
-    assert tagger.remembered_settings["threshold_2_mv"] == -100.0
+    assert tagger.remembered_settings["thresholds_mv[2]"] == -100.0
