@@ -28,16 +28,18 @@ Assumptions, where the public sources say nothing:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Self
 
 from labctl.instrument.base import DriverBase, make_transport, require_transport
 from labctl.instrument.base import validate_config_settings as validate_settings
 from labctl.instrument.scpi import ScpiLink
+from labctl.instrument.settings import Setting
 from labctl.instrument.validate import (
-    check_bool,
+    RefusedValue,
     check_channel,
-    check_int,
     check_number,
     parse_float,
 )
@@ -50,7 +52,14 @@ BIAS_RANGE_V = (0.0, 250.0)
 BIAS_STEP_UV = 80_000
 THRESHOLD_RANGE_MV = (0.0, 1047.0)
 THRESHOLD_STEP_UV = 500
+INTEGRATION_RANGE_MS = (200, 100_000)
 INTEGRATION_STEP_MS = 200
+MAX_MODULES = 16
+"""The per-channel declarations' bound; from_config asks one value per module it names."""
+ORDER_WINDOW = -1  # the counting window, as at every connect before anything else
+ORDER_BIAS = 0
+ORDER_THRESHOLD = 1
+ORDER_RUN = 10  # the module runs only once its bias and threshold are back
 
 
 def bias_uv(bias_ua: float) -> int:
@@ -67,6 +76,42 @@ class ID120Array(DriverBase):
     """Driver for N ID Quantique ID120 modules (implements labctl's SinglePhotonDetector)."""
 
     model: ClassVar[str] = "ID Quantique ID120"
+    # Declared in the order snapshot() reads them back; re-applied by ``order``.
+    settings = (
+        Setting(
+            "integration_ms",
+            "integer",
+            INTEGRATION_RANGE_MS,
+            apply=lambda d, ms: d._set_every("COUNTERS:INTEGRATION_TIME", ms),
+            order=ORDER_WINDOW,
+        ),
+        Setting(
+            "enabled",
+            "bool",
+            order=ORDER_RUN,
+            read=lambda d: d._every_channel(d.get_enabled),
+            channels=MAX_MODULES,
+            apply_channel=lambda d, ch, on: d._set(ch, "REG:RUN", "TRUE" if on else "FALSE"),
+        ),
+        Setting(
+            "bias_ua",
+            "number",
+            BIAS_RANGE_V,
+            order=ORDER_BIAS,
+            read=lambda d: d._every_channel(d.get_bias_ua),
+            channels=MAX_MODULES,
+            apply_channel=lambda d, ch, v: d._set(ch, "BIAS:VOLTAGE", bias_uv(v)),
+        ),
+        Setting(
+            "trigger_level_mv",
+            "number",
+            THRESHOLD_RANGE_MV,
+            order=ORDER_THRESHOLD,
+            read=lambda d: d._every_channel(d.get_trigger_level_mv),
+            channels=MAX_MODULES,
+            apply_channel=lambda d, ch, mv: d._set(ch, "THRESHOLD:VOLTAGE", threshold_uv(mv)),
+        ),
+    )
 
     def __init__(
         self, name: str, transports: Sequence[Transport], *, integration_ms: int = 200
@@ -76,10 +121,18 @@ class ID120Array(DriverBase):
         super().__init__(name, transports[0])
         self._links = [ScpiLink(t, terminator=b"\n") for t in transports]
         self._transports = list(transports)
-        self._integration_ms = check_int(name, "integration_ms", integration_ms, 200, 100_000)
-        if self._integration_ms % INTEGRATION_STEP_MS:
-            raise ValueError(f"{name}: integration_ms must be a multiple of 200")
+        self._integration_ms = _check_integration_ms(name, integration_ms)
         self._serials: list[str] = []
+        # Every module counts over this window: set at connect, before the other settings.
+        self._remember_declared("integration_ms", self._integration_ms)
+
+    @classmethod
+    def config_validators(cls, name: str) -> dict[str, Callable[[Any], Any]]:
+        """The declared checks, with the window's 200 ms step (a Setting has no step)."""
+        return {
+            **super().config_validators(name),
+            "integration_ms": functools.partial(_check_integration_ms, name),
+        }
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
@@ -101,29 +154,25 @@ class ID120Array(DriverBase):
             TransportSpec(transport_spec.kind, address, transport_spec.timeout_s, options)
             for address in [transport_spec.address, *others]
         ]
-        n = len(specs)
-        name = spec.name
-        validated = validate_settings(
-            spec,
-            {
-                "enabled": lambda v: _per_channel(name, "enabled", v, n, check_bool),
-                "bias_ua": lambda v: _per_channel(name, "bias_ua", v, n, _bias),
-                "trigger_level_mv": lambda v: _per_channel(name, "trigger_level_mv", v, n, _level),
-                "integration_ms": lambda v: check_int(name, "integration_ms", v, 200, 100_000),
-            },
-        )
+        validated = validate_settings(spec, cls._array_validators(spec.name, len(specs)))
         driver = cls(
-            name,
+            spec.name,
             [make_transport(spec, s) for s in specs],
-            integration_ms=validated.get("integration_ms", 200),
+            integration_ms=validated.pop("integration_ms", 200),
         )
-        for channel, value in enumerate(validated.get("bias_ua", [])):
-            driver._plan(channel, "BIAS:VOLTAGE", bias_uv(value))
-        for channel, value in enumerate(validated.get("trigger_level_mv", [])):
-            driver._plan(channel, "THRESHOLD:VOLTAGE", threshold_uv(value))
-        for channel, value in enumerate(validated.get("enabled", [])):
-            driver._plan(channel, "REG:RUN", "TRUE" if value else "FALSE")
+        for key, value in validated.items():
+            driver._remember_declared(key, value)
         return driver
+
+    @classmethod
+    def _array_validators(cls, name: str, n_modules: int) -> dict[str, Callable[[Any], Any]]:
+        """The station file's checks, each per-channel list sized to the modules named."""
+        validators = cls.config_validators(name)
+        for setting in cls.settings:
+            if setting.channels is not None:
+                sized = dataclasses.replace(setting, channels=n_modules, min_channels=n_modules)
+                validators[setting.name] = functools.partial(sized.check, name)
+        return validators
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -144,7 +193,6 @@ class ID120Array(DriverBase):
                     command="*IDN?",
                 )
             self._serials.append(fields[2] if len(fields) > 2 else "")
-            await self._set(channel, "COUNTERS:INTEGRATION_TIME", self._integration_ms)
         return {
             "vendor": fields[0],
             "model": fields[1],
@@ -160,14 +208,11 @@ class ID120Array(DriverBase):
 
     async def snapshot(self) -> dict[str, Any]:
         """Identity and every channel's run state, bias figure and level as read back."""
-        n = self.n_channels
         return {
             "model": self.model,
             **self.identity,
-            "integration_ms": self._integration_ms,
-            "enabled": [await self.get_enabled(c) for c in range(n)],
-            "bias_ua": [await self.get_bias_ua(c) for c in range(n)],
-            "trigger_level_mv": [await self.get_trigger_level_mv(c) for c in range(n)],
+            "integration_ms": self._integration_ms,  # as set at connect; not queried
+            **await self._declared_snapshot(),
         }
 
     async def safe_state(self) -> None:
@@ -197,9 +242,7 @@ class ID120Array(DriverBase):
     async def set_enabled(self, channel: int, enabled: bool) -> None:
         """REG:RUN TRUE/FALSE on the channel's module."""
         check_channel(self.name, channel, self.n_channels)
-        value = "TRUE" if check_bool(self.name, "enabled", enabled) else "FALSE"
-        await self._set(channel, "REG:RUN", value)
-        self._plan(channel, "REG:RUN", value)
+        await self._set_declared_channel("enabled", channel, enabled)
 
     async def get_enabled(self, channel: int) -> bool:
         """True while the module runs."""
@@ -208,9 +251,7 @@ class ID120Array(DriverBase):
     async def set_bias_ua(self, channel: int, bias_ua: float) -> None:
         """The bias figure as volts on the diode (see the module docstring)."""
         check_channel(self.name, channel, self.n_channels)
-        value = bias_uv(_bias(self.name, bias_ua))
-        await self._set(channel, "BIAS:VOLTAGE", value)
-        self._plan(channel, "BIAS:VOLTAGE", value)
+        await self._set_declared_channel("bias_ua", channel, bias_ua)
 
     async def get_bias_ua(self, channel: int) -> float:
         """The bias voltage read back, as the labctl bias figure (V)."""
@@ -219,9 +260,7 @@ class ID120Array(DriverBase):
     async def set_trigger_level_mv(self, channel: int, level_mv: float) -> None:
         """The discriminator threshold, millivolts (500 µV steps)."""
         check_channel(self.name, channel, self.n_channels)
-        value = threshold_uv(_level(self.name, level_mv))
-        await self._set(channel, "THRESHOLD:VOLTAGE", value)
-        self._plan(channel, "THRESHOLD:VOLTAGE", value)
+        await self._set_declared_channel("trigger_level_mv", channel, level_mv)
 
     async def get_trigger_level_mv(self, channel: int) -> float:
         """The threshold read back, millivolts."""
@@ -244,11 +283,14 @@ class ID120Array(DriverBase):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _plan(self, channel: int, header: str, value: int | str) -> None:
-        async def apply() -> None:
-            await self._set(channel, header, value)
+    async def _every_channel(self, read: Callable[[int], Awaitable[Any]]) -> list[Any]:
+        """``read`` of each channel, in channel order."""
+        return [await read(channel) for channel in range(self.n_channels)]
 
-        self._remember(f"{header}_{channel}", value, apply)
+    async def _set_every(self, header: str, value: int | str) -> None:
+        """``_set`` on every module, in channel order."""
+        for channel in range(self.n_channels):
+            await self._set(channel, header, value)
 
     async def _set(self, channel: int, header: str, value: int | str) -> None:
         """Write, read back, and raise InstrumentFault when the module kept another value."""
@@ -277,18 +319,13 @@ class ID120Array(DriverBase):
         return reply == "TRUE"
 
 
-def _bias(instrument: str, value: float) -> float:
-    return check_number(instrument, "bias_ua", value, *BIAS_RANGE_V)
-
-
-def _level(instrument: str, value: float) -> float:
-    return check_number(instrument, "trigger_level_mv", value, *THRESHOLD_RANGE_MV)
-
-
-def _per_channel(instrument: str, setting: str, values: Any, n: int, check: Any) -> list[Any]:
-    if not isinstance(values, list) or len(values) != n:
-        raise ValueError(f"{instrument}: {setting} needs {n} values (one per module)")
-    return [
-        check(instrument, setting, v) if check is check_bool else check(instrument, v)
-        for v in values
-    ]
+def _check_integration_ms(instrument: str, value: int) -> int:
+    """The counting window: within range and on the module's 200 ms step."""
+    window_ms: int = ID120Array.declared("integration_ms").check(instrument, value)
+    if window_ms % INTEGRATION_STEP_MS:
+        raise RefusedValue(
+            f"integration_ms={window_ms} is not a multiple of {INTEGRATION_STEP_MS}",
+            instrument=instrument,
+            command="integration_ms",
+        )
+    return window_ms
