@@ -40,13 +40,15 @@ Pattern contents never reach a log line or an exception.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from drivers.swabian.sequence import (
+    N_DIGITAL,
     ChannelMap,
     encode_base64,
     encode_steps,
@@ -55,12 +57,8 @@ from drivers.swabian.sequence import (
 from drivers.swabian.upload import UploadTransport
 from labctl.instrument.base import DriverBase, require_transport, validate_config_settings
 from labctl.instrument.recovery import operation, operation_once
-from labctl.instrument.validate import (
-    RefusedType,
-    RefusedValue,
-    check_int,
-    check_number,
-)
+from labctl.instrument.settings import Setting
+from labctl.instrument.validate import RefusedType, RefusedValue
 from labctl.interfaces.build import BuildContext, InstrumentSpec
 from labctl.interfaces.errors import (
     ConfigError,
@@ -88,9 +86,19 @@ REARM_AUTO = 0
 # 8 ns per pulse the intensity drive cannot follow every pulse (fine for a twin's 1 GHz).
 MIN_PERIOD_NS = 1
 MAX_PERIOD_NS = 0xFFFFFFFF
+PERIOD_RANGE_PS = (MIN_PERIOD_NS * 1000, MAX_PERIOD_NS * 1000)
+DIVIDER_RANGE = (1, 1 << 31)  # clock marker every n-th pulse
+LEVEL_RANGE_V = (-1.0, 1.0)  # the analog outputs' full scale
+OUTPUTS = (0, N_DIGITAL - 1)  # digital outputs
+MAX_INTENSITY_CLASSES = 256  # a PulsePattern's intensity class is one byte
 UPLOAD_BYTES_PER_S = 5e6  # extra reply time granted per byte of a stream() request
 TRANSPORT_OPTIONS = frozenset({"open_timeout_s", "max_reply_bytes", "path", "upload_port"})
 STREAMING_MODES = ("continuous", "repeating")
+
+
+async def _held(value: Any) -> Any:
+    """A value the driver holds, as a declared setting's read."""
+    return value
 
 
 class PulseStreamer(DriverBase):
@@ -104,6 +112,31 @@ class PulseStreamer(DriverBase):
 
     model: ClassVar[str] = "Swabian Instruments Pulse Streamer 8/2"
     memory_steps: ClassVar[int] = MEMORY_STEPS
+    # The device has none of these: the driver holds them from construction on and encodes
+    # the next sequence with them, so none has an apply or anything to re-apply. The station
+    # file's ``streaming`` (a word, fixed at construction) is checked in config_validators.
+    settings = (
+        Setting("period_ps", "integer", PERIOD_RANGE_PS, read=lambda d: d.get_period_ps()),
+        Setting("marker_divider", "integer", DIVIDER_RANGE, read=lambda d: d.get_marker_divider()),
+        Setting(
+            "intensity_levels_v",
+            "number",
+            LEVEL_RANGE_V,
+            read=lambda d: _held(list(d._levels_v)),
+            channels=MAX_INTENSITY_CLASSES,
+        ),
+        Setting("off_level_v", "number", LEVEL_RANGE_V, read=lambda d: _held(d._off_level_v)),
+        Setting(
+            "basis_channel", "integer", OUTPUTS, read=lambda d: _held(d.channels.basis_channel)
+        ),
+        Setting("bit_channel", "integer", OUTPUTS, read=lambda d: _held(d.channels.bit_channel)),
+        Setting(
+            "clock_channel", "integer", OUTPUTS, read=lambda d: _held(d.channels.clock_channel)
+        ),
+        Setting(
+            "frame_channel", "integer", OUTPUTS, read=lambda d: _held(d.channels.frame_channel)
+        ),
+    )
 
     def __init__(
         self,
@@ -130,13 +163,22 @@ class PulseStreamer(DriverBase):
             off_level_v=self._off_level_v,
         )
         self._period_ns = self._check_period(period_ps)
-        self._divider = self._check_divider(marker_divider)
+        self._divider: int = self.declared("marker_divider").check(name, marker_divider)
         self._upload = upload
         self._loaded: tuple[int, bool] | None = None  # (pulses, repeat) of the armed pattern
         self._played = 0  # pulses uploaded since the load (clock-marker phase of the next)
         self._stopped = False  # forceFinal ends a stream: chunks cannot follow it
         self._next_slot = 0
         self._last_chunk_s = 0.0
+
+    @classmethod
+    def config_validators(cls, name: str) -> dict[str, Callable[[Any], Any]]:
+        """The declared settings' checks and what a declaration cannot say: the pattern
+        mode (a word) and the period's 1 ns grid."""
+        validators = super().config_validators(name)
+        validators["period_ps"] = functools.partial(check_period_ps, name)
+        validators["streaming"] = functools.partial(_check_streaming, name)
+        return validators
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
@@ -192,24 +234,7 @@ class PulseStreamer(DriverBase):
             )
         except (TypeError, ValueError) as exc:
             raise fail("transport.options", str(exc)) from None
-
-        def channel(key: str) -> Any:
-            return lambda v: check_int(name, key, v, 0, 7)
-
-        validated = validate_config_settings(
-            spec,
-            {
-                "period_ps": lambda v: check_period_ps(name, v),
-                "marker_divider": lambda v: check_int(name, "marker_divider", v, 1, 1 << 31),
-                "intensity_levels_v": lambda v: _check_levels(name, v),
-                "off_level_v": lambda v: check_number(name, "off_level_v", v, -1.0, 1.0),
-                "basis_channel": channel("basis_channel"),
-                "bit_channel": channel("bit_channel"),
-                "clock_channel": channel("clock_channel"),
-                "frame_channel": channel("frame_channel"),
-                "streaming": lambda v: _check_streaming(name, v),
-            },
-        )
+        validated = validate_config_settings(spec, cls.config_validators(name))
         upload = None
         if validated.get("streaming", "continuous") == "continuous":
             upload = UploadTransport(host, upload_port, instrument=name, timeout_s=timeout_s)
@@ -334,14 +359,7 @@ class PulseStreamer(DriverBase):
             **self.identity,
             "pattern_mode": str(self.pattern_mode),
             "memory_pulses": self.memory_pulses,
-            "period_ps": self._period_ns * 1000,
-            "marker_divider": self._divider,
-            "intensity_levels_v": list(self._levels_v),
-            "off_level_v": self._off_level_v,
-            "basis_channel": self._channels.basis_channel,
-            "bit_channel": self._channels.bit_channel,
-            "clock_channel": self._channels.clock_channel,
-            "frame_channel": self._channels.frame_channel,
+            **await self._declared_snapshot(),
             "loaded_pulses": None if loaded is None else loaded[0],
             "loaded_repeat": None if loaded is None else loaded[1],
             "streamed_pulses": self._played,
@@ -393,7 +411,7 @@ class PulseStreamer(DriverBase):
     @operation
     async def set_marker_divider(self, divider: int) -> None:
         """Mark every ``divider``-th pulse on the clock channel (from the next pattern on)."""
-        self._divider = self._check_divider(divider)
+        self._divider = self.declared("marker_divider").check(self.name, divider)
 
     @operation
     async def get_marker_divider(self) -> int:
@@ -556,9 +574,6 @@ class PulseStreamer(DriverBase):
     def _check_period(self, period_ps: int) -> int:
         return check_period_ps(self.name, period_ps) // 1000
 
-    def _check_divider(self, divider: int) -> int:
-        return check_int(self.name, "marker_divider", divider, 1, 1 << 31)
-
     async def _call_bool(self, method: str, params: Sequence[int] = ()) -> bool:
         value = await self._rpc.call(method, params)
         if isinstance(value, bool):
@@ -578,9 +593,9 @@ class PulseStreamer(DriverBase):
         return value
 
 
-def check_period_ps(name: str, period_ps: int) -> int:
+def check_period_ps(name: str, period_ps: Any) -> int:
     """``period_ps`` when it is a whole number of ns (>= 1 ns), else RefusedValue."""
-    value = check_int(name, "period_ps", period_ps, MIN_PERIOD_NS * 1000, MAX_PERIOD_NS * 1000)
+    value: int = PulseStreamer.declared("period_ps").check(name, period_ps)
     if value % 1000:
         raise RefusedValue(
             f"period_ps={value} is not a whole number of ns (the Pulse Streamer's 1 ns grid)",
@@ -608,13 +623,3 @@ def _version(text: str) -> tuple[int, ...]:
             break
         parts.append(int(piece))
     return tuple(parts) or (0,)
-
-
-def _check_levels(name: str, value: Any) -> tuple[float, ...]:
-    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
-        raise RefusedValue(
-            f"intensity_levels_v must be a list of volts, one per intensity class, got {value!r}",
-            instrument=name,
-            command="intensity_levels_v",
-        )
-    return tuple(check_number(name, "intensity_levels_v", v, -1.0, 1.0) for v in value)

@@ -178,6 +178,10 @@ async def test_snapshot_and_health(rig: Rig) -> None:
     assert snap["pattern_mode"] == "repeating"
     assert snap["memory_pulses"] == 2_000_000
     assert snap["period_ps"] == 8000
+    settings = ["period_ps", "marker_divider", "intensity_levels_v", "off_level_v"]
+    outputs = ["basis_channel", "bit_channel", "clock_channel", "frame_channel"]
+    assert list(snap)[list(snap).index("memory_pulses") + 1 :][:8] == settings + outputs
+    assert [snap[key] for key in settings[1:] + outputs] == [16, [0.8, 0.3, 0.0], 0.0, 0, 1, 2, 3]
     assert snap["loaded_pulses"] == 1000 and snap["has_sequence"] is True
     assert snap["trigger_start"] == 1
     json.dumps(snap)
@@ -266,8 +270,10 @@ async def test_from_config_refuses_bad_entries() -> None:
         build_driver("127.0.0.1:8050", {"frobnicate": 1})
     with pytest.raises(ConfigError, match="distinct"):
         build_driver("127.0.0.1:8050", {"basis_channel": 2, "clock_channel": 2})
-    with pytest.raises(ConfigError, match=r"intensity_levels_v"):
+    with pytest.raises(ConfigError, match=r"settings\.intensity_levels_v: .*\[1\]=1\.5 is outside"):
         build_driver("127.0.0.1:8050", {"intensity_levels_v": [0.5, 1.5]})
+    with pytest.raises(ConfigError, match=r"settings\.clock_channel: .*clock_channel=8"):
+        build_driver("127.0.0.1:8050", {"clock_channel": 8})
     with pytest.raises(ConfigError, match="distinct"):
         build_driver("127.0.0.1:8050", {"intensity_levels_v": [0.5, 0.5]})
     with pytest.raises(ConfigError, match=r"transport\.address"):
