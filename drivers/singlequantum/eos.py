@@ -21,18 +21,22 @@ Documented assumptions:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, Self
 
 from drivers.singlequantum.jsonlink import JsonLink
-from labctl.instrument.base import DriverBase, make_transport, require_transport
-from labctl.instrument.base import validate_config_settings as validate_settings
+from labctl.instrument.base import (
+    DriverBase,
+    make_transport,
+    require_transport,
+    validate_config_settings,
+)
 from labctl.instrument.recovery import operation
+from labctl.instrument.settings import Setting
 from labctl.instrument.validate import (
-    check_bool,
     check_channel,
-    check_int,
     check_length,
     check_number,
     decode_ascii,
@@ -46,13 +50,54 @@ from labctl.transport.recovery import policy_of
 BIAS_RANGE_UA = (0.0, 100.0)
 TRIGGER_RANGE_MV = (-2000.0, 2000.0)
 PERIOD_RANGE_MS = (10, 60_000)
-MAX_CHANNELS = 64
+LATCH_RANGE_MV = (0.0, 1e4)
+MAX_CHANNELS = 64  # a station file may list this many; the unit's count is read at connect
+ORDER_PERIOD = -1
+ORDER_TRIGGER = 0
+ORDER_BIAS = 5  # bias goes on only after the counters are set up
+BIAS_PAIR = ("bias_ua", "enabled")
 
 
 class EosSNSPD(DriverBase):
     """Driver for a Single Quantum Eos (implements labctl's SinglePhotonDetector)."""
 
     model = "Single Quantum Eos"
+    settings = (
+        # Setpoints and enables reach the Eos together (see _apply_bias); bias_ua reads
+        # back the bias flowing, which is 0 on a disarmed channel.
+        Setting(
+            "bias_ua",
+            "number",
+            BIAS_RANGE_UA,
+            apply=lambda d, ua: d._apply_bias(setpoints=ua),
+            order=ORDER_BIAS,
+            read=lambda d: d._read_vector("BiasCurrent"),
+            channels=MAX_CHANNELS,
+        ),
+        Setting(
+            "enabled",
+            "bool",
+            apply=lambda d, on: d._apply_bias(armed=on),
+            order=ORDER_BIAS,
+            channels=MAX_CHANNELS,
+        ),
+        Setting(
+            "trigger_level_mv",
+            "number",
+            TRIGGER_RANGE_MV,
+            apply=lambda d, mv: d._send_triggers(mv),
+            order=ORDER_TRIGGER,
+            read=lambda d: d._read_vector("TriggerLevel"),
+            channels=MAX_CHANNELS,
+        ),
+        Setting(
+            "measurement_period_ms",
+            "integer",
+            PERIOD_RANGE_MS,
+            apply=lambda d, ms: d._apply_period(ms),
+            order=ORDER_PERIOD,
+        ),
+    )
 
     def __init__(
         self,
@@ -65,31 +110,28 @@ class EosSNSPD(DriverBase):
         super().__init__(name, control)
         self._json = JsonLink(control)
         self._counts = counts
-        self._latch_voltage_mv = check_number(name, "latch_voltage_mv", latch_voltage_mv, 0, 1e4)
+        self._latch_voltage_mv = check_number(
+            name, "latch_voltage_mv", latch_voltage_mv, *LATCH_RANGE_MV
+        )
         self._n_channels = 0
         self._bias_ua: list[float] = []
         self._armed: list[bool] = []
         self._period_ms = 100
-        self._pending_bias: list[float] | None = None
-        self._pending_armed: list[bool] | None = None
 
     @classmethod
     def from_config(cls, spec: InstrumentSpec, context: BuildContext) -> Self:
         """Build from a station entry; settings: bias_ua, trigger_level_mv, enabled, ..."""
         control_spec = require_transport(spec, ("tcp",))
         name = spec.name
-        validated = validate_settings(
+        validated = validate_config_settings(
             spec,
             {
-                "bias_ua": lambda v: [_bias(name, x) for x in _listed(name, "bias_ua", v)],
-                "trigger_level_mv": lambda v: [
-                    _trigger(name, x) for x in _listed(name, "trigger_level_mv", v)
-                ],
-                "enabled": lambda v: [
-                    check_bool(name, "enabled", x) for x in _listed(name, "enabled", v)
-                ],
-                "measurement_period_ms": lambda v: _period(name, v),
-                "latch_voltage_mv": lambda v: check_number(name, "latch_voltage_mv", v, 0, 1e4),
+                **cls.config_validators(name),
+                # The driver's own latch criterion, never sent to the Eos: nothing to
+                # remember or re-apply.
+                "latch_voltage_mv": lambda v: check_number(
+                    name, "latch_voltage_mv", v, *LATCH_RANGE_MV
+                ),
             },
         )
         counts_address = control_spec.options.get("counts_address")
@@ -104,14 +146,9 @@ class EosSNSPD(DriverBase):
             make_transport(spec, counts_spec),
             latch_voltage_mv=validated.get("latch_voltage_mv", 50.0),
         )
-        if "measurement_period_ms" in validated:
-            driver._plan_period(validated["measurement_period_ms"])
-        if "trigger_level_mv" in validated:
-            driver._plan_triggers(validated["trigger_level_mv"])
-        if "bias_ua" in validated or "enabled" in validated:
-            driver._pending_bias = validated.get("bias_ua")
-            driver._pending_armed = validated.get("enabled")
-            driver._remember("bias", None, driver._apply_pending_bias, order=5)
+        for setting in cls.settings:
+            if setting.name in validated:
+                driver._remember_declared(setting.name, validated[setting.name])
         return driver
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -149,8 +186,7 @@ class EosSNSPD(DriverBase):
             **self.identity,
             "bias_setpoint_ua": list(self._bias_ua),
             "enabled": list(self._armed),
-            "bias_ua": await self._read_vector("BiasCurrent"),
-            "trigger_level_mv": await self._read_vector("TriggerLevel"),
+            **await self._declared_snapshot(),
             "measurement_period_ms": self._period_ms,
             "latch_voltage_mv": self._latch_voltage_mv,
         }
@@ -158,9 +194,9 @@ class EosSNSPD(DriverBase):
     @operation
     async def safe_state(self) -> None:
         """Disarm every channel: zero bias and the system enable switch off."""
-        self._armed = [False] * self._n_channels
-        await self._send_bias()
-        self._plan_bias()
+        # The driver's own value needs no check; written as is, it also fails as a lost
+        # link, not as an empty list, when the Eos was never reached.
+        await self._apply_bias(armed=[False] * self._n_channels)
 
     @operation
     async def health(self) -> Health:
@@ -184,12 +220,9 @@ class EosSNSPD(DriverBase):
     async def set_enabled(self, channel: int, enabled: bool) -> None:
         """Arm or disarm one channel (bias applied or zeroed)."""
         check_channel(self.name, channel, self._n_channels)
-        check_bool(self.name, "enabled", enabled)
         armed = list(self._armed)
         armed[channel] = enabled
-        await self._send_bias(armed=armed)
-        self._armed = armed
-        self._plan_bias()
+        await self._set_declared("enabled", armed)
 
     @operation
     async def get_enabled(self, channel: int) -> bool:
@@ -204,10 +237,8 @@ class EosSNSPD(DriverBase):
         """Set one channel's bias setpoint in µA (applied while the channel is armed)."""
         check_channel(self.name, channel, self._n_channels)
         setpoints = list(self._bias_ua)
-        setpoints[channel] = _bias(self.name, bias_ua)
-        await self._send_bias(setpoints=setpoints)
-        self._bias_ua = setpoints
-        self._plan_bias()
+        setpoints[channel] = bias_ua
+        await self._set_declared("bias_ua", setpoints)
 
     @operation
     async def get_bias_ua(self, channel: int) -> float:
@@ -220,9 +251,8 @@ class EosSNSPD(DriverBase):
         """Set one channel's counter trigger level in mV."""
         check_channel(self.name, channel, self._n_channels)
         levels = await self._read_vector("TriggerLevel")
-        levels[channel] = _trigger(self.name, level_mv)
-        await self._send_triggers(levels)
-        self._plan_triggers(levels)
+        levels[channel] = level_mv
+        await self._set_declared("trigger_level_mv", levels)
 
     @operation
     async def get_trigger_level_mv(self, channel: int) -> float:
@@ -279,10 +309,7 @@ class EosSNSPD(DriverBase):
     @operation
     async def set_measurement_period_ms(self, period_ms: int) -> None:
         """Counter integration period of the counts stream, ms (10..60000)."""
-        value = _period(self.name, period_ms)
-        reply = await self._json.command("SetMeasurementPeriod", "InptMeasurementPeriod", value)
-        self._period_ms = _period_reply(self.name, reply)
-        self._plan_period(value)
+        await self._set_declared("measurement_period_ms", period_ms)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -291,6 +318,24 @@ class EosSNSPD(DriverBase):
 
     def _effective_bias(self, setpoints: list[float], armed: list[bool]) -> list[float]:
         return [b if on else 0.0 for b, on in zip(setpoints, armed, strict=True)]
+
+    async def _apply_bias(
+        self, *, setpoints: list[float] | None = None, armed: list[bool] | None = None
+    ) -> None:
+        """New setpoints and/or enables (None: those in force) with the other half kept.
+
+        The Eos takes them as one pair of commands, the effective bias then the system
+        switch; the driver's state and memory change only once both are confirmed.
+        """
+        if setpoints is not None:
+            check_length(self.name, "bias_ua", setpoints, self._n_channels)
+        if armed is not None:
+            check_length(self.name, "enabled", armed, self._n_channels)
+        setpoints = list(self._bias_ua if setpoints is None else setpoints)
+        armed = list(self._armed if armed is None else armed)
+        await self._send_bias(setpoints=setpoints, armed=armed)
+        self._bias_ua, self._armed = setpoints, armed
+        self._remember_bias(setpoints, armed)
 
     async def _send_bias(
         self, *, setpoints: list[float] | None = None, armed: list[bool] | None = None
@@ -314,38 +359,34 @@ class EosSNSPD(DriverBase):
                 command=name,
             )
 
-    def _plan_bias(self) -> None:
-        setpoints, armed = list(self._bias_ua), list(self._armed)
+    async def _apply_period(self, period_ms: int) -> None:
+        """Rates are computed with the period the Eos confirms, after a reconnect too."""
+        reply = await self._json.command("SetMeasurementPeriod", "InptMeasurementPeriod", period_ms)
+        self._period_ms = _period_reply(self.name, reply)
 
-        async def restore() -> None:
-            # connect() has just read the device's state; put ours back over it.
-            self._bias_ua, self._armed = list(setpoints), list(armed)
-            await self._send_bias()
+    def _remember_declared(self, key: str, value: Any) -> None:
+        """Setpoints and enables are remembered together, as one entry ``bias``.
 
-        self._remember("bias", (setpoints, armed), restore, order=5)
+        A reconnect then writes the pair of commands once, with both halves restored over
+        what connect() has just read, not once per setting with the other half as the
+        restarted device reports it. Before the first connect (a station file) a half not
+        given is None: the one the device reports at connect.
+        """
+        if key not in BIAS_PAIR:
+            super()._remember_declared(key, value)
+            return
+        setpoints, armed = self.remembered_settings.get("bias", (None, None))
+        if key == "bias_ua":
+            setpoints = value
+        else:
+            armed = value
+        self._remember_bias(setpoints, armed)
 
-    def _plan_triggers(self, levels: list[float]) -> None:
-        self._remember("trigger_level_mv", levels, lambda: self._send_triggers(levels))
-
-    def _plan_period(self, period_ms: int) -> None:
-        self._remember(
-            "measurement_period_ms",
-            period_ms,
-            lambda: self._json.command("SetMeasurementPeriod", "InptMeasurementPeriod", period_ms),
-            order=-1,
-        )
-
-    async def _apply_pending_bias(self) -> None:
-        """Config-given setpoints/enables, checked against the channel count read at connect."""
-        if self._pending_bias is not None:
-            check_length(self.name, "bias_ua", self._pending_bias, self._n_channels)
-            self._bias_ua = list(self._pending_bias)
-        if self._pending_armed is not None:
-            check_length(self.name, "enabled", self._pending_armed, self._n_channels)
-            self._armed = list(self._pending_armed)
-        self._pending_bias = self._pending_armed = None
-        await self._send_bias()
-        self._plan_bias()
+    def _remember_bias(self, setpoints: list[float] | None, armed: list[bool] | None) -> None:
+        setpoints = None if setpoints is None else list(setpoints)
+        armed = None if armed is None else list(armed)
+        restore = functools.partial(self._apply_bias, setpoints=setpoints, armed=armed)
+        self._remember("bias", (setpoints, armed), restore, order=ORDER_BIAS)
 
     async def _read_vector(self, label: str) -> list[float]:
         value = await self._json.request(label)
@@ -381,18 +422,6 @@ class EosSNSPD(DriverBase):
         return counts
 
 
-def _bias(instrument: str, bias_ua: float) -> float:
-    return check_number(instrument, "bias_ua", bias_ua, *BIAS_RANGE_UA)
-
-
-def _trigger(instrument: str, level_mv: float) -> float:
-    return check_number(instrument, "trigger_level_mv", level_mv, *TRIGGER_RANGE_MV)
-
-
-def _period(instrument: str, period_ms: int) -> int:
-    return check_int(instrument, "measurement_period_ms", period_ms, *PERIOD_RANGE_MS)
-
-
 def _period_reply(instrument: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
         raise ProtocolError(
@@ -401,9 +430,3 @@ def _period_reply(instrument: str, value: Any) -> int:
             command="request InptMeasurementPeriod",
         )
     return int(value)
-
-
-def _listed(instrument: str, setting: str, value: Any) -> list[Any]:
-    if not isinstance(value, list) or not 1 <= len(value) <= MAX_CHANNELS:
-        raise ValueError(f"{instrument}: {setting} must be a list, one value per channel")
-    return value

@@ -235,7 +235,7 @@ async def test_bad_arguments_rejected_before_the_wire() -> None:
     eos, control, _ = await connected([])
     with pytest.raises(ValueError, match="channel=2"):
         await eos.set_enabled(2, True)
-    with pytest.raises(ValueError, match="bias_ua=150"):
+    with pytest.raises(ValueError, match=r"bias_ua\[0\]=150"):
         await eos.set_bias_ua(0, 150)
     with pytest.raises(ValueError, match="measurement_period_ms=5"):
         await eos.set_measurement_period_ms(5)
@@ -281,5 +281,65 @@ def test_from_config_validates_and_builds_both_links() -> None:
         settings={"bias_ua": [10.0, 500.0]},
         transport=TransportSpec(kind="tcp", address="127.0.0.1:12000"),
     )
-    with pytest.raises(ConfigError, match=r"settings\.bias_ua: .*bias_ua=500"):
+    with pytest.raises(ConfigError, match=r"settings\.bias_ua: .*bias_ua\[1\]=500"):
         EosSNSPD.from_config(bad, BuildContext(lab="lab", node="bob"))
+
+
+async def test_station_settings_apply_at_connect_and_come_back_whole() -> None:
+    spec = InstrumentSpec(
+        name="snspd",
+        class_path="drivers.singlequantum.eos:EosSNSPD",
+        settings={"bias_ua": [10.0, 11], "trigger_level_mv": [150, 160.0], "latch_voltage_mv": 80},
+        transport=TransportSpec(kind="tcp", address="127.0.0.1:12000"),
+    )
+    built = EosSNSPD.from_config(spec, BuildContext(lab="lab", node="bob"))
+    assert built.remembered_settings == {
+        "trigger_level_mv": [150.0, 160.0],
+        "bias": ([10.0, 11.0], None),  # enables as the Eos reports them at connect
+    }
+    with pytest.raises(ConfigError, match=r"settings\.enabled: .*enabled\[0\] must be True"):
+        EosSNSPD.from_config(
+            InstrumentSpec(
+                name="snspd",
+                class_path="drivers.singlequantum.eos:EosSNSPD",
+                settings={"enabled": [1, 0]},
+                transport=TransportSpec(kind="tcp", address="127.0.0.1:12000"),
+            ),
+            BuildContext(lab="lab", node="bob"),
+        )
+    restarted = [
+        req("NumberOfDetectors", b"2"),
+        req("InptMeasurementPeriod", b"100"),
+        req("BiasCurrent", b"[0.0,0.0]"),
+        req("DetectorEnable", b"false"),
+    ]
+    control = ScriptedTransport(
+        [
+            *CONNECT,  # channel 0 armed, channel 1 not
+            cmd("SetAllTriggerLevels", "TriggerLevel", b"[150.0,160.0]"),
+            cmd("SetAllBiasCurrents", "BiasCurrent", b"[10.0,0.0]"),
+            cmd("DetectorEnable", "DetectorEnable", b"true"),
+            cmd("SetMeasurementPeriod", "InptMeasurementPeriod", b"200"),
+            (req("BiasVoltage", b"")[0], DISCONNECT),
+            *restarted,  # factory state: the enables of the first connect come back
+            cmd("SetMeasurementPeriod", "InptMeasurementPeriod", b"200"),
+            cmd("SetAllTriggerLevels", "TriggerLevel", b"[150.0,160.0]"),
+            cmd("SetAllBiasCurrents", "BiasCurrent", b"[10.0,0.0]"),
+            cmd("DetectorEnable", "DetectorEnable", b"true"),
+            req("BiasVoltage", b"[1.0,0.0]"),
+            req("BiasCurrent", b"[10.0,0.0]"),  # the snapshot
+            req("TriggerLevel", b"[150.0,160.0]"),
+        ],
+        instrument="snspd",
+    )
+    eos = EosSNSPD("snspd", control, ScriptedTransport([], instrument="snspd"))
+    eos._remember_declared("trigger_level_mv", [150.0, 160.0])  # as from_config does
+    eos._remember_declared("bias_ua", [10.0, 11.0])
+    await eos.connect()
+    assert eos.remembered_settings["bias"] == ([10.0, 11.0], [True, False])
+    await eos.set_measurement_period_ms(200)
+    assert await eos.is_latched(0) is False
+    snapshot = await eos.snapshot()
+    assert snapshot["measurement_period_ms"] == 200  # the period set, not the factory one
+    assert snapshot["bias_setpoint_ua"] == [10.0, 11.0] and snapshot["enabled"] == [True, False]
+    control.assert_complete()
