@@ -95,7 +95,7 @@ def test_public_shuffles_are_int32_permutations_with_their_inverse() -> None:
     order, position = sched.shuffle(2)
     assert order.dtype == np.int32 and np.array_equal(np.sort(order), np.arange(5000))
     assert np.array_equal(position[order], np.arange(5000))
-    # The compiled Fisher-Yates and the pure-Python fallback give the same permutation.
+    # The compiled Fisher-Yates and the pure-Python oracle give the same permutation.
     assert np.array_equal(order, public_order(5000, 77, 2, compiled=False))
     with pytest.raises(ValueError, match=r"n_bits must be in \[1, 2\^31\)"):
         CascadeSchedule(2**31, (4,), 1)

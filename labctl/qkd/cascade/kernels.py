@@ -1,9 +1,9 @@
 """Compiled (numba) loops for Cascade: the public shuffles and Bob's per-round local work.
 
-Imported through :func:`load`, so Cascade still runs (on the numpy path) where numba is
-missing; ``compiled=False`` on the Cascade classes runs that path on purpose (the tests'
-oracle). uint64 constants stay uint64 (mixing them
-with Python ints would promote to float64 inside numba).
+numba is a dependency, so these are the production path; the numpy code beside them runs
+only when asked for (``compiled=False`` on the Cascade classes: the tests' oracle).
+uint64 constants stay uint64 (mixing them with Python ints would promote to float64
+inside numba).
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from types import ModuleType
 import numpy as np
 
 
-def load() -> ModuleType | None:
-    """The compiled kernels module, or None (numba missing)."""
-    try:
-        from labctl.qkd.cascade import _jit as _cascade_jit
-    except ImportError:  # numba is optional for the protocol: numpy is the fallback
-        return None
+def load() -> ModuleType:
+    """The compiled kernels module (imported on first use: numba compiles at import)."""
+    from labctl.qkd.cascade import _jit as _cascade_jit
+
     return _cascade_jit
 
 

@@ -122,17 +122,17 @@ def public_order(n_bits: int, seed: int, pass_index: int, *, compiled: bool = Tr
     """Pass ``pass_index``'s public permutation: a Fisher-Yates shuffle from counter-based draws.
 
     Swap targets come from splitmix64 of a counter keyed by (seed, pass), so the compiled
-    kernel and the pure-Python fallback give the same permutation and two nodes agree even
-    when only one has numba. The multiply-shift draw is biased by at most n / 2^32, which
-    is irrelevant for a public shuffle (Cascade needs errors spread, not secrecy).
+    kernel and the pure-Python oracle (``compiled=False``) give the same permutation. The
+    multiply-shift draw is biased by at most n / 2^32, which is irrelevant for a public
+    shuffle (Cascade needs errors spread, not secrecy).
     """
     stream = splitmix_stream_seed(seed, pass_index)
-    if compiled and _KERNELS is not None:
+    if compiled:
         order: ShuffleArray = _KERNELS.fisher_yates(n_bits, stream)
         return order
     targets = _swap_targets(n_bits, stream).tolist()
     items = list(range(n_bits))
-    for i in range(n_bits - 1, 0, -1):  # sequential by nature; the fallback only
+    for i in range(n_bits - 1, 0, -1):  # sequential by nature; the oracle only
         j = targets[i]
         items[i], items[j] = items[j], items[i]
     return np.array(items, dtype=np.int32)
@@ -203,9 +203,5 @@ def inverse_shuffle(
 
 
 def _inverse(order: ShuffleArray) -> ShuffleArray:
-    if _KERNELS is not None:
-        position: ShuffleArray = _KERNELS.inverse(order)
-        return position
-    position = np.empty_like(order)
-    position[order] = np.arange(order.size, dtype=np.int32)
+    position: ShuffleArray = _KERNELS.inverse(order)
     return position
