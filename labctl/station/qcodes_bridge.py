@@ -1,8 +1,9 @@
 """Any labctl instrument as a qcodes Instrument, so it joins a qcodes Station and Measurement.
 
-Each interface's settings become qcodes Parameters with units: laser ``output``,
+Each interface's settings become qcodes Parameters, the unit read from the name
+(``labctl.interfaces.units.unit_of``): laser ``output``,
 ``power_mw`` (mW), ``wavelength_nm`` (nm); polarization controller ``voltage_<axis>_mv``
-(mV); detector ``ch<i>_enabled``, ``ch<i>_bias_ua`` (µA), ``ch<i>_trigger_level_mv`` (mV)
+(mV); detector ``ch<i>_enabled``, ``ch<i>_bias_ua`` (uA), ``ch<i>_trigger_level_mv`` (mV)
 and read-only ``ch<i>_count_rate_hz`` over ``integration_s``; time tagger
 ``ch<i>_delay_ps`` (ps) and ``ch<i>_count_rate_hz``; switch ``port``.
 
@@ -35,6 +36,7 @@ from labctl.interfaces.devices import (
     TimeTagger,
 )
 from labctl.interfaces.errors import LabctlError
+from labctl.interfaces.units import unit_of
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 30.0
@@ -117,7 +119,7 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
         self.add_parameter(
             "integration_s",
             parameter_class=Parameter,
-            unit="s",
+            unit=unit_of("integration_s"),
             initial_value=integration_s,
             vals=Numbers(1e-6, 3600.0),
             get_cmd=None,
@@ -147,7 +149,6 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
         get: Callable[[], Coroutine[Any, Any, Any]],
         set_: Callable[[Any], Coroutine[Any, Any, Any]] | None,
         *,
-        unit: str = "",
         vals: Any = None,
         label: str | None = None,
     ) -> None:
@@ -156,7 +157,7 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
             name,
             parameter_class=Parameter,
             label=label or name,
-            unit=unit,
+            unit=unit_of(name),  # the name carries it, as everywhere in labctl
             vals=vals,
             get_cmd=lambda: run(get),
             set_cmd=False if set_ is None else (lambda value: run(lambda: set_(value))),
@@ -164,8 +165,8 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
 
     def _add_laser(self, laser: Any) -> None:
         self._setting("output", laser.get_output, laser.set_output, vals=Bool())
-        self._setting("power_mw", laser.get_power_mw, laser.set_power_mw, unit="mW")
-        self._setting("wavelength_nm", laser.get_wavelength_nm, laser.set_wavelength_nm, unit="nm")
+        self._setting("power_mw", laser.get_power_mw, laser.set_power_mw)
+        self._setting("wavelength_nm", laser.get_wavelength_nm, laser.set_wavelength_nm)
 
     def _add_polarization(self, pc: Any) -> None:
         low, high = pc.voltage_range_mv
@@ -178,7 +179,6 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
                 f"voltage_{axis}_mv",
                 get,
                 partial(_call_with_float, pc.set_voltage_mv, axis),
-                unit="mV",
                 vals=Numbers(low, high),
             )
 
@@ -194,13 +194,11 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
                 f"ch{ch}_bias_ua",
                 partial(det.get_bias_ua, ch),
                 partial(_call_with_float, det.set_bias_ua, ch),
-                unit="µA",
             )
             self._setting(
                 f"ch{ch}_trigger_level_mv",
                 partial(det.get_trigger_level_mv, ch),
                 partial(_call_with_float, det.set_trigger_level_mv, ch),
-                unit="mV",
             )
         self._add_rates(det)
 
@@ -210,7 +208,6 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
                 f"ch{ch}_delay_ps",
                 partial(tagger.get_channel_delay_ps, ch),
                 partial(_call_with_int, tagger.set_channel_delay_ps, ch),
-                unit="ps",
                 vals=Ints(),
             )
         self._add_rates(tagger)
@@ -222,7 +219,7 @@ class LabctlQcodesInstrument(QcodesInstrument):  # type: ignore[misc]
                 rates = await counter.get_count_rates_hz(float(self.integration_s.cache.get()))
                 return float(rates[ch])
 
-            self._setting(f"ch{ch}_count_rate_hz", rate, None, unit="Hz")
+            self._setting(f"ch{ch}_count_rate_hz", rate, None)
 
     def _add_switch(self, switch: Any) -> None:
         self._setting("port", switch.get_port, switch.set_port, vals=Ints(1, switch.n_ports))
