@@ -8,6 +8,7 @@ so a 1e8-pulse block costs 100 MB, and forgets the oldest entries beyond a bound
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 
@@ -87,8 +88,10 @@ class PlayRecord:
         A later pattern wins over an earlier one (a cycling frame is cut where the next
         pattern starts).
         """
-        out = np.full(index.shape, NOT_SENT, dtype=np.uint8)
         entries = list(self._entries)
+        if index.size > 1 and _in_order(entries) and bool(np.all(index[1:] >= index[:-1])):
+            return _codes_sorted(entries, index)
+        out = np.full(index.shape, NOT_SENT, dtype=np.uint8)
         for i, entry in enumerate(entries):
             mask = index >= entry.first
             stop = entry.stop
@@ -115,3 +118,32 @@ class PlayRecord:
             if entry.first < first + pulses and (end is None or end > first):
                 return False
         return True
+
+
+def _in_order(entries: list[Played]) -> bool:
+    """True when each pattern starts after the previous one and no one-shot pattern
+    reaches past the next one's start: every pulse then has at most one pattern."""
+    for before, after in itertools.pairwise(entries):
+        stop = before.stop
+        if after.first <= before.first or (stop is not None and stop > after.first):
+            return False
+    return True
+
+
+def _codes_sorted(entries: list[Played], index: I64) -> U8:
+    """:meth:`PlayRecord.codes` for sorted indices and patterns in order: each pattern's
+    pulses are one slice of ``index`` (a pass over the indices, not one per pattern)."""
+    out = np.full(index.shape, NOT_SENT, dtype=np.uint8)
+    for i, entry in enumerate(entries):
+        stop = entry.stop
+        if entry.repeat and i + 1 < len(entries):
+            stop = entries[i + 1].first
+        lo = int(np.searchsorted(index, entry.first, side="left"))
+        hi = index.size if stop is None else int(np.searchsorted(index, stop, side="left"))
+        if hi <= lo:
+            continue
+        pos = index[lo:hi] - entry.first
+        if entry.repeat:
+            pos %= entry.codes.size
+        out[lo:hi] = entry.codes[pos]
+    return out

@@ -32,3 +32,24 @@ def test_the_record_is_bounded_and_releases_served_blocks() -> None:
     assert record.codes(np.array([20, 30], dtype=np.int64)).tolist() == [1, 2]
     record.release(30, 6)
     assert record.codes(np.array([30], dtype=np.int64)).tolist() == [NOT_SENT]
+
+
+def test_sorted_lookup_gives_what_the_general_one_gives() -> None:
+    """Sorted indices over patterns in order take one slice per pattern; shuffled indices
+    and nested patterns take the general path: both answer alike."""
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        record = PlayRecord()
+        first = int(rng.integers(0, 50))
+        for _ in range(int(rng.integers(1, 6))):
+            n = int(rng.integers(1, 40))
+            codes = rng.integers(0, 12, n).astype(np.uint8)
+            record.add(Played(first, codes, repeat=bool(rng.integers(0, 2))))
+            # Mostly in order, now and then nested or overlapping (the general path).
+            first += n + int(rng.integers(0, 10)) if trial % 4 else int(rng.integers(-20, 30))
+        index = np.sort(rng.integers(0, first + 60, 300)).astype(np.int64)
+        shuffled = rng.permutation(index)
+        by_slice = record.codes(index)
+        general = record.codes(shuffled)
+        order = np.argsort(shuffled, kind="stable")
+        assert np.array_equal(by_slice, general[order])
