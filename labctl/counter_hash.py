@@ -37,7 +37,7 @@ def splitmix64(values: U64) -> U64:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def splitmix64_scalar(z):  # type: ignore[no-untyped-def]
+def splitmix64_scalar(z: np.uint64) -> np.uint64:
     """The finaliser of one uint64, for numba kernels."""
     z = z ^ (z >> _S30)
     z = z * MIX1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 _P = np.uint64((1 << 61) - 1)
@@ -15,7 +16,7 @@ _S61 = np.uint64(61)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _fold(x):  # type: ignore[no-untyped-def]
+def _fold(x: np.uint64) -> np.uint64:
     """x mod p for x < 2^64 (two Mersenne folds and one subtraction)."""
     x = (x & _P) + (x >> _S61)
     x = (x & _P) + (x >> _S61)
@@ -25,7 +26,7 @@ def _fold(x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _mulmod(a, b):  # type: ignore[no-untyped-def]
+def _mulmod(a: np.uint64, b: np.uint64) -> np.uint64:
     """a * b mod p for a, b < 2^61, from 32-bit halves (no 128-bit product needed)."""
     a_lo = a & _M32
     a_hi = a >> _S32
@@ -40,7 +41,9 @@ def _mulmod(a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def horner(acc, keys, coefficients):  # type: ignore[no-untyped-def]
+def horner(
+    acc: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64], coefficients: npt.NDArray[np.uint64]
+) -> None:
     """acc[j] = (...((acc[j] + c_0) k_j + c_1) k_j ...) k_j mod p for every lane j."""
     for j in range(acc.size):
         a = acc[j]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from labctl.qkd.cascade.jit_frames import (
+    Bits,
+    IndexArray,
+    Layout,
     alice_ranges,
     build_row,
     fill_prefix,
@@ -16,6 +22,9 @@ from labctl.qkd.cascade.jit_frames import (
     unshuffle,
 )
 from labctl.qkd.cascade.jit_shuffle import fisher_yates, fisher_yates_many, inverse
+
+if TYPE_CHECKING:
+    from labctl.qkd.cascade.jit_frames import ArrayList
 
 __all__ = [
     "alice_ranges",
@@ -44,9 +53,17 @@ _KNOWN_ODD = np.uint8(3)
 _MARK = np.uint8(4)
 _UNMARK = np.uint8(0xFB)
 
+Flags = npt.NDArray[np.bool_]
+Geometry = tuple[IndexArray, IndexArray, IndexArray, IndexArray, int]
+"""(offset, slots, block_size, frame_stride, n) of the node store."""
+Ranges = tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]
+"""(pass, block, heap, start, end) of ranges."""
+Queries = tuple[IndexArray, IndexArray, IndexArray, IndexArray, IndexArray, IndexArray]
+"""(pass, block, heap, start, mid, end) of queried ranges."""
+
 
 @njit(cache=True, nogil=True, inline="always")
-def _node_range(first, length, heap):  # type: ignore[no-untyped-def]
+def _node_range(first: int, length: int, heap: int) -> tuple[int, int]:
     depth = 0
     while (heap >> (depth + 1)) != 0:
         depth += 1
@@ -55,7 +72,7 @@ def _node_range(first, length, heap):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _block_span(blk, k, frame_stride, n):  # type: ignore[no-untyped-def]
+def _block_span(blk: int, k: int, frame_stride: int, n: int) -> tuple[int, int]:
     """(first, length) of global block ``blk`` of size k: frames of n bits sit at multiples
     of ``frame_stride`` (n rounded up to a multiple of k), so a frame's last block is cut
     at the frame's end and no block crosses frames (one frame: frame_stride >= n)."""
@@ -65,7 +82,7 @@ def _block_span(blk, k, frame_stride, n):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _buffers(m):  # type: ignore[no-untyped-def]
+def _buffers(m: int) -> Ranges:
     """Five int64 arrays of m entries (pass, block, heap, start, end of ranges)."""
     return (
         np.empty(m, dtype=np.int64),
@@ -77,7 +94,18 @@ def _buffers(m):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def toggle_paths(state, old, passes, positions, offset, slots, block_size, frame_stride, n, levels):  # type: ignore[no-untyped-def]
+def toggle_paths(
+    state: Bits,
+    old: IndexArray,
+    passes: IndexArray,
+    positions: IndexArray,
+    offset: IndexArray,
+    slots: IndexArray,
+    block_size: IndexArray,
+    frame_stride: IndexArray,
+    n: int,
+    levels: int,
+) -> IndexArray:
     """Flip the odd flag on the known path nodes of each corrected bit; returns the new odd
     set (every node that is now known-odd among ``old`` and the touched nodes).
 
@@ -129,7 +157,7 @@ def toggle_paths(state, old, passes, positions, offset, slots, block_size, frame
 
 
 @njit(cache=True, nogil=True)
-def record(state, ids, odd):  # type: ignore[no-untyped-def]
+def record(state: Bits, ids: IndexArray, odd: Flags) -> tuple[IndexArray, int]:
     """Mark nodes known with their odd flag; returns (nodes that became odd, newly known)."""
     fresh = np.empty(ids.size, dtype=np.int64)
     nf = 0
@@ -150,7 +178,15 @@ def record(state, ids, odd):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def minimal_odd(ids, state, offset, slots, block_size, frame_stride, n):  # type: ignore[no-untyped-def]
+def minimal_odd(
+    ids: IndexArray,
+    state: Bits,
+    offset: IndexArray,
+    slots: IndexArray,
+    block_size: IndexArray,
+    frame_stride: IndexArray,
+    n: int,
+) -> tuple[Ranges, IndexArray]:
     """Odd nodes with no odd descendant: (pass, block, heap, start, end) and their ids.
 
     ``ids`` need only hold every minimal odd node (plus any other odd nodes): an odd node
@@ -200,7 +236,21 @@ def minimal_odd(ids, state, offset, slots, block_size, frame_stride, n):  # type
 
 
 @njit(cache=True, nogil=True)
-def descend(p, b, h, s, e, state, offset, slots, block_size, frame_stride, n):  # type: ignore[no-untyped-def]
+def descend(
+    p: IndexArray,
+    b: IndexArray,
+    h: IndexArray,
+    s: IndexArray,
+    e: IndexArray,
+    state: Bits,
+    offset: IndexArray,
+    slots: IndexArray,
+    block_size: IndexArray,
+    frame_stride: IndexArray,
+    n: int,
+) -> tuple[
+    IndexArray, IndexArray, IndexArray, IndexArray, IndexArray, IndexArray, IndexArray, IndexArray
+]:
     """Walk each odd range down through known (hence even) left halves.
 
     Returns the queries (pass, block, heap, start, mid, end: ask for [start, mid)) and the
@@ -233,7 +283,7 @@ def descend(p, b, h, s, e, state, offset, slots, block_size, frame_stride, n):  
 
 
 @njit(cache=True, nogil=True)
-def range_parity(rows, stride, p, s, e):  # type: ignore[no-untyped-def]
+def range_parity(rows: Bits, stride: int, p: IndexArray, s: IndexArray, e: IndexArray) -> Bits:
     """Parity of rows[p * stride + s : p * stride + e] for each range."""
     out = np.empty(p.size, dtype=np.uint8)
     for t in range(p.size):
@@ -246,7 +296,28 @@ def range_parity(rows, stride, p, s, e):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def settle(qp, qb, qh, qs, qm, qe, left_odd, state, offset, slots):  # type: ignore[no-untyped-def]
+def settle(
+    qp: IndexArray,
+    qb: IndexArray,
+    qh: IndexArray,
+    qs: IndexArray,
+    qm: IndexArray,
+    qe: IndexArray,
+    left_odd: Flags,
+    state: Bits,
+    offset: IndexArray,
+    slots: IndexArray,
+) -> tuple[
+    IndexArray,
+    IndexArray,
+    IndexArray,
+    IndexArray,
+    IndexArray,
+    IndexArray,
+    IndexArray,
+    IndexArray,
+    int,
+]:
     """Record both halves of every queried range (the right's parity is implied) and keep
     the odd one. Returns the next frontier (pass, block, heap, start, end), the one-bit
     odd halves (pass, position), the nodes that became odd and the count newly known."""
@@ -301,9 +372,20 @@ def settle(qp, qb, qh, qs, qm, qe, left_odd, state, offset, slots):  # type: ign
 
 
 @njit(cache=True, nogil=True)
-def correct(  # type: ignore[no-untyped-def]
-    key, bits, positions, started, rows, stride, row_ready, state, odd, geometry, levels, layout
-):
+def correct(
+    key: Bits,
+    bits: IndexArray,
+    positions: ArrayList,
+    started: int,
+    rows: Bits,
+    stride: int,
+    row_ready: Flags,
+    state: Bits,
+    odd: IndexArray,
+    geometry: Geometry,
+    levels: int,
+    layout: Layout,
+) -> tuple[int, IndexArray, Ranges]:
     """Flip the distinct ``bits`` everywhere (key, ready rows, path nodes of every started
     pass) and rescan. Returns (bits flipped, new odd set: the minimal odd nodes' ids,
     minimal odd ranges). ``layout``: (frames, n, frame_stride) as in :func:`unshuffle`."""
@@ -329,7 +411,20 @@ def correct(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def answer(query, alice, rows, stride, row_ready, state, offset, slots, orders, fp, fpos, layout):  # type: ignore[no-untyped-def]
+def answer(
+    query: Queries,
+    alice: Bits,
+    rows: Bits,
+    stride: int,
+    row_ready: Flags,
+    state: Bits,
+    offset: IndexArray,
+    slots: IndexArray,
+    orders: ArrayList,
+    fp: IndexArray,
+    fpos: IndexArray,
+    layout: Layout,
+) -> tuple[bool, Ranges, IndexArray, IndexArray, int]:
     """Bob's side of one reply: his parities of the queried halves, :func:`settle`, and the
     key positions of every bit found this round (``fp``/``fpos``: found while descending).
 

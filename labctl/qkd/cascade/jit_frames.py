@@ -9,20 +9,36 @@ and the padding [f S_j + n, (f + 1) S_j) is never inside a block. ``layout`` is 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias, cast
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
+if TYPE_CHECKING:
+    from numba.typed.typedlist import List
 
-def new_array_list():  # type: ignore[no-untyped-def]
+    ArrayList: TypeAlias = List[npt.NDArray[np.int32]]
+    """Per pass and frame shuffles (orders or positions), index j K + f."""
+
+IndexArray = npt.NDArray[np.int64]
+Bits = npt.NDArray[np.uint8]
+Layout = tuple[int, int, IndexArray]
+"""(K, n, S): frames, bits per frame, per-pass frame stride."""
+
+
+def new_array_list() -> ArrayList:
     """An empty numba typed list of read-only int32 arrays (per pass and frame shuffles)."""
     from numba import types
     from numba.typed import List
 
-    return List.empty_list(types.Array(types.int32, 1, "C", readonly=True))
+    return cast("ArrayList", List.empty_list(types.Array(types.int32, 1, "C", readonly=True)))
 
 
 @njit(cache=True, nogil=True)
-def unshuffle(passes, shuffled, orders, layout):  # type: ignore[no-untyped-def]
+def unshuffle(
+    passes: IndexArray, shuffled: IndexArray, orders: ArrayList, layout: Layout
+) -> IndexArray:
     """Key positions of bits given as (pass, shuffled position in the batch layout)."""
     frames, n, frame_stride = layout
     out = np.empty(passes.size, dtype=np.int64)
@@ -35,7 +51,16 @@ def unshuffle(passes, shuffled, orders, layout):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def flip_positions(key, flips, positions, started, rows, stride, row_ready, layout):  # type: ignore[no-untyped-def]
+def flip_positions(
+    key: Bits,
+    flips: IndexArray,
+    positions: ArrayList,
+    started: int,
+    rows: Bits,
+    stride: int,
+    row_ready: npt.NDArray[np.bool_],
+    layout: Layout,
+) -> tuple[IndexArray, IndexArray]:
     """Flip key bits (distinct), and in every ready shuffled row; returns (pass, shuffled
     position) of each flipped bit in each started pass, for the path toggles."""
     frames, n, frame_stride = layout
@@ -58,7 +83,9 @@ def flip_positions(key, flips, positions, started, rows, stride, row_ready, layo
 
 
 @njit(cache=True, nogil=True)
-def build_row(rows, stride, j, key, orders, layout):  # type: ignore[no-untyped-def]
+def build_row(
+    rows: Bits, stride: int, j: int, key: Bits, orders: ArrayList, layout: Layout
+) -> None:
     """Bob's row of pass j: rows[j stride + f S_j + p] = key[f n + order_f[p]]."""
     frames, n, frame_stride = layout
     fs = frame_stride[j]
@@ -70,7 +97,9 @@ def build_row(rows, stride, j, key, orders, layout):  # type: ignore[no-untyped-
 
 
 @njit(cache=True, nogil=True)
-def fill_prefix(prefix, stride, j, key, orders, layout):  # type: ignore[no-untyped-def]
+def fill_prefix(
+    prefix: Bits, stride: int, j: int, key: Bits, orders: ArrayList, layout: Layout
+) -> None:
     """Alice's prefix parities of pass j's row (padding counts as zeros), K S_j + 1 entries."""
     frames, n, frame_stride = layout
     fs = frame_stride[j]
@@ -88,7 +117,9 @@ def fill_prefix(prefix, stride, j, key, orders, layout):  # type: ignore[no-unty
 
 
 @njit(cache=True, nogil=True)
-def head_parities_gather(key, orders, j, layout, block, count):  # type: ignore[no-untyped-def]
+def head_parities_gather(
+    key: Bits, orders: ArrayList, j: int, layout: Layout, block: int, count: int
+) -> Bits:
     """Parities of the first ``count`` blocks of every frame in pass j, frame-major, from
     the permutation (key[order[p]] for p below count * block)."""
     frames, n, _ = layout
@@ -105,7 +136,9 @@ def head_parities_gather(key, orders, j, layout, block, count):  # type: ignore[
 
 
 @njit(cache=True, nogil=True)
-def head_parities(key, positions, j, layout, block, count):  # type: ignore[no-untyped-def]
+def head_parities(
+    key: Bits, positions: ArrayList, j: int, layout: Layout, block: int, count: int
+) -> Bits:
     """Parities of the first ``count`` blocks of every frame in pass j, frame-major.
 
     Scans the key and the inverse shuffle sequentially (bit i lands in block
@@ -143,7 +176,16 @@ def head_parities(key, positions, j, layout, block, count):  # type: ignore[no-u
 
 
 @njit(cache=True, nogil=True)
-def alice_ranges(prefix, stride, passes, start, end, layout, n_passes, filled):  # type: ignore[no-untyped-def]
+def alice_ranges(
+    prefix: Bits,
+    stride: int,
+    passes: npt.NDArray[np.uint8],
+    start: IndexArray,
+    end: IndexArray,
+    layout: Layout,
+    n_passes: int,
+    filled: npt.NDArray[np.bool_],
+) -> tuple[Bits, int]:
     """Alice's parities of shuffled ranges from her prefix rows. Returns (parities, code):
     code 0 ok, 1 a pass out of range, 2 a range outside one frame, 3 a row not filled."""
     frames, n, frame_stride = layout

@@ -7,6 +7,7 @@ pure-Python fallback in :mod:`labctl.qkd.cascade.schedule` gives the same permut
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from labctl.counter_hash import GOLDEN as _GOLDEN
@@ -17,9 +18,11 @@ _S32 = np.uint64(32)
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 
+ShuffleArray = npt.NDArray[np.int32]
+
 
 @njit(cache=True, nogil=True, inline="always")
-def _swap(order, i, r):  # type: ignore[no-untyped-def]
+def _swap(order: ShuffleArray, i: int, r: np.uint64) -> None:
     j = np.int64((r * np.uint64(i + 1)) >> _S32)
     t = order[i]
     order[i] = order[j]
@@ -27,7 +30,7 @@ def _swap(order, i, r):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _shuffle_into(order, stream):  # type: ignore[no-untyped-def]
+def _shuffle_into(order: ShuffleArray, stream: np.uint64) -> None:
     n = order.size
     for i in range(n):
         order[i] = i
@@ -44,7 +47,7 @@ def _shuffle_into(order, stream):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def fisher_yates(n, stream):  # type: ignore[no-untyped-def]
+def fisher_yates(n: int, stream: np.uint64) -> ShuffleArray:
     """Fisher-Yates shuffle of 0..n-1 (int32); swap i <-> (r_i (i + 1)) >> 32 for i = n-1..1,
     with z = splitmix64((i >> 1) * golden + stream), r_i its high 32 bits for odd i and its
     low 32 bits for even i (one splitmix per two draws: the draws are half the cost of a
@@ -55,7 +58,7 @@ def fisher_yates(n, stream):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def fisher_yates_many(n, streams):  # type: ignore[no-untyped-def]
+def fisher_yates_many(n: int, streams: npt.NDArray[np.uint64]) -> ShuffleArray:
     """:func:`fisher_yates` for several streams at once, one row each (a batch of frames
     with their own seeds: one call instead of one per frame)."""
     out = np.empty((streams.size, n), dtype=np.int32)
@@ -65,7 +68,7 @@ def fisher_yates_many(n, streams):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def inverse(order):  # type: ignore[no-untyped-def]
+def inverse(order: ShuffleArray) -> ShuffleArray:
     """position[order[p]] = p."""
     position = np.empty_like(order)
     for p in range(order.size):

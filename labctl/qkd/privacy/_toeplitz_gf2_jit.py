@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
@@ -52,7 +53,15 @@ def clmul(typingctx: Any, a: Any, b: Any) -> Any:
 
 
 @njit(cache=True, nogil=True)
-def base_scalar(s, so, v, vo, out, oo, k):  # type: ignore[no-untyped-def]
+def base_scalar(
+    s: npt.NDArray[np.uint64],
+    so: int,
+    v: npt.NDArray[np.uint64],
+    vo: int,
+    out: npt.NDArray[np.uint64],
+    oo: int,
+    k: int,
+) -> None:
     """out[oo + 2r : +2] ^= XOR_c clmul(s[so + r - c + k - 1], v[vo + c]), k x k, PCLMULQDQ."""
     for r in range(k):
         lo = np.uint64(0)
@@ -66,7 +75,7 @@ def base_scalar(s, so, v, vo, out, oo, k):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def push_tile(frames, so, vo, oo, k, wo):  # type: ignore[no-untyped-def]
+def push_tile(frames: npt.NDArray[np.int64], so: int, vo: int, oo: int, k: int, wo: int) -> int:
     """Start a walk for mem[oo : oo + 2k] ^= T v (see :func:`next_leaf`); returns its top."""
     frames[0, 0], frames[0, 1], frames[0, 2] = so, vo, oo
     frames[0, 3], frames[0, 4], frames[0, 5] = k, wo, 0
@@ -74,7 +83,9 @@ def push_tile(frames, so, vo, oo, k, wo):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def next_leaf(mem, frames, top, base):  # type: ignore[no-untyped-def]
+def next_leaf(
+    mem: npt.NDArray[np.uint64], frames: npt.NDArray[np.int64], top: int, base: int
+) -> int:
     """Advance the walk until frames[top - 1] is a leaf; returns top, or 0 once done.
 
     A frame (so, vo, oo, k, wo, phase) asks mem[oo : oo + 2k] ^= T v for the k x k word
@@ -121,7 +132,17 @@ def next_leaf(mem, frames, top, base):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def tiled(mem, seed_at, v_at, out_at, rows, cols, k, base, scratch_at):  # type: ignore[no-untyped-def]
+def tiled(
+    mem: npt.NDArray[np.uint64],
+    seed_at: int,
+    v_at: int,
+    out_at: int,
+    rows: int,
+    cols: int,
+    k: int,
+    base: int,
+    scratch_at: int,
+) -> None:
     """out ^= T v tile by tile (rows x cols tiles of k x k words), all regions of mem, with
     scalar PCLMULQDQ leaves; tile (i, j) reads its seed at seed_at + (i - j + cols) k (see
     toeplitz_gf2)."""

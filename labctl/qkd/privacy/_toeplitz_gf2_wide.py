@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
@@ -84,7 +85,15 @@ def rows8(typingctx: Any, s_addr: Any, v_addr: Any, cols: Any, out_addr: Any) ->
 
 
 @njit(cache=True, nogil=True)
-def base_wide(s, so, v, vo, out, oo, k):  # type: ignore[no-untyped-def]
+def base_wide(
+    s: npt.NDArray[np.uint64],
+    so: int,
+    v: npt.NDArray[np.uint64],
+    vo: int,
+    out: npt.NDArray[np.uint64],
+    oo: int,
+    k: int,
+) -> None:
     """:func:`~labctl.qkd.privacy._toeplitz_gf2_jit.base_scalar` with VPCLMULQDQ; k % 8 == 0."""
     s_addr = s.ctypes.data + 8 * (so + k - 1)
     v_addr = v.ctypes.data + 8 * vo
@@ -94,7 +103,17 @@ def base_wide(s, so, v, vo, out, oo, k):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def tiled(mem, seed_at, v_at, out_at, rows, cols, k, base, scratch_at):  # type: ignore[no-untyped-def]
+def tiled(
+    mem: npt.NDArray[np.uint64],
+    seed_at: int,
+    v_at: int,
+    out_at: int,
+    rows: int,
+    cols: int,
+    k: int,
+    base: int,
+    scratch_at: int,
+) -> None:
     """:func:`labctl.qkd.privacy._toeplitz_gf2_jit.tiled` with VPCLMULQDQ leaves (8 rows at once,
     so a leaf whose size is not a multiple of 8 stays scalar)."""
     frames = np.empty((FRAME_DEPTH, 6), dtype=np.int64)

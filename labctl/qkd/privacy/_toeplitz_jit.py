@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def accumulate(acc, seeds, first_diagonal, spectra, blocks):  # type: ignore[no-untyped-def]
+def accumulate(
+    acc: npt.NDArray[np.complex128],
+    seeds: npt.NDArray[np.complex128],
+    first_diagonal: int,
+    spectra: npt.NDArray[np.complex128],
+    blocks: int,
+) -> None:
     """acc[r] += seeds[e - first_diagonal] * spectra[c] for every column block c < blocks
     whose diagonal e = r - c + blocks - 1 is in this batch of seed spectra."""
     rows, width = acc.shape
@@ -21,7 +28,7 @@ def accumulate(acc, seeds, first_diagonal, spectra, blocks):  # type: ignore[no-
 
 
 @njit(cache=True, nogil=True)
-def round_parity(values, parity):  # type: ignore[no-untyped-def]
+def round_parity(values: npt.NDArray[np.float64], parity: npt.NDArray[np.uint8]) -> float:
     """parity[i] = rint(values[i]) mod 2 (ties to even); returns the largest |values - rint|."""
     worst = 0.0
     for i in range(values.size):
