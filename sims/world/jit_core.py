@@ -10,7 +10,10 @@ would promote to float64 in numba).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from labctl.counter_hash import GOLDEN as _GOLDEN
@@ -21,12 +24,20 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 _COIN_MASK = np.uint64((1 << 60) - 1)
 _S1, _S27, _S30, _S31, _S32, _S60 = (np.uint64(s) for s in (1, 27, 30, 31, 32, 60))
 
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+F64 = npt.NDArray[np.float64]
+Codes = npt.NDArray[np.intp]
+Clock = tuple[int, float, int, float, float, int]
+"""(offset, ppm factor, t_lo, w_lo, slope, wander mode) of a tagger's clock."""
+
 
 @njit(cache=True, nogil=True)
-def gap_positions(draws, scale, last):  # type: ignore[no-untyped-def]
+def gap_positions(draws: npt.NDArray[np.floating[Any]], scale: np.floating[Any], last: int) -> I64:
     """Running sum of floor(draw * scale) + 1 after ``last`` (geometric gaps -> positions)."""
     out = np.empty(draws.size, dtype=np.int64)
-    position = last
+    position: int | np.int64 = last  # an int64 from the first gap on
     for i in range(draws.size):
         position += np.int64(draws[i] * scale) + 1
         out[i] = position
@@ -34,7 +45,9 @@ def gap_positions(draws, scale, last):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _alice_code(index, key, z_threshold, class_edges):  # type: ignore[no-untyped-def]
+def _alice_code(
+    index: np.int64, key: np.uint64, z_threshold: np.uint64, class_edges: tuple[np.uint64, ...]
+) -> np.intp:
     bits = _splitmix(np.uint64(index) * _GOLDEN + key)
     code = np.intp(bits & _ONE)
     if (bits >> _S32) >= z_threshold:
@@ -46,7 +59,9 @@ def _alice_code(index, key, z_threshold, class_edges):  # type: ignore[no-untype
 
 
 @njit(cache=True, nogil=True)
-def alice_codes(index, key, z_threshold, class_edges):  # type: ignore[no-untyped-def]
+def alice_codes(
+    index: I64, key: np.uint64, z_threshold: np.uint64, class_edges: tuple[np.uint64, ...]
+) -> Codes:
     """Intensity class * 4 + basis * 2 + bit per pulse, as ``AliceSource.codes``."""
     out = np.empty(index.size, dtype=np.intp)
     for i in range(index.size):
@@ -63,15 +78,16 @@ _NTH = np.array(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pattern(code, raw, threshold, alias):  # type: ignore[no-untyped-def]
+def _pattern(code: np.intp, raw: np.uint64, threshold: U64, alias: Codes) -> np.intp:
     column = np.intp(raw >> _S60)
     slot = code * 16 + column
     keep = np.intp((raw & _COIN_MASK) < threshold[slot])
-    return alias[slot] + keep * (column - alias[slot])  # select without a branch
+    picked: np.intp = alias[slot] + keep * (column - alias[slot])  # select without a branch
+    return picked
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _expand(index, pattern, total, period_ps, offset_ps):  # type: ignore[no-untyped-def]
+def _expand(index: I64, pattern: U8, total: int, period_ps: int, offset_ps: int) -> tuple[I64, U8]:
     """One (index * period + offset, detector) per click, branch-free for single clicks."""
     out_t = np.empty(total + 1, dtype=np.int64)
     out_d = np.empty(total + 1, dtype=np.uint8)
@@ -91,7 +107,15 @@ def _expand(index, pattern, total, period_ps, offset_ps):  # type: ignore[no-unt
 
 
 @njit(cache=True, nogil=True)
-def expand_clicks(index, code, raw, threshold, alias, period_ps, offset_ps):  # type: ignore[no-untyped-def]
+def expand_clicks(
+    index: I64,
+    code: Codes,
+    raw: U64,
+    threshold: U64,
+    alias: Codes,
+    period_ps: int,
+    offset_ps: int,
+) -> tuple[I64, U8]:
     """Walker-alias click pattern per candidate, one (index * period + offset, detector) per
     click, in pulse order; pattern 0 (no click) drops out."""
     pattern = np.empty(index.size, dtype=np.uint8)
@@ -104,7 +128,16 @@ def expand_clicks(index, code, raw, threshold, alias, period_ps, offset_ps):  # 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _clock(t, offset_ps, ppm_factor, t_lo_f, w_lo, slope, wander_mode, wander_i):  # type: ignore[no-untyped-def]
+def _clock(
+    t: np.int64,
+    offset_ps: int,
+    ppm_factor: float,
+    t_lo_f: np.float64,
+    w_lo: float,
+    slope: float,
+    wander_mode: int,
+    wander_i: float,
+) -> np.int64:
     value = t + offset_ps
     if ppm_factor != 0.0:
         value += np.int64(np.rint(np.float64(t) * ppm_factor))
@@ -116,7 +149,16 @@ def _clock(t, offset_ps, ppm_factor, t_lo_f, w_lo, slope, wander_mode, wander_i)
 
 
 @njit(cache=True, nogil=True)
-def tagger_clock(true_ps, offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode, wander):  # type: ignore[no-untyped-def]
+def tagger_clock(
+    true_ps: I64,
+    offset_ps: int,
+    ppm_factor: float,
+    t_lo: int,
+    w_lo: float,
+    slope: float,
+    wander_mode: int,
+    wander: F64,
+) -> I64:
     """True ps -> tagger ps: offset + rint(t * ppm) + rint(wander), as ``TaggerModel.map_times``.
 
     wander_mode 0: none; 1: chord w_lo + (t - t_lo) * slope; 2: precomputed ``wander`` array.
@@ -130,7 +172,16 @@ def tagger_clock(true_ps, offset_ps, ppm_factor, t_lo, w_lo, slope, wander_mode,
 
 
 @njit(cache=True, nogil=True)
-def tag_stream(true_ps, channel, carry_t, carry_c, clock, wander, delays, resolution):  # type: ignore[no-untyped-def]
+def tag_stream(
+    true_ps: I64,
+    channel: U8,
+    carry_t: I64,
+    carry_c: U8,
+    clock: Clock,
+    wander: F64,
+    delays: I64,
+    resolution: int,
+) -> tuple[I64, U8]:
     """Carried tags, then new clicks stamped (``tagger_clock`` + channel delay, floored to the
     resolution), sorted by time: what ``TaggerModel.record`` does with several
     numpy passes and a sort. Jitter and delays only swap near neighbours, so an insertion

@@ -15,13 +15,15 @@ QBER and dead-time gaps), not the same draws.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 from labctl.counter_hash import GOLDEN as _GOLDEN
 from labctl.counter_hash import splitmix64_scalar as _splitmix
-from sims.world.jit_core import _N_CLICKS, _NTH, _alice_code, _pattern
+from sims.world.jit_core import _N_CLICKS, _NTH, F64, I64, U8, U64, Codes, _alice_code, _pattern
 
 _S11, _S16 = np.uint64(11), np.uint64(16)
 _ONE = np.uint64(1)
@@ -29,15 +31,18 @@ _U16 = np.uint64(0xFFFF)
 _UNIT = 1.0 / 9007199254740992.0  # 2^-53
 _NEVER = np.int64(1) << np.int64(62)  # later than any click
 
+State = tuple[np.uint64, np.uint64, np.uint64, np.uint64]
+"""A xoshiro256** state (s0, s1, s2, s3)."""
+
 
 @njit(cache=True, nogil=True, inline="always")
-def _exponential(bits):  # type: ignore[no-untyped-def]
+def _exponential(bits: np.uint64) -> float:
     """Exp(1) from the top 53 bits: -log(u) with u in (0, 1]."""
     return -math.log(np.float64((bits >> _S11) + np.uint64(1)) * _UNIT)
 
 
 @njit(cache=True, nogil=True)
-def _grow(t, d, size):  # type: ignore[no-untyped-def]
+def _grow(t: I64, d: U8, size: int) -> tuple[I64, U8]:
     new_t = np.empty(2 * t.size + 64, dtype=np.int64)
     new_d = np.empty(2 * t.size + 64, dtype=np.uint8)
     new_t[:size] = t[:size]
@@ -46,12 +51,12 @@ def _grow(t, d, size):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _rotl(x, k):  # type: ignore[no-untyped-def]
+def _rotl(x: np.uint64, k: int) -> np.uint64:
     return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _seed(key):  # type: ignore[no-untyped-def]
+def _seed(key: np.uint64) -> State:
     """A xoshiro256** state from one key (splitmix64 of key + 1..4 golden steps)."""
     return (
         _splitmix(key + _GOLDEN),
@@ -62,7 +67,9 @@ def _seed(key):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _next(s0, s1, s2, s3):  # type: ignore[no-untyped-def]
+def _next(
+    s0: np.uint64, s1: np.uint64, s2: np.uint64, s3: np.uint64
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64, np.uint64]:
     """xoshiro256**: 64 bits and the next state (shifts and xors, two cheap multiplies)."""
     out = _rotl(s1 * np.uint64(5), 7) * np.uint64(9)
     t = s1 << np.uint64(17)
@@ -75,10 +82,20 @@ def _next(s0, s1, s2, s3):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def signal_stream(  # type: ignore[no-untyped-def]
-    n0, n1, gaps, key, alice_key, z_threshold, class_edges, threshold, alias, period_ps,
-    offset_ps, capacity,
-):  # fmt: skip
+def signal_stream(
+    n0: int,
+    n1: int,
+    gaps: tuple[U64, Codes, int],
+    key: np.uint64,
+    alice_key: np.uint64,
+    z_threshold: np.uint64,
+    class_edges: tuple[np.uint64, ...],
+    threshold: U64,
+    alias: Codes,
+    period_ps: int,
+    offset_ps: int,
+    capacity: int,
+) -> tuple[I64, U8]:
     """Clicks of pulses [n0, n1): candidates by geometric gaps, Alice's code per candidate,
     Walker-alias click pattern, one (index * period + offset, detector) per click in pulse
     order. ``gaps`` = (threshold, alias, shift) of the gap table (``events.gap_table``); its
@@ -126,7 +143,9 @@ def signal_stream(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _skip(p, s0, s1, s2, s3):  # type: ignore[no-untyped-def]
+def _skip(
+    p: float, s0: np.uint64, s1: np.uint64, s2: np.uint64, s3: np.uint64
+) -> tuple[np.int64, np.uint64, np.uint64, np.uint64, np.uint64]:
     """Geometric(p) failures before the next success, and the next generator state."""
     if p <= 0.0:
         return _NEVER, s0, s1, s2, s3
@@ -137,7 +156,7 @@ def _skip(p, s0, s1, s2, s3):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _insert(heap_t, heap_d, size, at, d):  # type: ignore[no-untyped-def]
+def _insert(heap_t: I64, heap_d: U8, size: int, at: np.int64, d: np.uint8) -> None:
     """Insert into the short list sorted descending (its earliest entry is at the end)."""
     r = size
     while r > 0 and heap_t[r - 1] <= at:  # equal times: the newer one pops later
@@ -149,10 +168,20 @@ def _insert(heap_t, heap_d, size, at, d):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def detector_walk(  # type: ignore[no-untyped-def]
-    time_ps, detector, add_t, add_d, pend_t, pend_d, dead_ps, last_ps, after_p, decay_ps,
-    key, t1_ps,
-):  # fmt: skip
+def detector_walk(
+    time_ps: I64,
+    detector: U8,
+    add_t: I64,
+    add_d: U8,
+    pend_t: I64,
+    pend_d: U8,
+    dead_ps: I64,
+    last_ps: I64,
+    after_p: F64,
+    decay_ps: F64,
+    key: np.uint64,
+    t1_ps: int,
+) -> tuple[I64, U8, I64, I64, U8]:
     """Non-paralyzable dead time and afterpulsing in one time-ordered pass.
 
     Inputs: signal clicks and extra clicks (darks), both sorted and all before ``t1_ps``, and
@@ -246,7 +275,7 @@ def detector_walk(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def dark_clicks(n, t0_ps, t1_ps, share, key):  # type: ignore[no-untyped-def]
+def dark_clicks(n: int, t0_ps: int, t1_ps: int, share: F64, key: np.uint64) -> tuple[I64, U8]:
     """``n`` clicks uniform in [t0_ps, t1_ps), detector d with probability share[d] -
     share[d - 1] (``share`` cumulative, last 1), sorted by time."""
     s0, s1, s2, s3 = _seed(key)
@@ -256,9 +285,9 @@ def dark_clicks(n, t0_ps, t1_ps, share, key):  # type: ignore[no-untyped-def]
     last = share.size - 1
     for i in range(n):
         bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
-        time_ps[i] = t0_ps + min(
-            np.int64(np.float64(bits >> _S11) * _UNIT * span), t1_ps - t0_ps - 1
-        )
+        # int64, annotated as a union so that min() with the int bound type-checks
+        draw: np.int64 | int = np.int64(np.float64(bits >> _S11) * _UNIT * span)
+        time_ps[i] = t0_ps + min(draw, t1_ps - t0_ps - 1)
         bits, s0, s1, s2, s3 = _next(s0, s1, s2, s3)
         u = np.float64(bits >> _S11) * _UNIT
         d = 0
@@ -270,7 +299,13 @@ def dark_clicks(n, t0_ps, t1_ps, share, key):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def jitter_stream(time_ps, detector, jitter, delays, key):  # type: ignore[no-untyped-def]
+def jitter_stream(
+    time_ps: I64,
+    detector: U8,
+    jitter: npt.NDArray[np.signedinteger[Any]],
+    delays: I64,
+    key: np.uint64,
+) -> I64:
     """time + cable delay + jitter[detector (or row 0 when one row), 16 random bits]; one
     splitmix64 draw serves 4 clicks."""
     out = np.empty(time_ps.size, dtype=np.int64)
