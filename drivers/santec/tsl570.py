@@ -54,16 +54,34 @@ class TSL570(DriverBase):
     nominal_wavelength_range_nm = (1260.0, 1680.0)
     settings = (
         Setting(
-            "output", "bool", None, lambda d, on: d._write(f":POW:STAT {int(on)}"), ORDER_OUTPUT
+            "output",
+            "bool",
+            None,
+            lambda d, on: d._write(f":POW:STAT {int(on)}"),
+            ORDER_OUTPUT,
+            read=lambda d: d.get_output(),
         ),
-        Setting("power_mw", "number", power_range_mw, lambda d, mw: d._write(f":POW {mw:.2f}")),
+        Setting(
+            "power_mw",
+            "number",
+            power_range_mw,
+            lambda d, mw: d._write(f":POW {mw:.2f}"),
+            read=lambda d: d.get_power_mw(),
+        ),
         Setting(
             "wavelength_nm",
             "number",
             nominal_wavelength_range_nm,
             lambda d, nm: d._write(f":WAV {nm:.4f}"),
+            read=lambda d: d.get_wavelength_nm(),
         ),
-        Setting("coherence_control", "bool", None, lambda d, on: d._write(f":COHC {int(on)}")),
+        Setting(
+            "coherence_control",
+            "bool",
+            None,
+            lambda d, on: d._write(f":COHC {int(on)}"),
+            read=lambda d: d.get_coherence_control(),
+        ),
     )
 
     def __init__(
@@ -122,10 +140,7 @@ class TSL570(DriverBase):
         return {
             "model": self.model,
             **self.identity,
-            "output": await self.get_output(),
-            "power_mw": await self.get_power_mw(),
-            "wavelength_nm": await self.get_wavelength_nm(),
-            "coherence_control": await self.get_coherence_control(),
+            **await self._declared_snapshot(),
             "wavelength_range_nm": list(self._wavelength_range_nm),
         }
 
