@@ -53,6 +53,7 @@ class N7776C(DriverBase):
             None,
             lambda d, on: d._write(f":SOUR0:POW:STAT {int(on)}"),
             ORDER_OUTPUT,
+            read=lambda d: d.get_output(),
         ),
         Setting(
             "power_mw",
@@ -60,6 +61,7 @@ class N7776C(DriverBase):
             nominal_power_range_mw,
             lambda d, mw: d._write(_power_command(mw)),
             ORDER_TUNING,
+            read=lambda d: d.get_power_mw(),
         ),
         Setting(
             "wavelength_nm",
@@ -67,6 +69,7 @@ class N7776C(DriverBase):
             nominal_wavelength_range_nm,
             lambda d, nm: d._write(_wavelength_command(nm)),
             ORDER_TUNING,
+            read=lambda d: d.get_wavelength_nm(),
         ),
     )
 
@@ -124,9 +127,7 @@ class N7776C(DriverBase):
         return {
             "model": self.model,
             **self.identity,
-            "output": await self.get_output(),
-            "power_mw": await self.get_power_mw(),
-            "wavelength_nm": await self.get_wavelength_nm(),
+            **await self._declared_snapshot(),
             "locked": await self._locked(),
             "power_range_mw": list(self._power_range_mw),
             "wavelength_range_nm": list(self._wavelength_range_nm),
