@@ -8,11 +8,24 @@ link (1e8 tags/s) that is the difference between ~0.1 s and ~1 s of compute per 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
 
 
 @njit(cache=True, nogil=True)
-def assign(channel, time_ps, t_ref_ps, n_ref, period_ps, inv_period, shift_ps):  # type: ignore[no-untyped-def]
+def assign(
+    channel: U8,
+    time_ps: I64,
+    t_ref_ps: np.int64,
+    n_ref: np.int64,
+    period_ps: float,
+    inv_period: float,
+    shift_ps: F64,
+) -> tuple[I64, F64]:
     """Pulse index and residual (ps) of every tag, as ``mapping.assign_numpy``."""
     index = np.empty(time_ps.size, dtype=np.int64)
     residual = np.empty(time_ps.size, dtype=np.float64)
@@ -25,7 +38,9 @@ def assign(channel, time_ps, t_ref_ps, n_ref, period_ps, inv_period, shift_ps): 
 
 
 @njit(cache=True, nogil=True)
-def peak_stats(residual, wide_ps, tight_ps):  # type: ignore[no-untyped-def]
+def peak_stats(
+    residual: F64, wide_ps: float, tight_ps: float
+) -> tuple[int, float, int, float, float]:
     """(hits, centre, count, mean, var) of the residual peak, as ``mapping.peak_stats_numpy``."""
     inside = np.empty(residual.size, dtype=np.float64)
     hits = 0
