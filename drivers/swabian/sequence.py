@@ -131,21 +131,21 @@ def encode_steps(
 
 
 @njit(cache=True, nogil=True)
-def _encode(  # type: ignore[no-untyped-def]
-    intensity,
-    basis,
-    bit,
-    codes,
-    basis_channel,
-    bit_channel,
-    clock_bit,
-    frame_bit,
-    first_marker,
-    marker_divider,
-    period_ns,
-    max_run,
-    out,
-):
+def _encode(
+    intensity: npt.NDArray[np.uint8],
+    basis: npt.NDArray[np.uint8],
+    bit: npt.NDArray[np.uint8],
+    codes: npt.NDArray[np.int16],
+    basis_channel: int,
+    bit_channel: int,
+    clock_bit: np.uint8,
+    frame_bit: np.uint8,
+    first_marker: int,
+    marker_divider: int,
+    period_ns: int,
+    max_run: int,
+    out: npt.NDArray[np.uint8],
+) -> int:
     """One pass: each pulse's outputs, merged with its neighbours into packed steps.
 
     A chunk of 1e6 pulses takes a few milliseconds (ten numpy passes took ~60 ms): at
@@ -178,7 +178,7 @@ def _encode(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _put_step(out, steps, ticks, mask, level):  # type: ignore[no-untyped-def]
+def _put_step(out: npt.NDArray[np.uint8], steps: int, ticks: int, mask: int, level: int) -> int:
     """Pack one ``<IBhh`` step (ao1 = 0) at index ``steps``; the next index."""
     at = steps * 9
     out[at] = ticks & 0xFF
