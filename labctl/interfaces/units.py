@@ -49,10 +49,10 @@ def dbm_to_mw(power_dbm: float) -> float:
 
 
 UNIT_OF_SUFFIX = (
-    ("_ps", "ps"), ("_ns", "ns"), ("_us", "us"), ("_ms", "ms"), ("_s", "s"),
+    ("_ps", "ps"), ("_ns", "ns"), ("_us", "µs"), ("_ms", "ms"), ("_s", "s"),
     ("_ghz", "GHz"), ("_mhz", "MHz"), ("_khz", "kHz"), ("_hz", "Hz"), ("_bps", "bit/s"),
-    ("_dbm", "dBm"), ("_db", "dB"), ("_mw", "mW"), ("_uw", "uW"), ("_nw", "nW"), ("_w", "W"),
-    ("_mv", "mV"), ("_v", "V"), ("_ma", "mA"), ("_ua", "uA"), ("_a", "A"),
+    ("_dbm", "dBm"), ("_db", "dB"), ("_mw", "mW"), ("_uw", "µW"), ("_nw", "nW"), ("_w", "W"),
+    ("_mv", "mV"), ("_v", "V"), ("_ma", "mA"), ("_ua", "µA"), ("_a", "A"),
     ("_nm", "nm"), ("_km", "km"), ("_m", "m"), ("_deg", "deg"), ("_rad", "rad"),
     ("_ppb", "ppb"), ("_ppm", "ppm"), ("_pct", "%"), ("_celsius", "degC"), ("_bits", "bit"),
     ("_bytes", "byte"),

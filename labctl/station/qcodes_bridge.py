@@ -3,7 +3,7 @@
 Each interface's settings become qcodes Parameters, the unit read from the name
 (``labctl.interfaces.units.unit_of``): laser ``output``,
 ``power_mw`` (mW), ``wavelength_nm`` (nm); polarization controller ``voltage_<axis>_mv``
-(mV); detector ``ch<i>_enabled``, ``ch<i>_bias_ua`` (uA), ``ch<i>_trigger_level_mv`` (mV)
+(mV); detector ``ch<i>_enabled``, ``ch<i>_bias_ua`` (µA), ``ch<i>_trigger_level_mv`` (mV)
 and read-only ``ch<i>_count_rate_hz`` over ``integration_s``; time tagger
 ``ch<i>_delay_ps`` (ps) and ``ch<i>_count_rate_hz``; switch ``port``.
 

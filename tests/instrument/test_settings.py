@@ -87,7 +87,7 @@ async def test_a_setter_checks_writes_and_remembers_in_the_declared_order() -> N
         await driver._set_declared("output", 1)
     with pytest.raises(KeyError, match="declares no setting 'gain'"):
         await driver._set_declared("gain", 1)
-    assert [s.unit for s in Journal.settings] == ["", "mW", "", "uA", ""]
+    assert [s.unit for s in Journal.settings] == ["", "mW", "", "µA", ""]
 
 
 def test_the_station_file_is_checked_against_the_declaration() -> None:

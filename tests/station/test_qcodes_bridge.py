@@ -55,7 +55,7 @@ def test_station_snapshot_and_measurement_round_trip(
         laser, detectors = bridged["laser"], bridged["detectors"]
         tagger, pc, switch = bridged["tagger-bob"], bridged["pc-bob"], bridged["switch"]
         assert laser.power_mw.unit == "mW" and pc.voltage_2_mv.unit == "mV"
-        assert detectors.ch1_bias_ua.unit == "uA" and tagger.ch3_delay_ps.unit == "ps"
+        assert detectors.ch1_bias_ua.unit == "µA" and tagger.ch3_delay_ps.unit == "ps"
 
         laser.output(True)
         switch.port(1)
