@@ -303,47 +303,63 @@ def _figures(
 
 SIFTED_PER_BASIS = 930_000
 """Sifted bits per basis of a 1e8-pulse block on sim.yaml (measured: 1.86e6 both bases)."""
+SIFTED_PER_PROBE = 18_000
+"""Sifted bits per basis of a tracker probe: a 2 ms capture of the calibration frame."""
+
+
+async def _drift_excess(
+    raw: dict[str, Any], seed: int, hours: float, interval_s: float, *, tracked: bool
+) -> np.ndarray:
+    """Each block's cost above the floor, a block every ``interval_s`` for ``hours``."""
+    from experiments.keygen.drift import DriftTracker, TrackingSettings
+    from sims.twins import SimPolarizationController
+    from sims.world import World
+    from sims.world.receiver import basis_error_rates
+
+    world = World.from_settings({**raw["world"]["settings"], "seed": seed})
+    pc = SimPolarizationController("pc-bob", world)
+    await pc.connect()
+    await pc.set_voltages_mv([300.0, 1000.0, -700.0, 400.0])  # a generic calibrated point
+    world.optics.fiber.matrix = world.optics.controller.matrix.T.copy()
+    floor = 0.5 * sum(basis_error_rates(world.settings.receiver, world.optics.rotation))
+    rng = np.random.default_rng(seed)
+    settings = TrackingSettings()
+
+    def measured(sifted: int) -> float:
+        world.optics.fiber.advance_to(world.clock.now_s())
+        truth = basis_error_rates(world.settings.receiver, world.optics.rotation)
+        return float(np.mean([rng.binomial(sifted, q) / sifted for q in truth]))
+
+    async def probe() -> float:
+        cost = measured(SIFTED_PER_PROBE)
+        world.clock.advance(settings.evaluation_s)
+        return cost
+
+    tracker = DriftTracker(pc, settings, probe)
+    excess = []
+    for block in range(int(hours * 3600 / interval_s)):
+        start_s = world.clock.now_s()
+        if tracked:
+            await tracker.before_block(block)
+        excess.append(measured(SIFTED_PER_BASIS) - floor)
+        world.clock.advance(start_s + interval_s - world.clock.now_s())
+    return np.array(excess)
 
 
 async def closed_loop(hours: float, interval_s: float, seed: int) -> dict[str, Any]:
     """The drift tracker alone on sim.yaml's world for ``hours``: one QBER reading per block.
 
     The world's fiber drifts; the tracker drives the SimPolarizationController twin; each
-    block's (Q_Z, Q_X) is the world's single-photon error rate for the rotation at that
-    moment, binomially sampled with a block's sifted bits (no events are generated, so
-    12 h take minutes). Untracked, the same drift for comparison.
+    of its probes reads the world's error rate for the rotation at that moment, binomially
+    sampled with a 2 ms capture's sifted bits, and each block's (Q_Z, Q_X) the same with a
+    block's sifted bits (no events are generated, so 12 h take minutes). Untracked, the same
+    drift for comparison.
     """
-    from experiments.keygen.drift import DriftTracker, TrackingSettings
-    from labctl.link.node_base import BlockResult
-    from sims.twins import SimPolarizationController
-    from sims.world import World
-    from sims.world.receiver import basis_error_rates
-
     raw = yaml.safe_load((REPO / "configs" / "sim.yaml").read_text(encoding="utf-8"))
     out: dict[str, Any] = {"seed": seed, "interval_s": interval_s, "hours": hours}
     t0 = time.perf_counter()
     for tracked in (True, False):
-        world = World.from_settings({**raw["world"]["settings"], "seed": seed})
-        pc = SimPolarizationController("pc-bob", world)
-        await pc.connect()
-        await pc.set_voltages_mv([300.0, 1000.0, -700.0, 400.0])  # a generic calibrated point
-        world.optics.fiber.matrix = world.optics.controller.matrix.T.copy()
-        floor = 0.5 * sum(basis_error_rates(world.settings.receiver, world.optics.rotation))
-        tracker = DriftTracker(pc, TrackingSettings())
-        rng = np.random.default_rng(seed)
-        excess = []
-        for block in range(int(hours * 3600 / interval_s)):
-            if tracked:
-                await tracker.before_block(block)
-            world.optics.fiber.advance_to(world.clock.now_s())
-            truth = basis_error_rates(world.settings.receiver, world.optics.rotation)
-            q_z, q_x = (rng.binomial(SIFTED_PER_BASIS, q) / SIFTED_PER_BASIS for q in truth)
-            excess.append(0.5 * (q_z + q_x) - floor)
-            if tracked:
-                head = (block, "key", "", 0, 0, 0, 0, 0)
-                tracker.observe(BlockResult(*head, q_z, q_x, 0, None, 0, 0, 0, None, 0))
-            world.clock.advance(interval_s)
-        e = np.array(excess)
+        e = await _drift_excess(raw, seed, hours, interval_s, tracked=tracked)
         name = "tracked" if tracked else "untracked"
         out[name] = {
             "blocks": len(e),
@@ -373,7 +389,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if args.tracking_only:
-        interval = args.block_interval_s or 2.0
+        interval = args.block_interval_s or 10.0
         print(json.dumps(asyncio.run(closed_loop(args.hours, interval, args.seed)), indent=2))
         return
     with tempfile.TemporaryDirectory(prefix="field-trial-") as tmp:

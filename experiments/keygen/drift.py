@@ -2,28 +2,32 @@
 
 The fiber's birefringence drifts (a random walk on the Poincaré sphere), so the alignment
 the polarization calibration found wears off within minutes: QBER creeps up until the
-finite-key bound leaves no key. The tracker keeps the alignment from the QBER the blocks
-themselves report, i.e. from what Alice and Bob learn in the public error estimation (the
-errors Cascade corrected in the key basis, the disclosed test basis); it never looks at the
-optics, and it moves Bob's controller only through the ``PolarizationController`` interface.
+finite-key bound leaves no key. Between key blocks Alice's public calibration frame plays
+(its states are known to both), so Bob measures the QBER on it, as the calibration does,
+and keeps the alignment with small steps of his controller through the
+``PolarizationController`` interface; key blocks are then acquired at the setpoint itself,
+without a dither of their own.
 
 Why a dither: near the optimum the QBER of each basis is quadratic in the misalignment, so
-one reading says how far off the alignment is but not which way. The blocks of a pair are
-acquired with one actuator offset by ``+delta`` and ``-delta`` retardance from its
-setpoint; the difference of their cost C = (Q_Z + Q_X) / 2 is ``2 delta dC/dd``. With all
-other actuators fixed, C is ``A + B cos(d - d*)`` in that actuator's retardance ``d`` (the
-law the calibration's Rotosolve uses), and for a rotation by ``phi`` about a unit Stokes
-axis ``n`` from the optimum ``C - C_min = (1 - 2 e)(1 + n_3^2)(1 - cos phi) / 4``, so the
-curvature is ``(1 - 2 e)(1 + n_3^2) / 4``, between 1/4 and 1/2 for any axis (``e`` the
-intrinsic misalignment). A Newton step with the middle value 3/8 is between 2/3 and 4/3 of
-the exact step along that actuator: it always converges (a gradient step converges below 2).
-Pairs take the actuators in turn (coordinate descent: four squeezers for three rotation
-angles, so a simultaneous update of all of them could overshoot along shared directions).
+one reading says how far off the alignment is but not which way. A probe pair reads the
+cost C = (Q_Z + Q_X) / 2 with one actuator offset by ``+delta`` and ``-delta`` retardance
+from its setpoint; their difference is ``2 delta dC/dd``. With all other actuators fixed, C
+is ``A + B cos(d - d*)`` in that actuator's retardance ``d`` (the law the calibration's
+Rotosolve uses), and for a rotation by ``phi`` about a unit Stokes axis ``n`` from the
+optimum ``C - C_min = (1 - 2 e)(1 + n_3^2)(1 - cos phi) / 4``, so the curvature is
+``(1 - 2 e)(1 + n_3^2) / 4``, between 1/4 and 1/2 for any axis (``e`` the intrinsic
+misalignment). A Newton step with the middle value 3/8 is between 2/3 and 4/3 of the exact
+step along that actuator: it always converges (a gradient step converges below 2). Pairs
+take the actuators in turn (coordinate descent: four squeezers for three rotation angles,
+so a simultaneous update of all of them could overshoot along shared directions).
 
-The dither costs ``curvature * delta^2 / 2`` of QBER on its blocks: 0.07 pp at 0.06 rad.
-A pair measures one actuator, so three to four pairs correct every direction: the loop holds
-the floor when a pair spans little drift (sim.yaml's 0.01 rad/sqrt(s) needs a block every
-few seconds: tests/experiments/keygen/test_drift.py).
+Each probe is a short capture (``evaluation_s``, the calibration's 2 ms: ~2e4 sifted bits a
+basis, a QBER to ~0.1 pp), so ``reference_pairs`` pairs before every block cost a few
+percent of a block's pulses. With sim.yaml's 0.01 rad/sqrt(s) and a block every 10 s, two
+pairs a block hold the key blocks within 0.05 pp of the floor
+(tests/experiments/keygen/test_drift.py); dithering the key blocks themselves (a pair of
+blocks per actuator, four pairs for all directions) let them drift 0.35 pp above it on
+average and a fifth of them gave no key.
 
 When blocks stop yielding key anyway (a drift jump faster than tracking, a detector that
 came back with another efficiency), :class:`StallWatch` trips a suspender whose remedy is
@@ -34,14 +38,14 @@ cost of the last blocks above the floor measured right after the last calibratio
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from experiments.calibration.common import Session
 from experiments.calibration.polarization import wrap_voltage
+from experiments.calibration.qber import measure_qber
 from labctl.interfaces.devices import PolarizationController
 from labctl.link.node_base import BlockResult
 from labctl.runner.plan_context import PlanContext
@@ -50,15 +54,22 @@ from labctl.runner.suspenders import Plan, Suspender
 CURVATURE = 3.0 / 8.0
 """Assumed d^2 C / d d^2 at the optimum (C the mean QBER of both bases): see the module doc."""
 
+Measure = Callable[[], Awaitable[float]]
+"""The cost (mean QBER of both bases) of a short capture of the calibration frame, now."""
+
 
 @dataclass(frozen=True)
 class TrackingSettings:
-    """How the tracker dithers and steps, and when key generation recalibrates."""
+    """How the tracker probes and steps, and when key generation recalibrates."""
 
     v_pi_mv: float = 2000.0
     """Voltage of pi retardance (``calibration.polarization.v_pi_mv``)."""
     dither_rad: float = 0.06
-    """Retardance offset of each block of a pair."""
+    """Retardance offset of each probe of a pair."""
+    reference_pairs: int = 2
+    """Probe pairs on the calibration frame before every key block."""
+    evaluation_s: float = 0.002
+    """Capture time of one probe (``calibration.polarization.evaluation_s``)."""
     max_step_rad: float = 0.3
     """Largest setpoint move per pair (a wild reading cannot throw the alignment away)."""
     curvature: float = CURVATURE
@@ -70,11 +81,18 @@ class TrackingSettings:
     """Blocks averaged for the floor (after a calibration) and for the margin check."""
 
     def __post_init__(self) -> None:
-        for name in ("v_pi_mv", "dither_rad", "max_step_rad", "curvature", "margin_qber"):
+        for name in (
+            "v_pi_mv",
+            "dither_rad",
+            "evaluation_s",
+            "max_step_rad",
+            "curvature",
+            "margin_qber",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0.0):
                 raise ValueError(f"TrackingSettings.{name}: must be finite and > 0, got {value!r}")
-        for name in ("no_key_blocks", "window_blocks"):
+        for name in ("reference_pairs", "no_key_blocks", "window_blocks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrackingSettings.{name}: must be >= 1")
 
@@ -86,51 +104,23 @@ def block_cost(result: BlockResult) -> float | None:
     return 0.5 * (result.qber_z + result.qber_x)
 
 
-@dataclass
-class _Probe:
-    """The setting one block was acquired with."""
-
-    version: int
-    axis: int
-    sign: int
-
-
-@dataclass
-class _Pair:
-    """Costs seen at +delta and -delta on one axis around one setpoint."""
-
-    plus: list[float] = field(default_factory=list)
-    minus: list[float] = field(default_factory=list)
-
-
 class DriftTracker:
-    """Dither-and-step tracking of Bob's polarization controller from block QBERs.
+    """Dither-and-step tracking of Bob's polarization controller on the calibration frame.
 
-    ``before_block(b)`` sets the controller for block ``b`` (setpoint plus the dither of
-    its turn), ``observe(result)`` takes a post-processed block's QBER; once both halves
-    of the current pair are in, the setpoint of that actuator moves and the next pair
-    dithers the next actuator. A block acquired under an older setpoint never counts.
+    ``before_block(b)`` runs ``reference_pairs`` probe pairs (each: the actuator of its turn
+    at ``+delta``, a capture, at ``-delta``, a capture, a bounded Newton step of its
+    setpoint) and leaves the controller at the setpoint for the block.
     """
 
-    def __init__(
-        self,
-        pc: PolarizationController,
-        settings: TrackingSettings,
-        *,
-        wait_results: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, pc: PolarizationController, settings: TrackingSettings, measure: Measure):
         self.pc = pc
         self.settings = settings
-        self._wait_results = wait_results
+        self.measure = measure
         self.setpoint_mv: list[float] | None = None
-        self.version = 0
-        self._turn = 0  # blocks acquired under the current setpoint
         self._axis = 0
-        self._probes: dict[int, _Probe] = {}
-        self._pair = _Pair()
         self.steps = 0
         self.skipped = 0
-        """Blocks acquired without a dither (the controller did not answer)."""
+        """Blocks before which tracking failed (the controller or a capture did not answer)."""
         self.last_error: str | None = None
 
     @property
@@ -139,67 +129,45 @@ class DriftTracker:
         return self.settings.dither_rad * self.settings.v_pi_mv / math.pi
 
     def rebase(self, voltages_mv: Sequence[float]) -> None:
-        """A calibration set the controller: track from its voltages; older blocks do not count."""
+        """A calibration set the controller: track from its voltages."""
         self.setpoint_mv = [float(v) for v in voltages_mv]
-        self._new_version()
         self._axis = 0
-
-    def _new_version(self) -> None:
-        self.version += 1
-        self._turn = 0
-        self._pair = _Pair()
 
     def _voltage(self, value_mv: float) -> float:
         low, high = self.pc.voltage_range_mv
         return wrap_voltage(value_mv, self.settings.v_pi_mv, low, high)
 
-    async def before_block(self, block: int) -> None:
-        """Drive the controller to block ``block``'s setting (setpoint + its dither)."""
-        self._probes.pop(block, None)
-        if self._turn >= 2 and self._wait_results is not None and not self._pair_complete():
-            # Both halves acquired, results still in post-processing: wait for them rather
-            # than dither on under a setpoint that is about to move.
-            await self._wait_results()
+    async def before_block(self, block: int) -> list[float]:
+        """Probe and step; the setpoint steps taken (mV), one per pair, for block ``block``."""
+        steps: list[float] = []
         try:
             if self.setpoint_mv is None:
                 self.rebase(await self.pc.get_voltages_mv())
             assert self.setpoint_mv is not None
-            sign = 1 if self._turn % 2 == 0 else -1
-            voltages = list(self.setpoint_mv)
-            voltages[self._axis] = self._voltage(voltages[self._axis] + sign * self.delta_mv)
-            await self.pc.set_voltages_mv(voltages)
-        except Exception as exc:  # a controller link fault must not stop key generation
+            for _ in range(self.settings.reference_pairs):
+                steps.append(await self._pair(self.setpoint_mv))
+            await self.pc.set_voltages_mv(self.setpoint_mv)
+        except Exception as exc:  # a controller or capture fault must not stop key generation
             self.skipped += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
-            return
-        self._probes[block] = _Probe(self.version, self._axis, sign)
-        self._turn += 1
+        return steps
 
-    def _pair_complete(self) -> bool:
-        return bool(self._pair.plus) and bool(self._pair.minus)
-
-    def observe(self, result: BlockResult) -> float | None:
-        """Take block ``result``; the setpoint step (mV) when this completed a pair."""
-        probe = self._probes.pop(result.block, None)
-        cost = block_cost(result)
-        if probe is None or cost is None or probe.version != self.version:
-            return None
-        if probe.axis != self._axis:
-            return None
-        (self._pair.plus if probe.sign > 0 else self._pair.minus).append(cost)
-        if not self._pair_complete() or self.setpoint_mv is None:
-            return None
-        plus = sum(self._pair.plus) / len(self._pair.plus)
-        minus = sum(self._pair.minus) / len(self._pair.minus)
-        slope = (plus - minus) / (2.0 * self.settings.dither_rad)  # dC / d retardance
+    async def _pair(self, setpoint_mv: list[float]) -> float:
+        """One probe pair on the actuator of its turn; moves its setpoint, the step in mV."""
+        axis = self._axis
+        costs = []
+        for sign in (1, -1):
+            voltages = list(setpoint_mv)
+            voltages[axis] = self._voltage(voltages[axis] + sign * self.delta_mv)
+            await self.pc.set_voltages_mv(voltages)
+            costs.append(await self.measure())
+        slope = (costs[0] - costs[1]) / (2.0 * self.settings.dither_rad)  # dC / d retardance
         limit = self.settings.max_step_rad
         step_rad = max(-limit, min(limit, -slope / self.settings.curvature))
         step_mv = step_rad * self.settings.v_pi_mv / math.pi
-        axis = self._axis
-        self.setpoint_mv[axis] = self._voltage(self.setpoint_mv[axis] + step_mv)
+        setpoint_mv[axis] = self._voltage(setpoint_mv[axis] + step_mv)
         self.steps += 1
-        self._axis = (axis + 1) % len(self.setpoint_mv)
-        self._new_version()
+        self._axis = (axis + 1) % len(setpoint_mv)
         return step_mv
 
 
@@ -259,19 +227,31 @@ class StallWatch:
 
 @dataclass
 class Tracking:
-    """The tracker and the stall watch of one key generation run."""
+    """The tracker (None: drift is not tracked) and the stall watch of one key generation run."""
 
-    tracker: DriftTracker
+    tracker: DriftTracker | None
     stall: StallWatch
     run: PlanContext
 
     async def before_block(self, block: int) -> None:
-        """Set the controller for block ``block``; say so once when it does not answer."""
+        """Probe and step before block ``block``; say so when the controller did not answer."""
+        if self.tracker is None:
+            return
         skipped = self.tracker.skipped
-        await self.tracker.before_block(block)
+        steps = await self.tracker.before_block(block)
         if self.tracker.skipped > skipped:
             self.run.log.warning(
                 "polarization tracking skipped block %d: %s", block, self.tracker.last_error
+            )
+        if steps:
+            self.run.emit(
+                "drift",
+                {
+                    "block": block,
+                    "step_mv": steps,
+                    "setpoint_mv": list(self.tracker.setpoint_mv or []),
+                    "floor_qber": self.stall.floor,
+                },
             )
 
     def acquired(self, block: int) -> None:
@@ -279,23 +259,14 @@ class Tracking:
         self.stall.acquired(block)
 
     def observe(self, result: BlockResult) -> None:
-        """A post-processed block: its QBER steers the controller and feeds the stall watch."""
+        """A post-processed block: its QBER feeds the stall watch."""
         self.stall.observe(result)
-        step_mv = self.tracker.observe(result)
-        if step_mv is not None:
-            self.run.emit(
-                "drift",
-                {
-                    "block": result.block,
-                    "step_mv": step_mv,
-                    "setpoint_mv": list(self.tracker.setpoint_mv or []),
-                    "floor_qber": self.stall.floor,
-                },
-            )
 
     async def recalibrated(self) -> None:
         """The calibration moved the controller: restart tracking from its voltages."""
         self.stall.restart()
+        if self.tracker is None:
+            return
         try:
             self.tracker.rebase(await self.tracker.pc.get_voltages_mv())
         except Exception as exc:  # read again before the next block
@@ -307,14 +278,20 @@ def tracking_settings(
     run: PlanContext,
     *,
     dither_rad: float = TrackingSettings.dither_rad,
+    reference_pairs: int = TrackingSettings.reference_pairs,
     no_key_blocks: int = TrackingSettings.no_key_blocks,
     margin_qber: float = TrackingSettings.margin_qber,
 ) -> TrackingSettings:
-    """Settings with ``v_pi_mv`` from the station's ``calibration.polarization`` section."""
-    session = Session.of(run)
-    v_pi = float(session.settings.section("polarization")["v_pi_mv"])
+    """Settings with ``v_pi_mv`` and ``evaluation_s`` from the station's
+    ``calibration.polarization`` section."""
+    section = Session.of(run).settings.section("polarization")
     return TrackingSettings(
-        v_pi_mv=v_pi, dither_rad=dither_rad, no_key_blocks=no_key_blocks, margin_qber=margin_qber
+        v_pi_mv=float(section["v_pi_mv"]),
+        dither_rad=dither_rad,
+        reference_pairs=reference_pairs,
+        evaluation_s=float(section["evaluation_s"]),
+        no_key_blocks=no_key_blocks,
+        margin_qber=margin_qber,
     )
 
 
@@ -330,27 +307,26 @@ def install(
     remedy: Plan,
     *,
     settings: TrackingSettings | None = None,
-    wait_results: Callable[[], Awaitable[None]] | None = None,
+    measure: Measure | None = None,
     settle_s: float = 1.0,
+    track: bool = True,
 ) -> Tracking:
-    """Track drift with Bob's controller ``pc``; add the ``key-stall`` suspender.
+    """Track drift with Bob's controller ``pc`` (unless ``track`` is False); add the
+    ``key-stall`` suspender.
 
     ``remedy`` recalibrates polarization (the QBER suspender's); the caller restarts
     tracking (``Tracking.recalibrated``) after every calibration, whoever asked for it.
-    ``wait_results`` waits until acquired blocks are post-processed;
-    given on a virtual clock only (there post-processing takes no simulated time, while on
-    the wall clock a block's results are in long before the next block starts).
+    ``measure`` reads the calibration frame's cost (default: a capture of
+    ``settings.evaluation_s`` through the calibration session, as the calibration does).
     """
     chosen = settings or tracking_settings(run)
-    tracker = DriftTracker(pc, chosen, wait_results=wait_results)
+    if measure is None:
+        session = Session.of(run)
+
+        async def measure() -> float:
+            return (await measure_qber(session, chosen.evaluation_s)).qber
+
+    tracker = DriftTracker(pc, chosen, measure) if track else None
     tracking = Tracking(tracker, StallWatch(chosen), run)
     run.add_suspender(Suspender("key-stall", tracking.stall.reason, remedy, settle_s=settle_s))
     return tracking
-
-
-async def wait_at_most(wait: Callable[[], Awaitable[None]], timeout_s: float) -> None:
-    """``wait()`` bounded by ``timeout_s`` of wall time (a stuck pipeline never stalls a block)."""
-    try:
-        await asyncio.wait_for(wait(), timeout_s)
-    except TimeoutError:
-        pass

@@ -286,7 +286,7 @@ async def generate_key(
             )
         pipeline.start()
         watch = monitor.install(run, settings, lambda: pipeline.wait_pending_at_most(0))
-        tracking = _install_tracking(run, settings, watch, pipeline)
+        tracking = _install_tracking(run, settings, watch)
         detectors = latch.install(run)
         if detectors is not None:
             watch.before_calibration.append(lambda: latch.reset_latched(run, detectors))
@@ -476,15 +476,18 @@ async def _acquire_loop(
 
 
 def _install_tracking(
-    run: PlanContext, settings: KeygenSettings, watch: monitor.QberWatch, pipeline: Pipeline
+    run: PlanContext, settings: KeygenSettings, watch: monitor.QberWatch
 ) -> drift.Tracking | None:
-    """Polarization drift tracking and the key-stall suspender (``qkd.drift_dither_rad``)."""
-    if settings.drift_dither_rad == 0.0 or watch.remedy is None:
+    """Polarization drift tracking (off with ``qkd.drift_dither_rad: 0``) and the key-stall
+    suspender."""
+    if watch.remedy is None:
         return None
+    track = settings.drift_dither_rad > 0.0
     try:
         chosen = drift.tracking_settings(
             run,
-            dither_rad=settings.drift_dither_rad,
+            dither_rad=settings.drift_dither_rad if track else drift.TrackingSettings.dither_rad,
+            reference_pairs=settings.drift_reference_pairs,
             no_key_blocks=settings.stall_blocks,
             margin_qber=settings.stall_margin_qber,
         )
@@ -492,21 +495,8 @@ def _install_tracking(
     except CalibrationFailed as exc:  # no polarization controller: nothing to track with
         run.log.warning("polarization drift not tracked: %s", exc)
         return None
-    wait = None
-    if run.clock.is_virtual:  # post-processing takes no simulated time: wait for its results
-
-        async def wait() -> None:
-            await drift.wait_at_most(
-                lambda: pipeline.wait_pending_at_most(0), settings.channel_timeout_s
-            )
-
     tracking = drift.install(
-        run,
-        pc,
-        watch.remedy,
-        settings=chosen,
-        wait_results=wait,
-        settle_s=settings.suspend_settle_s,
+        run, pc, watch.remedy, settings=chosen, settle_s=settings.suspend_settle_s, track=track
     )
     watch.after_calibration.append(tracking.recalibrated)
     return tracking

@@ -39,7 +39,9 @@ class KeygenSettings:
     suspend_settle_s: float = 1.0
     """Run-clock wait after the recalibration before the QBER is checked again."""
     drift_dither_rad: float = 0.06
-    """Retardance dither of the drift tracker (experiments/keygen/drift.py); 0 = off."""
+    """Retardance offset of the drift tracker's probes (experiments/keygen/drift.py); 0 = off."""
+    drift_reference_pairs: int = 2
+    """Probe pairs on the calibration frame before each key block (drift tracking)."""
     stall_blocks: int = 3
     """Blocks in a row without key that recalibrate polarization."""
     stall_margin_qber: float = 0.01
@@ -87,7 +89,14 @@ def _check(name: str, value: Any, file: str | None) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise bad("must be a finite number")
-    if name in ("block_pulses", "queue_blocks", "key_basis", "stall_blocks", "auth_pool_slots"):
+    if name in (
+        "block_pulses",
+        "queue_blocks",
+        "key_basis",
+        "stall_blocks",
+        "auth_pool_slots",
+        "drift_reference_pairs",
+    ):
         if float(value) != int(value):
             raise bad("must be a whole number")
         number = int(value)
@@ -95,7 +104,7 @@ def _check(name: str, value: Any, file: str | None) -> Any:
             raise bad("must be 0 (Z) or 1 (X)")
         if name == "block_pulses" and number < 1000:
             raise bad("must be >= 1000")
-        if name in ("queue_blocks", "stall_blocks") and number < 1:
+        if name in ("queue_blocks", "stall_blocks", "drift_reference_pairs") and number < 1:
             raise bad("must be >= 1")
         if name == "auth_pool_slots" and number < 8:
             raise bad("must be >= 8")
