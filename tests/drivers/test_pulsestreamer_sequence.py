@@ -52,7 +52,8 @@ def test_exact_steps_of_a_small_pattern() -> None:
 
 
 def test_same_bytes_as_the_vendor_client_encoder() -> None:
-    base = pytest.importorskip("pulsestreamer.pulse_streamer_base")
+    from pulsestreamer import pulse_streamer_base as base
+
     p = seeded_pattern(500, [0.6, 0.3, 0.1], 0.5, seed=3)
     steps = encode_steps(p, CHANNELS, period_ns=8, marker_divider=7)
     as_tuples = [(int(s["ticks"]), int(s["digi"]), int(s["ao0"]), int(s["ao1"])) for s in steps]

@@ -15,19 +15,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import numpy as np
+import pulsestreamer
 import pytest
-
-from labctl.interfaces.pattern import PulsePattern, seeded_pattern
-from sims.wire.pulsestreamer import PulseStreamerWire
-from tests.sims.wire.memory_transmitter import MemoryTransmitter
-
-pulsestreamer = pytest.importorskip("pulsestreamer")
-from pulsestreamer import (  # noqa: E402
+from pulsestreamer import (
     ClockSource,
     OutputState,
     TriggerRearm,
     TriggerStart,
 )
+
+from labctl.interfaces.pattern import PulsePattern, seeded_pattern
+from sims.wire.pulsestreamer import PulseStreamerWire
+from tests.sims.wire.memory_transmitter import MemoryTransmitter
 
 T = TypeVar("T")
 PERIOD_NS = 10

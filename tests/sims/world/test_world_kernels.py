@@ -12,11 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sims.world import World, kernels
+from sims.world import World, jit, kernels
 from sims.world.events import candidate_probability, gap_table
 from tests.sims.world.world_helpers import collect, merged, quiet_world, sifted_errors
-
-jit = pytest.importorskip("sims.world.jit", reason="numba not installed: numpy path only")
 
 HIGH_RATE: dict[str, Any] = {
     "seed": 3,
