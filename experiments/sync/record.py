@@ -67,11 +67,20 @@ class PlayRecord:
         return self._entries[-1].first if self._entries else None
 
     def release(self, first: int, pulses: int) -> None:
-        """Forget the one-shot patterns inside [first, first + pulses) (a block served)."""
+        """Forget the one-shot patterns inside [first, first + pulses) (a block served), and
+        the cycling ones cut off before ``first``.
+
+        A cycling frame (the calibration frame, replayed after every block) is looked up
+        only by the captures made while it played, which are done before the next block
+        starts; without this, one frame a block would pile up to ``max_pulses``.
+        """
+        entries = list(self._entries)
         kept: deque[Played] = deque()
-        for entry in self._entries:
+        for i, entry in enumerate(entries):
             stop = entry.stop
-            if stop is not None and entry.first >= first and stop <= first + pulses:
+            served = stop is not None and entry.first >= first and stop <= first + pulses
+            cut_off = entry.repeat and i + 1 < len(entries) and entries[i + 1].first <= first
+            if served or cut_off:
                 self._held -= int(entry.codes.size)
             else:
                 kept.append(entry)

@@ -34,6 +34,27 @@ def test_the_record_is_bounded_and_releases_served_blocks() -> None:
     assert record.codes(np.array([30], dtype=np.int64)).tolist() == [NOT_SENT]
 
 
+def test_serving_a_block_forgets_the_calibration_frames_played_before_it() -> None:
+    record = PlayRecord()
+    for block, first in enumerate((100, 300, 500)):
+        record.add(Played(first - 50, _codes(8, 7), repeat=True))  # the frame between blocks
+        record.add(Played(first, _codes(20, block), repeat=False))  # the key block
+    record.add(Played(600, _codes(8, 7), repeat=True))  # playing now
+    held = record._held
+    record.release(300, 20)  # block 1 served (block 0 may still be in post-processing)
+    # Frames cut off before block 1 go; block 0 and the frames after block 1 stay.
+    assert record._held == held - 20 - 2 * 8
+    assert record.codes(np.array([60, 100, 260, 300, 460, 500, 610], dtype=np.int64)).tolist() == [
+        NOT_SENT,
+        0,
+        NOT_SENT,
+        NOT_SENT,
+        7,
+        2,
+        7,
+    ]
+
+
 def test_sorted_lookup_gives_what_the_general_one_gives() -> None:
     """Sorted indices over patterns in order take one slice per pattern; shuffled indices
     and nested patterns take the general path: both answer alike."""
