@@ -274,6 +274,11 @@ class PulseStreamer(DriverBase):
         return self._chunk_steps
 
     @property
+    def upload_pulses(self) -> int:
+        """One pattern per upload: the whole chunk (a slot holds no more)."""
+        return self._chunk_steps
+
+    @property
     def _chunk_steps(self) -> int:
         return SLOT_STEPS if self._upload is not None else self.memory_steps
 

@@ -199,6 +199,11 @@ class AWG5208Transmitter(DriverBase):
         return MAX_SAMPLES // self._spp
 
     @property
+    def upload_pulses(self) -> int:
+        """One waveform per load: the whole memory."""
+        return self.memory_pulses
+
+    @property
     def pattern_mode(self) -> PatternMode:
         """The AWG cycles the waveform it holds."""
         return PatternMode.REPEATING

@@ -112,6 +112,14 @@ def detections_from_indices(
     return Detections.create(unique_index, basis, bit)
 
 
+def _inside(
+    channel: npt.NDArray[np.uint8], index: I64, first_pulse: int, span: int
+) -> tuple[npt.NDArray[np.uint8], I64]:
+    """The tags mapped into pulses [first_pulse, first_pulse + span)."""
+    keep = (index >= first_pulse) & (index < first_pulse + span)
+    return channel[keep], index[keep]
+
+
 async def acquire_block(
     tagger: TimeTagger,
     *,
@@ -138,9 +146,9 @@ async def acquire_block(
     if window is None:
         await tagger.start_stream()
     channels: list[npt.NDArray[np.uint8]] = []
-    times: list[I64] = []
+    times: list[I64] = []  # only without a tracker (mapped at the end)
     indices: list[I64] = []
-    missed = 0
+    n_tags = missed = 0
     first_pulse: int | None = None
     span = pulses
     known_at_ps: int | None = None  # Bob's clock when Alice's window became known
@@ -154,8 +162,8 @@ async def acquire_block(
                 )
             last_stop_ps = batch.stop_ps
             missed += batch.missed_events
+            n_tags += len(batch)
             channels.append(batch.channel)
-            times.append(batch.time_ps)
             if tracker is not None:
                 span_s = ps_to_seconds(max(batch.stop_ps - batch.start_ps, 1))
                 if len(batch) >= TRACK_MIN_TAGS and len(batch) / span_s >= TRACK_MIN_RATE_HZ:
@@ -163,12 +171,21 @@ async def acquire_block(
                 else:  # darks between chunks: map them, but do not steer the clock by them
                     indices.append(tracker.result.assign(batch.channel, batch.time_ps)[0])
                 clock_map = tracker.result
+                if first_pulse is not None:  # only the block's tags are kept
+                    channels[-1], indices[-1] = _inside(
+                        channels[-1], indices[-1], first_pulse, span
+                    )
+            else:
+                times.append(batch.time_ps)
             if first_pulse is None:
                 if window is None:
                     first_pulse = _index_at(clock_map, batch.start_ps) + 1
                 elif window.done():
                     first_pulse, span = window.result()
                     known_at_ps = batch.stop_ps
+                    if tracker is not None:  # what was read before: only the block's tags
+                        for i, (ch, ix) in enumerate(zip(channels, indices, strict=True)):
+                            channels[i], indices[i] = _inside(ch, ix, first_pulse, span)
                 else:
                     # Let Alice's node go on (a simulated tagger answers without waiting).
                     await asyncio.sleep(0)
@@ -185,12 +202,16 @@ async def acquire_block(
     finally:
         await tagger.stop_stream()
     channel = np.concatenate(channels) if channels else np.zeros(0, np.uint8)
-    time_ps = np.concatenate(times) if times else np.zeros(0, np.int64)
+    channels.clear()
     if tracker is not None:
         index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+        indices.clear()
         found = detections_from_indices(channel, index, detector_channels, rng)
     else:
+        time_ps = np.concatenate(times) if times else np.zeros(0, np.int64)
+        times.clear()
         found = detections_from_tags(channel, time_ps, clock_map, detector_channels, rng)
+    del channel
     inside = (found.pulse_index >= first_pulse) & (found.pulse_index < first_pulse + span)
     detections = Detections(found.pulse_index[inside], found.basis[inside], found.bit[inside])
     return RawBlock(
@@ -200,7 +221,7 @@ async def acquire_block(
         detections=detections,
         started_s=now_s,
         acquired_s=ps_to_seconds(pulses * period_ps),
-        tags=int(time_ps.size),
+        tags=n_tags,
         missed_tags=missed,
         span=span,
     )

@@ -320,16 +320,18 @@ class TransmitterAlice:
         self._configured = True
 
     async def _play(
-        self, chunks: Iterable[PulsePattern], count: int, repeat: bool
+        self, chunks: Iterable[PulsePattern], count: int, repeat: bool, preload: int = 1
     ) -> tuple[list[int], list[U8]]:
         """Load and start ``count`` chunks back to back; the first pulse index and the state
         codes of each.
 
-        Loading stops what played before, so her tagger's stream, restarted after it, holds
-        only this pattern's frame markers. They are read while later chunks are appended:
-        a tagger buffers only so long. Chunks are taken from ``chunks`` one at a time (the
-        next one drawn in a thread while one uploads) and let go once handed over, so a key
-        block drawn chunk by chunk never exists whole: Alice keeps its codes, 1 byte a pulse.
+        The first ``preload`` chunks are handed over before ``start()`` (pieces of one
+        memory fill); the rest are appended while it plays. Loading stops what played
+        before, so her tagger's stream, restarted after it, holds only this pattern's frame
+        markers. They are read while later chunks are appended: a tagger buffers only so
+        long. Chunks are taken from ``chunks`` one at a time (the next one drawn in a thread
+        while one uploads) and let go once handed over, so a key block drawn chunk by chunk
+        never exists whole: Alice keeps its codes, 1 byte a pulse.
         """
         await self._configure()
         source = iter(chunks)
@@ -337,13 +339,20 @@ class TransmitterAlice:
         codes = [to_codes(head)]
         await self.transmitter.load_pattern(head, repeat=repeat)
         del head  # the transmitter has it; the codes are all Alice keeps
+        upcoming: asyncio.Future[PulsePattern] | None = None
+        for _ in range(1, min(preload, count)):
+            # Drawn here, not in a thread: the fill is one step, as a single draw would be
+            # (a simulated tagger read meanwhile would run the clock on in the dark).
+            chunk = next(source)
+            codes.append(to_codes(chunk))
+            await self.transmitter.append_pattern(chunk)
+            del chunk
         await self.tagger.stop_stream()
         await self.tagger.start_stream()
         reader = asyncio.create_task(self._frame_markers(count))
-        upcoming: asyncio.Future[PulsePattern] | None = None
         try:
             await self.transmitter.start()
-            for i in range(1, count):
+            for i in range(len(codes), count):
                 if upcoming is None:
                     upcoming = asyncio.ensure_future(asyncio.to_thread(next, source))
                 chunk = await upcoming
@@ -414,10 +423,11 @@ class TransmitterAlice:
         return first
 
     async def _play_chunks(
-        self, chunks: Iterable[PulsePattern], sizes: Sequence[int]
+        self, chunks: Iterable[PulsePattern], sizes: Sequence[int], preload: int = 1
     ) -> tuple[int, int]:
-        """Play chunks of the given sizes (each at most the transmitter's memory) once, back
-        to back; (first pulse, span).
+        """Play chunks of the given sizes (each at most the transmitter's upload) once, back
+        to back, the first ``preload`` of them handed over before it starts; (first pulse,
+        span).
 
         The span runs to the end of the last chunk: a chunk that reached the transmitter
         late follows a dark gap (an underrun), which Alice sees in her frame markers. On a
@@ -429,7 +439,7 @@ class TransmitterAlice:
                 f"{self.transmitter.memory_pulses} and it cannot stream chunks back to back"
             )
         async with self._lock:
-            starts, codes = await self._play(chunks, len(sizes), repeat=False)
+            starts, codes = await self._play(chunks, len(sizes), repeat=False, preload=preload)
             self.calibration_anchor = None
             for start, chunk_codes in zip(starts, codes, strict=True):
                 self.record.add(Played(start, chunk_codes, repeat=False))
@@ -462,13 +472,17 @@ class TransmitterAlice:
                 self.record.add(Played(first, codes, repeat=True))
                 self.calibration_anchor = None
             return first, n_pulses
-        # Drawn chunk by chunk as the transmitter takes them: a 1e8-pulse block is 300 MB
-        # as one pattern, against the 100 MB of codes Alice keeps of it.
-        sizes = [min(memory, n_pulses - i) for i in range(0, n_pulses, memory)]
+        # Drawn piece by piece as the transmitter takes them: a 1e8-pulse block is 300 MB
+        # as one pattern, against the 100 MB of codes Alice keeps of it. Pieces that fit
+        # the memory together are all handed over before it starts (no underrun possible);
+        # a longer block streams the rest while it plays.
+        piece = max(1, min(memory, self.transmitter.upload_pulses))
+        sizes = [min(piece, n_pulses - i) for i in range(0, n_pulses, piece)]
+        preload = max(1, min(len(sizes), memory // piece))
         chunks = secret_chunks(
-            n_pulses, memory, self.design.intensity_probability, self.design.basis_z_probability
+            n_pulses, piece, self.design.intensity_probability, self.design.basis_z_probability
         )
-        return await self._play_chunks(chunks, sizes)
+        return await self._play_chunks(chunks, sizes, preload)
 
 
 _NODES: weakref.WeakKeyDictionary[Any, AliceSide] = weakref.WeakKeyDictionary()

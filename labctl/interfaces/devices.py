@@ -200,6 +200,17 @@ class Transmitter(Instrument, Protocol):
         ...
 
     @property
+    def upload_pulses(self) -> int:
+        """The piece size in which a one-shot pattern is best handed over (at most
+        ``memory_pulses``).
+
+        Where it is smaller than the memory, the memory may be filled in pieces before
+        ``start()`` (load the first, append the others, then start): they play back to
+        back. Devices that take one pattern per load give ``memory_pulses``.
+        """
+        ...
+
+    @property
     def pattern_mode(self) -> PatternMode:
         """STREAMED (fresh chunks back to back) or REPEATING (the pattern cycles)."""
         ...

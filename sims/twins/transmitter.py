@@ -16,6 +16,7 @@ from sims.twins.base import SettingCheck, SimTwin, check_int
 from sims.twins.world_api import TransmitterWorld
 
 MEMORY_PULSES = 1 << 28  # a deep-memory AWG class device: 256 Mi states per chunk
+UPLOAD_PULSES = 1 << 22  # a one-shot fill comes in pieces this long (12 MB as a pattern)
 MARKER_DIVIDER_RANGE = (1, 1 << 30)
 
 
@@ -57,6 +58,11 @@ class SimTransmitter(SimTwin[TransmitterWorld]):
     def memory_pulses(self) -> int:
         """The most pulses one chunk may hold."""
         return MEMORY_PULSES
+
+    @property
+    def upload_pulses(self) -> int:
+        """Pieces of a memory fill: chunks appended before ``start()`` play back to back."""
+        return UPLOAD_PULSES
 
     @property
     def pattern_mode(self) -> PatternMode:
@@ -153,6 +159,7 @@ class SimTransmitter(SimTwin[TransmitterWorld]):
             "period_ps": self._period_ps,
             "marker_divider": self._divider,
             "memory_pulses": MEMORY_PULSES,
+            "upload_pulses": UPLOAD_PULSES,
             "pattern_mode": str(PatternMode.STREAMED),
             "loaded_pulses": self._loaded,
             "repeat": self._repeat,

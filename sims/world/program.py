@@ -141,8 +141,14 @@ class PatternProgram:
     def codes(self, index: I64) -> INTP:
         """The state code of every pulse index (sorted or not); dark where nothing plays."""
         out = np.full(index.shape, self.dark_code, dtype=np.intp)
+        if index.size == 0:
+            return out
+        # A block comes in many pieces; a slice of pulses meets one or two of them.
+        lo, hi = int(index.min()), int(index.max())
         for seg in self.segments:
             end = seg.end
+            if seg.first > hi or (end is not None and end <= lo):
+                continue
             mask = index >= seg.first
             if end is not None:
                 mask &= index < end

@@ -20,6 +20,8 @@ def pattern(n: int, seed: int) -> PulsePattern:
 async def test_mode_and_memory_are_declared(transmitter: Any) -> None:
     assert transmitter.pattern_mode in (PatternMode.STREAMED, PatternMode.REPEATING)
     assert isinstance(transmitter.memory_pulses, int) and transmitter.memory_pulses >= 1000
+    assert isinstance(transmitter.upload_pulses, int)
+    assert 1 <= transmitter.upload_pulses <= transmitter.memory_pulses
 
 
 async def test_period_and_divider_round_trip(transmitter: Any) -> None:

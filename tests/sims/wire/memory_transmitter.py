@@ -17,6 +17,7 @@ class MemoryTransmitter(LifecycleMixin):
     """Keeps the loaded pattern, the appended chunks and a log of calls (no secrets logged)."""
 
     memory_pulses = 2_000_000
+    upload_pulses = 2_000_000
     pattern_mode = PatternMode.STREAMED
 
     def __init__(self, name: str = "transmitter") -> None:
