@@ -41,11 +41,11 @@ from experiments.sync.alice import (
     SourceDesign,
     TransmitterAlice,
 )
-from experiments.sync.record import Played, PlayRecord, to_codes
+from experiments.sync.record import Played, PlayRecord
 from labctl.interfaces.devices import Laser
 from labctl.interfaces.errors import LabctlError
 from labctl.interfaces.instrument import Health
-from labctl.interfaces.pattern import PulsePattern, seeded_pattern
+from labctl.interfaces.pattern import PackedCodes, PulsePattern, seeded_pattern
 from labctl.qkd.auth.channel import AuthenticatedChannel
 from labctl.qkd.errors import ChannelClosed, MessageFormatError
 
@@ -270,7 +270,7 @@ class RemoteAlice:
             reply = await _request(self.channel, "ctl/light", {})
             anchor = int(reply["anchor"])
             if anchor != self.calibration_anchor:
-                self.record.add(Played(anchor, to_codes(self._calibration), repeat=True))
+                self.record.add(Played(anchor, PackedCodes.of(self._calibration), repeat=True))
                 self.calibration_anchor = anchor
 
     async def play_marker_frame(
@@ -284,7 +284,7 @@ class RemoteAlice:
                 {"gaps": gaps, "gap_pulses": gap_pulses, "seed": seed},
             )
             first = int(reply["first"])
-            self.record.add(Played(first, to_codes(frame), repeat=False))
+            self.record.add(Played(first, PackedCodes.of(frame), repeat=False))
             self.calibration_anchor = None
             return first
 

@@ -19,11 +19,12 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from experiments.sync.record import Played, PlayRecord, to_codes
+from experiments.sync.record import Played, PlayRecord
 from labctl.interfaces.devices import TimeTagger, Transmitter
 from labctl.interfaces.errors import ConfigError
 from labctl.interfaces.pattern import (
     NOT_SENT,
+    PackedCodes,
     PatternMode,
     PulsePattern,
     secret_chunks,
@@ -321,7 +322,7 @@ class TransmitterAlice:
 
     async def _play(
         self, chunks: Iterable[PulsePattern], count: int, repeat: bool, preload: int = 1
-    ) -> tuple[list[int], list[U8]]:
+    ) -> tuple[list[int], list[PackedCodes]]:
         """Load and start ``count`` chunks back to back; the first pulse index and the state
         codes of each.
 
@@ -331,12 +332,12 @@ class TransmitterAlice:
         markers. They are read while later chunks are appended: a tagger buffers only so
         long. Chunks are taken from ``chunks`` one at a time (the next one drawn in a thread
         while one uploads) and let go once handed over, so a key block drawn chunk by chunk
-        never exists whole: Alice keeps its codes, 1 byte a pulse.
+        never exists whole: Alice keeps its codes, half a byte a pulse.
         """
         await self._configure()
         source = iter(chunks)
         head = next(source)
-        codes = [to_codes(head)]
+        codes = [PackedCodes.of(head)]
         await self.transmitter.load_pattern(head, repeat=repeat)
         del head  # the transmitter has it; the codes are all Alice keeps
         upcoming: asyncio.Future[PulsePattern] | None = None
@@ -344,7 +345,7 @@ class TransmitterAlice:
             # Drawn here, not in a thread: the fill is one step, as a single draw would be
             # (a simulated tagger read meanwhile would run the clock on in the dark).
             chunk = next(source)
-            codes.append(to_codes(chunk))
+            codes.append(PackedCodes.of(chunk))
             await self.transmitter.append_pattern(chunk)
             del chunk
         await self.tagger.stop_stream()
@@ -359,7 +360,7 @@ class TransmitterAlice:
                 upcoming = None
                 if i + 1 < count:
                     upcoming = asyncio.ensure_future(asyncio.to_thread(next, source))
-                codes.append(to_codes(chunk))
+                codes.append(PackedCodes.of(chunk))
                 await self.transmitter.append_pattern(chunk)
                 del chunk
             starts = await reader
@@ -473,7 +474,7 @@ class TransmitterAlice:
                 self.calibration_anchor = None
             return first, n_pulses
         # Drawn piece by piece as the transmitter takes them: a 1e8-pulse block is 300 MB
-        # as one pattern, against the 100 MB of codes Alice keeps of it. Pieces that fit
+        # as one pattern, against the 50 MB of codes Alice keeps of it. Pieces that fit
         # the memory together are all handed over before it starts (no underrun possible);
         # a longer block streams the rest while it plays.
         piece = max(1, min(memory, self.transmitter.upload_pulses))

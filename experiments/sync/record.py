@@ -3,7 +3,8 @@
 Alice numbers pulses by her tagger's clock (pulse ``n`` leaves at ``n * period_ps`` on it);
 the frame marker of every pattern she plays tells her the index of its first pulse. The
 record keeps each pattern as one state code per pulse (intensity * 4 + basis * 2 + bit),
-so a 1e8-pulse block costs 100 MB, and forgets the oldest entries beyond a bound.
+two codes a byte where they fit in 4 bits (a 1e8-pulse block costs 50 MB), and forgets
+the oldest entries beyond a bound.
 """
 
 from __future__ import annotations
@@ -15,21 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from labctl.interfaces.pattern import NOT_SENT, PulsePattern
+from labctl.interfaces.pattern import NOT_SENT, PackedCodes
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
-
-
-def to_codes(pattern: PulsePattern) -> U8:
-    """One state code per pulse."""
-    # ((intensity << 1 | basis) << 1) | bit, in place: a shifted copy of basis would be
-    # another byte a pulse (100 MB for a 1e8-pulse block).
-    code = pattern.intensity << np.uint8(1)
-    code |= pattern.basis
-    code <<= np.uint8(1)
-    code |= pattern.bit
-    return code
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +27,7 @@ class Played:
     """One pattern played from Alice's pulse ``first``; cycled when ``repeat``."""
 
     first: int
-    codes: U8
+    codes: PackedCodes
     repeat: bool
 
     @property

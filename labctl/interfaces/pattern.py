@@ -18,6 +18,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 U8 = npt.NDArray[np.uint8]
+I64 = npt.NDArray[np.int64]
 
 NOT_SENT = 0xFF
 """State code of a pulse that carried no state (no light was prepared for it)."""
@@ -85,6 +86,60 @@ class PulsePattern:
         """A pattern of no pulses."""
         zero = np.zeros(0, dtype=np.uint8)
         return cls(zero, zero.copy(), zero.copy())
+
+
+def state_codes(pattern: PulsePattern) -> U8:
+    """One state code per pulse: intensity class * 4 + basis * 2 + bit."""
+    # ((intensity << 1 | basis) << 1) | bit, in place: a shifted copy of basis would be
+    # another byte a pulse (100 MB for a 1e8-pulse block).
+    code = pattern.intensity << np.uint8(1)
+    code |= pattern.basis
+    code <<= np.uint8(1)
+    code |= pattern.bit
+    return code
+
+
+class PackedCodes:
+    """State codes of consecutive pulses, two a byte (low nibble first) when every code is
+    below 16 (up to four intensity classes), else one a byte."""
+
+    __slots__ = ("_data", "_packed", "size")
+
+    def __init__(self, codes: U8) -> None:
+        self.size = int(codes.size)
+        self._packed = self.size > 0 and int(codes.max()) < 16
+        if self._packed:
+            data = codes[0::2].copy()
+            odd = codes[1::2]
+            data[: odd.size] |= odd << np.uint8(4)
+            self._data = data
+        else:
+            self._data = codes
+
+    def __getitem__(self, pos: I64) -> U8:
+        """The codes at positions ``pos`` (0-based, each below ``size``)."""
+        if not self._packed:
+            out: U8 = self._data[pos]
+            return out
+        byte: U8 = self._data[pos >> 1]
+        shift = ((pos & 1) << 2).astype(np.uint8)
+        byte >>= shift
+        byte &= np.uint8(0xF)
+        return byte
+
+    @classmethod
+    def of(cls, pattern: PulsePattern) -> PackedCodes:
+        """The state codes of a pattern, packed."""
+        return cls(state_codes(pattern))
+
+    def unpacked(self) -> U8:
+        """Every code, one a byte."""
+        return self[np.arange(self.size, dtype=np.int64)]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return int(self._data.nbytes)
 
 
 _CHUNK_PULSES = 1 << 22  # draws are made this many pulses at a time (bounded memory)

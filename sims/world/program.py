@@ -14,22 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from labctl.interfaces.pattern import PulsePattern
+from labctl.interfaces.pattern import PackedCodes, PulsePattern
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 INTP = npt.NDArray[np.intp]
-
-
-def pattern_codes(pattern: PulsePattern) -> U8:
-    """Per pulse: intensity class * 4 + basis * 2 + bit (the world's state code)."""
-    # ((intensity << 1 | basis) << 1) | bit, in place: a converted or shifted copy of an
-    # input would be another byte a pulse.
-    code = pattern.intensity << np.uint8(1)
-    code |= pattern.basis
-    code <<= np.uint8(1)
-    code |= pattern.bit
-    return code
 
 
 @dataclass(slots=True)
@@ -37,7 +26,7 @@ class Segment:
     """One pattern played from world pulse ``first``; cycled when ``repeat`` until ``stop``."""
 
     first: int
-    codes: U8
+    codes: PackedCodes
     repeat: bool
     stop: int | None = None  # first pulse no longer played (None: not stopped)
 
@@ -71,19 +60,19 @@ class PatternProgram:
         self.dark_code = 4 * n_classes
         self.period_ps = period_ps
         self.segments: list[Segment] = []
-        self._staged: tuple[U8, bool] | None = None
-        self._queue: list[U8] = []
+        self._staged: tuple[PackedCodes, bool] | None = None
+        self._queue: list[PackedCodes] = []
         self.running = False
 
     def load(self, pattern: PulsePattern, repeat: bool, now_pulse: int) -> None:
         """Stop what plays and stage ``pattern`` for the next ``start``."""
         self.stop(now_pulse)
-        self._staged = (pattern_codes(pattern), repeat)
+        self._staged = (PackedCodes.of(pattern), repeat)
         self._queue.clear()
 
     def append(self, pattern: PulsePattern, now_pulse: int) -> None:
         """Queue a chunk right after the last one (or at once after an underrun)."""
-        codes = pattern_codes(pattern)
+        codes = PackedCodes.of(pattern)
         if not self.running:
             if self._staged is None:
                 self._staged = (codes, False)

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from labctl.interfaces.pattern import seeded_pattern
+from labctl.interfaces.pattern import seeded_pattern, state_codes
 from sims.wire.awg5208 import Awg5208Wire, take_program
 from sims.world import World
-from sims.world.program import pattern_codes
 from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 from tests.sims.wire.wired_models import wired_model
 
@@ -95,7 +94,7 @@ async def test_waveforms_run_into_the_twin(awg: tuple[Awg5208Wire, Raw]) -> None
     assert await raw.ask("AWGC:RUN;*OPC?") == "1"
     assert await raw.ask("AWGControl:RSTATe?") == "2"
     segment = wire.twin.world._program().segments[-1]
-    assert segment.codes.tolist() == [0 * 4 + 0, 1 * 4 + 1, 2 * 4 + 2, 0 * 4 + 3]
+    assert segment.codes.unpacked().tolist() == [0 * 4 + 0, 1 * 4 + 1, 2 * 4 + 2, 0 * 4 + 3]
     assert segment.repeat
     assert await raw.ask("AWGC:STOP;:AWGC:RST?") == "0"
     assert not await wire.twin.is_running()
@@ -108,7 +107,7 @@ async def test_driver_through_the_wire_plays_the_pattern() -> None:
         await setup.driver.start()
         assert await setup.driver.is_running()
         segment = setup.world._program().segments[-1]
-        assert np.array_equal(segment.codes, pattern_codes(pattern)) and segment.repeat
+        assert np.array_equal(segment.codes.unpacked(), state_codes(pattern)) and segment.repeat
         assert await setup.twin.get_marker_divider() == 1000  # from the clock markers
         await setup.driver.load_pattern(pattern.slice(0, 1000), repeat=False)
         await setup.driver.start()

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from labctl.interfaces.pattern import seeded_pattern
+from labctl.interfaces.pattern import seeded_pattern, state_codes
 from sims.wire.awg5208 import Awg5208Wire
 from sims.world import World
-from sims.world.program import pattern_codes
 from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
 
 AMPLITUDE_V = 0.5  # peak to peak: full scale is +-0.25 V
@@ -78,6 +77,6 @@ async def test_qcodes_awg5208_driver_runs_the_twin() -> None:
         assert seen["waveforms"] == ["alice_ch1", "alice_ch2"] and seen["asset"] == "alice_ch1"
         assert (seen["playing"], seen["stopped"]) == ("Running", "Stopped")
         codes, repeat = world._program()._staged  # what the world plays on its next start
-        assert np.array_equal(codes, pattern_codes(pattern)) and repeat
+        assert np.array_equal(codes.unpacked(), state_codes(pattern)) and repeat
         assert wire.waveforms["alice_ch1"].markers[:: spp * 1000].tolist() == [3, 1]
         assert await twin.get_marker_divider() == 1000

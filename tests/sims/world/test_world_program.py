@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from labctl.interfaces.pattern import PulsePattern
-from sims.world.program import PatternProgram, pattern_codes
+from labctl.interfaces.pattern import PulsePattern, state_codes
+from sims.world.program import PatternProgram
 
 
 def _pattern(n: int, intensity: int = 0) -> PulsePattern:
@@ -20,7 +20,7 @@ def test_one_shot_and_cycling_segments_place_states_and_dark() -> None:
     assert program.start(now_pulse=10) == 10
     codes = program.codes(np.arange(8, 16, dtype=np.int64))
     dark = program.dark_code
-    one = pattern_codes(_pattern(4, intensity=1))
+    one = state_codes(_pattern(4, intensity=1))
     assert list(codes) == [dark, dark, *one.tolist(), dark, dark]
     assert program.covered(0, 100) == [(10, 14)]
     program.load(_pattern(3), repeat=True, now_pulse=20)
