@@ -90,8 +90,11 @@ def detections_from_indices(
     keep = detector != 255
     index = pulse_index[keep]
     detector = detector[keep]
-    order = np.argsort(index, kind="stable")
-    index, detector = index[order], detector[order]
+    if index.size > 1 and not bool(np.all(index[1:] >= index[:-1])):
+        # Tags come in time order, so a tracked clock maps them in pulse order already;
+        # only a map fitted afterwards (or a clock step) needs the sort.
+        order = np.argsort(index, kind="stable")
+        index, detector = index[order], detector[order]
     if index.size == 0:
         return Detections.create(index, detector, detector)
     first = np.ones(index.size, dtype=bool)
@@ -213,7 +216,10 @@ async def acquire_block(
         found = detections_from_tags(channel, time_ps, clock_map, detector_channels, rng)
     del channel
     inside = (found.pulse_index >= first_pulse) & (found.pulse_index < first_pulse + span)
-    detections = Detections(found.pulse_index[inside], found.basis[inside], found.bit[inside])
+    if bool(inside.all()):  # tracked: only the block's tags were kept
+        detections = found
+    else:
+        detections = Detections(found.pulse_index[inside], found.basis[inside], found.bit[inside])
     return RawBlock(
         block=block,
         first_pulse=first_pulse,

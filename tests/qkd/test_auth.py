@@ -7,7 +7,7 @@ import pytest
 
 from labctl.qkd.auth.channel import AuthenticatedChannel, MemoryTransport, memory_pair, tcp_pair
 from labctl.qkd.cascade.link import run_bob, serve_alice
-from labctl.qkd.cascade.schedule import CascadeSchedule
+from labctl.qkd.cascade.schedule import CascadeSchedule, cached_shuffle
 from labctl.qkd.errors import AuthenticationError, ChannelTimeout
 from labctl.qkd.secret import SecretBits
 
@@ -100,6 +100,9 @@ async def test_cascade_over_tcp_corrects_the_key() -> None:
         await server.wait_closed()
     assert outcome.key == SecretBits(a)
     assert served == outcome.stats.round_trips
+    # The block's public shuffles are not kept after it: its seed never comes again.
+    kept = [cached_shuffle(sched, j) for j in range(sched.passes)]
+    assert all(order is None and position is None for order, position in kept)
 
 
 async def test_tampering_on_tcp_stops_the_protocol() -> None:

@@ -19,7 +19,7 @@ from labctl.qkd.cascade.protocol import (
     CascadeReply,
     CascadeRequest,
 )
-from labctl.qkd.cascade.schedule import CascadeSchedule
+from labctl.qkd.cascade.schedule import CascadeSchedule, forget_shuffles
 from labctl.qkd.errors import ReconciliationError
 from labctl.qkd.secret import SecretBits
 
@@ -63,14 +63,20 @@ async def serve_alice(
     channel: AuthenticatedChannel, key: SecretBits, schedule: CascadeSchedule
 ) -> int:
     """Answer Bob's queries until he signals the end; returns the number of queries served."""
-    return await _serve(channel, CascadeAlice(key, schedule))
+    try:
+        return await _serve(channel, CascadeAlice(key, schedule))
+    finally:
+        forget_shuffles(schedule)
 
 
 async def run_bob(
     channel: AuthenticatedChannel, key: SecretBits, schedule: CascadeSchedule
 ) -> CascadeOutcome:
     """Drive Cascade against a remote Alice; returns Bob's corrected key and statistics."""
-    return await _drive(channel, CascadeBob(key, schedule).run())
+    try:
+        return await _drive(channel, CascadeBob(key, schedule).run())
+    finally:
+        forget_shuffles(schedule)
 
 
 async def serve_alice_batch(

@@ -189,6 +189,14 @@ def cached_shuffle(
     return _ORDERS.get(key), _POSITIONS.get(key)
 
 
+def forget_shuffles(schedule: CascadeSchedule) -> None:
+    """Drop the schedule's shuffles from the cache: a fresh seed per block never meets
+    them again, and a 2e6-bit frame's 14 passes hold ~110 MB with their inverses."""
+    for cache in (_ORDERS, _POSITIONS):
+        for key in [k for k in cache if k[:2] == (schedule.n_bits, schedule.seed)]:
+            del cache[key]
+
+
 def inverse_shuffle(
     schedule: CascadeSchedule, pass_index: int, order: ShuffleArray
 ) -> ShuffleArray:
