@@ -88,8 +88,9 @@ def detections_from_indices(
         wiring[int(ch)] = code
     detector = wiring[channel]
     keep = detector != 255
-    index = pulse_index[keep]
-    detector = detector[keep]
+    index = pulse_index
+    if not bool(keep.all()):
+        index, detector = pulse_index[keep], detector[keep]
     if index.size > 1 and not bool(np.all(index[1:] >= index[:-1])):
         # Tags come in time order, so a tracked clock maps them in pulse order already;
         # only a map fitted afterwards (or a clock step) needs the sort.
@@ -99,6 +100,8 @@ def detections_from_indices(
         return Detections.create(index, detector, detector)
     first = np.ones(index.size, dtype=bool)
     first[1:] = index[1:] != index[:-1]
+    if bool(first.all()):  # one click per pulse, the common case: nothing to merge
+        return Detections.create(index, detector >> np.uint8(1), detector & np.uint8(1))
     starts = np.flatnonzero(first)
     unique_index = index[starts]
     det = detector[starts]
