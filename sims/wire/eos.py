@@ -29,9 +29,10 @@ settings. The counts timestamp is the twin's sim time in ms.
 
 A channel counts when the system switch is on and its bias is above zero; taking the bias
 away resets a latched wire (the physics of an SNSPD, and what the driver's reset does).
-To keep a bright world cheap the counts line samples the rate over at most
-``counter_window_s`` of sim time and reports rate x period counts; the first line goes out
-at once, then one per measurement period of wall time.
+As on the device, a counts line holds every click of one whole measurement period: the twin
+counts one period of sim time per line (a sample of part of the period scaled up would turn
+a few dark counts into 0 or a multiple of the scale). The first line goes out at once, then
+one per measurement period of wall time.
 """
 
 from __future__ import annotations
@@ -118,13 +119,11 @@ class EosWire:
         host: str = "127.0.0.1",
         control_port: int = 0,
         counts_port: int = 0,
-        counter_window_s: float = 1e-3,
     ) -> None:
         self.name = name
         self.twin = twin
         self._control = TcpEndpoint(host, control_port, self._control_connection)
         self._counts = TcpEndpoint(host, counts_port, self._counts_connection)
-        self._counter_window_s = counter_window_s
         self.period_ms = 100
         self._n = int(twin.n_channels)
         self.bias_ua = [0.0] * self._n
@@ -362,10 +361,11 @@ class EosWire:
     ) -> None:
         if not await ensure_link(self.twin):
             return
+        loop = asyncio.get_running_loop()
         while not writer.is_closing():
+            started_s = loop.time()
             period_s = self.period_ms / 1000.0
-            window_s = min(period_s, self._counter_window_s)
-            outcome = await attempt(self.twin.get_count_rates_hz(window_s))
+            outcome = await attempt(self.twin.get_count_rates_hz(period_s))
             if outcome.fate is Fate.LOST:
                 return
             if outcome.fate is Fate.GARBLED:
@@ -375,7 +375,7 @@ class EosWire:
                 counts = ",".join(str(round(rate * period_s)) for rate in outcome.value)
                 writer.write(f"{stamp_ms},{counts}\n".encode("ascii"))
             await writer.drain()
-            await asyncio.sleep(period_s)
+            await asyncio.sleep(max(0.0, period_s - (loop.time() - started_s)))
 
     def _now_s(self) -> float:
         """The twin's (sim) time for the counts line's timestamp."""

@@ -156,10 +156,6 @@ class ServedBench:
         }
         if qkd:
             data.setdefault("qkd", {}).update(qkd)
-        # The parked-switch dark-count check reads 0 counts over the Eos driver on this bench
-        # (a false blinding alarm that stops key): it is left out here, tested on the twins
-        # (tests/experiments/keygen/test_keygen_attacks.py) until the bench's counts hold.
-        data.setdefault("trust", {}).setdefault("check_probability", 0.0)
         for routine, values in (calibration or {}).items():
             data.setdefault("calibration", {}).setdefault(routine, {}).update(values)
         path = folder / f"{which}.yaml"

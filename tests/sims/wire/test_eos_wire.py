@@ -9,6 +9,7 @@ import pytest
 
 from sims.wire.eos import LABEL_PROPS
 from tests.sims.wire.eos_client import ETB, ServedEos, served_eos
+from tests.sims.wire.wired import WIRE_WORLD, wired_station
 
 
 @pytest.fixture
@@ -134,3 +135,36 @@ async def test_counts_stream_lines(eos: ServedEos) -> None:
             assert len(fields) == 5 and all(f >= 0 for f in fields)
     finally:
         writer.close()
+
+
+async def test_a_counts_line_holds_every_dark_count_of_its_period(eos: ServedEos) -> None:
+    # Darks only (100 Hz a channel): 10 counts a channel in each 100 ms line, not a 1 ms
+    # sample scaled up (0 or a multiple of 100).
+    eos.world.set_laser_enabled(False)
+    await eos.ask({"command": "SetAllBiasCurrents", "label": "BiasCurrent", "value": [12.0] * 4})
+    await eos.ask({"command": "DetectorEnable", "label": "DetectorEnable", "value": True})
+    host, port = eos.wire.endpoints()["counts"].rsplit(":", 1)
+    start_s = eos.world.clock.now_s()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        lines = []
+        for _ in range(6):
+            line = (await asyncio.wait_for(reader.readline(), 5.0)).decode()
+            lines.append([float(field) for field in line.strip().split(",")])
+    finally:
+        writer.close()
+    # Each line counted one whole period of sim time.
+    assert lines[-1][0] / 1000.0 - start_s == pytest.approx(0.6, abs=0.002)
+    totals = [sum(line[ch + 1] for line in lines) for ch in range(4)]
+    assert all(20 < total < 100 for total in totals), (totals, lines)
+
+
+async def test_eos_driver_counts_darks_in_a_short_look() -> None:
+    # A dark check's 0.05 s look reads one 100 ms period: about 40 darks, 20 in 0.05 s, never 0.
+    world = {**WIRE_WORLD, "detectors": {"dark_count_rate_hz": 100.0}}
+    async with wired_station(["detector"], world_settings=world) as wired:
+        wired.world.set_laser_enabled(False)
+        detectors = wired.drivers["detectors"]
+        counts = [sum(await detectors.get_count_rates_hz(0.05)) * 0.05 for _ in range(6)]
+    assert all(0 < c < 50 for c in counts), counts
+    assert 10 < sum(counts) / len(counts) < 30, counts
