@@ -216,7 +216,7 @@ def node_pair(folder: Path, duration: str, period_s: float) -> dict[str, Any]:
     serve, endpoints = _serve(folder)
     serve_watch = Watch(serve.pid, period_s).start()
     psk = folder / "psk"
-    psk.write_bytes(bytes([7]) * 32)
+    psk.write_bytes(os.urandom(4096))  # Wegman-Carter needs >= 640 random bytes
     psk.chmod(0o600)
     try:
         alice_cfg = _node_config("hil-alice", folder, endpoints)
