@@ -129,8 +129,15 @@ class PackedCodes:
 
     @classmethod
     def of(cls, pattern: PulsePattern) -> PackedCodes:
-        """The state codes of a pattern, packed."""
-        return cls(state_codes(pattern))
+        """The state codes of a pattern, packed (one compiled pass over its arrays)."""
+        from labctl.interfaces._pack_jit import pack_states  # numba only where packing
+
+        data, fits = pack_states(pattern.intensity, pattern.basis, pattern.bit)
+        if not fits or len(pattern) == 0:
+            return cls(state_codes(pattern))
+        packed = cls.__new__(cls)
+        packed.size, packed._packed, packed._data = len(pattern), True, data
+        return packed
 
     def unpacked(self) -> U8:
         """Every code, one a byte."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from experiments.sync.record import Played, PlayRecord
-from labctl.interfaces.pattern import NOT_SENT, PackedCodes
+from labctl.interfaces.pattern import (
+    NOT_SENT,
+    PackedCodes,
+    PulsePattern,
+    seeded_pattern,
+    state_codes,
+)
 
 
 def _codes(n: int, value: int) -> np.ndarray:
@@ -90,3 +96,16 @@ def test_packed_codes_give_back_every_code_at_half_a_byte_a_pulse() -> None:
     wide = np.array([3, 17, 40, 0], dtype=np.uint8)
     packed = PackedCodes(wide)
     assert packed.nbytes == 4 and np.array_equal(packed[np.arange(4)], wide)
+
+
+def test_packing_a_pattern_in_one_pass_gives_the_codes_of_its_states() -> None:
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 9, 4096, 4097):
+        pattern = seeded_pattern(n, [0.5, 0.3, 0.15, 0.05], 0.5, seed=n)
+        assert np.array_equal(PackedCodes.of(pattern).unpacked(), state_codes(pattern))
+    # A fifth intensity class does not fit a nibble: one byte a code.
+    intensity = rng.integers(0, 5, 101).astype(np.uint8)
+    intensity[7] = 4
+    wide = PulsePattern(intensity, np.ones(101, np.uint8), np.zeros(101, np.uint8))
+    packed = PackedCodes.of(wide)
+    assert packed.nbytes == 101 and np.array_equal(packed.unpacked(), state_codes(wide))
