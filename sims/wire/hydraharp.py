@@ -17,10 +17,6 @@ HH_SetInputChannelOffset (-99 999..99 999 ps, on the twin's channel delay),
 HH_SetInputChannelEnable, HH_StartMeas (ms, 1..360 000 000), HH_StopMeas, HH_CTCStatus,
 HH_GetCountRate, HH_GetSyncRate, HH_GetWarnings. While a measurement runs the twin's
 batches are pumped as records; times count from the measurement's start.
-
-``HH_GetCountRate`` is the input's rate meter: as on the device, the events of one 100 ms
-gate divided by the gate (a multiple of 10 Hz). The twin counts one whole gate of sim
-time; the inputs read one after the other for one look share it (``sims.wire.counting``).
 """
 
 from __future__ import annotations
@@ -36,7 +32,6 @@ import zmq.asyncio
 
 from labctl.interfaces.tags import TagBatch
 from sims.wire.base import GARBAGE, Fate, TcpEndpoint, attempt, ensure_link, log
-from sims.wire.counting import WindowCounter
 from sims.wire.pacing import StreamPacer
 
 WRAP = 1 << 25
@@ -44,7 +39,6 @@ OFFSET_RANGE_PS = (-99_999, 99_999)
 TACQ_RANGE_MS = (1, 360_000_000)
 MODE_T2 = 2
 READ_TIMEOUT_S = 1.0
-RATE_GATE_S = 0.1  # the rate meters' gate (HHLib manual: a new reading every 100 ms)
 ERRORS = {
     "device": (-1, "HH_ERROR_DEVICE_OPEN_FAIL"),
     "argument": (-5, "HH_ERROR_INVALID_ARGUMENT"),
@@ -123,7 +117,6 @@ class HydraHarpWire:
         self.offsets_ps: dict[int, int] = {}
         self.enabled: dict[int, bool] = {}
         self.sync_div = 1
-        self._rate_meter = WindowCounter()
         self._deadline_s = 0.0
 
     async def start(self) -> None:
@@ -323,12 +316,8 @@ class HydraHarpWire:
 
     async def _HH_GetCountRate(self, devidx: Any, channel: Any) -> list[Any]:
         ch = self._input(devidx, channel)
-
-        async def count_rates(gate_s: float) -> Any:
-            return await self._twin(self.twin.get_count_rates_hz(gate_s))
-
-        counts = await self._rate_meter.count(count_rates, RATE_GATE_S, ch)
-        return [round((counts or 0) / RATE_GATE_S)]
+        rates = await self._twin(self.twin.get_count_rates_hz(1e-3))
+        return [round(float(rates[ch]))]
 
     async def _HH_GetSyncRate(self, devidx: Any) -> list[Any]:
         self._device(devidx)

@@ -38,14 +38,6 @@ set to 0 ``, ``HIST<n>:FLUSh`` -> ``Flushed Histogram!``, ``HIRES:ERRor:CLEar`` 
 so the code alone is the whole reply. Assumed power-up state: inputs enabled, records
 INF, RECord enabled.
 
-Counters: in CYCLe mode ``COUNter?`` holds every event of one whole integration window of
-sim time, counted when asked; the inputs read one after the other for one look (one
-program message) share that window (``sims.wire.counting``). In ACCUmulate mode each
-reading adds the events of the wall time since the input's last reading (or ``RESEt``),
-counted as sim time; of a stretch longer than the integration window only one window is
-counted and the rest drawn from Poisson statistics at that window's rate, to bound the
-work a reading after a long wait costs.
-
 Stream: while a record plays, tags of every input whose ``RAW<n>:SEND`` is on and that is
 enabled go out as frames (``sims.wire.tagframe``) on a PUSH socket (default: a slow reader
 slows the simulation instead of losing tags) or a PUB socket.
@@ -68,7 +60,6 @@ import zmq.asyncio
 from labctl.interfaces.tags import TagBatch
 from labctl.interfaces.units import ps_to_seconds
 from sims.wire.base import GARBAGE, Fate, Outcome, attempt, ensure_link, log
-from sims.wire.counting import WindowCounter
 from sims.wire.pacing import StreamPacer
 from sims.wire.scpi_commands import (
     INVALID_CMD,
@@ -123,8 +114,7 @@ class InputState:
     delay_ps: int = 0  # the start input's own delay
     counter_mode: str = "CYCLE"
     integration_ms: int = 1000
-    accumulated: int = 0  # ACCUmulate mode: events counted since RESEt
-    counted_to_s: float = field(default_factory=time.monotonic)  # ... up to then (wall)
+    reset_at_s: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -169,6 +159,7 @@ class Id1000Wire:
         control_port: int = 0,
         stream_port: int = 0,
         stream_pattern: StreamPattern = "push",
+        counter_window_s: float = 1e-3,
     ) -> None:
         if stream_pattern not in ("push", "pub"):
             raise ValueError(f"stream_pattern must be 'push' or 'pub', got {stream_pattern!r}")
@@ -177,8 +168,7 @@ class Id1000Wire:
         self._host = host
         self._ports = (control_port, stream_port)
         self._pattern = stream_pattern
-        self._window_counter = WindowCounter()
-        self._rng = np.random.default_rng()
+        self._counter_window_s = counter_window_s
         self._context = zmq.asyncio.Context.instance()
         self._control: zmq.asyncio.Socket | None = None
         self._stream: zmq.asyncio.Socket | None = None
@@ -407,7 +397,7 @@ class Id1000Wire:
             state.integration_ms = int(value)
             return ""
         if rest == ("COUNTER", "RESET") and not query:
-            state.accumulated, state.counted_to_s = 0, time.monotonic()
+            state.reset_at_s = time.monotonic()
             return "Counter value set to 0 "
         if rest == ("COUNTER",) and query:
             return str(await self._counter(state, channel))
@@ -421,25 +411,12 @@ class Id1000Wire:
         """Events counted: the last integration window (CYCLe) or since RESEt (ACCUmulate)."""
         if channel is None or not state.enabled:
             return 0
-        window_s = state.integration_ms / 1000.0
+        rates = await self._call(self.twin.get_count_rates_hz(self._counter_window_s))
         if state.counter_mode == "CYCLE":
-            counts = await self._window_counter.count(self._count_rates, window_s, channel)
-            return 0 if counts is None else counts
-        now_s = time.monotonic()
-        elapsed_s = now_s - state.counted_to_s
-        counted_s = min(elapsed_s, window_s)
-        if counted_s > 0.0:
-            rate_hz = float((await self._count_rates(counted_s))[channel])
-            state.accumulated += round(rate_hz * counted_s)
-            if elapsed_s > counted_s:
-                state.accumulated += int(self._rng.poisson(rate_hz * (elapsed_s - counted_s)))
-        state.counted_to_s = now_s
-        return state.accumulated
-
-    async def _count_rates(self, integration_s: float) -> list[float]:
-        """The twin's count rate of every input over ``integration_s`` of sim time."""
-        rates: list[float] = await self._call(self.twin.get_count_rates_hz(integration_s))
-        return rates
+            window_s = state.integration_ms / 1000.0
+        else:
+            window_s = time.monotonic() - state.reset_at_s
+        return round(float(rates[channel]) * window_s)
 
     # -- DELAy<n> -----------------------------------------------------------------------
 

@@ -24,9 +24,7 @@ answers nothing (clients read the value back); an unknown header answers ``ERROR
 Twin mapping: REG:RUN is the channel's enable (``TRUE`` on a latched channel resets the
 latch first); the threshold is the trigger level (µV -> mV); the bias voltage drives the
 twin's bias at 1 V per µA (labctl's SNSPD-style bias figure, see drivers/idq/id120.py);
-``DETECTION_COUNT?`` holds every click of one whole integration window of sim time and
-``DETECTION_FREQ?`` is that count over the window (``sims.wire.counting``: the modules read
-one after the other for one look share a window).
+rates come from a 1 ms sample of the twin, scaled to the integration window.
 """
 
 from __future__ import annotations
@@ -36,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sims.wire.base import GARBAGE, Fate, TcpEndpoint, attempt, ensure_link
-from sims.wire.counting import WindowCounter
 
 SERIAL = "LCTWIN0004-{channel}"  # one module per channel, each with its own serial
 IDENTITY = "IDQuantique,ID120," + SERIAL + ",2.1.0"
@@ -92,20 +89,10 @@ def _stepped(text: str, limits: tuple[int, int, int]) -> int | None:
 class Id120Channel:
     """One ID120 module in front of one channel of a detector twin."""
 
-    def __init__(
-        self,
-        name: str,
-        twin: Any,
-        channel: int,
-        *,
-        host: str,
-        port: int,
-        counter: WindowCounter | None = None,
-    ) -> None:
+    def __init__(self, name: str, twin: Any, channel: int, *, host: str, port: int) -> None:
         self.name = name
         self.twin = twin
         self.channel = channel
-        self._counter = WindowCounter() if counter is None else counter
         self._endpoint = TcpEndpoint(host, port, self._connection)
         self.deadtime = 1_000
         self.integration_ms = 1_000
@@ -252,21 +239,15 @@ class Id120Channel:
         latched = await self._twin(self.twin.is_latched(self.channel))
         return "TRUE" if latched else "FALSE"
 
-    async def _window_count(self) -> int:
-        """Clicks in one whole integration window of sim time (0 when the twin refused)."""
-
-        async def count_rates(window_s: float) -> Any:
-            return await self._twin(self.twin.get_count_rates_hz(window_s))
-
-        window_s = self.integration_ms / 1000.0
-        counts = await self._counter.count(count_rates, window_s, self.channel)
-        return 0 if counts is None else counts
+    async def _rate_hz(self) -> float:
+        rates = await self._twin(self.twin.get_count_rates_hz(1e-3))
+        return 0.0 if rates is None else float(rates[self.channel])
 
     async def _frequency(self, _: str) -> str:
-        return str(round(await self._window_count() * 1000.0 / self.integration_ms))
+        return str(round(await self._rate_hz()))
 
     async def _count(self, _: str) -> str:
-        return str(await self._window_count())
+        return str(round(await self._rate_hz() * self.integration_ms / 1000.0))
 
     async def _run(self, _: str) -> str:
         enabled = await self._twin(self.twin.get_enabled(self.channel))
@@ -306,9 +287,8 @@ class Id120Wire:
     def __init__(self, name: str, twin: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.name = name
         self.twin = twin
-        counter = WindowCounter()  # the modules count side by side
         self.channels = [
-            Id120Channel(name, twin, k, host=host, port=port + k if port else 0, counter=counter)
+            Id120Channel(name, twin, k, host=host, port=port + k if port else 0)
             for k in range(int(twin.n_channels))
         ]
 

@@ -15,7 +15,6 @@ import zmq.asyncio
 from sims.wire.hydraharp import HydraHarpWire
 from sims.world import World
 from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
-from tests.sims.wire.wired_models import wired_model
 
 
 class Bridge:
@@ -104,49 +103,3 @@ def test_encoder_writes_overflows_before_far_clicks_and_to_the_end() -> None:
     assert channel[clicks].tolist() == [2, 1, 0]
     assert (wraps[clicks] * 2**25 + tag[clicks]).tolist() == [5, 2**25, far]
     assert int(wraps[-1]) == (far + 5 * 2**25) >> 25  # overflows run to the batch's end
-
-
-async def test_the_rate_meter_counts_every_dark_count_of_its_gate() -> None:
-    # Darks only (100 Hz an input): about 10 counts in each 100 ms gate, read as a multiple
-    # of 10 Hz, not a 1 ms sample scaled up (0 or a multiple of 1000 Hz).
-    world = World.from_settings({**WIRE_WORLD, "detectors": {"dark_count_rate_hz": 100.0}})
-    world.set_laser_enabled(False)
-    for detector in range(4):
-        world.set_detector_enabled(detector, True)
-    async with make_twin("time_tagger", world) as twin:
-        wire = HydraHarpWire(NAMES["time_tagger"], twin)
-        await wire.start()
-        host, port = wire.endpoints()["control"].rsplit(":", 1)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            bridge = Bridge(reader, writer)
-            await bridge.call("HH_OpenDevice", 0)
-            await bridge.call("HH_Initialize", 0, 2, 0)
-            start_s = world.clock.now_s()
-            looks = 10
-            rates = []
-            for _ in range(looks):
-                for channel in range(4):
-                    (rate,) = (await bridge.call("HH_GetCountRate", 0, channel))["values"]
-                    rates.append(rate)
-            advanced_s = world.clock.now_s() - start_s
-        finally:
-            writer.close()
-            await wire.stop()
-    assert all(rate % 10 == 0 for rate in rates), rates
-    assert any(rate % 1000 for rate in rates), rates
-    expected = 100.0 * 0.1 * len(rates)  # counts; Poisson: sd = sqrt(expected)
-    assert abs(sum(rates) * 0.1 - expected) < 5.0 * expected**0.5, rates
-    assert advanced_s >= looks * 0.1 - 1e-6  # whole gates of sim time were counted
-
-
-async def test_hydraharp_driver_reads_dark_rates_of_whole_gates() -> None:
-    # HH_GetCountRate's 100 ms gate: darks (100 Hz) read in 10 Hz steps, 100 Hz on average.
-    async with wired_model("hydraharp") as setup:
-        setup.world.set_laser_enabled(False)
-        for detector in range(4):
-            setup.world.set_detector_enabled(detector, True)
-        rates = [r for _ in range(10) for r in await setup.driver.get_count_rates_hz(0.1)]
-    assert all(rate % 10 == 0 for rate in rates) and any(rate % 1000 for rate in rates), rates
-    expected = 100.0 * 0.1 * len(rates)  # counts; Poisson: sd = sqrt(expected)
-    assert abs(sum(rates) * 0.1 - expected) < 5.0 * expected**0.5, rates

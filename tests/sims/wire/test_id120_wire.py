@@ -10,7 +10,6 @@ import pytest
 from sims.wire.id120 import Id120Wire
 from sims.world import World
 from tests.sims.wire.wired import NAMES, WIRE_WORLD, make_twin
-from tests.sims.wire.wired_models import wired_model
 
 
 class Module:
@@ -80,50 +79,3 @@ async def test_refused_settings_keep_the_value(modules: tuple[Id120Wire, list[Mo
     await spad.send("OUTPUT2:POLARITY NEGATIVE")
     assert await spad.ask("OUTPUT2:POLARITY?") == "NEGATIVE"
     assert await spad.ask("BIAS:ERROR_STATUS?") == "FALSE"
-
-
-async def test_a_reading_holds_every_dark_count_of_its_window() -> None:
-    # Darks only (100 Hz a module): about 20 clicks in each 200 ms window, 100 Hz read, not
-    # a 1 ms sample scaled up (0 or a multiple of 1000 Hz).
-    world = World.from_settings({**WIRE_WORLD, "detectors": {"dark_count_rate_hz": 100.0}})
-    world.set_laser_enabled(False)
-    async with make_twin("detector", world) as twin:
-        wire = Id120Wire(NAMES["detector"], twin)
-        await wire.start()
-        spads = []
-        try:
-            for channel in range(4):
-                host, port = wire.endpoints()[f"channel{channel}"].rsplit(":", 1)
-                spads.append(Module(*await asyncio.open_connection(host, int(port))))
-            for spad in spads:
-                await spad.send("BIAS:VOLTAGE 12000000")
-                await spad.send("COUNTERS:INTEGRATION_TIME 200")
-                await spad.send("REG:RUN TRUE")
-            start_s = world.clock.now_s()
-            looks = 6
-            rates, counts = [], []
-            for _ in range(looks):
-                rates += [int(await spad.ask("COUNTERS:DETECTION_FREQ?")) for spad in spads]
-            for _ in range(looks):
-                counts += [int(await spad.ask("COUNTERS:DETECTION_COUNT?")) for spad in spads]
-            advanced_s = world.clock.now_s() - start_s
-        finally:
-            for spad in spads:
-                spad.writer.close()
-            await wire.stop()
-    assert all(rate % 5 == 0 for rate in rates), rates  # counts of a 200 ms window
-    assert any(rate % 1000 for rate in rates), rates
-    expected = 100.0 * 0.2 * len(counts)  # Poisson: sd = sqrt(expected)
-    assert abs(sum(counts) - expected) < 5.0 * expected**0.5, counts
-    assert abs(sum(rates) * 0.2 - expected) < 5.0 * expected**0.5, rates
-    assert advanced_s >= 2 * looks * 0.2 - 1e-6  # whole windows of sim time were counted
-
-
-async def test_id120_driver_reads_dark_rates_of_whole_windows() -> None:
-    # The driver's 200 ms windows: darks (100 Hz) read in 5 Hz steps, 100 Hz on average.
-    async with wired_model("id120") as setup:
-        setup.world.set_laser_enabled(False)
-        rates = [r for _ in range(5) for r in await setup.driver.get_count_rates_hz(0.2)]
-    assert all(rate % 5 == 0 for rate in rates) and any(rate % 1000 for rate in rates), rates
-    expected = 100.0 * 0.2 * len(rates)  # counts; Poisson: sd = sqrt(expected)
-    assert abs(sum(rates) * 0.2 - expected) < 5.0 * expected**0.5, rates
