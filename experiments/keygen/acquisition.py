@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from experiments.keygen._squash_jit import MIXED, squash_sorted
 from experiments.sync.model import SyncError
 from experiments.sync.tracker import SyncTracker
 from labctl.interfaces.devices import TimeTagger
@@ -73,7 +74,7 @@ def detections_from_tags(
 ) -> Detections:
     """Detections (sorted by pulse index, one per pulse) from raw tags of the four detectors."""
     index, _ = clock_map.assign(channel, time_ps)
-    return detections_from_indices(channel, index, detector_channels, rng)
+    return detections_from_indices(channel, index, detector_channels, rng, overwrite=True)
 
 
 def detections_from_indices(
@@ -81,8 +82,15 @@ def detections_from_indices(
     pulse_index: I64,
     detector_channels: Sequence[int],
     rng: np.random.Generator,
+    *,
+    overwrite: bool = False,
 ) -> Detections:
-    """Detections (sorted by pulse index, one per pulse) from tags already mapped to pulses."""
+    """Detections (sorted by pulse index, one per pulse) from tags already mapped to pulses.
+
+    ``overwrite``: ``pulse_index`` is the caller's to give away (e.g. batches concatenated
+    for this call); the detections are then merged in it instead of in a copy, and their
+    indices are a view of it.
+    """
     wiring = np.full(256, 255, dtype=np.uint8)
     for code, ch in enumerate(detector_channels):
         wiring[int(ch)] = code
@@ -91,31 +99,25 @@ def detections_from_indices(
     index = pulse_index
     if not bool(keep.all()):
         index, detector = pulse_index[keep], detector[keep]
+    elif not overwrite:
+        index = pulse_index.copy()
+    del keep
     if index.size > 1 and not bool(np.all(index[1:] >= index[:-1])):
         # Tags come in time order, so a tracked clock maps them in pulse order already;
         # only a map fitted afterwards (or a clock step) needs the sort.
         order = np.argsort(index, kind="stable")
         index, detector = index[order], detector[order]
-    if index.size == 0:
-        return Detections.create(index, detector, detector)
-    first = np.ones(index.size, dtype=bool)
-    first[1:] = index[1:] != index[:-1]
-    if bool(first.all()):  # one click per pulse, the common case: nothing to merge
-        return Detections.create(index, detector >> np.uint8(1), detector & np.uint8(1))
-    starts = np.flatnonzero(first)
-    unique_index = index[starts]
-    det = detector[starts]
+    n = squash_sorted(index, detector)
+    index, detector = index[:n], detector[:n]
     # A pulse whose clicks disagree (different detector) gets a random basis and bit.
-    lo = np.minimum.reduceat(detector, starts)
-    hi = np.maximum.reduceat(detector, starts)
-    mixed = lo != hi
-    basis = (det >> 1).astype(np.uint8)
-    bit = (det & 1).astype(np.uint8)
-    n_mixed = int(mixed.sum())
+    mixed = detector == MIXED
+    basis = detector >> np.uint8(1)
+    bit = detector & np.uint8(1)
+    n_mixed = int(np.count_nonzero(mixed))
     if n_mixed:
         basis[mixed] = rng.integers(0, 2, n_mixed, dtype=np.uint8)
         bit[mixed] = rng.integers(0, 2, n_mixed, dtype=np.uint8)
-    return Detections.create(unique_index, basis, bit)
+    return Detections.create(index, basis, bit)
 
 
 def _inside(
@@ -212,7 +214,7 @@ async def acquire_block(
     if tracker is not None:
         index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
         indices.clear()
-        found = detections_from_indices(channel, index, detector_channels, rng)
+        found = detections_from_indices(channel, index, detector_channels, rng, overwrite=True)
     else:
         time_ps = np.concatenate(times) if times else np.zeros(0, np.int64)
         times.clear()

@@ -160,23 +160,38 @@ def _class_thresholds(probabilities: Sequence[float]) -> npt.NDArray[np.uint32]:
     return np.minimum(np.rint(edges), float((1 << 32) - 1)).astype(np.uint32)
 
 
+_PIECE_PULSES = 1 << 19
+"""Random bytes are requested for at most this many pulses' draws at a time (2 MiB): a
+chunk's 9 bytes a pulse never exist at once."""
+
+
 def _fill(
     out: PulsePattern,
     offset: int,
-    raw: U8,
+    n: int,
+    random_bytes: Callable[[int], U8],
     edges: npt.NDArray[np.uint32],
     z_edge: int,
 ) -> None:
-    """States of ``raw.size // 9`` pulses from their random bytes (4 class, 4 basis, 1 bit)."""
-    n = raw.size // 9
-    class_draw = raw[: 4 * n].view(np.uint32)
-    basis_draw = raw[4 * n : 8 * n].view(np.uint32)
-    intensity = out.intensity[offset : offset + n]
-    intensity[:] = 0
-    for edge in edges:
-        intensity += class_draw >= edge
-    np.greater_equal(basis_draw, np.uint32(z_edge), out=out.basis[offset : offset + n].view(bool))
-    np.bitwise_and(raw[8 * n :], np.uint8(1), out=out.bit[offset : offset + n])
+    """States of pulses [offset, offset + n) from 9 n random bytes, taken in stream order:
+    4 n for the class draws, 4 n for the basis draws, then n for the bits."""
+    for at in range(offset, offset + n, _PIECE_PULSES):
+        k = min(_PIECE_PULSES, offset + n - at)
+        class_draw = random_bytes(4 * k).view(np.uint32)
+        intensity = out.intensity[at : at + k]
+        intensity[:] = 0
+        for edge in edges:
+            intensity += class_draw >= edge
+    for at in range(offset, offset + n, _PIECE_PULSES):
+        k = min(_PIECE_PULSES, offset + n - at)
+        basis_draw = random_bytes(4 * k).view(np.uint32)
+        if z_edge > 0xFFFFFFFF:  # every draw is below: always Z (the bytes are used all the same)
+            out.basis[at : at + k] = 0
+        else:
+            np.greater_equal(basis_draw, np.uint32(z_edge), out=out.basis[at : at + k].view(bool))
+    for at in range(offset, offset + n, _PIECE_PULSES):
+        k = min(_PIECE_PULSES, offset + n - at)
+        np.bitwise_and(random_bytes(k), np.uint8(1), out=out.bit[at : at + k])
 
 
 def draw_pattern(
@@ -189,7 +204,8 @@ def draw_pattern(
 
     Per pulse: a 32-bit intensity-class draw, a 32-bit basis draw and one bit; thresholds
     are compared as 32-bit integers, so class and basis frequencies follow the design
-    probabilities to 2^-32.
+    probabilities to 2^-32. Pulses are drawn 4 Mi at a time, each such chunk's bytes laid
+    out as its class draws, its basis draws, then its bits.
     """
     if n_pulses < 0:
         raise ValueError(f"n_pulses must be >= 0, got {n_pulses}")
@@ -197,7 +213,7 @@ def draw_pattern(
         raise ValueError(f"basis_z_probability must be in [0, 1], got {basis_z_probability}")
     edges = _class_thresholds(intensity_probability)
     if basis_z_probability >= 1.0:
-        z_edge = 1 << 32  # every draw is below: always Z
+        z_edge = 1 << 32
     else:
         z_edge = round(basis_z_probability * float(1 << 32))
     out = PulsePattern(
@@ -206,14 +222,12 @@ def draw_pattern(
         np.zeros(n_pulses, dtype=np.uint8),
     )
     for offset in range(0, n_pulses, _CHUNK_PULSES):
-        n = min(_CHUNK_PULSES, n_pulses - offset)
-        if z_edge > 0xFFFFFFFF:
-            raw = random_bytes(9 * n)
-            _fill(out, offset, raw, edges, 0)
-            out.basis[offset : offset + n] = 0
-        else:
-            _fill(out, offset, random_bytes(9 * n), edges, z_edge)
+        _fill(out, offset, min(_CHUNK_PULSES, n_pulses - offset), random_bytes, edges, z_edge)
     return out
+
+
+_ZEROS_BYTES = 1 << 21
+"""Plaintext zeros encrypted at a time (one buffer of this size, reused)."""
 
 
 class _KeyStream:
@@ -231,11 +245,14 @@ class _KeyStream:
         self._zeros = np.zeros(0, dtype=np.uint8)
 
     def __call__(self, n_bytes: int) -> U8:
-        if self._zeros.size < n_bytes:
-            self._zeros = np.zeros(n_bytes, dtype=np.uint8)
         out = np.empty(n_bytes + 15, dtype=np.uint8)  # update_into wants block-size slack
-        written = self._encryptor.update_into(self._zeros[:n_bytes].data, out.data)
-        return out[:written]
+        piece = min(n_bytes, _ZEROS_BYTES) or 1
+        if self._zeros.size < piece:
+            self._zeros = np.zeros(piece, dtype=np.uint8)
+        for at in range(0, n_bytes, piece):  # the keystream is the encryption of zeros
+            k = min(piece, n_bytes - at)
+            self._encryptor.update_into(self._zeros[:k].data, out[at : at + k + 15].data)
+        return out[:n_bytes]
 
 
 def secret_pattern(

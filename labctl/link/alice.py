@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from labctl.interfaces.pattern import NOT_SENT
@@ -30,8 +30,9 @@ from labctl.qkd.auth.channel import AuthenticatedChannel, Message
 from labctl.qkd.cascade import link as cascade_link
 from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import AuthenticationError, ChannelClosed, MessageFormatError
-from labctl.qkd.estimation.finite_key import BasisCounts, secret_key_length
+from labctl.qkd.estimation.finite_key import BasisCounts, DecoyProtocol, secret_key_length
 from labctl.qkd.privacy.amplify import privacy_amplify, random_seed, seed_length
+from labctl.qkd.secret import SecretBits
 from labctl.qkd.sifting import BasisAnnouncement, SiftReply, answer, sift_alice
 from labctl.qkd.verification import make_tag
 from labctl.store.keystore import KeyStore
@@ -112,10 +113,126 @@ class AliceNode(NodeBase):
     async def _serve_block(self, start: dict[str, Any], seq: int | None) -> BlockResult:
         stage = self.profile.stage
         start_messages = self.messages - 1
+        # Sifting and estimation in their own frame: the block's per-detection arrays are
+        # freed before reconciliation, which runs beside the next block's acquisition.
+        estimated = await self._sift_and_estimate(start)
+        base = estimated.base
+        if not estimated.proceed:
+            return self._result(base, "no-key", estimated.reason, start_messages)
+        key = estimated.key_bits
+        n_key = len(key)
+        with stage("cascade"):
+            plan = parse_json(await self.recv("cascade/schedule"), "cascade/schedule")
+            schedule = CascadeSchedule.create(
+                n_key,
+                float(plan["qber"]),
+                int(plan["seed"]),
+                self.settings.cascade,
+            )
+            served = await cascade_link.serve_alice(self.channel, key, schedule)
+        self.messages += 2 * served + 1
+        with stage("verification"):
+            tag = make_tag(key, self.settings.eps_cor)
+            await self.send("verify/tag", tag.to_bytes())
+            verdict = parse_json(await self.recv("verify/result"), "verify/result")
+            await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
+        corrected = int(verdict["corrected_bits"])
+        qber_z = corrected / n_key
+        base.update(qber_z=qber_z, round_trips=served)
+        if not verdict["match"]:
+            return await self._refuse(
+                base, "verification failed: keys differ after Cascade", start_messages
+            )
+        if qber_z > self.settings.qber_max:
+            return await self._refuse(
+                base,
+                f"key-basis QBER {qber_z:.4f} above qber_max {self.settings.qber_max}",
+                start_messages,
+            )
+        # Bob counted the parity bits that crossed the channel (authenticated, so trusted).
+        disclosed = int(verdict["disclosed_bits"])
+        with stage("finite key"):
+            result = secret_key_length(
+                BasisCounts(estimated.key_counts),
+                BasisCounts(*estimated.test_counts),
+                estimated.protocol,
+                eps_sec=self.settings.eps_sec,
+                eps_cor=self.settings.eps_cor,
+                leak_ec_bits=float(disclosed),
+            )
+        base.update(disclosed_bits=disclosed, phi_x=result.phi_x)
+        if result.secret_bits <= 0:
+            return await self._refuse(
+                base,
+                f"finite-key bound leaves no key (l = {result.raw_length:.0f})",
+                start_messages,
+            )
+        with stage("pa"):
+            key_id = str(uuid.uuid4())
+            pa_seed = random_seed(seed_length(n_key, result.secret_bits))
+            with stage("serialization"):
+                head = to_json(
+                    {
+                        "key_id": key_id,
+                        "secret_bits": result.secret_bits,
+                        "seed_bits": int(pa_seed.size),
+                        "phi_x": result.phi_x,
+                    }
+                )
+                seed_msg = len(head).to_bytes(4, "big") + head + pack_bits(pa_seed)
+            await self.send("pa/seed", seed_msg)
+            await self.channel.send_checkpoint()
+            final = await asyncio.to_thread(privacy_amplify, key, result.secret_bits, pa_seed)
+        # Bob's answer: key/stored (he holds the key: Alice stores it, whatever happens
+        # next) or key/dropped (an earlier block failed: neither side keeps this key).
+        ack = await self.channel.recv(timeout_s=self.settings.channel_timeout_s)
+        self.messages += 1
+        if ack.kind == "key/dropped":
+            return self._result(base, "no-key", "dropped: an earlier block failed", start_messages)
+        if ack.kind != "key/stored":  # as AuthenticatedChannel.recv(expect=...) treats it
+            raise AuthenticationError(
+                f"unexpected message kind {ack.kind!r}, expected 'key/stored' or 'key/dropped'"
+            )
+        await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
+        stored = parse_json(ack.payload, "key/stored")
+        if stored.get("key_id") != key_id:
+            raise MessageFormatError("key/stored: Bob acknowledged a different key id")
+        slots = parse_slots(stored)
+        material = b""
+        if self.pool is not None:
+            material, final = split_for_pool(final, slots)
+        elif any(slots.values()):
+            raise MessageFormatError("key/stored: Bob refills a Wegman-Carter pool, Alice has none")
+        # A remote Alice (labctl node alice) has no run of her own: she files keys under Bob's.
+        run_id = self.run_id if self.run_id is not None else start.get("run_id")
+        await self.commit_turn(seq)
+        with stage("key store"):
+            self.store.add(
+                final,
+                key_id=key_id,
+                run_id=None if run_id is None else str(run_id),
+                block=int(start["block"]),
+            )
+        if self.pool is not None:
+            self.pool.refill(key_id, slots, material)
+        out = self._result(base, "key", "stored", start_messages)
+        return BlockResult(
+            **{
+                **asdict(out),
+                "secret_bits": result.secret_bits,
+                "key_id": key_id,
+                "auth_key_bits": 8 * len(material),
+            }
+        )
+
+    async def _sift_and_estimate(self, start: dict[str, Any]) -> _Estimated:
+        """Answer Bob's announcement, sift, and judge the test bits he sends."""
+        stage = self.profile.stage
         with stage("sifting"):
             announce_bytes = await self.recv("sift/announce")
             with stage("serialization"):
                 announcement = BasisAnnouncement.from_bytes(announce_bytes)
+            del announce_bytes
             idx = announcement.pulse_index
             first, pulses = int(start["first_pulse"]), int(start["pulses"])
             if idx.size and (int(idx[0]) < first or int(idx[-1]) >= first + pulses):
@@ -170,111 +287,7 @@ class AliceNode(NodeBase):
             qber_x=qber_x,
             acquired_s=0.0,
         )
-        if not proceed:
-            return self._result(base, "no-key", reason, start_messages)
-        with stage("cascade"):
-            plan = parse_json(await self.recv("cascade/schedule"), "cascade/schedule")
-            schedule = CascadeSchedule.create(
-                len(key),
-                float(plan["qber"]),
-                int(plan["seed"]),
-                self.settings.cascade,
-            )
-            served = await cascade_link.serve_alice(self.channel, key.bits, schedule)
-        self.messages += 2 * served + 1
-        with stage("verification"):
-            tag = make_tag(key.bits, self.settings.eps_cor)
-            await self.send("verify/tag", tag.to_bytes())
-            verdict = parse_json(await self.recv("verify/result"), "verify/result")
-            await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
-        corrected = int(verdict["corrected_bits"])
-        qber_z = corrected / len(key)
-        base.update(qber_z=qber_z, round_trips=served)
-        if not verdict["match"]:
-            return await self._refuse(
-                base, "verification failed: keys differ after Cascade", start_messages
-            )
-        if qber_z > self.settings.qber_max:
-            return await self._refuse(
-                base,
-                f"key-basis QBER {qber_z:.4f} above qber_max {self.settings.qber_max}",
-                start_messages,
-            )
-        # Bob counted the parity bits that crossed the channel (authenticated, so trusted).
-        disclosed = int(verdict["disclosed_bits"])
-        with stage("finite key"):
-            result = secret_key_length(
-                BasisCounts(key_counts),
-                BasisCounts(test_counts[0], test_counts[1]),
-                protocol,
-                eps_sec=self.settings.eps_sec,
-                eps_cor=self.settings.eps_cor,
-                leak_ec_bits=float(disclosed),
-            )
-        base.update(disclosed_bits=disclosed, phi_x=result.phi_x)
-        if result.secret_bits <= 0:
-            return await self._refuse(
-                base,
-                f"finite-key bound leaves no key (l = {result.raw_length:.0f})",
-                start_messages,
-            )
-        with stage("pa"):
-            key_id = str(uuid.uuid4())
-            pa_seed = random_seed(seed_length(len(key), result.secret_bits))
-            with stage("serialization"):
-                head = to_json(
-                    {
-                        "key_id": key_id,
-                        "secret_bits": result.secret_bits,
-                        "seed_bits": int(pa_seed.size),
-                        "phi_x": result.phi_x,
-                    }
-                )
-                seed_msg = len(head).to_bytes(4, "big") + head + pack_bits(pa_seed)
-            await self.send("pa/seed", seed_msg)
-            await self.channel.send_checkpoint()
-            final = await asyncio.to_thread(privacy_amplify, key.bits, result.secret_bits, pa_seed)
-        # Bob's answer: key/stored (he holds the key: Alice stores it, whatever happens
-        # next) or key/dropped (an earlier block failed: neither side keeps this key).
-        ack = await self.channel.recv(timeout_s=self.settings.channel_timeout_s)
-        self.messages += 1
-        if ack.kind == "key/dropped":
-            return self._result(base, "no-key", "dropped: an earlier block failed", start_messages)
-        if ack.kind != "key/stored":  # as AuthenticatedChannel.recv(expect=...) treats it
-            raise AuthenticationError(
-                f"unexpected message kind {ack.kind!r}, expected 'key/stored' or 'key/dropped'"
-            )
-        await self.channel.recv_checkpoint(self.settings.channel_timeout_s)
-        stored = parse_json(ack.payload, "key/stored")
-        if stored.get("key_id") != key_id:
-            raise MessageFormatError("key/stored: Bob acknowledged a different key id")
-        slots = parse_slots(stored)
-        material = b""
-        if self.pool is not None:
-            material, final = split_for_pool(final, slots)
-        elif any(slots.values()):
-            raise MessageFormatError("key/stored: Bob refills a Wegman-Carter pool, Alice has none")
-        # A remote Alice (labctl node alice) has no run of her own: she files keys under Bob's.
-        run_id = self.run_id if self.run_id is not None else start.get("run_id")
-        await self.commit_turn(seq)
-        with stage("key store"):
-            self.store.add(
-                final,
-                key_id=key_id,
-                run_id=None if run_id is None else str(run_id),
-                block=int(start["block"]),
-            )
-        if self.pool is not None:
-            self.pool.refill(key_id, slots, material)
-        out = self._result(base, "key", "stored", start_messages)
-        return BlockResult(
-            **{
-                **asdict(out),
-                "secret_bits": result.secret_bits,
-                "key_id": key_id,
-                "auth_key_bits": 8 * len(material),
-            }
-        )
+        return _Estimated(base, proceed, reason, key.bits, protocol, key_counts, test_counts)
 
     async def _refuse(self, base: dict[str, Any], reason: str, start_messages: int) -> BlockResult:
         await self.send("pa/none", to_json({"reason": reason}))
@@ -295,3 +308,16 @@ class AliceNode(NodeBase):
             secret_bits=0,
             key_id=None,
         )
+
+
+@dataclass(frozen=True)
+class _Estimated:
+    """What reconciliation and the finite-key bound need of a sifted, estimated block."""
+
+    base: dict[str, Any]
+    proceed: bool
+    reason: str
+    key_bits: SecretBits
+    protocol: DecoyProtocol
+    key_counts: tuple[float, float, float]
+    test_counts: tuple[tuple[float, float, float], tuple[float, float, float]]

@@ -56,7 +56,8 @@ from labctl.qkd.cascade.schedule import CascadeSchedule
 from labctl.qkd.errors import MessageFormatError
 from labctl.qkd.estimation.entropy import binary_entropy
 from labctl.qkd.privacy.amplify import privacy_amplify
-from labctl.qkd.sifting import BasisAnnouncement, SiftReply, sift_bob
+from labctl.qkd.secret import SecretBits
+from labctl.qkd.sifting import BasisAnnouncement, Detections, SiftReply, sift_bob
 from labctl.qkd.verification import VerificationTag, tags_match
 from labctl.store.keystore import KeyStore
 
@@ -108,55 +109,17 @@ class BobNode(NodeBase):
     async def _process(self, raw: RawBlock, seq: int | None) -> BlockResult:
         stage = self.profile.stage
         start_messages = self.messages
-        det = raw.detections
-        with stage("sifting"):
-            with stage("serialization"):
-                start = to_json(
-                    {
-                        "block": raw.block,
-                        "first_pulse": raw.first_pulse,
-                        "pulses": raw.window,
-                        "sent": raw.pulses,
-                        "run_id": self.run_id,
-                        "seq": seq,
-                    }
-                )
-                announce = BasisAnnouncement(det.pulse_index, det.basis).to_bytes()
-            await self.send("block/start", start)
-            await self.send("sift/announce", announce)
-            reply_bytes = await self.recv("sift/reply")
-            with stage("serialization"):
-                reply = SiftReply.from_bytes(reply_bytes)
-            sifted = await asyncio.to_thread(sift_bob, det, reply)
-            by_class = reply.intensity[reply.intensity != NOT_SENT]
-            detections_by_class = tuple(int(n) for n in np.bincount(by_class))
-            key_mask = sifted.basis == self.settings.key_basis
-            key, test = sifted.select(key_mask), sifted.select(~key_mask)
-        with stage("estimation"):
-            with stage("serialization"):
-                test_bytes = pack_bits(test.bits.bits)
-            await self.send("estimate/test-bits", test_bytes)
-            estimate_bytes = await self.recv("estimate/result")
-            with stage("serialization"):
-                estimate = parse_json(estimate_bytes, "estimate/result")
-        base: dict[str, Any] = dict(
-            block=raw.block,
-            pulses=raw.pulses,
-            detections=len(det),
-            sifted_bits=len(sifted),
-            key_basis_bits=len(key),
-            test_basis_bits=len(test),
-            qber_x=estimate.get("qber_x"),
-            acquired_s=raw.acquired_s,
-            detections_by_class=detections_by_class,
-        )
+        # Sifting and estimation in their own frame, on detections taken from the block:
+        # the per-detection arrays are freed before reconciliation, which runs beside the
+        # next block's acquisition.
+        base, estimate, key, n_test = await self._sift_and_estimate(raw, seq, raw.take_detections())
         if not estimate["proceed"]:
             return self._no_key(base, str(estimate["reason"]), start_messages)
         qber_x = float(estimate["qber_x"])
         qber_guess = self.qber_estimate if self.qber_estimate is not None else qber_x
         # The last block's estimate is the sharper guess, unless this block's test bits say
         # the link changed (an attack ended, a drift): Cascade then costs round trips.
-        spread = 3.0 * math.sqrt(max(qber_x * (1.0 - qber_x), 1e-6) / max(len(test), 1))
+        spread = 3.0 * math.sqrt(max(qber_x * (1.0 - qber_x), 1e-6) / max(n_test, 1))
         if abs(qber_guess - qber_x) > max(spread, 0.005):
             qber_guess = qber_x
         seed = secrets.randbelow(2**63)
@@ -164,7 +127,7 @@ class BobNode(NodeBase):
         with stage("cascade"):
             await self.send("cascade/schedule", to_json({"seed": seed, "qber": qber_guess}))
             schedule = CascadeSchedule.create(len(key), qber_guess, seed, self.settings.cascade)
-            outcome = await cascade_link.run_bob(self.channel, key.bits, schedule)
+            outcome = await cascade_link.run_bob(self.channel, key, schedule)
         self.messages += 2 * outcome.stats.round_trips + 1
         stats = outcome.stats
         qber_z = stats.corrected_bits / len(key) if len(key) else 0.0
@@ -239,6 +202,56 @@ class BobNode(NodeBase):
             phi_x=phi_x,
             auth_key_bits=8 * len(material),
         )
+
+    async def _sift_and_estimate(
+        self, raw: RawBlock, seq: int | None, det: Detections
+    ) -> tuple[dict[str, Any], dict[str, Any], SecretBits, int]:
+        """Announce, sift and send the test bits: (result so far, Alice's estimate, key bits,
+        test-basis bits)."""
+        stage = self.profile.stage
+        with stage("sifting"):
+            with stage("serialization"):
+                start = to_json(
+                    {
+                        "block": raw.block,
+                        "first_pulse": raw.first_pulse,
+                        "pulses": raw.window,
+                        "sent": raw.pulses,
+                        "run_id": self.run_id,
+                        "seq": seq,
+                    }
+                )
+                announce = BasisAnnouncement(det.pulse_index, det.basis).to_bytes()
+            await self.send("block/start", start)
+            await self.send("sift/announce", announce)
+            del announce
+            reply_bytes = await self.recv("sift/reply")
+            with stage("serialization"):
+                reply = SiftReply.from_bytes(reply_bytes)
+            sifted = await asyncio.to_thread(sift_bob, det, reply)
+            by_class = reply.intensity[reply.intensity != NOT_SENT]
+            detections_by_class = tuple(int(n) for n in np.bincount(by_class))
+            key_mask = sifted.basis == self.settings.key_basis
+            key, test = sifted.select(key_mask), sifted.select(~key_mask)
+        with stage("estimation"):
+            with stage("serialization"):
+                test_bytes = pack_bits(test.bits.bits)
+            await self.send("estimate/test-bits", test_bytes)
+            estimate_bytes = await self.recv("estimate/result")
+            with stage("serialization"):
+                estimate = parse_json(estimate_bytes, "estimate/result")
+        base: dict[str, Any] = dict(
+            block=raw.block,
+            pulses=raw.pulses,
+            detections=len(det),
+            sifted_bits=len(sifted),
+            key_basis_bits=len(key),
+            test_basis_bits=len(test),
+            qber_x=estimate.get("qber_x"),
+            acquired_s=raw.acquired_s,
+            detections_by_class=detections_by_class,
+        )
+        return base, estimate, key.bits, len(test)
 
     _last_reason: str = ""
 

@@ -88,3 +88,17 @@ def test_secret_chunks_are_drawn_lazily_from_one_fresh_stream() -> None:
     assert list(draw_chunks(0, 5, PROBS, 0.5, _seeded_bytes(1))) == []
     with pytest.raises(ValueError, match="chunk_pulses"):
         next(draw_chunks(10, 0, PROBS, 0.5, _seeded_bytes(1)))
+
+
+def test_the_key_stream_is_aes_ctr_of_zeros_however_it_is_requested() -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from labctl.interfaces.pattern import _KeyStream
+
+    key, nonce = bytes(range(32)), bytes(range(16))
+    stream = _KeyStream()
+    stream._encryptor = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
+    sizes = (5_000_003, 17, 0, 3 << 21)  # across the reused buffer's size and not aligned
+    got = b"".join(stream(n).tobytes() for n in sizes)
+    expected = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor().update(bytes(sum(sizes)))
+    assert got == expected

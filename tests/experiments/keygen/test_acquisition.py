@@ -34,3 +34,30 @@ def test_disagreeing_clicks_on_one_pulse_get_a_random_basis_and_bit() -> None:
     # Fair coins: 4000 draws stay within 5 standard deviations (sd = 0.0079) of 1/2.
     assert abs(float(found.basis.mean()) - 0.5) < 0.04
     assert abs(float(found.bit.mean()) - 0.5) < 0.04
+
+
+def test_the_caller_s_indices_stay_unless_given_away() -> None:
+    channel = np.array([1, 1, 2, 3], dtype=np.uint8)
+    index = np.array([4, 4, 6, 8], dtype=np.int64)
+    kept = detections_from_indices(channel, index, CHANNELS, np.random.default_rng(0))
+    assert index.tolist() == [4, 4, 6, 8] and kept.pulse_index.tolist() == [4, 6, 8]
+    given = detections_from_indices(
+        channel, index, CHANNELS, np.random.default_rng(0), overwrite=True
+    )
+    assert given.pulse_index.tolist() == [4, 6, 8]
+    assert np.shares_memory(given.pulse_index, index)  # merged in place, no copy
+
+
+def test_merging_matches_a_click_by_click_reading() -> None:
+    rng = np.random.default_rng(7)
+    index = np.sort(rng.integers(0, 3000, 5000)).astype(np.int64)  # many multi-click pulses
+    channel = rng.choice(np.array(CHANNELS, dtype=np.uint8), index.size)
+    found = detections_from_indices(channel, index, CHANNELS, np.random.default_rng(0))
+    codes: dict[int, set[int]] = {}
+    for i, ch in zip(index.tolist(), channel.tolist(), strict=True):
+        codes.setdefault(i, set()).add(CHANNELS.index(ch))
+    assert found.pulse_index.tolist() == sorted(codes)
+    for k, pulse in enumerate(found.pulse_index.tolist()):
+        if len(codes[pulse]) == 1:  # agreeing clicks keep their detector's basis and bit
+            (code,) = codes[pulse]
+            assert (int(found.basis[k]), int(found.bit[k])) == (code >> 1, code & 1)
