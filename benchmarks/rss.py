@@ -15,7 +15,7 @@ JSON object with the figures in MiB, the targets, each run's exit code and outco
 secret bits), and the load average before and after.
 
     python benchmarks/rss.py [--duration 2m] [--node-duration 240s] [--only main|nodes]
-                             [--code CHECKOUT]
+                             [--code CHECKOUT] [--memray DIR]
 """
 
 from __future__ import annotations
@@ -200,9 +200,19 @@ def _node_config(which: str, folder: Path, endpoints: dict[tuple[str, str], str]
     return path
 
 
+MEMRAY_DIR: list[Path] = []
+"""``--memray DIR``: each node runs under ``memray run`` writing DIR/<role>.bin (its RSS
+then includes the profiler's)."""
+
+
 def _node(role: str, config: Path, folder: Path, *args: str) -> subprocess.Popen[str]:
+    profiler: list[str] = []
+    if MEMRAY_DIR:
+        out = MEMRAY_DIR[0] / f"{role}.bin"
+        out.unlink(missing_ok=True)
+        profiler = ["-m", "memray", "run", "-q", "--aggregate", "-o", str(out)]
     return subprocess.Popen(
-        [sys.executable, "-m", "labctl", "node", role, str(config), *args],
+        [sys.executable, *profiler, "-m", "labctl", "node", role, str(config), *args],
         cwd=folder,
         env=_code_env(),
         stdout=subprocess.PIPE,
@@ -276,6 +286,9 @@ def node_pair(folder: Path, duration: str, period_s: float) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     CODE[0] = Path(args.code).resolve()
+    if args.memray:
+        MEMRAY_DIR.append(Path(args.memray).resolve())
+        MEMRAY_DIR[0].mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "benchmark": "rss",
         "code": str(CODE[0]),
@@ -307,4 +320,5 @@ if __name__ == "__main__":
         "--code", default=str(REPO), help="checkout to measure (e.g. a baseline worktree)"
     )
     parser.add_argument("--sample-s", type=float, default=0.2, help="VmHWM sampling period")
+    parser.add_argument("--memray", metavar="DIR", help="profile each node with memray into DIR")
     print(json.dumps(main(parser.parse_args()), indent=2))

@@ -67,10 +67,15 @@ class TagLog:
         )
 
     def arrays(self) -> tuple[I64, U8]:
-        """All tags (time, channel), sorted by time."""
+        """All tags (time, channel), sorted by time (read-only views of the log)."""
         if not self._times:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-        return np.concatenate(self._times), np.concatenate(self._channels)
+        if len(self._times) > 1:  # kept joined: the batches are not held twice
+            self._times = [np.concatenate(self._times)]
+            self._channels = [np.concatenate(self._channels)]
+        time_ps, channel = self._times[0].view(), self._channels[0].view()
+        time_ps.flags.writeable = channel.flags.writeable = False
+        return time_ps, channel
 
 
 def bob_states(channel: U8, channels: dict[int, str]) -> tuple[U8, U8]:
@@ -216,6 +221,7 @@ async def acquire_sync(
     time_ps, channel = log.arrays()
     started = time.process_time()
     fit = fit_clock(time_ps[:_FIT_CAP], channel[:_FIT_CAP], alice.period_ps, settings.max_ppm)
+    del time_ps, channel  # the log grows across the frame: no reference to its old arrays
     if fit.coherence < 0.05:
         raise SyncError(f"no pulse clock in Bob's tags (coherence {fit.coherence:.3f}): no light?")
     compute_s = time.process_time() - started
@@ -244,6 +250,8 @@ async def acquire_sync(
         await alice.ensure_light()
     markers = [(first + a, first + b) for a, b in frame.gaps]
     time_ps, channel = log.arrays()
+    data_s, detections = log.span_s, log.count
+    del log  # its tags live on as time_ps and channel only, freed as soon as they are used
     started = time.process_time()
     lo_ps, hi_ps = watch.window_ps()
     # Refit over everything read: the frame lengthens the baseline, and a spread subsample
@@ -256,14 +264,17 @@ async def acquire_sync(
     lookup = np.zeros(256)
     for ch, phase in fit.channel_phase_ps.items():
         lookup[ch] = phase
-    rel = (time_ps - fit.t_ref_ps).astype(np.float64) - lookup[channel]
-    k = np.rint(rel / fit.period_ps).astype(np.int64)
+    # In place where possible: a slow link's frame can take minutes of tags (8 bytes each).
+    rel = (time_ps - fit.t_ref_ps).astype(np.float64)
+    rel -= lookup[channel]
+    rel /= fit.period_ps
+    k = np.rint(rel, out=rel).astype(np.int64)
+    del rel
+    in_frame = (time_ps >= lo_ps) & (time_ps <= hi_ps)
+    del time_ps
     order = np.argsort(k, kind="stable")
-    k, channel, in_frame = (
-        k[order],
-        channel[order],
-        ((time_ps >= lo_ps) & (time_ps <= hi_ps))[order],
-    )
+    k, channel, in_frame = k[order], channel[order], in_frame[order]
+    del order
     density = rate_hz * ps_to_seconds(alice.period_ps)
     # Only the frame bounds the index: a long dark before it (Alice loading the frame while
     # Bob's stream ran on) would pass for a marker gap. The states of the calibration frame
@@ -301,8 +312,8 @@ async def acquire_sync(
         channel_offset_ps={c: p - ref_phase for c, p in fit.channel_phase_ps.items()},
         channel_shift={c: -s for c, s in shifts.items() if s},
         jitter_ps=fit.jitter_ps,
-        data_s=log.span_s,
-        detections=log.count,
+        data_s=data_s,
+        detections=detections,
         index_score=margin,
         compute_s=compute_s,
     )

@@ -44,8 +44,8 @@ def gap_offset_candidates(
         raise SyncError("no marker gaps to bound the pulse index")
     g0 = markers[0][1] - markers[0][0]
     threshold = max(2.0, 0.35 * density_per_pulse * g0)
-    ends = np.searchsorted(k, k + g0, side="left")
-    inside = ends - np.arange(k.size) - 1
+    inside = np.searchsorted(k, k + g0, side="left")  # the end of each window, then its count
+    inside -= np.arange(1, k.size + 1)
     quiet = np.flatnonzero(inside <= threshold)
     if quiet.size == 0:
         raise SyncError(
