@@ -187,6 +187,46 @@ class FrameWatch:
         )
 
 
+_KEY_CHUNK = 1 << 20
+"""Tags converted at a time: a slow link's frame can take minutes of tags, and whole-array
+temporaries would hold them several times over."""
+
+
+def _pulse_keys(
+    time_ps: I64,
+    channel: U8,
+    phase_ps: npt.NDArray[np.float64],
+    t_ref_ps: int,
+    period_ps: float,
+    window_ps: tuple[float, float],
+) -> I64:
+    """Per tag, its pulse k (relative to ``t_ref_ps``), channel and whether it lies in
+    ``window_ps``, packed as k * 512 + channel * 2 + inside: one array that sorts in place."""
+    keys = np.empty(time_ps.size, dtype=np.int64)
+    lo_ps, hi_ps = window_ps
+    for at in range(0, time_ps.size, _KEY_CHUNK):
+        t, ch = time_ps[at : at + _KEY_CHUNK], channel[at : at + _KEY_CHUNK]
+        rel = (t - t_ref_ps).astype(np.float64) - phase_ps[ch]
+        k = np.rint(rel / period_ps).astype(np.int64)
+        keys[at : at + t.size] = (
+            (k << 9) | (ch.astype(np.int64) << 1) | ((t >= lo_ps) & (t <= hi_ps))
+        )
+    return keys
+
+
+def _sorted_by_pulse(keys: I64) -> tuple[I64, U8, npt.NDArray[np.bool_]]:
+    """(k, channel, inside) of :func:`_pulse_keys`'s keys sorted by pulse (``keys`` becomes k)."""
+    keys.sort()
+    channel = np.empty(keys.size, dtype=np.uint8)
+    inside = np.empty(keys.size, dtype=np.bool_)
+    for at in range(0, keys.size, _KEY_CHUNK):
+        part = keys[at : at + _KEY_CHUNK]
+        channel[at : at + part.size] = (part >> 1) & 255
+        inside[at : at + part.size] = (part & 1).astype(np.bool_)
+    np.right_shift(keys, 9, out=keys)  # arithmetic: negative k come back exactly
+    return keys, channel, inside
+
+
 async def _lit_log(tagger: TimeTagger, settings: SyncSettings) -> TagLog:
     log = TagLog(settings.channels)
     while log.count < settings.min_tags or log.span_s < settings.min_span_s:
@@ -264,17 +304,9 @@ async def acquire_sync(
     lookup = np.zeros(256)
     for ch, phase in fit.channel_phase_ps.items():
         lookup[ch] = phase
-    # In place where possible: a slow link's frame can take minutes of tags (8 bytes each).
-    rel = (time_ps - fit.t_ref_ps).astype(np.float64)
-    rel -= lookup[channel]
-    rel /= fit.period_ps
-    k = np.rint(rel, out=rel).astype(np.int64)
-    del rel
-    in_frame = (time_ps >= lo_ps) & (time_ps <= hi_ps)
-    del time_ps
-    order = np.argsort(k, kind="stable")
-    k, channel, in_frame = k[order], channel[order], in_frame[order]
-    del order
+    keys = _pulse_keys(time_ps, channel, lookup, fit.t_ref_ps, fit.period_ps, (lo_ps, hi_ps))
+    del time_ps, channel
+    k, channel, in_frame = _sorted_by_pulse(keys)
     density = rate_hz * ps_to_seconds(alice.period_ps)
     # Only the frame bounds the index: a long dark before it (Alice loading the frame while
     # Bob's stream ran on) would pass for a marker gap. The states of the calibration frame

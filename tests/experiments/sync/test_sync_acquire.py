@@ -74,3 +74,25 @@ async def test_sync_without_light_fails_with_reason() -> None:
             world.clock,
             SyncSettings(max_acquire_s=0.2, marker_seed=SEED),
         )
+
+
+def test_tags_sorted_by_pulse_keep_each_tag_s_channel_and_window() -> None:
+    from experiments.sync import acquire
+
+    rng = np.random.default_rng(3)
+    n = 3 * acquire._KEY_CHUNK // 2 + 17  # more than one chunk, not a whole number of them
+    time_ps = np.sort(rng.integers(-(10**9), 10**12, n)).astype(np.int64)
+    channel = rng.integers(0, 4, n).astype(np.uint8)
+    phase_ps = np.zeros(256)
+    phase_ps[:4] = (0.0, 140.5, -260.0, 333.3)
+    t_ref, period, window = 5_000_000, 1000.0 * (1 + 2e-7), (2e11, 6e11)
+    keys = acquire._pulse_keys(time_ps, channel, phase_ps, t_ref, period, window)
+    k, ch, inside = acquire._sorted_by_pulse(keys)
+    # The whole-array reading, sorted by pulse:
+    ref_k = np.rint(((time_ps - t_ref).astype(np.float64) - phase_ps[channel]) / period)
+    ref_inside = (time_ps >= window[0]) & (time_ps <= window[1])
+    expected = sorted(
+        zip(ref_k.astype(np.int64).tolist(), channel.tolist(), ref_inside.tolist(), strict=True)
+    )
+    got = list(zip(k.tolist(), ch.tolist(), inside.tolist(), strict=True))
+    assert (k < 0).any() and got == expected
