@@ -14,14 +14,13 @@ byte) is a ProtocolError; silence is the transport's InstrumentTimeout.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Self
 
+from drivers.switchports import port_limits, validate_switch_settings
 from labctl.instrument.base import (
     DriverBase,
     make_transport,
     require_transport,
-    validate_config_settings,
     with_default_options,
 )
 from labctl.instrument.recovery import operation, resend_garbled
@@ -37,8 +36,6 @@ CMD_SET_PORT = 0x12
 FRAME_BYTES = 4
 MAX_PORTS = 255  # one byte carries the port number
 DEFAULT_N_PORTS = 4
-PORT_KEYS = ("port", "parking_port")
-"""Settings that name a port: 1..n_ports of the unit at hand."""
 
 
 class FFSwitch(DriverBase):
@@ -79,15 +76,8 @@ class FFSwitch(DriverBase):
         transport_spec = with_default_options(
             transport_spec, {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1}
         )
-        validators = cls.config_validators(spec.name)
-        validated = validate_config_settings(spec, validators)
+        validated = validate_switch_settings(cls, spec, default_n_ports=DEFAULT_N_PORTS)
         n_ports = validated.get("n_ports", DEFAULT_N_PORTS)
-        # Port numbers again, now against the size this station file gives.
-        sized = {
-            key: functools.partial(cls.declared(key).check, spec.name, limits=(1, n_ports))
-            for key in PORT_KEYS
-        }
-        validate_config_settings(spec, sized, handled_elsewhere=validators.keys() - sized.keys())
         driver = cls(
             spec.name,
             make_transport(spec, transport_spec),
@@ -165,7 +155,7 @@ class FFSwitch(DriverBase):
 
     def _declared_limits(self, key: str) -> tuple[float, float] | None:
         """Ports are numbered 1..n_ports of this unit."""
-        return (1, self._n_ports) if key in PORT_KEYS else super()._declared_limits(key)
+        return port_limits(key, self._n_ports) or super()._declared_limits(key)
 
     async def _send_port(self, port: int) -> None:
         request = bytes([HEADER, CMD_SET_PORT, 0x00, port])

@@ -15,14 +15,13 @@ to 115200 baud 8N1 (the config's transport options override it).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Self
 
+from drivers.switchports import port_limits, validate_switch_settings
 from labctl.instrument.base import (
     DriverBase,
     make_transport,
     require_transport,
-    validate_config_settings,
     with_default_options,
 )
 from labctl.instrument.recovery import resend_garbled
@@ -37,8 +36,6 @@ from labctl.transport.base import Transport
 MAX_PORTS = 64
 MAX_MODULE = 16
 DEFAULT_N_PORTS = 4
-PORT_KEYS = ("port", "parking_port")
-"""Settings that name a channel: 1..n_ports of the unit at hand."""
 
 
 class DiconMems(DriverBase):
@@ -84,15 +81,8 @@ class DiconMems(DriverBase):
         transport_spec = with_default_options(
             transport_spec, {"baudrate": 115200, "bytesize": 8, "parity": "N", "stopbits": 1}
         )
-        validators = cls.config_validators(spec.name)
-        validated = validate_config_settings(spec, validators)
+        validated = validate_switch_settings(cls, spec, default_n_ports=DEFAULT_N_PORTS)
         n_ports = validated.get("n_ports", DEFAULT_N_PORTS)
-        # Channel numbers again, now against the size this station file gives.
-        sized = {
-            key: functools.partial(cls.declared(key).check, spec.name, limits=(1, n_ports))
-            for key in PORT_KEYS
-        }
-        validate_config_settings(spec, sized, handled_elsewhere=validators.keys() - sized.keys())
         driver = cls(
             spec.name,
             make_transport(spec, transport_spec),
@@ -184,7 +174,7 @@ class DiconMems(DriverBase):
 
     def _declared_limits(self, key: str) -> tuple[float, float] | None:
         """Channels are numbered 1..n_ports of this unit."""
-        return (1, self._n_ports) if key in PORT_KEYS else super()._declared_limits(key)
+        return port_limits(key, self._n_ports) or super()._declared_limits(key)
 
     async def _write(self, command: str) -> None:
         """Send a command, then read the error queue: a non-zero code faults."""
