@@ -252,8 +252,14 @@ class AliceNode(NodeBase):
                 reply_bytes = reply.to_bytes()
             await self.send("sift/reply", reply_bytes)
             sifted = sift_alice(announcement, reply, bit)
+            detections = len(idx)
+            # Bob sifts meanwhile and the next block is acquired: keep only the sifted bits.
+            del announcement, idx, reply, basis, bit, intensity, sent
             key_mask = sifted.basis == self.settings.key_basis
             key, test = sifted.select(key_mask), sifted.select(~key_mask)
+            del key_mask
+            n_sifted = len(sifted)
+            del sifted
         with stage("estimation"):
             test_bytes = await self.recv("estimate/test-bits")
             with stage("serialization"):
@@ -280,8 +286,8 @@ class AliceNode(NodeBase):
         base: dict[str, Any] = dict(
             block=int(start["block"]),
             pulses=int(start.get("sent", pulses)),
-            detections=len(idx),
-            sifted_bits=len(sifted),
+            detections=detections,
+            sifted_bits=n_sifted,
             key_basis_bits=len(key),
             test_basis_bits=len(test),
             qber_x=qber_x,

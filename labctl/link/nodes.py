@@ -231,8 +231,14 @@ class BobNode(NodeBase):
             sifted = await asyncio.to_thread(sift_bob, det, reply)
             by_class = reply.intensity[reply.intensity != NOT_SENT]
             detections_by_class = tuple(int(n) for n in np.bincount(by_class))
+            detections = len(det)
+            # Alice waits for the test bits and the next block is acquired: keep only these.
+            del det, reply, reply_bytes, by_class
             key_mask = sifted.basis == self.settings.key_basis
             key, test = sifted.select(key_mask), sifted.select(~key_mask)
+            del key_mask
+            n_sifted = len(sifted)
+            del sifted
         with stage("estimation"):
             with stage("serialization"):
                 test_bytes = pack_bits(test.bits.bits)
@@ -243,8 +249,8 @@ class BobNode(NodeBase):
         base: dict[str, Any] = dict(
             block=raw.block,
             pulses=raw.pulses,
-            detections=len(det),
-            sifted_bits=len(sifted),
+            detections=detections,
+            sifted_bits=n_sifted,
             key_basis_bits=len(key),
             test_basis_bits=len(test),
             qber_x=estimate.get("qber_x"),
