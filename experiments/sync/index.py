@@ -29,6 +29,7 @@ STAGE1_BUDGET = 3_000_000
 STAGE2_DETECTIONS = 1024
 STAGE2_CANDIDATES = 48
 MIN_SCORE_MARGIN = 25.0
+_WINDOW_CHUNK = 1 << 20
 
 
 def gap_offset_candidates(
@@ -44,8 +45,13 @@ def gap_offset_candidates(
         raise SyncError("no marker gaps to bound the pulse index")
     g0 = markers[0][1] - markers[0][0]
     threshold = max(2.0, 0.35 * density_per_pulse * g0)
-    inside = np.searchsorted(k, k + g0, side="left")  # the end of each window, then its count
-    inside -= np.arange(1, k.size + 1)
+    # Detections in the window of g0 pulses after each one (a slice at a time: k can hold
+    # minutes of tags, and k + g0 and the window ends would be two more arrays as large).
+    inside = np.empty(k.size, dtype=np.int32)
+    for at in range(0, k.size, _WINDOW_CHUNK):
+        part = k[at : at + _WINDOW_CHUNK]
+        ends = np.searchsorted(k, part + g0, side="left")
+        inside[at : at + part.size] = ends - np.arange(at + 1, at + part.size + 1)
     quiet = np.flatnonzero(inside <= threshold)
     if quiet.size == 0:
         raise SyncError(
