@@ -59,6 +59,17 @@ def test_stream_hash_is_four_polynomials_of_the_whole_stream(length: int) -> Non
     )
 
 
+def test_a_message_larger_than_a_piece_hashes_as_the_same_bytes_in_frames() -> None:
+    keys = _lane_keys()
+    message = os.urandom(5 * (1 << 19) + 3)  # 2.5 MiB: hashed in several pieces
+    whole, framed = StreamHash(keys), StreamHash(keys)
+    whole.update(message)
+    for at in range(0, len(message), 4093):
+        framed.update(message[at : at + 4093])
+    assert whole.total_bytes == framed.total_bytes == len(message)
+    assert whole.digest() == framed.digest()
+
+
 def test_the_per_check_bound_is_the_closed_form() -> None:
     chunks = -(-(TRANSCRIPT_CAP_BYTES + 8) // CHUNK61)
     closed = (chunks / (P61 - 1)) ** 4 + 3 / (PRIME - 1) + 2.0**-127

@@ -105,6 +105,7 @@ MIN_PSK_BYTES = HMAC_KEY_BYTES + 2 * DIRECTION_KEY_BYTES + 2 * MIN_SEED_SLOTS * 
 MAX_AHEAD_SLOTS = 1 << 16
 """A checkpoint naming a slot this far beyond the pool is refused at once."""
 _BUFFER_BYTES = 1 << 16
+_PIECE_BYTES = 1 << 20
 _RECENT_REFILLS = 64
 _FORMAT = "labctl-wegman-carter-pool/1"
 _SEALED = b"labctl-sealed-authpool/1\n"
@@ -143,11 +144,14 @@ class StreamHash:
         self.total_bytes = 0
 
     def update(self, data: bytes) -> None:
-        """Append ``data`` to the stream."""
-        self._pending += data
+        """Append ``data`` to the stream (hashed at most ``_PIECE_BYTES`` at a time: a
+        message of tens of MB costs no copies of its size)."""
         self.total_bytes += len(data)
-        if len(self._pending) >= _BUFFER_BYTES:
-            self._flush()
+        view = memoryview(data)
+        for at in range(0, len(view), _PIECE_BYTES):
+            self._pending += view[at : at + _PIECE_BYTES]
+            if len(self._pending) >= _BUFFER_BYTES:
+                self._flush()
 
     def _flush(self) -> None:
         whole = len(self._pending) // CHUNK61 * CHUNK61
