@@ -156,7 +156,8 @@ class FrameStream(asyncio.Protocol):
             end = _LENGTH.size + length
             if len(buf) < end:
                 break
-            self._frames.append(bytes(buf[_LENGTH.size : end]))
+            with memoryview(buf) as view:  # one copy of the frame, not a slice and a copy
+                self._frames.append(bytes(view[_LENGTH.size : end]))
             del buf[:end]
         if self._frames:
             self._wake()
@@ -249,8 +250,8 @@ class ChannelAuthenticator(Protocol):
         """The tag of an outgoing body (``tag_bytes`` long)."""
         ...
 
-    def verify(self, body: bytes, tag: bytes) -> bool:
-        """True when ``tag`` authenticates an incoming ``body``."""
+    def verify(self, body: bytes | memoryview, tag: bytes) -> bool:
+        """True when ``tag`` authenticates an incoming ``body`` (a view into its frame)."""
         ...
 
 
@@ -271,7 +272,7 @@ class HmacAuthenticator:
         """HMAC-SHA256 of ``body`` under this end's sending key."""
         return hmac.new(self._send_key, body, hashlib.sha256).digest()
 
-    def verify(self, body: bytes, tag: bytes) -> bool:
+    def verify(self, body: bytes | memoryview, tag: bytes) -> bool:
         """Constant-time check of the peer's tag."""
         mine = hmac.new(self._recv_key, body, hashlib.sha256).digest()
         return hmac.compare_digest(mine, tag)
@@ -285,8 +286,8 @@ class TranscriptHook(Protocol):
         """A body about to be sent."""
         ...
 
-    def on_receive(self, body: bytes) -> None:
-        """A body received, its MAC checked."""
+    def on_receive(self, body: bytes | memoryview) -> None:
+        """A body received (a view into its frame), its MAC checked."""
         ...
 
     def checkpoint(self) -> bytes:
@@ -376,7 +377,8 @@ class AuthenticatedChannel:
         tag_bytes = self._auth.tag_bytes
         if len(frame) < _SEQ.size + 1 + tag_bytes:
             raise AuthenticationError(f"frame of {len(frame)} bytes is too short to be authentic")
-        body, tag = frame[:-tag_bytes], frame[-tag_bytes:]
+        # A view, not a copy: a frame can be tens of MB; only the payload is copied out.
+        body, tag = memoryview(frame)[:-tag_bytes], frame[-tag_bytes:]
         if not self._auth.verify(body, tag):
             raise AuthenticationError(f"MAC check failed on frame {self._recv_seq} ({self.role})")
         (seq,) = _SEQ.unpack_from(body)
@@ -385,13 +387,13 @@ class AuthenticatedChannel:
             raise AuthenticationError(f"{what} frame: sequence {seq}, expected {self._recv_seq}")
         label_len = body[_SEQ.size]
         label_end = _SEQ.size + 1 + label_len
-        kind = body[_SEQ.size + 1 : label_end].decode("ascii", errors="replace")
+        kind = bytes(body[_SEQ.size + 1 : label_end]).decode("ascii", errors="replace")
         self._recv_seq += 1
         if self.transcript is not None and kind != CHECKPOINT_KIND:
             self.transcript.on_receive(body)
         if expect is not None and kind != expect:
             raise AuthenticationError(f"unexpected message kind {kind!r}, expected {expect!r}")
-        return Message(kind, body[label_end:])
+        return Message(kind, bytes(body[label_end:]))
 
     async def send_checkpoint(self) -> None:
         """Authenticate everything sent since the last checkpoint (no-op without a hook)."""

@@ -143,7 +143,7 @@ class StreamHash:
         self.chunks = 0
         self.total_bytes = 0
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         """Append ``data`` to the stream (hashed at most ``_PIECE_BYTES`` at a time: a
         message of tens of MB costs no copies of its size)."""
         self.total_bytes += len(data)
@@ -590,7 +590,7 @@ class TranscriptAuthenticator:
         return f"TranscriptAuthenticator({self.pool!r})"
 
     @staticmethod
-    def _feed(stream: StreamHash, body: bytes) -> None:
+    def _feed(stream: StreamHash, body: bytes | memoryview) -> None:
         if stream.total_bytes + 8 + len(body) > TRANSCRIPT_CAP_BYTES:
             raise AuthenticationError(
                 f"transcript exceeds {TRANSCRIPT_CAP_BYTES} bytes without a checkpoint"
@@ -602,7 +602,7 @@ class TranscriptAuthenticator:
         """A frame body about to be sent."""
         self._feed(self.sent, body)
 
-    def on_receive(self, body: bytes) -> None:
+    def on_receive(self, body: bytes | memoryview) -> None:
         """A frame body received (its HMAC checked)."""
         self._feed(self.received, body)
 
