@@ -17,6 +17,7 @@ from labctl.link.node_base import (
     NodeBase,
     decoy_protocol,
     intensity_counts,
+    key_and_test,
     pack_bits,
     parse_json,
     parse_slots,
@@ -255,9 +256,7 @@ class AliceNode(NodeBase):
             detections = len(idx)
             # Bob sifts meanwhile and the next block is acquired: keep only the sifted bits.
             del announcement, idx, reply, basis, bit, intensity, sent
-            key_mask = sifted.basis == self.settings.key_basis
-            key, test = sifted.select(key_mask), sifted.select(~key_mask)
-            del key_mask
+            key, test = key_and_test(sifted, self.settings.key_basis)
             n_sifted = len(sifted)
             del sifted
         with stage("estimation"):

@@ -202,6 +202,13 @@ def parse_slots(data: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def key_and_test(sifted: SiftedKey, key_basis: int) -> tuple[SiftedKey, SiftedKey]:
+    """A sifted block's key-basis bits (reconciled into key) and test-basis bits (the QBER
+    estimate), each a copy: ``sifted`` can be let go."""
+    in_key = sifted.basis == key_basis
+    return sifted.select(in_key), sifted.select(~in_key)
+
+
 def intensity_counts(
     key: SiftedKey, test: SiftedKey, bob_test: U8, order: list[int]
 ) -> tuple[

@@ -42,6 +42,7 @@ from labctl.link.node_base import (
     BlockResult,
     NodeBase,
     decoy_protocol,
+    key_and_test,
     pack_bits,
     parse_json,
     split_for_pool,
@@ -234,9 +235,7 @@ class BobNode(NodeBase):
             detections = len(det)
             # Alice waits for the test bits and the next block is acquired: keep only these.
             del det, reply, reply_bytes, by_class
-            key_mask = sifted.basis == self.settings.key_basis
-            key, test = sifted.select(key_mask), sifted.select(~key_mask)
-            del key_mask
+            key, test = key_and_test(sifted, self.settings.key_basis)
             n_sifted = len(sifted)
             del sifted
         with stage("estimation"):
