@@ -11,6 +11,7 @@ folder with the schedule (written for 12 h) mapped onto the run: fault times sca
 ``hours / 12`` after a quiet start (min(300 s, 20 %) for calibration and synchronization).
 
     python benchmarks/field_trial.py [--hours 12] [--block-interval-s 2] [--no-faults]
+        [--rss-csv FILE]   # also write the RSS samples (wall s, MiB) for a plot
     python benchmarks/field_trial.py --tracking-only [--hours 12] [--block-interval-s 2]
 """
 
@@ -105,7 +106,11 @@ def key_rows(path: Path) -> list[tuple[str, int, bytes]]:
 
 
 async def trial(
-    hours: float, interval_s: float | None, workdir: Path, faults: bool = True
+    hours: float,
+    interval_s: float | None,
+    workdir: Path,
+    faults: bool = True,
+    rss_csv: Path | None = None,
 ) -> dict[str, Any]:
     broker = Mosquitto(workdir / "broker")
     broker.start()
@@ -146,12 +151,15 @@ async def trial(
             seqs = rec.runs.seqs(run_id)
     finally:
         broker.stop()
+        if rss_csv is not None:
+            rows = "".join(f"{t:.1f},{mib:.1f}\n" for t, mib in rss)
+            await asyncio.to_thread(rss_csv.write_text, "wall_s,rss_mib\n" + rows, "utf-8")
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     stop = next((e for e in reversed(events) if e["kind"] == "stop"), None)
     blocks = [e for e in events if e["stream"] == "qkd" and "block" in e.get("data", {})]
-    faults = faults_of(config)
+    schedule = faults_of(config)
     return _figures(
-        hours, wall_s, proc.returncode, stderr, stop, blocks, events, faults, restarts,
+        hours, wall_s, proc.returncode, stderr, stop, blocks, events, schedule, restarts,
         seqs, folder, rss, load_before, duration_s,
     )  # fmt: skip
 
@@ -387,6 +395,9 @@ def main() -> None:
         help="the drift tracker alone on the world's polarization physics (no main job)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--rss-csv", type=Path, default=None, help="write the RSS samples (wall_s, rss_mib) here"
+    )
     args = parser.parse_args()
     if args.tracking_only:
         interval = args.block_interval_s or 10.0
@@ -394,7 +405,13 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="field-trial-") as tmp:
         result = asyncio.run(
-            trial(args.hours, args.block_interval_s, Path(tmp), faults=not args.no_faults)
+            trial(
+                args.hours,
+                args.block_interval_s,
+                Path(tmp),
+                faults=not args.no_faults,
+                rss_csv=args.rss_csv,
+            )
         )
     result["faults"] = not args.no_faults
     print(json.dumps(result, indent=2))
