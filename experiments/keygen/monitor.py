@@ -20,7 +20,7 @@ from labctl.runner.suspenders import Backoff, Suspender
 LASTING_QBER = Backoff(first_s=30.0, max_s=600.0, give_up_s=6 * 3600.0)
 """Past three failed recalibrations (e.g. intercept-resend: no calibration can pass) the run
 stays suspended and recalibrates again after 30 s, 60 s, ... up to every 10 minutes; it
-ends only after 6 hours of run clock."""
+aborts after 6 hours of run clock, or ends earlier with the run's duration."""
 
 
 class QberWatch:

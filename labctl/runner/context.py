@@ -221,8 +221,7 @@ class RunContext:
         await self._honour_control()
         if self._in_remedy:
             return
-        if self.deadline_s is not None and self.clock.now_s() >= self.deadline_s:
-            raise StopPlan("timeout", f"run duration reached at clock {self.clock.now_s():.3f} s")
+        self._stop_at_deadline()
         for request in self.control.take_requests():
             remedy = self._hooks.remedies.get(request)
             if remedy is None:
@@ -266,6 +265,13 @@ class RunContext:
                 "wall_ts": time.time(),
             }
         )
+
+    def _stop_at_deadline(self, why: str = "") -> None:
+        """StopPlan("timeout") once the run's duration is reached (``why``: what it was doing)."""
+        if self.deadline_s is not None and self.clock.now_s() >= self.deadline_s:
+            raise StopPlan(
+                "timeout", f"run duration reached at clock {self.clock.now_s():.3f} s{why}"
+            )
 
     async def _honour_control(self) -> None:
         control = self.control
@@ -324,6 +330,8 @@ class RunContext:
         delay_s = backoff.delay_s(attempts - suspender.max_failures)
         if backoff.give_up_s is not None:
             delay_s = min(delay_s, backoff.give_up_s - lasted_s)
+        if self.deadline_s is not None:  # a suspended run still ends with its duration
+            delay_s = max(min(delay_s, self.deadline_s - self.clock.now_s()), 0.0)
         self._bus.emit(
             "event",
             "runner",
@@ -345,8 +353,10 @@ class RunContext:
         attempts = 0
         first_s = self.clock.now_s()
         while reason is not None:
+            self._stop_at_deadline(f" while suspended by {suspender.name!r}: {reason}")
             if attempts >= suspender.max_failures:
                 await self._back_off(suspender, attempts, first_s, reason)
+                self._stop_at_deadline(f" while suspended by {suspender.name!r}: {reason}")
             attempts += 1
             self.log.warning("suspended by %r: %s (remedy %d)", suspender.name, reason, attempts)
             self._bus.emit(

@@ -172,26 +172,44 @@ async def test_backoff_keeps_remedying_a_lasting_condition_until_it_clears(tmp_p
     assert [e["data"]["action"] for e in events if e["stream"] == "runner"][-1] == "unsuspended"
 
 
-async def test_backoff_gives_up_after_its_time(tmp_path: Path) -> None:
+def never_clearing(tmp_path: Path, backoff: Backoff) -> tuple[RunEngine, VirtualClock, list[float]]:
+    """An engine whose QBER suspender trips at once and whose remedy always fails, with
+    the run-clock times of its remedies."""
     clock = VirtualClock()
     link = DriftingLinkTestInstrument(clock)
     link.drift_rad = 0.6
+    remedies: list[float] = []
 
     async def broken(run: Any) -> None:
+        remedies.append(run.clock.now_s())
         raise RuntimeError("no minimum")
 
     suspender = Suspender.above(
-        "qber",
-        link.qber,
-        QBER_LIMIT,
-        quantity="QBER",
-        remedy=broken,
-        max_failures=1,
-        backoff=Backoff(first_s=10.0, max_s=20.0, give_up_s=50.0),
-    )
+        "qber", link.qber, QBER_LIMIT, quantity="QBER", remedy=broken, max_failures=1,
+        backoff=backoff,
+    )  # fmt: skip
     station = MiniStation({"link": link}, clock)
-    result = await RunEngine(station, runs_dir=tmp_path, suspenders=[suspender]).run(measuring_plan)
+    return RunEngine(station, runs_dir=tmp_path, suspenders=[suspender]), clock, remedies
+
+
+async def test_a_suspended_run_still_ends_with_its_duration(tmp_path: Path) -> None:
+    # The condition never clears and the backoff would wait for hours: the run's duration
+    # (60 s of run clock) ends the suspension, within the backoff wait that crosses it.
+    backoff = Backoff(first_s=10.0, max_s=3600.0, give_up_s=6 * 3600.0)
+    engine, clock, remedies = never_clearing(tmp_path, backoff)
+    result = await engine.run(measuring_plan, duration_s=60.0)
+    assert result.status == "timeout", result.reason
+    assert "while suspended by 'qber'" in result.reason
+    assert 60.0 <= clock.now_s() < 61.0
+    # trip at 1 s; remedies at 1, 11, 31 (each wait doubles), then the wait is cut at 60 s
+    assert [round(t) for t in remedies] == [1, 11, 31]
+
+
+async def test_backoff_gives_up_after_its_time(tmp_path: Path) -> None:
+    engine, clock, remedies = never_clearing(tmp_path, Backoff(10.0, 20.0, give_up_s=50.0))
+    result = await engine.run(measuring_plan)
     assert result.status == "aborted"
     assert "remedies did not clear the condition" in result.reason
     # trip at 1 s; remedies at 1, 11, 31, 51 (the last wait cut to the give-up time)
+    assert [round(t) for t in remedies] == [1, 11, 31, 51]
     assert clock.now_s() - 1.0 >= 50.0
