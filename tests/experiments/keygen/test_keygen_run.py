@@ -98,11 +98,12 @@ async def test_full_intercept_resend_attack_stores_no_key(tmp_path: Path) -> Non
     attack = [{"kind": "attack", "at_s": 0.0, "until_s": 1.0e6, "fraction": 1.0}]
     config = write_config(tmp_path, faults=attack)
     result = await run_keygen(config, duration_s=1.5)
-    # The plan finished, but no block gave key: the run ends degraded, never ok.
+    # The first block trips the QBER suspender, whose recalibrations cannot pass under the
+    # attack, until the run's duration ends it: no block gave key, so the run ends degraded.
     assert result.status == "degraded", result.reason
-    assert result.reason.startswith("only 0 of 2 blocks (0.0 %) gave key")
+    assert result.reason.startswith("only 0 of ")
     summary = json.loads((result.path / "summary.json").read_text())
-    assert summary["blocks"] == 2 and summary["secret_bits"] == 0
+    assert summary["blocks"] >= 1 and summary["secret_bits"] == 0
     assert summary["status"] == "degraded" and summary["key_block_share"] == 0.0
     # Intercept-resend of every pulse: QBER = 1/4 (+ e_det), far above qber_max = 0.11.
     assert 0.22 < summary["qber_x"] < 0.29
