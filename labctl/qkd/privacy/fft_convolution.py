@@ -178,21 +178,26 @@ class FftwBackend:
         return out
 
 
+_PYFFTW_OPTIONAL = ("dask", "scipy.fftpack")
+"""Modules pyfftw imports for its interfaces to them, when they are installed."""
+
+
 def _load_fftw() -> FftwBackend | None:
-    # pyfftw's package import also loads its dask interface whenever dask is installed
-    # (qcodes depends on it): some 170 modules and 12 MiB resident that FFTW plans never
-    # use. A None entry in sys.modules makes that optional import fail inside pyfftw (the
-    # documented way to block an import); a dask already imported is left as it is.
-    block_dask = "dask" not in sys.modules
-    if block_dask:
-        sys.modules["dask"] = None  # type: ignore[assignment]
+    # pyfftw's package import also loads its dask and scipy.fftpack interfaces whenever
+    # those are installed (qcodes depends on dask; the test extras bring scipy): hundreds of
+    # modules and about 20 MiB resident that FFTW plans never use. A None entry in sys.modules
+    # makes such an optional import fail inside pyfftw (the documented way to block an
+    # import); a module already imported is left as it is.
+    blocked = [name for name in _PYFFTW_OPTIONAL if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
         import pyfftw  # type: ignore[import-untyped]
     except ImportError:  # optional accelerator: numpy.fft is the fallback
         return None
     finally:
-        if block_dask:
-            del sys.modules["dask"]
+        for name in blocked:
+            del sys.modules[name]
     return FftwBackend(pyfftw)
 
 
