@@ -321,7 +321,9 @@ async def acquire_sync(
         try:
             candidates = gap_offset_candidates(subset, markers, density, MAX_CANDIDATES)
             lo, hi = int(candidates.min()), int(candidates.max())
-            near = (k + hi >= markers[0][0] - reach) & (k + lo <= markers[-1][1] + reach)
+            # k against shifted bounds, not k + hi against the bound: no int64 temporaries
+            # the size of every tag read.
+            near = (k >= markers[0][0] - reach - hi) & (k <= markers[-1][1] + reach - lo)
             basis, bit = bob_states(channel[near], settings.channels)
             offset, margin = find_offset(alice, k[near], basis, bit, candidates, vac)
         except SyncError as exc:
