@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +76,16 @@ class TagLog:
             self._channels = [np.concatenate(self._channels)]
         time_ps, channel = self._times[0].view(), self._channels[0].view()
         time_ps.flags.writeable = channel.flags.writeable = False
+        return time_ps, channel
+
+    def take(self) -> tuple[I64, U8]:
+        """All tags (time, channel) handed over, writable; the log is left empty."""
+        if len(self._times) == 1 and self._times[0].flags.owndata:
+            time_ps, channel = self._times[0], self._channels[0]
+        else:  # several batches (joined now), or one that is a view of a tagger's buffer
+            time_ps = np.concatenate(self._times) if self._times else np.zeros(0, np.int64)
+            channel = np.concatenate(self._channels) if self._channels else np.zeros(0, np.uint8)
+        self._times, self._channels, self.count = [], [], 0
         return time_ps, channel
 
 
@@ -199,10 +210,14 @@ def _pulse_keys(
     t_ref_ps: int,
     period_ps: float,
     window_ps: tuple[float, float],
+    out: I64 | None = None,
 ) -> I64:
     """Per tag, its pulse k (relative to ``t_ref_ps``), channel and whether it lies in
-    ``window_ps``, packed as k * 512 + channel * 2 + inside: one array that sorts in place."""
-    keys = np.empty(time_ps.size, dtype=np.int64)
+    ``window_ps``, packed as k * 512 + channel * 2 + inside: one array that sorts in place.
+
+    ``out`` may be ``time_ps`` itself (each piece is read before it is overwritten): the
+    keys then take the tags' place instead of needing as much memory again."""
+    keys = np.empty(time_ps.size, dtype=np.int64) if out is None else out
     lo_ps, hi_ps = window_ps
     for at in range(0, time_ps.size, _KEY_CHUNK):
         t, ch = time_ps[at : at + _KEY_CHUNK], channel[at : at + _KEY_CHUNK]
@@ -289,9 +304,9 @@ async def acquire_sync(
     finally:
         await alice.ensure_light()
     markers = [(first + a, first + b) for a, b in frame.gaps]
-    time_ps, channel = log.arrays()
     data_s, detections = log.span_s, log.count
-    del log  # its tags live on as time_ps and channel only, freed as soon as they are used
+    time_ps, channel = log.take()  # the tags live on as these two arrays only
+    del log
     started = time.process_time()
     lo_ps, hi_ps = watch.window_ps()
     # Refit over everything read: the frame lengthens the baseline, and a spread subsample
@@ -304,7 +319,8 @@ async def acquire_sync(
     lookup = np.zeros(256)
     for ch, phase in fit.channel_phase_ps.items():
         lookup[ch] = phase
-    keys = _pulse_keys(time_ps, channel, lookup, fit.t_ref_ps, fit.period_ps, (lo_ps, hi_ps))
+    window = (lo_ps, hi_ps)
+    keys = _pulse_keys(time_ps, channel, lookup, fit.t_ref_ps, fit.period_ps, window, time_ps)
     del time_ps, channel
     k, channel, in_frame = _sorted_by_pulse(keys)
     density = rate_hz * ps_to_seconds(alice.period_ps)
@@ -317,13 +333,21 @@ async def acquire_sync(
     vac = vacuum_code(alice)
     reach = int(3000 / density)
     failure: SyncError | None = None
-    for subset in (k, k[in_frame]):
+
+    def subsets() -> Iterator[I64]:
+        yield k  # everything read
+        yield k[in_frame]  # the frame alone: copied only if it comes to that
+
+    for subset in subsets():
         try:
             candidates = gap_offset_candidates(subset, markers, density, MAX_CANDIDATES)
             lo, hi = int(candidates.min()), int(candidates.max())
-            # k against shifted bounds, not k + hi against the bound: no int64 temporaries
-            # the size of every tag read.
-            near = (k >= markers[0][0] - reach - hi) & (k <= markers[-1][1] + reach - lo)
+            # The tags within reach of the frame for any candidate: k is sorted, so they
+            # are one slice (views, not copies of everything read).
+            near = slice(
+                int(np.searchsorted(k, markers[0][0] - reach - hi, side="left")),
+                int(np.searchsorted(k, markers[-1][1] + reach - lo, side="right")),
+            )
             basis, bit = bob_states(channel[near], settings.channels)
             offset, margin = find_offset(alice, k[near], basis, bit, candidates, vac)
         except SyncError as exc:

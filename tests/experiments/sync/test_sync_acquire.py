@@ -87,6 +87,12 @@ def test_tags_sorted_by_pulse_keep_each_tag_s_channel_and_window() -> None:
     phase_ps[:4] = (0.0, 140.5, -260.0, 333.3)
     t_ref, period, window = 5_000_000, 1000.0 * (1 + 2e-7), (2e11, 6e11)
     keys = acquire._pulse_keys(time_ps, channel, phase_ps, t_ref, period, window)
+    # Written over the tags themselves, piece by piece, the keys come out the same.
+    in_place = time_ps.copy()
+    assert acquire._pulse_keys(in_place, channel, phase_ps, t_ref, period, window, in_place) is (
+        in_place
+    )
+    np.testing.assert_array_equal(in_place, keys)
     k, ch, inside = acquire._sorted_by_pulse(keys)
     # The whole-array reading, sorted by pulse:
     ref_k = np.rint(((time_ps - t_ref).astype(np.float64) - phase_ps[channel]) / period)
@@ -96,3 +102,22 @@ def test_tags_sorted_by_pulse_keep_each_tag_s_channel_and_window() -> None:
     )
     got = list(zip(k.tolist(), ch.tolist(), inside.tolist(), strict=True))
     assert (k < 0).any() and got == expected
+
+
+def test_tag_log_hands_its_tags_over_once() -> None:
+    from experiments.sync.acquire import TagLog
+    from labctl.interfaces.tags import TagBatch
+
+    log = TagLog({0: "Z0", 2: "X0"})
+    for start in (0, 100):
+        times = np.arange(start, start + 100, 10, dtype=np.int64)
+        channels = np.array([0, 1, 2, 3, 0, 1, 2, 3, 0, 1], dtype=np.uint8)
+        log.add(TagBatch(channels, times, start, start + 100))
+    seen_t, seen_ch = log.arrays()  # read-only views of the joined log
+    assert not seen_t.flags.writeable and log.count == 10
+    time_ps, channel = log.take()
+    assert time_ps.flags.writeable and channel.flags.writeable
+    np.testing.assert_array_equal(time_ps, seen_t)
+    np.testing.assert_array_equal(channel, seen_ch)
+    assert set(channel.tolist()) == {0, 2}
+    assert log.count == 0 and log.arrays()[0].size == 0
