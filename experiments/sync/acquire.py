@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -72,8 +73,8 @@ class TagLog:
         if not self._times:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
         if len(self._times) > 1:  # kept joined: the batches are not held twice
-            self._times = [np.concatenate(self._times)]
-            self._channels = [np.concatenate(self._channels)]
+            self._times = [_join(self._times, np.int64)]
+            self._channels = [_join(self._channels, np.uint8)]
         time_ps, channel = self._times[0].view(), self._channels[0].view()
         time_ps.flags.writeable = channel.flags.writeable = False
         return time_ps, channel
@@ -83,10 +84,26 @@ class TagLog:
         if len(self._times) == 1 and self._times[0].flags.owndata:
             time_ps, channel = self._times[0], self._channels[0]
         else:  # several batches (joined now), or one that is a view of a tagger's buffer
-            time_ps = np.concatenate(self._times) if self._times else np.zeros(0, np.int64)
-            channel = np.concatenate(self._channels) if self._channels else np.zeros(0, np.uint8)
+            time_ps, channel = _join(self._times, np.int64), _join(self._channels, np.uint8)
         self._times, self._channels, self.count = [], [], 0
         return time_ps, channel
+
+
+_A = TypeVar("_A", I64, U8)
+
+
+def _join(parts: list[_A], dtype: type[np.generic]) -> _A:
+    """The parts end to end; each part is let go of once copied (``parts`` is emptied), so
+    the tags are never held twice over: a marker frame on a fast link is millions of them."""
+    out: _A = np.empty(sum(part.size for part in parts), dtype=dtype)
+    at = 0
+    parts.reverse()
+    while parts:  # the list holds the only reference to most batches
+        part = parts.pop()
+        out[at : at + part.size] = part
+        at += part.size
+        del part
+    return out
 
 
 def bob_states(channel: U8, channels: dict[int, str]) -> tuple[U8, U8]:
