@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from experiments.calibration.common import CalibrationFailed
-from experiments.keygen import drift, guard, latch, monitor, steps
+from experiments.keygen import drift, guard, latch, monitor, renewal, steps
 from experiments.keygen.acquisition import ClockMap, acquire_block
 from experiments.keygen.block_dataset import block_dataset, block_row
 from experiments.keygen.checkpoint import (
@@ -287,6 +287,15 @@ async def generate_key(
         pipeline.start()
         watch = monitor.install(run, settings, lambda: pipeline.wait_pending_at_most(0))
         tracking = _install_tracking(run, settings, watch)
+        renewing = renewal.install(
+            run,
+            link_monitor.store,
+            link_monitor.gate.settings.require,
+            block_interval_s=settings.block_interval_s,
+            block_s=ps_to_seconds(settings.block_pulses * alice.period_ps),
+            drain=lambda: pipeline.wait_pending_at_most(0),
+            polarization=watch.remedy,
+        )
         detectors = latch.install(run)
         if detectors is not None:
             watch.before_calibration.append(lambda: latch.reset_latched(run, detectors))
@@ -311,6 +320,7 @@ async def generate_key(
                 link_monitor,
                 committer,
                 tracking,
+                renewing,
             )
         except StopPlan as stop:
             if stop.status != "timeout":
@@ -402,6 +412,7 @@ async def _acquire_loop(
     link_monitor: guard.LinkMonitor,
     committer: Committer,
     tracking: drift.Tracking | None = None,
+    renewing: renewal.Renewal | None = None,
 ) -> None:
     """Acquire blocks until the run's deadline (or forever), handing each to the pipeline.
 
@@ -428,6 +439,8 @@ async def _acquire_loop(
             start_s = run.clock.now_s()
             if deadline is not None and start_s + block_s > deadline:
                 return
+            if renewing is not None:  # before the light check: calibration plays its frames
+                await renewing.before_block(run)
             await alice.ensure_light()
             if tracking is not None:
                 await tracking.before_block(block)
