@@ -222,7 +222,7 @@ async def two_process(
     alice = json.loads(out.decode().strip().splitlines()[-1])
     assert alice["key_ids"] == bob_ids, "two-process run: the stores differ"
     return {
-        "wall_s": wall, "bob_cpu_s": bob_cpu, "bob_stages": bob.profile.history,
+        "wall_s": wall, "bob_cpu_s": bob_cpu, "bob_stages": list(bob.profile.history),
         "alice_stages": alice["stage_history"], "load": load(),
     }  # fmt: skip
 

@@ -129,6 +129,10 @@ class BlockSpan:
     checked_s: float | None = None
 
 
+SPANS_KEPT = 256
+"""Block spans kept for verdicts: far more blocks than post-processing ever lags behind."""
+
+
 @dataclass
 class TrustGate:
     """Alarms, calibration validity and the per-block verdict: store the key or not."""
@@ -211,6 +215,8 @@ class TrustGate:
     def block_started(self, block: int, now_s: float) -> None:
         """Block ``block`` starts acquiring now."""
         self.spans[block] = BlockSpan(now_s)
+        while len(self.spans) > SPANS_KEPT:  # oldest first: a night is thousands of blocks
+            del self.spans[next(iter(self.spans))]
 
     def block_checked(self, block: int, now_s: float) -> None:
         """The monitors have checked the link after block ``block``."""

@@ -15,6 +15,7 @@ other blocks') would be charged to whatever section is waiting on the channel.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +36,10 @@ STAGES = (
 """Stage names in the order a block goes through them (reports list them this way)."""
 
 
+HISTORY_BLOCKS = 1000
+"""Blocks whose per-stage CPU a profile keeps (a night-long run makes thousands)."""
+
+
 class StageProfile:
     """Exclusive CPU seconds per stage, accumulated over blocks."""
 
@@ -44,8 +49,8 @@ class StageProfile:
         self.messages = 0
         self.payload_bytes = 0
         """Messages and payload bytes through the channel, both directions."""
-        self.history: list[dict[str, float]] = []
-        """Each finished block's CPU seconds per stage (``end_block``), oldest first."""
+        self.history: deque[dict[str, float]] = deque(maxlen=HISTORY_BLOCKS)
+        """The last finished blocks' CPU seconds per stage (``end_block``), oldest first."""
         self._children_s: list[float] = []  # CPU of nested sections, per open section
         self._at_last_block: dict[str, float] = dict(self.cpu_s)
 
@@ -81,7 +86,7 @@ class StageProfile:
         self.blocks = 0
         self.messages = 0
         self.payload_bytes = 0
-        self.history = []
+        self.history.clear()
         self._at_last_block = dict(self.cpu_s)
 
 
