@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import logging
 import struct
@@ -42,70 +41,45 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from labctl.interfaces.devices import Transmitter
 from labctl.interfaces.pattern import PulsePattern
 from sims.wire.base import GARBAGE, Fate, Outcome, TcpEndpoint, attempt, ensure_link
+from sims.wire.pulsestreamer_format import (
+    BINARY_ERROR,
+    BINARY_HEADER,
+    BINARY_MAGIC,
+    COMMAND_STREAM,
+    COMMAND_UPLOAD,
+    DEVICE_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    MAX_BODY_BYTES,
+    MAX_DECODED_PULSES,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    STEP_DTYPE,
+    STREAM_HEADER,
+    UPLOAD_HEADER,
+    Param,
+    RpcFault,
+    WireChannels,
+    bind_params,
+    decode_pattern,
+    decode_steps,
+    dump_json,
+    error_body,
+    output_state,
+    parse_head,
+    respond,
+    rpc_error,
+)
 
 log = logging.getLogger("sims.wire")
 
-STEP_DTYPE = np.dtype([("ticks", "<u4"), ("digi", "u1"), ("ao0", "<i2"), ("ao1", "<i2")])
 SERIAL = "00:26:32:f0:4c:7a"
 FPGA_ID = "0x1a2b3c4d5e6f"
 FIRMWARE = "2.1.0"
 HARDWARE = "1.2"
-MEMORY_STEPS = 2_000_000
-MAX_HEADER_BYTES = 16384
-MAX_BODY_BYTES = 64 << 20  # a full 2e6-step sequence is ~24 MB of base64
-MAX_DECODED_PULSES = 1 << 27
-BINARY_MAGIC = 0x53504953
-BINARY_HEADER = struct.Struct("<4I2Q")
-STREAM_HEADER = struct.Struct("<qQ2h4BQ")
-UPLOAD_HEADER = struct.Struct("<qQ2h8BI")
-COMMAND_STREAM = 0x0
-COMMAND_UPLOAD = 0x100
-BINARY_ERROR = 1
-HTTP_REASONS = {
-    200: "OK",
-    204: "No Content",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    411: "Length Required",
-    413: "Payload Too Large",
-    431: "Request Header Fields Too Large",
-}
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-DEVICE_ERROR = -32000
-
-
-@dataclass(frozen=True, slots=True)
-class WireChannels:
-    """How patterns sit on the outputs (the driver's mapping, configured the same way)."""
-
-    basis_channel: int = 0
-    bit_channel: int = 1
-    clock_channel: int = 2
-    frame_channel: int = 3
-    intensity_levels_v: tuple[float, ...] = (0.8, 0.3, 0.0)
-
-    def codes(self) -> dict[int, int]:
-        """Analog-0 code -> intensity class."""
-        return {round(0x7FFF * v): k for k, v in enumerate(self.intensity_levels_v)}
-
-
-class RpcFault(Exception):
-    """A JSON-RPC error to answer with."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -165,7 +139,6 @@ class PulseStreamerWire:
         self.path = path
         self.firmware = firmware
         self.channels = channels or WireChannels()
-        self._codes = self.channels.codes()
         self._max_body_bytes = max_body_bytes
         self._tcp = TcpEndpoint(host, port, self._connection)
         self._binary = (
@@ -175,48 +148,48 @@ class PulseStreamerWire:
         self.state = DeviceState()
         self.requests = 0  # JSON-RPC requests answered (for tests and cost figures)
         self.body_bytes = 0  # request body bytes received
-        self._methods: dict[str, tuple[Sequence[_Param], Callable[..., Awaitable[Outcome]]]] = {
-            "getSerial": ((_Param(int, optional=True),), self._get_serial),
+        self._methods: dict[str, tuple[Sequence[Param], Callable[..., Awaitable[Outcome]]]] = {
+            "getSerial": ((Param(int, optional=True),), self._get_serial),
             "getFPGAID": ((), self._fixed(FPGA_ID)),
             "getFirmwareVersion": ((), self._fixed(firmware)),
             "getHardwareVersion": ((), self._fixed(HARDWARE)),
             "reset": ((), self._reset),
             "reboot": ((), self._reset),
-            "constant": ((_Param(list),), self._constant),
-            "stream": ((_Param(str), _Param(int), _Param(list)), self._stream),
+            "constant": ((Param(list),), self._constant),
+            "stream": ((Param(str), Param(int), Param(list)), self._stream),
             "startNow": ((), self._start_now),
-            "start": ((_Param(int), _Param(int)), self._start_slot),
+            "start": ((Param(int), Param(int)), self._start_slot),
             "forceFinal": ((), self._force_final),
             "isStreaming": ((), self._is_streaming),
             "isRunning": ((), self._is_streaming),
             "hasSequence": ((), self._has_sequence),
             "hasFinished": ((), self._has_finished),
-            "isReadyForData": ((_Param(int),), self._is_ready_for_data),
-            "setTrigger": ((_Param(int), _Param(int)), self._set_trigger),
+            "isReadyForData": ((Param(int),), self._is_ready_for_data),
+            "setTrigger": ((Param(int), Param(int)), self._set_trigger),
             "getTriggerStart": ((), self._state_value("trigger_start")),
             "getTriggerRearm": ((), self._state_value("trigger_rearm")),
             "rearm": ((), self._rearm),
-            "selectClock": ((_Param(int),), self._select_clock),
+            "selectClock": ((Param(int),), self._select_clock),
             "getClock": ((), self._state_value("clock_source")),
-            "setClkParam": ((_Param(float),), self._set_clock_param),
-            "shiftClkPhase": ((_Param(int),), self._shift_clock_phase),
-            "setSquareWave125MHz": ((_Param(int),), self._set_square_wave),
+            "setClkParam": ((Param(float),), self._set_clock_param),
+            "shiftClkPhase": ((Param(int),), self._shift_clock_phase),
+            "setSquareWave125MHz": ((Param(int),), self._set_square_wave),
             "getTemperature": ((), self._fixed(42.0)),
             "getUnderflow": ((), self._fixed(0)),
             "getStatusRegister": ((), self._fixed(0)),
             "getSupplyState": ((), self._fixed(True)),
             "getStreamingState": ((), self._streaming_state),
-            "getSequenceControlData": ((_Param(int),), self._sequence_control_data),
-            "setHostname": ((_Param(str),), self._set_hostname),
+            "getSequenceControlData": ((Param(int),), self._sequence_control_data),
+            "setHostname": ((Param(str),), self._set_hostname),
             "getHostname": ((), self._state_value("hostname")),
             "setNetworkConfiguration": (
-                (_Param(bool), _Param(str), _Param(str), _Param(str), _Param(bool)),
+                (Param(bool), Param(str), Param(str), Param(str), Param(bool)),
                 self._set_network,
             ),
-            "getNetworkConfiguration": ((_Param(bool),), self._get_network),
+            "getNetworkConfiguration": ((Param(bool),), self._get_network),
             "applyNetworkConfiguration": ((), self._fixed(0)),
             "setAnalogCalibration": (
-                (_Param(float), _Param(float), _Param(float), _Param(float)),
+                (Param(float), Param(float), Param(float), Param(float)),
                 self._set_calibration,
             ),
             "getAnalogCalibration": ((), self._get_calibration),
@@ -265,26 +238,26 @@ class PulseStreamerWire:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError as exc:
                 if exc.partial.strip():
-                    await _respond(writer, 400, b"incomplete request", close=True)
+                    await respond(writer, 400, b"incomplete request", close=True)
                 return
             except asyncio.LimitOverrunError:
-                await _respond(writer, 431, b"header too large", close=True)
+                await respond(writer, 431, b"header too large", close=True)
                 return
-            request = _parse_head(head)
+            request = parse_head(head)
             if isinstance(request, tuple):
-                await _respond(writer, request[0], request[1].encode(), close=True)
+                await respond(writer, request[0], request[1].encode(), close=True)
                 return
             if request.method != "POST":
-                await _respond(writer, 405, b"only POST is served", close=True)
+                await respond(writer, 405, b"only POST is served", close=True)
                 return
             if request.path.split("?", 1)[0] != self.path:
-                await _respond(writer, 404, b"no such path", close=True)
+                await respond(writer, 404, b"no such path", close=True)
                 return
             if request.length is None:
-                await _respond(writer, 411, b"Content-Length required", close=True)
+                await respond(writer, 411, b"Content-Length required", close=True)
                 return
             if request.length > self._max_body_bytes:
-                await _respond(writer, 413, b"body too large", close=True)
+                await respond(writer, 413, b"body too large", close=True)
                 return
             body = await reader.readexactly(request.length)
             self.body_bytes += len(body)
@@ -295,9 +268,9 @@ class PulseStreamerWire:
                 await asyncio.Event().wait()  # never answer; the client's timeout fires
             payload = GARBAGE if reply.fate is Fate.GARBLED else reply.value
             if payload is None:
-                await _respond(writer, 204, b"", close=request.close)
+                await respond(writer, 204, b"", close=request.close)
             else:
-                await _respond(writer, 200, payload, close=request.close, json_body=True)
+                await respond(writer, 200, payload, close=request.close, json_body=True)
             if request.close:
                 return
 
@@ -360,7 +333,7 @@ class PulseStreamerWire:
         if not self._fresh and self.state.has_sequence and self.state.decoded:
             if n_runs == 0 or n_runs < -1:
                 raise RpcFault(INVALID_PARAMS, f"n_runs must be -1 or >= 1, got {n_runs}")
-            pattern, _, _ = self._decode(_steps(encoded))
+            pattern, _, _ = decode_pattern(decode_steps(encoded), self.channels, self.name)
             if pattern is None:
                 return Outcome(Fate.REFUSED, message="chunk is not a frame-marked pattern")
             if n_runs > 1:
@@ -381,10 +354,10 @@ class PulseStreamerWire:
         try:
             message = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return Outcome(Fate.OK, _error_body(None, PARSE_ERROR, "Parse error"))
+            return Outcome(Fate.OK, error_body(None, PARSE_ERROR, "Parse error"))
         if isinstance(message, list):
             if not message:
-                return Outcome(Fate.OK, _error_body(None, INVALID_REQUEST, "Invalid Request"))
+                return Outcome(Fate.OK, error_body(None, INVALID_REQUEST, "Invalid Request"))
             replies: list[dict[str, Any]] = []
             for item in message:
                 outcome = await self._one(item)
@@ -392,10 +365,10 @@ class PulseStreamerWire:
                     return outcome
                 if outcome.value is not None:
                     replies.append(outcome.value)
-            return Outcome(Fate.OK, _dump(replies) if replies else None)
+            return Outcome(Fate.OK, dump_json(replies) if replies else None)
         outcome = await self._one(message)
         if outcome.fate is Fate.OK and outcome.value is not None:
-            return Outcome(Fate.OK, _dump(outcome.value))
+            return Outcome(Fate.OK, dump_json(outcome.value))
         return outcome
 
     async def _one(self, message: Any) -> Outcome:
@@ -406,26 +379,26 @@ class PulseStreamerWire:
             or not isinstance(message.get("method"), str)
         ):
             request_id = message.get("id") if isinstance(message, dict) else None
-            return Outcome(Fate.OK, _error(request_id, INVALID_REQUEST, "Invalid Request"))
+            return Outcome(Fate.OK, rpc_error(request_id, INVALID_REQUEST, "Invalid Request"))
         request_id = message.get("id")
         notification = "id" not in message
         params = message.get("params", [])
         if not isinstance(params, list):
-            return Outcome(Fate.OK, _error(request_id, INVALID_PARAMS, "Invalid params"))
+            return Outcome(Fate.OK, rpc_error(request_id, INVALID_PARAMS, "Invalid params"))
         entry = self._methods.get(message["method"])
         if entry is None:
-            return Outcome(Fate.OK, _error(request_id, METHOD_NOT_FOUND, "Method not found"))
+            return Outcome(Fate.OK, rpc_error(request_id, METHOD_NOT_FOUND, "Method not found"))
         spec, handler = entry
         try:
-            args = _bind(spec, params)
+            args = bind_params(spec, params)
             outcome = await handler(*args)
         except RpcFault as fault:
             return Outcome(
-                Fate.OK, None if notification else _error(request_id, fault.code, fault.message)
+                Fate.OK, None if notification else rpc_error(request_id, fault.code, fault.message)
             )
         self.requests += 1
         if outcome.fate is Fate.REFUSED:
-            return Outcome(Fate.OK, _error(request_id, DEVICE_ERROR, outcome.message))
+            return Outcome(Fate.OK, rpc_error(request_id, DEVICE_ERROR, outcome.message))
         if outcome.fate is not Fate.OK:
             return outcome
         if notification:
@@ -458,7 +431,7 @@ class PulseStreamerWire:
         return Outcome(Fate.OK, 0)
 
     async def _constant(self, state: list[Any]) -> Outcome:
-        self.state.constant = _output_state(state)
+        self.state.constant = output_state(state)
         stopped = await attempt(self.twin.stop())
         if stopped.fate is not Fate.OK:
             return stopped
@@ -469,11 +442,11 @@ class PulseStreamerWire:
         return Outcome(Fate.OK, 0)
 
     async def _stream(self, encoded: str, n_runs: int, final: list[Any]) -> Outcome:
-        final_state = _output_state(final)
+        final_state = output_state(final)
         if n_runs == 0 or n_runs < -1:
             raise RpcFault(INVALID_PARAMS, f"n_runs must be -1 (forever) or >= 1, got {n_runs}")
-        steps = _steps(encoded)
-        pattern, period_ns, divider = self._decode(steps)
+        steps = decode_steps(encoded)
+        pattern, period_ns, divider = decode_pattern(steps, self.channels, self.name)
         if pattern is not None and n_runs > 1:
             if len(pattern) * n_runs > MAX_DECODED_PULSES:
                 raise RpcFault(DEVICE_ERROR, "n_runs too large for the simulated transmitter")
@@ -687,167 +660,3 @@ class PulseStreamerWire:
         return Outcome(Fate.OK, dict(self.state.calibration))
 
     # -- sequences --------------------------------------------------------------------------
-
-    def _decode(
-        self, steps: npt.NDArray[np.void]
-    ) -> tuple[PulsePattern | None, int | None, int | None]:
-        """(pattern, period_ns, marker divider) of a pattern sequence, or (None, ...) if not."""
-        channels = self.channels
-        ticks = steps["ticks"].astype(np.int64)
-        digi = steps["digi"]
-        frame_bit = np.uint8(1 << channels.frame_channel)
-        period_ns = int(ticks[0])
-        if period_ns == 0 or not digi[0] & frame_bit:
-            log.warning(
-                "%s: sequence does not start with a frame-marked pulse: plays nothing", self.name
-            )
-            return None, None, None
-        if np.any(ticks % period_ns):
-            log.warning("%s: step durations are not whole pulse periods: plays nothing", self.name)
-            return None, None, None
-        counts = ticks // period_ns
-        total = int(counts.sum())
-        if total > MAX_DECODED_PULSES:
-            raise RpcFault(DEVICE_ERROR, f"sequence of {total} pulses is too long to simulate")
-        codes = steps["ao0"]
-        lookup = self._codes
-        unknown = {int(c) for c in np.unique(codes)} - set(lookup)
-        if unknown:
-            log.warning("%s: analog-0 levels match no intensity class: plays nothing", self.name)
-            return None, None, None
-        table = np.zeros(1 << 16, dtype=np.uint8)
-        for code, klass in lookup.items():
-            table[code & 0xFFFF] = klass
-        mask = np.repeat(digi, counts)
-        intensity = table[np.repeat(codes.view(np.uint16), counts)]
-        basis = ((mask >> np.uint8(channels.basis_channel)) & 1).astype(np.uint8)
-        bit = ((mask >> np.uint8(channels.bit_channel)) & 1).astype(np.uint8)
-        frames = np.flatnonzero(mask & frame_bit)
-        if frames.size != 1:
-            log.warning(
-                "%s: %d frame markers in one sequence: plays nothing", self.name, frames.size
-            )
-            return None, None, None
-        markers = np.flatnonzero(mask & np.uint8(1 << channels.clock_channel))
-        divider: int | None = None
-        if markers.size >= 2:
-            gaps = np.diff(markers)
-            divider = int(gaps[0])
-            if np.any(gaps != divider):
-                log.warning("%s: clock markers are not evenly spaced", self.name)
-        return PulsePattern(intensity, basis, bit), period_ns, divider
-
-
-@dataclass(frozen=True, slots=True)
-class _Param:
-    """One positional JSON-RPC parameter: its JSON type, optional or not."""
-
-    kind: type
-    optional: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    method: str
-    path: str
-    length: int | None
-    close: bool
-
-
-def _bind(spec: Sequence[_Param], params: list[Any]) -> list[Any]:
-    required = sum(1 for p in spec if not p.optional)
-    if not required <= len(params) <= len(spec):
-        raise RpcFault(INVALID_PARAMS, f"Invalid params: expected {required}..{len(spec)} params")
-    args: list[Any] = []
-    for param, value in zip(spec, params, strict=False):
-        if param.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if param.kind is int and isinstance(value, bool):
-            raise RpcFault(INVALID_PARAMS, "Invalid params: expected an integer")
-        if not isinstance(value, param.kind):
-            raise RpcFault(INVALID_PARAMS, f"Invalid params: expected {param.kind.__name__}")
-        args.append(value)
-    return args
-
-
-def _output_state(state: list[Any]) -> list[int]:
-    """``[0, mask, ao0, ao1]`` (the vendor client's form), checked."""
-    if len(state) != 4 or any(isinstance(v, bool) or not isinstance(v, int) for v in state):
-        raise RpcFault(INVALID_PARAMS, "Invalid params: an output state is [ticks, mask, ao0, ao1]")
-    _, mask, ao0, ao1 = state
-    if not 0 <= mask <= 0xFF or not all(-0x8000 <= a <= 0x7FFF for a in (ao0, ao1)):
-        raise RpcFault(INVALID_PARAMS, "Invalid params: output state out of range")
-    return [int(v) for v in state]
-
-
-def _steps(encoded: str) -> npt.NDArray[np.void]:
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise RpcFault(INVALID_PARAMS, "Invalid params: sequence is not base64") from None
-    if not raw or len(raw) % STEP_DTYPE.itemsize:
-        raise RpcFault(
-            INVALID_PARAMS,
-            f"Invalid params: sequence of {len(raw)} bytes is not whole 9-byte steps",
-        )
-    steps = np.frombuffer(raw, dtype=STEP_DTYPE)
-    if steps.size > MEMORY_STEPS:
-        raise RpcFault(
-            DEVICE_ERROR, f"sequence of {steps.size} steps exceeds the {MEMORY_STEPS}-step memory"
-        )
-    return steps
-
-
-def _parse_head(head: bytes) -> _Request | tuple[int, str]:
-    if len(head) > MAX_HEADER_BYTES:
-        return 431, "header too large"
-    try:
-        text = head.decode("iso-8859-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        return 400, "bad header"
-    lines = text[:-4].split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        return 400, "bad request line"
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip():
-            return 400, "bad header line"
-        headers[name.strip().lower()] = value.strip()
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return 411, "chunked bodies are not served"
-    length: int | None = None
-    if "content-length" in headers:
-        if not headers["content-length"].isdigit():
-            return 400, "bad Content-Length"
-        length = int(headers["content-length"])
-    connection = headers.get("connection", "").lower()
-    close = connection == "close" or (parts[2] == "HTTP/1.0" and connection != "keep-alive")
-    return _Request(parts[0], parts[1], length, close)
-
-
-async def _respond(
-    writer: asyncio.StreamWriter, status: int, body: bytes, *, close: bool, json_body: bool = False
-) -> None:
-    content_type = "application/json" if json_body else "text/plain"
-    head = (
-        f"HTTP/1.1 {status} {HTTP_REASONS.get(status, 'Error')}\r\n"
-        f"Content-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
-    ).encode("ascii")
-    writer.write(head + body)
-    await writer.drain()
-
-
-def _error(request_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
-
-
-def _error_body(request_id: Any, code: int, message: str) -> bytes:
-    return _dump(_error(request_id, code, message))
-
-
-def _dump(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode("utf-8")
