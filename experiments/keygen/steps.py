@@ -48,12 +48,21 @@ def sync_figures(clock_map: ClockMap) -> tuple[float | None, float | None]:
     )
 
 
+MAX_RELOCK_GAP_S = 30.0
+"""Run-clock seconds since the last lock after which a block resynchronizes instead of
+relocking. A relock measures the pulse phase only, so it cannot see a slip of whole pulses:
+a fitted drift good to ~0.01 ppb slips half a pulse (500 ps at 1 GHz) in about 50 s. After
+an hour of suspension (an intercept-resend window) every later block sifted at QBER 50 %
+while every tag still fell in the gate."""
+
+
 class BlockClock:
     """The clock map of each key block: a synchronization tracked from block to block.
 
-    A fitted drift is good to ~0.01 ppb, which slips a pulse after about a minute, so a
-    SyncResult is refreshed from fresh tags before every block (``experiments.sync.relock``);
-    when the lock is lost the link is resynchronized once. Any other clock map (e.g. the
+    A fitted drift is good to ~0.01 ppb, which slips a pulse after about a minute and a
+    half, so a SyncResult is refreshed from fresh tags before every block
+    (``experiments.sync.relock``); when the lock is lost, or the last one is older than
+    :data:`MAX_RELOCK_GAP_S`, the link is resynchronized. Any other clock map (e.g. the
     world's truth in tests) is used as it is.
     """
 
@@ -61,6 +70,8 @@ class BlockClock:
         self.clock_map = clock_map
         self.tracker = SyncTracker(clock_map) if isinstance(clock_map, SyncResult) else None
         self.resyncs = 0
+        self.locked_s: float | None = None
+        """Run clock of the last lock (relock or synchronization); None: not known yet."""
 
     async def for_block(self, run: PlanContext, tagger: Any) -> ClockMap:
         """The clock map to acquire the next block with; Bob's stream is left running."""
@@ -68,11 +79,22 @@ class BlockClock:
             await tagger.stop_stream()  # only tags from now on: the block starts after this
             await tagger.start_stream()
             return self.clock_map
-        try:
-            return await relock(self.tracker, tagger)
-        except SyncError as exc:
-            run.log.warning("%s", exc)
-            run.emit("sync", {"action": "resynchronize", "reason": str(exc)})
+        now_s = run.clock.now_s()
+        if self.locked_s is not None and now_s - self.locked_s > MAX_RELOCK_GAP_S:
+            reason = (
+                f"last lock {now_s - self.locked_s:.0f} s ago (more than "
+                f"{MAX_RELOCK_GAP_S:g} s: the drift may have slipped whole pulses)"
+            )
+        else:
+            try:
+                result = await relock(self.tracker, tagger)
+            except SyncError as exc:
+                reason = str(exc)
+            else:
+                self.locked_s = run.clock.now_s()
+                return result
+        run.log.warning("resynchronizing: %s", reason)
+        run.emit("sync", {"action": "resynchronize", "reason": reason})
         await self.resynchronize(run)
         return self.clock_map
 
@@ -82,4 +104,5 @@ class BlockClock:
         self.clock_map = result
         self.tracker = SyncTracker(result)
         self.resyncs += 1
+        self.locked_s = run.clock.now_s()
         return result
