@@ -100,6 +100,14 @@ def trigger_clicks(
     index: npt.NDArray[np.int64], state: npt.NDArray[np.uint8], fires: BoolArray
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
     """(pulse index, detector) of every click Eve's triggers cause, in pulse order."""
+    per_state = fires.sum(axis=1)
+    if per_state.max(initial=0) <= 1:
+        # Each state fires one detector at most (Eve's usual aim): one lookup per trigger
+        # instead of a (n, 4) table, the same clicks in the same order. Blinded, Eve
+        # triggers some 40 % of all pulses, so this is most of a blinded slice's work.
+        fired = (per_state > 0)[state]
+        detector_of = np.argmax(fires, axis=1).astype(np.uint8)
+        return index[fired], detector_of[state[fired]]
     hit = fires[state]  # (n, 4): which detectors each trigger fires
     rows, detector = np.nonzero(hit)  # row-major: pulse order, then detector order
     return index[rows], detector.astype(np.uint8)

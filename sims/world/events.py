@@ -252,7 +252,7 @@ class PhotonSampler:
         p_max = float(p_detect.max()) if p_detect.size else 0.0
         if p_max <= 0.0 or n1 <= n0:
             return _no_clicks()
-        index = n0 + bernoulli_positions(rng, n1 - n0, p_max)
+        index = n0 + bernoulli_positions(rng, n1 - n0, p_max, self.jit)
         code = self.source.codes(index, self.jit)
         intensity = code >> 2
         keep = rng.random(index.size) * p_max < p_detect[intensity]

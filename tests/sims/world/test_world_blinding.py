@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from labctl.interfaces.units import db_to_transmission
 from sims.twins import SimDetector
 from sims.world import World
-from sims.world.blinding import photon_energy_j
+from sims.world.blinding import photon_energy_j, trigger_clicks
 from tests.sims.world.world_helpers import collect, quiet_world, sifted_errors
 
 DARK_HZ = 1000.0
@@ -85,3 +86,27 @@ async def test_detector_current_rises_with_the_blinding_light() -> None:
         assert clear.readings[f"ch{i}_current_ua"] == clear.readings[f"ch{i}_bias_ua"] == 12.0
         rise = blinded.readings[f"ch{i}_current_ua"] - blinded.readings[f"ch{i}_bias_ua"]
         assert rise == pytest.approx(per_detector_w * 1e6)
+
+
+@pytest.mark.parametrize(
+    "fires",
+    [
+        np.eye(4, dtype=np.bool_),  # each state fires its own detector
+        np.eye(4, dtype=np.bool_)[[1, 0, 3, 2]],
+        np.zeros((4, 4), dtype=np.bool_),  # not blinded: no clicks
+        np.diag([True, False, True, True]),  # one state fires nothing
+        np.array([[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.bool_),
+    ],
+)
+def test_trigger_clicks_are_the_table_s_clicks_in_pulse_then_detector_order(
+    fires: np.ndarray,
+) -> None:
+    rng = np.random.default_rng(5)
+    index = np.sort(rng.choice(10**6, 5000, replace=False)).astype(np.int64)
+    state = rng.integers(0, 4, index.size).astype(np.uint8)
+    expected = [
+        (int(i), d) for i, s in zip(index, state, strict=True) for d in range(4) if fires[s, d]
+    ]
+    clicked, detector = trigger_clicks(index, state, fires)
+    assert detector.dtype == np.uint8
+    assert list(zip(clicked.tolist(), detector.tolist(), strict=True)) == expected
