@@ -481,10 +481,7 @@ async def _acquire_loop(
             if run.clock.is_virtual:
                 # Simulated time costs no wall time, so without this the clock would race
                 # ahead of post-processing; real hardware needs no such wait (see benchmark).
-                # The whole block, not all but one: on one CPU, overlapping a block's
-                # post-processing with the next acquisition gains no wall time, and it holds
-                # two blocks' states and tags at once (main job peak RSS 663 -> 540 MiB).
-                await pipeline.wait_pending_at_most(0)
+                await pipeline.wait_pending_at_most(1)
             # On the wall clock a block costs more than its pulses (a transmitter fed slower
             # than it plays, post-processing): a block that cannot end before the deadline,
             # with its post-processing, is not started.
