@@ -38,6 +38,7 @@ from labctl.qkd.secret import SecretBits
 from labctl.store.keystore import KeyStore, KeyStoreError
 
 STATE_KEY = "keygen"
+BLOCK_STREAM = "qkd"  # the stream of each committed block's event
 """The checkpoint state's entry for key generation (other plans may add their own)."""
 
 log = logging.getLogger(__name__)
@@ -209,17 +210,18 @@ class Committer:
 
     Bob's result arrives from the pipeline (``result``); Alice's store reports each key it
     holds (``stored_at_alice``, wired by :class:`WatchedKeyStore`); whichever comes second
-    commits the block: ``on_commit`` (summary, event, link metrics) runs, then the state is
-    persisted with ``persist`` (the run's ``commit``). With ``alice_local`` False (Alice in
-    another process) Bob's store and result are the commit.
+    commits the block: ``on_commit`` (dataset row, link metrics) runs and returns the
+    block's ``qkd`` event, then the state and that event are persisted together with
+    ``persist`` (the run's ``commit``), so a resume finds both or neither. With
+    ``alice_local`` False (Alice in another process) Bob's store and result are the commit.
     """
 
     def __init__(
         self,
         state: KeygenState,
         summary: KeySummary,
-        on_commit: Callable[[BlockResult], None],
-        persist: Callable[[dict[str, Any]], None],
+        on_commit: Callable[[BlockResult], dict[str, Any]],
+        persist: Callable[[dict[str, Any], tuple[str, dict[str, Any]] | None], None],
         ages: Ages,
         *,
         alice_local: bool,
@@ -265,14 +267,14 @@ class Committer:
 
     def _commit(self, result: BlockResult) -> None:
         self.summary.add(result)
-        self._on_commit(result)
+        event = self._on_commit(result)
         self.state.committed_block = max(self.state.committed_block, result.block)
         self.state.next_block = max(self.state.next_block, result.block + 1)
-        self.checkpoint_state()
+        self._persist(self.snapshot(), (BLOCK_STREAM, event))
 
     def checkpoint_state(self) -> None:
         """Persist the state now (also at each acquisition: block numbers never repeat)."""
-        self._persist(self.snapshot())
+        self._persist(self.snapshot(), None)
 
     def snapshot(self) -> dict[str, Any]:
         """The checkpoint state as it stands."""

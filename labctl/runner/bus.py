@@ -44,6 +44,16 @@ class DocumentBus:
 
     def emit(self, kind: DocumentKind, stream: str, data: dict[str, Any]) -> Document:
         """Number, record and distribute one document."""
+        document = self.number(kind, stream, data)
+        self.record(document)
+        return document
+
+    def number(self, kind: DocumentKind, stream: str, data: dict[str, Any]) -> Document:
+        """Check ``data`` and give it the next seq, without recording it yet.
+
+        The caller must :meth:`record` it before anything else is emitted: a checkpoint
+        written in between can then name the document (see ``RunContext.commit``).
+        """
         if not _STREAM.match(stream):
             raise ValueError(
                 f"stream name {stream!r}: use [a-z0-9_-], starting with a letter/digit"
@@ -55,8 +65,12 @@ class DocumentBus:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"stream {stream!r}: document data is not plain JSON ({exc})") from exc
         document = Document(kind, self.run_id, self.seq_next, self.clock.now_s(), stream, data)
-        self.event_log.append(document)
         self.seq_next += 1
+        return document
+
+    def record(self, document: Document) -> None:
+        """Write a numbered document to the event log, then hand it to every sink."""
+        self.event_log.append(document)
         for sink in self.sinks:
             try:
                 sink.emit(document)
@@ -66,4 +80,3 @@ class DocumentBus:
                     self.log.error("sink %r rejected a document (%s); continuing", sink, exc)
         if self.on_emit is not None:
             self.on_emit(document)
-        return document

@@ -26,7 +26,7 @@ from labctl.runner.supervision import RetryPolicy, supervised_call
 from labctl.runner.suspenders import PeriodicPlan, Plan, Suspender
 from labctl.runner.watchdog import Watchdog
 from labctl.store.datasets import Column, RunDatabase, RunDataset
-from labctl.store.run_folder import RunFolder
+from labctl.store.run_folder import PENDING_EVENT, RunFolder
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -236,35 +236,48 @@ class RunContext:
         for suspender in self._hooks.suspenders:
             await self._check_suspender(suspender)
 
-    def commit(self, state: Any) -> None:
+    def commit(self, state: Any, event: tuple[str, dict[str, Any]] | None = None) -> None:
         """Persist ``state`` (JSON-able) as the point a resume continues from, at once.
 
         Unlike :meth:`checkpoint` it neither pauses nor aborts, so a callback can record a
         commit the moment it happens (e.g. a key block stored at both ends): the checkpoint
         then names every document emitted so far, and a resume keeps them all. It persists
         inside a remedy too: the state is the plan's own, whoever runs when it commits.
-        """
-        self._persist(state)
 
-    def _persist(self, state: Any) -> None:
+        With ``event`` (stream, data) that event document is part of the commit: the
+        checkpoint holds it before the event log does, and a resume writes it to the log if
+        the process died in between, so a resume finds both the state and the event or
+        neither.
+        """
+        if event is None:
+            self._persist(state)
+            return
+        stream, data = event
+        self._watchdog.saw_stream(stream)
+        document = self._bus.number("event", stream, data)
+        self._persist(state, pending=document.to_json_dict())
+        self._bus.record(document)
+
+    def _persist(self, state: Any, pending: dict[str, Any] | None = None) -> None:
         try:
             json.dumps(state, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"run.checkpoint(state): state must be plain JSON ({exc})") from exc
         self._bus.event_log.sync()  # the checkpoint must never name an event not on disk
-        self.folder.write_checkpoint(
-            {
-                "run_id": self.run_id,
-                "seq_next": self._bus.seq_next,
-                "datasets": {
-                    name: {"guid": ds.guid, "last_row_id": ds.last_row_id()}
-                    for name, ds in self.database.datasets.items()
-                },
-                "state": state,
-                "clock_s": self.clock.now_s(),
-                "wall_ts": time.time(),
-            }
-        )
+        checkpoint = {
+            "run_id": self.run_id,
+            "seq_next": self._bus.seq_next,
+            "datasets": {
+                name: {"guid": ds.guid, "last_row_id": ds.last_row_id()}
+                for name, ds in self.database.datasets.items()
+            },
+            "state": state,
+            "clock_s": self.clock.now_s(),
+            "wall_ts": time.time(),
+        }
+        if pending is not None:  # numbered, not yet in the event log (see commit)
+            checkpoint[PENDING_EVENT] = pending
+        self.folder.write_checkpoint(checkpoint)
 
     def _stop_at_deadline(self, why: str = "") -> None:
         """StopPlan("timeout") once the run's duration is reached (``why``: what it was doing)."""

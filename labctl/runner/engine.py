@@ -35,9 +35,9 @@ from labctl.runner.status import FINISHED, FinalStatus, RunState, StopPlan
 from labctl.runner.suspenders import PeriodicPlan, Suspender
 from labctl.runner.watchdog import Watchdog
 from labctl.store.datasets import RunDatabase
-from labctl.store.events import EventLog, read_events, truncate_events
+from labctl.store.events import EventLog, append_event, read_events, truncate_events
 from labctl.store.lock import StoreLock
-from labctl.store.run_folder import RunFolder, RunFolderError
+from labctl.store.run_folder import PENDING_EVENT, RunFolder, RunFolderError
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +199,13 @@ class RunEngine:
             # already have reached MQTT, so their seq numbers are never reused (a subscriber
             # that keeps the first copy per seq would otherwise keep stale content); the
             # "resumed" event names them void.
-            truncate_events(folder.events_path, checkpoint_seq)
+            truncate_events(folder.events_path, checkpoint_seq)  # also drops a torn line
+            pending = checkpoint.get(PENDING_EVENT)
+            if pending is not None and int(pending["seq"]) not in written:
+                # The process died between the checkpoint and the event log: the event is
+                # part of that commit, so it is recorded now, in its place (the last one).
+                append_event(folder.events_path, pending)
+                written.append(int(pending["seq"]))
             seq_next = max(written, default=-1) + 1
             if seq_next > checkpoint_seq:
                 void_seqs = [checkpoint_seq, seq_next - 1]

@@ -84,8 +84,9 @@ class PlanContext(Protocol):
 
     async def checkpoint(self, state: Any = None) -> None: ...
 
-    def commit(self, state: Any) -> None:
-        """Persist ``state`` as the point a resume continues from, now (no pause point)."""
+    def commit(self, state: Any, event: tuple[str, dict[str, Any]] | None = None) -> None:
+        """Persist ``state`` as the point a resume continues from, now (no pause point);
+        with ``event`` (stream, data), emit that event as part of the same commit."""
         ...
 
     def degrade(self, reason: str) -> None:

@@ -109,6 +109,15 @@ def truncate_events(path: Path, seq_next: int) -> int:
     return dropped
 
 
+def append_event(path: Path, record: dict[str, Any]) -> None:
+    """Append one document to a closed events file, durably (the file must end complete)."""
+    line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+    with open(path, "ab") as handle:
+        handle.write(line.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def first_and_last_events(
     path: Path, tail_bytes: int = 1 << 20
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

@@ -87,6 +87,10 @@ def validate_metadata(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+PENDING_EVENT = "pending_event"
+"""Checkpoint field: an event document committed with the state, maybe not yet in the log."""
+
+
 def validate_checkpoint(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     """seq_next (int >= 0) and datasets.{name}.last_row_id (int >= 0), type-checked."""
     seq = _check(path, data, "seq_next", (int,), "an integer >= 0")
@@ -103,6 +107,13 @@ def validate_checkpoint(path: Path, data: dict[str, Any]) -> dict[str, Any]:
         ):
             raise RunFolderError(
                 path, f"expected an integer >= 0, got {_describe(row)}", f"{field}.last_row_id"
+            )
+    pending = _check(path, data, PENDING_EVENT, (dict,), "an event document")
+    if pending is not None:
+        pending_seq = pending.get("seq")
+        if not isinstance(pending_seq, int) or isinstance(pending_seq, bool) or pending_seq < 0:
+            raise RunFolderError(
+                path, f"expected an integer >= 0, got {_describe(pending_seq)}", "pending_event.seq"
             )
     return data
 

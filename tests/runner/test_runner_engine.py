@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from qcodes.dataset import load_by_guid
@@ -11,6 +12,7 @@ from qcodes.dataset.sqlite.database import connect
 
 from labctl.runner.control import RunControl
 from labctl.runner.engine import RunEngine
+from labctl.runner.status import StopPlan
 from labctl.runner.suspenders import Suspender
 from labctl.store.events import read_events
 from tests.runner.runner_fixtures import counting_plan, read_marks, stuck_plan
@@ -219,3 +221,36 @@ async def test_resume_in_process_continues_without_duplicates(
     assert [e["data"]["exit_status"] for e in events if e["kind"] == "stop"] == ["ok"]
     with pytest.raises(ValueError, match="finished ok"):
         await engine.resume(first.path, counting_plan)
+
+
+async def committing_plan(run: Any) -> None:
+    """Commit steps 0..n-1, each with its event; a resume continues after the last one."""
+    start = int((run.resume_state or {}).get("next", 0))
+    for i in range(start, int(run.args.get("n", 3))):
+        run.commit({"next": i + 1}, ("primary", {"index": i}))
+        await run.checkpoint()
+    if run.resume_state is None:
+        raise StopPlan("aborted", "stopped after the commits")
+
+
+async def test_an_event_committed_with_the_state_survives_a_death_before_its_log_line(
+    marker_station, tmp_path: Path
+) -> None:
+    engine = RunEngine(marker_station, runs_dir=tmp_path / "runs")
+    first = await engine.run(committing_plan, args={"n": 3})
+    assert first.status == "aborted"
+    # Make it look like the process died after the last checkpoint, while writing the
+    # committed event: the log ends in a torn copy of that event's line.
+    events_path = first.path / "events.jsonl"
+    committed = next(e for e in read_events(events_path) if e["data"].get("index") == 2)
+    lines = events_path.read_bytes().splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if b'"index":2' in line)
+    events_path.write_bytes(b"".join(lines[:last]) + lines[last][:20])
+    second = await engine.resume(first.path, committing_plan)
+    assert second.status == "ok"
+    events = read_events(events_path)
+    assert [e for e in events if "index" in e["data"]][-1] == committed
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs))
+    resumed = next(e for e in events if e["data"].get("action") == "resumed")
+    assert resumed["data"]["void_seqs"] is None  # nothing rolled back: it was committed

@@ -66,11 +66,21 @@ class _Ages:
 def _committer(state: KeygenState, alice_local: bool = True) -> tuple[Committer, list[Any]]:
     persisted: list[Any] = []
     committed: list[BlockResult] = []
+
+    def on_commit(result: BlockResult) -> dict[str, Any]:
+        committed.append(result)
+        return {"block": result.block}
+
+    def persist(state: dict[str, Any], event: tuple[str, dict[str, Any]] | None) -> None:
+        # A committed block's event travels with the state that counts it.
+        assert event is None or event[1]["block"] == state[STATE_KEY]["committed_block"]
+        persisted.append(state)
+
     committer = Committer(
         state,
         KeySummary(RUN, 1e9),
-        committed.append,
-        persisted.append,
+        on_commit,
+        persist,
         _Ages(),
         alice_local=alice_local,
         auth=FreshKeyAuth(),
