@@ -19,6 +19,7 @@ from types import ModuleType
 import labctl
 import labctl.cli
 from labctl import extensions
+from labctl.cli.malloc_arenas import use_one_malloc_arena
 from labctl.interfaces.errors import ConfigError, LabctlError
 from labctl.log import setup_logging
 
@@ -90,6 +91,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, set up logging and run one command; returns the exit code."""
+    use_one_malloc_arena()  # before any thread starts (see the module)
     parser, broken = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level or "INFO", args.log_json)
