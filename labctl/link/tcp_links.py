@@ -394,7 +394,7 @@ class SingleChannelGuard:
             "same --workers (this node: 1) and pre-shared key?"
         )
 
-    async def send_frame(self, frame: bytes) -> None:
+    async def send_frame(self, frame: bytes | bytearray) -> None:
         try:
             await self._transport.send_frame(frame)
         except ChannelClosed as exc:
@@ -425,7 +425,7 @@ class _Replay:
         self._first: bytes | None = first
         self._transport = transport
 
-    async def send_frame(self, frame: bytes) -> None:
+    async def send_frame(self, frame: bytes | bytearray) -> None:
         await self._transport.send_frame(frame)
 
     async def recv_frame(self, timeout_s: float) -> bytes:

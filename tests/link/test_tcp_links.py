@@ -115,6 +115,28 @@ async def test_frames_of_every_size_arrive_whole_and_in_order() -> None:
     server.close()
 
 
+async def test_a_large_frame_is_buffered_a_piece_at_a_time() -> None:
+    server_side, client, server = await _stream_pair()
+    transport = client._transport
+    assert transport is not None
+    buffered: list[int] = []
+    write = transport.write
+
+    def write_and_measure(data: bytes | bytearray | memoryview) -> None:
+        write(data)
+        buffered.append(transport.get_write_buffer_size())
+
+    transport.write = write_and_measure  # type: ignore[method-assign]
+    frame = os.urandom(24 << 20)
+    sending = asyncio.create_task(client.send_frame(frame))
+    assert await server_side.recv_frame(30.0) == frame
+    await sending
+    # The socket buffer holds at most about one 1 MiB piece, never the 24 MiB frame.
+    assert len(buffered) >= 24 and max(buffered) <= (1 << 20) + (64 << 10)
+    await client.close()
+    server.close()
+
+
 async def test_recv_times_out_and_the_stream_stays_usable() -> None:
     server_side, client, server = await _stream_pair()
     with pytest.raises(ChannelTimeout):

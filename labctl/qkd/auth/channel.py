@@ -35,6 +35,8 @@ CHECKPOINT_KIND = "auth/checkpoint"
 """Kind of a transcript checkpoint (see :class:`TranscriptHook`)."""
 MAC_BYTES = 32
 MAX_FRAME_BYTES = 256 * 1024 * 1024
+_WRITE_PIECE_BYTES = 1 << 20
+"""A large frame is written to the socket transport in pieces of at most this size."""
 _LENGTH = struct.Struct(">I")
 _SEQ = struct.Struct(">Q")
 
@@ -42,8 +44,8 @@ _SEQ = struct.Struct(">Q")
 class FrameTransport(Protocol):
     """Moves opaque frames; knows nothing about authentication."""
 
-    async def send_frame(self, frame: bytes) -> None:
-        """Send one frame."""
+    async def send_frame(self, frame: bytes | bytearray) -> None:
+        """Send one frame (the caller no longer changes it)."""
         ...
 
     async def recv_frame(self, timeout_s: float) -> bytes:
@@ -69,7 +71,7 @@ class MemoryTransport:
         b: asyncio.Queue[bytes | None] = asyncio.Queue()
         return cls(a, b), cls(b, a)
 
-    async def send_frame(self, frame: bytes) -> None:
+    async def send_frame(self, frame: bytes | bytearray) -> None:
         """Queue a frame for the peer."""
         await self._outbox.put(bytes(frame))
 
@@ -111,6 +113,7 @@ class FrameStream(asyncio.Protocol):
         self._frames: collections.deque[bytes] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._sending = asyncio.Lock()
         self._transport: asyncio.Transport | None = None
         self._error: str | None = None
         self._closed = False
@@ -181,15 +184,28 @@ class FrameStream(asyncio.Protocol):
             self._waiter.set_result(None)
 
     # FrameTransport
-    async def send_frame(self, frame: bytes) -> None:
-        """Write length prefix and frame; waits only while the socket buffer is full."""
+    async def send_frame(self, frame: bytes | bytearray) -> None:
+        """Write length prefix and frame; waits only while the socket buffer is full.
+
+        A large frame goes out in pieces, each once the socket takes more: the transport
+        then buffers one piece, not a copy of the whole frame (a key block's sifting
+        message is tens of MB). The lock keeps concurrent frames from interleaving.
+        """
         if len(frame) > MAX_FRAME_BYTES:
             raise ChannelError(f"tcp: frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+        async with self._sending:
+            transport = self._open_transport()
+            transport.write(_LENGTH.pack(len(frame)))
+            with memoryview(frame) as view:
+                for start in range(0, len(view), _WRITE_PIECE_BYTES):
+                    self._open_transport().write(view[start : start + _WRITE_PIECE_BYTES])
+                    if self._writable is not None:
+                        await self._writable
+
+    def _open_transport(self) -> asyncio.Transport:
         if self._closed or self._transport is None or self._transport.is_closing():
             raise ChannelClosed("tcp: send on a closed connection")
-        self._transport.writelines((_LENGTH.pack(len(frame)), frame))
-        if self._writable is not None:
-            await self._writable
+        return self._transport
 
     async def recv_frame(self, timeout_s: float) -> bytes:
         """The next frame (ChannelTimeout after ``timeout_s``, ChannelClosed at the end)."""
@@ -246,8 +262,8 @@ class ChannelAuthenticator(Protocol):
 
     tag_bytes: int
 
-    def tag(self, body: bytes) -> bytes:
-        """The tag of an outgoing body (``tag_bytes`` long)."""
+    def tag(self, body: bytes | memoryview) -> bytes:
+        """The tag of an outgoing body (``tag_bytes`` long; a view into its frame)."""
         ...
 
     def verify(self, body: bytes | memoryview, tag: bytes) -> bool:
@@ -268,7 +284,7 @@ class HmacAuthenticator:
     def __repr__(self) -> str:
         return "HmacAuthenticator(sha256)"
 
-    def tag(self, body: bytes) -> bytes:
+    def tag(self, body: bytes | memoryview) -> bytes:
         """HMAC-SHA256 of ``body`` under this end's sending key."""
         return hmac.new(self._send_key, body, hashlib.sha256).digest()
 
@@ -282,8 +298,8 @@ class TranscriptHook(Protocol):
     """Sees every frame body sent and received; tags and checks transcript checkpoints
     (:class:`labctl.qkd.auth.transcript.TranscriptAuthenticator`)."""
 
-    def on_send(self, body: bytes) -> None:
-        """A body about to be sent."""
+    def on_send(self, body: bytes | memoryview) -> None:
+        """A body about to be sent (a view into its frame)."""
         ...
 
     def on_receive(self, body: bytes | memoryview) -> None:
@@ -356,11 +372,19 @@ class AuthenticatedChannel:
         label = kind.encode("ascii")
         if not 0 < len(label) < 256:
             raise ValueError(f"AuthenticatedChannel.send: kind must be 1-255 ASCII chars: {kind!r}")
-        body = _SEQ.pack(self._send_seq) + bytes([len(label)]) + label + payload
-        if self.transcript is not None and kind != CHECKPOINT_KIND:
-            self.transcript.on_send(body)
-        tag = self._auth.tag(body)
-        await self._transport.send_frame(body + tag)
+        # The frame is built in place (body, then its tag): a payload of tens of MB is
+        # copied once, not once per concatenation.
+        header = _SEQ.pack(self._send_seq) + bytes([len(label)]) + label
+        body_end = len(header) + len(payload)
+        frame = bytearray(body_end + self._auth.tag_bytes)
+        frame[: len(header)] = header
+        frame[len(header) : body_end] = payload
+        with memoryview(frame) as view, view[:body_end] as body:
+            if self.transcript is not None and kind != CHECKPOINT_KIND:
+                self.transcript.on_send(body)
+            tag = self._auth.tag(body)
+        frame[body_end:] = tag
+        await self._transport.send_frame(frame)
         self._send_seq += 1
 
     async def recv(self, expect: str | None = None, timeout_s: float | None = None) -> Message:

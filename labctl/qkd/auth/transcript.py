@@ -598,7 +598,7 @@ class TranscriptAuthenticator:
         stream.update(len(body).to_bytes(8, "big"))
         stream.update(body)
 
-    def on_send(self, body: bytes) -> None:
+    def on_send(self, body: bytes | memoryview) -> None:
         """A frame body about to be sent."""
         self._feed(self.sent, body)
 

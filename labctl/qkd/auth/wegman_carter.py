@@ -57,12 +57,14 @@ class KeyPoolExhausted(AuthenticationError):
     """No pad left in a direction's pool: refill it from generated key (or a new PSK)."""
 
 
-def poly_hash(key: int, message: bytes) -> tuple[int, int]:
+def poly_hash(key: int, message: bytes | memoryview) -> tuple[int, int]:
     """(P_k(message) mod p, L): the polynomial hash and the number of chunks L (>= 1)."""
     return poly_hash_in(key, message, PRIME, CHUNK_BYTES)
 
 
-def poly_hash_in(key: int, message: bytes, prime: int, chunk_bytes: int) -> tuple[int, int]:
+def poly_hash_in(
+    key: int, message: bytes | memoryview, prime: int, chunk_bytes: int
+) -> tuple[int, int]:
     """The same hash over Z_prime with ``chunk_bytes`` chunks (small fields for tests).
 
     Needs 2^(8 chunk_bytes + 1) <= prime so every encoded chunk is a distinct residue.
@@ -158,7 +160,7 @@ class DirectionAuth:
     eps_auth: float = 0.0
     """Sum over messages of the forgery bound L/p (union bound over the session)."""
 
-    def tag(self, body: bytes) -> bytes:
+    def tag(self, body: bytes | memoryview) -> bytes:
         """16-byte tag of ``body`` (consumes one pad)."""
         digest, chunks = poly_hash(self.hash_key, body)
         pad = self.pool.take_element()
@@ -241,7 +243,7 @@ class WegmanCarterAuthenticator:
         self.outgoing.pool.refill(forward)
         self.incoming.pool.refill(backward)
 
-    def tag(self, body: bytes) -> bytes:
+    def tag(self, body: bytes | memoryview) -> bytes:
         """Tag an outgoing frame body (one pad of the outgoing pool)."""
         return self.outgoing.tag(body)
 
