@@ -9,6 +9,7 @@ import numpy.typing as npt
 from numba import njit
 
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 U8 = npt.NDArray[np.uint8]
 
 MIXED = np.uint8(255)
@@ -16,7 +17,7 @@ MIXED = np.uint8(255)
 
 
 @njit(cache=True, nogil=True)
-def squash_sorted(index: I64, code: U8) -> int:  # pragma: no cover
+def squash_sorted(index: I64 | I32, code: U8) -> int:  # pragma: no cover
     """Merge runs of equal ``index`` (sorted) in place; returns the number of pulses n.
 
     Afterwards ``index[:n]`` holds each pulse once and ``code[:n]`` its detector code, or

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,8 @@ from labctl.link.block import RawBlock
 from labctl.qkd.sifting import Detections
 
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+_I32_MAX = np.iinfo(np.int32).max
 F64 = npt.NDArray[np.float64]
 
 
@@ -79,17 +81,19 @@ def detections_from_tags(
 
 def detections_from_indices(
     channel: npt.NDArray[np.uint8],
-    pulse_index: I64,
+    pulse_index: I64 | I32,
     detector_channels: Sequence[int],
     rng: np.random.Generator,
     *,
     overwrite: bool = False,
+    first_pulse: int = 0,
 ) -> Detections:
     """Detections (sorted by pulse index, one per pulse) from tags already mapped to pulses.
 
     ``overwrite``: ``pulse_index`` is the caller's to give away (e.g. batches concatenated
     for this call); the detections are then merged in it instead of in a copy, and their
-    indices are a view of it.
+    indices are a view of it. ``first_pulse``: added to ``pulse_index`` (offsets into a
+    block, e.g. int32: half the memory of absolute int64 indices while a block is read).
     """
     wiring = np.full(256, 255, dtype=np.uint8)
     for code, ch in enumerate(detector_channels):
@@ -117,15 +121,22 @@ def detections_from_indices(
     if n_mixed:
         basis[mixed] = rng.integers(0, 2, n_mixed, dtype=np.uint8)
         bit[mixed] = rng.integers(0, 2, n_mixed, dtype=np.uint8)
+    if index.dtype != np.int64:
+        index = index.astype(np.int64)
+    if first_pulse:
+        index += first_pulse  # ours by now: a copy, or the caller's to give away
     return Detections.create(index, basis, bit)
 
 
 def _inside(
     channel: npt.NDArray[np.uint8], index: I64, first_pulse: int, span: int
-) -> tuple[npt.NDArray[np.uint8], I64]:
-    """The tags mapped into pulses [first_pulse, first_pulse + span)."""
+) -> tuple[npt.NDArray[np.uint8], I64 | I32]:
+    """The tags mapped into pulses [first_pulse, first_pulse + span), as offsets from
+    ``first_pulse`` (int32 where the span allows: a block holds millions of tags)."""
     keep = (index >= first_pulse) & (index < first_pulse + span)
-    return channel[keep], index[keep]
+    offset = index[keep]
+    offset -= first_pulse
+    return channel[keep], offset.astype(np.int32) if span <= _I32_MAX else offset
 
 
 async def acquire_block(
@@ -155,7 +166,9 @@ async def acquire_block(
         await tagger.start_stream()
     channels: list[npt.NDArray[np.uint8]] = []
     times: list[I64] = []  # only without a tracker (mapped at the end)
-    indices: list[I64] = []
+    indices: list[I64] = []  # absolute pulse indices, until the block's window is known
+    offsets: list[I64 | I32] = []  # then offsets into the block (see _inside)
+    offset: I64 | I32
     n_tags = missed = 0
     first_pulse: int | None = None
     span = pulses
@@ -180,9 +193,8 @@ async def acquire_block(
                     indices.append(tracker.result.assign(batch.channel, batch.time_ps)[0])
                 clock_map = tracker.result
                 if first_pulse is not None:  # only the block's tags are kept
-                    channels[-1], indices[-1] = _inside(
-                        channels[-1], indices[-1], first_pulse, span
-                    )
+                    channels[-1], offset = _inside(channels[-1], indices.pop(), first_pulse, span)
+                    offsets.append(offset)
             else:
                 times.append(batch.time_ps)
             if first_pulse is None:
@@ -193,7 +205,9 @@ async def acquire_block(
                     known_at_ps = batch.stop_ps
                     if tracker is not None:  # what was read before: only the block's tags
                         for i, (ch, ix) in enumerate(zip(channels, indices, strict=True)):
-                            channels[i], indices[i] = _inside(ch, ix, first_pulse, span)
+                            channels[i], offset = _inside(ch, ix, first_pulse, span)
+                            offsets.append(offset)
+                        indices.clear()
                 else:
                     # Let Alice's node go on (a simulated tagger answers without waiting).
                     await asyncio.sleep(0)
@@ -212,9 +226,13 @@ async def acquire_block(
     channel = np.concatenate(channels) if channels else np.zeros(0, np.uint8)
     channels.clear()
     if tracker is not None:
-        index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
-        indices.clear()
-        found = detections_from_indices(channel, index, detector_channels, rng, overwrite=True)
+        # numpy types a concatenation of mixed widths loosely; all are int32 or all int64.
+        offset = cast("I64 | I32", np.concatenate(offsets) if offsets else np.zeros(0, np.int32))
+        offsets.clear()
+        found = detections_from_indices(
+            channel, offset, detector_channels, rng, overwrite=True, first_pulse=first_pulse
+        )
+        del offset
     else:
         time_ps = np.concatenate(times) if times else np.zeros(0, np.int64)
         times.clear()

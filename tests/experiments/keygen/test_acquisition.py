@@ -61,3 +61,20 @@ def test_merging_matches_a_click_by_click_reading() -> None:
         if len(codes[pulse]) == 1:  # agreeing clicks keep their detector's basis and bit
             (code,) = codes[pulse]
             assert (int(found.basis[k]), int(found.bit[k])) == (code >> 1, code & 1)
+
+
+def test_int32_offsets_into_a_block_give_the_absolute_detections() -> None:
+    rng = np.random.default_rng(3)
+    first_pulse = 7_000_000_000  # beyond int32: only the offsets are narrow
+    offset = np.sort(rng.integers(0, 50_000_000, 20_000)).astype(np.int32)
+    channel = rng.choice(np.array((1, 2, 3, 4, 9), dtype=np.uint8), offset.size)
+    absolute = detections_from_indices(
+        channel, offset.astype(np.int64) + first_pulse, CHANNELS, np.random.default_rng(0)
+    )
+    relative = detections_from_indices(
+        channel, offset, CHANNELS, np.random.default_rng(0), first_pulse=first_pulse
+    )
+    assert relative.pulse_index.dtype == np.int64
+    assert np.array_equal(relative.pulse_index, absolute.pulse_index)
+    assert np.array_equal(relative.basis, absolute.basis)
+    assert np.array_equal(relative.bit, absolute.bit)
