@@ -93,6 +93,27 @@ class Detections:
         return f"Detections(n={len(self)})"
 
 
+_GAP_CHUNK = 1 << 20
+"""Gaps computed at a time: a block's millions of int64 differences are never held at once."""
+
+
+def _narrow_gaps(idx: Int64Array) -> npt.NDArray[np.unsignedinteger[Any]] | None:
+    """idx[1:] - idx[:-1] (strictly increasing idx) in the narrowest of 1/2/4 bytes that
+    holds the largest, or None when a gap needs 8; computed a chunk at a time."""
+    largest = 0
+    for at in range(0, idx.size - 1, _GAP_CHUNK):
+        part = idx[at : at + _GAP_CHUNK + 1]
+        largest = max(largest, int((part[1:] - part[:-1]).max()))
+    dtype = next((d for d in _GAP_DTYPES.values() if largest <= np.iinfo(d).max), None)
+    if dtype is None:
+        return None
+    gaps: npt.NDArray[np.unsignedinteger[Any]] = np.empty(idx.size - 1, dtype=dtype)
+    for at in range(0, idx.size - 1, _GAP_CHUNK):
+        part = idx[at : at + _GAP_CHUNK + 1]
+        np.subtract(part[1:], part[:-1], out=gaps[at : at + part.size - 1], casting="unsafe")
+    return gaps
+
+
 @dataclass(frozen=True)
 class BasisAnnouncement:
     """Bob -> Alice: pulse indices of detections and the bases measured in."""
@@ -111,12 +132,9 @@ class BasisAnnouncement:
         body: npt.NDArray[np.generic] = idx.astype("<i8", copy=False)
         width = 8
         if n > 1:
-            gaps = np.diff(idx)
-            largest = int(gaps.max())
-            for w, dtype in _GAP_DTYPES.items():
-                if largest <= np.iinfo(dtype).max:
-                    body, width = gaps.astype(dtype), w
-                    break
+            gaps = _narrow_gaps(idx)
+            if gaps is not None:
+                body, width = gaps, gaps.itemsize
         elif n == 1:
             body, width = body[:0], 1
         header = _ANNOUNCE_HEADER.pack(_ANNOUNCE_MAGIC, n, width, first)
