@@ -162,7 +162,11 @@ class World:
         tagger = self._tagger(side)
         if not tagger.streaming:
             raise RuntimeError(f"read_batch: the {side} tagger is not streaming")
-        self._catch_up()
+        # The backlog since the last read is generated a slice at a time as it is read, not
+        # all at once: after a pause it is up to a tagger buffer (buffer_s) of tags, tens of
+        # millions at a blinded detector's rate. Mutators catch up before they change the
+        # world, so lazily generated data still shows the world as it was at its time.
+        self._drop_unbuffered()
         while not tagger.has_batch():
             self._generate_slice(self._next_slice_end())
         return tagger.pop()
@@ -377,14 +381,21 @@ class World:
             self._cursor_ps = max(self._cursor_ps, self._align_up(now_ps))
             self.optics.fiber.advance_to(self._cursor_ps / _PS_PER_S)
             return
+        self._drop_unbuffered()
+        while self._cursor_ps < now_ps:
+            self._generate_slice(min(self._next_slice_end(), self._align_up(now_ps)))
+
+    def _drop_unbuffered(self) -> None:
+        """Skip what nobody read for longer than the streaming taggers can buffer (lost)."""
+        streaming = [t for t in self.taggers.values() if t.streaming]
+        if not streaming or self._generating:
+            return
+        now_ps = round(self.clock.now_s() * _PS_PER_S)
         backlog_ps = round(max(t.settings.buffer_s for t in streaming) * _PS_PER_S)
         if now_ps - self._cursor_ps > backlog_ps:
-            # Nobody read for longer than the taggers can buffer: that data is lost.
             self._cursor_ps = self._align_up(now_ps - backlog_ps)
             for side, tagger in self.taggers.items():
                 tagger.note_skipped(self._cursor_ps + self._side_delay_ps(side), self._guard_ps())
-        while self._cursor_ps < now_ps:
-            self._generate_slice(min(self._next_slice_end(), self._align_up(now_ps)))
 
     def _count(self, integration_s: float) -> tuple[tuple[I64, int], float]:
         if not 0.0 < integration_s < math.inf:

@@ -159,6 +159,31 @@ def test_reader_lagging_beyond_the_buffer_loses_data_and_is_told() -> None:
     assert late.start_ps > first.stop_ps + 0.9e12
 
 
+def test_a_backlog_is_generated_as_it_is_read_and_a_change_applies_from_its_time() -> None:
+    world = quiet_world(slice_max_s=0.001, detectors={"dark_count_rate_hz": 1e5})
+    world.start_stream("bob")
+    world.read_batch("bob")
+    world.clock.advance(0.05)  # 50 ms unread: within the buffer, nothing lost
+    late = world.read_batch("bob")
+    # One batch of the backlog is made, not all of it (a blinded detector's second of
+    # tags would be tens of millions at once).
+    assert not late.overflow and late.stop_ps - late.start_ps <= 1.1e9
+    assert world._cursor_ps < 0.04e12
+    # A change catches up first: the rest of the backlog shows the world before it.
+    changed_s = world.clock.now_s()
+    world.set_detector_enabled(0, False)
+    z0 = world.taggers["bob"].settings.detector_channels[0]
+    before = after = 0
+    while world.clock.now_s() < changed_s + 0.01:
+        batch = world.read_batch("bob")
+        on_z0 = int(np.count_nonzero(batch.channel == z0))
+        if batch.stop_ps <= changed_s * 1e12:
+            before += on_z0
+        elif batch.start_ps >= changed_s * 1e12 + 1e6:
+            after += on_z0
+    assert before > 0 and after == 0
+
+
 def test_slow_wander_follows_its_sine() -> None:
     amplitude_ps, period_s = 400.0, 0.02
     world = quiet_world(
