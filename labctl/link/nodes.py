@@ -31,8 +31,6 @@ import secrets
 import uuid
 from typing import Any, Protocol
 
-import numpy as np
-
 from labctl.interfaces.pattern import NOT_SENT
 from labctl.link.alice import AliceNode
 from labctl.link.block import RawBlock
@@ -42,7 +40,6 @@ from labctl.link.node_base import (
     BlockResult,
     NodeBase,
     decoy_protocol,
-    key_and_test,
     pack_bits,
     parse_json,
     split_for_pool,
@@ -58,7 +55,7 @@ from labctl.qkd.errors import MessageFormatError
 from labctl.qkd.estimation.entropy import binary_entropy
 from labctl.qkd.privacy.amplify import privacy_amplify
 from labctl.qkd.secret import SecretBits
-from labctl.qkd.sifting import BasisAnnouncement, Detections, SiftReply, sift_bob
+from labctl.qkd.sifting import BasisAnnouncement, Detections, SiftReply, class_counts, split_bob
 from labctl.qkd.verification import VerificationTag, tags_match
 from labctl.store.keystore import KeyStore
 
@@ -223,24 +220,26 @@ class BobNode(NodeBase):
                     }
                 )
                 announce = BasisAnnouncement(det.pulse_index, det.basis).to_bytes()
+            # Announced: the pulse indices (8 bytes a detection) are let go while Alice
+            # answers, which overlaps the next block's acquisition.
+            basis, bit, detections = det.basis, det.bit, len(det)
+            del det
             await self.send("block/start", start)
             await self.send("sift/announce", announce)
             del announce
             reply_bytes = await self.recv("sift/reply")
             with stage("serialization"):
                 reply = SiftReply.from_bytes(reply_bytes)
-            sifted = await asyncio.to_thread(sift_bob, det, reply)
-            by_class = reply.intensity[reply.intensity != NOT_SENT]
-            detections_by_class = tuple(int(n) for n in np.bincount(by_class))
-            detections = len(det)
-            # Alice waits for the test bits and the next block is acquired: keep only these.
-            del det, reply, reply_bytes, by_class
-            key, test = key_and_test(sifted, self.settings.key_basis)
-            n_sifted = len(sifted)
-            del sifted
+            del reply_bytes
+            key, test = await asyncio.to_thread(
+                split_bob, basis, bit, reply, self.settings.key_basis
+            )
+            detections_by_class = class_counts(reply.intensity, skip=NOT_SENT)
+            del basis, bit, reply
+            n_sifted = len(key) + len(test)
         with stage("estimation"):
             with stage("serialization"):
-                test_bytes = pack_bits(test.bits.bits)
+                test_bytes = pack_bits(test.bits)
             await self.send("estimate/test-bits", test_bytes)
             estimate_bytes = await self.recv("estimate/result")
             with stage("serialization"):
@@ -256,7 +255,7 @@ class BobNode(NodeBase):
             acquired_s=raw.acquired_s,
             detections_by_class=detections_by_class,
         )
-        return base, estimate, key.bits, len(test)
+        return base, estimate, key, len(test)
 
     _last_reason: str = ""
 

@@ -11,10 +11,13 @@ driver that recomputes them from a counter-based RNG does so for ``announcement.
 
 Speed (tens of millions of detections per second): the announcement carries the first
 index and the gaps between consecutive indices in the narrowest of 1, 2 or 4 bytes that
-holds the largest gap (8-byte absolute indices only when a gap does not fit 32 bits), so
-it is small and validated by one ``min``; the matched positions are computed once per
-reply (``np.flatnonzero``) and every per-detection array is gathered with ``take``, which
-unlike boolean-mask indexing does not branch per element on a random mask.
+holds the largest gap, or one byte each with the few larger gaps (a dark stretch, a
+transmitter's underrun) escaped by a 0 byte and listed after as 8 bytes each, whichever
+is smallest (8-byte absolute indices only when a gap does not fit 32 bits and escaping
+does not pay), so it is small and validated by one ``min``; the matched positions are
+computed once per reply (``np.flatnonzero``) and every per-detection array is gathered
+with ``take``, which unlike boolean-mask indexing does not branch per element on a
+random mask.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ _ANNOUNCE_MAGIC = b"SA2"
 _REPLY_MAGIC = b"SR1"
 _HEADER = struct.Struct("<3sQ")
 _ANNOUNCE_HEADER = struct.Struct("<3sQBq")
-"""magic, detections, bytes per gap (1, 2, 4; 8 = absolute int64 indices), first index."""
+"""magic, detections, bytes per gap (1, 2, 4; 8 = absolute int64 indices; 0 = one byte,
+escaped), first index."""
+_ESCAPED = 0
+"""Width code of escaped gaps: one byte per gap, 0 (no gap is 0) standing for the next
+of the larger gaps listed after the bytes as int64."""
+_MAX_INDEX = 1 << 62
+"""Largest pulse index an announcement may reach (its prefix sums stay clear of int64)."""
 _GAP_DTYPES: dict[int, np.dtype[np.unsignedinteger[Any]]] = {
     1: np.dtype("<u1"),
     2: np.dtype("<u2"),
@@ -97,21 +106,46 @@ _GAP_CHUNK = 1 << 20
 """Gaps computed at a time: a block's millions of int64 differences are never held at once."""
 
 
-def _narrow_gaps(idx: Int64Array) -> npt.NDArray[np.unsignedinteger[Any]] | None:
-    """idx[1:] - idx[:-1] (strictly increasing idx) in the narrowest of 1/2/4 bytes that
-    holds the largest, or None when a gap needs 8; computed a chunk at a time."""
-    largest = 0
+@dataclass(frozen=True)
+class _Gaps:
+    """idx[1:] - idx[:-1] as sent: ``body`` in ``width`` bytes each (``_ESCAPED``: one
+    byte, 0 where the gap is the next of ``escaped``)."""
+
+    width: int
+    body: npt.NDArray[np.unsignedinteger[Any]]
+    escaped: Int64Array
+
+
+def _narrow_gaps(idx: Int64Array) -> _Gaps | None:
+    """The gaps of strictly increasing ``idx`` in the smallest form (None: absolute int64
+    indices are smaller), computed a chunk at a time."""
+    largest = large = 0
     for at in range(0, idx.size - 1, _GAP_CHUNK):
         part = idx[at : at + _GAP_CHUNK + 1]
-        largest = max(largest, int((part[1:] - part[:-1]).max()))
-    dtype = next((d for d in _GAP_DTYPES.values() if largest <= np.iinfo(d).max), None)
-    if dtype is None:
+        gaps = part[1:] - part[:-1]
+        largest = max(largest, int(gaps.max()))
+        large += int(np.count_nonzero(gaps > 255))
+    n = idx.size - 1
+    sizes = {_ESCAPED: n + 8 * large, 8: 8 * (n + 1)}
+    for width, dtype in _GAP_DTYPES.items():
+        if largest <= np.iinfo(dtype).max:
+            sizes[width] = width * n
+            break
+    width = min(sizes, key=lambda w: (sizes[w], w == _ESCAPED))
+    if width == 8:
         return None
-    gaps: npt.NDArray[np.unsignedinteger[Any]] = np.empty(idx.size - 1, dtype=dtype)
-    for at in range(0, idx.size - 1, _GAP_CHUNK):
+    body: npt.NDArray[np.unsignedinteger[Any]] = np.empty(n, dtype=_GAP_DTYPES.get(width, "<u1"))
+    escaped: list[Int64Array] = []
+    for at in range(0, n, _GAP_CHUNK):
         part = idx[at : at + _GAP_CHUNK + 1]
-        np.subtract(part[1:], part[:-1], out=gaps[at : at + part.size - 1], casting="unsafe")
-    return gaps
+        gaps = part[1:] - part[:-1]
+        if width == _ESCAPED:
+            big = gaps > 255
+            escaped.append(gaps[big])
+            gaps[big] = 0
+        body[at : at + gaps.size] = gaps
+    none = np.zeros(0, dtype=np.int64)
+    return _Gaps(width, body, np.concatenate(escaped) if escaped else none)
 
 
 @dataclass(frozen=True)
@@ -125,21 +159,23 @@ class BasisAnnouncement:
         return int(self.pulse_index.size)
 
     def to_bytes(self) -> bytes:
-        """Serialise: header, index gaps (1/2/4 bytes, or int64 indices), packed bases."""
+        """Serialise: header, index gaps (1/2/4 bytes, or 1 byte escaped and the large
+        gaps, or int64 indices), packed bases."""
         n = len(self)
         idx = self.pulse_index
         first = int(idx[0]) if n else 0
-        body: npt.NDArray[np.generic] = idx.astype("<i8", copy=False)
+        parts: list[npt.NDArray[np.generic]] = [idx.astype("<i8", copy=False)]
         width = 8
         if n > 1:
             gaps = _narrow_gaps(idx)
             if gaps is not None:
-                body, width = gaps, gaps.itemsize
+                width, parts = gaps.width, [gaps.body, gaps.escaped.astype("<i8", copy=False)]
         elif n == 1:
-            body, width = body[:0], 1
+            parts, width = [parts[0][:0]], 1
         header = _ANNOUNCE_HEADER.pack(_ANNOUNCE_MAGIC, n, width, first)
         # join copies once from the buffers (no intermediate tobytes copies).
-        return b"".join((header, body.data.cast("B"), np.packbits(self.basis).data))
+        body = [part.data.cast("B") for part in parts]
+        return b"".join((header, *body, np.packbits(self.basis).data))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> BasisAnnouncement:
@@ -149,17 +185,25 @@ class BasisAnnouncement:
         if len(data) < _ANNOUNCE_HEADER.size:
             raise MessageFormatError(f"{what}: {len(data)} bytes are shorter than a header")
         _, _, width, first = _ANNOUNCE_HEADER.unpack_from(data)
-        if width not in (1, 2, 4, 8):
+        if width not in (_ESCAPED, 1, 2, 4, 8):
             raise MessageFormatError(f"{what}: bad index width {width}")
         stored = n if width == 8 else max(n - 1, 0)
-        expected = _ANNOUNCE_HEADER.size + width * stored + (n + 7) // 8
+        off = _ANNOUNCE_HEADER.size
+        bytes_per_gap = 1 if width == _ESCAPED else width
+        if len(data) < off + bytes_per_gap * stored:
+            raise MessageFormatError(f"{what}: {len(data)} bytes are too short for {n} detections")
+        n_escaped = 0
+        if width == _ESCAPED:
+            n_escaped = stored - int(
+                np.count_nonzero(np.frombuffer(data, dtype=np.uint8, count=stored, offset=off))
+            )
+        expected = off + bytes_per_gap * stored + 8 * n_escaped + (n + 7) // 8
         if len(data) != expected:
             raise MessageFormatError(
                 f"{what}: {len(data)} bytes for {n} detections, expected {expected}"
             )
-        off = _ANNOUNCE_HEADER.size
         basis = np.unpackbits(
-            np.frombuffer(data, dtype=np.uint8, offset=off + width * stored), count=n
+            np.frombuffer(data, dtype=np.uint8, offset=expected - (n + 7) // 8), count=n
         )
         if width == 8:
             raw = np.frombuffer(data, dtype="<i8", count=n, offset=off)
@@ -168,20 +212,28 @@ class BasisAnnouncement:
             except ValueError as exc:
                 raise MessageFormatError(str(exc)) from None
             return cls(idx, basis)
-        gaps = np.frombuffer(data, dtype=_GAP_DTYPES[width], count=stored, offset=off)
+        gaps = np.frombuffer(data, dtype=_GAP_DTYPES[bytes_per_gap], count=stored, offset=off)
         if first < 0:
             raise MessageFormatError(f"{what}: negative pulse index {first}")
-        if stored and int(gaps.min()) == 0:
+        escaped = np.frombuffer(data, dtype="<i8", count=n_escaped, offset=off + stored)
+        if width != _ESCAPED and stored and int(gaps.min()) == 0:
             bad = int(np.argmin(gaps)) + 1
             raise MessageFormatError(
                 f"{what}.pulse_index: pulse indices must be strictly increasing "
                 f"(position {bad} repeats the previous index)"
             )
+        if n_escaped and not 1 <= int(escaped.min()) <= int(escaped.max()) < _MAX_INDEX:
+            raise MessageFormatError(f"{what}: an escaped gap is out of range (1..2**62)")
+        reach = first + float(gaps.sum(dtype=np.float64)) + float(escaped.sum(dtype=np.float64))
+        if reach >= _MAX_INDEX:
+            raise MessageFormatError(f"{what}: pulse indices would pass 2**62")
         idx = np.empty(n, dtype=np.int64)
         if n:
             # Widen then prefix-sum in place: faster than a casting cumsum.
             idx[0] = first
             idx[1:] = gaps
+            if n_escaped:
+                idx[1:][gaps == 0] = escaped
             np.cumsum(idx, out=idx)
         return cls(idx, basis)
 
@@ -315,3 +367,32 @@ def sift_bob(detections: Detections, reply: SiftReply) -> SiftedKey:
         reply.intensity.take(m),
         SecretBits.adopt(detections.bit.take(m)),
     )
+
+
+def split_bob(
+    basis: UInt8Array, bit: UInt8Array, reply: SiftReply, key_basis: int
+) -> tuple[SecretBits, SecretBits]:
+    """Bob's matched bits in the key basis and in the test basis, in announcement order.
+
+    The same bits as splitting :func:`sift_bob`'s key by basis, from his bases and bits
+    alone: once announced, his detections' pulse indices (8 bytes each, millions per
+    block) can be let go before Alice answers, and no positions array is built.
+    """
+    _same_length("split_bob", basis=basis, bit=bit, reply=reply.match)
+    in_key = basis == key_basis
+    in_test = ~in_key
+    in_key &= reply.match
+    in_test &= reply.match
+    return SecretBits.adopt(bit[in_key]), SecretBits.adopt(bit[in_test])
+
+
+def class_counts(intensity: UInt8Array, *, skip: int) -> tuple[int, ...]:
+    """Entries of each intensity class 0..the largest present, leaving out class ``skip``
+    (e.g. not sent): ``np.bincount`` of the others, without first widening millions of
+    bytes to int64 (one comparison per class instead)."""
+    others = intensity != skip
+    if not bool(others.any()):
+        return ()
+    top = int(np.max(intensity, initial=0, where=others))
+    del others
+    return tuple(0 if k == skip else int(np.count_nonzero(intensity == k)) for k in range(top + 1))

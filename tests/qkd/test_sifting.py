@@ -11,8 +11,10 @@ from labctl.qkd.sifting import (
     SiftReply,
     announce,
     answer,
+    class_counts,
     sift_alice,
     sift_bob,
+    split_bob,
 )
 
 
@@ -77,11 +79,37 @@ def test_announcement_round_trips_every_gap_width(
     det = Detections.create(idx, rng.integers(0, 2, 300), rng.integers(0, 2, 300))
     data = announce(det).to_bytes()
     width = 1 if max_gap < 2**8 else 2 if max_gap < 2**16 else 4 if max_gap < 2**32 else 8
-    stored = 300 if width == 8 else 299
-    assert len(data) == 20 + width * stored + (300 + 7) // 8
+    plain = width * (300 if width == 8 else 299)
+    escaped = 299 + 8 * int(np.count_nonzero(gaps[1:] > 255))  # bytes, then the large gaps
+    assert data[11] == (width if plain <= escaped else 0)
+    assert len(data) == 20 + min(plain, escaped) + (300 + 7) // 8
     back = BasisAnnouncement.from_bytes(data)
     assert np.array_equal(back.pulse_index, det.pulse_index)
     assert np.array_equal(back.basis, det.basis)
+
+
+def test_a_few_large_gaps_are_escaped_and_the_rest_sent_as_bytes() -> None:
+    rng = np.random.default_rng(8)
+    gaps = rng.integers(1, 60, 100_000)
+    gaps[[10, 5_000, 99_998]] = [256, 3_000_000_000, 2**40]  # a dark stretch, two underruns
+    idx = 7 + np.cumsum(gaps)
+    det = Detections.create(idx, rng.integers(0, 2, idx.size), rng.integers(0, 2, idx.size))
+    data = announce(det).to_bytes()
+    assert data[11] == 0
+    assert len(data) == 20 + 99_999 + 3 * 8 + (100_000 + 7) // 8
+    back = BasisAnnouncement.from_bytes(data)
+    assert np.array_equal(back.pulse_index, idx)
+    assert np.array_equal(back.basis, det.basis)
+    escaped_at = 20 + 99_999  # the three large gaps, as int64
+    for bad, why in ((0, "out of range"), (2**62, "out of range"), (2**61, "would pass")):
+        tampered = bytearray(data)
+        tampered[escaped_at + 8 : escaped_at + 16] = bad.to_bytes(8, "little")
+        if bad == 2**61:
+            tampered[escaped_at + 16 : escaped_at + 24] = bad.to_bytes(8, "little")
+        with pytest.raises(MessageFormatError, match=why):
+            BasisAnnouncement.from_bytes(bytes(tampered))
+    with pytest.raises(MessageFormatError, match="expected"):
+        BasisAnnouncement.from_bytes(data[:-1])  # one escaped gap short of its bytes
 
 
 @pytest.mark.parametrize("n", [0, 1, 2])
@@ -119,3 +147,29 @@ def test_select_equals_boolean_mask_and_checks_shape() -> None:
     assert np.array_equal(sub.intensity, key.intensity[mask])
     with pytest.raises(ValueError, match="mask shape"):
         key.select(mask[:-1])
+
+
+@pytest.mark.parametrize("key_basis", [0, 1])
+def test_split_bob_gives_sift_bobs_bits_per_basis(key_basis: int) -> None:
+    rng = np.random.default_rng(11 + key_basis)
+    n = 2000
+    det = Detections.create(np.arange(n) * 5 + 2, rng.integers(0, 2, n), rng.integers(0, 2, n))
+    reply = answer(announce(det), rng.integers(0, 2, n), rng.integers(0, 3, n))
+    sifted = sift_bob(det, reply)
+    in_key = sifted.basis == key_basis
+    key, test = split_bob(det.basis, det.bit, reply, key_basis)
+    assert np.array_equal(key.bits, sifted.bits.bits[in_key])
+    assert np.array_equal(test.bits, sifted.bits.bits[~in_key])
+    assert len(key) + len(test) == len(sifted) > 0 and len(key) > 0 and len(test) > 0
+    with pytest.raises(ValueError, match="split_bob: arrays differ in length"):
+        split_bob(det.basis[:-1], det.bit[:-1], reply, key_basis)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [255, 255], [0, 1, 2, 2, 255, 1, 0, 0], [2, 2, 255], [3, 0, 255, 3, 1]],
+)
+def test_class_counts_equal_bincount_of_the_sent(values: list[int]) -> None:
+    intensity = np.array(values, dtype=np.uint8)
+    sent = intensity[intensity != 255]
+    assert class_counts(intensity, skip=255) == tuple(int(c) for c in np.bincount(sent))
