@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, cast
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -81,19 +81,17 @@ def detections_from_tags(
 
 def detections_from_indices(
     channel: npt.NDArray[np.uint8],
-    pulse_index: I64 | I32,
+    pulse_index: I64,
     detector_channels: Sequence[int],
     rng: np.random.Generator,
     *,
     overwrite: bool = False,
-    first_pulse: int = 0,
 ) -> Detections:
     """Detections (sorted by pulse index, one per pulse) from tags already mapped to pulses.
 
     ``overwrite``: ``pulse_index`` is the caller's to give away (e.g. batches concatenated
     for this call); the detections are then merged in it instead of in a copy, and their
-    indices are a view of it. ``first_pulse``: added to ``pulse_index`` (offsets into a
-    block, e.g. int32: half the memory of absolute int64 indices while a block is read).
+    indices are a view of it.
     """
     wiring = np.full(256, 255, dtype=np.uint8)
     for code, ch in enumerate(detector_channels):
@@ -121,22 +119,62 @@ def detections_from_indices(
     if n_mixed:
         basis[mixed] = rng.integers(0, 2, n_mixed, dtype=np.uint8)
         bit[mixed] = rng.integers(0, 2, n_mixed, dtype=np.uint8)
-    if index.dtype != np.int64:
-        index = index.astype(np.int64)
-    if first_pulse:
-        index += first_pulse  # ours by now: a copy, or the caller's to give away
     return Detections.create(index, basis, bit)
 
 
-def _inside(
-    channel: npt.NDArray[np.uint8], index: I64, first_pulse: int, span: int
-) -> tuple[npt.NDArray[np.uint8], I64 | I32]:
-    """The tags mapped into pulses [first_pulse, first_pulse + span), as offsets from
-    ``first_pulse`` (int32 where the span allows: a block holds millions of tags)."""
-    keep = (index >= first_pulse) & (index < first_pulse + span)
-    offset = index[keep]
-    offset -= first_pulse
-    return channel[keep], offset.astype(np.int32) if span <= _I32_MAX else offset
+@dataclass
+class _BlockTags:
+    """A block's tags as read so far, small: per batch, a copy of the channels (a batch's
+    arrays may be views of the driver's whole frame) and the pulse indices as offsets from
+    the batch's first (int32 where the batch's spread allows: a block holds millions of
+    tags, and its window may be wider than int32 when a transmitter underruns). Once the
+    block's window is known, only the tags inside it are kept."""
+
+    window: tuple[int, int] | None = None
+    """(first pulse, span) of the block, once known."""
+    channels: list[npt.NDArray[np.uint8]] = field(default_factory=list)
+    bases: list[int] = field(default_factory=list)
+    offsets: list[I64 | I32] = field(default_factory=list)
+
+    def add(self, channel: npt.NDArray[np.uint8], index: I64) -> None:
+        """Keep a batch's tags (those inside the window, once it is known)."""
+        if self.window is None:
+            kept, channel = index.copy(), channel.copy()
+        else:
+            first_pulse, span = self.window
+            keep = (index >= first_pulse) & (index < first_pulse + span)
+            kept, channel = index[keep], channel[keep]
+        base = int(kept.min()) if kept.size else 0
+        kept -= base
+        narrow = kept.size == 0 or int(kept.max()) <= _I32_MAX
+        self.channels.append(channel)
+        self.bases.append(base)
+        self.offsets.append(kept.astype(np.int32) if narrow else kept)
+
+    def restrict(self, first_pulse: int, span: int) -> None:
+        """The block's window became known: drop what was read outside it."""
+        self.window = (first_pulse, span)
+        for i, (base, offset) in enumerate(zip(self.bases, self.offsets, strict=True)):
+            low, high = first_pulse - base, first_pulse + span - base  # offsets start at 0
+            if offset.size and (low > 0 or int(offset.max()) >= high):
+                keep = (offset >= low) & (offset < high)
+                self.offsets[i], self.channels[i] = offset[keep], self.channels[i][keep]
+
+    def take(self) -> tuple[npt.NDArray[np.uint8], I64]:
+        """All kept tags (channels, absolute pulse indices), the pieces let go as joined."""
+        channel = np.concatenate(self.channels) if self.channels else np.zeros(0, np.uint8)
+        self.channels.clear()
+        index = np.empty(channel.size, dtype=np.int64)
+        at = 0
+        self.offsets.reverse()
+        for base in self.bases:
+            offset = self.offsets.pop()  # freed once copied
+            piece = index[at : at + offset.size]
+            piece[:] = offset
+            piece += base
+            at += offset.size
+        self.bases.clear()
+        return channel, index
 
 
 async def acquire_block(
@@ -164,11 +202,9 @@ async def acquire_block(
     """
     if window is None:
         await tagger.start_stream()
-    channels: list[npt.NDArray[np.uint8]] = []
-    times: list[I64] = []  # only without a tracker (mapped at the end)
-    indices: list[I64] = []  # absolute pulse indices, until the block's window is known
-    offsets: list[I64 | I32] = []  # then offsets into the block (see _inside)
-    offset: I64 | I32
+    channels: list[npt.NDArray[np.uint8]] = []  # only without a tracker (mapped at the end)
+    times: list[I64] = []
+    kept = _BlockTags()  # with a tracker: mapped batch by batch
     n_tags = missed = 0
     first_pulse: int | None = None
     span = pulses
@@ -184,18 +220,17 @@ async def acquire_block(
             last_stop_ps = batch.stop_ps
             missed += batch.missed_events
             n_tags += len(batch)
-            channels.append(batch.channel)
             if tracker is not None:
                 span_s = ps_to_seconds(max(batch.stop_ps - batch.start_ps, 1))
                 if len(batch) >= TRACK_MIN_TAGS and len(batch) / span_s >= TRACK_MIN_RATE_HZ:
-                    indices.append(tracker.update(batch).pulse_index)
+                    index = tracker.update(batch).pulse_index
                 else:  # darks between chunks: map them, but do not steer the clock by them
-                    indices.append(tracker.result.assign(batch.channel, batch.time_ps)[0])
+                    index = tracker.result.assign(batch.channel, batch.time_ps)[0]
                 clock_map = tracker.result
-                if first_pulse is not None:  # only the block's tags are kept
-                    channels[-1], offset = _inside(channels[-1], indices.pop(), first_pulse, span)
-                    offsets.append(offset)
+                kept.add(batch.channel, index)
+                del index
             else:
+                channels.append(batch.channel)
                 times.append(batch.time_ps)
             if first_pulse is None:
                 if window is None:
@@ -203,15 +238,11 @@ async def acquire_block(
                 elif window.done():
                     first_pulse, span = window.result()
                     known_at_ps = batch.stop_ps
-                    if tracker is not None:  # what was read before: only the block's tags
-                        for i, (ch, ix) in enumerate(zip(channels, indices, strict=True)):
-                            channels[i], offset = _inside(ch, ix, first_pulse, span)
-                            offsets.append(offset)
-                        indices.clear()
                 else:
                     # Let Alice's node go on (a simulated tagger answers without waiting).
                     await asyncio.sleep(0)
                     continue
+                kept.restrict(first_pulse, span)  # what was read before: the block's tags
             if _index_at(clock_map, batch.stop_ps) - first_pulse >= span:
                 break
             if known_at_ps is not None and batch.stop_ps - known_at_ps > 2 * span * period_ps + (
@@ -223,17 +254,15 @@ async def acquire_block(
                 )
     finally:
         await tagger.stop_stream()
-    channel = np.concatenate(channels) if channels else np.zeros(0, np.uint8)
-    channels.clear()
     if tracker is not None:
-        # numpy types a concatenation of mixed widths loosely; all are int32 or all int64.
-        offset = cast("I64 | I32", np.concatenate(offsets) if offsets else np.zeros(0, np.int32))
-        offsets.clear()
+        channel, pulse_index = kept.take()
         found = detections_from_indices(
-            channel, offset, detector_channels, rng, overwrite=True, first_pulse=first_pulse
+            channel, pulse_index, detector_channels, rng, overwrite=True
         )
-        del offset
+        del pulse_index
     else:
+        channel = np.concatenate(channels) if channels else np.zeros(0, np.uint8)
+        channels.clear()
         time_ps = np.concatenate(times) if times else np.zeros(0, np.int64)
         times.clear()
         found = detections_from_tags(channel, time_ps, clock_map, detector_channels, rng)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from experiments.keygen.acquisition import detections_from_indices
+from experiments.keygen.acquisition import _BlockTags, detections_from_indices
 
 CHANNELS = (1, 2, 3, 4)  # detector codes 0..3: Z0, Z1, X0, X1 (basis << 1 | bit)
 
@@ -63,18 +63,35 @@ def test_merging_matches_a_click_by_click_reading() -> None:
             assert (int(found.basis[k]), int(found.bit[k])) == (code >> 1, code & 1)
 
 
-def test_int32_offsets_into_a_block_give_the_absolute_detections() -> None:
+def test_a_blocks_tags_are_kept_narrow_and_joined_absolute() -> None:
     rng = np.random.default_rng(3)
-    first_pulse = 7_000_000_000  # beyond int32: only the offsets are narrow
-    offset = np.sort(rng.integers(0, 50_000_000, 20_000)).astype(np.int32)
-    channel = rng.choice(np.array((1, 2, 3, 4, 9), dtype=np.uint8), offset.size)
-    absolute = detections_from_indices(
-        channel, offset.astype(np.int64) + first_pulse, CHANNELS, np.random.default_rng(0)
-    )
-    relative = detections_from_indices(
-        channel, offset, CHANNELS, np.random.default_rng(0), first_pulse=first_pulse
-    )
-    assert relative.pulse_index.dtype == np.int64
-    assert np.array_equal(relative.pulse_index, absolute.pulse_index)
-    assert np.array_equal(relative.basis, absolute.basis)
-    assert np.array_equal(relative.bit, absolute.bit)
+    first_pulse, span = 7_000_000_000, 3_000_000_000  # window wider than int32
+    kept = _BlockTags()
+    expected_index, expected_channel = [], []
+    for k, start in enumerate(range(6_000_000_000, 10_500_000_000, 500_000_000)):
+        if k == 4:  # the window becomes known after four batches of 0.5e9 pulses
+            kept.restrict(first_pulse, span)
+        index = np.sort(rng.integers(start, start + 500_000_000, 5000))
+        channel = rng.choice(np.array((1, 2, 3, 4), dtype=np.uint8), index.size)
+        inside = (index >= first_pulse) & (index < first_pulse + span)
+        expected_index.append(index[inside])
+        expected_channel.append(channel[inside])
+        frame_view = channel[:]  # a driver's batch may view its frame: it is copied
+        kept.add(frame_view, index)
+        channel[:] = 0
+    assert all(o.dtype == np.int32 for o in kept.offsets)  # each batch's spread fits
+    assert sum(o.size == 0 for o in kept.offsets) == 3  # batches outside the window
+    channel, index = kept.take()
+    assert index.dtype == np.int64
+    assert np.array_equal(index, np.concatenate(expected_index))
+    assert np.array_equal(channel, np.concatenate(expected_channel))
+    assert not kept.offsets and not kept.channels and not kept.bases
+
+
+def test_a_batch_wider_than_int32_keeps_its_offsets_wide() -> None:
+    kept = _BlockTags()
+    index = np.array([5, 2**31 + 10, 2**32], dtype=np.int64)
+    kept.add(np.ones(3, np.uint8), index)
+    assert kept.offsets[0].dtype == np.int64
+    kept.restrict(6, 2**33)
+    assert kept.take()[1].tolist() == index[1:].tolist()
