@@ -45,14 +45,20 @@ def gap_offset_candidates(
         raise SyncError("no marker gaps to bound the pulse index")
     g0 = markers[0][1] - markers[0][0]
     threshold = max(2.0, 0.35 * density_per_pulse * g0)
-    # Detections in the window of g0 pulses after each one (a slice at a time: k can hold
-    # minutes of tags, and k + g0 and the window ends would be two more arrays as large).
-    inside = np.empty(k.size, dtype=np.int32)
+    # Detections in the window of g0 pulses after each one, kept only for the quiet windows
+    # (a slice at a time: k can hold minutes of tags, and the window ends and counts of all
+    # of them would be three more arrays as large).
+    quiet_parts: list[I64] = []
+    count_parts: list[I64] = []
     for at in range(0, k.size, _WINDOW_CHUNK):
         part = k[at : at + _WINDOW_CHUNK]
-        ends = np.searchsorted(k, part + g0, side="left")
-        inside[at : at + part.size] = ends - np.arange(at + 1, at + part.size + 1)
-    quiet = np.flatnonzero(inside <= threshold)
+        counts = np.searchsorted(k, part + g0, side="left")
+        counts -= np.arange(at + 1, at + part.size + 1)
+        positions = np.flatnonzero(counts <= threshold)
+        quiet_parts.append(positions + at)
+        count_parts.append(counts[positions])
+    quiet = np.concatenate(quiet_parts)
+    inside = np.concatenate(count_parts)  # detections in the window after each quiet one
     if quiet.size == 0:
         raise SyncError(
             f"the laser gaps are not visible in Bob's detections (density "
@@ -60,8 +66,9 @@ def gap_offset_candidates(
         )
     # Windows ending inside the first gap are quiet too; the quietest is the one that starts
     # at the last detection before the gap.
-    cluster = quiet[quiet <= quiet[0] + int(threshold) + 2]
-    least = cluster[inside[cluster] == inside[cluster].min()]
+    in_cluster = quiet <= quiet[0] + int(threshold) + 2
+    cluster, cluster_counts = quiet[in_cluster], inside[in_cluster]
+    least = cluster[cluster_counts == cluster_counts.min()]
     rough = markers[0][1] - (int(k[least[-1]]) + g0)
     reach = int(16.0 / max(density_per_pulse, 1e-12))
     points = [np.array([rough - reach, rough + reach], dtype=np.int64)]
