@@ -122,34 +122,62 @@ def detections_from_indices(
     return Detections.create(index, basis, bit)
 
 
+FLOOD_MIN_CLICKS = 10_000
+"""Clicks a block must hold before its click rate is judged against the ceiling: enough
+that a rate several times the expected one is no fluctuation."""
+
+
 @dataclass
 class _BlockTags:
-    """A block's tags as read so far, small: per batch, a copy of the channels (a batch's
-    arrays may be views of the driver's whole frame) and the pulse indices as offsets from
-    the batch's first (int32 where the batch's spread allows: a block holds millions of
-    tags, and its window may be wider than int32 when a transmitter underruns). Once the
-    block's window is known, only the tags inside it are kept."""
+    """A block's detector tags as read so far, small: per batch, a copy of the channels (a
+    batch's arrays may be views of the driver's whole frame) and the pulse indices as
+    offsets from the batch's first (int32 where the batch's spread allows: a block holds
+    millions of tags, and its window may be wider than int32 when a transmitter underruns).
+    Once the block's window is known, only the tags inside it are kept; once
+    :meth:`let_go` is called, tags are only counted."""
 
+    detectors: npt.NDArray[np.bool_]
+    """Indexed by channel: True for the detectors' channels (other tags are dropped)."""
     window: tuple[int, int] | None = None
     """(first pulse, span) of the block, once known."""
     channels: list[npt.NDArray[np.uint8]] = field(default_factory=list)
     bases: list[int] = field(default_factory=list)
     offsets: list[I64 | I32] = field(default_factory=list)
+    clicks: int = 0
+    """Detector tags inside the window (all read, before it is known)."""
+    keeping: bool = True
+
+    @classmethod
+    def of(cls, detector_channels: Sequence[int]) -> _BlockTags:
+        """Tags of the given detector channels."""
+        detectors = np.zeros(256, dtype=np.bool_)
+        detectors[list(detector_channels)] = True
+        return cls(detectors)
 
     def add(self, channel: npt.NDArray[np.uint8], index: I64) -> None:
-        """Keep a batch's tags (those inside the window, once it is known)."""
-        if self.window is None:
-            kept, channel = index.copy(), channel.copy()
-        else:
+        """Keep a batch's detector tags (those inside the window, once it is known)."""
+        keep = self.detectors[channel]
+        if self.window is not None:
             first_pulse, span = self.window
-            keep = (index >= first_pulse) & (index < first_pulse + span)
-            kept, channel = index[keep], channel[keep]
+            keep &= index >= first_pulse
+            keep &= index < first_pulse + span
+        kept, channel = index[keep], channel[keep]
+        self.clicks += kept.size
+        if not self.keeping:
+            return
         base = int(kept.min()) if kept.size else 0
         kept -= base
         narrow = kept.size == 0 or int(kept.max()) <= _I32_MAX
         self.channels.append(channel)
         self.bases.append(base)
         self.offsets.append(kept.astype(np.int32) if narrow else kept)
+
+    def let_go(self) -> None:
+        """Drop every tag kept; from now on tags are only counted."""
+        self.keeping = False
+        self.channels.clear()
+        self.bases.clear()
+        self.offsets.clear()
 
     def restrict(self, first_pulse: int, span: int) -> None:
         """The block's window became known: drop what was read outside it."""
@@ -159,6 +187,7 @@ class _BlockTags:
             if offset.size and (low > 0 or int(offset.max()) >= high):
                 keep = (offset >= low) & (offset < high)
                 self.offsets[i], self.channels[i] = offset[keep], self.channels[i][keep]
+        self.clicks = sum(offset.size for offset in self.offsets)
 
     def take(self) -> tuple[npt.NDArray[np.uint8], I64]:
         """All kept tags (channels, absolute pulse indices), the pieces let go as joined."""
@@ -190,6 +219,7 @@ async def acquire_block(
     window: asyncio.Future[tuple[int, int]] | None = None,
     tracker: SyncTracker | None = None,
     timeout_s: float = 10.0,
+    max_clicks_per_pulse: float | None = None,
 ) -> RawBlock:
     """Stream Bob's tagger until the block's pulses are covered; one block of detections.
 
@@ -198,13 +228,17 @@ async def acquire_block(
     running since before she started (``relock`` leaves it so), and keeps what falls in
     the window. Without it, the block is the next ``pulses`` pulses after the stream starts.
     With ``tracker`` every batch is mapped by the tracked clock (a window of seconds, e.g.
-    a transmitter fed slower than it plays, would slip pulses on a fixed extrapolation).
+    a transmitter fed slower than it plays, would slip pulses on a fixed extrapolation),
+    and ``max_clicks_per_pulse`` (the ceiling the calibrated light allows) caps what is
+    kept: past it the block's detections are let go, its clicks only counted
+    (``RawBlock.flooded``), as a blinded receiver's tenfold clicks would fill memory.
     """
     if window is None:
         await tagger.start_stream()
     channels: list[npt.NDArray[np.uint8]] = []  # only without a tracker (mapped at the end)
     times: list[I64] = []
-    kept = _BlockTags()  # with a tracker: mapped batch by batch
+    kept = _BlockTags.of(detector_channels)  # with a tracker: mapped batch by batch
+    flooded: tuple[int, int] | None = None
     n_tags = missed = 0
     first_pulse: int | None = None
     span = pulses
@@ -229,9 +263,12 @@ async def acquire_block(
                 clock_map = tracker.result
                 kept.add(batch.channel, index)
                 del index
-            else:
-                channels.append(batch.channel)
-                times.append(batch.time_ps)
+            else:  # mapped at the end; the clicks since the window began are counted
+                if kept.keeping:
+                    channels.append(batch.channel)
+                    times.append(batch.time_ps)
+                if first_pulse is not None:
+                    kept.clicks += int(np.count_nonzero(kept.detectors[batch.channel]))
             if first_pulse is None:
                 if window is None:
                     first_pulse = _index_at(clock_map, batch.start_ps) + 1
@@ -243,7 +280,17 @@ async def acquire_block(
                     await asyncio.sleep(0)
                     continue
                 kept.restrict(first_pulse, span)  # what was read before: the block's tags
-            if _index_at(clock_map, batch.stop_ps) - first_pulse >= span:
+            read = _index_at(clock_map, batch.stop_ps) - first_pulse
+            if (
+                flooded is None
+                and max_clicks_per_pulse is not None
+                and kept.clicks > max(FLOOD_MIN_CLICKS, max_clicks_per_pulse * read)
+            ):
+                flooded = (kept.clicks, min(read, span))
+                kept.let_go()
+                channels.clear()
+                times.clear()
+            if read >= span:
                 break
             if known_at_ps is not None and batch.stop_ps - known_at_ps > 2 * span * period_ps + (
                 WINDOW_SLACK_PS
@@ -254,7 +301,10 @@ async def acquire_block(
                 )
     finally:
         await tagger.stop_stream()
-    if tracker is not None:
+    if flooded is not None:
+        channel, pulse_index = np.zeros(0, np.uint8), np.zeros(0, np.int64)
+        found = detections_from_indices(channel, pulse_index, detector_channels, rng)
+    elif tracker is not None:
         channel, pulse_index = kept.take()
         found = detections_from_indices(
             channel, pulse_index, detector_channels, rng, overwrite=True
@@ -282,4 +332,5 @@ async def acquire_block(
         tags=n_tags,
         missed_tags=missed,
         span=span,
+        flooded=flooded,
     )

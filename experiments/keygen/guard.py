@@ -6,6 +6,10 @@ After every block (before it goes to post-processing) and on every block result:
   ``ch{i}_current_ua`` and ``ch{i}_bias_ua``) above its bias by more than
   ``trust.current_tolerance_ua``: light on the detector, as under blinding CW light
   (photocurrent monitoring: Yuan, Dynes, Shields, Nat. Photonics 4, 800 (2010));
+* ``click-rate``: a block's clicks per pulse above ``trust.click_rate_factor`` times what
+  the calibrated mean photon numbers give through the calibrated link, a rate no
+  passive channel can raise (bright light, as from blinding; the block's detections are
+  let go during acquisition, so a blinded block costs no memory);
 * ``dark-counts``: at random times (``trust.check_probability`` per block, every block while
   the alarm stands) the switch turns to its parking port for ``trust.dark_integration_s``;
   the detectors must then count their calibrated dark counts plus the calibrated
@@ -193,6 +197,31 @@ class LinkMonitor:
         value = table.get(str(port)) if isinstance(table, Mapping) else None
         return 10.0 ** (float(value) / 10.0) if isinstance(value, int | float) else 0.0
 
+    def click_ceiling(self) -> float | None:
+        """Most clicks per pulse the calibrated light allows: ``trust.click_rate_factor``
+        times the expected sum over intensity classes of p_k (1 - exp(-T eta mu_k)) plus
+        the calibrated darks per pulse (None: no photon-number calibration to judge by)."""
+        entry = _latest(self.store, "mean_photon_number")
+        if entry is None or self.source is None:
+            return None
+        values = entry.values
+        mu = values.get("mu")
+        t, eta = values.get("transmittance"), values.get("detector_efficiency")
+        if not isinstance(mu, Mapping) or not isinstance(t, int | float):
+            return None
+        if not isinstance(eta, int | float):
+            return None
+        expected = 0.0
+        for name, p in zip(
+            self.source.intensity_names, self.source.intensity_probability, strict=True
+        ):
+            mu_k = mu.get(name)
+            if not isinstance(mu_k, int | float):
+                return None
+            expected += p * -math.expm1(-float(t) * float(eta) * float(mu_k))
+        dark_per_pulse = (self._dark_hz() or 0.0) * self.source.period_ps * 1e-12
+        return self.settings.click_rate_factor * (expected + dark_per_pulse)
+
     def _qber_ref(self) -> float | None:
         entry = _latest(self.store, "polarization")
         value = None if entry is None else entry.values.get("qber")
@@ -203,12 +232,28 @@ class LinkMonitor:
         """Every check that runs between blocks; then the block counts as checked."""
         now = self.run.clock.now_s
         self.gate.check_calibrations(self.store, now())
+        self.check_clicks(raw)
         await self.check_current()
         due = bool(self.gate.standing("dark-counts"))
         if due or self.rng.random() < self.settings.check_probability:
             rate_hz = raw.tags / raw.acquired_s if raw.acquired_s > 0 else 0.0
             await self.check_dark(rate_hz)
         self.gate.block_checked(block, now())
+
+    def check_clicks(self, raw: RawBlock) -> None:
+        """``click-rate``: the block's clicks passed the ceiling the calibrated light allows
+        (its acquisition let its detections go)."""
+        message = None
+        if raw.flooded is not None:
+            clicks, pulses = raw.flooded
+            ceiling = self.click_ceiling()
+            message = (
+                f"{clicks} clicks in {pulses} pulses of block {raw.block} "
+                f"({clicks / max(pulses, 1):.4g} per pulse), above the "
+                + ("" if ceiling is None else f"{ceiling:.4g} ")
+                + "the calibrated light allows: bright light on the detectors (blinding?)"
+            )
+        self.gate.set("click-rate", message, self.run.clock.now_s())
 
     async def check_current(self) -> None:
         """``detector-current``: measured current above bias by more than the tolerance."""

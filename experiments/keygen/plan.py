@@ -462,6 +462,7 @@ async def _acquire_loop(
                     now_s=start_s,
                     window=playing,
                     tracker=block_clock.tracker,
+                    max_clicks_per_pulse=link_monitor.click_ceiling(),
                 )
             finally:
                 if not playing.done():

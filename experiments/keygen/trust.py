@@ -54,6 +54,10 @@ class TrustSettings:
     decoy_gain_margin: float = 0.05
     """A middle intensity class may detect this share more or less than a passive lossy
     channel through the extreme classes predicts (intensity settings, detector dead time)."""
+    click_rate_factor: float = 4.0
+    """Clicks per pulse above this many times what the calibrated mean photon numbers give
+    through the calibrated link: light the source cannot make (blinding). A block's tags
+    are counted, no longer kept, once its clicks pass the ceiling."""
 
     @classmethod
     def from_section(
@@ -88,6 +92,8 @@ class TrustSettings:
                 raise ConfigError(f"must be in (0, 1), got {value!r}", file=file, field=where)
             if not math.isfinite(number) or number < 0.0:
                 raise ConfigError(f"must be finite and >= 0, got {value!r}", file=file, field=where)
+            if name == "click_rate_factor" and number < 1.0:
+                raise ConfigError(f"must be >= 1, got {value!r}", file=file, field=where)
             if name == "dark_integration_s" and number <= 0.0:
                 raise ConfigError(f"must be > 0, got {value!r}", file=file, field=where)
             out[name] = number

@@ -29,6 +29,9 @@ class RawBlock:
     missed_tags: int
     span: int = 0
     """Pulses of the window read (>= pulses: a transmitter's underrun gaps carry no state)."""
+    flooded: tuple[int, int] | None = None
+    """(clicks, pulses read) when the clicks passed the ceiling the calibrated light allows:
+    the block's detections were let go (it holds none) and its tags only counted."""
 
     @property
     def window(self) -> int:

@@ -11,6 +11,7 @@ import yaml
 
 from experiments.keygen.acquisition import LinearClockMap
 from experiments.keygen.plan import generate_key
+from experiments.sync.alice import alice_of
 from labctl.link.block import RawBlock
 from labctl.qkd.sifting import Detections
 from labctl.runner.engine import RunEngine, RunResult
@@ -63,6 +64,7 @@ def calibrate_from_truth(config_path: Path, valid_s: float = 86400.0) -> None:
     world = station.world
     truth = world.truth
     settings = world.settings
+    alice = alice_of(station)
     store = CalibrationStore(Path(config.storage.calibration_store))
     detectors = {
         name: {"dark_count_rate_hz": rate}
@@ -73,7 +75,14 @@ def calibrate_from_truth(config_path: Path, valid_s: float = 86400.0) -> None:
         "delays": ("tagger-bob", {}),
         "detectors": ("detectors", detectors),
         "polarization": ("pc-bob", {"qber": settings.receiver.misalignment}),
-        "mean_photon_number": ("laser", {}),
+        "mean_photon_number": (
+            "laser",
+            {
+                "mu": dict(zip(alice.intensity_names, alice.intensity_mu, strict=True)),
+                "transmittance": truth.transmittance,
+                "detector_efficiency": float(np.mean(truth.detector_efficiency)),
+            },
+        ),
         "switch": (
             "switch",
             {

@@ -66,7 +66,7 @@ def test_merging_matches_a_click_by_click_reading() -> None:
 def test_a_blocks_tags_are_kept_narrow_and_joined_absolute() -> None:
     rng = np.random.default_rng(3)
     first_pulse, span = 7_000_000_000, 3_000_000_000  # window wider than int32
-    kept = _BlockTags()
+    kept = _BlockTags.of(CHANNELS)
     expected_index, expected_channel = [], []
     for k, start in enumerate(range(6_000_000_000, 10_500_000_000, 500_000_000)):
         if k == 4:  # the window becomes known after four batches of 0.5e9 pulses
@@ -89,9 +89,21 @@ def test_a_blocks_tags_are_kept_narrow_and_joined_absolute() -> None:
 
 
 def test_a_batch_wider_than_int32_keeps_its_offsets_wide() -> None:
-    kept = _BlockTags()
+    kept = _BlockTags.of(CHANNELS)
     index = np.array([5, 2**31 + 10, 2**32], dtype=np.int64)
     kept.add(np.ones(3, np.uint8), index)
     assert kept.offsets[0].dtype == np.int64
     kept.restrict(6, 2**33)
     assert kept.take()[1].tolist() == index[1:].tolist()
+
+
+def test_other_channels_are_dropped_and_a_let_go_block_only_counts() -> None:
+    kept = _BlockTags.of(CHANNELS)
+    kept.add(np.array([1, 9, 2], dtype=np.uint8), np.array([10, 11, 12], dtype=np.int64))
+    kept.restrict(11, 100)
+    assert kept.clicks == 1  # channel 9 is no detector, pulse 10 is before the window
+    kept.let_go()
+    kept.add(np.array([3, 4, 9], dtype=np.uint8), np.array([20, 200, 30], dtype=np.int64))
+    assert kept.clicks == 2 and not kept.offsets  # counted inside the window, not kept
+    channel, index = kept.take()
+    assert channel.size == 0 and index.size == 0

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from experiments.keygen.acquisition import FLOOD_MIN_CLICKS
 from experiments.keygen.plan import generate_key
 from labctl.runner.engine import RunEngine
 from labctl.secrets import SecretRegistry
 from labctl.station import Station, load_config
+from labctl.store.calibration import CalibrationStore
 from labctl.store.events import read_events
 from labctl.stream.mosquitto import Mosquitto
 from labctl.stream.publisher import MqttPublisher
@@ -180,3 +183,23 @@ def _key_blocks(tmp_path: Path) -> list[tuple[str, int, int]]:
     with sqlite3.connect(tmp_path / "runs" / "keys-bob.sqlite") as db:
         rows = db.execute("SELECT key_id, n_bits, block FROM keys").fetchall()
     return [(str(k), int(n), int(b)) for k, n, b in rows]
+
+
+async def test_clicks_above_the_calibrated_light_let_the_block_go(tmp_path: Path) -> None:
+    # The light at Bob is twenty times what the stored calibration says Alice sends (as if
+    # her power rose, or light came from elsewhere): no passive channel does that. (The
+    # ceiling leaves out the detectors' dead time, which at this rate hides almost half.)
+    config = write_config(tmp_path, qkd={"block_pulses": 30_000_000})
+    store = CalibrationStore(tmp_path / "runs" / "calibration.json")
+    (entry,) = [c for c in store.all() if c.kind == "mean_photon_number"]
+    dimmer = {name: mu / 20.0 for name, mu in entry.values["mu"].items()}
+    store.save(replace(entry, values={**entry.values, "mu": dimmer}, time_s=entry.time_s + 1.0))
+    result = await run_keygen(config, duration_s=0.6)
+    assert _stored(tmp_path) == []
+    (block,) = [e["data"] for e in _events(result.path, "qkd")]
+    assert block["detections"] == 0 and block["secret_bits"] == 0
+    alarms = [e["data"] for e in _events(result.path, "alarm") if e["data"]["action"] == "raised"]
+    (flood,) = [a for a in alarms if a["source"] == "click-rate"]
+    assert "the calibrated light allows" in flood["message"]
+    clicks, pulses = (int(w) for w in flood["message"].split()[0:4:3])
+    assert FLOOD_MIN_CLICKS < clicks and pulses < 30_000_000  # let go early in the block

@@ -130,6 +130,7 @@ def test_chernoff_bounds_hold_against_exact_tails() -> None:
         ({"check_probability": 1.5}, "trust.check_probability"),
         ({"require": "detectors"}, "trust.require"),
         ({"dark_integration": 1}, "unknown key"),
+        ({"click_rate_factor": 0.5}, "trust.click_rate_factor"),
     ],
 )
 def test_bad_trust_settings_name_the_key(section: dict[str, Any], text: str) -> None:
